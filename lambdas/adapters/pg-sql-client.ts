@@ -1,0 +1,46 @@
+/**
+ * SqlClient over a direct PostgreSQL connection (node-postgres): tests, the benchmark, and
+ * the local run. Holds to the RDS Data API's rules (one statement per call, `:name`
+ * parameters) so that what passes here passes there.
+ */
+import pg from 'pg';
+import { DatabaseError } from '../core/errors';
+import {
+  type Row,
+  type SqlClient,
+  type SqlParameters,
+  toPositionalParameters,
+} from '../core/sql-client';
+
+export class PgSqlClient implements SqlClient {
+  constructor(private readonly connection: pg.ClientBase | pg.Pool) {}
+
+  async query<R extends Row = Row>(sql: string, parameters?: SqlParameters): Promise<R[]> {
+    const { text, values } = toPositionalParameters(sql, parameters);
+    try {
+      const result = await this.connection.query<R>({ text, values });
+      return result.rows;
+    } catch (error) {
+      throw toDatabaseError(error);
+    }
+  }
+}
+
+export function toDatabaseError(error: unknown): unknown {
+  if (error instanceof pg.DatabaseError) {
+    return new DatabaseError(error.message, error.code, {
+      cause: error,
+      ...(error.detail ? { detail: error.detail } : {}),
+      ...(error.hint ? { hint: error.hint } : {}),
+    });
+  }
+  return error;
+}
+
+/** Opens a pool whose sessions say who they are in pg_stat_activity. */
+export function openPool(connectionString: string, applicationName: string, max = 4): pg.Pool {
+  const pool = new pg.Pool({ connectionString, application_name: applicationName, max });
+  // An idle pooled session ended by the server (pg_terminate_backend, restart) is not fatal.
+  pool.on('error', () => {});
+  return pool;
+}
