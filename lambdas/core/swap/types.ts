@@ -1,0 +1,52 @@
+import type { QualifiedName } from '../identifiers';
+
+/**
+ * How staging data becomes live:
+ * - `rename`: staging is renamed into place in constant time; grants, owner, comments,
+ *   indexes, RLS and dependent views are carried over to it. Needs ACCESS EXCLUSIVE briefly.
+ * - `truncate`: TRUNCATE live and INSERT from staging. Every dependent keeps its identity, but
+ *   ACCESS EXCLUSIVE is held for the whole copy.
+ * - `merge`: upsert changed rows and delete vanished ones by primary key. ROW EXCLUSIVE only,
+ *   so readers are never blocked.
+ */
+export type SwapStrategy = 'rename' | 'truncate' | 'merge';
+
+export const SWAP_STRATEGIES: readonly SwapStrategy[] = ['rename', 'truncate', 'merge'];
+
+/** The lock modes as pg_locks.mode spells them, weakest first. */
+export type LockMode =
+  | 'AccessShareLock'
+  | 'RowShareLock'
+  | 'RowExclusiveLock'
+  | 'ShareUpdateExclusiveLock'
+  | 'ShareLock'
+  | 'ShareRowExclusiveLock'
+  | 'ExclusiveLock'
+  | 'AccessExclusiveLock';
+
+/** One table of a run: its live table, the checked staging table that replaces its contents. */
+export interface TableSwap {
+  readonly live: QualifiedName;
+  readonly staging: QualifiedName;
+  readonly strategy: SwapStrategy;
+  /** `merge` only: key columns; discovered from the live table's primary key when absent. */
+  readonly primaryKey?: readonly string[];
+}
+
+/** The strongest lock each strategy takes on the relations it touches. */
+export interface StrategyLocks {
+  readonly live: LockMode;
+  readonly staging: LockMode;
+  /** Views that select from the live table, re-pointed with CREATE OR REPLACE VIEW; null when untouched. */
+  readonly dependentViews: LockMode | null;
+}
+
+export const STRATEGY_LOCKS: Readonly<Record<SwapStrategy, StrategyLocks>> = {
+  rename: {
+    live: 'AccessExclusiveLock',
+    staging: 'AccessExclusiveLock',
+    dependentViews: 'AccessExclusiveLock',
+  },
+  truncate: { live: 'AccessExclusiveLock', staging: 'AccessShareLock', dependentViews: null },
+  merge: { live: 'RowExclusiveLock', staging: 'AccessShareLock', dependentViews: null },
+};
