@@ -1,0 +1,115 @@
+/**
+ * `redshift_sync.publish_by_truncate(live, staging)`: the `truncate` strategy's publish step,
+ * called by `redshift_sync.swap` once it holds the run's locks. TRUNCATE live, then INSERT every
+ * row of staging. Live keeps its OID, so every view, grant, comment, policy, trigger and index
+ * stays as it is; the price is ACCESS EXCLUSIVE on live (plain readers wait) until commit.
+ *
+ * Names only reach the dynamic SQL quoted by format('%I') from the catalog, and the function
+ * pins its search_path, so the caller's search_path changes nothing.
+ */
+
+/**
+ * SQLSTATEs (class `RS`) raised by the publish functions, so that callers can tell a refusal
+ * from a lock timeout (55P03) or a deadlock (40P01). Retrying does not help with any of them.
+ */
+export const PUBLISH_SQLSTATES = {
+  /** The staging rows cannot be published: NULL or duplicate key values. Fix the source data. */
+  badStagingData: 'RS001',
+  /** The staging table's columns do not match the live table's. Rebuild staging. */
+  stagingMismatch: 'RS002',
+  /** What was asked cannot be done on this table: bad arguments, key columns or table definition. */
+  cannotPublish: 'RS003',
+} as const;
+
+const { stagingMismatch, cannotPublish } = PUBLISH_SQLSTATES;
+
+export const PUBLISH_BY_TRUNCATE_SQL = `
+CREATE OR REPLACE FUNCTION redshift_sync.publish_by_truncate(p_live regclass, p_staging regclass)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+DECLARE
+  v_live text;     -- "schema"."table", quoted from the catalog
+  v_staging text;
+  v_columns text;  -- live's writable columns, quoted, in live's order
+  v_problem text;
+  v_rows bigint;
+BEGIN
+  IF p_live IS NULL OR p_staging IS NULL THEN
+    RAISE EXCEPTION 'redshift_sync.publish_by_truncate needs a live and a staging table (got live %, staging %)',
+      coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+  SELECT format('%I.%I', n.nspname, c.relname) INTO v_live
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = p_live AND c.relkind IN ('r', 'p');
+  IF v_live IS NULL THEN
+    RAISE EXCEPTION 'cannot publish into %: it is not a table. Name an existing table as the live table.', p_live
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+  SELECT format('%I.%I', n.nspname, c.relname) INTO v_staging
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.oid = p_staging AND c.relkind IN ('r', 'p');
+  IF v_staging IS NULL THEN
+    RAISE EXCEPTION 'cannot publish into %: staging % is not a table. Load the staging table first.', v_live, p_staging
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+  IF p_live = p_staging THEN
+    RAISE EXCEPTION 'cannot publish % into itself: name a separate staging table.', v_live
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+
+  -- TRUNCATE refuses a table other tables reference, with a hint (CASCADE) that would empty them too.
+  SELECT format('constraint %I of table %I.%I', con.conname, n.nspname, c.relname) INTO v_problem
+    FROM pg_constraint con
+    JOIN pg_class c ON c.oid = con.conrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE con.contype = 'f' AND con.confrelid = p_live AND con.conrelid <> p_live
+   ORDER BY n.nspname, c.relname, con.conname
+   LIMIT 1;
+  IF v_problem IS NOT NULL THEN
+    RAISE EXCEPTION 'cannot publish into % by truncate: foreign key % references it, and TRUNCATE cannot empty a referenced table. Use strategy "merge" for this table.', v_live, v_problem
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+
+  -- Staging must hold every column live is written with (generated columns are computed) ...
+  SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_problem
+    FROM pg_attribute l
+   WHERE l.attrelid = p_live AND l.attnum > 0 AND NOT l.attisdropped AND l.attgenerated = ''
+     AND NOT EXISTS (
+       SELECT 1 FROM pg_attribute s
+        WHERE s.attrelid = p_staging AND s.attname = l.attname AND s.attnum > 0 AND NOT s.attisdropped);
+  IF v_problem IS NOT NULL THEN
+    RAISE EXCEPTION 'cannot publish % into %: the staging table lacks column(s) % of the live table. Rebuild the staging table with every column of the live table.', v_staging, v_live, v_problem
+      USING ERRCODE = '${stagingMismatch}';
+  END IF;
+  -- ... and nothing more, whose data would silently be lost.
+  SELECT string_agg(format('%I', s.attname), ', ' ORDER BY s.attnum) INTO v_problem
+    FROM pg_attribute s
+   WHERE s.attrelid = p_staging AND s.attnum > 0 AND NOT s.attisdropped
+     AND NOT EXISTS (
+       SELECT 1 FROM pg_attribute l
+        WHERE l.attrelid = p_live AND l.attname = s.attname AND l.attnum > 0 AND NOT l.attisdropped);
+  IF v_problem IS NOT NULL THEN
+    RAISE EXCEPTION 'cannot publish % into %: the staging table has column(s) % that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.', v_staging, v_live, v_problem
+      USING ERRCODE = '${stagingMismatch}';
+  END IF;
+
+  SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_columns
+    FROM pg_attribute l
+   WHERE l.attrelid = p_live AND l.attnum > 0 AND NOT l.attisdropped AND l.attgenerated = '';
+  IF v_columns IS NULL THEN
+    RAISE EXCEPTION 'cannot publish into %: it has no column that can be written.', v_live
+      USING ERRCODE = '${cannotPublish}';
+  END IF;
+
+  EXECUTE format('TRUNCATE TABLE %s', v_live);
+  -- OVERRIDING SYSTEM VALUE: staging's values win over GENERATED ALWAYS AS IDENTITY columns too.
+  EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s',
+                 v_live, v_columns, v_columns, v_staging);
+  GET DIAGNOSTICS v_rows = ROW_COUNT;
+  RETURN jsonb_build_object('rows', v_rows);
+END
+$function$
+`;
