@@ -11,17 +11,21 @@
 /**
  * SQLSTATEs (class `RS`) raised by the publish functions, so that callers can tell a refusal
  * from a lock timeout (55P03) or a deadlock (40P01). Retrying does not help with any of them.
+ * RS001 matches `SYNC_SQLSTATE.badStagingData`; the others are in RS1xx, which the swap's
+ * error handling reports as preflight refusals (nothing was changed).
  */
 export const PUBLISH_SQLSTATES = {
   /** The staging rows cannot be published: NULL or duplicate key values. Fix the source data. */
   badStagingData: 'RS001',
-  /** The staging table's columns do not match the live table's. Rebuild staging. */
-  stagingMismatch: 'RS002',
-  /** What was asked cannot be done on this table: bad arguments, key columns or table definition. */
-  cannotPublish: 'RS003',
+  /** The staging table's columns are not the live table's. Rebuild staging. */
+  stagingColumnsDiffer: 'RS110',
+  /** The live table cannot be published into with this strategy (e.g. a foreign key references it). */
+  strategyNotPossible: 'RS111',
+  /** Bad arguments: not a table, the same table twice, key columns missing from live. */
+  invalidArguments: 'RS112',
 } as const;
 
-const { stagingMismatch, cannotPublish } = PUBLISH_SQLSTATES;
+const { stagingColumnsDiffer, strategyNotPossible, invalidArguments } = PUBLISH_SQLSTATES;
 
 export const PUBLISH_BY_TRUNCATE_SQL = `
 CREATE OR REPLACE FUNCTION redshift_sync.publish_by_truncate(p_live regclass, p_staging regclass)
@@ -39,25 +43,25 @@ BEGIN
   IF p_live IS NULL OR p_staging IS NULL THEN
     RAISE EXCEPTION 'redshift_sync.publish_by_truncate needs a live and a staging table (got live %, staging %)',
       coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${invalidArguments}';
   END IF;
   SELECT format('%I.%I', n.nspname, c.relname) INTO v_live
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.oid = p_live AND c.relkind IN ('r', 'p');
   IF v_live IS NULL THEN
     RAISE EXCEPTION 'cannot publish into %: it is not a table. Name an existing table as the live table.', p_live
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${invalidArguments}';
   END IF;
   SELECT format('%I.%I', n.nspname, c.relname) INTO v_staging
     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
    WHERE c.oid = p_staging AND c.relkind IN ('r', 'p');
   IF v_staging IS NULL THEN
     RAISE EXCEPTION 'cannot publish into %: staging % is not a table. Load the staging table first.', v_live, p_staging
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${invalidArguments}';
   END IF;
   IF p_live = p_staging THEN
     RAISE EXCEPTION 'cannot publish % into itself: name a separate staging table.', v_live
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${invalidArguments}';
   END IF;
 
   -- TRUNCATE refuses a table other tables reference, with a hint (CASCADE) that would empty them too.
@@ -70,7 +74,7 @@ BEGIN
    LIMIT 1;
   IF v_problem IS NOT NULL THEN
     RAISE EXCEPTION 'cannot publish into % by truncate: foreign key % references it, and TRUNCATE cannot empty a referenced table. Use strategy "merge" for this table.', v_live, v_problem
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${strategyNotPossible}';
   END IF;
 
   -- Staging must hold every column live is written with (generated columns are computed) ...
@@ -82,7 +86,7 @@ BEGIN
         WHERE s.attrelid = p_staging AND s.attname = l.attname AND s.attnum > 0 AND NOT s.attisdropped);
   IF v_problem IS NOT NULL THEN
     RAISE EXCEPTION 'cannot publish % into %: the staging table lacks column(s) % of the live table. Rebuild the staging table with every column of the live table.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingMismatch}';
+      USING ERRCODE = '${stagingColumnsDiffer}';
   END IF;
   -- ... and nothing more, whose data would silently be lost.
   SELECT string_agg(format('%I', s.attname), ', ' ORDER BY s.attnum) INTO v_problem
@@ -93,7 +97,7 @@ BEGIN
         WHERE l.attrelid = p_live AND l.attname = s.attname AND l.attnum > 0 AND NOT l.attisdropped);
   IF v_problem IS NOT NULL THEN
     RAISE EXCEPTION 'cannot publish % into %: the staging table has column(s) % that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingMismatch}';
+      USING ERRCODE = '${stagingColumnsDiffer}';
   END IF;
 
   SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_columns
@@ -101,7 +105,7 @@ BEGIN
    WHERE l.attrelid = p_live AND l.attnum > 0 AND NOT l.attisdropped AND l.attgenerated = '';
   IF v_columns IS NULL THEN
     RAISE EXCEPTION 'cannot publish into %: it has no column that can be written.', v_live
-      USING ERRCODE = '${cannotPublish}';
+      USING ERRCODE = '${strategyNotPossible}';
   END IF;
 
   EXECUTE format('TRUNCATE TABLE %s', v_live);
