@@ -1,0 +1,262 @@
+/**
+ * Who holds, or waits for, a lock on the relations a swap is about to lock: one query over
+ * pg_locks, pg_stat_activity and pg_prepared_xacts, so the answer is one consistent picture
+ * and runs over the RDS Data API (one statement, scalar parameters) as it does over pg.
+ */
+import type { QualifiedName } from '../identifiers';
+import type { SqlClient } from '../sql-client';
+import type { LockMode } from '../swap/types';
+import { isLockMode, LOCK_MODES } from './conflicts';
+
+export interface LockTarget {
+  readonly relation: QualifiedName;
+  /** The mode the swap will take on the relation. */
+  readonly mode: LockMode;
+  /** Also check the views and materialized views that select directly from the relation, in the same mode. */
+  readonly includeDependentViews: boolean;
+}
+
+/**
+ * What a session is doing, from pg_stat_activity.state and backend_type:
+ * `prepared` is a prepared transaction (no session, survives restarts), `autovacuum` an
+ * autovacuum worker, `other` anything else (a parallel worker's leader state, `fastpath
+ * function call`, `disabled`, a session that just finished).
+ */
+export type SessionState =
+  | 'active'
+  | 'idle in transaction'
+  | 'idle in transaction (aborted)'
+  | 'prepared'
+  | 'autovacuum'
+  | 'other';
+
+const SESSION_STATES: readonly SessionState[] = [
+  'active',
+  'idle in transaction',
+  'idle in transaction (aborted)',
+  'prepared',
+  'autovacuum',
+  'other',
+];
+
+/** One lock on one target relation held (granted) or waited for (not granted) by one session. */
+export interface LockHolder {
+  /** Null for a prepared transaction, which has no backend. */
+  readonly pid: number | null;
+  /** The session's role; the owner for a prepared transaction; null for autovacuum. */
+  readonly user: string | null;
+  readonly applicationName: string | null;
+  /** The client's IP address; null for a Unix socket, a background process or a prepared transaction. */
+  readonly clientAddr: string | null;
+  readonly state: SessionState;
+  /** An autovacuum run to prevent transaction ID wraparound: it does not give way to other locks. */
+  readonly autovacuumWraparound: boolean;
+  /** The global identifier of a prepared transaction (for COMMIT/ROLLBACK PREPARED); null otherwise. */
+  readonly gid: string | null;
+  readonly relation: QualifiedName;
+  /** The mode the swap needs on this relation. */
+  readonly targetMode: LockMode;
+  /** The mode held, or requested when not granted. */
+  readonly mode: LockMode;
+  readonly granted: boolean;
+  /** Seconds since the transaction started (since PREPARE TRANSACTION for a prepared one). */
+  readonly transactionAgeSeconds: number | null;
+  /** Seconds since the current, or for an idle session the last, query started. */
+  readonly queryAgeSeconds: number | null;
+  /**
+   * The transaction's start as microseconds since the Unix epoch, in decimal: identifies the
+   * transaction together with the pid, so that a pid reused by a later session is told apart.
+   */
+  readonly transactionStartMicros: string | null;
+  readonly waitEventType: string | null;
+  /**
+   * pg_blocking_pids of the session: whom it waits for (on any lock). A prepared transaction
+   * among them appears as 0.
+   */
+  readonly blockingPids: readonly number[];
+  /** The current or last query, at most 500 characters. */
+  readonly query: string | null;
+}
+
+/**
+ * `:targets` is a JSON array of `{schema, name, mode, include_dependent_views}`. Every output
+ * column is cast to int, float8, text or boolean, which both transports return the same way.
+ */
+export const INSPECT_LOCKS_SQL = `
+WITH mode_list AS (
+  SELECT ARRAY[${LOCK_MODES.map((mode) => `'${mode}'`).join(', ')}]::text[] AS modes
+),
+input AS (
+  SELECT t.mode, t.include_dependent_views,
+         to_regclass(format('%I.%I', t.schema, t.name))::oid AS relid
+  FROM jsonb_to_recordset(:targets::jsonb)
+       AS t(schema text, name text, mode text, include_dependent_views boolean)
+),
+wanted AS (
+  SELECT relid, mode FROM input WHERE relid IS NOT NULL
+  UNION
+  SELECT r.ev_class, i.mode
+  FROM input i
+  JOIN pg_depend d
+    ON d.refclassid = 'pg_class'::regclass AND d.refobjid = i.relid
+   AND d.classid = 'pg_rewrite'::regclass AND d.deptype = 'n'
+  JOIN pg_rewrite r ON r.oid = d.objid
+  JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
+  WHERE i.include_dependent_views AND r.ev_class <> i.relid
+),
+-- One mode per relation, as combinedMode() in conflicts.ts: the strongest, except that
+-- ShareLock (5) with RowExclusiveLock (3) or ShareUpdateExclusiveLock (4) needs
+-- ShareRowExclusiveLock (6), because ShareLock does not conflict with itself.
+target AS (
+  SELECT w.relid,
+         CASE WHEN max(w.rank) = 5 AND bool_or(w.rank IN (3, 4)) THEN 6 ELSE max(w.rank) END
+           AS rank
+  FROM (SELECT wanted.relid, array_position(m.modes, wanted.mode) AS rank
+        FROM wanted CROSS JOIN mode_list m) w
+  GROUP BY w.relid
+),
+-- pg_locks read once, so that relation locks and the transaction locks that tie prepared
+-- transactions to them come from the same snapshot.
+lock_rows AS MATERIALIZED (
+  SELECT l.locktype, l.relation, l.transactionid, l.virtualtransaction, l.pid, l.mode,
+         l.granted
+  FROM pg_locks l
+  WHERE (l.locktype = 'relation'
+         AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         AND l.pid IS DISTINCT FROM pg_backend_pid())
+     OR (l.locktype = 'transactionid' AND l.pid IS NULL)
+),
+held AS (
+  SELECT l.*, t.rank AS target_rank
+  FROM lock_rows l
+  JOIN target t ON t.relid = l.relation
+  CROSS JOIN mode_list m
+  WHERE l.locktype = 'relation' AND l.mode = ANY (m.modes)
+)
+SELECT
+  h.pid::int AS pid,
+  coalesce(a.usename, px.owner)::text AS user_name,
+  a.application_name::text AS application_name,
+  host(a.client_addr)::text AS client_addr,
+  CASE
+    WHEN h.pid IS NULL AND px.gid IS NOT NULL THEN 'prepared'
+    WHEN a.backend_type = 'autovacuum worker' THEN 'autovacuum'
+    WHEN a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+      THEN a.state
+    ELSE 'other'
+  END::text AS state,
+  coalesce(a.backend_type = 'autovacuum worker'
+           AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
+    AS autovacuum_wraparound,
+  px.gid::text AS gid,
+  n.nspname::text AS relation_schema,
+  c.relname::text AS relation_name,
+  m.modes[h.target_rank]::text AS target_mode,
+  h.mode::text AS mode,
+  h.granted::boolean AS granted,
+  extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, px.prepared))::float8
+    AS transaction_age_seconds,
+  extract(epoch FROM clock_timestamp() - coalesce(a.query_start, px.prepared))::float8
+    AS query_age_seconds,
+  (extract(epoch FROM coalesce(a.xact_start, px.prepared)) * 1000000)::bigint::text
+    AS transaction_start_micros,
+  a.wait_event_type::text AS wait_event_type,
+  coalesce(array_to_string(pg_blocking_pids(h.pid), ','), '')::text AS blocking_pids,
+  left(a.query, 500)::text AS query
+FROM held h
+CROSS JOIN mode_list m
+JOIN pg_class c ON c.oid = h.relation
+JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_activity a ON a.pid = h.pid
+LEFT JOIN LATERAL (
+  SELECT p.gid, p.owner, p.prepared
+  FROM lock_rows x
+  JOIN pg_prepared_xacts p ON p.transaction = x.transactionid
+  WHERE h.pid IS NULL
+    AND x.locktype = 'transactionid'
+    AND x.virtualtransaction = h.virtualtransaction
+  LIMIT 1
+) px ON true
+ORDER BY n.nspname, c.relname, h.granted DESC, transaction_age_seconds DESC NULLS FIRST, h.pid
+`;
+
+interface LockHolderRow {
+  [column: string]: unknown;
+  pid: number | null;
+  user_name: string | null;
+  application_name: string | null;
+  client_addr: string | null;
+  state: string;
+  autovacuum_wraparound: boolean;
+  gid: string | null;
+  relation_schema: string;
+  relation_name: string;
+  target_mode: string;
+  mode: string;
+  granted: boolean;
+  transaction_age_seconds: number | null;
+  query_age_seconds: number | null;
+  transaction_start_micros: string | null;
+  wait_event_type: string | null;
+  blocking_pids: string;
+  query: string | null;
+}
+
+/**
+ * Every session other than ours that holds or waits for a lock on one of the targets (or, when
+ * asked, on a view depending directly on one), one entry per session, relation, mode and
+ * granted. Targets that do not exist are skipped. Passes no judgement: see `lockVerdict`.
+ */
+export async function inspectLocks(
+  db: SqlClient,
+  targets: readonly LockTarget[],
+): Promise<LockHolder[]> {
+  for (const target of targets) {
+    if (!isLockMode(target.mode)) {
+      throw new Error(`inspectLocks: ${JSON.stringify(target.mode)} is not a table lock mode`);
+    }
+  }
+  if (targets.length === 0) return [];
+  const rows = await db.query<LockHolderRow>(INSPECT_LOCKS_SQL, {
+    targets: JSON.stringify(
+      targets.map((target) => ({
+        schema: target.relation.schema,
+        name: target.relation.name,
+        mode: target.mode,
+        include_dependent_views: target.includeDependentViews,
+      })),
+    ),
+  });
+  return rows.map(toLockHolder);
+}
+
+function toLockHolder(row: LockHolderRow): LockHolder {
+  return {
+    pid: row.pid,
+    user: row.user_name,
+    applicationName: row.application_name,
+    clientAddr: row.client_addr,
+    state: oneOf(row.state, SESSION_STATES, 'state'),
+    autovacuumWraparound: row.autovacuum_wraparound,
+    gid: row.gid,
+    relation: { schema: row.relation_schema, name: row.relation_name },
+    targetMode: oneOf(row.target_mode, LOCK_MODES, 'target_mode'),
+    mode: oneOf(row.mode, LOCK_MODES, 'mode'),
+    granted: row.granted,
+    transactionAgeSeconds: row.transaction_age_seconds,
+    queryAgeSeconds: row.query_age_seconds,
+    transactionStartMicros: row.transaction_start_micros,
+    waitEventType: row.wait_event_type,
+    blockingPids: row.blocking_pids === '' ? [] : row.blocking_pids.split(',').map(Number),
+    query: row.query,
+  };
+}
+
+function oneOf<T extends string>(value: string, allowed: readonly T[], column: string): T {
+  if (!(allowed as readonly string[]).includes(value)) {
+    throw new Error(
+      `inspectLocks: unexpected ${column} ${JSON.stringify(value)} from the lock query`,
+    );
+  }
+  return value as T;
+}
