@@ -1,0 +1,229 @@
+/**
+ * The opt-in `onMaxWait: 'terminate'` mode: ends the sessions that keep a swap from taking
+ * its locks. Each session is re-checked in the same statement that terminates it, so that a
+ * session whose transaction has moved on, or a pid the server has since given to someone
+ * else, is never killed.
+ */
+import { DatabaseError } from '../errors';
+import { displayQualified, type QualifiedName } from '../identifiers';
+import type { SqlClient } from '../sql-client';
+import { type Blocker, sqlLiteral } from './verdict';
+
+/** What happened to one blocking session: for the run's log. */
+export interface TerminatedSession {
+  /** Null for a prepared transaction. */
+  readonly pid: number | null;
+  /** The prepared transaction's gid; null otherwise. */
+  readonly gid: string | null;
+  readonly user: string | null;
+  readonly applicationName: string | null;
+  readonly clientAddr: string | null;
+  /** The target relations it held or waited for locks on. */
+  readonly relations: readonly QualifiedName[];
+  readonly transactionAgeSeconds: number | null;
+  readonly query: string | null;
+  readonly terminated: boolean;
+  /** Why it was not terminated; null when it was. */
+  readonly reason: string | null;
+  /** What a person can do instead, when it was not terminated and something can be done. */
+  readonly advice: string | null;
+}
+
+export interface TerminateOptions {
+  /** Sessions whose transaction is younger than this are left alone. */
+  readonly graceSeconds: number;
+  /** application_name prefix of this product's own sessions, which are never terminated. */
+  readonly ownApplicationPrefix: string;
+}
+
+/** How long pg_terminate_backend waits for the session to exit, so its locks are gone on return. */
+export const TERMINATE_WAIT_MS = 5000;
+
+/**
+ * `:pid`, `:relations` (JSON array of {schema, name}), `:transactionStartMicros` (as
+ * LockHolder.transactionStartMicros), `:graceSeconds`, `:ownPrefix`, `:waitMs`. Returns no row
+ * when the session has ended, else one row saying whether it was terminated or why not.
+ */
+export const TERMINATE_SQL = `
+WITH wanted AS (
+  SELECT to_regclass(format('%I.%I', r.schema, r.name))::oid AS relid
+  FROM jsonb_to_recordset(:relations::jsonb) AS r(schema text, name text)
+),
+session AS (
+  SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client_addr,
+         left(a.query, 500) AS query,
+         a.backend_type = 'autovacuum worker'
+           AND a.query LIKE '%(to prevent wraparound)%' AS wraparound,
+         (extract(epoch FROM a.xact_start) * 1000000)::bigint::text AS transaction_start_micros,
+         extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS age,
+         EXISTS (
+           SELECT 1
+           FROM pg_locks l
+           JOIN wanted w ON w.relid = l.relation
+           WHERE l.pid = a.pid
+             AND l.locktype = 'relation'
+             AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+         ) AS still_locks
+  FROM pg_stat_activity a
+  WHERE a.pid = :pid::int
+),
+judged AS (
+  SELECT s.*,
+    CASE
+      WHEN s.pid = pg_backend_pid() THEN 'it is this session'
+      WHEN left(coalesce(s.application_name, ''), length(:ownPrefix::text)) = :ownPrefix::text
+        THEN 'it is one of our own sessions'
+      WHEN s.transaction_start_micros IS DISTINCT FROM :transactionStartMicros::text
+        THEN 'the transaction that held the lock has ended'
+      WHEN NOT s.still_locks THEN 'it no longer holds or waits for a lock on a target'
+      WHEN s.age < :graceSeconds::float8 THEN 'its transaction is younger than the grace period'
+      WHEN s.wraparound THEN 'it is an anti-wraparound autovacuum, which protects the database'
+    END AS refusal
+  FROM session s
+)
+SELECT j.pid::int AS pid,
+       j.usename::text AS user_name,
+       j.application_name::text AS application_name,
+       j.client_addr::text AS client_addr,
+       j.query::text AS query,
+       j.age::float8 AS age,
+       j.refusal::text AS refusal,
+       CASE WHEN j.refusal IS NULL THEN pg_terminate_backend(j.pid, :waitMs::int8) ELSE false END
+         ::boolean AS terminated
+FROM judged j
+`;
+
+interface TerminateRow {
+  [column: string]: unknown;
+  pid: number;
+  user_name: string | null;
+  application_name: string | null;
+  client_addr: string | null;
+  query: string | null;
+  age: number | null;
+  refusal: string | null;
+  terminated: boolean;
+}
+
+/**
+ * Terminates each blocking session older than the grace period, one statement per session so
+ * that one refusal by the server does not spare the others. Never terminates our own sessions
+ * (this backend, or an application_name starting with `ownApplicationPrefix`), prepared
+ * transactions (they have no session; the record says how to end them) or an anti-wraparound
+ * autovacuum. Returns one record per session.
+ */
+export async function terminateBlockers(
+  db: SqlClient,
+  blockers: readonly Blocker[],
+  options: TerminateOptions,
+): Promise<TerminatedSession[]> {
+  if (options.ownApplicationPrefix === '') {
+    throw new Error(
+      'terminateBlockers: ownApplicationPrefix is empty, so every session would count as our own',
+    );
+  }
+  if (!Number.isFinite(options.graceSeconds) || options.graceSeconds < 0) {
+    throw new Error(
+      `terminateBlockers: graceSeconds must be a number >= 0, not ${options.graceSeconds}`,
+    );
+  }
+  const records: TerminatedSession[] = [];
+  for (const group of groupBySession(blockers)) {
+    records.push(await terminateOne(db, group, options));
+  }
+  return records;
+}
+
+function groupBySession(blockers: readonly Blocker[]): Blocker[][] {
+  const groups = new Map<string, Blocker[]>();
+  for (const blocker of blockers) {
+    const { pid, gid } = blocker.holder;
+    const key = pid === null ? `gid ${gid}` : `pid ${pid}`;
+    groups.set(key, [...(groups.get(key) ?? []), blocker]);
+  }
+  return [...groups.values()];
+}
+
+async function terminateOne(
+  db: SqlClient,
+  group: readonly Blocker[],
+  options: TerminateOptions,
+): Promise<TerminatedSession> {
+  const { holder } = group[0]!;
+  const relations = uniqueRelations(group);
+  const fromInspection = {
+    pid: holder.pid,
+    gid: holder.gid,
+    user: holder.user,
+    applicationName: holder.applicationName,
+    clientAddr: holder.clientAddr,
+    relations,
+    transactionAgeSeconds: holder.transactionAgeSeconds,
+    query: holder.query,
+  };
+  const notTerminated = (reason: string, advice: string | null = null): TerminatedSession => ({
+    ...fromInspection,
+    terminated: false,
+    reason,
+    advice,
+  });
+
+  if (holder.pid === null) {
+    return notTerminated(
+      'a prepared transaction has no session to terminate',
+      holder.gid === null ? null : `ROLLBACK PREPARED ${sqlLiteral(holder.gid)}`,
+    );
+  }
+  if (holder.transactionStartMicros === null) {
+    return notTerminated(
+      'its transaction start is unknown, so a reused pid could not be told apart',
+      'grant pg_read_all_stats to the role that runs the sync so that it sees other sessions',
+    );
+  }
+  let rows: TerminateRow[];
+  try {
+    rows = await db.query<TerminateRow>(TERMINATE_SQL, {
+      pid: holder.pid,
+      relations: JSON.stringify(relations.map(({ schema, name }) => ({ schema, name }))),
+      transactionStartMicros: holder.transactionStartMicros,
+      graceSeconds: options.graceSeconds,
+      ownPrefix: options.ownApplicationPrefix,
+      waitMs: TERMINATE_WAIT_MS,
+    });
+  } catch (error) {
+    if (error instanceof DatabaseError && error.sqlState === '42501') {
+      return notTerminated(
+        `the server refused: ${error.message}`,
+        'end that session as a role allowed to (its own role, a member of pg_signal_backend, or a superuser)',
+      );
+    }
+    throw error;
+  }
+  const row = rows[0];
+  if (!row) return notTerminated('the session had already ended');
+  const fresh = {
+    ...fromInspection,
+    user: row.user_name,
+    applicationName: row.application_name,
+    clientAddr: row.client_addr,
+    transactionAgeSeconds: row.age,
+    query: row.query,
+  };
+  if (row.refusal !== null)
+    return { ...fresh, terminated: false, reason: row.refusal, advice: null };
+  if (!row.terminated) {
+    return {
+      ...fresh,
+      terminated: false,
+      reason: `it was signalled but had not exited after ${TERMINATE_WAIT_MS / 1000} s`,
+      advice: null,
+    };
+  }
+  return { ...fresh, terminated: true, reason: null, advice: null };
+}
+
+function uniqueRelations(group: readonly Blocker[]): QualifiedName[] {
+  const byName = new Map<string, QualifiedName>();
+  for (const { holder } of group) byName.set(displayQualified(holder.relation), holder.relation);
+  return [...byName.values()];
+}
