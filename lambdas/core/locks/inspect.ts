@@ -154,9 +154,9 @@ SELECT
   m.modes[h.target_rank]::text AS target_mode,
   h.mode::text AS mode,
   h.granted::boolean AS granted,
-  extract(epoch FROM clock_timestamp() - coalesce(a.xact_start, px.prepared))::float8
+  extract(epoch FROM statement_timestamp() - coalesce(a.xact_start, px.prepared))::float8
     AS transaction_age_seconds,
-  extract(epoch FROM clock_timestamp() - coalesce(a.query_start, px.prepared))::float8
+  extract(epoch FROM statement_timestamp() - coalesce(a.query_start, px.prepared))::float8
     AS query_age_seconds,
   (extract(epoch FROM coalesce(a.xact_start, px.prepared)) * 1000000)::bigint::text
     AS transaction_start_micros,

@@ -55,7 +55,7 @@ session AS (
          a.backend_type = 'autovacuum worker'
            AND a.query LIKE '%(to prevent wraparound)%' AS wraparound,
          (extract(epoch FROM a.xact_start) * 1000000)::bigint::text AS transaction_start_micros,
-         extract(epoch FROM clock_timestamp() - a.xact_start)::float8 AS age,
+         extract(epoch FROM statement_timestamp() - a.xact_start)::float8 AS age,
          EXISTS (
            SELECT 1
            FROM pg_locks l
