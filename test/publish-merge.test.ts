@@ -2,7 +2,7 @@ import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { PUBLISH_BY_MERGE_SQL } from '../lambdas/core/schema/publish-merge';
-import { PUBLISH_SQLSTATES } from '../lambdas/core/schema/publish-truncate';
+import { SYNC_SQLSTATE } from '../lambdas/core/schema/sqlstates';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const LIVE = '"Sales Dept"."Order ""Items"""';
@@ -142,7 +142,7 @@ describe('redshift_sync.publish_by_merge', () => {
     const error = await publishByMerge(['Order Id']).catch((e: unknown) => e);
     expect(error).toMatchObject({
       name: 'DatabaseError',
-      sqlState: PUBLISH_SQLSTATES.badStagingData,
+      sqlState: SYNC_SQLSTATE.badStagingData,
     });
     expect((error as Error).message).toBe(
       `cannot merge ${STAGING} into ${LIVE}: 2 row(s) of the staging table have NULL in key column "Order Id". Key columns must never be NULL: fix the source data, or set "primaryKey" for this table in the config to columns that are never NULL.`,
@@ -159,7 +159,7 @@ describe('redshift_sync.publish_by_merge', () => {
       INSERT INTO ${STAGING} ("Order Id", "Region", qty) VALUES (2, 'eu', 0), (2, 'us', 0);
     `);
     const error = await publishByMerge(['Order Id', 'Region']).catch((e: unknown) => e);
-    expect(error).toMatchObject({ sqlState: PUBLISH_SQLSTATES.badStagingData });
+    expect(error).toMatchObject({ sqlState: SYNC_SQLSTATE.badStagingData });
     expect((error as Error).message).toBe(
       `cannot merge ${STAGING} into ${LIVE}: 1 key value(s) occur more than once in the staging table, for example ("Order Id", "Region")=(2, eu) in 2 rows. The key must identify one row: fix the source data, or set "primaryKey" for this table in the config to columns that do.`,
     );
@@ -169,19 +169,19 @@ describe('redshift_sync.publish_by_merge', () => {
   it('refuses key columns missing from live or staging, and columns staging lacks', async () => {
     await createTables();
     await expect(publishByMerge(['order id'])).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.invalidArguments,
+      sqlState: SYNC_SQLSTATE.invalidArguments,
       message: expect.stringContaining(
         'key column "order id" is not a column of the live table. Set "primaryKey"',
       ),
     });
     await admin.query(`ALTER TABLE ${STAGING} DROP COLUMN "Item Name"`);
     await expect(publishByMerge(['Order Id'])).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.stagingColumnsDiffer,
+      sqlState: SYNC_SQLSTATE.stagingColumnsDiffer,
       message: expect.stringContaining('the staging table lacks column(s) "Item Name"'),
     });
     await admin.query(`ALTER TABLE ${STAGING} RENAME COLUMN "Order Id" TO id`);
     await expect(publishByMerge(['Order Id'])).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.stagingColumnsDiffer,
+      sqlState: SYNC_SQLSTATE.stagingColumnsDiffer,
       message: expect.stringContaining('lacks column(s) "Order Id", "Item Name"'),
     });
   });
@@ -228,7 +228,7 @@ describe('redshift_sync.publish_by_merge', () => {
       CREATE TABLE ${STAGING} ("Order Id" int, serial int);
     `);
     await expect(publishByMerge(['Order Id'])).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.strategyNotPossible,
+      sqlState: SYNC_SQLSTATE.strategyNotPossible,
       message: expect.stringContaining(
         'column serial is GENERATED ALWAYS AS IDENTITY, which UPDATE cannot set',
       ),

@@ -1,10 +1,8 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
-import {
-  PUBLISH_BY_TRUNCATE_SQL,
-  PUBLISH_SQLSTATES,
-} from '../lambdas/core/schema/publish-truncate';
+import { PUBLISH_BY_TRUNCATE_SQL } from '../lambdas/core/schema/publish-truncate';
+import { SYNC_SQLSTATE } from '../lambdas/core/schema/sqlstates';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const LIVE = '"Sales Dept"."Order ""Items"""';
@@ -145,7 +143,7 @@ describe('redshift_sync.publish_by_truncate', () => {
     const error = await publishByTruncate(admin).catch((e: unknown) => e);
     expect(error).toMatchObject({
       name: 'DatabaseError',
-      sqlState: PUBLISH_SQLSTATES.stagingColumnsDiffer,
+      sqlState: SYNC_SQLSTATE.stagingColumnsDiffer,
     });
     expect((error as Error).message).toContain(
       'the staging table lacks column(s) qty of the live table. Rebuild the staging table',
@@ -154,7 +152,7 @@ describe('redshift_sync.publish_by_truncate', () => {
     await admin.query(`ALTER TABLE ${STAGING} RENAME COLUMN "Qty" TO qty`);
     await admin.query(`ALTER TABLE ${STAGING} ADD COLUMN "Unit Price" numeric`);
     await expect(publishByTruncate(admin)).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.stagingColumnsDiffer,
+      sqlState: SYNC_SQLSTATE.stagingColumnsDiffer,
       message: expect.stringContaining(
         'the staging table has column(s) "Unit Price" that the live table lacks',
       ),
@@ -168,7 +166,7 @@ describe('redshift_sync.publish_by_truncate', () => {
       `CREATE TABLE "Sales Dept".shipments (item int REFERENCES ${LIVE} ("Order Id"))`,
     );
     await expect(publishByTruncate(admin)).rejects.toMatchObject({
-      sqlState: PUBLISH_SQLSTATES.strategyNotPossible,
+      sqlState: SYNC_SQLSTATE.strategyNotPossible,
       message: expect.stringMatching(
         /foreign key constraint shipments_item_fkey of table "Sales Dept"\.shipments references it.*Use strategy "merge"/,
       ),

@@ -20,8 +20,9 @@ export class PreflightError extends SyncError {
   constructor(
     message: string,
     readonly problems: readonly string[],
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
   }
 }
 

@@ -21,9 +21,14 @@ export async function freshDatabase(): Promise<TestDatabase> {
   return {
     url: url.href,
     name,
-    async connect(applicationName = 'test') {
+    async connect(applicationName = 'test', login?: { user: string; password: string }) {
+      const sessionUrl = new URL(url.href);
+      if (login) {
+        sessionUrl.username = encodeURIComponent(login.user);
+        sessionUrl.password = encodeURIComponent(login.password);
+      }
       const client = new pg.Client({
-        connectionString: url.href,
+        connectionString: sessionUrl.href,
         application_name: applicationName,
       });
       // A session ended on purpose (pg_terminate_backend) must not crash the test run.
@@ -38,5 +43,6 @@ export async function freshDatabase(): Promise<TestDatabase> {
 export interface TestDatabase {
   readonly url: string;
   readonly name: string;
-  connect(applicationName?: string): Promise<pg.Client>;
+  /** A new session, as the superuser unless `login` names another role. */
+  connect(applicationName?: string, login?: { user: string; password: string }): Promise<pg.Client>;
 }

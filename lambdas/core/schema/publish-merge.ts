@@ -14,10 +14,10 @@
  * and extension types would otherwise let a visible change through unpublished, for good,
  * since every later run would find the row unchanged too. Keys are matched the same way.
  */
-import { PUBLISH_SQLSTATES } from './publish-truncate';
+import { SYNC_SQLSTATE } from './sqlstates';
 
 const { badStagingData, stagingColumnsDiffer, strategyNotPossible, invalidArguments } =
-  PUBLISH_SQLSTATES;
+  SYNC_SQLSTATE;
 
 export const PUBLISH_BY_MERGE_SQL = `
 CREATE OR REPLACE FUNCTION redshift_sync.publish_by_merge(

@@ -7,6 +7,7 @@
  * Names only reach the dynamic SQL quoted by format('%I') from the catalog, and the function
  * pins its search_path, so the caller's search_path changes nothing.
  */
+import { SYNC_SQLSTATE } from './sqlstates';
 
 /**
  * SQLSTATEs (class `RS`) raised by the publish functions, so that callers can tell a refusal
@@ -14,18 +15,8 @@
  * RS001 matches `SYNC_SQLSTATE.badStagingData`; the others are in RS1xx, which the swap's
  * error handling reports as preflight refusals (nothing was changed).
  */
-export const PUBLISH_SQLSTATES = {
-  /** The staging rows cannot be published: NULL or duplicate key values. Fix the source data. */
-  badStagingData: 'RS001',
-  /** The staging table's columns are not the live table's. Rebuild staging. */
-  stagingColumnsDiffer: 'RS110',
-  /** The live table cannot be published into with this strategy (e.g. a foreign key references it). */
-  strategyNotPossible: 'RS111',
-  /** Bad arguments: not a table, the same table twice, key columns missing from live. */
-  invalidArguments: 'RS112',
-} as const;
 
-const { stagingColumnsDiffer, strategyNotPossible, invalidArguments } = PUBLISH_SQLSTATES;
+const { stagingColumnsDiffer, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
 export const PUBLISH_BY_TRUNCATE_SQL = `
 CREATE OR REPLACE FUNCTION redshift_sync.publish_by_truncate(p_live regclass, p_staging regclass)

@@ -1,0 +1,49 @@
+/**
+ * The schemas the pipeline owns in the target database, and its control table of retired
+ * versions. Names are fixed: the installed functions refer to them directly.
+ */
+
+/** Functions and control tables. */
+export const ADMIN_SCHEMA = 'redshift_sync';
+/** Staging tables, one per table of a run, dropped or published at the end of the run. */
+export const STAGING_SCHEMA = 'redshift_sync_staging';
+/** Previous versions of live tables replaced by `rename`, kept for rollback. */
+export const RETIRED_SCHEMA = 'redshift_sync_retired';
+
+export const ADMIN_SCHEMA_SQL: readonly string[] = [
+  `CREATE SCHEMA IF NOT EXISTS ${ADMIN_SCHEMA}`,
+  `CREATE SCHEMA IF NOT EXISTS ${STAGING_SCHEMA}`,
+  `CREATE SCHEMA IF NOT EXISTS ${RETIRED_SCHEMA}`,
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.retired_versions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    live_schema name NOT NULL,
+    live_table name NOT NULL,
+    retired_table name NOT NULL UNIQUE,
+    run_id text NOT NULL,
+    retired_at timestamptz NOT NULL DEFAULT clock_timestamp()
+  )`,
+  `COMMENT ON TABLE ${ADMIN_SCHEMA}.retired_versions IS
+    'Previous versions of live tables replaced by a rename swap; each is a table in ${RETIRED_SCHEMA}, kept for rollback.'`,
+  // ANALYZE takes a name, not a parameter: this lets a bound regclass name the table.
+  `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.analyze_table(p_table regclass)
+   RETURNS void
+   LANGUAGE plpgsql
+   SET search_path = pg_catalog, pg_temp
+   AS $fn$
+   BEGIN
+     EXECUTE format('ANALYZE %s', p_table);
+   END
+   $fn$`,
+  // Drops one retired version under a short lock_timeout, in one statement.
+  `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.drop_retired_version(p_retired_table name, p_lock_timeout_ms integer)
+   RETURNS void
+   LANGUAGE plpgsql
+   SET search_path = pg_catalog, pg_temp
+   AS $fn$
+   BEGIN
+     PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+     EXECUTE format('DROP TABLE IF EXISTS ${RETIRED_SCHEMA}.%I', p_retired_table);
+     DELETE FROM ${ADMIN_SCHEMA}.retired_versions WHERE retired_table = p_retired_table;
+   END
+   $fn$`,
+];

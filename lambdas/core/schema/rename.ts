@@ -1,0 +1,583 @@
+/**
+ * The `rename` publish, as PL/pgSQL installed in the target database. Staging is renamed into
+ * place in constant time, and everything users built on the live table is carried over to it:
+ * owner, table and column privileges (grantors and grant options included, verified exactly),
+ * comments, indexes (built on staging beforehand, matched by definition), RLS flags and
+ * policies, storage options, owned sequences, and dependent views, re-pointed with CREATE OR
+ * REPLACE VIEW so that they keep their OIDs, owners, privileges, comments and options.
+ *
+ * Every function runs with `search_path = pg_catalog, pg_temp`, so captured definitions
+ * (pg_get_viewdef, pg_get_expr) come out schema-qualified and nothing resolves through the
+ * caller's search_path. Dynamic SQL is built only with format('%I', '%L') from catalog data.
+ *
+ * Errors raised here carry SQLSTATEs of class RS (see ../swap/errors.ts).
+ */
+import { ADMIN_SCHEMA, RETIRED_SCHEMA } from './admin';
+import { SYNC_SQLSTATE } from './sqlstates';
+
+/**
+ * What depends on a table, classified by whether a rename swap carries it over. Kinds that
+ * are not carried make the preflight refuse the rename strategy.
+ */
+const DEPENDENTS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.dependents(p_table regclass)
+RETURNS TABLE (kind text, object text, carried boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  WITH target AS (
+    SELECT c.oid, c.reltype, c.relkind, c.relispartition FROM pg_class c WHERE c.oid = p_table
+  ), direct AS (
+    SELECT DISTINCT d.classid, d.objid, d.deptype
+    FROM pg_depend d, target t
+    WHERE ((d.refclassid = 'pg_class'::regclass AND d.refobjid = t.oid)
+        OR (d.refclassid = 'pg_type'::regclass AND d.refobjid = t.reltype))
+      AND d.deptype IN ('n', 'a', 'i')
+  ), classified AS (
+    SELECT
+      CASE
+        WHEN d.classid = 'pg_rewrite'::regclass THEN (
+          SELECT CASE
+                   WHEN r.ev_class = p_table THEN 'rule'
+                   WHEN c.relkind = 'v' THEN 'view'
+                   WHEN c.relkind = 'm' THEN 'materialized view'
+                   ELSE 'rule'
+                 END
+          FROM pg_rewrite r JOIN pg_class c ON c.oid = r.ev_class WHERE r.oid = d.objid)
+        WHEN d.classid = 'pg_constraint'::regclass THEN (
+          SELECT CASE
+                   WHEN con.conrelid = p_table AND con.contype = 'f' THEN 'foreign key'
+                   WHEN con.conrelid = p_table THEN 'own'
+                   WHEN con.confrelid = p_table THEN 'referencing foreign key'
+                   ELSE 'other'
+                 END
+          FROM pg_constraint con WHERE con.oid = d.objid)
+        WHEN d.classid = 'pg_trigger'::regclass THEN (
+          SELECT CASE WHEN tg.tgisinternal THEN 'own' ELSE 'trigger' END
+          FROM pg_trigger tg WHERE tg.oid = d.objid)
+        WHEN d.classid = 'pg_policy'::regclass THEN 'policy'
+        WHEN d.classid = 'pg_attrdef'::regclass THEN 'own'
+        WHEN d.classid = 'pg_type'::regclass AND d.deptype = 'i' THEN 'own'
+        WHEN d.classid = 'pg_class'::regclass THEN (
+          SELECT CASE
+                   WHEN c.relkind IN ('i', 'I', 't') THEN 'own'
+                   WHEN c.relkind = 'S' AND d.deptype = 'i' THEN 'identity column'
+                   WHEN c.relkind = 'S' THEN 'owned sequence'
+                   WHEN EXISTS (SELECT 1 FROM pg_inherits inh
+                                WHERE inh.inhrelid = c.oid AND inh.inhparent = p_table) THEN 'inheriting table'
+                   ELSE 'table using the row type'
+                 END
+          FROM pg_class c WHERE c.oid = d.objid)
+        WHEN d.classid = 'pg_proc'::regclass THEN 'function using the row type'
+        WHEN d.classid = 'pg_statistic_ext'::regclass THEN 'extended statistics'
+        WHEN d.classid = 'pg_publication_rel'::regclass THEN 'publication'
+        ELSE 'other'
+      END AS kind,
+      CASE WHEN d.classid = 'pg_rewrite'::regclass
+           -- a view is its relation to a person, not its _RETURN rule
+           THEN (SELECT CASE WHEN r.ev_class = p_table THEN pg_describe_object(d.classid, d.objid, 0)
+                             ELSE pg_describe_object('pg_class'::regclass, r.ev_class, 0) END
+                 FROM pg_rewrite r WHERE r.oid = d.objid)
+           ELSE pg_describe_object(d.classid, d.objid, 0) END AS object
+    FROM direct d
+    UNION ALL
+    SELECT 'partitioned table', pg_describe_object('pg_class'::regclass, t.oid, 0)
+    FROM target t WHERE t.relkind = 'p'
+    UNION ALL
+    SELECT 'inheritance parent', pg_describe_object('pg_class'::regclass, inh.inhparent, 0)
+    FROM pg_inherits inh WHERE inh.inhrelid = p_table
+  )
+  SELECT DISTINCT kind, object, kind IN ('view', 'policy', 'owned sequence') AS carried
+  FROM classified
+  WHERE kind <> 'own'
+  ORDER BY kind, object
+$fn$`;
+
+/**
+ * Columns that a dependent of the live table (a view or a policy) uses and that staging lacks
+ * or has with another type: publishing would break that dependent.
+ */
+const STAGING_MISMATCHES_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.staging_mismatches(p_live regclass, p_staging regclass)
+RETURNS TABLE (dependent text, column_name name, problem text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT DISTINCT
+    CASE WHEN d.classid = 'pg_rewrite'::regclass
+         THEN pg_describe_object('pg_class'::regclass, r.ev_class, 0)
+         ELSE pg_describe_object(d.classid, d.objid, 0) END,
+    la.attname,
+    CASE WHEN sa.attname IS NULL THEN 'is missing from staging'
+         ELSE format('is %s in the live table but %s in staging',
+                     format_type(la.atttypid, la.atttypmod), format_type(sa.atttypid, sa.atttypmod)) END
+  FROM pg_depend d
+  JOIN pg_attribute la ON la.attrelid = p_live AND la.attnum = d.refobjsubid
+  LEFT JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND r.oid = d.objid
+  LEFT JOIN pg_attribute sa ON sa.attrelid = p_staging AND sa.attname = la.attname
+                           AND sa.attnum > 0 AND NOT sa.attisdropped
+  WHERE d.refclassid = 'pg_class'::regclass AND d.refobjid = p_live AND d.refobjsubid > 0
+    AND d.classid IN ('pg_rewrite'::regclass, 'pg_policy'::regclass)
+    AND (r.oid IS NULL OR r.ev_class <> p_live)
+    AND (sa.attname IS NULL OR sa.atttypid <> la.atttypid OR sa.atttypmod <> la.atttypmod
+         OR sa.attcollation <> la.attcollation)
+  ORDER BY 1, 2
+$fn$`;
+
+/**
+ * An index's definition after `USING` (method, columns or expressions, INCLUDE, WITH, WHERE):
+ * what is left once its own name and its table's name are taken out.
+ */
+const INDEX_TAIL_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.index_tail(p_index regclass)
+RETURNS text
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_definition text := pg_get_indexdef(p_index);
+  v_prefix text;
+BEGIN
+  SELECT format('CREATE %sINDEX %I ON %s%I.%I USING ',
+                CASE WHEN i.indisunique THEN 'UNIQUE ' END, ic.relname,
+                CASE WHEN t.relkind = 'p' THEN 'ONLY ' END, tn.nspname, t.relname)
+    INTO v_prefix
+    FROM pg_index i
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_class t ON t.oid = i.indrelid
+    JOIN pg_namespace tn ON tn.oid = t.relnamespace
+   WHERE i.indexrelid = p_index;
+  IF v_prefix IS NULL OR left(v_definition, length(v_prefix)) <> v_prefix THEN
+    RAISE EXCEPTION 'cannot read the definition of index %: %', p_index, v_definition;
+  END IF;
+  RETURN substr(v_definition, length(v_prefix) + 1);
+END
+$fn$`;
+
+/**
+ * What makes two indexes on different tables copies of each other: uniqueness, the
+ * constraint they back (if any), and their definition after USING.
+ */
+const INDEX_SIGNATURE_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.index_signature(p_index regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT concat_ws(' ',
+           CASE con.contype WHEN 'p' THEN 'primary key' WHEN 'u' THEN 'unique constraint'
+                            WHEN 'x' THEN 'exclusion constraint' END,
+           CASE WHEN con.condeferrable THEN 'deferrable' END,
+           CASE WHEN con.condeferred THEN 'initially deferred' END,
+           CASE WHEN i.indisunique THEN 'unique' END,
+           ${ADMIN_SCHEMA}.index_tail(p_index))
+  FROM pg_index i
+  LEFT JOIN pg_constraint con ON con.conindid = i.indexrelid AND con.conrelid = i.indrelid
+                              AND con.contype IN ('p', 'u', 'x')
+  WHERE i.indexrelid = p_index
+$fn$`;
+
+/**
+ * Pairs each index of one table with the index of another that has the same signature
+ * (duplicates paired in name order). Unpaired indexes come with a null on the other side.
+ */
+const INDEX_PAIRS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.index_pairs(p_live regclass, p_staging regclass)
+RETURNS TABLE (live_index name, staging_index name, live_index_oid oid, staging_index_oid oid,
+               signature text, is_constraint boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  WITH indexes AS (
+    SELECT i.indrelid AS table_oid, c.relname, c.oid,
+           ${ADMIN_SCHEMA}.index_signature(c.oid) AS signature,
+           EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = c.oid
+                     AND con.conrelid = i.indrelid AND con.contype IN ('p', 'u', 'x')) AS is_constraint
+    FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+    WHERE i.indrelid IN (p_live, p_staging)
+  ), numbered AS (
+    SELECT *, row_number() OVER (PARTITION BY table_oid, signature ORDER BY relname) AS n FROM indexes
+  )
+  SELECT l.relname, s.relname, l.oid, s.oid, coalesce(l.signature, s.signature),
+         coalesce(l.is_constraint, s.is_constraint)
+  FROM (SELECT * FROM numbered WHERE table_oid = p_live) l
+  FULL JOIN (SELECT * FROM numbered WHERE table_oid = p_staging) s
+    ON s.signature = l.signature AND s.n = l.n
+  ORDER BY coalesce(l.relname, s.relname)
+$fn$`;
+
+/**
+ * The statements that give staging exactly the live table's indexes (and the constraints they
+ * back), under names of its own; and drop staging indexes that match none. Run one per call:
+ * an index build on a big table is long, and the RDS Data API cuts a call off at 45 s.
+ */
+const STAGING_INDEX_STATEMENTS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.staging_index_statements(p_live regclass, p_staging regclass)
+RETURNS TABLE (statement text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  WITH pairs AS (
+    SELECT p.*, row_number() OVER (ORDER BY p.live_index) AS ordinal
+    FROM ${ADMIN_SCHEMA}.index_pairs(p_live, p_staging) p
+  ), staging AS (
+    SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = p_staging
+  )
+  SELECT CASE WHEN p.is_constraint
+              THEN format('ALTER TABLE %I.%I DROP CONSTRAINT %I', s.nspname, s.relname, p.staging_index)
+              ELSE format('DROP INDEX %I.%I', s.nspname, p.staging_index) END
+  FROM pairs p, staging s WHERE p.live_index IS NULL
+  UNION ALL
+  SELECT CASE
+           WHEN con.oid IS NOT NULL
+           THEN format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', s.nspname, s.relname,
+                       left(s.relname, 50) || '_i' || p.ordinal, pg_get_constraintdef(con.oid))
+           ELSE format('CREATE %sINDEX %I ON %I.%I USING %s',
+                       CASE WHEN i.indisunique THEN 'UNIQUE ' END,
+                       left(s.relname, 50) || '_i' || p.ordinal, s.nspname, s.relname,
+                       ${ADMIN_SCHEMA}.index_tail(p.live_index_oid))
+         END
+  FROM pairs p
+  JOIN pg_index i ON i.indexrelid = p.live_index_oid
+  LEFT JOIN pg_constraint con ON con.conindid = p.live_index_oid AND con.conrelid = p_live
+                              AND con.contype IN ('p', 'u', 'x')
+  CROSS JOIN staging s
+  WHERE p.staging_index IS NULL
+$fn$`;
+
+/** Every privilege on a table and its columns, by role name, for copying and verifying. */
+const PRIVILEGES_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.privileges(p_table regclass)
+RETURNS TABLE (column_name name, grantor name, grantee name, privilege text, grantable boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT NULL::name, gr.rolname, coalesce(ge.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable
+  FROM pg_class c,
+       aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) a
+       JOIN pg_roles gr ON gr.oid = a.grantor
+       LEFT JOIN pg_roles ge ON ge.oid = a.grantee
+  WHERE c.oid = p_table
+  UNION ALL
+  SELECT att.attname, gr.rolname, coalesce(ge.rolname, 'PUBLIC'), a.privilege_type, a.is_grantable
+  FROM pg_attribute att,
+       aclexplode(att.attacl) a
+       JOIN pg_roles gr ON gr.oid = a.grantor
+       LEFT JOIN pg_roles ge ON ge.oid = a.grantee
+  WHERE att.attrelid = p_table AND att.attnum > 0 AND NOT att.attisdropped AND att.attacl IS NOT NULL
+$fn$`;
+
+/**
+ * Makes p_to's privileges exactly p_from's (for columns both have), each grant made by its
+ * original grantor, then verifies. p_to must already be owned by p_from's owner.
+ */
+const COPY_PRIVILEGES_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.copy_privileges(p_from regclass, p_to regclass)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_role text := current_setting('role');
+  v_grant record;
+  v_missing text;
+  v_pending integer;
+  v_progress boolean;
+  v_copied integer := 0;
+BEGIN
+  -- Start from nothing: the owner, then everyone else, loses what p_to had.
+  FOR v_grant IN SELECT DISTINCT p.column_name, p.grantee FROM ${ADMIN_SCHEMA}.privileges(p_to) p LOOP
+    EXECUTE format('REVOKE ALL %s ON TABLE %s FROM %s CASCADE',
+                   CASE WHEN v_grant.column_name IS NOT NULL THEN format('(%I)', v_grant.column_name) END,
+                   p_to,
+                   CASE WHEN v_grant.grantee = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(v_grant.grantee) END);
+  END LOOP;
+
+  -- A grant needs its grantor to hold the grant option first: repeat until nothing is left.
+  CREATE TEMP TABLE IF NOT EXISTS redshift_sync_pending_grants (
+    column_name name, grantor name, grantee name, privilege text, grantable boolean
+  ) ON COMMIT DROP;
+  TRUNCATE redshift_sync_pending_grants;
+  INSERT INTO redshift_sync_pending_grants
+  SELECT p.* FROM ${ADMIN_SCHEMA}.privileges(p_from) p
+  WHERE p.column_name IS NULL
+     OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p_to AND a.attname = p.column_name
+                  AND a.attnum > 0 AND NOT a.attisdropped);
+  LOOP
+    v_progress := false;
+    FOR v_grant IN
+      SELECT g.* FROM redshift_sync_pending_grants g
+      WHERE g.grantor = (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = p_to)
+         OR EXISTS (SELECT 1 FROM ${ADMIN_SCHEMA}.privileges(p_to) h
+                    WHERE h.grantee = g.grantor AND h.grantable AND h.privilege = g.privilege
+                      AND (h.column_name IS NULL OR h.column_name = g.column_name))
+    LOOP
+      PERFORM set_config('role', v_grant.grantor, true);
+      EXECUTE format('GRANT %s %s ON TABLE %s TO %s %s',
+                     v_grant.privilege,
+                     CASE WHEN v_grant.column_name IS NOT NULL THEN format('(%I)', v_grant.column_name) END,
+                     p_to,
+                     CASE WHEN v_grant.grantee = 'PUBLIC' THEN 'PUBLIC' ELSE quote_ident(v_grant.grantee) END,
+                     CASE WHEN v_grant.grantable THEN 'WITH GRANT OPTION' END);
+      PERFORM set_config('role', v_role, true);
+      DELETE FROM redshift_sync_pending_grants g
+      WHERE g.column_name IS NOT DISTINCT FROM v_grant.column_name AND g.grantor = v_grant.grantor
+        AND g.grantee = v_grant.grantee AND g.privilege = v_grant.privilege;
+      v_copied := v_copied + 1;
+      v_progress := true;
+    END LOOP;
+    SELECT count(*) INTO v_pending FROM redshift_sync_pending_grants;
+    EXIT WHEN v_pending = 0 OR NOT v_progress;
+  END LOOP;
+
+  SELECT string_agg(format('%s%s on %s to %s granted by %s', d.privilege,
+                           CASE WHEN d.grantable THEN ' WITH GRANT OPTION' ELSE '' END,
+                           coalesce('column ' || quote_ident(d.column_name), 'the table'), d.grantee, d.grantor), '; ')
+    INTO v_missing
+    FROM ((SELECT * FROM ${ADMIN_SCHEMA}.privileges(p_from) f
+           WHERE f.column_name IS NULL
+              OR EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = p_to AND a.attname = f.column_name
+                           AND a.attnum > 0 AND NOT a.attisdropped)
+           EXCEPT SELECT * FROM ${ADMIN_SCHEMA}.privileges(p_to))
+          UNION ALL
+          (SELECT * FROM ${ADMIN_SCHEMA}.privileges(p_to) EXCEPT SELECT * FROM ${ADMIN_SCHEMA}.privileges(p_from))) d;
+  IF v_missing IS NOT NULL THEN
+    RAISE EXCEPTION 'the privileges of % could not be reproduced exactly on the new version: %', p_from, v_missing
+      USING ERRCODE = '${SYNC_SQLSTATE.privilegesNotReproduced}',
+            HINT = 'The pipeline role must be able to SET ROLE to every grantor (GRANT <grantor> TO <pipeline role>).';
+  END IF;
+  RETURN v_copied;
+END
+$fn$`;
+
+/**
+ * Publishes p_staging as p_live_schema.p_live_name. The caller holds ACCESS EXCLUSIVE on both
+ * tables. When a live table exists it is retired into ${RETIRED_SCHEMA} as p_retired_name,
+ * with everything users built on it carried over to the new version first.
+ */
+const PUBLISH_BY_RENAME_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_rename(
+  p_live_schema name, p_live_name name, p_staging regclass, p_retired_name name, p_run_id text)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_live regclass := to_regclass(format('%I.%I', p_live_schema, p_live_name));
+  v_live_qualified text := format('%I.%I', p_live_schema, p_live_name);
+  v_staging_schema name;
+  v_staging_name name;
+  v_problems text;
+  v_owner name;
+  v_statements text[] := '{}';
+  v_views text[] := '{}';
+  v_statement text;
+  v_live_indexes name[];
+  v_staging_indexes name[];
+  v_index_is_constraint boolean[];
+  v_index integer;
+  v_privileges integer;
+BEGIN
+  SELECT n.nspname, c.relname INTO v_staging_schema, v_staging_name
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_staging;
+
+  IF v_live IS NOT NULL THEN
+    -- Checked again here, under the locks: a dependent created since the preflight counts.
+    SELECT string_agg(format('%s %s', d.kind, d.object), '; ') INTO v_problems
+    FROM ${ADMIN_SCHEMA}.dependents(v_live) d WHERE NOT d.carried;
+    IF v_problems IS NOT NULL THEN
+      RAISE EXCEPTION 'rename cannot carry these dependents of %: %', v_live_qualified, v_problems
+        USING ERRCODE = '${SYNC_SQLSTATE.uncarriedDependents}';
+    END IF;
+    SELECT string_agg(format('%s uses column %I, which is %s', m.dependent, m.column_name, m.problem), '; ')
+      INTO v_problems FROM ${ADMIN_SCHEMA}.staging_mismatches(v_live, p_staging) m;
+    IF v_problems IS NOT NULL THEN
+      RAISE EXCEPTION 'publishing % would break its dependents: %', v_live_qualified, v_problems
+        USING ERRCODE = '${SYNC_SQLSTATE.dependentsWouldBreak}';
+    END IF;
+    SELECT string_agg(coalesce('live index ' || quote_ident(p.live_index) || ' has no copy on staging',
+                               'staging index ' || quote_ident(p.staging_index) || ' matches no live index'), '; ')
+      INTO v_problems FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p
+     WHERE p.live_index IS NULL OR p.staging_index IS NULL;
+    IF v_problems IS NOT NULL THEN
+      RAISE EXCEPTION 'the indexes of staging table % do not match those of %: %', p_staging, v_live_qualified, v_problems
+        USING ERRCODE = '${SYNC_SQLSTATE.indexesDoNotMatch}', HINT = 'Prepare the staging table (build the live table''s indexes on it) before the swap.';
+    END IF;
+
+    -- Capture, while every name still means what it meant: definitions come out qualified
+    -- with the live table's name, which is the new version's name once the renames are done.
+    SELECT r.rolname INTO v_owner FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = v_live;
+
+    SELECT coalesce(array_agg(format('CREATE OR REPLACE VIEW %I.%I%s AS %s', vn.nspname, v.relname,
+                                     CASE WHEN v.reloptions IS NOT NULL THEN
+                                       (SELECT format(' WITH (%s)', string_agg(format('%s=%L', split_part(o, '=', 1),
+                                                                   substr(o, position('=' IN o) + 1)), ', '))
+                                        FROM unnest(v.reloptions) o) ELSE '' END,
+                                     rtrim(pg_get_viewdef(v.oid), ';'))
+                              ORDER BY v.oid), '{}')
+      INTO v_views
+      FROM pg_class v JOIN pg_namespace vn ON vn.oid = v.relnamespace
+     WHERE v.relkind = 'v' AND v.oid IN (
+       SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
+       WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+         AND d.refobjid = v_live AND r.ev_class <> v_live);
+
+    -- The new version starts blank: a staging table has nothing of this, but a retired
+    -- version coming back in a rollback has its own policies, options and comments.
+    FOR v_statement IN
+      SELECT format('DROP POLICY %I ON %s', p.polname, p_staging) FROM pg_policy p WHERE p.polrelid = p_staging
+      UNION ALL
+      SELECT format('ALTER TABLE %s RESET (%s)', p_staging, string_agg(quote_ident(split_part(o, '=', 1)), ', '))
+      FROM pg_class c, unnest(c.reloptions) o WHERE c.oid = p_staging HAVING count(*) > 0
+      UNION ALL
+      SELECT CASE
+               WHEN d.classoid = 'pg_class'::regclass AND d.objoid = p_staging AND d.objsubid = 0
+                 THEN format('COMMENT ON TABLE %s IS NULL', p_staging)
+               WHEN d.classoid = 'pg_class'::regclass AND d.objoid = p_staging
+                 THEN (SELECT format('COMMENT ON COLUMN %s.%I IS NULL', p_staging, a.attname)
+                       FROM pg_attribute a WHERE a.attrelid = p_staging AND a.attnum = d.objsubid)
+               WHEN d.classoid = 'pg_class'::regclass
+                 THEN format('COMMENT ON INDEX %s IS NULL', d.objoid::regclass)
+               ELSE (SELECT format('COMMENT ON CONSTRAINT %I ON %s IS NULL', con.conname, p_staging)
+                     FROM pg_constraint con WHERE con.oid = d.objoid)
+             END
+      FROM pg_description d
+      WHERE (d.classoid = 'pg_class'::regclass AND d.objoid = p_staging)
+         OR (d.classoid = 'pg_class'::regclass AND d.objoid IN (SELECT indexrelid FROM pg_index WHERE indrelid = p_staging))
+         OR (d.classoid = 'pg_constraint'::regclass AND d.objoid IN (SELECT oid FROM pg_constraint WHERE conrelid = p_staging))
+    LOOP
+      EXECUTE v_statement;
+    END LOOP;
+
+    -- Storage options and row-level security, as on the live table.
+    SELECT v_statements
+           || CASE WHEN c.reloptions IS NOT NULL THEN ARRAY[format('ALTER TABLE %s SET (%s)', v_live_qualified,
+                (SELECT string_agg(format('%s=%L', split_part(o, '=', 1), substr(o, position('=' IN o) + 1)), ', ')
+                 FROM unnest(c.reloptions) o))] ELSE '{}' END
+           || format('ALTER TABLE %s %s ROW LEVEL SECURITY', v_live_qualified,
+                     CASE WHEN c.relrowsecurity THEN 'ENABLE' ELSE 'DISABLE' END)
+           || format('ALTER TABLE %s %s ROW LEVEL SECURITY', v_live_qualified,
+                     CASE WHEN c.relforcerowsecurity THEN 'FORCE' ELSE 'NO FORCE' END)
+      INTO v_statements FROM pg_class c WHERE c.oid = v_live;
+
+    SELECT v_statements || coalesce(array_agg(format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s',
+             p.polname, v_live_qualified,
+             CASE WHEN p.polpermissive THEN 'PERMISSIVE' ELSE 'RESTRICTIVE' END,
+             CASE p.polcmd WHEN 'r' THEN 'SELECT' WHEN 'a' THEN 'INSERT' WHEN 'w' THEN 'UPDATE'
+                           WHEN 'd' THEN 'DELETE' ELSE 'ALL' END,
+             (SELECT string_agg(CASE WHEN r = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(r)) END, ', ')
+              FROM unnest(p.polroles) r),
+             ' USING (' || pg_get_expr(p.polqual, p.polrelid) || ')',
+             ' WITH CHECK (' || pg_get_expr(p.polwithcheck, p.polrelid) || ')') ORDER BY p.polname), '{}')
+      INTO v_statements FROM pg_policy p WHERE p.polrelid = v_live;
+
+    -- Comments: on the table, its columns (by name), indexes, constraints and policies.
+    SELECT v_statements || coalesce(array_agg(stmt ORDER BY stmt), '{}') INTO v_statements FROM (
+      SELECT CASE
+               WHEN d.classoid = 'pg_class'::regclass AND d.objoid = v_live AND d.objsubid = 0
+                 THEN format('COMMENT ON TABLE %s IS %L', v_live_qualified, d.description)
+               WHEN d.classoid = 'pg_class'::regclass AND d.objoid = v_live
+                 THEN (SELECT format('COMMENT ON COLUMN %s.%I IS %L', v_live_qualified, a.attname, d.description)
+                       FROM pg_attribute a JOIN pg_attribute s ON s.attrelid = p_staging AND s.attname = a.attname
+                                                              AND NOT s.attisdropped
+                       WHERE a.attrelid = v_live AND a.attnum = d.objsubid)
+               WHEN d.classoid = 'pg_class'::regclass
+                 THEN (SELECT format('COMMENT ON INDEX %I.%I IS %L', p_live_schema, c.relname, d.description)
+                       FROM pg_class c WHERE c.oid = d.objoid)
+               WHEN d.classoid = 'pg_constraint'::regclass
+                 THEN (SELECT format('COMMENT ON CONSTRAINT %I ON %s IS %L', con.conname, v_live_qualified, d.description)
+                       FROM pg_constraint con WHERE con.oid = d.objoid)
+               WHEN d.classoid = 'pg_policy'::regclass
+                 THEN (SELECT format('COMMENT ON POLICY %I ON %s IS %L', p.polname, v_live_qualified, d.description)
+                       FROM pg_policy p WHERE p.oid = d.objoid)
+             END AS stmt
+      FROM pg_description d
+      WHERE (d.classoid = 'pg_class'::regclass AND d.objoid = v_live)
+         OR (d.classoid = 'pg_class'::regclass AND d.objoid IN (SELECT indexrelid FROM pg_index WHERE indrelid = v_live))
+         OR (d.classoid = 'pg_constraint'::regclass AND d.objoid IN (SELECT oid FROM pg_constraint WHERE conrelid = v_live))
+         OR (d.classoid = 'pg_policy'::regclass AND d.objoid IN (SELECT oid FROM pg_policy WHERE polrelid = v_live))
+    ) comments WHERE stmt IS NOT NULL;
+
+    -- Sequences owned by the live table's columns move to the new version's columns, or
+    -- they would be dropped with the retired version.
+    FOR v_statement IN
+      SELECT format('ALTER SEQUENCE %s OWNED BY %I.%I.%I', d.objid::regclass, v_staging_schema, v_staging_name, a.attname)
+      FROM pg_depend d
+      JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+      JOIN pg_attribute a ON a.attrelid = v_live AND a.attnum = d.refobjsubid
+      WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+        AND d.refobjid = v_live AND d.deptype = 'a'
+    LOOP
+      EXECUTE v_statement;
+    END LOOP;
+
+    -- Which staging index becomes which live index, paired by definition.
+    SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
+           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}'),
+           coalesce(array_agg(p.is_constraint ORDER BY p.live_index), '{}')
+      INTO v_live_indexes, v_staging_indexes, v_index_is_constraint
+      FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
+
+    -- Retire the live table: its indexes and itself get names of their own, then it moves out.
+    FOR v_index IN 1 .. coalesce(array_length(v_live_indexes, 1), 0) LOOP
+      EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_live_schema, v_live_indexes[v_index],
+                     left(p_retired_name, 50) || '_i' || v_index);
+    END LOOP;
+    EXECUTE format('ALTER TABLE %s RENAME TO %I', v_live_qualified, p_retired_name);
+    EXECUTE format('ALTER TABLE %I.%I SET SCHEMA ${RETIRED_SCHEMA}', p_live_schema, p_retired_name);
+    INSERT INTO ${ADMIN_SCHEMA}.retired_versions (live_schema, live_table, retired_table, run_id)
+    VALUES (p_live_schema, p_live_name, p_retired_name, p_run_id);
+  END IF;
+
+  -- The new version takes the live name (a version coming back from retirement is no longer retired).
+  DELETE FROM ${ADMIN_SCHEMA}.retired_versions
+   WHERE v_staging_schema = '${RETIRED_SCHEMA}' AND retired_table = v_staging_name;
+  EXECUTE format('ALTER TABLE %s RENAME TO %I', p_staging, p_live_name);
+  EXECUTE format('ALTER TABLE %I.%I SET SCHEMA %I', v_staging_schema, p_live_name, p_live_schema);
+
+  IF v_live IS NULL THEN
+    RETURN jsonb_build_object('created', true);
+  END IF;
+
+  FOR v_index IN 1 .. coalesce(array_length(v_live_indexes, 1), 0) LOOP
+    IF v_index_is_constraint[v_index] THEN
+      EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', v_live_qualified,
+                     v_staging_indexes[v_index], v_live_indexes[v_index]);
+    ELSE
+      EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_live_schema,
+                     v_staging_indexes[v_index], v_live_indexes[v_index]);
+    END IF;
+  END LOOP;
+
+  IF v_owner <> (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = p_staging) THEN
+    EXECUTE format('ALTER TABLE %s OWNER TO %I', v_live_qualified, v_owner);
+  END IF;
+  v_privileges := ${ADMIN_SCHEMA}.copy_privileges(v_live, p_staging);
+  FOREACH v_statement IN ARRAY v_statements LOOP
+    EXECUTE v_statement;
+  END LOOP;
+  FOREACH v_statement IN ARRAY v_views LOOP
+    EXECUTE v_statement;
+  END LOOP;
+
+  RETURN jsonb_build_object(
+    'created', false,
+    'retiredAs', p_retired_name,
+    'viewsRepointed', coalesce(array_length(v_views, 1), 0),
+    'privilegesCopied', v_privileges,
+    'indexesCarried', coalesce(array_length(v_live_indexes, 1), 0));
+END
+$fn$`;
+
+export const RENAME_SQL: readonly string[] = [
+  DEPENDENTS_SQL,
+  STAGING_MISMATCHES_SQL,
+  INDEX_TAIL_SQL,
+  INDEX_SIGNATURE_SQL,
+  INDEX_PAIRS_SQL,
+  STAGING_INDEX_STATEMENTS_SQL,
+  PRIVILEGES_SQL,
+  COPY_PRIVILEGES_SQL,
+  PUBLISH_BY_RENAME_SQL,
+];

@@ -1,0 +1,105 @@
+/**
+ * The swap plan: what the one swap statement does, built and validated here (pure) and handed
+ * to the server-side function as a bound jsonb parameter.
+ */
+import { createHash } from 'node:crypto';
+import { ConfigError } from '../errors';
+import { displayQualified, type QualifiedName, sameQualifiedName } from '../identifiers';
+import { type LockMode, STRATEGY_LOCKS, type SwapStrategy, type TableSwap } from './types';
+
+export const DEFAULT_LOCK_TIMEOUT_MS = 200;
+
+export interface PlannedTable {
+  readonly strategy: SwapStrategy;
+  readonly live: QualifiedName;
+  readonly staging: QualifiedName;
+  readonly liveLock: LockMode;
+  readonly stagingLock: LockMode;
+  /** `rename`: the name the replaced live table gets in the retired schema. */
+  readonly retiredName: string;
+  /** `merge`: resolved key columns. */
+  readonly primaryKey: readonly string[];
+}
+
+export interface SwapPlan {
+  readonly runId: string;
+  readonly lockTimeoutMs: number;
+  readonly tables: readonly PlannedTable[];
+}
+
+const RUN_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,79}$/;
+
+export function validateRunId(runId: string): string {
+  if (!RUN_ID.test(runId)) {
+    throw new ConfigError(
+      `run id ${JSON.stringify(runId)} must be 1 to 80 letters, digits, '_', '-', '.' or ':', starting with a letter or digit.`,
+    );
+  }
+  return runId;
+}
+
+export function validateLockTimeoutMs(value: number, what = 'lockTimeoutMs'): number {
+  if (!Number.isInteger(value) || value < 10 || value > 60_000) {
+    throw new ConfigError(
+      `${what} is ${JSON.stringify(value)}; give a whole number of milliseconds from 10 to 60000 (default ${DEFAULT_LOCK_TIMEOUT_MS}). Readers queue behind the swap for up to this long.`,
+    );
+  }
+  return value;
+}
+
+/**
+ * The name a retired live table gets: readable (its live name, cut short) and unique per run
+ * and table (a hash of both), within PostgreSQL's 63-byte limit.
+ */
+export function retiredNameFor(runId: string, live: QualifiedName): string {
+  const readable = live.name
+    .toLowerCase()
+    .replace(/[^a-z0-9_]+/g, '_')
+    .slice(0, 30);
+  const hash = createHash('sha256')
+    .update(JSON.stringify([runId, live.schema, live.name]))
+    .digest('hex')
+    .slice(0, 12);
+  return `${readable}__${hash}`;
+}
+
+export function buildSwapPlan(
+  tables: readonly (TableSwap & { readonly primaryKey?: readonly string[] })[],
+  options: { readonly runId: string; readonly lockTimeoutMs?: number },
+): SwapPlan {
+  const runId = validateRunId(options.runId);
+  const lockTimeoutMs = validateLockTimeoutMs(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
+  if (tables.length === 0) throw new ConfigError('the swap has no tables; name at least one.');
+  tables.forEach((table, index) => {
+    const clash = tables.findIndex(
+      (other, otherIndex) =>
+        otherIndex !== index &&
+        (sameQualifiedName(other.live, table.live) ||
+          sameQualifiedName(other.staging, table.staging) ||
+          sameQualifiedName(other.live, table.staging)),
+    );
+    if (clash !== -1) {
+      throw new ConfigError(
+        `tables ${displayQualified(table.live)} and ${displayQualified(tables[clash]!.live)} share a live or staging table; each table may appear once in a run.`,
+      );
+    }
+    if (table.strategy === 'merge' && (table.primaryKey?.length ?? 0) === 0) {
+      throw new ConfigError(
+        `${displayQualified(table.live)}: strategy "merge" needs its key columns resolved before planning.`,
+      );
+    }
+  });
+  return {
+    runId,
+    lockTimeoutMs,
+    tables: tables.map((table) => ({
+      strategy: table.strategy,
+      live: table.live,
+      staging: table.staging,
+      liveLock: STRATEGY_LOCKS[table.strategy].live,
+      stagingLock: STRATEGY_LOCKS[table.strategy].staging,
+      retiredName: retiredNameFor(runId, table.live),
+      primaryKey: table.primaryKey ?? [],
+    })),
+  };
+}

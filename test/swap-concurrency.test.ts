@@ -1,0 +1,280 @@
+/**
+ * The swap under concurrent sessions on real PostgreSQL: waiting for long holders without
+ * queueing readers, not starving under a stream of short readers, all-or-nothing across
+ * tables, and changing nothing when it gives up.
+ */
+import type pg from 'pg';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import type { QualifiedName } from '../lambdas/core/identifiers';
+import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
+import { LockWaitTimeoutError, swapWhenSafe } from '../lambdas/core/swap/gate';
+import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import type { SwapStrategy } from '../lambdas/core/swap/types';
+import { freshDatabase, type TestDatabase } from './support/db';
+import { createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';
+
+const roles = uniqueRoles('pipeline');
+let db: TestDatabase;
+let admin: pg.Client;
+let sql: PgSqlClient;
+let pipeline: pg.Client;
+let tableCount = 0;
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A live table with 1000 rows and a view on it, and a staging table with 500 new rows. */
+async function liveAndStaging(strategy: SwapStrategy = 'rename', name = `t${++tableCount}`) {
+  const live: QualifiedName = { schema: 'public', name };
+  const quoted = `public."${name.replaceAll('"', '""')}"`;
+  await admin.query(`CREATE TABLE ${quoted} (id int PRIMARY KEY, v text)`);
+  await admin.query(`INSERT INTO ${quoted} SELECT g, 'old' FROM generate_series(1, 1000) g`);
+  const view = `public."${name.replaceAll('"', '""')} view"`;
+  await admin.query(`CREATE VIEW ${view} AS SELECT id, v FROM ${quoted}`);
+  await admin.query(`ALTER TABLE ${quoted} OWNER TO ${roles.pipeline}`);
+  await admin.query(`ALTER VIEW ${view} OWNER TO ${roles.pipeline}`);
+  const staging = await createStaging(
+    pipeline,
+    live,
+    `${name}_staging`,
+    `SELECT g, 'new' FROM generate_series(1, 500) g`,
+  );
+  await prepareStaging(sql, { live, staging });
+  return {
+    live,
+    staging,
+    quoted,
+    plan: (runId: string) =>
+      buildSwapPlan([{ live, staging, strategy, primaryKey: ['id'] }], { runId }),
+  };
+}
+
+/** Reads the table every `intervalMs` on its own session until stopped; records each read's latency. */
+async function prober(quoted: string, intervalMs: number) {
+  const client = await db.connect('prober');
+  const latencies: number[] = [];
+  let running = true;
+  const loop = (async () => {
+    while (running) {
+      const started = performance.now();
+      await client.query(`SELECT count(*) FROM ${quoted}`);
+      latencies.push(performance.now() - started);
+      await sleep(intervalMs);
+    }
+  })();
+  return {
+    latencies,
+    async stop() {
+      running = false;
+      await loop;
+    },
+  };
+}
+
+async function count(quoted: string): Promise<{ n: number; v: string }> {
+  const { rows } = await admin.query(`SELECT count(*)::int AS n, min(v) AS v FROM ${quoted}`);
+  return rows[0];
+}
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  admin = await db.connect('test-admin');
+  ({ sql, client: pipeline } = await pipelineSession(db, roles.pipeline, []));
+  await admin.query(`GRANT CREATE, USAGE ON SCHEMA public TO ${roles.pipeline}`);
+});
+
+describe('swap under concurrent sessions', () => {
+  it('waits for a long reader without making other readers wait longer than lock_timeout', async () => {
+    const table = await liveAndStaging();
+    const longReader = await db.connect('long-report');
+    await longReader.query('BEGIN');
+    await longReader.query(`SELECT count(*) FROM ${table.quoted}`);
+    const probe = await prober(table.quoted, 50);
+    const releaseAt = performance.now() + 3000;
+    const release = sleep(3000).then(() => longReader.query('COMMIT'));
+
+    const outcome = await swapWhenSafe(sql, table.plan('long-reader'), {
+      graceSeconds: 0.5,
+      pollIntervalSeconds: 0.2,
+      maxWaitSeconds: 30,
+    });
+    const swappedAt = performance.now();
+    await release;
+    await probe.stop();
+
+    expect(swappedAt).toBeGreaterThanOrEqual(releaseAt - 50);
+    expect(outcome.blockersSeen.map((b) => b.holder.applicationName)).toContain('long-report');
+    expect(outcome.blockersSeen[0]!.reason).toMatch(/idle|open transaction/);
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+    expect(probe.latencies.length).toBeGreaterThan(30);
+    // lock_timeout is 200 ms: no reader queued behind the swap for longer (plus scheduling slack).
+    expect(Math.max(...probe.latencies)).toBeLessThan(200 + 150);
+  });
+
+  it('is not starved by 50 short readers a second', async () => {
+    const table = await liveAndStaging();
+    const readers = await Promise.all([1, 2, 3, 4, 5].map(() => db.connect('dashboard')));
+    let running = true;
+    let reads = 0;
+    const load = readers.map(async (reader, index) => {
+      await sleep(index * 20);
+      while (running) {
+        // Each reader: a 30 ms query every 100 ms; five of them make 50 a second.
+        await reader.query(`SELECT count(*), pg_sleep(0.03) FROM ${table.quoted}`);
+        reads += 1;
+        await sleep(70);
+      }
+    });
+    await sleep(300);
+
+    const started = performance.now();
+    const outcome = await swapWhenSafe(sql, table.plan('busy-table'), { maxWaitSeconds: 20 });
+    const tookMs = performance.now() - started;
+    running = false;
+    await Promise.all(load);
+
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+    expect(reads).toBeGreaterThan(10);
+    expect(outcome.blockersSeen).toEqual([]);
+    expect(tookMs).toBeLessThan(10_000);
+  });
+
+  it('ends an idle-in-transaction session with onMaxWait "terminate", and logs who it was', async () => {
+    const table = await liveAndStaging();
+    // pg_signal_backend may end any session but a superuser's: this one is an analyst's.
+    const analyst = `analyst_${roles.pipeline.split('_')[1]}`;
+    await admin.query(`CREATE ROLE ${analyst} LOGIN PASSWORD 'analyst'`);
+    await admin.query(`GRANT SELECT ON ${table.quoted} TO ${analyst}`);
+    const forgotten = await db.connect('forgotten-notebook', {
+      user: analyst,
+      password: 'analyst',
+    });
+    await forgotten.query('BEGIN');
+    await forgotten.query(`SELECT * FROM ${table.quoted} LIMIT 1`);
+    const { rows } = await forgotten.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+
+    const outcome = await swapWhenSafe(sql, table.plan('terminate'), {
+      graceSeconds: 0.3,
+      pollIntervalSeconds: 0.2,
+      maxWaitSeconds: 1,
+      onMaxWait: 'terminate',
+    });
+
+    expect(outcome.terminated).toEqual([
+      expect.objectContaining({
+        pid: rows[0]!.pid,
+        applicationName: 'forgotten-notebook',
+        terminated: true,
+      }),
+    ]);
+    const { rows: alive } = await admin.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [
+      rows[0]!.pid,
+    ]);
+    expect(alive).toEqual([]);
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
+  it('gives up after maxWaitSeconds with onMaxWait "fail", naming the blocker and changing nothing', async () => {
+    const table = await liveAndStaging();
+    const holder = await db.connect('nightly-export');
+    await holder.query('BEGIN');
+    await holder.query(`SELECT count(*) FROM ${table.quoted}`);
+
+    const error = await swapWhenSafe(sql, table.plan('give-up'), {
+      graceSeconds: 0.2,
+      pollIntervalSeconds: 0.2,
+      maxWaitSeconds: 1,
+    }).catch((e: unknown) => e);
+    await holder.query('ROLLBACK');
+
+    expect(error).toBeInstanceOf(LockWaitTimeoutError);
+    expect((error as Error).message).toMatch(/live tables are unchanged.*\n- .*nightly-export/s);
+    expect(await count(table.quoted)).toEqual({ n: 1000, v: 'old' });
+    expect(await count(`redshift_sync_staging."${table.live.name}_staging"`)).toEqual({
+      n: 500,
+      v: 'new',
+    });
+  });
+
+  it('swaps two tables all or nothing: a lock timeout on one leaves both as they were', async () => {
+    const first = await liveAndStaging();
+    const second = await liveAndStaging('truncate');
+    const holder = await db.connect('holder');
+    await holder.query('BEGIN');
+    await holder.query(`SELECT count(*) FROM ${second.quoted}`);
+    const plan = buildSwapPlan(
+      [
+        { live: first.live, staging: first.staging, strategy: 'rename' },
+        { live: second.live, staging: second.staging, strategy: 'truncate' },
+      ],
+      { runId: 'pair' },
+    );
+
+    const busy = await attemptSwap(sql, plan);
+    expect(busy).toMatchObject({ status: 'busy', reason: 'lock timeout' });
+    expect(await count(first.quoted)).toEqual({ n: 1000, v: 'old' });
+    expect(await count(second.quoted)).toEqual({ n: 1000, v: 'old' });
+
+    await holder.query('COMMIT');
+    expect(await attemptSwap(sql, plan)).toMatchObject({ status: 'swapped' });
+    expect(await count(first.quoted)).toEqual({ n: 500, v: 'new' });
+    expect(await count(second.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
+  it('reports a deadlock as busy and changes nothing', async () => {
+    const first = await liveAndStaging('rename', 'a_deadlock');
+    const second = await liveAndStaging('rename', 'b_deadlock');
+    const other = await db.connect('other-writer');
+    await other.query('BEGIN');
+    await other.query(`LOCK TABLE ${second.quoted} IN ROW EXCLUSIVE MODE`);
+    const plan = buildSwapPlan(
+      [
+        { live: first.live, staging: first.staging, strategy: 'rename' },
+        { live: second.live, staging: second.staging, strategy: 'rename' },
+      ],
+      // Longer than deadlock_timeout (1 s), so PostgreSQL's deadlock check runs first.
+      { runId: 'deadlock', lockTimeoutMs: 5000 },
+    );
+    // The swap locks a_deadlock, then waits for b_deadlock; the other session then wants a_deadlock.
+    const swap = attemptSwap(sql, plan);
+    await sleep(300);
+    const otherRead = other.query(`SELECT count(*) FROM ${first.quoted}`).then(
+      () => 'read',
+      (error: { code: string }) => error.code,
+    );
+
+    expect(await swap).toMatchObject({ status: 'busy', reason: 'deadlock' });
+    expect(await otherRead).toBe('read');
+    await other.query('COMMIT');
+    expect(await count(first.quoted)).toEqual({ n: 1000, v: 'old' });
+    expect(await count(second.quoted)).toEqual({ n: 1000, v: 'old' });
+  });
+
+  it('merges while a long reader holds the table: merge needs no exclusive lock', async () => {
+    const table = await liveAndStaging('merge');
+    const longReader = await db.connect('long-report');
+    await longReader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+    await longReader.query(`SELECT count(*) FROM ${table.quoted}`);
+
+    const outcome = await swapWhenSafe(sql, table.plan('merge'), {
+      graceSeconds: 0,
+      maxWaitSeconds: 5,
+    });
+
+    expect(outcome.blockersSeen).toEqual([]);
+    expect(outcome.result.tables[0]!.result).toEqual({ inserted: 0, updated: 500, deleted: 500 });
+    // The reader's snapshot still sees the old rows until it ends; everyone else sees the new.
+    expect(
+      (await longReader.query(`SELECT count(*)::int AS n FROM ${table.quoted}`)).rows[0].n,
+    ).toBe(1000);
+    await longReader.query('COMMIT');
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
+  it('handles names with capitals, spaces and quotes', async () => {
+    const table = await liveAndStaging('rename', 'Order "Items" 2024');
+    const outcome = await swapWhenSafe(sql, table.plan('quoted'), { maxWaitSeconds: 5 });
+    expect(outcome.result.tables[0]!.result).toMatchObject({ viewsRepointed: 1 });
+    expect(await count(`"Order ""Items"" 2024 view"`)).toEqual({ n: 500, v: 'new' });
+  });
+});
