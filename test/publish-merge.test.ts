@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { PUBLISH_CHECKS_SQL } from '../lambdas/core/schema/publish-checks';
 import { PUBLISH_BY_MERGE_SQL } from '../lambdas/core/schema/publish-merge';
 import { SYNC_SQLSTATE } from '../lambdas/core/schema/sqlstates';
 import { freshDatabase, type TestDatabase } from './support/db';
@@ -15,6 +16,7 @@ beforeAll(async () => {
   db = await freshDatabase();
   admin = await db.connect('admin');
   await admin.query('CREATE SCHEMA IF NOT EXISTS redshift_sync');
+  await admin.query(PUBLISH_CHECKS_SQL);
   await admin.query(PUBLISH_BY_MERGE_SQL);
 });
 

@@ -16,8 +16,7 @@
  */
 import { SYNC_SQLSTATE } from './sqlstates';
 
-const { badStagingData, stagingColumnsDiffer, strategyNotPossible, invalidArguments } =
-  SYNC_SQLSTATE;
+const { badStagingData, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
 export const PUBLISH_BY_MERGE_SQL = `
 CREATE OR REPLACE FUNCTION redshift_sync.publish_by_merge(
@@ -52,29 +51,10 @@ DECLARE
   v_updated bigint := 0;
   v_inserted bigint := 0;
 BEGIN
-  IF p_live IS NULL OR p_staging IS NULL THEN
-    RAISE EXCEPTION 'redshift_sync.publish_by_merge needs a live and a staging table (got live %, staging %)',
-      coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  SELECT format('%I.%I', n.nspname, c.relname) INTO v_live
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.oid = p_live AND c.relkind IN ('r', 'p');
-  IF v_live IS NULL THEN
-    RAISE EXCEPTION 'cannot publish into %: it is not a table. Name an existing table as the live table.', p_live
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  SELECT format('%I.%I', n.nspname, c.relname) INTO v_staging
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.oid = p_staging AND c.relkind IN ('r', 'p');
-  IF v_staging IS NULL THEN
-    RAISE EXCEPTION 'cannot publish into %: staging % is not a table. Load the staging table first.', v_live, p_staging
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  IF p_live = p_staging THEN
-    RAISE EXCEPTION 'cannot publish % into itself: name a separate staging table.', v_live
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
+  -- Arguments, and staging's columns against live's (key columns included even if generated):
+  -- see publish-checks.ts.
+  SELECT c.live, c.staging INTO v_live, v_staging
+    FROM redshift_sync.publish_pair('merge', p_live, p_staging, p_key_columns) c;
   IF coalesce(cardinality(p_key_columns), 0) = 0 OR array_position(p_key_columns, NULL) IS NOT NULL THEN
     RAISE EXCEPTION 'cannot merge into %: key columns % are not a list of column names. Set "primaryKey" for this table in the config, or add a primary key to the live table.',
       v_live, coalesce(p_key_columns::text, 'NULL')
@@ -84,30 +64,6 @@ BEGIN
   IF v_problem IS NOT NULL THEN
     RAISE EXCEPTION 'cannot merge into %: key column % is listed more than once. List each key column once in "primaryKey".', v_live, v_problem
       USING ERRCODE = '${invalidArguments}';
-  END IF;
-
-  -- Staging must hold every column live is written with (generated columns are computed) ...
-  SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_problem
-    FROM pg_attribute l
-   WHERE l.attrelid = p_live AND l.attnum > 0 AND NOT l.attisdropped
-     AND (l.attgenerated = '' OR l.attname = ANY (p_key_columns))
-     AND NOT EXISTS (
-       SELECT 1 FROM pg_attribute s
-        WHERE s.attrelid = p_staging AND s.attname = l.attname AND s.attnum > 0 AND NOT s.attisdropped);
-  IF v_problem IS NOT NULL THEN
-    RAISE EXCEPTION 'cannot publish % into %: the staging table lacks column(s) % of the live table. Rebuild the staging table with every column of the live table.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingColumnsDiffer}';
-  END IF;
-  -- ... and nothing more, whose data would silently be lost.
-  SELECT string_agg(format('%I', s.attname), ', ' ORDER BY s.attnum) INTO v_problem
-    FROM pg_attribute s
-   WHERE s.attrelid = p_staging AND s.attnum > 0 AND NOT s.attisdropped
-     AND NOT EXISTS (
-       SELECT 1 FROM pg_attribute l
-        WHERE l.attrelid = p_live AND l.attname = s.attname AND l.attnum > 0 AND NOT l.attisdropped);
-  IF v_problem IS NOT NULL THEN
-    RAISE EXCEPTION 'cannot publish % into %: the staging table has column(s) % that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingColumnsDiffer}';
   END IF;
 
   -- Live's columns with how each is compared: a format() template over (table alias, column).

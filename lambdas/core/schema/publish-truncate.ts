@@ -16,7 +16,7 @@ import { SYNC_SQLSTATE } from './sqlstates';
  * error handling reports as preflight refusals (nothing was changed).
  */
 
-const { stagingColumnsDiffer, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
+const { strategyNotPossible } = SYNC_SQLSTATE;
 
 export const PUBLISH_BY_TRUNCATE_SQL = `
 CREATE OR REPLACE FUNCTION redshift_sync.publish_by_truncate(p_live regclass, p_staging regclass)
@@ -31,29 +31,9 @@ DECLARE
   v_problem text;
   v_rows bigint;
 BEGIN
-  IF p_live IS NULL OR p_staging IS NULL THEN
-    RAISE EXCEPTION 'redshift_sync.publish_by_truncate needs a live and a staging table (got live %, staging %)',
-      coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  SELECT format('%I.%I', n.nspname, c.relname) INTO v_live
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.oid = p_live AND c.relkind IN ('r', 'p');
-  IF v_live IS NULL THEN
-    RAISE EXCEPTION 'cannot publish into %: it is not a table. Name an existing table as the live table.', p_live
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  SELECT format('%I.%I', n.nspname, c.relname) INTO v_staging
-    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE c.oid = p_staging AND c.relkind IN ('r', 'p');
-  IF v_staging IS NULL THEN
-    RAISE EXCEPTION 'cannot publish into %: staging % is not a table. Load the staging table first.', v_live, p_staging
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
-  IF p_live = p_staging THEN
-    RAISE EXCEPTION 'cannot publish % into itself: name a separate staging table.', v_live
-      USING ERRCODE = '${invalidArguments}';
-  END IF;
+  -- Arguments, and staging's columns against live's: see publish-checks.ts.
+  SELECT c.live, c.staging INTO v_live, v_staging
+    FROM redshift_sync.publish_pair('truncate', p_live, p_staging) c;
 
   -- TRUNCATE refuses a table other tables reference, with a hint (CASCADE) that would empty them too.
   SELECT format('constraint %I of table %I.%I', con.conname, n.nspname, c.relname) INTO v_problem
@@ -66,29 +46,6 @@ BEGIN
   IF v_problem IS NOT NULL THEN
     RAISE EXCEPTION 'cannot publish into % by truncate: foreign key % references it, and TRUNCATE cannot empty a referenced table. Use strategy "merge" for this table.', v_live, v_problem
       USING ERRCODE = '${strategyNotPossible}';
-  END IF;
-
-  -- Staging must hold every column live is written with (generated columns are computed) ...
-  SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_problem
-    FROM pg_attribute l
-   WHERE l.attrelid = p_live AND l.attnum > 0 AND NOT l.attisdropped AND l.attgenerated = ''
-     AND NOT EXISTS (
-       SELECT 1 FROM pg_attribute s
-        WHERE s.attrelid = p_staging AND s.attname = l.attname AND s.attnum > 0 AND NOT s.attisdropped);
-  IF v_problem IS NOT NULL THEN
-    RAISE EXCEPTION 'cannot publish % into %: the staging table lacks column(s) % of the live table. Rebuild the staging table with every column of the live table.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingColumnsDiffer}';
-  END IF;
-  -- ... and nothing more, whose data would silently be lost.
-  SELECT string_agg(format('%I', s.attname), ', ' ORDER BY s.attnum) INTO v_problem
-    FROM pg_attribute s
-   WHERE s.attrelid = p_staging AND s.attnum > 0 AND NOT s.attisdropped
-     AND NOT EXISTS (
-       SELECT 1 FROM pg_attribute l
-        WHERE l.attrelid = p_live AND l.attname = s.attname AND l.attnum > 0 AND NOT l.attisdropped);
-  IF v_problem IS NOT NULL THEN
-    RAISE EXCEPTION 'cannot publish % into %: the staging table has column(s) % that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.', v_staging, v_live, v_problem
-      USING ERRCODE = '${stagingColumnsDiffer}';
   END IF;
 
   SELECT string_agg(format('%I', l.attname), ', ' ORDER BY l.attnum) INTO v_columns

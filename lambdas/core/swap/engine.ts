@@ -6,6 +6,7 @@
 import { ConfigError, PreflightError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
 import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL, RETIRED_SCHEMA } from '../schema/admin';
+import { PUBLISH_CHECKS_SQL } from '../schema/publish-checks';
 import { PUBLISH_BY_MERGE_SQL } from '../schema/publish-merge';
 import { PUBLISH_BY_TRUNCATE_SQL } from '../schema/publish-truncate';
 import { RENAME_SQL } from '../schema/rename';
@@ -21,6 +22,7 @@ export async function installSchema(db: SqlClient): Promise<void> {
   for (const statement of [
     ...ADMIN_SCHEMA_SQL,
     ...RENAME_SQL,
+    PUBLISH_CHECKS_SQL,
     PUBLISH_BY_TRUNCATE_SQL,
     PUBLISH_BY_MERGE_SQL,
     ...SWAP_FUNCTION_SQL,
