@@ -1,9 +1,8 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
-import { PUBLISH_CHECKS_SQL } from '../lambdas/core/schema/publish-checks';
-import { PUBLISH_BY_TRUNCATE_SQL } from '../lambdas/core/schema/publish-truncate';
 import { SYNC_SQLSTATE } from '../lambdas/core/schema/sqlstates';
+import { installSchema } from '../lambdas/core/swap/engine';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const LIVE = '"Sales Dept"."Order ""Items"""';
@@ -15,9 +14,7 @@ let admin: pg.Client;
 beforeAll(async () => {
   db = await freshDatabase();
   admin = await db.connect('admin');
-  await admin.query('CREATE SCHEMA IF NOT EXISTS redshift_sync');
-  await admin.query(PUBLISH_CHECKS_SQL);
-  await admin.query(PUBLISH_BY_TRUNCATE_SQL);
+  await installSchema(new PgSqlClient(admin));
 });
 
 /** Live and staging tables with awkward names; staging's columns in another order, one dropped. */
