@@ -26,7 +26,7 @@ export class PgSqlClient implements SqlClient {
   }
 }
 
-export function toDatabaseError(error: unknown): unknown {
+function toDatabaseError(error: unknown): unknown {
   if (error instanceof pg.DatabaseError) {
     return new DatabaseError(error.message, error.code, {
       cause: error,
@@ -35,12 +35,4 @@ export function toDatabaseError(error: unknown): unknown {
     });
   }
   return error;
-}
-
-/** Opens a pool whose sessions say who they are in pg_stat_activity. */
-export function openPool(connectionString: string, applicationName: string, max = 4): pg.Pool {
-  const pool = new pg.Pool({ connectionString, application_name: applicationName, max });
-  // An idle pooled session ended by the server (pg_terminate_backend, restart) is not fatal.
-  pool.on('error', () => {});
-  return pool;
 }
