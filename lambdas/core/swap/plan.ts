@@ -48,10 +48,11 @@ export function validateLockTimeoutMs(value: number, what = 'lockTimeoutMs'): nu
 }
 
 /**
- * The name a retired live table gets: readable (its live name, cut short) and unique per run
- * and table (a hash of both), within PostgreSQL's 63-byte limit.
+ * The name a table gets for one run (its staging table, and the retired version it replaces):
+ * readable (its live name, cut short) and unique per run and table (a hash of both), within
+ * PostgreSQL's 63-byte limit. Also the table's folder name in the bucket.
  */
-export function retiredNameFor(runId: string, live: QualifiedName): string {
+export function runScopedName(runId: string, live: QualifiedName): string {
   const readable = live.name
     .toLowerCase()
     .replace(/[^a-z0-9_]+/g, '_')
@@ -98,7 +99,7 @@ export function buildSwapPlan(
       staging: table.staging,
       liveLock: STRATEGY_LOCKS[table.strategy].live,
       stagingLock: STRATEGY_LOCKS[table.strategy].staging,
-      retiredName: retiredNameFor(runId, table.live),
+      retiredName: runScopedName(runId, table.live),
       primaryKey: table.primaryKey ?? [],
     })),
   };

@@ -1,0 +1,47 @@
+/**
+ * The two outside services the data path talks to besides Aurora, as the core sees them. In
+ * AWS they are the Redshift Data API and S3; locally, the UNLOAD emulator over a PostgreSQL
+ * source and a folder standing in for the bucket. Aurora itself is a `SqlClient`.
+ */
+
+/** Where a statement submitted to the warehouse stands. */
+export type StatementState =
+  | { readonly state: 'running'; readonly status: string }
+  | { readonly state: 'done'; readonly status: string }
+  | {
+      readonly state: 'failed';
+      readonly status: string;
+      /** Redshift's error text, as it gave it. */
+      readonly error: string;
+    };
+
+/** A result row; values as the warehouse typed them (text, numbers, booleans, NULL). */
+export type WarehouseRow = Readonly<Record<string, string | number | boolean | null>>;
+
+/** Redshift through its Data API (asynchronous: submit, then poll). */
+export interface Warehouse {
+  /**
+   * Submits statements that run in order in ONE transaction (one snapshot), all committed
+   * or none. Returns the statement id to poll.
+   */
+  submitBatch(statements: readonly string[], name: string): Promise<string>;
+  /** Submits one statement with `:name` parameters (passed as text). */
+  submitStatement(
+    sql: string,
+    parameters: Readonly<Record<string, string>>,
+    name: string,
+  ): Promise<string>;
+  describe(statementId: string): Promise<StatementState>;
+  /**
+   * Every row of a finished statement; for a batch, of its statement at `index` (0-based,
+   * in the order submitted).
+   */
+  fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]>;
+}
+
+/** The run files' bucket. Keys never start with `/`. */
+export interface ObjectStore {
+  getText(bucket: string, key: string): Promise<string>;
+  /** Deletes every object under `prefix`; returns how many there were. */
+  deletePrefix(bucket: string, prefix: string): Promise<number>;
+}
