@@ -42,6 +42,7 @@ export interface Warehouse {
 /** The run files' bucket. Keys never start with `/`. */
 export interface ObjectStore {
   getText(bucket: string, key: string): Promise<string>;
+  putText(bucket: string, key: string, text: string): Promise<void>;
   /** Deletes every object under `prefix`; returns how many there were. */
   deletePrefix(bucket: string, prefix: string): Promise<number>;
 }
