@@ -1,0 +1,225 @@
+/**
+ * The UNLOAD statements and the batch that runs them. The file format is a contract with the
+ * Aurora importer and the local emulator: text, `|`-delimited, NULL as `\N`, backslash
+ * escapes, no header, no compression, a VERBOSE manifest. PostgreSQL reads it with COPY
+ * `(FORMAT text, DELIMITER '|', NULL '\N', ENCODING 'UTF8')`.
+ */
+import { ConfigError } from '../errors';
+import {
+  displayQualified,
+  type QualifiedName,
+  quoteIdentifier,
+  quoteQualified,
+} from '../identifiers';
+import { runScopedName, validateRunId } from '../swap/plan';
+import { buildFiguresQuery } from '../transfer/figures';
+import type { TableTransfer } from '../transfer/types';
+
+export interface UnloadOptions {
+  /** The role Redshift assumes to write to S3; a chain of roles is written comma-separated. */
+  readonly iamRoleArn: string;
+  /** A KMS key to encrypt the files with (SSE-KMS); S3's default encryption otherwise. */
+  readonly kmsKeyArn?: string;
+  /** The bucket's region, when it is not the cluster's. */
+  readonly region?: string;
+  /** Largest file UNLOAD writes, in MB: small enough that one file imports within one 45 s RDS Data API call. */
+  readonly maxFileSizeMb: number;
+}
+
+export const DEFAULT_MAX_FILE_SIZE_MB = 100;
+const MIN_FILE_SIZE_MB = 5;
+const MAX_FILE_SIZE_MB = 6000;
+
+/** BatchExecuteStatement runs at most this many statements. */
+export const MAX_BATCH_STATEMENTS = 40;
+
+/**
+ * Set first in every batch, so values print the same whatever the user's or cluster's
+ * defaults: timestamptz in UTC (`+00`), floats with every digit needed to read them back
+ * exactly, ISO dates.
+ */
+export const SESSION_SETTINGS: readonly string[] = [
+  "SET timezone TO 'UTC'",
+  'SET extra_float_digits TO 2',
+  "SET datestyle TO 'ISO, MDY'",
+];
+
+/** How many tables one batch can unload: each takes its UNLOAD and its figures query. */
+export const MAX_TABLES_PER_BATCH = Math.floor(
+  (MAX_BATCH_STATEMENTS - SESSION_SETTINGS.length) / 2,
+);
+
+/** The Redshift Data API refuses longer statement text. */
+const MAX_STATEMENT_BYTES = 100_000;
+
+/**
+ * A Redshift string literal. Redshift reads a backslash in a literal as an escape (its
+ * QUOTE_LITERAL doubles both), so both `'` and `\` are doubled.
+ */
+export function redshiftLiteral(text: string): string {
+  return `'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+const ROLE_ARN = /^arn:aws[a-z-]*:iam::\d{12}:role\/[\w+=,.@/-]{1,512}$/;
+const KMS_KEY_ARN = /^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]{1,128}$/;
+const REGION = /^[a-z]{2}(-[a-z]+)+-\d{1,2}$/;
+const BUCKET = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const S3_PREFIX = /^s3:\/\/([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])\/(.+\/)$/;
+
+/** Checks UnloadOptions and returns them; each error names the bad value and the expected shape. */
+export function validateUnloadOptions(options: UnloadOptions): UnloadOptions {
+  const roles = options.iamRoleArn.split(',');
+  const badRole = roles.find((role) => !ROLE_ARN.test(role));
+  if (badRole !== undefined) {
+    throw new ConfigError(
+      `iamRoleArn ${JSON.stringify(badRole)} is not an IAM role ARN; give the role Redshift assumes to write to the bucket, e.g. arn:aws:iam::123456789012:role/redshift-unload (chained roles separated by commas, no spaces).`,
+    );
+  }
+  if (options.kmsKeyArn !== undefined && !KMS_KEY_ARN.test(options.kmsKeyArn)) {
+    throw new ConfigError(
+      `kmsKeyArn ${JSON.stringify(options.kmsKeyArn)} is not a KMS key ARN; give the key's full ARN, e.g. arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab, or leave it out for the bucket's default encryption.`,
+    );
+  }
+  if (options.region !== undefined && !REGION.test(options.region)) {
+    throw new ConfigError(
+      `region ${JSON.stringify(options.region)} is not an AWS region name; give the bucket's region, e.g. eu-west-1, or leave it out when the bucket is in the cluster's region.`,
+    );
+  }
+  const size = options.maxFileSizeMb;
+  if (!Number.isInteger(size) || size < MIN_FILE_SIZE_MB || size > MAX_FILE_SIZE_MB) {
+    throw new ConfigError(
+      `maxFileSizeMb is ${JSON.stringify(size)}; give a whole number of MB from ${MIN_FILE_SIZE_MB} to ${MAX_FILE_SIZE_MB} (default ${DEFAULT_MAX_FILE_SIZE_MB}). Each file is imported by one RDS Data API call, which must finish within 45 s.`,
+    );
+  }
+  return options;
+}
+
+/** `s3://<bucket>/runs/<runId>/<table's run-scoped name>/`: one folder per run and table. */
+export function tableS3Prefix(bucket: string, runId: string, target: QualifiedName): string {
+  if (!BUCKET.test(bucket)) {
+    throw new ConfigError(
+      `bucket ${JSON.stringify(bucket)} is not an S3 bucket name (3 to 63 lower-case letters, digits, dots and hyphens); give the name only, without s3:// or a path.`,
+    );
+  }
+  return `s3://${bucket}/runs/${validateRunId(runId)}/${runScopedName(runId, target)}/`;
+}
+
+/** Splits `s3://bucket/folder/` into bucket and key prefix; refuses anything else. */
+export function parseS3Prefix(s3Prefix: string): { bucket: string; keyPrefix: string } {
+  const match = S3_PREFIX.exec(s3Prefix);
+  if (!match) {
+    throw new ConfigError(
+      `S3 prefix ${JSON.stringify(s3Prefix)} must look like s3://bucket/folder/ (ending with /); build it with tableS3Prefix.`,
+    );
+  }
+  return { bucket: match[1]!, keyPrefix: match[2]! };
+}
+
+/**
+ * The key of the manifest UNLOAD writes into a table's folder, given the folder's key prefix
+ * (the part of tableS3Prefix's URL after the bucket, ending with `/`).
+ */
+export function manifestKey(keyPrefix: string): string {
+  if (!keyPrefix.endsWith('/') || keyPrefix.startsWith('/') || keyPrefix.startsWith('s3:')) {
+    throw new ConfigError(
+      `manifestKey needs a table folder's key prefix such as runs/<run>/<table>/ (no s3://bucket, ending with /); got ${JSON.stringify(keyPrefix)}.`,
+    );
+  }
+  return `${keyPrefix}manifest`;
+}
+
+/** The SELECT that UNLOAD runs: the target's columns, in its order, from the source table. */
+export function buildUnloadQuery(transfer: TableTransfer): string {
+  if (transfer.columns.length === 0) {
+    throw new ConfigError(
+      `${displayQualified(transfer.table.source)} has no columns to unload; plan its columns first.`,
+    );
+  }
+  const selectList = transfer.columns
+    .map((column) => `${column.selectExpression} AS ${quoteIdentifier(column.name)}`)
+    .join(', ');
+  return `SELECT ${selectList} FROM ${quoteQualified(transfer.table.source)}`;
+}
+
+function checkLength(statement: string, what: string): string {
+  const bytes = Buffer.byteLength(statement, 'utf8');
+  if (bytes > MAX_STATEMENT_BYTES) {
+    throw new ConfigError(
+      `${what} is ${bytes} bytes long; the Redshift Data API takes at most ${MAX_STATEMENT_BYTES} bytes per statement. Sync a view with fewer or shorter-named columns instead.`,
+    );
+  }
+  return statement;
+}
+
+/** One table's UNLOAD, in the contract's shape (one group of options per line, fixed order). */
+export function buildUnloadStatement(transfer: TableTransfer, options: UnloadOptions): string {
+  const valid = validateUnloadOptions(options);
+  parseS3Prefix(transfer.s3Prefix);
+  const optional = [
+    ...(valid.kmsKeyArn === undefined
+      ? []
+      : [`KMS_KEY_ID ${redshiftLiteral(valid.kmsKeyArn)} ENCRYPTED`]),
+    ...(valid.region === undefined ? [] : [`REGION ${redshiftLiteral(valid.region)}`]),
+  ];
+  const lines = [
+    `UNLOAD (${redshiftLiteral(buildUnloadQuery(transfer))})`,
+    `TO ${redshiftLiteral(transfer.s3Prefix)}`,
+    `IAM_ROLE ${redshiftLiteral(valid.iamRoleArn)}`,
+    `DELIMITER AS ${redshiftLiteral('|')} NULL AS ${redshiftLiteral('\\N')} ESCAPE`,
+    `MANIFEST VERBOSE PARALLEL ON MAXFILESIZE ${valid.maxFileSizeMb} MB`,
+    ...(optional.length > 0 ? [optional.join(' ')] : []),
+  ];
+  return checkLength(lines.join('\n'), `the UNLOAD of ${displayQualified(transfer.table.source)}`);
+}
+
+/** One table's figures over the source, read in the same snapshot as its UNLOAD. */
+export function buildSourceFiguresQuery(transfer: TableTransfer): string {
+  return checkLength(
+    buildFiguresQuery(
+      quoteQualified(transfer.table.source),
+      transfer.columns.map((column) => ({ name: column.name, figures: column.figures })),
+    ),
+    `the figures query of ${displayQualified(transfer.table.source)}`,
+  );
+}
+
+export interface UnloadBatch {
+  /** For BatchExecuteStatement: one transaction, so every table is read in one snapshot. */
+  readonly statements: readonly string[];
+  /** Per transfer, in the order given: the index in `statements` of its figures query. */
+  readonly figuresStatementIndex: readonly number[];
+}
+
+/** The settings, then per table its UNLOAD and its figures query. */
+export function buildUnloadBatch(
+  transfers: readonly TableTransfer[],
+  options: UnloadOptions,
+): UnloadBatch {
+  if (transfers.length === 0) {
+    throw new ConfigError('the unload batch has no tables; name at least one.');
+  }
+  if (transfers.length > MAX_TABLES_PER_BATCH) {
+    const needed = SESSION_SETTINGS.length + 2 * transfers.length;
+    throw new ConfigError(
+      `${transfers.length} tables need ${needed} statements in one batch, but BatchExecuteStatement runs at most ${MAX_BATCH_STATEMENTS}: one run unloads at most ${MAX_TABLES_PER_BATCH} tables. Split the tables across several configurations or runs.`,
+    );
+  }
+  const seen = new Map<string, TableTransfer>();
+  for (const transfer of transfers) {
+    const earlier = seen.get(transfer.s3Prefix);
+    if (earlier) {
+      throw new ConfigError(
+        `${displayQualified(earlier.table.target)} and ${displayQualified(transfer.table.target)} would unload into the same folder ${transfer.s3Prefix}; each table needs its own (tableS3Prefix).`,
+      );
+    }
+    seen.set(transfer.s3Prefix, transfer);
+  }
+  const statements = [...SESSION_SETTINGS];
+  const figuresStatementIndex: number[] = [];
+  for (const transfer of transfers) {
+    statements.push(buildUnloadStatement(transfer, options));
+    figuresStatementIndex.push(statements.length);
+    statements.push(buildSourceFiguresQuery(transfer));
+  }
+  return { statements, figuresStatementIndex };
+}

@@ -1,0 +1,84 @@
+import { describe, expect, it } from 'vitest';
+import { ManifestError } from '../lambdas/core/unload/errors';
+import { parseManifest } from '../lambdas/core/unload/manifest';
+
+const WHERE = 's3://sync-bucket/runs/r/orders__abc/manifest';
+
+function entry(key: string, bytes: number, records: number) {
+  return {
+    url: `s3://sync-bucket/runs/r/orders__abc/${key}`,
+    meta: { content_length: bytes, record_count: records },
+  };
+}
+
+/** As MANIFEST VERBOSE writes it (schema and author are not relied on). */
+function manifest(entries: unknown[], totals?: { bytes: number; records: number }) {
+  return JSON.stringify({
+    entries,
+    schema: { elements: [{ name: 'id', type: { base: 'integer' } }] },
+    ...(totals ? { meta: { content_length: totals.bytes, record_count: totals.records } } : {}),
+    author: { name: 'Amazon Redshift', version: '1.0.0' },
+  });
+}
+
+describe('parseManifest', () => {
+  it('lists the data files with sizes and record counts, skipping empty slices', () => {
+    const text = manifest(
+      [entry('0000_part_00', 1200, 40), entry('0001_part_00', 0, 0), entry('0001_part_01', 30, 2)],
+      { bytes: 1230, records: 42 },
+    );
+    expect(parseManifest(text, WHERE)).toEqual([
+      { bucket: 'sync-bucket', key: 'runs/r/orders__abc/0000_part_00', bytes: 1200, records: 40 },
+      { bucket: 'sync-bucket', key: 'runs/r/orders__abc/0001_part_01', bytes: 30, records: 2 },
+    ]);
+  });
+
+  it('gives no files for an empty table', () => {
+    const text = manifest([entry('0000_part_00', 0, 0), entry('0001_part_00', 0, 0)], {
+      bytes: 0,
+      records: 0,
+    });
+    expect(parseManifest(text, WHERE)).toEqual([]);
+    expect(parseManifest(manifest([]), WHERE)).toEqual([]);
+  });
+
+  it.each([
+    ['not JSON', '{"entries": [', /manifest s3:\/\/sync-bucket\/.* is not JSON/],
+    ['no entries', JSON.stringify({ files: [] }), /has no "entries" list/],
+    ['entries not a list', JSON.stringify({ entries: {} }), /has no "entries" list/],
+    ['an entry without url', manifest([{ meta: {} }]), /entry 1 has no "url"/],
+    [
+      'an url that is not s3',
+      manifest([{ url: 'https://x/y', meta: { content_length: 1, record_count: 1 } }]),
+      /entry 1: url "https:\/\/x\/y" is not an s3:\/\/ URL/,
+    ],
+    [
+      'a plain (not VERBOSE) manifest',
+      JSON.stringify({ entries: [{ url: 's3://b/k', mandatory: true }] }),
+      /entry 1 has no "meta".*MANIFEST VERBOSE/,
+    ],
+    [
+      'a negative size',
+      manifest([entry('a', 10, 1), entry('b', -1, 0)]),
+      /entry 2: meta.content_length is -1, not a whole number of bytes/,
+    ],
+    [
+      'a record count as text',
+      manifest([{ url: 's3://b/k', meta: { content_length: 5, record_count: '1' } }]),
+      /meta.record_count is "1", not a whole number of records/,
+    ],
+    [
+      'records in an empty file',
+      manifest([entry('a', 0, 3)]),
+      /lists s3:\/\/sync-bucket\/runs\/r\/orders__abc\/a with 3 records in 0 bytes/,
+    ],
+    [
+      'a total that does not add up',
+      manifest([entry('a', 10, 1), entry('b', 10, 1)], { bytes: 20, records: 3 }),
+      /says 3 records in all, but its entries add up to 2/,
+    ],
+  ])('refuses %s, naming the manifest', (_case, text, message) => {
+    expect(() => parseManifest(text, WHERE)).toThrowError(ManifestError);
+    expect(() => parseManifest(text, WHERE)).toThrowError(message);
+  });
+});

@@ -1,0 +1,234 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError } from '../lambdas/core/errors';
+import type { QualifiedName } from '../lambdas/core/identifiers';
+import { runScopedName } from '../lambdas/core/swap/plan';
+import type { ColumnTransfer, TableTransfer } from '../lambdas/core/transfer/types';
+import {
+  buildUnloadBatch,
+  buildUnloadStatement,
+  MAX_TABLES_PER_BATCH,
+  manifestKey,
+  parseS3Prefix,
+  redshiftLiteral,
+  SESSION_SETTINGS,
+  tableS3Prefix,
+  type UnloadOptions,
+  validateUnloadOptions,
+} from '../lambdas/core/unload/statement';
+
+const ROLE = 'arn:aws:iam::123456789012:role/redshift-unload';
+const KEY = 'arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab';
+const options: UnloadOptions = { iamRoleArn: ROLE, maxFileSizeMb: 100 };
+
+/** Every character that quoting has to survive: capitals, space, ", ', \. */
+const awkward: QualifiedName = { schema: 'Sales Data', name: `Order "Items" it's C:\\tmp` };
+
+function column(
+  name: string,
+  selectExpression = `"${name.replaceAll('"', '""')}"`,
+): ColumnTransfer {
+  return { name, selectExpression, targetType: 'text', figures: 'octets' };
+}
+
+function transfer(
+  source: QualifiedName,
+  columns: ColumnTransfer[],
+  s3Prefix: string,
+): TableTransfer {
+  return {
+    table: { source, target: source, strategy: 'rename', allowEmpty: false },
+    staging: { schema: 'redshift_sync_staging', name: 'x' },
+    columns,
+    s3Prefix,
+  };
+}
+
+describe('redshiftLiteral', () => {
+  it('doubles single quotes and backslashes, as Redshift reads both as escapes', () => {
+    expect(redshiftLiteral(`it's`)).toBe(`'it''s'`);
+    expect(redshiftLiteral('C:\\tmp')).toBe(`'C:\\\\tmp'`);
+    expect(redshiftLiteral(`\\'`)).toBe(`'\\\\'''`);
+    expect(redshiftLiteral('')).toBe(`''`);
+  });
+});
+
+describe('buildUnloadStatement', () => {
+  const awkwardTransfer = transfer(
+    awkward,
+    [column('id'), column('Note "quoted"'), column(`it's`), column('back\\slash')],
+    's3://sync-bucket/runs/run-1/order_items__abc/',
+  );
+
+  it('writes the contract shape, every name quoted and the query a Redshift literal', () => {
+    expect(buildUnloadStatement(awkwardTransfer, options)).toBe(
+      [
+        `UNLOAD ('SELECT "id" AS "id", "Note ""quoted""" AS "Note ""quoted""", "it''s" AS "it''s", "back\\\\slash" AS "back\\\\slash" FROM "Sales Data"."Order ""Items"" it''s C:\\\\tmp"')`,
+        `TO 's3://sync-bucket/runs/run-1/order_items__abc/'`,
+        `IAM_ROLE 'arn:aws:iam::123456789012:role/redshift-unload'`,
+        `DELIMITER AS '|' NULL AS '\\\\N' ESCAPE`,
+        'MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 100 MB',
+      ].join('\n'),
+    );
+  });
+
+  it('adds the KMS key and the region on a last line when given', () => {
+    const statement = buildUnloadStatement(awkwardTransfer, {
+      ...options,
+      kmsKeyArn: KEY,
+      region: 'eu-west-1',
+      maxFileSizeMb: 250,
+    });
+    const lines = statement.split('\n');
+    expect(lines).toHaveLength(6);
+    expect(lines[4]).toBe('MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 250 MB');
+    expect(lines[5]).toBe(`KMS_KEY_ID '${KEY}' ENCRYPTED REGION 'eu-west-1'`);
+    expect(
+      buildUnloadStatement(awkwardTransfer, { ...options, region: 'us-gov-west-1' }).split('\n')[5],
+    ).toBe(`REGION 'us-gov-west-1'`);
+  });
+
+  it('selects in the order the columns are given, with their expressions, never *', () => {
+    const statement = buildUnloadStatement(
+      transfer(
+        { schema: 'public', name: 't' },
+        [column('b'), column('a', `CHR(92) || 'x' || FROM_VARBYTE("a", 'hex')`)],
+        's3://b-1/runs/r/t__1/',
+      ),
+      options,
+    );
+    expect(statement.split('\n')[0]).toBe(
+      `UNLOAD ('SELECT "b" AS "b", CHR(92) || ''x'' || FROM_VARBYTE("a", ''hex'') AS "a" FROM "public"."t"')`,
+    );
+    expect(statement).not.toContain('*');
+  });
+
+  it('refuses a transfer without columns or with a malformed folder', () => {
+    expect(() =>
+      buildUnloadStatement(transfer(awkward, [], 's3://b-1/runs/r/t/'), options),
+    ).toThrowError(/no columns to unload/);
+    expect(() =>
+      buildUnloadStatement(transfer(awkward, [column('a')], 's3://b-1/runs/r/t'), options),
+    ).toThrowError(/must look like s3:\/\/bucket\/folder\/ \(ending with \/\)/);
+  });
+
+  it('refuses a statement longer than the Data API takes', () => {
+    const wide = Array.from({ length: 2000 }, (_, index) =>
+      column(`a_rather_long_column_${index}`),
+    );
+    expect(() =>
+      buildUnloadStatement(transfer(awkward, wide, 's3://b-1/runs/r/t/'), options),
+    ).toThrowError(/bytes long; the Redshift Data API takes at most 100000 bytes/);
+  });
+});
+
+describe('validateUnloadOptions', () => {
+  it('accepts role chains, partition ARNs and sizes at both limits', () => {
+    const chained = `${ROLE},arn:aws:iam::210987654321:role/path/to/writer`;
+    expect(validateUnloadOptions({ iamRoleArn: chained, maxFileSizeMb: 5 }).iamRoleArn).toBe(
+      chained,
+    );
+    expect(() =>
+      validateUnloadOptions({
+        iamRoleArn: 'arn:aws-cn:iam::123456789012:role/x',
+        kmsKeyArn: 'arn:aws-cn:kms:cn-north-1:123456789012:key/abcd',
+        region: 'cn-north-1',
+        maxFileSizeMb: 6000,
+      }),
+    ).not.toThrow();
+  });
+
+  it.each([
+    [{ iamRoleArn: 'redshift-unload' }, /iamRoleArn "redshift-unload" is not an IAM role ARN/],
+    [{ iamRoleArn: `${ROLE}, ${ROLE}` }, /is not an IAM role ARN.*no spaces/],
+    [{ iamRoleArn: "arn:aws:iam::123456789012:role/x'y" }, /is not an IAM role ARN/],
+    [{ kmsKeyArn: 'alias/sync' }, /kmsKeyArn "alias\/sync" is not a KMS key ARN/],
+    [{ region: 'EU-WEST-1' }, /region "EU-WEST-1" is not an AWS region name/],
+    [{ region: "eu-west-1' x" }, /is not an AWS region name/],
+    [{ maxFileSizeMb: 4 }, /maxFileSizeMb is 4; give a whole number of MB from 5 to 6000/],
+    [{ maxFileSizeMb: 6001 }, /maxFileSizeMb is 6001/],
+    [{ maxFileSizeMb: 10.5 }, /maxFileSizeMb is 10.5/],
+  ])('refuses %j', (override, message) => {
+    const bad = { ...options, ...override };
+    expect(() => validateUnloadOptions(bad)).toThrowError(ConfigError);
+    expect(() => validateUnloadOptions(bad)).toThrowError(message);
+  });
+});
+
+describe('tableS3Prefix and manifestKey', () => {
+  const target: QualifiedName = { schema: 'public', name: 'Order Items' };
+
+  it('gives each run and table its own folder, named like its staging table', () => {
+    const prefix = tableS3Prefix('sync-bucket', 'run-2024-01-01', target);
+    expect(prefix).toBe(
+      `s3://sync-bucket/runs/run-2024-01-01/${runScopedName('run-2024-01-01', target)}/`,
+    );
+    expect(prefix).toMatch(
+      /^s3:\/\/sync-bucket\/runs\/run-2024-01-01\/order_items__[0-9a-f]{12}\/$/,
+    );
+    expect(tableS3Prefix('sync-bucket', 'run-2', target)).not.toBe(prefix);
+    const { bucket, keyPrefix } = parseS3Prefix(prefix);
+    expect(bucket).toBe('sync-bucket');
+    expect(manifestKey(keyPrefix)).toBe(`${keyPrefix}manifest`);
+  });
+
+  it('refuses bad buckets, run ids and prefixes', () => {
+    expect(() => tableS3Prefix('s3://sync-bucket', 'r', target)).toThrowError(
+      /bucket "s3:\/\/sync-bucket" is not an S3 bucket name/,
+    );
+    expect(() => tableS3Prefix('Sync_Bucket', 'r', target)).toThrowError(/not an S3 bucket name/);
+    expect(() => tableS3Prefix('sync-bucket', 'run/1', target)).toThrowError(/run id "run\/1"/);
+    expect(() => manifestKey('s3://sync-bucket/runs/r/t/')).toThrowError(/key prefix/);
+    expect(() => manifestKey('runs/r/t')).toThrowError(/ending with \//);
+  });
+});
+
+describe('buildUnloadBatch', () => {
+  const tables = [1, 2].map((n) =>
+    transfer(
+      { schema: 'public', name: `t${n}` },
+      [{ name: 'id', selectExpression: '"id"', targetType: 'integer', figures: 'integer' }],
+      `s3://b-1/runs/r/t${n}/`,
+    ),
+  );
+
+  it('sets the session first, then each table its UNLOAD and its figures query', () => {
+    const batch = buildUnloadBatch(tables, options);
+    expect(batch.statements.slice(0, 3)).toEqual([
+      "SET timezone TO 'UTC'",
+      'SET extra_float_digits TO 2',
+      "SET datestyle TO 'ISO, MDY'",
+    ]);
+    expect(batch.statements).toHaveLength(7);
+    expect(batch.figuresStatementIndex).toEqual([4, 6]);
+    expect(batch.statements[3]).toMatch(/^UNLOAD \('SELECT "id" AS "id" FROM "public"\."t1"'\)/);
+    expect(batch.statements[4]).toBe(
+      'SELECT CAST(COUNT(*) AS VARCHAR(100)) AS row_count, CAST(COUNT(*) - COUNT("id") AS VARCHAR(100)) AS c0_nulls, CAST(MIN("id") AS VARCHAR(100)) AS c0_min, CAST(MAX("id") AS VARCHAR(100)) AS c0_max FROM "public"."t1"',
+    );
+    expect(batch.statements[5]).toMatch(/FROM "public"\."t2"'\)\nTO 's3:\/\/b-1\/runs\/r\/t2\/'/);
+    expect(batch.statements[6]).toMatch(/FROM "public"\."t2"$/);
+  });
+
+  it(`fits ${MAX_TABLES_PER_BATCH} tables in the 40 statements of one batch and refuses more`, () => {
+    const many = (count: number) =>
+      Array.from({ length: count }, (_, n) =>
+        transfer({ schema: 'public', name: `t${n}` }, [column('a')], `s3://b-1/runs/r/t${n}/`),
+      );
+    expect(MAX_TABLES_PER_BATCH).toBe(18);
+    const full = buildUnloadBatch(many(18), options);
+    expect(full.statements).toHaveLength(SESSION_SETTINGS.length + 36);
+    expect(full.statements.length).toBeLessThanOrEqual(40);
+    expect(() => buildUnloadBatch(many(19), options)).toThrowError(
+      '19 tables need 41 statements in one batch, but BatchExecuteStatement runs at most 40: one run unloads at most 18 tables. Split the tables across several configurations or runs.',
+    );
+    expect(() => buildUnloadBatch([], options)).toThrowError(/no tables/);
+  });
+
+  it('refuses two tables unloading into one folder, and bad options', () => {
+    expect(() =>
+      buildUnloadBatch([tables[0]!, { ...tables[1]!, s3Prefix: tables[0]!.s3Prefix }], options),
+    ).toThrowError(/would unload into the same folder s3:\/\/b-1\/runs\/r\/t1\//);
+    expect(() => buildUnloadBatch(tables, { ...options, maxFileSizeMb: 0 })).toThrowError(
+      /maxFileSizeMb is 0/,
+    );
+  });
+});
