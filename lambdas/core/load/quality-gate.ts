@@ -1,0 +1,203 @@
+/**
+ * The quality gate: staging is published only if it holds what Redshift unloaded. The same
+ * figures query ran on the source inside the unload transaction; here it runs on staging,
+ * and a pure function compares the two, figure by figure.
+ */
+import { displayQualified, quoteQualified } from '../identifiers';
+import type { SqlClient } from '../sql-client';
+import { prepareStaging } from '../swap/engine';
+import { buildFiguresQuery, parseFigures } from '../transfer/figures';
+import type {
+  ColumnFigures,
+  FigureKind,
+  SyncTable,
+  TableFigures,
+  TableTransfer,
+} from '../transfer/types';
+import { QualityGateError } from './errors';
+import { liveRowCount } from './target';
+
+/** Runs the figures query over the transfer's staging table. */
+export async function stagingFigures(
+  db: SqlClient,
+  transfer: TableTransfer,
+): Promise<TableFigures> {
+  const [row] = await db.query(
+    buildFiguresQuery(quoteQualified(transfer.staging), transfer.columns),
+  );
+  return parseFigures(row!, transfer.columns);
+}
+
+export interface QualityGateInput {
+  readonly table: SyncTable;
+  /** Redshift's figures, taken in the unload snapshot. */
+  readonly source: TableFigures;
+  readonly staging: TableFigures;
+  /** The live table's row count; null when it does not exist yet. */
+  readonly liveRows: number | null;
+}
+
+export type QualityVerdict =
+  | { readonly passed: true; readonly rows: number }
+  | {
+      readonly passed: false;
+      readonly problems: readonly string[];
+      /** The failing figures side by side: figure | Redshift | staging. */
+      readonly report: string;
+    };
+
+/**
+ * Significant digits both engines print floats with by default. PostgreSQL prints the
+ * shortest exact form (up to 9 and 17 digits), Redshift rounds; compared at these digits,
+ * the same value agrees.
+ */
+const FLOAT_DIGITS: Partial<Record<FigureKind, number>> = { float4: 6, float8: 15 };
+
+function floatText(text: string, digits: number): string {
+  const trimmed = text.trim();
+  if (/^[+-]?inf(inity)?$/i.test(trimmed))
+    return trimmed.startsWith('-') ? '-Infinity' : 'Infinity';
+  if (/^nan$/i.test(trimmed)) return 'NaN';
+  const value = Number(trimmed);
+  return Number.isNaN(value) ? trimmed : value.toPrecision(digits);
+}
+
+function sameFigure(kind: FigureKind, source: string | null, staging: string | null): boolean {
+  if (source === null || staging === null) return source === staging;
+  const digits = FLOAT_DIGITS[kind];
+  if (digits) return floatText(source, digits) === floatText(staging, digits);
+  return source === staging;
+}
+
+interface FigureLine {
+  readonly figure: string;
+  readonly source: string;
+  readonly staging: string;
+}
+
+function show(value: string | number | null | undefined): string {
+  return value === null || value === undefined ? 'NULL' : String(value);
+}
+
+/** Aligned columns, so the numbers read side by side in a log line or a notification. */
+export function formatReport(lines: readonly FigureLine[]): string {
+  const rows = [{ figure: 'figure', source: 'Redshift', staging: 'staging' }, ...lines];
+  const width = (key: keyof FigureLine) => Math.max(...rows.map((row) => row[key].length));
+  const figureWidth = width('figure');
+  const sourceWidth = width('source');
+  return rows
+    .map((row) =>
+      `${row.figure.padEnd(figureWidth)} | ${row.source.padEnd(sourceWidth)} | ${row.staging}`.trimEnd(),
+    )
+    .join('\n');
+}
+
+const COLUMN_FIGURES: readonly {
+  readonly key: 'min' | 'max' | 'octets' | 'trues';
+  readonly label: string;
+}[] = [
+  { key: 'min', label: 'min' },
+  { key: 'max', label: 'max' },
+  { key: 'octets', label: 'total bytes' },
+  { key: 'trues', label: 'true count' },
+];
+
+function compareColumn(source: ColumnFigures, staging: ColumnFigures): FigureLine[] {
+  const failing: FigureLine[] = [];
+  if (source.nulls !== staging.nulls) {
+    failing.push({
+      figure: `${source.column}: NULL count`,
+      source: show(source.nulls),
+      staging: show(staging.nulls),
+    });
+  }
+  for (const { key, label } of COLUMN_FIGURES) {
+    const sourceValue = source[key];
+    const stagingValue = staging[key];
+    if (sourceValue === undefined && stagingValue === undefined) continue;
+    const sourceText = sourceValue == null ? null : String(sourceValue);
+    const stagingText = stagingValue == null ? null : String(stagingValue);
+    if (!sameFigure(source.kind, sourceText, stagingText)) {
+      failing.push({
+        figure: `${source.column}: ${label}`,
+        source: show(sourceText),
+        staging: show(stagingText),
+      });
+    }
+  }
+  return failing;
+}
+
+/** Compares staging with the source, figure by figure. Pure. */
+export function qualityGate(input: QualityGateInput): QualityVerdict {
+  const { table, source, staging, liveRows } = input;
+  const problems: string[] = [];
+  const failing: FigureLine[] = [];
+  if (source.rows === 0 && (liveRows ?? 0) > 0 && !table.allowEmpty) {
+    problems.push(
+      `the source ${displayQualified(table.source)} has no rows, but the live table ${displayQualified(table.target)} has ${liveRows}; publishing would empty it. Set allowEmpty: true in the table's config if an empty table is expected.`,
+    );
+  }
+  if (source.rows !== staging.rows) {
+    problems.push(
+      `row count: Redshift unloaded ${source.rows} rows, staging holds ${staging.rows} (a file was lost, imported twice or changed).`,
+    );
+    failing.push({ figure: 'rows', source: show(source.rows), staging: show(staging.rows) });
+  }
+  const sourceNames = source.columns.map((column) => column.column);
+  const stagingNames = staging.columns.map((column) => column.column);
+  if (sourceNames.join('\0') !== stagingNames.join('\0')) {
+    problems.push(
+      `the figures describe different columns: Redshift [${sourceNames.join(', ')}], staging [${stagingNames.join(', ')}]; the figures were taken for another column plan, so unload again.`,
+    );
+  } else {
+    source.columns.forEach((sourceColumn, index) => {
+      const lines = compareColumn(sourceColumn, staging.columns[index]!);
+      for (const line of lines) {
+        problems.push(`${line.figure}: ${line.source} in Redshift, ${line.staging} in staging.`);
+      }
+      failing.push(...lines);
+    });
+  }
+  if (problems.length === 0) return { passed: true, rows: staging.rows };
+  return { passed: false, problems, report: formatReport(failing) };
+}
+
+export interface CheckedStaging {
+  readonly rows: number;
+  /** The live table's indexes, built on staging (empty on a first run). */
+  readonly indexStatements: readonly string[];
+  readonly figures: TableFigures;
+}
+
+/**
+ * Holds staging to the source's figures and, when it passes, gives it the live table's
+ * indexes and fresh statistics (the swap engine's prepareStaging). Throws QualityGateError,
+ * with the numbers side by side, when it does not.
+ */
+export async function checkAndPrepareStaging(
+  db: SqlClient,
+  transfer: TableTransfer,
+  sourceFigures: TableFigures,
+): Promise<CheckedStaging> {
+  const figures = await stagingFigures(db, transfer);
+  const liveRows = await liveRowCount(db, transfer.table.target);
+  const verdict = qualityGate({
+    table: transfer.table,
+    source: sourceFigures,
+    staging: figures,
+    liveRows,
+  });
+  if (!verdict.passed) {
+    throw new QualityGateError(
+      `${displayQualified(transfer.table.target)}: staging ${displayQualified(transfer.staging)} does not match what Redshift unloaded, so nothing was published:\n- ${verdict.problems.join('\n- ')}\n\n${verdict.report}`,
+      verdict.problems,
+      verdict.report,
+    );
+  }
+  const { statements } = await prepareStaging(db, {
+    live: transfer.table.target,
+    staging: transfer.staging,
+  });
+  return { rows: verdict.rows, indexStatements: statements, figures };
+}
