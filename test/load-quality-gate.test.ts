@@ -139,6 +139,9 @@ describe('qualityGate (pure)', () => {
     expect(!verdict.passed && verdict.problems[0]).toMatch(
       /the source source\.readings has no rows, but the live table public\.readings has 1200; .*Set allowEmpty: true in the table's config if an empty table is expected/,
     );
+    expect(!verdict.passed && verdict.report).toBe(
+      'figure                  | Redshift | staging\nrows (live table: 1200) | 0        | 0',
+    );
     expect(
       qualityGate({
         table: { ...table, allowEmpty: true },
