@@ -1,0 +1,281 @@
+/**
+ * The Warehouse port over the Redshift Data API: statements are submitted, then polled, and
+ * their rows read page by page. Throttling is retried by the SDK's own retry strategy (give
+ * the client enough `maxAttempts`); any other failure of a call is a WarehouseError naming
+ * the call and the target.
+ */
+import {
+  BatchExecuteStatementCommand,
+  DescribeStatementCommand,
+  type DescribeStatementResponse,
+  ExecuteStatementCommand,
+  type Field,
+  GetStatementResultCommand,
+  RedshiftDataClient,
+  type RedshiftDataClientConfig,
+  type SubStatementData,
+} from '@aws-sdk/client-redshift-data';
+import { ConfigError } from '../core/errors';
+import type { StatementState, Warehouse, WarehouseRow } from '../core/transfer/ports';
+import { WarehouseError } from '../core/unload/errors';
+
+/** A provisioned cluster: credentials from a Secrets Manager secret or, as `dbUser`, from GetClusterCredentials. */
+export interface ClusterTarget {
+  readonly clusterIdentifier: string;
+  readonly database: string;
+  readonly secretArn?: string;
+  readonly dbUser?: string;
+}
+
+/** A Redshift Serverless workgroup: a secret, or the caller's IAM identity when none is given. */
+export interface WorkgroupTarget {
+  readonly workgroupName: string;
+  readonly database: string;
+  readonly secretArn?: string;
+}
+
+export type RedshiftTarget = ClusterTarget | WorkgroupTarget;
+
+/** How the Data API is told where to run a statement and as whom. */
+interface TargetParameters {
+  readonly Database: string;
+  readonly ClusterIdentifier?: string;
+  readonly WorkgroupName?: string;
+  readonly SecretArn?: string;
+  readonly DbUser?: string;
+}
+
+/** Enough attempts to ride out the Data API's throttling on a busy account. */
+export const DEFAULT_MAX_ATTEMPTS = 8;
+
+/**
+ * A client whose standard retry strategy retries throttling (ThrottlingException) with
+ * backoff, up to DEFAULT_MAX_ATTEMPTS unless `config` says otherwise.
+ */
+export function createRedshiftDataClient(
+  config: RedshiftDataClientConfig = {},
+): RedshiftDataClient {
+  return new RedshiftDataClient({ maxAttempts: DEFAULT_MAX_ATTEMPTS, ...config });
+}
+
+function nonEmpty(value: unknown, what: string): string {
+  if (typeof value !== 'string' || value.trim() === '') {
+    throw new ConfigError(`Redshift target: ${what} must be a non-empty string.`);
+  }
+  return value;
+}
+
+/** Checks a target as read from configuration and turns it into Data API parameters. */
+export function targetParameters(target: RedshiftTarget): TargetParameters {
+  const Database = nonEmpty(target.database, 'database');
+  const secretArn =
+    target.secretArn === undefined ? undefined : nonEmpty(target.secretArn, 'secretArn');
+  if ('workgroupName' in target && 'clusterIdentifier' in target) {
+    throw new ConfigError(
+      'Redshift target names both a clusterIdentifier and a workgroupName; give clusterIdentifier for a provisioned cluster or workgroupName for Redshift Serverless.',
+    );
+  }
+  if ('workgroupName' in target) {
+    if ('dbUser' in target) {
+      throw new ConfigError(
+        "Redshift target: dbUser works only with a provisioned cluster; for a Serverless workgroup give secretArn, or neither to connect as the caller's IAM identity.",
+      );
+    }
+    return {
+      Database,
+      WorkgroupName: nonEmpty(target.workgroupName, 'workgroupName'),
+      ...(secretArn ? { SecretArn: secretArn } : {}),
+    };
+  }
+  if (!('clusterIdentifier' in target)) {
+    throw new ConfigError(
+      'Redshift target names neither a clusterIdentifier nor a workgroupName; give one of them.',
+    );
+  }
+  const dbUser = target.dbUser === undefined ? undefined : nonEmpty(target.dbUser, 'dbUser');
+  if ((secretArn === undefined) === (dbUser === undefined)) {
+    throw new ConfigError(
+      `Redshift cluster ${target.clusterIdentifier}: give exactly one of secretArn (credentials in Secrets Manager) or dbUser (temporary credentials through redshift:GetClusterCredentials); ${secretArn ? 'both were' : 'neither was'} given.`,
+    );
+  }
+  return {
+    Database,
+    ClusterIdentifier: nonEmpty(target.clusterIdentifier, 'clusterIdentifier'),
+    ...(secretArn ? { SecretArn: secretArn } : { DbUser: dbUser }),
+  };
+}
+
+function describeTarget(target: TargetParameters): string {
+  const where = target.ClusterIdentifier
+    ? `cluster ${target.ClusterIdentifier}`
+    : `workgroup ${target.WorkgroupName}`;
+  return `${where}, database ${target.Database}`;
+}
+
+const RUNNING = new Set(['SUBMITTED', 'PICKED', 'STARTED']);
+const FAILED = new Set(['FAILED', 'ABORTED']);
+/** How much of a failed sub-statement's SQL the error quotes. */
+const QUOTED_SQL_CHARACTERS = 200;
+
+/** `<uuid>:3` -> 3 (1-based, as the Data API numbers a batch's statements). */
+function subStatementNumber(sub: SubStatementData, fallback: number): number {
+  const suffix = /:(\d+)$/.exec(sub.Id ?? '');
+  return suffix ? Number(suffix[1]) : fallback;
+}
+
+function failureText(response: DescribeStatementResponse): string {
+  const own =
+    response.Error?.trim() ||
+    (response.Status === 'ABORTED'
+      ? 'the statement was aborted (cancelled)'
+      : 'no error text given');
+  const subs = response.SubStatements ?? [];
+  const failedIndex = subs.findIndex((sub) => sub.Status === 'FAILED');
+  const index =
+    failedIndex !== -1 ? failedIndex : subs.findIndex((sub) => sub.Status !== 'FINISHED');
+  if (index === -1) return own;
+  const sub = subs[index]!;
+  const sql = (sub.QueryString ?? '').replace(/\s+/g, ' ').trim();
+  const quoted =
+    sql.length > QUOTED_SQL_CHARACTERS ? `${sql.slice(0, QUOTED_SQL_CHARACTERS)}...` : sql;
+  const error = sub.Error?.trim() || own;
+  return `statement ${subStatementNumber(sub, index + 1)} of ${subs.length} (${quoted || 'SQL not shown'}) ${sub.Status === 'ABORTED' ? 'was aborted' : 'failed'}: ${error}`;
+}
+
+function hex(bytes: Uint8Array): string {
+  return Buffer.from(bytes).toString('hex');
+}
+
+/** One Data API field as a plain value; binary as PostgreSQL's `\x` hex text. */
+function fieldValue(field: Field, column: string): string | number | boolean | null {
+  if (field.isNull === true) return null;
+  if (field.stringValue !== undefined) return field.stringValue;
+  if (field.longValue !== undefined) return field.longValue;
+  if (field.doubleValue !== undefined) return field.doubleValue;
+  if (field.booleanValue !== undefined) return field.booleanValue;
+  if (field.blobValue !== undefined) return `\\x${hex(field.blobValue)}`;
+  throw new WarehouseError(
+    `Redshift returned a value of an unknown kind for column ${JSON.stringify(column)}: ${JSON.stringify(field.$unknown?.[0] ?? field)}; update @aws-sdk/client-redshift-data.`,
+  );
+}
+
+export class RedshiftDataWarehouse implements Warehouse {
+  private readonly target: TargetParameters;
+
+  constructor(
+    private readonly client: RedshiftDataClient,
+    target: RedshiftTarget,
+  ) {
+    this.target = targetParameters(target);
+  }
+
+  async submitBatch(statements: readonly string[], name: string): Promise<string> {
+    const response = await this.call('BatchExecuteStatement', () =>
+      this.client.send(
+        new BatchExecuteStatementCommand({
+          ...this.target,
+          Sqls: [...statements],
+          StatementName: name,
+          WithEvent: false,
+        }),
+      ),
+    );
+    return this.statementId(response.Id, 'BatchExecuteStatement');
+  }
+
+  async submitStatement(
+    sql: string,
+    parameters: Readonly<Record<string, string>>,
+    name: string,
+  ): Promise<string> {
+    const entries = Object.entries(parameters);
+    const empty = entries.find(([, value]) => value === '');
+    if (empty) {
+      throw new ConfigError(
+        `SQL parameter :${empty[0]} is empty, and the Redshift Data API refuses empty parameter values; write the empty string into the SQL or pass NULL another way.`,
+      );
+    }
+    const response = await this.call('ExecuteStatement', () =>
+      this.client.send(
+        new ExecuteStatementCommand({
+          ...this.target,
+          Sql: sql,
+          StatementName: name,
+          WithEvent: false,
+          ...(entries.length > 0
+            ? { Parameters: entries.map(([key, value]) => ({ name: key, value })) }
+            : {}),
+        }),
+      ),
+    );
+    return this.statementId(response.Id, 'ExecuteStatement');
+  }
+
+  async describe(statementId: string): Promise<StatementState> {
+    const response = await this.call('DescribeStatement', () =>
+      this.client.send(new DescribeStatementCommand({ Id: statementId })),
+    );
+    const status = response.Status ?? 'unknown';
+    if (RUNNING.has(status)) return { state: 'running', status };
+    if (status === 'FINISHED') return { state: 'done', status };
+    if (FAILED.has(status)) return { state: 'failed', status, error: failureText(response) };
+    throw new WarehouseError(
+      `DescribeStatement gave status ${JSON.stringify(status)} for statement ${statementId} on ${describeTarget(this.target)}; expected SUBMITTED, PICKED, STARTED, FINISHED, FAILED or ABORTED.`,
+    );
+  }
+
+  async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {
+    // A batch's statements are read as `<id>:<n>`, numbered from 1.
+    const id = index === undefined ? statementId : `${statementId}:${index + 1}`;
+    const rows: WarehouseRow[] = [];
+    let columns: string[] | undefined;
+    let nextToken: string | undefined;
+    do {
+      const token = nextToken;
+      const page = await this.call('GetStatementResult', () =>
+        this.client.send(
+          new GetStatementResultCommand({ Id: id, ...(token ? { NextToken: token } : {}) }),
+        ),
+      );
+      if (!columns && page.ColumnMetadata) {
+        columns = page.ColumnMetadata.map(
+          (column, position) => column.name ?? column.label ?? `column_${position + 1}`,
+        );
+      }
+      for (const record of page.Records ?? []) {
+        const names = columns;
+        if (!names || names.length !== record.length) {
+          throw new WarehouseError(
+            `GetStatementResult for statement ${id} gave a row of ${record.length} values but ${names?.length ?? 0} column names.`,
+          );
+        }
+        rows.push(
+          Object.fromEntries(record.map((field, i) => [names[i]!, fieldValue(field, names[i]!)])),
+        );
+      }
+      nextToken = page.NextToken || undefined;
+    } while (nextToken);
+    return rows;
+  }
+
+  private statementId(id: string | undefined, call: string): string {
+    if (!id) {
+      throw new WarehouseError(
+        `${call} on ${describeTarget(this.target)} returned no statement id.`,
+      );
+    }
+    return id;
+  }
+
+  private async call<T>(name: string, send: () => Promise<T>): Promise<T> {
+    try {
+      return await send();
+    } catch (error) {
+      const reason = error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+      throw new WarehouseError(
+        `Redshift Data API ${name} on ${describeTarget(this.target)} failed: ${reason}`,
+        { cause: error },
+      );
+    }
+  }
+}
