@@ -1,0 +1,4 @@
+import { createStaging } from '../pipeline/steps/load';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(createStaging);

@@ -1,0 +1,4 @@
+import { describeRun } from '../pipeline/steps/prepare';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(describeRun);

@@ -1,0 +1,4 @@
+import { finishRun } from '../pipeline/steps/finish';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(finishRun);

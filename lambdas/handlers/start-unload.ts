@@ -1,0 +1,4 @@
+import { startUnload } from '../pipeline/steps/unload';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(startUnload);

@@ -1,0 +1,4 @@
+import { swapTables } from '../pipeline/steps/locks';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(swapTables);

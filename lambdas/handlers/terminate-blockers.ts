@@ -1,0 +1,4 @@
+import { endBlockers } from '../pipeline/steps/locks';
+import { lambdaHandler } from './lambda';
+
+export const handler = lambdaHandler(endBlockers);

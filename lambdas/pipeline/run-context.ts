@@ -1,0 +1,74 @@
+/**
+ * What every step after "Check the run request" starts from: the run's plan read back from
+ * the bucket, its configuration parsed again (the edge is wherever JSON comes in), and the
+ * tables it covers.
+ */
+import { parseRuntimeConfig, type RuntimeConfig, selectTables } from '../core/config';
+import { displayQualified, parseQualifiedName, type QualifiedName } from '../core/identifiers';
+import { buildSwapPlan, type SwapPlan } from '../core/swap/plan';
+import { resolveMergeKey } from '../core/swap/primary-key';
+import type { TableSwap } from '../core/swap/types';
+import type { SyncTable, TableTransfer } from '../core/transfer/types';
+import type { PipelineDeps } from './deps';
+import { RunFiles, type RunPlan, type UnloadRecord } from './run-files';
+import type { RunState } from './state';
+
+export interface RunContext {
+  readonly run: RunState;
+  readonly plan: RunPlan;
+  readonly config: RuntimeConfig;
+  readonly tables: readonly SyncTable[];
+  readonly files: RunFiles;
+}
+
+export async function loadRun(deps: PipelineDeps, run: RunState): Promise<RunContext> {
+  const files = new RunFiles(deps.objects, deps.settings.bucket, run.runId);
+  const plan = await files.readPlan();
+  const config = parseRuntimeConfig(plan.config, `run ${run.runId}'s configuration`);
+  const tables = selectTables(config, plan.targets, `run ${run.runId}'s table list`);
+  return { run, plan, config, tables, files };
+}
+
+/** The transfer of one target of the run, found by the name the state carries. */
+export function transferFor(record: UnloadRecord, target: string): TableTransfer {
+  const wanted = parseQualifiedName(target, 'the table in the step input');
+  const transfer = record.transfers.find(
+    (candidate) =>
+      candidate.table.target.schema === wanted.schema &&
+      candidate.table.target.name === wanted.name,
+  );
+  if (!transfer) {
+    throw new Error(`${displayQualified(wanted)} is not a table of this run`);
+  }
+  return transfer;
+}
+
+export function targetName(target: QualifiedName): string {
+  return displayQualified(target);
+}
+
+/** The swap of every table of the run, merge keys resolved against the live tables. */
+export async function runSwapPlan(
+  deps: PipelineDeps,
+  context: RunContext,
+  record: UnloadRecord,
+): Promise<SwapPlan> {
+  const swaps: (TableSwap & { primaryKey?: readonly string[] })[] = [];
+  for (const transfer of record.transfers) {
+    const swap: TableSwap = {
+      live: transfer.table.target,
+      staging: transfer.staging,
+      strategy: transfer.table.strategy,
+      ...(transfer.table.primaryKey ? { primaryKey: transfer.table.primaryKey } : {}),
+    };
+    swaps.push(
+      swap.strategy === 'merge'
+        ? { ...swap, primaryKey: await resolveMergeKey(deps.aurora, swap) }
+        : swap,
+    );
+  }
+  return buildSwapPlan(swaps, {
+    runId: context.run.runId,
+    lockTimeoutMs: context.config.locks.lockTimeoutMs,
+  });
+}

@@ -1,0 +1,101 @@
+/**
+ * The run's folder in the bucket, `runs/<runId>/`: UNLOAD's data files and manifests per
+ * table, and what the steps hand each other that is too big for the state (the plan, the
+ * column transfers, the source figures). Deleted when the run ends; a lifecycle rule expires
+ * whatever a killed run left.
+ */
+import { SyncError } from '../core/errors';
+import type { QualifiedName } from '../core/identifiers';
+import { runScopedName } from '../core/swap/plan';
+import type { ObjectStore } from '../core/transfer/ports';
+import type { TableFigures, TableTransfer } from '../core/transfer/types';
+
+export const RUNS_PREFIX = 'runs/';
+
+export function runPrefix(runId: string): string {
+  return `${RUNS_PREFIX}${runId}/`;
+}
+
+/** The plan "Check the run request" fixed: the configuration as it was, the tables chosen. */
+export interface RunPlan {
+  readonly runId: string;
+  readonly environment: string;
+  readonly startedAt: string;
+  readonly dryRun: boolean;
+  readonly maxWaitSeconds: number;
+  /** runtimeConfigJson of the configuration the run started with. */
+  readonly config: unknown;
+  /** Targets chosen for this run, as configured. */
+  readonly targets: readonly string[];
+}
+
+/** What "Unload the tables from Redshift" decided, for the steps after it. */
+export interface UnloadRecord {
+  readonly statementId: string;
+  readonly submittedAt: string;
+  readonly transfers: readonly TableTransfer[];
+  /** Per transfer, the batch index of its figures query. */
+  readonly figuresStatementIndex: readonly number[];
+  /** Per transfer, the source columns the target does not have (not synced). */
+  readonly unsyncedColumns: readonly (readonly string[])[];
+}
+
+/** A run file was missing or unreadable: the run's folder was cleaned or the run is not this one. */
+export class RunFileError extends SyncError {}
+
+export class RunFiles {
+  constructor(
+    private readonly objects: ObjectStore,
+    private readonly bucket: string,
+    private readonly runId: string,
+  ) {}
+
+  private key(name: string): string {
+    return `${runPrefix(this.runId)}${name}`;
+  }
+
+  private async read<T>(name: string): Promise<T> {
+    let text: string;
+    try {
+      text = await this.objects.getText(this.bucket, this.key(name));
+    } catch (error) {
+      throw new RunFileError(
+        `run ${this.runId}: cannot read s3://${this.bucket}/${this.key(name)}; the run's files are gone (cleaned up, or expired). Start a new run.`,
+        { cause: error },
+      );
+    }
+    return JSON.parse(text) as T;
+  }
+
+  private write(name: string, value: unknown): Promise<void> {
+    return this.objects.putText(this.bucket, this.key(name), JSON.stringify(value));
+  }
+
+  readPlan(): Promise<RunPlan> {
+    return this.read('run.json');
+  }
+
+  writePlan(plan: RunPlan): Promise<void> {
+    return this.write('run.json', plan);
+  }
+
+  readUnload(): Promise<UnloadRecord> {
+    return this.read('unload.json');
+  }
+
+  writeUnload(record: UnloadRecord): Promise<void> {
+    return this.write('unload.json', record);
+  }
+
+  readFigures(target: QualifiedName): Promise<TableFigures> {
+    return this.read(`figures/${runScopedName(this.runId, target)}.json`);
+  }
+
+  writeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
+    return this.write(`figures/${runScopedName(this.runId, target)}.json`, figures);
+  }
+
+  deleteAll(): Promise<number> {
+    return this.objects.deletePrefix(this.bucket, runPrefix(this.runId));
+  }
+}

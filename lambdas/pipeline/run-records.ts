@@ -1,0 +1,74 @@
+/**
+ * The control table `redshift_sync.runs`: one row per table per run, written when a run ends,
+ * so people can ask Aurora itself when a table was last refreshed, from which snapshot, how
+ * long the swap waited and for whom.
+ */
+import type { QualifiedName } from '../core/identifiers';
+import { ADMIN_SCHEMA } from '../core/schema/admin';
+import type { SqlClient } from '../core/sql-client';
+import type { BlockerState } from './state';
+
+export const RUN_RECORDS_SQL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.runs (
+    run_id text NOT NULL,
+    target_schema name NOT NULL,
+    target_table name NOT NULL,
+    environment text NOT NULL,
+    strategy text NOT NULL,
+    status text NOT NULL CHECK (status IN ('swapped', 'failed', 'not swapped')),
+    rows bigint,
+    unload_submitted_at timestamptz,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    waited_seconds numeric,
+    blockers jsonb NOT NULL DEFAULT '[]',
+    error text,
+    PRIMARY KEY (run_id, target_schema, target_table)
+  )`,
+  `COMMENT ON TABLE ${ADMIN_SCHEMA}.runs IS
+    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait.'`,
+];
+
+export interface RunRecord {
+  readonly runId: string;
+  readonly target: QualifiedName;
+  readonly environment: string;
+  readonly strategy: string;
+  readonly status: 'swapped' | 'failed' | 'not swapped';
+  readonly rows: number | null;
+  readonly unloadSubmittedAt: string | null;
+  readonly startedAt: string;
+  readonly waitedSeconds: number | null;
+  readonly blockers: readonly BlockerState[];
+  readonly error: string | null;
+}
+
+/** Writes (or, when a step is retried, rewrites) one table's row for a run. */
+export async function recordRun(db: SqlClient, record: RunRecord): Promise<void> {
+  await db.query(
+    `INSERT INTO ${ADMIN_SCHEMA}.runs AS r
+       (run_id, target_schema, target_table, environment, strategy, status, rows,
+        unload_submitted_at, started_at, waited_seconds, blockers, error)
+     VALUES (:runId, :schema, :name, :environment, :strategy, :status, :rows::bigint,
+             :unloadSubmittedAt::timestamptz, :startedAt::timestamptz, :waitedSeconds::numeric,
+             :blockers::jsonb, :error)
+     ON CONFLICT (run_id, target_schema, target_table) DO UPDATE
+       SET status = EXCLUDED.status, rows = EXCLUDED.rows, finished_at = clock_timestamp(),
+           waited_seconds = EXCLUDED.waited_seconds, blockers = EXCLUDED.blockers,
+           error = EXCLUDED.error`,
+    {
+      runId: record.runId,
+      schema: record.target.schema,
+      name: record.target.name,
+      environment: record.environment,
+      strategy: record.strategy,
+      status: record.status,
+      rows: record.rows === null ? null : String(record.rows),
+      unloadSubmittedAt: record.unloadSubmittedAt,
+      startedAt: record.startedAt,
+      waitedSeconds: record.waitedSeconds === null ? null : String(record.waitedSeconds),
+      blockers: JSON.stringify(record.blockers),
+      error: record.error,
+    },
+  );
+}

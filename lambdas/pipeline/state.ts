@@ -1,0 +1,126 @@
+/**
+ * The JSON the state machine carries between states, and the edge checks each step runs on
+ * what it receives. Only small things travel in the state (256 KB limit): the run's plan,
+ * column lists and figures live beside the run's files in the bucket (run-files.ts).
+ */
+import { ConfigError } from '../core/errors';
+import type { LockHolder } from '../core/locks/inspect';
+import type { DataFile } from '../core/transfer/types';
+
+/** `$.run`: set by "Check the run request", read by every later step. */
+export interface RunState {
+  readonly runId: string;
+  readonly environment: string;
+  readonly startedAt: string;
+  readonly dryRun: boolean;
+  readonly pollIntervalSeconds: number;
+  readonly maxWaitSeconds: number;
+  /** The targets of this run, as configured (`schema.table`). */
+  readonly targets: readonly string[];
+}
+
+/** `$.unload` */
+export type UnloadState =
+  | { readonly finished: false; readonly statementId: string; readonly status: string }
+  | {
+      readonly finished: true;
+      readonly statementId: string;
+      readonly status: string;
+      readonly tables: readonly TableFilesState[];
+    };
+
+/** One item of "Load each table": a target and the files to import into its staging table. */
+export interface TableFilesState {
+  readonly target: string;
+  readonly files: readonly DataFile[];
+}
+
+export interface ImportedFileState {
+  readonly key: string;
+  readonly rows: number;
+}
+
+/** A table that passed the quality gate: the result of one "Load each table" iteration. */
+export interface LoadedTableState {
+  readonly target: string;
+  readonly rows: number;
+  readonly sourceRows: number;
+  readonly indexesBuilt: number;
+}
+
+/** A session that made the swap wait, as the run summary shows it. */
+export interface BlockerState {
+  readonly pid: number | null;
+  readonly user: string | null;
+  readonly application: string | null;
+  readonly clientAddr: string | null;
+  readonly state: string;
+  readonly relation: string;
+  readonly mode: string;
+  readonly transactionSeconds: number | null;
+  readonly query: string | null;
+  readonly reason: string;
+}
+
+/** `$.locks`: set by "Check locks on the live tables". */
+export interface LocksState {
+  readonly decision: 'swap' | 'wait' | 'terminate';
+  /** When the run first looked at the locks (ms since the epoch). */
+  readonly firstCheckAt: number;
+  readonly waitedSeconds: number;
+  readonly checks: number;
+  /** Who blocks right now. */
+  readonly blockers: readonly BlockerState[];
+  /** Every distinct session that made the run wait. */
+  readonly blockersSeen: readonly BlockerState[];
+}
+
+/** `$.swap` */
+export type SwapState =
+  | {
+      readonly swapped: true;
+      readonly attempts: number;
+      readonly lockWaitMs: number;
+      readonly lockHeldMs: number;
+      readonly swappedAt: string;
+    }
+  | { readonly swapped: false; readonly attempts: number; readonly reason: string };
+
+/** Step Functions' catch output at `$.error`. */
+export interface CaughtError {
+  readonly Error: string;
+  readonly Cause?: string;
+}
+
+export function describeBlocker(holder: LockHolder, reason: string): BlockerState {
+  return {
+    pid: holder.pid,
+    user: holder.user,
+    application: holder.applicationName,
+    clientAddr: holder.clientAddr,
+    state: holder.state,
+    relation: `${holder.relation.schema}.${holder.relation.name}`,
+    mode: holder.mode,
+    transactionSeconds: holder.transactionAgeSeconds,
+    query: holder.query,
+    reason,
+  };
+}
+
+/** The state a step was handed, checked for the fields it reads. */
+export function expectObject(value: unknown, what: string): Record<string, unknown> {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ConfigError(`${what} must be a JSON object, not ${JSON.stringify(value)}.`);
+  }
+  return value as Record<string, unknown>;
+}
+
+export function expectRun(state: unknown): RunState {
+  const run = expectObject(expectObject(state, 'the step input').run, '$.run');
+  if (typeof run.runId !== 'string' || !Array.isArray(run.targets)) {
+    throw new ConfigError(
+      '$.run is not a run this pipeline started: the step input must come from "Check the run request".',
+    );
+  }
+  return run as unknown as RunState;
+}

@@ -1,0 +1,195 @@
+/**
+ * "Record the run and clean up" and "Clean up after the failed run": write one control-table
+ * row per table, expire old versions, delete the run's files and staging leftovers, and
+ * produce the run summary. A failure is also sent to the people who operate the pipeline.
+ */
+import { displayQualified, parseQualifiedName } from '../../core/identifiers';
+import { dropStaleStaging } from '../../core/load/staging';
+import { dropExpiredVersions } from '../../core/swap/engine';
+import type { PipelineDeps } from '../deps';
+import { loadRun, type RunContext } from '../run-context';
+import type { UnloadRecord } from '../run-files';
+import { recordRun } from '../run-records';
+import {
+  type CaughtError,
+  expectObject,
+  type LoadedTableState,
+  type LocksState,
+  type RunState,
+  type SwapState,
+} from '../state';
+import { blockersFor, type RunSummary, type TableOutcome, type TableSummary } from '../summary';
+
+interface EndState {
+  readonly run?: RunState;
+  readonly loaded?: readonly LoadedTableState[];
+  readonly locks?: LocksState;
+  readonly swap?: SwapState;
+  readonly error?: CaughtError;
+}
+
+function tableSummaries(
+  context: RunContext,
+  record: UnloadRecord | null,
+  end: EndState,
+  status: TableOutcome,
+): TableSummary[] {
+  const targets = context.run.targets;
+  return context.tables.map((table, index) => {
+    const target = displayQualified(table.target);
+    const loaded = end.loaded?.find((item) => item.target === target);
+    return {
+      target,
+      source: displayQualified(table.source),
+      strategy: table.strategy,
+      status,
+      rows: loaded?.rows ?? null,
+      waitedSeconds: end.locks ? Math.round(end.locks.waitedSeconds * 10) / 10 : null,
+      blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
+      unsyncedColumns: record?.unsyncedColumns[index] ?? [],
+    };
+  });
+}
+
+async function readUnloadIfAny(context: RunContext): Promise<UnloadRecord | null> {
+  try {
+    return await context.files.readUnload();
+  } catch {
+    return null;
+  }
+}
+
+async function recordTables(
+  deps: PipelineDeps,
+  context: RunContext,
+  record: UnloadRecord | null,
+  tables: readonly TableSummary[],
+  error: string | null,
+): Promise<void> {
+  for (const table of tables) {
+    await recordRun(deps.aurora, {
+      runId: context.run.runId,
+      target: parseQualifiedName(table.target, 'target'),
+      environment: context.run.environment,
+      strategy: table.strategy,
+      status: table.status,
+      rows: table.rows,
+      unloadSubmittedAt: record?.submittedAt ?? null,
+      startedAt: context.run.startedAt,
+      waitedSeconds: table.waitedSeconds,
+      blockers: table.blockers,
+      error,
+    });
+  }
+}
+
+export async function finishRun(state: unknown, deps: PipelineDeps): Promise<RunSummary> {
+  const end = expectObject(state, 'the step input') as EndState;
+  const context = await loadRun(deps, end.run!);
+  const record = await context.files.readUnload();
+  const tables = tableSummaries(context, record, end, 'swapped');
+  await recordTables(deps, context, record, tables, null);
+  for (const table of context.tables) {
+    if (table.strategy !== 'rename') continue;
+    const expired = await dropExpiredVersions(deps.aurora, table.target, {
+      keep: context.config.retention.keepVersions,
+      lockTimeoutMs: context.config.locks.lockTimeoutMs,
+    });
+    if (expired.leftForLater.length > 0) {
+      deps.log.warn('old versions still in use are left for the next run', {
+        table: displayQualified(table.target),
+        versions: expired.leftForLater,
+      });
+    }
+  }
+  await context.files.deleteAll();
+  for (const table of tables) deps.metrics.record('RowsSynced', 'Count', table.rows ?? 0);
+  deps.metrics.record('LockWaitSeconds', 'Seconds', end.locks?.waitedSeconds ?? 0);
+  deps.metrics.record('TablesSwapped', 'Count', tables.length);
+  return {
+    status: 'SUCCEEDED',
+    runId: context.run.runId,
+    environment: context.run.environment,
+    startedAt: context.run.startedAt,
+    finishedAt: new Date(deps.now()).toISOString(),
+    unloadSubmittedAt: record.submittedAt,
+    tables,
+    error: null,
+  };
+}
+
+/** The error Step Functions caught, as a name and a message a person can act on. */
+export function caughtError(error: CaughtError | undefined): { name: string; message: string } {
+  if (!error) return { name: 'UnknownError', message: 'the run failed without an error' };
+  let message = error.Cause ?? '';
+  try {
+    // A Lambda error's Cause is its JSON: {"errorType", "errorMessage", "trace"}.
+    const parsed = JSON.parse(message) as { errorMessage?: unknown };
+    if (typeof parsed.errorMessage === 'string') message = parsed.errorMessage;
+  } catch {
+    // a plain-text cause (States.Timeout, States.TaskFailed, ...) is already the message
+  }
+  return { name: error.Error, message: message || error.Error };
+}
+
+export async function failRun(
+  state: unknown,
+  deps: PipelineDeps,
+): Promise<{ error: string; cause: string; summary: RunSummary }> {
+  const end = expectObject(state, 'the step input') as EndState;
+  const error = caughtError(end.error);
+  let summary: RunSummary = {
+    status: 'FAILED',
+    runId: end.run?.runId ?? null,
+    environment: deps.settings.environment,
+    startedAt: end.run?.startedAt ?? null,
+    finishedAt: new Date(deps.now()).toISOString(),
+    unloadSubmittedAt: null,
+    tables: [],
+    error,
+  };
+  // Without $.run the run never got past "Check the run request" (bad input, or another run
+  // in progress): there is nothing of ours to clean, and someone else's run must be left alone.
+  if (end.run && !end.run.dryRun) {
+    const cleanup: string[] = [];
+    const attempt = async (what: string, action: () => Promise<unknown>) => {
+      try {
+        await action();
+      } catch (cleanupError) {
+        cleanup.push(`${what}: ${(cleanupError as Error).message}`);
+      }
+    };
+    let context: RunContext | null = null;
+    await attempt('read the run plan', async () => {
+      context = await loadRun(deps, end.run!);
+    });
+    if (context) {
+      const loaded: RunContext = context;
+      const record = await readUnloadIfAny(loaded);
+      const swapped = end.swap?.swapped === true;
+      const tables = tableSummaries(loaded, record, end, swapped ? 'swapped' : 'failed');
+      summary = { ...summary, tables, unloadSubmittedAt: record?.submittedAt ?? null };
+      // Staging belongs to this run alone (runs never overlap), and the live tables were
+      // never touched unless the swap went through, in which case staging is already gone.
+      await attempt('drop the staging tables', () => dropStaleStaging(deps.aurora, []));
+      await attempt('record the run', () =>
+        recordTables(deps, loaded, record, tables, `${error.name}: ${error.message}`),
+      );
+      await attempt('delete the run files', () => loaded.files.deleteAll());
+    }
+    if (cleanup.length > 0) deps.log.warn('clean-up after the failure was incomplete', { cleanup });
+  }
+  deps.metrics.record('RunsFailed', 'Count', 1);
+  await deps.notifier.notify(
+    `Redshift-to-Aurora sync failed in ${deps.settings.environment}`.slice(0, 99),
+    [
+      `Run ${summary.runId ?? '(not started)'} failed: ${error.name}`,
+      '',
+      error.message,
+      '',
+      'Live tables are unchanged unless a table below says "swapped".',
+      ...summary.tables.map((table) => `- ${table.target}: ${table.status}`),
+    ].join('\n'),
+  );
+  return { error: error.name, cause: error.message, summary };
+}

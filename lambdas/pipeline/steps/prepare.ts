@@ -1,0 +1,164 @@
+/**
+ * "Check the run request": validate the execution input against the configuration, refuse a
+ * second run of the same environment, clear what a killed run left, and fix the run's plan.
+ * "Describe what the run would do": the dry run.
+ */
+import { parseRuntimeConfig, runtimeConfigJson, selectTables } from '../../core/config';
+import { PreflightError, SyncError } from '../../core/errors';
+import { displayQualified, sameQualifiedName } from '../../core/identifiers';
+import { dropStaleStaging } from '../../core/load/staging';
+import { inspectLocks } from '../../core/locks/inspect';
+import { lockVerdict } from '../../core/locks/verdict';
+import { STAGING_SCHEMA } from '../../core/schema/admin';
+import { installSchema, preflight } from '../../core/swap/engine';
+import { runScopedName, validateRunId } from '../../core/swap/plan';
+import { STRATEGY_LOCKS } from '../../core/swap/types';
+import type { PipelineDeps } from '../deps';
+import { parseRunRequest } from '../request';
+import { loadRun } from '../run-context';
+import { RUNS_PREFIX, RunFiles } from '../run-files';
+import { RUN_RECORDS_SQL } from '../run-records';
+import { describeBlocker, expectObject, expectRun, type RunState } from '../state';
+
+/** Another run of the same environment is in progress; this one did nothing. */
+export class RunInProgressError extends SyncError {}
+
+export async function prepareRun(input: unknown, deps: PipelineDeps): Promise<{ run: RunState }> {
+  const {
+    config: rawConfig,
+    request: rawRequest,
+    context: rawContext,
+  } = expectObject(input, 'the input of "Check the run request"');
+  const context = expectObject(rawContext, '$.context');
+  const config = parseRuntimeConfig(rawConfig, 'the configuration in the state machine');
+  const request = parseRunRequest(rawRequest);
+  const tables = selectTables(config, request.tables, 'the execution input');
+  const runId = validateRunId(String(context.executionName));
+  const others = await deps.runs.othersInProgress(runId, String(context.stateMachineArn ?? ''));
+  if (others.length > 0) {
+    throw new RunInProgressError(
+      `another run of ${deps.settings.environment} is in progress (${others.join(', ')}); runs of one environment never overlap. Wait for it to end, or stop it, then start this one again.`,
+    );
+  }
+  const startedAt = new Date(deps.now()).toISOString();
+  const run: RunState = {
+    runId,
+    environment: deps.settings.environment,
+    startedAt,
+    dryRun: request.dryRun,
+    pollIntervalSeconds: config.locks.pollIntervalSeconds,
+    maxWaitSeconds: request.maxWaitSeconds ?? config.locks.maxWaitSeconds,
+    targets: tables.map((table) => displayQualified(table.target)),
+  };
+  if (!request.dryRun) {
+    // No other run is in progress, so whatever is in the staging schema or under runs/ was
+    // left by a run that was killed: clear it before this run starts.
+    await installPipelineSchema(deps);
+    const dropped = await dropStaleStaging(deps.aurora, []);
+    const deleted = await deps.objects.deletePrefix(deps.settings.bucket, RUNS_PREFIX);
+    if (dropped.length > 0 || deleted > 0) {
+      deps.log.warn('cleared what an earlier, interrupted run left', {
+        stagingTables: dropped.map((name) => displayQualified(name)),
+        runFiles: deleted,
+      });
+    }
+  }
+  await new RunFiles(deps.objects, deps.settings.bucket, runId).writePlan({
+    runId,
+    environment: run.environment,
+    startedAt,
+    dryRun: run.dryRun,
+    maxWaitSeconds: run.maxWaitSeconds,
+    config: runtimeConfigJson(config),
+    targets: run.targets,
+  });
+  deps.log.info('run planned', { runId, tables: run.targets, dryRun: run.dryRun });
+  return { run };
+}
+
+export async function installPipelineSchema(deps: PipelineDeps): Promise<void> {
+  await installSchema(deps.aurora);
+  for (const statement of RUN_RECORDS_SQL) await deps.aurora.query(statement);
+}
+
+export interface DryRunTable {
+  readonly target: string;
+  readonly source: string;
+  readonly strategy: string;
+  readonly liveTableExists: boolean;
+  /** The locks the swap would take, per relation. */
+  readonly locks: readonly { readonly relation: string; readonly mode: string }[];
+  /** Sessions that would make the swap wait now. */
+  readonly blockers: readonly ReturnType<typeof describeBlocker>[];
+}
+
+export interface DryRunSummary {
+  readonly status: 'DRY_RUN';
+  readonly runId: string;
+  readonly wouldWait: boolean;
+  readonly problems: readonly string[];
+  readonly tables: readonly DryRunTable[];
+}
+
+/** Plan only: nothing is unloaded, created or swapped. */
+export async function describeRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
+  const context = await loadRun(deps, expectRun(state));
+  const problems: string[] = [];
+  try {
+    await preflight(
+      deps.aurora,
+      context.tables.map((table) => ({
+        live: table.target,
+        staging: { schema: STAGING_SCHEMA, name: runScopedName(context.run.runId, table.target) },
+        strategy: table.strategy,
+      })),
+      { onMaxWait: context.config.locks.onMaxWait },
+    );
+  } catch (error) {
+    if (!(error instanceof PreflightError)) throw error;
+    problems.push(...error.problems);
+  }
+  // Staging tables do not exist before a run, so only the live side can have holders now.
+  const locks = context.tables.map((table) => ({
+    relation: table.target,
+    mode: STRATEGY_LOCKS[table.strategy].live,
+    includeDependentViews: table.strategy === 'rename',
+  }));
+  const verdict = lockVerdict(await inspectLocks(deps.aurora, locks), {
+    graceSeconds: context.config.locks.graceSeconds,
+  });
+  const blockers = verdict.safe ? [] : verdict.blockers;
+  const existing = await deps.aurora.query<{ schema: string; name: string }>(
+    `SELECT n.nspname::text AS schema, c.relname::text AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE (n.nspname::text, c.relname::text) IN
+            (SELECT t->>'schema', t->>'name' FROM jsonb_array_elements(:targets::jsonb) t)`,
+    { targets: JSON.stringify(context.tables.map((table) => table.target)) },
+  );
+  await context.files.deleteAll();
+  return {
+    status: 'DRY_RUN',
+    runId: context.run.runId,
+    wouldWait: blockers.length > 0,
+    problems,
+    tables: context.tables.map((table) => ({
+      target: displayQualified(table.target),
+      source: displayQualified(table.source),
+      strategy: table.strategy,
+      liveTableExists: existing.some((row) => sameQualifiedName(row, table.target)),
+      locks: [
+        { relation: displayQualified(table.target), mode: STRATEGY_LOCKS[table.strategy].live },
+        {
+          relation: `${STAGING_SCHEMA}.${runScopedName(context.run.runId, table.target)}`,
+          mode: STRATEGY_LOCKS[table.strategy].staging,
+        },
+        ...(STRATEGY_LOCKS[table.strategy].dependentViews
+          ? [{ relation: 'each view on it', mode: STRATEGY_LOCKS[table.strategy].dependentViews! }]
+          : []),
+      ],
+      blockers: blockers
+        .filter((blocker) => sameQualifiedName(blocker.holder.relation, table.target))
+        .map((blocker) => describeBlocker(blocker.holder, blocker.reason)),
+    })),
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * The run summary: the execution's output, the last line a local run prints, and what the
+ * failure notice says. One shape for success and failure, one row per table.
+ */
+import type { BlockerState } from './state';
+
+export type TableOutcome = 'swapped' | 'failed' | 'not swapped';
+
+export interface TableSummary {
+  readonly target: string;
+  readonly source: string;
+  readonly strategy: string;
+  readonly status: TableOutcome;
+  /** Rows now live (swapped), or staged when the run failed after loading; null when unknown. */
+  readonly rows: number | null;
+  readonly waitedSeconds: number | null;
+  /** Sessions that made the swap wait. */
+  readonly blockers: readonly BlockerState[];
+  /** Source columns the live table does not have, left out. */
+  readonly unsyncedColumns: readonly string[];
+}
+
+export interface RunSummary {
+  readonly status: 'SUCCEEDED' | 'FAILED';
+  readonly runId: string | null;
+  readonly environment: string;
+  readonly startedAt: string | null;
+  readonly finishedAt: string;
+  /** When the unload (the Redshift snapshot) was submitted. */
+  readonly unloadSubmittedAt: string | null;
+  readonly tables: readonly TableSummary[];
+  readonly error: { readonly name: string; readonly message: string } | null;
+}
+
+/** The blockers that concern one target: on it, or on something of the run's not tied to one table. */
+export function blockersFor(
+  target: string,
+  targets: readonly string[],
+  seen: readonly BlockerState[],
+): BlockerState[] {
+  return seen.filter(
+    (blocker) => blocker.relation === target || !targets.includes(blocker.relation),
+  );
+}

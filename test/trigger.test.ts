@@ -1,0 +1,136 @@
+import {
+  DescribeExecutionCommand,
+  GetExecutionHistoryCommand,
+  SFNClient,
+  StartExecutionCommand,
+} from '@aws-sdk/client-sfn';
+import { mockClient } from 'aws-sdk-client-mock';
+import { beforeEach, describe, expect, it } from 'vitest';
+import { followRun, startRun } from '../ops/trigger';
+
+const sfn = mockClient(SFNClient);
+const client = new SFNClient({ region: 'eu-west-1' });
+const machine = 'arn:aws:states:eu-west-1:123456789012:stateMachine:redshift-aurora-sync-prod';
+const execution = `${machine.replace(':stateMachine:', ':execution:')}:by-hand-1`;
+
+beforeEach(() => sfn.reset());
+
+describe('startRun', () => {
+  it('starts an execution with the request as its input', async () => {
+    sfn.on(StartExecutionCommand).resolves({ executionArn: execution, startDate: new Date() });
+    expect(
+      await startRun(client, machine, { tables: ['public.orders'], dryRun: true }, 'by-hand-1'),
+    ).toBe(execution);
+    expect(sfn.commandCalls(StartExecutionCommand)[0]!.args[0].input).toEqual({
+      stateMachineArn: machine,
+      name: 'by-hand-1',
+      input: '{"tables":["public.orders"],"dryRun":true}',
+    });
+  });
+});
+
+describe('followRun', () => {
+  it('shows states and lock waits once each, until the execution ends', async () => {
+    const entered = (id: number, name: string) => ({
+      id,
+      type: 'TaskStateEntered' as const,
+      timestamp: new Date(),
+      stateEnteredEventDetails: { name },
+    });
+    const waiting = {
+      id: 3,
+      type: 'TaskStateExited' as const,
+      timestamp: new Date(),
+      stateExitedEventDetails: {
+        name: 'Check locks on the live tables',
+        output: JSON.stringify({
+          locks: {
+            decision: 'wait',
+            waitedSeconds: 61.2,
+            blockers: [
+              { reason: 'pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s' },
+            ],
+          },
+        }),
+      },
+    };
+    sfn
+      .on(GetExecutionHistoryCommand)
+      .resolvesOnce({
+        events: [
+          entered(1, 'Check the run request'),
+          entered(2, 'Unload the tables from Redshift'),
+        ],
+      })
+      .resolves({
+        events: [
+          entered(1, 'Check the run request'),
+          entered(2, 'Unload the tables from Redshift'),
+          waiting,
+          { id: 4, type: 'ExecutionSucceeded', timestamp: new Date() },
+        ],
+      });
+    sfn
+      .on(DescribeExecutionCommand)
+      .resolvesOnce({
+        status: 'RUNNING',
+        executionArn: execution,
+        stateMachineArn: machine,
+        startDate: new Date(),
+      })
+      .resolves({
+        status: 'SUCCEEDED',
+        executionArn: execution,
+        stateMachineArn: machine,
+        startDate: new Date(),
+        output: '{"status":"SUCCEEDED","tables":[]}',
+      });
+    const lines: string[] = [];
+    const result = await followRun(client, execution, {
+      onLine: (line) => lines.push(line),
+      sleep: async () => {},
+    });
+    expect(result).toEqual({
+      status: 'SUCCEEDED',
+      output: { status: 'SUCCEEDED', tables: [] },
+      error: null,
+      cause: null,
+    });
+    expect(lines).toEqual([
+      '▶ Check the run request',
+      '▶ Unload the tables from Redshift',
+      '  waiting 61 s for locks; blocked by:',
+      '    - pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
+      '✓ the run succeeded',
+    ]);
+  });
+
+  it('reports a failed execution with its error and cause', async () => {
+    sfn.on(GetExecutionHistoryCommand).resolves({
+      events: [
+        {
+          id: 9,
+          type: 'ExecutionFailed',
+          timestamp: new Date(),
+          executionFailedEventDetails: {
+            error: 'LockWaitTimeoutError',
+            cause: 'Gave up after 3600 s',
+          },
+        },
+      ],
+    });
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'FAILED',
+      executionArn: execution,
+      stateMachineArn: machine,
+      startDate: new Date(),
+      error: 'LockWaitTimeoutError',
+      cause: 'Gave up after 3600 s',
+    });
+    const lines: string[] = [];
+    const result = await followRun(client, execution, { onLine: (line) => lines.push(line) });
+    expect(result.status).toBe('FAILED');
+    expect(result.error).toBe('LockWaitTimeoutError');
+    expect(lines).toEqual(['✗ LockWaitTimeoutError: Gave up after 3600 s']);
+  });
+});
