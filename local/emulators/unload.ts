@@ -1,0 +1,594 @@
+/**
+ * Redshift's UNLOAD, emulated over a PostgreSQL source: the statement parsed with Redshift's
+ * rules, the rows read in the caller's transaction, and the files written as Redshift writes
+ * them in its text format (checked against the UNLOAD reference, docs.aws.amazon.com/redshift/
+ * latest/dg/r_UNLOAD.html):
+ * - values as the server prints them, fields joined by DELIMITER, one line (LF) per row;
+ * - with ESCAPE, a backslash before LF, CR, the delimiter and the backslash, in character
+ *   (CHAR/VARCHAR) values only;
+ * - NULL as the NULL AS text, never escaped (the empty string without NULL AS);
+ * - one or more files per slice, `<prefix><slice:4>_part_<part:2>`, rows dealt round-robin
+ *   over the slices, so a slice without rows leaves a 0-byte file; a file is closed before it
+ *   would pass MAXFILESIZE; with PARALLEL OFF one series `<prefix>000`, `<prefix>001`, ...;
+ * - `<prefix>manifest` listing every file (with VERBOSE: sizes, record counts, the columns);
+ * - a destination that already has files is refused unless ALLOWOVERWRITE.
+ */
+import type pg from 'pg';
+import { SyncError } from '../../lambdas/core/errors';
+import {
+  describePosition,
+  pointAtShims,
+  RedshiftSqlSyntaxError,
+  significantTokens,
+  type Token,
+} from './redshift-sql';
+
+/** An UNLOAD option Redshift has and this emulator does not implement. */
+export class UnsupportedUnloadOptionError extends SyncError {}
+
+/** An UNLOAD that Redshift would refuse when it runs (its destination is not empty, ...). */
+export class UnloadError extends SyncError {}
+
+export type ManifestKind = 'none' | 'plain' | 'verbose';
+
+export interface UnloadOptions {
+  /** One ASCII character between fields. */
+  readonly delimiter: string;
+  /** What a NULL is written as. */
+  readonly nullAs: string;
+  readonly escape: boolean;
+  readonly manifest: ManifestKind;
+  readonly parallel: boolean;
+  /** Largest file written, in bytes. */
+  readonly maxFileSizeBytes: number;
+  readonly allowOverwrite: boolean;
+  /** Accepted without effect: the folder needs no credentials, encryption or region. */
+  readonly iamRole: string;
+  readonly kmsKeyId: string | null;
+  readonly encrypted: boolean;
+  readonly region: string | null;
+}
+
+export interface UnloadStatement {
+  /** The SELECT, decoded from its literal. */
+  readonly query: string;
+  /** The TO location, `s3://bucket/name-prefix`. */
+  readonly to: string;
+  readonly options: UnloadOptions;
+}
+
+const MB = 1024 * 1024;
+const GB = 1024 * MB;
+const MIN_FILE_SIZE = 5 * MB;
+/** Redshift's largest (and default) file: 6.2 GB. */
+const MAX_FILE_SIZE = Math.round(6.2 * GB);
+
+/** Options Redshift has that the emulator refuses, with what each would need. */
+const NOT_EMULATED: Readonly<Record<string, string>> = {
+  FORMAT: 'only the default text format is emulated',
+  CSV: 'only the default text format is emulated',
+  PARQUET: 'only the default text format is emulated',
+  JSON: 'only the default text format is emulated',
+  HEADER: 'header lines are not emulated',
+  ADDQUOTES: 'quoted fields are not emulated',
+  FIXEDWIDTH: 'fixed-width output is not emulated',
+  GZIP: 'compressed output is not emulated',
+  BZIP2: 'compressed output is not emulated',
+  ZSTD: 'compressed output is not emulated',
+  PARTITION: 'partitioned output is not emulated',
+  CLEANPATH: 'CLEANPATH is not emulated; use a fresh prefix or ALLOWOVERWRITE',
+  EXTENSION: 'file name extensions are not emulated',
+  ROWGROUPSIZE: 'Parquet row groups are not emulated',
+  MASTER_SYMMETRIC_KEY: 'client-side encryption is not emulated',
+  CREDENTIALS: 'give IAM_ROLE instead',
+  ACCESS_KEY_ID: 'give IAM_ROLE instead',
+  SECRET_ACCESS_KEY: 'give IAM_ROLE instead',
+  SESSION_TOKEN: 'give IAM_ROLE instead',
+};
+
+/** Reads the tokens of one UNLOAD statement; every error names what was expected and where. */
+class UnloadParser {
+  private index = 0;
+  private readonly seen = new Set<string>();
+
+  constructor(
+    private readonly sql: string,
+    private readonly tokens: readonly Token[],
+  ) {}
+
+  private fail(message: string, token: Token | undefined = this.tokens[this.index]): never {
+    const where = token ? `at ${describePosition(this.sql, token.start)}` : 'at the end';
+    throw new RedshiftSqlSyntaxError(`UNLOAD: ${message}, ${where}`);
+  }
+
+  private peek(): Token | undefined {
+    return this.tokens[this.index];
+  }
+
+  private peekWord(): string | undefined {
+    const token = this.peek();
+    return token?.kind === 'word' ? token.text.toUpperCase() : undefined;
+  }
+
+  private found(): string {
+    const token = this.peek();
+    return token ? `found ${JSON.stringify(token.text.slice(0, 40))}` : 'found the end';
+  }
+
+  private expectPunctuation(char: string, what: string): void {
+    if (this.peek()?.text !== char) this.fail(`expected ${what}; ${this.found()}`);
+    this.index += 1;
+  }
+
+  private expectWord(word: string, what: string): void {
+    if (this.peekWord() !== word) this.fail(`expected ${what}; ${this.found()}`);
+    this.index += 1;
+  }
+
+  private expectString(what: string): string {
+    const token = this.peek();
+    if (token?.kind !== 'string' || !token.text.startsWith("'")) {
+      this.fail(`expected ${what} as a 'quoted' string; ${this.found()}`);
+    }
+    this.index += 1;
+    return token.value;
+  }
+
+  private optionalWord(word: string): boolean {
+    if (this.peekWord() !== word) return false;
+    this.index += 1;
+    return true;
+  }
+
+  parse(): UnloadStatement {
+    this.expectWord('UNLOAD', 'UNLOAD');
+    this.expectPunctuation('(', "( 'select-statement' )");
+    const queryToken = this.peek();
+    const query = this.expectString('the query');
+    if (query.trim() === '') this.fail('the query is empty', queryToken);
+    this.expectPunctuation(')', "the ) closing the query's parentheses");
+    refuseOuterLimit(query);
+    this.expectWord('TO', "TO 's3://bucket/prefix'");
+    const toToken = this.peek();
+    const to = this.expectString('the TO location');
+    if (!/^s3:\/\/[^/]+\/./.test(to)) {
+      this.fail(
+        `TO must be s3://bucket/name-prefix with a bucket and a prefix; got ${JSON.stringify(to)}`,
+        toToken,
+      );
+    }
+    return { query, to, options: this.parseOptions() };
+  }
+
+  private once(name: string, token: Token): void {
+    if (this.seen.has(name)) this.fail(`${name} is given twice`, token);
+    this.seen.add(name);
+  }
+
+  private parseOptions(): UnloadOptions {
+    let delimiter = '|';
+    let nullAs = '';
+    let escapes = false;
+    let manifest: ManifestKind = 'none';
+    let parallel = true;
+    let maxFileSizeBytes = MAX_FILE_SIZE;
+    let allowOverwrite = false;
+    let iamRole: string | null = null;
+    let kmsKeyId: string | null = null;
+    let encrypted = false;
+    let encryptedAuto = false;
+    let region: string | null = null;
+
+    while (this.index < this.tokens.length) {
+      const token = this.peek()!;
+      if (token.text === ';' && this.index === this.tokens.length - 1) {
+        this.index += 1;
+        break;
+      }
+      const word = this.peekWord();
+      if (word === undefined) this.fail(`expected an UNLOAD option; ${this.found()}`);
+      if (Object.hasOwn(NOT_EMULATED, word)) {
+        throw new UnsupportedUnloadOptionError(
+          `UNLOAD option ${word} is not supported by the local UNLOAD emulator (${NOT_EMULATED[word]}), at ${describePosition(this.sql, token.start)}`,
+        );
+      }
+      this.index += 1;
+      switch (word) {
+        case 'IAM_ROLE':
+          this.once(word, token);
+          iamRole = this.optionalWord('DEFAULT') ? 'default' : this.expectString('the role ARN');
+          break;
+        case 'DELIMITER': {
+          this.once(word, token);
+          this.optionalWord('AS');
+          const valueToken = this.peek();
+          delimiter = this.expectString('the delimiter');
+          const code = delimiter.length === 1 ? delimiter.charCodeAt(0) : 0;
+          if (code < 1 || code > 0x7f || delimiter === '\n' || delimiter === '\r') {
+            this.fail(
+              `DELIMITER must be one ASCII character other than LF and CR; got ${JSON.stringify(delimiter)}`,
+              valueToken,
+            );
+          }
+          break;
+        }
+        case 'NULL':
+          this.once(word, token);
+          this.optionalWord('AS');
+          nullAs = this.expectString('the NULL AS text');
+          break;
+        case 'ESCAPE':
+          this.once(word, token);
+          escapes = true;
+          break;
+        case 'MANIFEST':
+          this.once(word, token);
+          manifest = this.optionalWord('VERBOSE') ? 'verbose' : 'plain';
+          break;
+        case 'PARALLEL':
+          this.once(word, token);
+          if (this.optionalWord('OFF') || this.optionalWord('FALSE')) parallel = false;
+          else if (this.optionalWord('ON') || this.optionalWord('TRUE')) parallel = true;
+          break;
+        case 'MAXFILESIZE':
+          this.once(word, token);
+          maxFileSizeBytes = this.parseFileSize();
+          break;
+        case 'ALLOWOVERWRITE':
+          this.once(word, token);
+          allowOverwrite = true;
+          break;
+        case 'KMS_KEY_ID':
+          this.once(word, token);
+          kmsKeyId = this.expectString('the KMS key id');
+          break;
+        case 'ENCRYPTED':
+          this.once(word, token);
+          encrypted = true;
+          encryptedAuto = this.optionalWord('AUTO');
+          break;
+        case 'REGION':
+          this.once(word, token);
+          this.optionalWord('AS');
+          region = this.expectString('the region');
+          break;
+        default:
+          this.fail(`${word} is not an UNLOAD option`, token);
+      }
+    }
+    if (iamRole === null) {
+      this.fail("UNLOAD needs authorization: add IAM_ROLE 'arn:aws:iam::<account>:role/<name>'");
+    }
+    if (kmsKeyId !== null && !encrypted) {
+      this.fail('KMS_KEY_ID needs ENCRYPTED as well (Redshift refuses it alone)');
+    }
+    if (kmsKeyId !== null && encryptedAuto) {
+      this.fail('ENCRYPTED AUTO cannot be combined with KMS_KEY_ID');
+    }
+    return {
+      delimiter,
+      nullAs,
+      escape: escapes,
+      manifest,
+      parallel,
+      maxFileSizeBytes,
+      allowOverwrite,
+      iamRole,
+      kmsKeyId,
+      encrypted,
+      region,
+    };
+  }
+
+  private parseFileSize(): number {
+    this.optionalWord('AS');
+    const numberToken = this.peek();
+    if (numberToken?.kind !== 'number') {
+      this.fail(`expected MAXFILESIZE's size, a number of MB or GB; ${this.found()}`);
+    }
+    this.index += 1;
+    let unit = MB;
+    if (this.optionalWord('GB')) unit = GB;
+    else this.optionalWord('MB');
+    const bytes = Math.round(Number(numberToken.text) * unit);
+    if (!(bytes >= MIN_FILE_SIZE && bytes <= MAX_FILE_SIZE)) {
+      this.fail('MAXFILESIZE must be from 5 MB to 6.2 GB', numberToken);
+    }
+    return bytes;
+  }
+}
+
+/** Redshift refuses a LIMIT in the outer SELECT of an UNLOAD's query. */
+function refuseOuterLimit(query: string): void {
+  let depth = 0;
+  for (const token of significantTokens(query)) {
+    if (token.text === '(') depth += 1;
+    else if (token.text === ')') depth -= 1;
+    else if (depth === 0 && token.kind === 'word' && token.text.toUpperCase() === 'LIMIT') {
+      throw new RedshiftSqlSyntaxError(
+        `UNLOAD: the query cannot use LIMIT in its outer SELECT (Redshift refuses it); put the LIMIT in a subquery, at ${describePosition(query, token.start)} of the query`,
+      );
+    }
+  }
+}
+
+/** True when the statement is an UNLOAD (its first word). */
+export function isUnload(sql: string): boolean {
+  const first = significantTokens(sql)[0];
+  return first?.kind === 'word' && first.text.toUpperCase() === 'UNLOAD';
+}
+
+/** Parses an UNLOAD statement with Redshift's rules; options in any order, any case. */
+export function parseUnload(sql: string): UnloadStatement {
+  return new UnloadParser(sql, significantTokens(sql)).parse();
+}
+
+/** A column of the unloaded rows. */
+export interface UnloadColumn {
+  readonly name: string;
+  /** The type's name, for the VERBOSE manifest. */
+  readonly type: string;
+  /** CHAR/VARCHAR-like: the only values ESCAPE applies to. */
+  readonly character: boolean;
+  /** Binary (VARBYTE; bytea in the stand-in): printed as bare hex, as Redshift unloads VARBYTE. */
+  readonly binary: boolean;
+}
+
+export type LineFormat = Pick<UnloadOptions, 'delimiter' | 'nullAs' | 'escape'>;
+
+/** One row as the line UNLOAD writes for it (with its LF). Values are the server's text forms. */
+export function formatUnloadLine(
+  values: readonly (string | null)[],
+  columns: readonly UnloadColumn[],
+  format: LineFormat,
+): string {
+  const special = new Set(['\\', '\n', '\r', format.delimiter]);
+  const fields = values.map((value, index) => {
+    if (value === null) return format.nullAs;
+    const column = columns[index]!;
+    if (column.binary) return value.startsWith('\\x') ? value.slice(2) : value;
+    if (!format.escape || !column.character) return value;
+    let escaped = '';
+    for (const char of value) escaped += special.has(char) ? `\\${char}` : char;
+    return escaped;
+  });
+  return `${fields.join(format.delimiter)}\n`;
+}
+
+/** The folder (or bucket) UNLOAD writes into. */
+export interface UnloadBucket {
+  listKeys(bucket: string, prefix: string): Promise<string[]>;
+  /** Creates the object empty, replacing any object of that key. */
+  createObject(bucket: string, key: string): Promise<void>;
+  appendToObject(bucket: string, key: string, bytes: Buffer): Promise<void>;
+}
+
+/** One file UNLOAD wrote. */
+export interface UnloadedFile {
+  readonly url: string;
+  readonly key: string;
+  readonly bytes: number;
+  readonly records: number;
+}
+
+/** Splits `s3://bucket/name-prefix` into bucket and key prefix. */
+export function parseS3Location(url: string): { bucket: string; keyPrefix: string } {
+  const match = /^s3:\/\/([^/]+)\/(.+)$/.exec(url);
+  if (!match) {
+    throw new UnloadError(`${JSON.stringify(url)} is not an s3://bucket/key location`);
+  }
+  return { bucket: match[1]!, keyPrefix: match[2]! };
+}
+
+const FLUSH_BYTES = 256 * 1024;
+
+interface OpenFile {
+  key: string;
+  bytes: number;
+  records: number;
+  pending: Buffer[];
+  pendingBytes: number;
+}
+
+/**
+ * Writes rows into UNLOAD's files: dealt round-robin over the slices (or one series with
+ * PARALLEL OFF), each file closed before it would pass the size limit. Writes are buffered
+ * and handed to the bucket in order.
+ */
+export class UnloadFileWriter {
+  private readonly streams: OpenFile[][];
+  private row = 0;
+
+  constructor(
+    private readonly bucket: UnloadBucket,
+    private readonly location: { bucket: string; keyPrefix: string },
+    private readonly options: { parallel: boolean; maxFileSizeBytes: number; slices: number },
+  ) {
+    if (!Number.isInteger(options.slices) || options.slices < 1) {
+      throw new UnloadError(`the emulated cluster needs at least one slice; got ${options.slices}`);
+    }
+    this.streams = Array.from({ length: options.parallel ? options.slices : 1 }, () => []);
+  }
+
+  private fileKey(stream: number, part: number): string {
+    if (!this.options.parallel) return `${this.location.keyPrefix}${String(part).padStart(3, '0')}`;
+    return `${this.location.keyPrefix}${String(stream).padStart(4, '0')}_part_${String(part).padStart(2, '0')}`;
+  }
+
+  private async flush(file: OpenFile): Promise<void> {
+    if (file.pendingBytes === 0) return;
+    await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(file.pending));
+    file.pending = [];
+    file.pendingBytes = 0;
+  }
+
+  private async open(stream: number): Promise<OpenFile> {
+    const files = this.streams[stream]!;
+    const file: OpenFile = {
+      key: this.fileKey(stream, files.length),
+      bytes: 0,
+      records: 0,
+      pending: [],
+      pendingBytes: 0,
+    };
+    await this.bucket.createObject(this.location.bucket, file.key);
+    files.push(file);
+    return file;
+  }
+
+  async write(line: string): Promise<void> {
+    const bytes = Buffer.from(line, 'utf8');
+    const stream = this.options.parallel ? this.row % this.options.slices : 0;
+    this.row += 1;
+    const files = this.streams[stream]!;
+    let file = files.at(-1) ?? (await this.open(stream));
+    if (file.bytes > 0 && file.bytes + bytes.length > this.options.maxFileSizeBytes) {
+      await this.flush(file);
+      file = await this.open(stream);
+    }
+    file.pending.push(bytes);
+    file.pendingBytes += bytes.length;
+    file.bytes += bytes.length;
+    file.records += 1;
+    if (file.pendingBytes >= FLUSH_BYTES) await this.flush(file);
+  }
+
+  /** Flushes every file, creates the empty ones of slices without rows, and lists them all. */
+  async finish(): Promise<UnloadedFile[]> {
+    const written: UnloadedFile[] = [];
+    for (let stream = 0; stream < this.streams.length; stream += 1) {
+      if (this.streams[stream]!.length === 0) await this.open(stream);
+      for (const file of this.streams[stream]!) {
+        await this.flush(file);
+        written.push({
+          url: `s3://${this.location.bucket}/${file.key}`,
+          key: file.key,
+          bytes: file.bytes,
+          records: file.records,
+        });
+      }
+    }
+    return written;
+  }
+}
+
+/** The manifest UNLOAD writes beside its files, laid out as Redshift lays it out. */
+export function buildManifest(
+  files: readonly UnloadedFile[],
+  columns: readonly UnloadColumn[],
+  kind: Exclude<ManifestKind, 'none'>,
+): string {
+  if (kind === 'plain') {
+    const entries = files.map((file) => `    {"url":${JSON.stringify(file.url)}}`);
+    return `{\n  "entries": [\n${entries.join(',\n')}\n  ]\n}\n`;
+  }
+  const entries = files.map(
+    (file) =>
+      `    {"url":${JSON.stringify(file.url)}, "meta": { "content_length": ${file.bytes}, "record_count": ${file.records} }}`,
+  );
+  const elements = columns.map(
+    (column) =>
+      `      {"name": ${JSON.stringify(column.name)}, "type": { "base": ${JSON.stringify(column.type)} }}`,
+  );
+  const totalBytes = files.reduce((sum, file) => sum + file.bytes, 0);
+  const totalRecords = files.reduce((sum, file) => sum + file.records, 0);
+  return [
+    '{',
+    '  "entries": [',
+    entries.join(',\n'),
+    '  ],',
+    '  "schema": {',
+    '    "elements": [',
+    elements.join(',\n'),
+    '    ]',
+    '  },',
+    '  "meta": {',
+    `    "content_length": ${totalBytes},`,
+    `    "record_count": ${totalRecords}`,
+    '  },',
+    '  "author": {',
+    '    "name": "Amazon Redshift",',
+    '    "version": "1.0.0"',
+    '  }',
+    '}',
+    '',
+  ].join('\n');
+}
+
+/** Every value as the server's text: the emulator writes what PostgreSQL prints. */
+const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
+
+const FETCH_ROWS = 1000;
+const CURSOR = 'redshift_unload_emulator';
+
+async function describeColumns(
+  client: pg.ClientBase,
+  fields: readonly pg.FieldDef[],
+): Promise<UnloadColumn[]> {
+  const types = await client.query<{ oid: number; name: string; category: string }>({
+    text: `SELECT oid::int AS oid, format_type(oid, NULL) AS name, typcategory::text AS category
+             FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])`,
+    values: [fields.map((field) => field.dataTypeID)],
+  });
+  const byOid = new Map(types.rows.map((type) => [type.oid, type]));
+  return fields.map((field) => {
+    const type = byOid.get(field.dataTypeID);
+    return {
+      name: field.name,
+      type: type?.name ?? 'unknown',
+      character: type?.category === 'S',
+      binary: type?.name === 'bytea',
+    };
+  });
+}
+
+/**
+ * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
+ * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
+ */
+export async function runUnload(
+  client: pg.ClientBase,
+  statement: UnloadStatement,
+  bucket: UnloadBucket,
+  emulation: { slices: number },
+): Promise<UnloadedFile[]> {
+  const { options } = statement;
+  const location = parseS3Location(statement.to);
+  const existing = await bucket.listKeys(location.bucket, location.keyPrefix);
+  if (existing.length > 0 && !options.allowOverwrite) {
+    // Redshift's own wording.
+    throw new UnloadError(
+      'Specified unload destination on S3 is not empty. Consider using a different bucket / prefix, manually removing the target files in S3, or using the ALLOWOVERWRITE option.',
+    );
+  }
+  const writer = new UnloadFileWriter(bucket, location, {
+    parallel: options.parallel,
+    maxFileSizeBytes: options.maxFileSizeBytes,
+    slices: emulation.slices,
+  });
+  await client.query(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${pointAtShims(statement.query)}`);
+  let columns: UnloadColumn[] | null = null;
+  for (;;) {
+    const batch = await client.query<string[]>({
+      text: `FETCH FORWARD ${FETCH_ROWS} FROM ${CURSOR}`,
+      rowMode: 'array',
+      types: RAW_TEXT,
+    });
+    columns ??= await describeColumns(client, batch.fields);
+    for (const row of batch.rows) await writer.write(formatUnloadLine(row, columns, options));
+    if (batch.rows.length < FETCH_ROWS) break;
+  }
+  // On failure the caller's rollback discards the cursor; closing it here would only hide the error.
+  await client.query(`CLOSE ${CURSOR}`);
+  const files = await writer.finish();
+  if (options.manifest !== 'none') {
+    const manifestKey = `${location.keyPrefix}manifest`;
+    await bucket.createObject(location.bucket, manifestKey);
+    await bucket.appendToObject(
+      location.bucket,
+      manifestKey,
+      Buffer.from(buildManifest(files, columns ?? [], options.manifest), 'utf8'),
+    );
+  }
+  return files;
+}
