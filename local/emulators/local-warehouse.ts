@@ -1,0 +1,293 @@
+/**
+ * The Warehouse port over a PostgreSQL database standing in for Redshift, as the Redshift
+ * Data API would serve it: statements are submitted and run in the background, each batch in
+ * ONE REPEATABLE READ transaction on a connection of its own (one snapshot, all or nothing, as
+ * BatchExecuteStatement), polled with describe (SUBMITTED, STARTED, FINISHED or FAILED) and
+ * their rows fetched afterwards. UNLOAD statements are emulated (unload.ts) into the local
+ * bucket folder; everything else runs as written, in a session set up like Redshift's: string
+ * literals with backslash escapes (standard_conforming_strings off), UTC, ISO dates, and the
+ * shims of functions PostgreSQL lacks (redshift-shims.ts) on the search_path. A failure rolls
+ * the whole batch back; files already written stay, as in Redshift.
+ */
+import { randomUUID } from 'node:crypto';
+import pg from 'pg';
+import { SyncError } from '../../lambdas/core/errors';
+import type { StatementState, Warehouse, WarehouseRow } from '../../lambdas/core/transfer/ports';
+import { LocalObjectStore } from './local-object-store';
+import { installRedshiftShims } from './redshift-shims';
+import { bindNamedParameters, pointAtShims, SHIM_SCHEMA, significantTokens } from './redshift-sql';
+import { isUnload, parseUnload, runUnload } from './unload';
+
+/** A call the Data API would refuse (bad id, a result asked for too early, ...). */
+export class LocalWarehouseError extends SyncError {}
+
+export interface LocalWarehouseOptions {
+  /** Connection URL of the PostgreSQL database standing in for Redshift. */
+  readonly sourceUrl: string;
+  /** The local bucket folder: `s3://bucket/key` is `<s3Dir>/bucket/key`. */
+  readonly s3Dir: string;
+  /** Slices of the emulated cluster: UNLOAD writes at least one file per slice. Default 2. */
+  readonly slices?: number;
+  /** The sessions' application_name (visible in pg_stat_activity). */
+  readonly applicationName?: string;
+}
+
+/** BatchExecuteStatement takes 1 to 40 statements. */
+const MAX_BATCH_STATEMENTS = 40;
+/** How much of a failed statement's SQL the error quotes (as the Redshift Data API adapter does). */
+const QUOTED_SQL_CHARACTERS = 200;
+
+/** Redshift's session defaults that PostgreSQL does not share. */
+const SESSION_SETUP = [
+  'SET standard_conforming_strings = off',
+  'SET escape_string_warning = off',
+  "SET timezone TO 'UTC'",
+  "SET datestyle TO 'ISO, MDY'",
+  `SET search_path TO "$user", public, ${SHIM_SCHEMA}`,
+].join('; ');
+
+const { builtins } = pg.types;
+
+/** Values as the Data API types them: integers and floats as numbers, booleans, the rest text. */
+const RESULT_TYPES: pg.CustomTypesConfig = {
+  getTypeParser: (oid: number) => {
+    switch (oid) {
+      case builtins.INT2:
+      case builtins.INT4:
+      case builtins.INT8:
+      case builtins.FLOAT4:
+      case builtins.FLOAT8:
+        return Number;
+      case builtins.BOOL:
+        return (value: string) => value === 't';
+      default:
+        return (value: string) => value;
+    }
+  },
+};
+
+type Status = 'SUBMITTED' | 'STARTED' | 'FINISHED' | 'FAILED';
+
+interface Submission {
+  readonly id: string;
+  readonly name: string;
+  readonly statements: readonly string[];
+  readonly batch: boolean;
+  readonly parameters: Readonly<Record<string, string>>;
+  status: Status;
+  error: string | null;
+  /** Per statement: its rows, or null when it returns none (SET, UNLOAD, INSERT, ...). */
+  readonly results: (WarehouseRow[] | null)[];
+  done: Promise<void>;
+}
+
+function errorText(error: unknown): string {
+  return `ERROR: ${error instanceof Error ? error.message : String(error)}`;
+}
+
+/** The Data API runs one statement per entry; the lexer finds a second one after a `;`. */
+function checkSingleStatement(sql: string, where: string): void {
+  const tokens = significantTokens(sql);
+  const semicolon = tokens.findIndex((token) => token.text === ';');
+  if (tokens.length === 0) throw new LocalWarehouseError(`${where} is empty`);
+  if (semicolon !== -1 && semicolon < tokens.length - 1) {
+    throw new LocalWarehouseError(
+      `${where} holds more than one SQL statement; submit them as separate statements of a batch.`,
+    );
+  }
+}
+
+export class LocalWarehouse implements Warehouse {
+  private readonly submissions = new Map<string, Submission>();
+  private readonly sessions = new Set<pg.Client>();
+  private readonly bucket: LocalObjectStore;
+  private readonly slices: number;
+  private shims: Promise<void> | null = null;
+  private closed = false;
+
+  constructor(private readonly options: LocalWarehouseOptions) {
+    this.bucket = new LocalObjectStore(options.s3Dir);
+    this.slices = options.slices ?? 2;
+    if (!Number.isInteger(this.slices) || this.slices < 1) {
+      throw new LocalWarehouseError(
+        `slices is ${options.slices}; the emulated cluster needs a whole number of slices, at least 1.`,
+      );
+    }
+  }
+
+  async submitBatch(statements: readonly string[], name: string): Promise<string> {
+    if (statements.length < 1 || statements.length > MAX_BATCH_STATEMENTS) {
+      throw new LocalWarehouseError(
+        `a batch holds 1 to ${MAX_BATCH_STATEMENTS} statements (BatchExecuteStatement's limit); got ${statements.length}.`,
+      );
+    }
+    statements.forEach((sql, index) => {
+      checkSingleStatement(sql, `statement ${index + 1} of batch ${JSON.stringify(name)}`);
+    });
+    return this.submit({ name, statements: [...statements], batch: true, parameters: {} });
+  }
+
+  async submitStatement(
+    sql: string,
+    parameters: Readonly<Record<string, string>>,
+    name: string,
+  ): Promise<string> {
+    checkSingleStatement(sql, `statement ${JSON.stringify(name)}`);
+    return this.submit({ name, statements: [sql], batch: false, parameters: { ...parameters } });
+  }
+
+  async describe(statementId: string): Promise<StatementState> {
+    const submission = this.find(statementId);
+    switch (submission.status) {
+      case 'FINISHED':
+        return { state: 'done', status: submission.status };
+      case 'FAILED':
+        return { state: 'failed', status: submission.status, error: submission.error ?? '' };
+      default:
+        return { state: 'running', status: submission.status };
+    }
+  }
+
+  async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {
+    const submission = this.find(statementId);
+    if (submission.status !== 'FINISHED') {
+      throw new LocalWarehouseError(
+        `statement ${statementId} is ${submission.status}; its rows can be fetched once it is FINISHED.`,
+      );
+    }
+    if (submission.batch && index === undefined) {
+      throw new LocalWarehouseError(
+        `statement ${statementId} is a batch: give the index of the statement whose rows you want.`,
+      );
+    }
+    const position = index ?? 0;
+    if (!Number.isInteger(position) || position < 0 || position >= submission.statements.length) {
+      throw new LocalWarehouseError(
+        `statement ${statementId} has ${submission.statements.length} statement(s); there is none at index ${index}.`,
+      );
+    }
+    const rows = submission.results[position];
+    if (!rows) {
+      throw new LocalWarehouseError(
+        `statement ${position + 1} of ${statementId} returned no result set (it is not a query).`,
+      );
+    }
+    return rows;
+  }
+
+  /** Ends the sessions still running (their statements fail) and waits for every submission. */
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.allSettled([...this.sessions].map((session) => session.end()));
+    await Promise.allSettled([...this.submissions.values()].map((submission) => submission.done));
+  }
+
+  private find(statementId: string): Submission {
+    const submission = this.submissions.get(statementId);
+    if (!submission) {
+      throw new LocalWarehouseError(`no statement has id ${JSON.stringify(statementId)}.`);
+    }
+    return submission;
+  }
+
+  private submit(
+    request: Pick<Submission, 'name' | 'statements' | 'batch' | 'parameters'>,
+  ): string {
+    if (this.closed) throw new LocalWarehouseError('the local warehouse is closed.');
+    const submission: Submission = {
+      ...request,
+      id: randomUUID(),
+      status: 'SUBMITTED',
+      error: null,
+      results: request.statements.map(() => null),
+      done: Promise.resolve(),
+    };
+    this.submissions.set(submission.id, submission);
+    submission.done = this.run(submission);
+    return submission.id;
+  }
+
+  private connect(): pg.Client {
+    const session = new pg.Client({
+      connectionString: this.options.sourceUrl,
+      application_name: this.options.applicationName ?? 'local-warehouse',
+    });
+    // A session ended by close() must not crash the process; its statement fails instead.
+    session.on('error', () => {});
+    return session;
+  }
+
+  private installShims(): Promise<void> {
+    this.shims ??= (async () => {
+      const session = this.connect();
+      await session.connect();
+      try {
+        await installRedshiftShims(session);
+      } finally {
+        await session.end();
+      }
+    })().catch((error: unknown) => {
+      this.shims = null;
+      throw error;
+    });
+    return this.shims;
+  }
+
+  private async run(submission: Submission): Promise<void> {
+    const session = this.connect();
+    this.sessions.add(session);
+    try {
+      await this.installShims();
+      await session.connect();
+      await session.query(SESSION_SETUP);
+      submission.status = 'STARTED';
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      for (const [index, sql] of submission.statements.entries()) {
+        try {
+          submission.results[index] = await this.runStatement(session, sql, submission.parameters);
+        } catch (error) {
+          await session.query('ROLLBACK').catch(() => {});
+          submission.error = this.failureText(submission, index, error);
+          submission.status = 'FAILED';
+          return;
+        }
+      }
+      await session.query('COMMIT');
+      submission.status = 'FINISHED';
+    } catch (error) {
+      submission.error = errorText(error);
+      submission.status = 'FAILED';
+    } finally {
+      this.sessions.delete(session);
+      await session.end().catch(() => {});
+    }
+  }
+
+  private async runStatement(
+    session: pg.Client,
+    sql: string,
+    parameters: Readonly<Record<string, string>>,
+  ): Promise<WarehouseRow[] | null> {
+    if (isUnload(sql)) {
+      if (Object.keys(parameters).length > 0) {
+        throw new LocalWarehouseError(
+          'UNLOAD takes no parameters; write the values into the query.',
+        );
+      }
+      await runUnload(session, parseUnload(sql), this.bucket, { slices: this.slices });
+      return null;
+    }
+    const { text, values } = bindNamedParameters(pointAtShims(sql), parameters);
+    const result = await session.query<WarehouseRow>({ text, values, types: RESULT_TYPES });
+    return result.fields.length > 0 ? result.rows : null;
+  }
+
+  /** Like the Data API adapter's text: which statement of the batch failed, and why. */
+  private failureText(submission: Submission, index: number, error: unknown): string {
+    if (!submission.batch) return errorText(error);
+    const sql = submission.statements[index]!.replace(/\s+/g, ' ').trim();
+    const quoted =
+      sql.length > QUOTED_SQL_CHARACTERS ? `${sql.slice(0, QUOTED_SQL_CHARACTERS)}...` : sql;
+    return `statement ${index + 1} of ${submission.statements.length} (${quoted}) failed: ${errorText(error)}`;
+  }
+}
