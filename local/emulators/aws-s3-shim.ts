@@ -5,8 +5,10 @@
  * local bucket folder (`s3://bucket/key` is `<s3Dir>/bucket/key`) instead of S3.
  *
  * Like Aurora's, the import splices `table_name` and `column_list` into a COPY as given, so
- * callers pass quoted identifiers; `options` goes after `WITH`. It answers as Aurora does:
- * `N rows imported into relation "<table_name>" from file <file_path> of B bytes`. A 0-byte
+ * callers pass quoted identifiers; `options` goes after `WITH`. (AWS does not document this;
+ * public re-implementations such as chimpler/postgres-aws-s3 splice the same way.) It answers
+ * as Aurora does: `N rows imported into relation "<table_name>" from file <file_path> of B
+ * bytes`, echoing `table_name` as given (how Aurora prints a quoted name is not seen). A 0-byte
  * object fails with Aurora's HTTP 416 error (S3 refuses a ranged GET of an empty object; seen
  * in aws/aws-advanced-jdbc-wrapper#1453); a missing object with the same message for HTTP 404
  * (that wording is assumed from the 416 one, not seen).

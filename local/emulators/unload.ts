@@ -57,6 +57,7 @@ export interface UnloadStatement {
   readonly options: UnloadOptions;
 }
 
+/** Redshift does not say whether its MB and GB are binary units; taken as binary here. */
 const MB = 1024 * 1024;
 const GB = 1024 * MB;
 const MIN_FILE_SIZE = 5 * MB;
