@@ -1,8 +1,12 @@
 /**
  * Importing UNLOAD's text files into staging through `aws_s3.table_import_from_s3`, on real
- * PostgreSQL with a stand-in for the extension that reads a folder; and the Data API's 45 s
- * cut-off through the real adapter over a mocked SDK.
+ * PostgreSQL with the local emulators' aws_s3 shim (objects are files in a folder, written by
+ * the UNLOAD emulator's line writer); and the Data API's 45 s cut-off through the real
+ * adapter over a mocked SDK.
  */
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import {
   ExecuteStatementCommand,
   RDSDataClient,
@@ -26,7 +30,9 @@ import { createStagingTable } from '../lambdas/core/load/staging';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
 import { installSchema } from '../lambdas/core/swap/engine';
 import type { DataFile, TableTransfer } from '../lambdas/core/transfer/types';
-import { installAwsS3Shim, makeS3Dir, putObject, textFormat } from './support/aws-s3-fixture';
+import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
+import { LocalObjectStore } from '../local/emulators/local-object-store';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload';
 import { freshDatabase } from './support/db';
 
 const BUCKET = 'run-files';
@@ -34,7 +40,7 @@ const REGION = 'eu-west-1';
 
 let admin: pg.Client;
 let sql: PgSqlClient;
-let s3Dir: string;
+let bucket: LocalObjectStore;
 
 /** Live has odd names on purpose: every name reaches aws_s3 through a parameter. */
 const transfer: TableTransfer = {
@@ -55,9 +61,31 @@ const transfer: TableTransfer = {
 
 type Line = [number, string | null, string | null];
 
+/** The file's columns as the UNLOAD emulator sees them: only `Label` is text, and escaped. */
+const UNLOADED: UnloadColumn[] = [
+  { name: 'id', type: 'integer', character: false, binary: false },
+  { name: 'Label', type: 'character varying', character: true, binary: false },
+  { name: 'at', type: 'timestamp with time zone', character: false, binary: false },
+];
+
+/** Writes an object; returns its size in bytes. */
+async function putText(key: string, text: string): Promise<number> {
+  await bucket.putText(BUCKET, key, text);
+  return Buffer.byteLength(text);
+}
+
+/** A data file as UNLOAD writes it (text format, ESCAPE, NULL AS '\N'). */
 async function putFile(key: string, rows: Line[], records = rows.length): Promise<DataFile> {
-  const bytes = await putObject(s3Dir, BUCKET, key, textFormat(rows));
-  return { bucket: BUCKET, key, bytes, records };
+  const text = rows
+    .map(([id, label, at]) =>
+      formatUnloadLine([String(id), label, at], UNLOADED, {
+        delimiter: '|',
+        nullAs: '\\N',
+        escape: true,
+      }),
+    )
+    .join('');
+  return { bucket: BUCKET, key, bytes: await putText(key, text), records };
 }
 
 async function stagingRows() {
@@ -72,7 +100,10 @@ beforeAll(async () => {
   const db = await freshDatabase();
   admin = await db.connect('test-admin');
   sql = new PgSqlClient(admin);
-  s3Dir = await makeS3Dir();
+  // World-readable: the PostgreSQL server reads the objects itself.
+  const s3Dir = await mkdtemp(join(tmpdir(), 'load-import-s3-'));
+  await chmod(s3Dir, 0o755);
+  bucket = new LocalObjectStore(s3Dir);
   await installAwsS3Shim(admin, { s3Dir });
   await installSchema(sql);
   await admin.query(`
@@ -172,9 +203,7 @@ describe('importFile', () => {
   });
 
   it('names the file when its import fails, and leaves none of its rows behind', async () => {
-    const bytes = await putObject(
-      s3Dir,
-      BUCKET,
+    const bytes = await putText(
       'runs/r1/events/0002_part_00',
       '1|ok|2024-01-01 00:00:00+00\n2|bad|not a time\n',
     );

@@ -1,8 +1,12 @@
 /**
  * The quality gate: the pure comparison of source and staging figures, and the whole check
  * on real PostgreSQL, where a source table stands in for Redshift (the figures query is the
- * same SQL on both), its rows travel as UNLOAD text files, and staging is imported from them.
+ * same SQL on both), its rows travel as UNLOAD text files (the UNLOAD emulator's line writer),
+ * and staging is imported from them through the local aws_s3 shim.
  */
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
@@ -26,7 +30,9 @@ import type {
   TableFigures,
   TableTransfer,
 } from '../lambdas/core/transfer/types';
-import { installAwsS3Shim, makeS3Dir, putObject, textFormat } from './support/aws-s3-fixture';
+import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
+import { LocalObjectStore } from '../local/emulators/local-object-store';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload';
 import { freshDatabase } from './support/db';
 
 const table: SyncTable = {
@@ -167,7 +173,7 @@ describe('qualityGate (pure)', () => {
 describe('the quality gate on real PostgreSQL', () => {
   let admin: pg.Client;
   let sql: PgSqlClient;
-  let s3Dir: string;
+  let bucket: LocalObjectStore;
   let runNumber = 0;
 
   const columns = [
@@ -184,6 +190,12 @@ describe('the quality gate on real PostgreSQL', () => {
   ] as const satisfies TableTransfer['columns'];
 
   type SourceRow = [number, number | null, number, string | null, boolean];
+  const UNLOADED: UnloadColumn[] = columns.map((column) => ({
+    name: column.name,
+    type: column.targetType,
+    character: column.figures === 'octets',
+    binary: false,
+  }));
   const rows: SourceRow[] = Array.from({ length: 30 }, (_, i) => [
     i + 1,
     i % 7 === 0 ? null : (i + 1) / 3,
@@ -216,15 +228,23 @@ describe('the quality gate on real PostgreSQL', () => {
       const part = data.slice(start, start + perFile);
       const key = `${transfer.s3Prefix.replace('s3://bucket/', '')}000${start / perFile}_part_00`;
       // UNLOAD prints floats at 15 (double) and 6 (real) significant digits.
-      const printed = part.map(([id, value, ratio, label, ok]) => [
-        id,
-        value === null ? null : Number(value.toPrecision(15)),
-        Number(ratio.toPrecision(6)),
-        label,
-        ok,
-      ]);
-      const bytes = await putObject(s3Dir, 'bucket', key, textFormat(printed));
-      files.push({ bucket: 'bucket', key, bytes, records: part.length });
+      const text = part
+        .map(([id, value, ratio, label, ok]) =>
+          formatUnloadLine(
+            [
+              String(id),
+              value === null ? null : String(Number(value.toPrecision(15))),
+              String(Number(ratio.toPrecision(6))),
+              label,
+              ok ? 't' : 'f',
+            ],
+            UNLOADED,
+            { delimiter: '|', nullAs: '\\N', escape: true },
+          ),
+        )
+        .join('');
+      await bucket.putText('bucket', key, text);
+      files.push({ bucket: 'bucket', key, bytes: Buffer.byteLength(text), records: part.length });
     }
     return files;
   }
@@ -239,7 +259,10 @@ describe('the quality gate on real PostgreSQL', () => {
     const db = await freshDatabase();
     admin = await db.connect('test-admin');
     sql = new PgSqlClient(admin);
-    s3Dir = await makeS3Dir();
+    // World-readable: the PostgreSQL server reads the objects itself.
+    const s3Dir = await mkdtemp(join(tmpdir(), 'load-gate-s3-'));
+    await chmod(s3Dir, 0o755);
+    bucket = new LocalObjectStore(s3Dir);
     await installAwsS3Shim(admin, { s3Dir });
     await installSchema(sql);
     await admin.query(`
