@@ -1,0 +1,81 @@
+/**
+ * The pipeline's Lambda functions, one per handler file `lambdas/handlers/<name>.ts`, and
+ * what each may touch. The construct turns this table into timeouts and IAM statements, so
+ * a reviewer reads every function's access in one place. No CDK imports: the handlers and
+ * the local run may read it too.
+ */
+
+export const PIPELINE_HANDLERS = [
+  'prepare-run',
+  'dry-run',
+  'start-unload',
+  'check-unload',
+  'create-staging',
+  'import-file',
+  'check-staging',
+  'check-locks',
+  'terminate-blockers',
+  'swap-tables',
+  'finish-run',
+  'fail-run',
+] as const;
+
+export type PipelineHandlerName = (typeof PIPELINE_HANDLERS)[number];
+
+export interface HandlerAccess {
+  /** Seconds before Lambda stops the function. */
+  readonly timeoutSeconds: number;
+  /** Runs SQL in Aurora through the RDS Data API. */
+  readonly aurora: boolean;
+  /**
+   * Redshift through the Redshift Data API: `submit` runs statements (and so needs credentials);
+   * `poll` only reads the status and results of statements already submitted.
+   */
+  readonly redshift: 'none' | 'submit' | 'poll';
+  /** Under `runs/` in the bucket: reads run files (the plan, the unload record, manifests). */
+  readonly readsRunFiles: boolean;
+  /** Writes run files (the plan, the unload record, figures). */
+  readonly writesRunFiles: boolean;
+  /** Deletes run files (a finished or failed run's, or those an interrupted run left). */
+  readonly deletesRunFiles: boolean;
+  /** Lists this state machine's executions, to refuse overlapping runs. */
+  readonly listsExecutions: boolean;
+  /** Publishes to the alarm topic. */
+  readonly notifies: boolean;
+}
+
+const BASE: HandlerAccess = {
+  timeoutSeconds: 60,
+  aurora: true,
+  redshift: 'none',
+  readsRunFiles: true,
+  writesRunFiles: false,
+  deletesRunFiles: false,
+  listsExecutions: false,
+  notifies: false,
+};
+
+export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>> = {
+  'prepare-run': {
+    ...BASE,
+    readsRunFiles: false,
+    writesRunFiles: true,
+    deletesRunFiles: true,
+    listsExecutions: true,
+  },
+  'dry-run': { ...BASE, deletesRunFiles: true },
+  'start-unload': { ...BASE, redshift: 'submit', writesRunFiles: true },
+  'check-unload': { ...BASE, aurora: false, redshift: 'poll', writesRunFiles: true },
+  // Builds the staging table's indexes, which takes minutes on large tables.
+  'create-staging': { ...BASE, timeoutSeconds: 900 },
+  // One file per call, each sized (unload.maxFileSizeMb) to import within one 45 s Data API call.
+  'import-file': BASE,
+  // Computes the quality-gate figures over the whole staging table.
+  'check-staging': { ...BASE, timeoutSeconds: 900 },
+  // Polls the locks inside the function for a while to save state transitions.
+  'check-locks': { ...BASE, timeoutSeconds: 120 },
+  'terminate-blockers': BASE,
+  'swap-tables': BASE,
+  'finish-run': { ...BASE, deletesRunFiles: true },
+  'fail-run': { ...BASE, deletesRunFiles: true, notifies: true },
+};

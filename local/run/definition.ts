@@ -1,0 +1,262 @@
+/**
+ * The state machine definition exactly as `cdk synth` writes it, for running outside AWS with
+ * aws-local-stepfunctions: the stack is synthesized in-process (bundling skipped, so no
+ * Lambda is built), the definition is taken from the template, and each Task state is bound
+ * to a local handler through the function its Resource names.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { App, type CfnResource } from 'aws-cdk-lib';
+import { ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
+import type { AwsSettings, RuntimeConfig } from '../../lambdas/core/config';
+import type { PipelineHandlerName } from '../../lib/handlers';
+import { SyncStack } from '../../lib/sync-stack';
+
+installPromiseWithResolvers();
+
+/**
+ * aws-local-stepfunctions 3 calls Promise.withResolvers (Node 22+) for every Task state;
+ * Node 20.19, which this project supports, does not have it.
+ */
+function installPromiseWithResolvers(): void {
+  const promise = Promise as unknown as { withResolvers?: unknown };
+  if (typeof promise.withResolvers === 'function') return;
+  Object.defineProperty(Promise, 'withResolvers', {
+    configurable: true,
+    writable: true,
+    value: <T>() => {
+      let resolve!: (value: T | PromiseLike<T>) => void;
+      let reject!: (reason?: unknown) => void;
+      const created = new Promise<T>((onResolve, onReject) => {
+        resolve = onResolve;
+        reject = onReject;
+      });
+      return { promise: created, resolve, reject };
+    },
+  });
+}
+
+/**
+ * Stand-ins for the AWS settings: they only reach environment variables and IAM statements,
+ * never the definition, which depends on the runtime configuration alone.
+ */
+const LOCAL_ACCOUNT = '000000000000';
+const LOCAL_REGION = 'us-east-1';
+const LOCAL_AWS: AwsSettings = {
+  account: LOCAL_ACCOUNT,
+  region: LOCAL_REGION,
+  redshift: {
+    clusterIdentifier: 'local',
+    database: 'local',
+    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-redshift`,
+  },
+  aurora: {
+    clusterArn: `arn:aws:rds:${LOCAL_REGION}:${LOCAL_ACCOUNT}:cluster:local`,
+    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-aurora`,
+    database: 'local',
+  },
+  schedule: { expression: 'rate(1 day)', timeZone: 'UTC', enabled: false },
+};
+
+export interface SynthesizeOptions {
+  /** The environment name the stack is built for (`$.run.environment` comes from elsewhere). Default `local`. */
+  readonly environmentName?: string;
+}
+
+export interface SynthesizedDefinition {
+  /** The Amazon States Language document, Lambda ARNs resolved to `arn:aws:lambda:...:function:<logical id>`. */
+  readonly definition: StateMachineDefinition;
+  /** The handler each Task state runs, by state name (Map iterations included). */
+  readonly handlerByState: Readonly<Record<string, PipelineHandlerName>>;
+}
+
+/** Builds the stack in memory and returns its state machine definition. */
+export function synthesizeDefinition(
+  runtimeConfig: RuntimeConfig,
+  options: SynthesizeOptions = {},
+): SynthesizedDefinition {
+  const outdir = mkdtempSync(join(tmpdir(), 'redshift-aurora-sync-synth-'));
+  try {
+    // No stack is bundled (the definition needs the functions' ARNs, not their code) and the
+    // template is not run through CDK's built-in CloudFormation checks, which take seconds;
+    // `cdk synth` does both.
+    const app = new App({
+      outdir,
+      builtinCloudFormationValidation: false,
+      context: { 'aws:cdk:bundling-stacks': [] },
+    });
+    const stack = new SyncStack(app, {
+      environmentName: options.environmentName ?? 'local',
+      runtimeConfig,
+      aws: LOCAL_AWS,
+    });
+    const handlerByFunction = new Map<string, PipelineHandlerName>();
+    for (const [handler, fn] of Object.entries(stack.sync.functions)) {
+      const logicalId = stack.getLogicalId(fn.node.defaultChild as CfnResource);
+      handlerByFunction.set(logicalId, handler as PipelineHandlerName);
+    }
+    const template = app.synth().getStackByName(stack.stackName).template as {
+      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
+    };
+    const stateMachines = Object.values(template.Resources).filter(
+      (resource) => resource.Type === 'AWS::StepFunctions::StateMachine',
+    );
+    if (stateMachines.length !== 1) {
+      throw new Error(`expected one state machine in the template, found ${stateMachines.length}`);
+    }
+    const definitionText = resolveDefinitionString(
+      stateMachines[0]!.Properties.DefinitionString,
+      (logicalId) => {
+        if (!handlerByFunction.has(logicalId)) {
+          throw new Error(
+            `the definition refers to ${logicalId}, which is not a pipeline function`,
+          );
+        }
+        return functionArn(logicalId);
+      },
+    );
+    const definition = JSON.parse(definitionText) as StateMachineDefinition;
+    return { definition, handlerByState: handlersOfTasks(definition, handlerByFunction) };
+  } finally {
+    rmSync(outdir, { recursive: true, force: true });
+  }
+}
+
+function functionArn(logicalId: string): string {
+  return `arn:aws:lambda:${LOCAL_REGION}:${LOCAL_ACCOUNT}:function:${logicalId}`;
+}
+
+/** Joins the template's `Fn::Join` of the definition, putting in the functions' ARNs. */
+function resolveDefinitionString(value: unknown, lambdaArn: (logicalId: string) => string): string {
+  if (typeof value === 'string') return value;
+  const join = (value as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+  if (!join) throw new Error(`unexpected DefinitionString ${JSON.stringify(value)}`);
+  const [delimiter, parts] = join;
+  return parts
+    .map((part) => {
+      if (typeof part === 'string') return part;
+      const getAtt = (part as { 'Fn::GetAtt'?: [string, string] })['Fn::GetAtt'];
+      if (getAtt && getAtt[1] === 'Arn') return lambdaArn(getAtt[0]);
+      const ref = (part as { Ref?: string }).Ref;
+      if (ref === 'AWS::Partition') return 'aws';
+      if (ref === 'AWS::Region') return LOCAL_REGION;
+      if (ref === 'AWS::AccountId') return LOCAL_ACCOUNT;
+      throw new Error(`cannot resolve ${JSON.stringify(part)} in the state machine definition`);
+    })
+    .join(delimiter);
+}
+
+type States = StateMachineDefinition['States'];
+
+/** Every Task state, nested Map processors included, mapped to the handler its Resource names. */
+function handlersOfTasks(
+  definition: Pick<StateMachineDefinition, 'States'>,
+  handlerByFunction: ReadonlyMap<string, PipelineHandlerName>,
+): Record<string, PipelineHandlerName> {
+  const handlers: Record<string, PipelineHandlerName> = {};
+  const visit = (states: States) => {
+    for (const [name, state] of Object.entries(states)) {
+      if (state.Type === 'Task') {
+        const logicalId = state.Resource.slice(state.Resource.lastIndexOf(':') + 1);
+        const handler = handlerByFunction.get(logicalId);
+        if (!handler)
+          throw new Error(`Task state "${name}" runs ${state.Resource}, no pipeline function`);
+        handlers[name] = handler;
+      }
+      if (state.Type === 'Map') {
+        const processor = state.ItemProcessor ?? state.Iterator;
+        if (processor) visit(processor.States);
+      }
+    }
+  };
+  visit(definition.States);
+  return handlers;
+}
+
+/** One event of a local execution (state entered or left, retried, caught; execution ended). */
+export type ExecutionEvent =
+  ReturnType<StateMachine['run']>['eventLogs'] extends AsyncGenerator<infer Event> ? Event : never;
+
+/** A step run in place of its Lambda function: the state in, the function's result out. */
+export type LocalHandler = (input: unknown) => Promise<unknown>;
+
+export interface RunDefinitionOptions {
+  /** Milliseconds to wait in the named Wait states instead of their Seconds or SecondsPath. */
+  readonly waitTimeOverrides?: Readonly<Record<string, number>>;
+  /** Milliseconds between retries of the named states instead of their Retry intervals. */
+  readonly retryIntervalOverrides?: Readonly<Record<string, number>>;
+  /** `$$.Execution.Name`, the run's id. Default `local-<time>`. */
+  readonly executionName?: string;
+  /** `$$.StateMachine.Id`. Default a local ARN. */
+  readonly stateMachineArn?: string;
+  /** Sees every event of the execution as it happens (states entered and left, retries, catches). */
+  readonly onEvent?: (event: ExecutionEvent) => void;
+}
+
+export type ExecutionOutcome =
+  | { readonly status: 'SUCCEEDED'; readonly output: unknown }
+  | { readonly status: 'FAILED'; readonly error: string; readonly cause: string };
+
+/**
+ * Runs the definition with each Task bound to `handlersByName[<its handler>]`. Every handler
+ * the definition uses must be given, so a missing binding fails before anything runs.
+ */
+export async function runDefinition(
+  synthesized: SynthesizedDefinition,
+  handlersByName: Readonly<Partial<Record<PipelineHandlerName, LocalHandler>>>,
+  input: unknown,
+  options: RunDefinitionOptions = {},
+): Promise<ExecutionOutcome> {
+  const missing = [...new Set(Object.values(synthesized.handlerByState))].filter(
+    (handler) => !handlersByName[handler],
+  );
+  if (missing.length > 0) {
+    throw new Error(
+      `no local handler for ${missing.join(', ')}; give one for each Task's function`,
+    );
+  }
+  const taskResourceLocalHandlers = Object.fromEntries(
+    Object.entries(synthesized.handlerByState).map(([state, handler]) => [
+      state,
+      async (stateInput: unknown) =>
+        ((await handlersByName[handler]!(stateInput)) ?? null) as never,
+    ]),
+  );
+  const executionName =
+    options.executionName ?? `local-${new Date().toISOString().replace(/\D/g, '').slice(0, 17)}`;
+  const execution = new StateMachine(synthesized.definition).run(input as never, {
+    overrides: {
+      taskResourceLocalHandlers,
+      waitTimeOverrides: { ...options.waitTimeOverrides },
+      retryIntervalOverrides: { ...options.retryIntervalOverrides },
+    },
+    context: {
+      Execution: {
+        Id: `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:local:${executionName}`,
+        Name: executionName,
+      },
+      StateMachine: {
+        Id:
+          options.stateMachineArn ??
+          `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:local`,
+      },
+    },
+  });
+  const { onEvent } = options;
+  const watched = onEvent
+    ? (async () => {
+        for await (const event of execution.eventLogs) onEvent(event);
+      })()
+    : Promise.resolve();
+  try {
+    const output = await execution.result;
+    await watched;
+    return { status: 'SUCCEEDED', output };
+  } catch (error) {
+    await watched;
+    if (!(error instanceof ExecutionError)) throw error;
+    const reason = error.cause as Error;
+    return { status: 'FAILED', error: reason.name, cause: reason.message };
+  }
+}
