@@ -3,12 +3,11 @@
  * three strategies against a naive two-statement rename), and how long `rename` holds its
  * exclusive lock at 100 k and 5 M rows. Starts its own embedded PostgreSQL; prints numbers.
  *
- *   npm run bench                       # defaults: a 30 s long reader
- *   npm run bench -- --reader-seconds 5 # a quick check
+ *   npm run bench:swap                       # defaults: a 30 s long reader
+ *   npm run bench:swap -- --reader-seconds 5 # a quick check
  */
-import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
+import type pg from 'pg';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { type QualifiedName, quoteQualified } from '../lambdas/core/identifiers';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
@@ -22,6 +21,7 @@ import { swapWhenSafe } from '../lambdas/core/swap/gate';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
 import type { SwapStrategy } from '../lambdas/core/swap/types';
 import { type LocalPostgres, startLocalPostgres } from '../local/postgres';
+import { connect, fmt, log, machineDescription, markdownTable, median, textTable } from './common';
 
 const APPLICATION_NAME = 'redshift-aurora-sync-bench';
 const STALL_ROWS = 100_000;
@@ -59,21 +59,6 @@ function percentile(values: readonly number[], p: number): number {
   const sorted = [...values].sort((a, b) => a - b);
   const rank = Math.ceil((p / 100) * sorted.length) - 1;
   return sorted[Math.min(sorted.length - 1, Math.max(0, rank))]!;
-}
-
-const median = (values: readonly number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-};
-
-const log = (message: string) => console.log(`  … ${message}`);
-
-async function connect(url: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: applicationName });
-  client.on('error', () => {});
-  await client.connect();
-  return client;
 }
 
 /** A live table (id int primary key, payload text) and a same-shaped staging table. */
@@ -290,23 +275,6 @@ async function lockHoldCase(admin: pg.Client, sql: PgSqlClient, rows: number): P
   return result;
 }
 
-function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: readonly string[]) =>
-    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(headers), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(line)].join('\n');
-}
-
-function markdown(headers: readonly string[], rows: readonly (readonly string[])[]): string {
-  return [
-    `| ${headers.join(' | ')} |`,
-    `| ${headers.map((_, i) => (i === 0 ? '---' : '---:')).join(' | ')} |`,
-    ...rows.map((r) => `| ${r.join(' | ')} |`),
-  ].join('\n');
-}
-
-const fmt = (value: number, digits = 1) => value.toFixed(digits);
-
 async function main(): Promise<void> {
   const { readerSeconds } = parseArgs(process.argv.slice(2));
   const benchStarted = performance.now();
@@ -371,20 +339,19 @@ async function main(): Promise<void> {
       l.lockHeldMs.map((v) => fmt(v)).join(' / '),
       l.wallMs.map((v) => fmt(v)).join(' / '),
     ]);
-    const cpus = os.cpus();
-    const machine = `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${fmt(os.totalmem() / 2 ** 30)} GiB RAM, ${os.type()} ${os.release()} ${os.arch()}, Node ${process.version}`;
+    const machine = machineDescription();
     const postgres = versionRows[0]!.version;
 
     console.log('');
     console.log(
       `1. Reader stalls during a swap (${STALL_ROWS.toLocaleString('en-US')} rows; a reader holds AccessShareLock for ${readerSeconds} s from 1 s before the swap)`,
     );
-    console.log(table(stallHeaders, stallRows));
+    console.log(textTable(stallHeaders, stallRows));
     console.log('');
     console.log(
       `2. rename: exclusive lock held, no other sessions (PK + one secondary index; ${LOCK_REPEATS} runs each)`,
     );
-    console.log(table(lockHeaders, lockRows));
+    console.log(textTable(lockHeaders, lockRows));
     console.log('');
     console.log(`machine:    ${machine}`);
     console.log(`postgres:   ${postgres}`);
@@ -396,14 +363,14 @@ async function main(): Promise<void> {
       `Reader stalls during a swap: ${STALL_ROWS.toLocaleString('en-US')}-row table, one reader holding AccessShareLock for ${readerSeconds} s (started 1 s before the swap), a point-query prober at 20 Hz; lock_timeout 200 ms, grace 2 s, poll 1 s.`,
     );
     console.log('');
-    console.log(markdown(stallHeaders, stallRows));
+    console.log(markdownTable(stallHeaders, stallRows));
     console.log('');
     console.log(
       `How long \`rename\` holds its exclusive lock (no other sessions; PK + one secondary index; median of ${LOCK_REPEATS}):`,
     );
     console.log('');
     console.log(
-      markdown(
+      markdownTable(
         lockHeaders.slice(0, 4),
         lockRows.map((r) => r.slice(0, 4)),
       ),
