@@ -1,0 +1,238 @@
+import { readFileSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeConfig, type RuntimeConfig, runtimeConfigJson } from '../lambdas/core/config';
+import { HANDLER_ACCESS } from '../lib/handlers';
+import {
+  LAMBDA_SERVICE_ERRORS,
+  STATE,
+  TASK_TIMEOUT_MARGIN_SECONDS,
+} from '../lib/pipeline-definition';
+import { type SynthesizedDefinition, synthesizeDefinition } from '../local/run/definition';
+
+type AnyState = Record<string, unknown> & { Type: string };
+
+let config: RuntimeConfig;
+let synthesized: SynthesizedDefinition;
+let states: Record<string, AnyState>;
+let loadEachTable: Record<string, AnyState>;
+let importEachFile: Record<string, AnyState>;
+
+beforeAll(() => {
+  config = parseRuntimeConfig(
+    JSON.parse(readFileSync('config/example.json', 'utf8')),
+    'config/example.json',
+  );
+  synthesized = synthesizeDefinition(config);
+  states = synthesized.definition.States as unknown as Record<string, AnyState>;
+  loadEachTable = (
+    states[STATE.loadEachTable]!.ItemProcessor as { States: Record<string, AnyState> }
+  ).States;
+  importEachFile = (
+    loadEachTable[STATE.importEachFile]!.ItemProcessor as { States: Record<string, AnyState> }
+  ).States;
+});
+
+/** Where each state can go next: Next, Choice branches (with their condition) and Default. */
+function transitions(group: Record<string, AnyState>): Record<string, string[]> {
+  return Object.fromEntries(
+    Object.entries(group).map(([name, state]) => {
+      const targets: string[] = [];
+      for (const choice of (state.Choices as Record<string, unknown>[] | undefined) ?? []) {
+        const { Next, Variable, ...test } = choice;
+        targets.push(`${Variable} ${JSON.stringify(test)} -> ${Next}`);
+      }
+      if (state.Default) targets.push(`default -> ${state.Default}`);
+      if (state.Next) targets.push(`-> ${state.Next}`);
+      if (state.End) targets.push('end');
+      return [name, targets];
+    }),
+  );
+}
+
+describe('the synthesized state machine definition', () => {
+  it('starts by loading the configuration and runs for at most 24 hours', () => {
+    expect(synthesized.definition.StartAt).toBe(STATE.loadConfiguration);
+    expect(synthesized.definition.TimeoutSeconds).toBe(86_400);
+  });
+
+  it('has these states and transitions, named as sentences', () => {
+    expect(transitions(states)).toEqual({
+      [STATE.loadConfiguration]: [`-> ${STATE.checkRequest}`],
+      [STATE.checkRequest]: [`-> ${STATE.isDryRun}`],
+      [STATE.isDryRun]: [
+        `$.run.dryRun {"BooleanEquals":true} -> ${STATE.describeRun}`,
+        `default -> ${STATE.startUnload}`,
+      ],
+      [STATE.describeRun]: [`-> ${STATE.dryRunDone}`],
+      [STATE.dryRunDone]: [],
+      [STATE.startUnload]: [`-> ${STATE.waitForUnload}`],
+      [STATE.waitForUnload]: [`-> ${STATE.checkUnload}`],
+      [STATE.checkUnload]: [`-> ${STATE.hasUnloadFinished}`],
+      [STATE.hasUnloadFinished]: [
+        `$.unload.finished {"BooleanEquals":true} -> ${STATE.loadEachTable}`,
+        `default -> ${STATE.waitForUnload}`,
+      ],
+      [STATE.loadEachTable]: [`-> ${STATE.checkLocks}`],
+      [STATE.checkLocks]: [`-> ${STATE.isSafeToSwap}`],
+      [STATE.isSafeToSwap]: [
+        `$.locks.decision {"StringEquals":"swap"} -> ${STATE.swapTables}`,
+        `$.locks.decision {"StringEquals":"terminate"} -> ${STATE.terminateBlockers}`,
+        `default -> ${STATE.waitForBlockers}`,
+      ],
+      [STATE.terminateBlockers]: [`-> ${STATE.swapTables}`],
+      [STATE.waitForBlockers]: [`-> ${STATE.checkLocks}`],
+      [STATE.swapTables]: [`-> ${STATE.didSwapGoThrough}`],
+      [STATE.didSwapGoThrough]: [
+        `$.swap.swapped {"BooleanEquals":true} -> ${STATE.finishRun}`,
+        `default -> ${STATE.waitForBlockers}`,
+      ],
+      [STATE.finishRun]: [`-> ${STATE.tablesLive}`],
+      [STATE.tablesLive]: [],
+      [STATE.failRun]: [`-> ${STATE.runFailed}`],
+      [STATE.runFailed]: [],
+    });
+    expect(transitions(loadEachTable)).toEqual({
+      [STATE.createStaging]: [`-> ${STATE.importEachFile}`],
+      [STATE.importEachFile]: [`-> ${STATE.checkStaging}`],
+      [STATE.checkStaging]: ['end'],
+    });
+    expect(transitions(importEachFile)).toEqual({ [STATE.importFile]: ['end'] });
+    expect(states[STATE.dryRunDone]!.Type).toBe('Succeed');
+    expect(states[STATE.tablesLive]!.Type).toBe('Succeed');
+  });
+
+  it('carries the normalized configuration, the execution input and the execution context', () => {
+    const parameters = states[STATE.loadConfiguration]!.Parameters as Record<string, unknown>;
+    expect(parameters).toEqual({
+      config: runtimeConfigJson(config),
+      'request.$': '$',
+      context: {
+        'stateMachineArn.$': '$$.StateMachine.Id',
+        'executionName.$': '$$.Execution.Name',
+        'startedAt.$': '$$.Execution.StartTime',
+      },
+    });
+    expect(parseRuntimeConfig(parameters.config, 'the definition')).toEqual(config);
+  });
+
+  it('binds each Task to its own function, keeping the results where later states read them', () => {
+    expect(synthesized.handlerByState).toEqual({
+      [STATE.checkRequest]: 'prepare-run',
+      [STATE.describeRun]: 'dry-run',
+      [STATE.startUnload]: 'start-unload',
+      [STATE.checkUnload]: 'check-unload',
+      [STATE.createStaging]: 'create-staging',
+      [STATE.importFile]: 'import-file',
+      [STATE.checkStaging]: 'check-staging',
+      [STATE.checkLocks]: 'check-locks',
+      [STATE.terminateBlockers]: 'terminate-blockers',
+      [STATE.swapTables]: 'swap-tables',
+      [STATE.finishRun]: 'finish-run',
+      [STATE.failRun]: 'fail-run',
+    });
+    const resultPath = (group: Record<string, AnyState>, name: string) =>
+      'ResultPath' in group[name]! ? group[name]!.ResultPath : '(replaces $)';
+    expect({
+      checkRequest: resultPath(states, STATE.checkRequest),
+      describeRun: resultPath(states, STATE.describeRun),
+      startUnload: resultPath(states, STATE.startUnload),
+      checkUnload: resultPath(states, STATE.checkUnload),
+      loadEachTable: resultPath(states, STATE.loadEachTable),
+      createStaging: resultPath(loadEachTable, STATE.createStaging),
+      importEachFile: resultPath(loadEachTable, STATE.importEachFile),
+      checkStaging: resultPath(loadEachTable, STATE.checkStaging),
+      checkLocks: resultPath(states, STATE.checkLocks),
+      terminateBlockers: resultPath(states, STATE.terminateBlockers),
+      swapTables: resultPath(states, STATE.swapTables),
+      finishRun: resultPath(states, STATE.finishRun),
+      failRun: resultPath(states, STATE.failRun),
+    }).toEqual({
+      checkRequest: '(replaces $)',
+      describeRun: '(replaces $)',
+      startUnload: '$.unload',
+      checkUnload: '$.unload',
+      loadEachTable: '$.loaded',
+      createStaging: null,
+      importEachFile: '$.imported',
+      checkStaging: '(replaces $)',
+      checkLocks: '$.locks',
+      terminateBlockers: '$.terminated',
+      swapTables: '$.swap',
+      finishRun: '(replaces $)',
+      failRun: '(replaces $)',
+    });
+  });
+
+  it('loads up to 4 tables and 8 files per table at once', () => {
+    expect(states[STATE.loadEachTable]).toMatchObject({
+      ItemsPath: '$.unload.tables',
+      MaxConcurrency: 4,
+      ItemSelector: { 'run.$': '$.run', 'table.$': '$$.Map.Item.Value' },
+    });
+    expect(loadEachTable[STATE.importEachFile]).toMatchObject({
+      ItemsPath: '$.table.files',
+      MaxConcurrency: 8,
+      ItemSelector: {
+        'run.$': '$.run',
+        'target.$': '$.table.target',
+        'file.$': '$$.Map.Item.Value',
+      },
+    });
+  });
+
+  it('polls the unload every 10 s and waits for blockers for the run’s poll interval', () => {
+    expect(states[STATE.waitForUnload]).toMatchObject({ Type: 'Wait', Seconds: 10 });
+    expect(states[STATE.waitForBlockers]).toMatchObject({
+      Type: 'Wait',
+      SecondsPath: '$.run.pollIntervalSeconds',
+    });
+  });
+
+  it('sends every failure of a top-level Task or Map to the cleanup, which itself has no catch', () => {
+    const caught = Object.entries(states)
+      .filter(([, state]) => state.Type === 'Task' || state.Type === 'Map')
+      .map(([name, state]) => [name, state.Catch]);
+    expect(caught.length).toBe(10);
+    for (const [name, catchers] of caught) {
+      expect({ name, catchers }).toEqual({
+        name,
+        catchers:
+          name === STATE.failRun
+            ? undefined
+            : [{ ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.failRun }],
+      });
+    }
+    expect(states[STATE.runFailed]).toEqual({
+      Type: 'Fail',
+      ErrorPath: '$.error',
+      CausePath: '$.cause',
+    });
+  });
+
+  it('retries only Lambda service errors, with full jitter, and gives each Task its function’s timeout plus a margin', () => {
+    const tasks = [
+      ...Object.entries(states),
+      ...Object.entries(loadEachTable),
+      ...Object.entries(importEachFile),
+    ].filter(([, state]) => state.Type === 'Task');
+    expect(tasks).toHaveLength(12);
+    for (const [name, task] of tasks) {
+      const handler = synthesized.handlerByState[name]!;
+      expect({ name, retry: task.Retry, timeout: task.TimeoutSeconds }).toEqual({
+        name,
+        retry: [
+          {
+            ErrorEquals: LAMBDA_SERVICE_ERRORS,
+            IntervalSeconds: 2,
+            MaxAttempts: 3,
+            BackoffRate: 2,
+            JitterStrategy: 'FULL',
+          },
+        ],
+        timeout: HANDLER_ACCESS[handler].timeoutSeconds + TASK_TIMEOUT_MARGIN_SECONDS,
+      });
+      expect(task.Resource).toMatch(/^arn:aws:lambda:[a-z0-9-]+:\d{12}:function:/);
+      expect(task).not.toHaveProperty('Parameters');
+    }
+  });
+});
