@@ -19,7 +19,13 @@ import {
   TreatMissingData,
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
-import { type IRole, PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
+import {
+  CompositePrincipal,
+  type IRole,
+  PolicyStatement,
+  Role,
+  ServicePrincipal,
+} from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
 import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
@@ -248,7 +254,14 @@ export class RedshiftAuroraSync extends Construct {
 
   private createUnloadRole(runFiles: string, aws: RedshiftAuroraSyncProps['aws']): Role {
     const role = new Role(this, 'UnloadRole', {
-      assumedBy: new ServicePrincipal('redshift.amazonaws.com'),
+      // Redshift Serverless assumes roles as redshift-serverless.amazonaws.com too.
+      assumedBy:
+        'workgroupName' in aws.redshift
+          ? new CompositePrincipal(
+              new ServicePrincipal('redshift.amazonaws.com'),
+              new ServicePrincipal('redshift-serverless.amazonaws.com'),
+            )
+          : new ServicePrincipal('redshift.amazonaws.com'),
       description: `Redshift ${describeRedshift(aws)} assumes this role to UNLOAD into the run bucket`,
     });
     role.addToPolicy(new PolicyStatement({ actions: ['s3:PutObject'], resources: [runFiles] }));

@@ -480,6 +480,14 @@ describe('stacks for other Redshift and role settings', () => {
     };
     const statements = statementsOf(synthesized, 'start-unload');
     expect(resourcesFor(statements, 'redshift-data:ExecuteStatement')).toEqual([workgroupArn]);
+    synthesized.template.hasResourceProperties('AWS::IAM::Role', {
+      AssumeRolePolicyDocument: {
+        Statement: [
+          Match.objectLike({ Principal: { Service: 'redshift.amazonaws.com' } }),
+          Match.objectLike({ Principal: { Service: 'redshift-serverless.amazonaws.com' } }),
+        ],
+      },
+    });
     expect(resourcesFor(statements, 'redshift-serverless:GetCredentials')).toEqual([workgroupArn]);
     synthesized.template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
