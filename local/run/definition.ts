@@ -60,7 +60,7 @@ const LOCAL_AWS: AwsSettings = {
 };
 
 export interface SynthesizeOptions {
-  /** The environment name the stack is built for (`$.run.environment` comes from elsewhere). Default `local`. */
+  /** Names the in-memory stack and its state machine; the definition does not depend on it. Default `local`. */
   readonly environmentName?: string;
 }
 
@@ -130,9 +130,9 @@ function functionArn(logicalId: string): string {
 /** Joins the template's `Fn::Join` of the definition, putting in the functions' ARNs. */
 function resolveDefinitionString(value: unknown, lambdaArn: (logicalId: string) => string): string {
   if (typeof value === 'string') return value;
-  const join = (value as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
-  if (!join) throw new Error(`unexpected DefinitionString ${JSON.stringify(value)}`);
-  const [delimiter, parts] = join;
+  const joined = (value as { 'Fn::Join'?: [string, unknown[]] })['Fn::Join'];
+  if (!joined) throw new Error(`unexpected DefinitionString ${JSON.stringify(value)}`);
+  const [delimiter, parts] = joined;
   return parts
     .map((part) => {
       if (typeof part === 'string') return part;
