@@ -92,6 +92,11 @@ export interface RedshiftAuroraSyncProps {
   readonly handlersDirectory?: string;
 }
 
+/** The state machine's name when `stateMachineName` is not given; `npm run trigger` finds it by this. */
+export function stateMachineNameFor(environmentName: string): string {
+  return `redshift-aurora-sync-${environmentName}`;
+}
+
 export class RedshiftAuroraSync extends Construct {
   readonly key: Key;
   readonly bucket: Bucket;
@@ -109,8 +114,7 @@ export class RedshiftAuroraSync extends Construct {
     super(scope, id);
     const stack = Stack.of(this);
     const { aws } = props;
-    const stateMachineName =
-      props.stateMachineName ?? `redshift-aurora-sync-${props.environmentName}`;
+    const stateMachineName = props.stateMachineName ?? stateMachineNameFor(props.environmentName);
     const logRetention = props.logRetention ?? RetentionDays.THREE_MONTHS;
 
     this.key = new Key(this, 'Key', {

@@ -1,7 +1,10 @@
 /**
- * The Lambdas' environment, set by the CDK construct (lib/): read once, checked, and turned
+ * The Lambdas' environment, set by the CDK construct (the names are lib/lambda-environment.ts's,
+ * typed, so a renamed variable fails to compile here): read once, checked, and turned
  * into the pipeline's settings and AWS targets. A missing variable is a deployment bug, named.
  */
+
+import type { LambdaEnvironmentVariable } from '../../lib/lambda-environment';
 import { ConfigError } from '../core/errors';
 import type { PipelineSettings } from '../pipeline/deps';
 
@@ -24,7 +27,7 @@ export interface LambdaEnvironment {
 }
 
 export function readEnvironment(env: NodeJS.ProcessEnv = process.env): LambdaEnvironment {
-  const required = (name: string): string => {
+  const required = (name: LambdaEnvironmentVariable | 'AWS_REGION'): string => {
     const value = env[name];
     if (!value) {
       throw new ConfigError(
@@ -33,7 +36,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv = process.env): LambdaEnv
     }
     return value;
   };
-  const optional = (name: string): string | undefined => env[name] || undefined;
+  const optional = (name: LambdaEnvironmentVariable): string | undefined => env[name] || undefined;
   const database = required('REDSHIFT_DATABASE');
   const secretArn = optional('REDSHIFT_SECRET_ARN');
   const workgroupName = optional('REDSHIFT_WORKGROUP_NAME');

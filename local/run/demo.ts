@@ -1,0 +1,166 @@
+/**
+ * `npm start`: the whole product on a laptop. Starts an embedded PostgreSQL with two
+ * databases (one standing in for Redshift, one for Aurora), creates a demo source and a live
+ * target that a user has built a view on and granted to an analyst, holds a dashboard's
+ * long read on the live table so the lock wait is visible, runs the pipeline's state machine,
+ * and shows that the view, its grant and the table's comment survived the swap.
+ */
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { parseRuntimeConfig } from '../../lambdas/core/config';
+import { startLocalPostgres } from '../postgres';
+import { localDeps } from './deps';
+import { runLocalPipeline } from './pipeline';
+
+/** How long the demo dashboard holds its read: long enough to see the pipeline wait for it. */
+const READER_SECONDS = 6;
+
+const SOURCE_SQL = [
+  'CREATE SCHEMA sales',
+  `CREATE TABLE sales.orders (
+     id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(12,2),
+     status varchar(20), note varchar(1000), ordered_at timestamptz NOT NULL)`,
+  `INSERT INTO sales.orders
+   SELECT g, 1 + g % 500, round((g % 997) * 1.37, 2),
+          (ARRAY['open','shipped','returned'])[1 + g % 3],
+          CASE g % 7 WHEN 0 THEN NULL WHEN 1 THEN '' WHEN 2 THEN E'two\\nlines | a pipe'
+                     WHEN 3 THEN E'back\\\\slash \\\\N' ELSE 'plain ✓' END,
+          timestamptz '2026-01-01 00:00:00+00' + g * interval '7 minutes'
+   FROM generate_series(1, 50000) g`,
+  `CREATE TABLE sales."Customer Regions" (customer_id integer, region text, since date)`,
+  `INSERT INTO sales."Customer Regions"
+   SELECT g, (ARRAY['north','south','east','west'])[1 + g % 4], date '2020-01-01' + g FROM generate_series(1, 500) g`,
+];
+
+const TARGET_SQL = [
+  'CREATE ROLE analyst NOLOGIN',
+  `CREATE TABLE public.orders (
+     id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(12,2),
+     status varchar(20), note varchar(1000), ordered_at timestamptz NOT NULL)`,
+  `INSERT INTO public.orders SELECT g, 1, 1.00, 'open', 'yesterday', now() FROM generate_series(1, 1000) g`,
+  'CREATE INDEX orders_customer ON public.orders (customer_id)',
+  `COMMENT ON TABLE public.orders IS 'Orders, refreshed daily from Redshift'`,
+  `CREATE VIEW public.open_orders AS SELECT id, customer_id, amount FROM public.orders WHERE status = 'open'`,
+  'GRANT SELECT ON public.open_orders TO analyst',
+  'GRANT SELECT ON public.orders TO analyst',
+];
+
+const CONFIG = {
+  tables: [
+    { source: 'sales.orders', target: 'public.orders', strategy: 'rename' },
+    { source: 'sales."Customer Regions"', target: 'public.customer_regions', strategy: 'rename' },
+  ],
+  locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 60, onMaxWait: 'fail' },
+};
+
+function say(line = ''): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function main(): Promise<void> {
+  say('Starting an embedded PostgreSQL 17 (stands in for both Redshift and Aurora)...');
+  const postgres = await startLocalPostgres();
+  const s3Dir = await mkdtemp(join(tmpdir(), 'redshift-aurora-sync-bucket-'));
+  // The PostgreSQL server reads the files aws_s3 imports, as its own user.
+  await chmod(s3Dir, 0o755);
+  const clients: pg.Client[] = [];
+  const connect = async (url: string, applicationName: string) => {
+    const client = new pg.Client({ connectionString: url, application_name: applicationName });
+    await client.connect();
+    clients.push(client);
+    return client;
+  };
+  try {
+    const sourceUrl = await postgres.createDatabase('demo_redshift');
+    const targetUrl = await postgres.createDatabase('demo_aurora');
+    const source = await connect(sourceUrl, 'demo setup');
+    for (const statement of SOURCE_SQL) await source.query(statement);
+    const target = await connect(targetUrl, 'demo setup');
+    for (const statement of TARGET_SQL) await target.query(statement);
+    say('Source: sales.orders (50,000 rows) and sales."Customer Regions" (500 rows).');
+    say(
+      'Target: public.orders (1,000 old rows), a view public.open_orders on it, granted to analyst.',
+    );
+
+    const dashboard = await connect(targetUrl, 'demo dashboard');
+    await dashboard.query('BEGIN');
+    await dashboard.query('SELECT count(*) FROM public.orders');
+    say(
+      `A dashboard holds a read on public.orders for ${READER_SECONDS} s (a long holder: the swap waits for it).`,
+    );
+    const releaseReader = new Promise<void>((resolve) =>
+      setTimeout(() => {
+        dashboard.query('COMMIT').then(
+          () => resolve(),
+          () => resolve(),
+        );
+      }, READER_SECONDS * 1000),
+    );
+    say();
+
+    const deps = await localDeps({
+      sourceUrl,
+      targetUrl,
+      s3Dir,
+      environment: 'demo',
+      // Show the lock wait as it starts; the rest of the step logs would only be noise here.
+      onLog: (_level, message, fields) => {
+        if (message.startsWith('waiting for sessions')) {
+          const blockers = (fields?.blockers ?? []) as string[];
+          say(
+            `  waiting for locks; blocked by:${blockers.map((reason) => `\n    - ${reason}`).join('')}`,
+          );
+        }
+      },
+    });
+    let summary: Awaited<ReturnType<typeof runLocalPipeline>>;
+    try {
+      summary = await runLocalPipeline({
+        config: parseRuntimeConfig(CONFIG, 'the demo configuration'),
+        deps,
+        onProgress: (line) => say(line.startsWith(' ') ? line : `▶ ${line}`),
+      });
+    } finally {
+      await deps.close();
+    }
+    await releaseReader;
+    say();
+    say('Run summary:');
+    say(JSON.stringify(summary, null, 2));
+    if (summary.status !== 'SUCCEEDED') throw new Error('the demo run did not succeed');
+
+    const check = await connect(targetUrl, 'demo check');
+    const [facts] = (
+      await check.query(`SELECT
+        (SELECT count(*) FROM public.orders)::int AS rows,
+        (SELECT count(*) FROM public.open_orders)::int AS open_rows,
+        has_table_privilege('analyst', 'public.open_orders', 'SELECT') AS analyst_reads_view,
+        obj_description('public.orders'::regclass, 'pg_class') AS comment,
+        (SELECT count(*) FROM public.customer_regions)::int AS regions`)
+    ).rows;
+    say();
+    say(
+      `public.orders now has ${facts.rows} rows; the view public.open_orders shows ${facts.open_rows} of them.`,
+    );
+    say(
+      `analyst can still read the view: ${facts.analyst_reads_view}; the comment is still "${facts.comment}".`,
+    );
+    say(`public.customer_regions was created on this first run with ${facts.regions} rows.`);
+  } finally {
+    await Promise.allSettled(clients.map((client) => client.end()));
+    await postgres.stop();
+    await rm(s3Dir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(
+      `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(1);
+  },
+);

@@ -1,0 +1,232 @@
+/**
+ * The whole pipeline, locally: the synthesized state machine executed by
+ * aws-local-stepfunctions, every Task bound to the real step code, a PostgreSQL source
+ * standing in for Redshift (UNLOAD emulated) and a PostgreSQL target standing in for Aurora
+ * (aws_s3 shim).
+ */
+import { chmod, mkdtemp, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeConfig } from '../lambdas/core/config';
+import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
+import type { RunSummary } from '../lambdas/pipeline/summary';
+import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
+import { runLocalPipeline } from '../local/run/pipeline';
+import { freshDatabase, type TestDatabase } from './support/db';
+import { uniqueRoles } from './support/swap-fixtures';
+
+let sourceDb: TestDatabase;
+let targetDb: TestDatabase;
+let source: pg.Client;
+let target: pg.Client;
+let s3Dir: string;
+const roles = uniqueRoles('analyst');
+
+const CONFIG = {
+  tables: [
+    { source: 'sales.orders', target: 'public.orders', strategy: 'rename' },
+    { source: 'sales."Order Lines"', target: 'public."Order Lines"', strategy: 'merge' },
+  ],
+  locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, onMaxWait: 'fail' },
+};
+
+beforeAll(async () => {
+  sourceDb = await freshDatabase();
+  targetDb = await freshDatabase();
+  source = await sourceDb.connect('test setup');
+  target = await targetDb.connect('test setup');
+  s3Dir = await mkdtemp(join(tmpdir(), 'local-run-bucket-'));
+  await chmod(s3Dir, 0o755);
+  await source.query(`
+    CREATE SCHEMA sales;
+    CREATE TABLE sales.orders (id bigint, customer text, amount numeric(38,10), note varchar(70000),
+                               flag boolean, placed timestamptz, ratio double precision);
+    INSERT INTO sales.orders VALUES
+      (1, 'ann', 1.5, NULL, true, '2026-01-01 10:00:00+00', 1.7976931348623157e308),
+      (2, 'bob', -99999999999999999999999999.9999999999, '', false, '2026-01-02 00:00:00.123456+00', 5e-324),
+      (3, 'c|d', 0, E'\\\\N', NULL, NULL, 0.1),
+      (4, 'e', 1, 'NULL', true, '1970-01-01 00:00:00+00', -0.0),
+      (5, 'f', 2, E'tab\\there\\r\\nnew line \\\\ back', false, '2262-04-11 23:47:16+00', 1e-10),
+      (6, 'g', 3, repeat('x', 65536), true, '2026-06-01 12:00:00+00', 3.141592653589793),
+      (7, 'h', 4, 'Grüße 🎉 "quoted" ''single''', true, '2026-06-01 12:00:00+00', NULL);
+    CREATE TABLE sales."Order Lines" (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
+    INSERT INTO sales."Order Lines" SELECT g, 1, 'sku-' || g FROM generate_series(1, 7) g;
+  `);
+  await target.query(`
+    CREATE ROLE ${roles.analyst} NOLOGIN;
+    CREATE TABLE public.orders (id bigint, customer text, amount numeric(38,10), note varchar(70000),
+                                flag boolean, placed timestamptz, ratio double precision);
+    INSERT INTO public.orders (id, customer) VALUES (100, 'old');
+    COMMENT ON TABLE public.orders IS 'refreshed daily';
+    CREATE VIEW public.customers AS SELECT DISTINCT customer FROM public.orders;
+    GRANT SELECT ON public.customers TO ${roles.analyst};
+    CREATE TABLE public."Order Lines" (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
+    INSERT INTO public."Order Lines" VALUES (1, 1, 'old'), (99, 1, 'gone');
+  `);
+});
+
+async function run<Summary = RunSummary>(
+  request: Record<string, unknown> = {},
+  config: unknown = CONFIG,
+): Promise<{ summary: Summary; progress: string[] }> {
+  const deps = await localDeps({
+    sourceUrl: sourceDb.url,
+    targetUrl: targetDb.url,
+    s3Dir,
+    onLog: () => {},
+  });
+  const progress: string[] = [];
+  try {
+    const summary = await runLocalPipeline({
+      config: parseRuntimeConfig(config, 'test config'),
+      request,
+      deps,
+      onProgress: (line) => progress.push(line),
+    });
+    return { summary: summary as Summary, progress };
+  } finally {
+    await deps.close();
+  }
+}
+
+describe('a local run', () => {
+  it('syncs every table through the state machine, value for value, keeping views and grants', async () => {
+    const { summary, progress } = await run();
+    expect(summary.error).toBeNull();
+    expect(summary.status).toBe('SUCCEEDED');
+    expect(summary.tables.map((table) => [table.target, table.status, table.rows])).toEqual([
+      ['public.orders', 'swapped', 7],
+      ['public."Order Lines"', 'swapped', 7],
+    ]);
+    expect(progress).toEqual(
+      expect.arrayContaining([
+        'Check the run request',
+        'Unload the tables from Redshift',
+        'Load each table',
+        'Check locks on the live tables',
+        'Swap staging into live',
+        'Record the run and clean up',
+      ]),
+    );
+    // Every value, compared on its own type in one database (the source's rows copied over).
+    await target.query('CREATE TEMP TABLE expected (LIKE public.orders)');
+    // As text, so no JavaScript type (Date, number) rounds anything on the way.
+    const { rows } = await source.query({
+      text: 'SELECT * FROM sales.orders',
+      types: { getTypeParser: () => (value: string) => value },
+    });
+    for (const row of rows) {
+      await target.query(
+        'INSERT INTO expected VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        Object.values(row),
+      );
+    }
+    const differences = await target.query(`
+      SELECT e.id FROM expected e FULL JOIN public.orders o ON o.id = e.id
+      WHERE (e.*) IS DISTINCT FROM (o.*)`);
+    expect(differences.rows).toEqual([]);
+    const merged = await target.query(
+      'SELECT order_id, sku FROM public."Order Lines" ORDER BY order_id',
+    );
+    expect(merged.rows).toHaveLength(7);
+    expect(merged.rows[0]).toEqual({ order_id: '1', sku: 'sku-1' });
+    const kept = await target.query(`SELECT
+      has_table_privilege('${roles.analyst}', 'public.customers', 'SELECT') AS granted,
+      obj_description('public.orders'::regclass, 'pg_class') AS comment,
+      (SELECT count(*)::int FROM public.customers) AS customers`);
+    expect(kept.rows[0]).toEqual({ granted: true, comment: 'refreshed daily', customers: 7 });
+    const recorded = await target.query(
+      `SELECT target_table, status, rows::int FROM redshift_sync.runs WHERE run_id = $1 ORDER BY 1`,
+      [summary.runId],
+    );
+    expect(recorded.rows).toEqual([
+      { target_table: 'Order Lines', status: 'swapped', rows: 7 },
+      { target_table: 'orders', status: 'swapped', rows: 7 },
+    ]);
+    // Clean-up: no staging tables, no run files left behind.
+    const staging = await target.query(
+      `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'redshift_sync_staging'`,
+    );
+    expect(staging.rows[0].n).toBe(0);
+    const left = await readdir(join(s3Dir, LOCAL_BUCKET, 'runs'), {
+      recursive: true,
+      withFileTypes: true,
+    });
+    expect(left.filter((entry) => entry.isFile())).toEqual([]);
+  });
+
+  it('waits for a long reader, names it in the summary, and swaps once it is gone', async () => {
+    const reader = await targetDb.connect('nightly report');
+    await reader.query('BEGIN');
+    await reader.query('SELECT count(*) FROM public.orders');
+    const released = new Promise((resolve) => setTimeout(resolve, 4000)).then(() =>
+      reader.query('COMMIT'),
+    );
+    const { summary, progress } = await run({ tables: ['public.orders'] });
+    await released;
+    expect(summary.status).toBe('SUCCEEDED');
+    const [orders] = summary.tables;
+    expect(orders!.waitedSeconds).toBeGreaterThan(0.5);
+    expect(orders!.blockers).toEqual([
+      expect.objectContaining({ application: 'nightly report', relation: 'public.orders' }),
+    ]);
+    expect(progress.join('\n')).toMatch(
+      /waited \d+ s for locks; blocked by:\n\s+- .*nightly report/,
+    );
+  });
+
+  it('refuses a table that is not configured, by name, before anything runs', async () => {
+    const { summary } = await run({ tables: ['public.nope'] });
+    expect(summary.status).toBe('FAILED');
+    expect(summary.error?.name).toBe('ConfigError');
+    expect(summary.error?.message).toContain('public.nope');
+    expect(summary.error?.message).toContain('public.orders');
+    expect(summary.tables).toEqual([]);
+  });
+
+  it('fails the run when the source is empty, keeping the live table as it was', async () => {
+    await source.query('CREATE TABLE sales.empty (LIKE sales.orders)');
+    await target.query('CREATE TABLE public.kept AS SELECT * FROM public.orders');
+    const before = await target.query('SELECT count(*)::int AS n FROM public.kept');
+    const { summary } = await run(
+      {},
+      { ...CONFIG, tables: [{ source: 'sales.empty', target: 'public.kept', strategy: 'rename' }] },
+    );
+    expect(summary.status).toBe('FAILED');
+    expect(summary.error?.name).toBe('QualityGateError');
+    expect(summary.error?.message).toMatch(/allowEmpty/);
+    expect(summary.tables).toEqual([
+      expect.objectContaining({ target: 'public.kept', status: 'failed' }),
+    ]);
+    const after = await target.query('SELECT count(*)::int AS n FROM public.kept');
+    expect(after.rows[0].n).toBe(before.rows[0].n);
+    const staging = await target.query(
+      `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'redshift_sync_staging'`,
+    );
+    expect(staging.rows[0].n).toBe(0);
+  });
+
+  it('describes a dry run: the locks each table needs and who holds them now', async () => {
+    const reader = await targetDb.connect('open transaction');
+    await reader.query('BEGIN');
+    await reader.query('SELECT 1 FROM public.orders LIMIT 1');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    try {
+      const { summary } = await run<DryRunSummary>({ dryRun: true });
+      expect(summary.status).toBe('DRY_RUN');
+      expect(summary.wouldWait).toBe(true);
+      const orders = summary.tables.find((table) => table.target === 'public.orders')!;
+      expect(orders.locks[0]).toEqual({ relation: 'public.orders', mode: 'AccessExclusiveLock' });
+      expect(orders.blockers).toEqual([
+        expect.objectContaining({ application: 'open transaction', mode: 'AccessShareLock' }),
+      ]);
+      const lines = summary.tables.find((table) => table.target === 'public."Order Lines"')!;
+      expect(lines.locks[0]!.mode).toBe('RowExclusiveLock');
+      expect(lines.blockers).toEqual([]);
+    } finally {
+      await reader.query('COMMIT');
+    }
+  });
+});
