@@ -4,6 +4,7 @@
  * standing in for Redshift (UNLOAD emulated) and a PostgreSQL target standing in for Aurora
  * (aws_s3 shim).
  */
+import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -228,5 +229,34 @@ describe('a local run', () => {
     } finally {
       await reader.query('COMMIT');
     }
+  });
+
+  it('rolls a table back to the version the last run replaced, with its view and grant', async () => {
+    await target.query(`INSERT INTO public.orders (id, customer) VALUES (999, 'before the run')`);
+    const { summary } = await run({ tables: ['public.orders'] });
+    expect(summary.status).toBe('SUCCEEDED');
+    const marker = 'SELECT count(*)::int AS n FROM public.customers WHERE customer = $1';
+    expect((await target.query(marker, ['before the run'])).rows[0].n).toBe(0);
+
+    const rolledBack = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        'ops/rollback-cli.ts',
+        '--table',
+        'public.orders',
+        '--target-url',
+        targetDb.url,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect(rolledBack.status, rolledBack.stderr).toBe(0);
+    expect(rolledBack.stdout).toMatch(/public\.orders is back at its previous version/);
+    expect((await target.query(marker, ['before the run'])).rows[0].n).toBe(1);
+    const granted = await target.query(
+      `SELECT has_table_privilege('${roles.analyst}', 'public.customers', 'SELECT') AS granted`,
+    );
+    expect(granted.rows[0].granted).toBe(true);
   });
 });

@@ -1,0 +1,78 @@
+/**
+ * `npm run rollback -- --table <schema.table> (--env <name> | --target-url <postgres url>)`
+ *
+ * Swaps the previous version of a table synced with strategy `rename` back into place, with
+ * its views, grants and comments; the version it replaces is kept, so a rollback can itself be
+ * rolled back. With --env it goes through the RDS Data API to that environment's Aurora
+ * (AWS credentials from the usual places); with --target-url, straight to a PostgreSQL database.
+ */
+import { parseArgs } from 'node:util';
+import { RDSDataClient } from '@aws-sdk/client-rds-data';
+import pg from 'pg';
+import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { RdsDataSqlClient } from '../lambdas/adapters/rds-data-sql-client';
+import { CONFIG_DEFAULTS } from '../lambdas/core/config';
+import { ConfigError, SyncError } from '../lambdas/core/errors';
+import { displayQualified, parseQualifiedName } from '../lambdas/core/identifiers';
+import type { SqlClient } from '../lambdas/core/sql-client';
+import { loadEnvironment } from './environments';
+import { rollbackTable } from './rollback';
+
+const USAGE =
+  'usage: npm run rollback -- --table <schema.table> (--env <name> | --target-url <postgres url>)';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      table: { type: 'string' },
+      env: { type: 'string' },
+      'target-url': { type: 'string' },
+    },
+    strict: true,
+  });
+  if (!values.table || Boolean(values.env) === Boolean(values['target-url'])) {
+    throw new ConfigError(USAGE);
+  }
+  const table = parseQualifiedName(values.table, '--table');
+  let locks: { lockTimeoutMs: number; maxWaitSeconds: number } = CONFIG_DEFAULTS.locks;
+  let db: SqlClient;
+  let close = async () => {};
+  if (values.env) {
+    const environment = loadEnvironment(values.env, '--env');
+    locks = environment.config.locks;
+    db = new RdsDataSqlClient(new RDSDataClient({ region: environment.aws.region }), {
+      resourceArn: environment.aws.aurora.clusterArn,
+      secretArn: environment.aws.aurora.secretArn,
+      database: environment.aws.aurora.database,
+    });
+  } else {
+    const client = new pg.Client({
+      connectionString: values['target-url'],
+      application_name: 'redshift-aurora-sync rollback',
+    });
+    await client.connect();
+    db = new PgSqlClient(client);
+    close = () => client.end();
+  }
+  try {
+    const result = await rollbackTable(db, table, {
+      ...locks,
+      onBusy: (message) => process.stderr.write(`${message}\n`),
+    });
+    process.stdout.write(
+      `${displayQualified(table)} is back at its previous version (${result.attempts} attempt(s), exclusive lock held ${Math.round(result.lockHeldMs)} ms).\n`,
+    );
+  } finally {
+    await close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(
+      `${error instanceof SyncError ? `${error.name}: ${error.message}` : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
+    );
+    process.exit(1);
+  },
+);
