@@ -15,6 +15,7 @@ import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
+import { LocalRunRegistry } from '../local/run/run-registry';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
@@ -258,5 +259,25 @@ describe('a local run', () => {
       `SELECT has_table_privilege('${roles.analyst}', 'public.customers', 'SELECT') AS granted`,
     );
     expect(granted.rows[0].granted).toBe(true);
+  });
+
+  it('refuses to start while another run of the environment is in progress, leaving its work alone', async () => {
+    const others = new LocalRunRegistry(s3Dir);
+    // Another run, alive (this very process) and started earlier.
+    await others.register('earlier-run', Date.now() - 60_000);
+    await target.query('CREATE TABLE redshift_sync_staging.earlier_runs_table (id int)');
+    try {
+      const { summary } = await run();
+      expect(summary.status).toBe('FAILED');
+      expect(summary.error?.name).toBe('RunInProgressError');
+      expect(summary.error?.message).toContain('earlier-run');
+      const { rows } = await target.query(
+        `SELECT to_regclass('redshift_sync_staging.earlier_runs_table') IS NOT NULL AS kept`,
+      );
+      expect(rows[0].kept).toBe(true);
+    } finally {
+      await others.unregister('earlier-run');
+      await target.query('DROP TABLE redshift_sync_staging.earlier_runs_table');
+    }
   });
 });
