@@ -182,6 +182,33 @@ describe('errors', () => {
     expect((error as Error).message).toMatch(/did not finish within the RDS Data API's 45 s limit/);
   });
 
+  it('asks the Data API to keep a long-running statement going past the cut-off, and still reports the cut-off', async () => {
+    sdk
+      .on(ExecuteStatementCommand)
+      .resolvesOnce({})
+      .resolvesOnce({})
+      .rejectsOnce(new StatementTimeoutException({ message: 'Request timed out', $metadata: {} }));
+    const client = newClient();
+    await client.query('CREATE INDEX i ON s.t (a)', {}, { longRunning: true });
+    await client.query('SELECT 1');
+    const error = await client
+      .query('CREATE INDEX j ON s.t (b)', {}, { longRunning: true })
+      .catch((e: unknown) => e);
+    expect(
+      sdk
+        .commandCalls(ExecuteStatementCommand)
+        .map((call) => [call.args[0].input.sql, call.args[0].input.continueAfterTimeout]),
+    ).toEqual([
+      ['CREATE INDEX i ON s.t (a)', true],
+      ['SELECT 1', undefined],
+      ['CREATE INDEX j ON s.t (b)', true],
+    ]);
+    expect(error).toBeInstanceOf(DataApiTimeoutError);
+    expect((error as Error).message).toMatch(
+      /did not finish within the RDS Data API's 45 s limit; it keeps running in Aurora/,
+    );
+  });
+
   it('waits and retries while Aurora resumes, with growing waits', async () => {
     const resuming = new DatabaseResumingException({
       message:

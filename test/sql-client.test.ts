@@ -43,6 +43,17 @@ describe('PgSqlClient', () => {
     expect(rows).toEqual([{ greeting: "hello o'brien", n: 42 }]);
   });
 
+  it('runs a long-running statement to its end: a direct connection has no per-call limit to lift', async () => {
+    const db = await freshDatabase();
+    const client = new PgSqlClient(await db.connect());
+    const rows = await client.query<{ n: number }>(
+      'SELECT :n::int AS n FROM pg_sleep(0.3)',
+      { n: 7 },
+      { longRunning: true },
+    );
+    expect(rows).toEqual([{ n: 7 }]);
+  });
+
   it('reports database errors with their SQLSTATE', async () => {
     const db = await freshDatabase();
     const client = new PgSqlClient(await db.connect());

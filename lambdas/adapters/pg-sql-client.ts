@@ -2,6 +2,9 @@
  * SqlClient over a direct PostgreSQL connection (node-postgres): tests, the benchmark, and
  * the local run. Holds to the RDS Data API's rules (one statement per call, `:name`
  * parameters) so that what passes here passes there.
+ *
+ * A call has no time limit of its own (unless the connection sets statement_timeout), so the
+ * `longRunning` query option needs nothing here: the statement simply runs to its end.
  */
 import pg from 'pg';
 import { DatabaseError } from '../core/errors';

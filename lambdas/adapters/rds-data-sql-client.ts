@@ -2,6 +2,10 @@
  * SqlClient over the RDS Data API (Lambda to Aurora PostgreSQL, no connection to hold). Each
  * query is one ExecuteStatement call: one statement, `:name` parameters, no session carried
  * to the next call unless both share a transaction id (withTransaction).
+ *
+ * The Data API ends every call after 45 s. By default it cancels the statement with it; a
+ * `longRunning` query sets continueAfterTimeout, so the statement keeps running in Aurora while
+ * the call still fails with the timeout, and the caller confirms completion another way.
  */
 import {
   BadRequestException,
@@ -18,6 +22,7 @@ import {
 import { ConfigError, DatabaseError, SyncError } from '../core/errors';
 import { DataApiTimeoutError } from '../core/load/errors';
 import {
+  type QueryOptions,
   type Row,
   type SqlClient,
   type SqlParameter,
@@ -85,7 +90,7 @@ function toDataApiParameter(name: string, value: SqlParameter): DataApiParameter
     : { name, value: { doubleValue: value } };
 }
 
-function toSyncError(error: unknown): unknown {
+function toSyncError(error: unknown, options: QueryOptions = {}): unknown {
   if (
     error instanceof DatabaseErrorException ||
     // The first Data API (Aurora Serverless v1) reported SQL errors this way.
@@ -96,7 +101,9 @@ function toSyncError(error: unknown): unknown {
   }
   if (error instanceof StatementTimeoutException) {
     return new DataApiTimeoutError(
-      `the statement did not finish within the RDS Data API's 45 s limit and was cancelled (it rolled back): ${error.message}`,
+      options.longRunning
+        ? `the statement did not finish within the RDS Data API's 45 s limit; it keeps running in Aurora (continueAfterTimeout), so its completion must be confirmed another way: ${error.message}`
+        : `the statement did not finish within the RDS Data API's 45 s limit and was cancelled (it rolled back): ${error.message}`,
       { cause: error },
     );
   }
@@ -120,21 +127,28 @@ export class RdsDataSqlClient implements SqlClient {
     this.sleep = options.sleep ?? realSleep;
   }
 
-  async query<R extends Row = Row>(sql: string, parameters: SqlParameters = {}): Promise<R[]> {
+  async query<R extends Row = Row>(
+    sql: string,
+    parameters: SqlParameters = {},
+    options: QueryOptions = {},
+  ): Promise<R[]> {
     // The same refusals as PgSqlClient: more than one statement, missing or unused parameters.
     toPositionalParameters(sql, parameters);
-    const output = await this.send(() =>
-      this.client.send(
-        new ExecuteStatementCommand({
-          ...this.target,
-          sql,
-          parameters: Object.entries(parameters).map(([name, value]) =>
-            toDataApiParameter(name, value),
-          ),
-          formatRecordsAs: 'JSON',
-          ...(this.transactionId ? { transactionId: this.transactionId } : {}),
-        }),
-      ),
+    const output = await this.send(
+      () =>
+        this.client.send(
+          new ExecuteStatementCommand({
+            ...this.target,
+            sql,
+            parameters: Object.entries(parameters).map(([name, value]) =>
+              toDataApiParameter(name, value),
+            ),
+            formatRecordsAs: 'JSON',
+            ...(this.transactionId ? { transactionId: this.transactionId } : {}),
+            ...(options.longRunning ? { continueAfterTimeout: true } : {}),
+          }),
+        ),
+      options,
     );
     return output.formattedRecords ? (JSON.parse(output.formattedRecords) as R[]) : [];
   }
@@ -178,13 +192,16 @@ export class RdsDataSqlClient implements SqlClient {
   }
 
   /** Sends a command, retrying while Aurora resumes; maps Data API errors to the core's. */
-  private async send<Output>(call: () => Promise<Output>): Promise<Output> {
+  private async send<Output>(
+    call: () => Promise<Output>,
+    options: QueryOptions = {},
+  ): Promise<Output> {
     let delayMs = this.resumeRetry.initialDelayMs;
     for (let attempt = 1; ; attempt++) {
       try {
         return await call();
       } catch (error) {
-        if (!(error instanceof DatabaseResumingException)) throw toSyncError(error);
+        if (!(error instanceof DatabaseResumingException)) throw toSyncError(error, options);
         if (attempt >= this.resumeRetry.attempts) {
           throw new DatabaseResumingError(
             `Aurora was still resuming after ${attempt} attempts; nothing ran. Try again in a minute, or keep the cluster's minimum capacity above 0 ACUs while the pipeline runs.`,

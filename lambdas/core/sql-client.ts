@@ -11,8 +11,20 @@ export type SqlParameter = string | number | boolean | null;
 export type SqlParameters = Readonly<Record<string, SqlParameter>>;
 export type Row = Record<string, unknown>;
 
+export interface QueryOptions {
+  /**
+   * The statement may outlast the transport's per-call limit; the transport lets it continue
+   * server-side and the caller must confirm completion by other means.
+   */
+  readonly longRunning?: boolean;
+}
+
 export interface SqlClient {
-  query<R extends Row = Row>(sql: string, parameters?: SqlParameters): Promise<R[]>;
+  query<R extends Row = Row>(
+    sql: string,
+    parameters?: SqlParameters,
+    options?: QueryOptions,
+  ): Promise<R[]>;
 }
 
 /**
