@@ -4,11 +4,12 @@
  * parameters) so that what passes here passes there.
  *
  * A call has no time limit of its own (unless the connection sets statement_timeout), so the
- * `longRunning` query option needs nothing here: the statement simply runs to its end.
+ * `longRunning` query option is ignored: the statement simply runs to its end.
  */
 import pg from 'pg';
 import { DatabaseError } from '../core/errors';
 import {
+  type QueryOptions,
   type Row,
   type SqlClient,
   type SqlParameters,
@@ -18,7 +19,12 @@ import {
 export class PgSqlClient implements SqlClient {
   constructor(private readonly connection: pg.ClientBase | pg.Pool) {}
 
-  async query<R extends Row = Row>(sql: string, parameters?: SqlParameters): Promise<R[]> {
+  async query<R extends Row = Row>(
+    sql: string,
+    parameters?: SqlParameters,
+    // No per-call limit here, so a long-running statement needs nothing (see the class comment).
+    _options?: QueryOptions,
+  ): Promise<R[]> {
     const { text, values } = toPositionalParameters(sql, parameters);
     try {
       const result = await this.connection.query<R>({ text, values });
