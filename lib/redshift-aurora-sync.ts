@@ -28,7 +28,7 @@ import {
 } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { Architecture, Runtime, Tracing } from 'aws-cdk-lib/aws-lambda';
-import { NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { type BundlingOptions, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { BlockPublicAccess, Bucket, BucketEncryption } from 'aws-cdk-lib/aws-s3';
 import { Schedule, ScheduleExpression, ScheduleTargetInput } from 'aws-cdk-lib/aws-scheduler';
@@ -43,6 +43,7 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct, type IConstruct } from 'constructs';
 import type { AwsSettings, RuntimeConfig } from '../lambdas/core/config';
+import { RUNS_PREFIX } from '../lambdas/pipeline/run-files';
 import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from './handlers';
 import {
   type LambdaEnvironmentVariable,
@@ -52,8 +53,6 @@ import {
 import { buildPipelineDefinition } from './pipeline-definition';
 
 /** Where run files live in the bucket; the lifecycle rule and every grant are scoped to it. */
-export const RUNS_PREFIX = 'runs/';
-
 /** The repository root: handler entries and the lock file are found from here. */
 const PROJECT_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -91,6 +90,22 @@ export interface RedshiftAuroraSyncProps {
    */
   readonly handlersDirectory?: string;
 }
+
+/** How every pipeline Lambda is bundled (esbuild); exported so a test can bundle one the same way. */
+export const LAMBDA_BUNDLING = {
+  format: OutputFormat.ESM,
+  minify: true,
+  // Error classes name themselves (SyncError sets name from the class), and Step
+  // Functions shows that name as the error type: minified names would turn
+  // LockWaitTimeoutError into "X".
+  keepNames: true,
+  sourceMap: true,
+  mainFields: ['module', 'main'],
+  banner: ESM_REQUIRE_BANNER,
+  // Bundle the AWS SDK too: the functions run the SDK version the tests ran, not
+  // whichever the runtime happens to ship.
+  externalModules: [],
+} as const satisfies BundlingOptions;
 
 /** The state machine's name when `stateMachineName` is not given; `npm run trigger` finds it by this. */
 export function stateMachineNameFor(environmentName: string): string {
@@ -382,16 +397,7 @@ export class RedshiftAuroraSync extends Construct {
         // Stack traces point into the TypeScript sources through the bundled source maps.
         NODE_OPTIONS: '--enable-source-maps',
       },
-      bundling: {
-        format: OutputFormat.ESM,
-        minify: true,
-        sourceMap: true,
-        mainFields: ['module', 'main'],
-        banner: ESM_REQUIRE_BANNER,
-        // Bundle the AWS SDK too: the functions run the SDK version the tests ran, not
-        // whichever the runtime happens to ship.
-        externalModules: [],
-      },
+      bundling: LAMBDA_BUNDLING,
     });
     return fn;
   }

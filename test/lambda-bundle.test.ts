@@ -1,0 +1,44 @@
+/**
+ * A pipeline Lambda bundled as the stack bundles it (LAMBDA_BUNDLING), then loaded and
+ * invoked: it must start, and its errors must keep the names Step Functions shows as the error
+ * type and the state machine's Catch/Retry match on.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { build } from 'esbuild';
+import { afterAll, describe, expect, it } from 'vitest';
+import { LAMBDA_BUNDLING } from '../lib/redshift-aurora-sync';
+
+const outdir = await mkdtemp(join(tmpdir(), 'lambda-bundle-'));
+afterAll(() => rm(outdir, { recursive: true, force: true }));
+
+describe('a bundled pipeline Lambda', () => {
+  it('loads, and reports a bad deployment with its error class name intact', async () => {
+    const outfile = join(outdir, 'prepare-run.mjs');
+    await build({
+      entryPoints: ['lambdas/handlers/prepare-run.ts'],
+      outfile,
+      bundle: true,
+      platform: 'node',
+      target: 'node22',
+      format: LAMBDA_BUNDLING.format,
+      minify: LAMBDA_BUNDLING.minify,
+      keepNames: LAMBDA_BUNDLING.keepNames,
+      mainFields: [...LAMBDA_BUNDLING.mainFields],
+      banner: { js: LAMBDA_BUNDLING.banner },
+      logLevel: 'silent',
+    });
+    const { handler } = (await import(pathToFileURL(outfile).href)) as {
+      handler: (event: unknown, context: unknown) => Promise<unknown>;
+    };
+    // No environment: the function was not deployed by the stack.
+    const error = await handler({}, { functionName: 'prepare-run', awsRequestId: 'test' }).catch(
+      (thrown: Error) => thrown,
+    );
+    expect(error).toBeInstanceOf(Error);
+    expect((error as Error).name).toBe('ConfigError');
+    expect((error as Error).message).toMatch(/environment variable \w+ is not set/);
+  });
+});
