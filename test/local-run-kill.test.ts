@@ -52,10 +52,14 @@ beforeAll(async () => {
   );
 });
 
-function syncLocal(): { child: ChildProcess; stderr: () => string; exit: Promise<number | null> } {
+function syncLocal(...extraArgs: string[]): {
+  child: ChildProcess;
+  stderr: () => string;
+  exit: Promise<number | null>;
+} {
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', 'local/run/sync-local.ts', '--config', configPath],
+    ['--import', 'tsx', 'local/run/sync-local.ts', '--config', configPath, ...extraArgs],
     {
       env: {
         ...process.env,
@@ -134,4 +138,19 @@ describe('a local run killed at any stage', () => {
       TRUNCATE public.items; INSERT INTO public.items SELECT g, 'old' FROM generate_series(1, ${OLD_ROWS}) g;`);
     },
   );
+});
+
+describe('sync:local', () => {
+  it('refuses a --tables name that is not configured, by name, before anything runs', async () => {
+    const run = syncLocal('--tables', 'public.orders,public."Nope"');
+    expect(await run.exit).toBe(1);
+    const lastLine = run.stderr().trim().split('\n').at(-1)!;
+    const summary = JSON.parse(lastLine);
+    expect(summary.status).toBe('FAILED');
+    expect(summary.error.name).toBe('ConfigError');
+    expect(summary.error.message).toContain('public."Nope"');
+    expect(summary.error.message).toContain('public.orders, public.items');
+    // Nothing ran: no run registered, no files written.
+    expect(await readdir(join(s3Dir, '.running')).catch(() => [])).toEqual([]);
+  });
 });
