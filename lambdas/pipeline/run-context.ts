@@ -4,6 +4,7 @@
  * tables it covers.
  */
 import { parseRuntimeConfig, type RuntimeConfig, selectTables } from '../core/config';
+import { ConfigError } from '../core/errors';
 import { displayQualified, parseQualifiedName, type QualifiedName } from '../core/identifiers';
 import { buildSwapPlan, type SwapPlan } from '../core/swap/plan';
 import { resolveMergeKey } from '../core/swap/primary-key';
@@ -38,7 +39,9 @@ export function transferFor(record: UnloadRecord, target: string): TableTransfer
       candidate.table.target.name === wanted.name,
   );
   if (!transfer) {
-    throw new Error(`${displayQualified(wanted)} is not a table of this run`);
+    throw new ConfigError(
+      `${displayQualified(wanted)} is not a table of run ${record.statementId}'s unload; the step input did not come from this run's "Check whether the unload finished".`,
+    );
   }
   return transfer;
 }

@@ -13,6 +13,7 @@ import { recordRun } from '../run-records';
 import {
   type CaughtError,
   expectObject,
+  expectRun,
   type LoadedTableState,
   type LocksState,
   type RunState,
@@ -85,7 +86,7 @@ async function recordTables(
 
 export async function finishRun(state: unknown, deps: PipelineDeps): Promise<RunSummary> {
   const end = expectObject(state, 'the step input') as EndState;
-  const context = await loadRun(deps, end.run!);
+  const context = await loadRun(deps, expectRun(state));
   const record = await context.files.readUnload();
   const tables = tableSummaries(context, record, end, 'swapped');
   await recordTables(deps, context, record, tables, null);
