@@ -209,11 +209,14 @@ $fn$`;
 /**
  * The statements that give staging exactly the live table's indexes (and the constraints they
  * back), under names of its own; and drop staging indexes that match none. Run one per call:
- * an index build on a big table is long, and the RDS Data API cuts a call off at 45 s.
+ * an index build on a big table is long, and the RDS Data API cuts a call off at 45 s. Each
+ * statement that builds an index comes with that index's name (a constraint's index is named
+ * after the constraint), so that a build cut off by the Data API but still running in Aurora
+ * can be followed to its end; the statements that drop have none.
  */
-const STAGING_INDEX_STATEMENTS_SQL = `
-CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.staging_index_statements(p_live regclass, p_staging regclass)
-RETURNS TABLE (statement text)
+const STAGING_INDEX_BUILDS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.staging_index_builds(p_live regclass, p_staging regclass)
+RETURNS TABLE (statement text, index_name name)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
@@ -223,28 +226,39 @@ AS $fn$
   ), staging AS (
     SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE c.oid = p_staging
+  ), builds AS (
+    SELECT p.*, (left(s.relname, 50) || '_i' || p.ordinal)::name AS new_index
+    FROM pairs p, staging s WHERE p.staging_index IS NULL
   )
   SELECT CASE WHEN p.is_constraint
               THEN format('ALTER TABLE %I.%I DROP CONSTRAINT %I', s.nspname, s.relname, p.staging_index)
-              ELSE format('DROP INDEX %I.%I', s.nspname, p.staging_index) END
+              ELSE format('DROP INDEX %I.%I', s.nspname, p.staging_index) END,
+         NULL::name
   FROM pairs p, staging s WHERE p.live_index IS NULL
   UNION ALL
   SELECT CASE
            WHEN con.oid IS NOT NULL
            THEN format('ALTER TABLE %I.%I ADD CONSTRAINT %I %s', s.nspname, s.relname,
-                       left(s.relname, 50) || '_i' || p.ordinal, pg_get_constraintdef(con.oid))
+                       b.new_index, pg_get_constraintdef(con.oid))
            ELSE format('CREATE %sINDEX %I ON %I.%I USING %s',
                        CASE WHEN i.indisunique THEN 'UNIQUE ' END,
-                       left(s.relname, 50) || '_i' || p.ordinal, s.nspname, s.relname,
-                       ${ADMIN_SCHEMA}.index_tail(p.live_index_oid))
-         END
-  FROM pairs p
-  JOIN pg_index i ON i.indexrelid = p.live_index_oid
-  LEFT JOIN pg_constraint con ON con.conindid = p.live_index_oid AND con.conrelid = p_live
+                       b.new_index, s.nspname, s.relname,
+                       ${ADMIN_SCHEMA}.index_tail(b.live_index_oid))
+         END,
+         b.new_index
+  FROM builds b
+  JOIN pg_index i ON i.indexrelid = b.live_index_oid
+  LEFT JOIN pg_constraint con ON con.conindid = b.live_index_oid AND con.conrelid = p_live
                               AND con.contype IN ('p', 'u', 'x')
   CROSS JOIN staging s
-  WHERE p.staging_index IS NULL
 $fn$`;
+
+/**
+ * staging_index_statements was staging_index_builds without the index names. The result type
+ * differs, which CREATE OR REPLACE cannot change, hence the new name; schemas installed before
+ * the change lose the old function here.
+ */
+const DROP_STAGING_INDEX_STATEMENTS_SQL = `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.staging_index_statements(regclass, regclass)`;
 
 /** Every privilege on a table and its columns, by role name, for copying and verifying. */
 const PRIVILEGES_SQL = `
@@ -576,7 +590,8 @@ export const RENAME_SQL: readonly string[] = [
   INDEX_TAIL_SQL,
   INDEX_SIGNATURE_SQL,
   INDEX_PAIRS_SQL,
-  STAGING_INDEX_STATEMENTS_SQL,
+  STAGING_INDEX_BUILDS_SQL,
+  DROP_STAGING_INDEX_STATEMENTS_SQL,
   PRIVILEGES_SQL,
   COPY_PRIVILEGES_SQL,
   PUBLISH_BY_RENAME_SQL,

@@ -14,6 +14,12 @@ import { SWAP_FUNCTION_SQL } from '../schema/swap';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
 import type { OnMaxWait } from './gate';
+import {
+  analyzeStaging,
+  buildStagingIndex,
+  type LongStatementOptions,
+  startWaitBudget,
+} from './long-statements';
 import { buildSwapPlan, type SwapPlan, validateLockTimeoutMs } from './plan';
 import type { SwapStrategy, TableSwap } from './types';
 
@@ -173,31 +179,37 @@ export async function preflight(
 
 /**
  * Gives a staging table exactly the live table's indexes (built before the swap, so the
- * exclusive part stays short) and fresh statistics. Each statement is its own call.
+ * exclusive part stays short) and fresh statistics. Each statement is its own call. Index
+ * builds and ANALYZE are sent as long-running: when the transport cuts such a call off (the
+ * RDS Data API after 45 s), the statement goes on in the database and is followed there until
+ * it ends, at most `options.maxWaitMs` after prepareStaging began (see ./long-statements.ts).
  */
 export async function prepareStaging(
   db: SqlClient,
   table: Pick<TableSwap, 'live' | 'staging'>,
+  options: LongStatementOptions = {},
 ): Promise<{ readonly statements: readonly string[] }> {
+  const budget = startWaitBudget(options);
   const parameters = {
     liveSchema: table.live.schema,
     liveName: table.live.name,
     stagingSchema: table.staging.schema,
     stagingName: table.staging.name,
   };
-  const rows = await db.query<{ statement: string }>(
-    `SELECT s.statement FROM
+  const rows = await db.query<{ statement: string; indexName: string | null }>(
+    `SELECT s.statement, s.index_name AS "indexName" FROM
        (SELECT to_regclass(format('%I.%I', :liveSchema::text, :liveName::text)) AS live,
                format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass AS staging) t,
-       LATERAL ${ADMIN_SCHEMA}.staging_index_statements(t.live, t.staging) s
+       LATERAL ${ADMIN_SCHEMA}.staging_index_builds(t.live, t.staging) s
      WHERE t.live IS NOT NULL`,
     parameters,
   );
-  for (const { statement } of rows) await db.query(statement);
-  await db.query(
-    `SELECT ${ADMIN_SCHEMA}.analyze_table(format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass)`,
-    { stagingSchema: table.staging.schema, stagingName: table.staging.name },
-  );
+  for (const { statement, indexName } of rows) {
+    // Dropping a staging index that matches none on live is quick: no need to follow it.
+    if (indexName === null) await db.query(statement);
+    else await buildStagingIndex(db, table.staging, { statement, indexName }, budget);
+  }
+  await analyzeStaging(db, table.staging, budget);
   return { statements: rows.map((row) => row.statement) };
 }
 
