@@ -96,7 +96,11 @@ function endOfQuoted(sql: string, start: number, quote: string, backslashEscapes
   throw new Error(`unterminated ${quote === "'" ? 'string literal' : 'quoted identifier'} in SQL`);
 }
 
-function endOfBlockComment(sql: string, start: number): number {
+/**
+ * Where a block comment that opens at `start` ends (just past its closing star-slash), or null when
+ * it never closes. Block comments nest in PostgreSQL and Redshift alike.
+ */
+export function blockCommentEnd(sql: string, start: number): number | null {
   let depth = 0;
   let position = start;
   while (position < sql.length) {
@@ -111,7 +115,13 @@ function endOfBlockComment(sql: string, start: number): number {
       position += 1;
     }
   }
-  throw new Error('unterminated block comment in SQL');
+  return null;
+}
+
+function endOfBlockComment(sql: string, start: number): number {
+  const end = blockCommentEnd(sql, start);
+  if (end === null) throw new Error('unterminated block comment in SQL');
+  return end;
 }
 
 const NAMED_PARAMETER = /(?<!:):([A-Za-z_][A-Za-z0-9_]*)/g;

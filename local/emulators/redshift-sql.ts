@@ -3,7 +3,9 @@
  * backslash escapes, as in PostgreSQL before standard_conforming_strings), positions for error
  * messages, and the two rewrites a PostgreSQL stand-in needs before it runs Redshift SQL.
  */
+
 import { SyncError } from '../../lambdas/core/errors';
+import { blockCommentEnd } from '../../lambdas/core/sql-client';
 
 /** SQL the emulators cannot read; the message names the problem and shows where. */
 export class RedshiftSqlSyntaxError extends SyncError {}
@@ -105,23 +107,13 @@ function readQuotedIdentifier(sql: string, start: number): { value: string; end:
 }
 
 function endOfBlockComment(sql: string, start: number): number {
-  let depth = 0;
-  let position = start;
-  while (position < sql.length) {
-    if (sql.startsWith('/*', position)) {
-      depth += 1;
-      position += 2;
-    } else if (sql.startsWith('*/', position)) {
-      depth -= 1;
-      position += 2;
-      if (depth === 0) return position;
-    } else {
-      position += 1;
-    }
+  const end = blockCommentEnd(sql, start);
+  if (end === null) {
+    throw new RedshiftSqlSyntaxError(
+      `unterminated block comment starting at ${describePosition(sql, start)}`,
+    );
   }
-  throw new RedshiftSqlSyntaxError(
-    `unterminated block comment starting at ${describePosition(sql, start)}`,
-  );
+  return end;
 }
 
 const WORD = /^[A-Za-z_\u0080-\uffff][A-Za-z0-9_$\u0080-\uffff]*/;

@@ -187,7 +187,19 @@ export async function checkAndPrepareStaging(
   db: SqlClient,
   transfer: TableTransfer,
   sourceFigures: TableFigures,
+  options: {
+    /**
+     * How long the whole check may take, counted from its start: what the figures leave of it
+     * bounds the wait for index builds and ANALYZE that outlast a transport's per-call limit.
+     * Default: prepareStaging's own bound.
+     */
+    readonly budgetMs?: number;
+    readonly now?: () => number;
+    readonly sleep?: (ms: number) => Promise<void>;
+  } = {},
 ): Promise<CheckedStaging> {
+  const now = options.now ?? Date.now;
+  const started = now();
   const figures = await stagingFigures(db, transfer);
   // Only the empty guard needs the live count; counting a large live table for nothing could
   // outlast the Data API's 45 s.
@@ -205,9 +217,16 @@ export async function checkAndPrepareStaging(
       verdict.report,
     );
   }
-  const { statements } = await prepareStaging(db, {
-    live: transfer.table.target,
-    staging: transfer.staging,
-  });
+  const { statements } = await prepareStaging(
+    db,
+    { live: transfer.table.target, staging: transfer.staging },
+    {
+      now,
+      ...(options.sleep ? { sleep: options.sleep } : {}),
+      ...(options.budgetMs !== undefined
+        ? { maxWaitMs: Math.max(0, options.budgetMs - (now() - started)) }
+        : {}),
+    },
+  );
   return { rows: verdict.rows, indexStatements: statements, figures };
 }

@@ -12,6 +12,12 @@ import type { PipelineDeps } from '../deps';
 import { loadRun, transferFor } from '../run-context';
 import { expectObject, expectRun, type ImportedFileState, type LoadedTableState } from '../state';
 
+/**
+ * How long "Check the staging table against Redshift" may spend: its Lambda times out at 15
+ * minutes, and index builds that outlast the Data API's 45 s are followed until this is spent.
+ */
+export const CHECK_STAGING_BUDGET_MS = 13 * 60_000;
+
 function tableItem(state: unknown): { target: string; files: DataFile[] } {
   const table = expectObject(expectObject(state, 'the step input').table, '$.table');
   return { target: String(table.target), files: (table.files ?? []) as DataFile[] };
@@ -50,7 +56,11 @@ export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<
   const { target } = tableItem(state);
   const transfer = transferFor(await context.files.readUnload(), target);
   const source = await context.files.readFigures(transfer.table.target);
-  const checked = await checkAndPrepareStaging(deps.aurora, transfer, source);
+  const checked = await checkAndPrepareStaging(deps.aurora, transfer, source, {
+    budgetMs: CHECK_STAGING_BUDGET_MS,
+    now: deps.now,
+    sleep: deps.sleep,
+  });
   deps.log.info('staging table passed the quality gate', {
     table: target,
     rows: checked.rows,
