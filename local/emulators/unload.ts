@@ -343,17 +343,30 @@ export function formatUnloadLine(
   columns: readonly UnloadColumn[],
   format: LineFormat,
 ): string {
-  const special = new Set(['\\', '\n', '\r', format.delimiter]);
+  const special = escapedCharacters(format.delimiter);
   const fields = values.map((value, index) => {
     if (value === null) return format.nullAs;
     const column = columns[index]!;
     if (column.binary) return value.startsWith('\\x') ? value.slice(2) : value;
     if (!format.escape || !column.character) return value;
-    let escaped = '';
-    for (const char of value) escaped += special.has(char) ? `\\${char}` : char;
-    return escaped;
+    return value.replace(special, '\\$&');
   });
   return `${fields.join(format.delimiter)}\n`;
+}
+
+/** What ESCAPE puts a backslash before: backslash, LF, CR and the delimiter (one pattern per delimiter). */
+const ESCAPED_CHARACTERS = new Map<string, RegExp>();
+
+function escapedCharacters(delimiter: string): RegExp {
+  let pattern = ESCAPED_CHARACTERS.get(delimiter);
+  if (!pattern) {
+    const quoted = [...new Set(['\\', '\n', '\r', delimiter])]
+      .map((character) => character.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&'))
+      .join('|');
+    pattern = new RegExp(quoted, 'g');
+    ESCAPED_CHARACTERS.set(delimiter, pattern);
+  }
+  return pattern;
 }
 
 /** The folder (or bucket) UNLOAD writes into. */
