@@ -7,7 +7,12 @@
 import { SyncError } from '../errors';
 import { inspectLocks, type LockTarget } from '../locks/inspect';
 import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
-import { type Blocker, DEFAULT_GRACE_SECONDS, lockVerdict } from '../locks/verdict';
+import {
+  type Blocker,
+  DEFAULT_GRACE_SECONDS,
+  type LockVerdict,
+  lockVerdict,
+} from '../locks/verdict';
 import type { SqlClient } from '../sql-client';
 import { attemptSwap, type SwapResult } from './engine';
 import type { SwapPlan } from './plan';
@@ -96,6 +101,28 @@ export function retryDelayMs(
 ): number {
   const ceiling = Math.min(pollIntervalSeconds * 1000, 50 * 2 ** Math.min(busyAttempts, 16));
   return Math.round(random() * ceiling);
+}
+
+/** How far past deadlock_timeout an attempt waits when it asks a plain autovacuum to give way. */
+export const AUTOVACUUM_MARGIN_MS = 250;
+
+/**
+ * The lock_timeout for the next attempt. A plain autovacuum gives way to a conflicting lock
+ * request, but PostgreSQL only cancels it once the request has waited deadlock_timeout
+ * (1 s by default), longer than our usual lock_timeout: attempts would keep timing out
+ * without ever making it give way, for as long as the vacuum runs (minutes on a large table).
+ * When a plain autovacuum is in the way and nobody else counts as a blocker, the attempt
+ * waits just past deadlock_timeout instead; readers queue behind it that long at most, once.
+ */
+export function attemptLockTimeoutMs(
+  verdict: LockVerdict,
+  lockTimeoutMs: number,
+  deadlockTimeoutMs: number,
+): number {
+  const autovacuumInTheWay =
+    verdict.safe && verdict.ignored.some((holder) => holder.reason === 'autovacuum gives way');
+  if (!autovacuumInTheWay) return lockTimeoutMs;
+  return Math.min(60_000, Math.max(lockTimeoutMs, deadlockTimeoutMs + AUTOVACUUM_MARGIN_MS));
 }
 
 export interface SwapProgress {

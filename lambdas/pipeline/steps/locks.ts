@@ -9,6 +9,7 @@ import { terminateBlockers } from '../../core/locks/terminate';
 import { type Blocker, lockVerdict } from '../../core/locks/verdict';
 import { attemptSwap, preflight } from '../../core/swap/engine';
 import {
+  attemptLockTimeoutMs,
   DEFAULT_WAIT_POLICY,
   gateDecision,
   LockWaitTimeoutError,
@@ -154,9 +155,10 @@ export async function endBlockers(
 export async function swapTables(state: unknown, deps: PipelineDeps): Promise<SwapState> {
   const context = await loadRun(deps, expectRun(state));
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
+  let lockTimeoutMs = plan.lockTimeoutMs;
   let reason = '';
   for (let attempt = 1; attempt <= SWAP_ATTEMPTS_PER_STEP; attempt += 1) {
-    const outcome = await attemptSwap(deps.aurora, plan);
+    const outcome = await attemptSwap(deps.aurora, { ...plan, lockTimeoutMs });
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
       deps.log.info('swapped', {
@@ -177,6 +179,21 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
     deps.log.info('swap attempt was busy; nothing changed', { attempt, reason });
     if (attempt < SWAP_ATTEMPTS_PER_STEP) {
       await deps.sleep(retryDelayMs(attempt, context.run.pollIntervalSeconds));
+      lockTimeoutMs = attemptLockTimeoutMs(
+        lockVerdict(await inspectLocks(deps.aurora, lockTargets(plan)), {
+          graceSeconds: context.config.locks.graceSeconds,
+        }),
+        plan.lockTimeoutMs,
+        await deadlockTimeoutMs(deps),
+      );
+      if (lockTimeoutMs !== plan.lockTimeoutMs) {
+        deps.log.info(
+          'a plain autovacuum is in the way: waiting past deadlock_timeout so it gives way',
+          {
+            lockTimeoutMs,
+          },
+        );
+      }
     }
   }
   const locks = previousLocks(state);
@@ -187,4 +204,11 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
     throw new LockWaitTimeoutError(waitedSeconds, [], [`the last attempt: ${reason}`]);
   }
   return { swapped: false, attempts: SWAP_ATTEMPTS_PER_STEP, reason };
+}
+
+async function deadlockTimeoutMs(deps: PipelineDeps): Promise<number> {
+  const [row] = await deps.aurora.query<{ ms: number }>(
+    `SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::int AS ms`,
+  );
+  return row!.ms;
 }
