@@ -3,9 +3,20 @@
  * figures query ran on the source inside the unload transaction; here it runs on staging,
  * and a pure function compares the two, figure by figure.
  */
-import { displayQualified, quoteQualified } from '../identifiers';
+import { randomUUID } from 'node:crypto';
+import { displayQualified, type QualifiedName, quoteQualified } from '../identifiers';
+import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { prepareStaging } from '../swap/engine';
+import {
+  CUT_OFF,
+  DEFAULT_MAX_WAIT_MS,
+  type LongStatementOptions,
+  LongStatementStoppedError,
+  sendLongRunning,
+  startWaitBudget,
+  waitWhileRunning,
+} from '../swap/long-statements';
 import { buildFiguresQuery, parseFigures } from '../transfer/figures';
 import type {
   ColumnFigures,
@@ -17,15 +28,100 @@ import type {
 import { QualityGateError } from './errors';
 import { liveRowCount } from './target';
 
-/** Runs the figures query over the transfer's staging table. */
+/** The figures statement over staging stopped (failed or was cancelled) after its call was cut off. */
+export class FiguresQueryStoppedError extends LongStatementStoppedError {}
+
+/**
+ * The comment that opens the figures statement, so that pg_stat_activity shows which backend
+ * still runs it after a cut-off. The nonce makes it this attempt's; the staging name is there
+ * for a person reading pg_stat_activity, reduced to characters that cannot end the comment.
+ */
+export function figuresMarker(staging: QualifiedName, nonce: string): string {
+  const readable = `${staging.schema}.${staging.name}`.replace(/[^A-Za-z0-9_$.]/g, '_');
+  return `redshift-aurora-sync figures ${readable} ${nonce.replace(/[^A-Za-z0-9-]/g, '_')}`;
+}
+
+/**
+ * One statement that computes staging's figures and stores them, as one JSON object, in the
+ * control table, keyed by staging table and marked with `marker`: the result outlives a call
+ * that the transport cut off. The marker comment comes first, so that pg_stat_activity's
+ * truncated text (track_activity_query_size) still holds it. Parameters: stagingSchema,
+ * stagingTable, marker.
+ */
+export function buildStoreFiguresStatement(
+  transfer: Pick<TableTransfer, 'staging' | 'columns'>,
+  marker: string,
+): string {
+  const figuresQuery = buildFiguresQuery(quoteQualified(transfer.staging), transfer.columns);
+  return `/* ${marker} */ INSERT INTO ${ADMIN_SCHEMA}.staging_figures AS stored
+    (staging_schema, staging_table, statement_marker, figures)
+  SELECT :stagingSchema::text::name, :stagingTable::text::name, :marker::text, to_jsonb(f)
+  FROM (${figuresQuery}) f
+  ON CONFLICT (staging_schema, staging_table) DO UPDATE
+  SET statement_marker = EXCLUDED.statement_marker, figures = EXCLUDED.figures,
+      computed_at = clock_timestamp()`;
+}
+
+/** Client backends other than ours whose running statement carries the marker. */
+const FIGURES_RUNNING_SQL = `SELECT a.pid,
+         coalesce(extract(epoch FROM clock_timestamp() - a.query_start), 0)::int AS seconds,
+         NULL::text AS phase, a.wait_event_type AS "waitEventType", left(a.query, 300) AS query
+  FROM pg_stat_activity a
+  WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+    AND a.state <> 'idle' AND strpos(a.query, :marker::text) > 0
+  ORDER BY a.pid`;
+
+/** Reads this attempt's stored figures and removes them, in one call. */
+const TAKE_FIGURES_SQL = `DELETE FROM ${ADMIN_SCHEMA}.staging_figures
+  WHERE staging_schema = :stagingSchema::text::name AND staging_table = :stagingTable::text::name
+    AND statement_marker = :marker::text
+  RETURNING figures::text AS figures`;
+
+/**
+ * Runs the figures query over the transfer's staging table. On a large table it can outlast
+ * the transport's per-call limit (45 s over the RDS Data API), so it is sent as long-running
+ * and stores its one row in the control table staging_figures; after a cut-off the statement
+ * is followed in the database (pg_stat_activity, by the marker comment it opens with) until it
+ * ends, within the budget, and its row is read back. Throws FiguresQueryStoppedError when it
+ * ended without storing figures, LongStatementStillRunningError when the budget ran out first.
+ */
 export async function stagingFigures(
   db: SqlClient,
   transfer: TableTransfer,
+  options: LongStatementOptions = {},
 ): Promise<TableFigures> {
-  const [row] = await db.query(
-    buildFiguresQuery(quoteQualified(transfer.staging), transfer.columns),
-  );
-  return parseFigures(row!, transfer.columns);
+  const budget = startWaitBudget(options);
+  const marker = figuresMarker(transfer.staging, randomUUID());
+  const statement = buildStoreFiguresStatement(transfer, marker);
+  const stored = {
+    stagingSchema: transfer.staging.schema,
+    stagingTable: transfer.staging.name,
+    marker,
+  };
+  if (await sendLongRunning(db, statement, stored)) {
+    await waitWhileRunning(
+      db,
+      {
+        staging: transfer.staging,
+        statement,
+        what: 'the figures query',
+        waiter: "the staging check's",
+        progressHint: 'pg_stat_activity shows it',
+        runningSql: FIGURES_RUNNING_SQL,
+        runningParameters: { marker },
+      },
+      budget,
+    );
+  }
+  const [row] = await db.query<{ figures: string }>(TAKE_FIGURES_SQL, stored);
+  if (!row) {
+    throw new FiguresQueryStoppedError(
+      `${displayQualified(transfer.staging)}: the figures query stopped before it finished. ${CUT_OFF}, where it has since ended without storing the figures: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
+      transfer.staging,
+      statement,
+    );
+  }
+  return parseFigures(JSON.parse(row.figures) as Record<string, unknown>, transfer.columns);
 }
 
 export interface QualityGateInput {
@@ -187,20 +283,24 @@ export async function checkAndPrepareStaging(
   db: SqlClient,
   transfer: TableTransfer,
   sourceFigures: TableFigures,
-  options: {
+  options: Pick<LongStatementOptions, 'now' | 'sleep' | 'pollIntervalMs'> & {
     /**
-     * How long the whole check may take, counted from its start: what the figures leave of it
-     * bounds the wait for index builds and ANALYZE that outlast a transport's per-call limit.
-     * Default: prepareStaging's own bound.
+     * How long the whole check may take, counted from its start. It bounds the waits for the
+     * statements that outlast a transport's per-call limit: first the figures query, then, with
+     * what is left, index builds and ANALYZE. Default: DEFAULT_MAX_WAIT_MS (14 minutes).
      */
     readonly budgetMs?: number;
-    readonly now?: () => number;
-    readonly sleep?: (ms: number) => Promise<void>;
   } = {},
 ): Promise<CheckedStaging> {
   const now = options.now ?? Date.now;
   const started = now();
-  const figures = await stagingFigures(db, transfer);
+  const budgetMs = options.budgetMs ?? DEFAULT_MAX_WAIT_MS;
+  const waits = {
+    now,
+    ...(options.sleep ? { sleep: options.sleep } : {}),
+    ...(options.pollIntervalMs !== undefined ? { pollIntervalMs: options.pollIntervalMs } : {}),
+  };
+  const figures = await stagingFigures(db, transfer, { ...waits, maxWaitMs: budgetMs });
   // Only the empty guard needs the live count; counting a large live table for nothing could
   // outlast the Data API's 45 s.
   const liveRows = sourceFigures.rows === 0 ? await liveRowCount(db, transfer.table.target) : null;
@@ -220,13 +320,7 @@ export async function checkAndPrepareStaging(
   const { statements } = await prepareStaging(
     db,
     { live: transfer.table.target, staging: transfer.staging },
-    {
-      now,
-      ...(options.sleep ? { sleep: options.sleep } : {}),
-      ...(options.budgetMs !== undefined
-        ? { maxWaitMs: Math.max(0, options.budgetMs - (now() - started)) }
-        : {}),
-    },
+    { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
   );
   return { rows: verdict.rows, indexStatements: statements, figures };
 }

@@ -24,6 +24,17 @@ export const ADMIN_SCHEMA_SQL: readonly string[] = [
   )`,
   `COMMENT ON TABLE ${ADMIN_SCHEMA}.retired_versions IS
     'Previous versions of live tables replaced by a rename swap; each is a table in ${RETIRED_SCHEMA}, kept for rollback.'`,
+  // The quality gate's figures of a staging table, written by the figures statement itself so
+  // that they outlive a call the transport cut off (see load/quality-gate.ts). One row per
+  // staging table; statement_marker tells this attempt's row from an earlier one's.
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.staging_figures (
+    staging_schema name NOT NULL,
+    staging_table name NOT NULL,
+    statement_marker text NOT NULL,
+    computed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    figures jsonb NOT NULL,
+    PRIMARY KEY (staging_schema, staging_table)
+  )`,
   // ANALYZE takes a name, not a parameter: this lets a bound regclass name the table.
   `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.analyze_table(p_table regclass)
    RETURNS void

@@ -20,7 +20,7 @@ import { ConfigError, SyncError } from '../errors';
 import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA } from '../schema/admin';
-import type { SqlClient } from '../sql-client';
+import type { SqlClient, SqlParameters } from '../sql-client';
 
 /** Long enough for big builds, short enough that a Lambda's 15 minutes still hold the rest. */
 export const DEFAULT_MAX_WAIT_MS = 14 * 60_000;
@@ -176,14 +176,15 @@ export function describeBackends(backends: readonly ServerBackend[]): string {
     .join('; ');
 }
 
-const CUT_OFF =
+/** Why a statement whose call failed can still have run: the opening of a stopped-statement message. */
+export const CUT_OFF =
   "The call was cut off at the transport's time limit (45 s over the RDS Data API) and the statement kept running in the database";
 
 /**
  * Sends the statement as longRunning. Returns true when the transport cut the call off, so
  * that the statement's end must be followed in the database; false when it finished in time.
  */
-async function sendLongRunning(
+export async function sendLongRunning(
   db: SqlClient,
   sql: string,
   parameters?: Record<string, string>,
@@ -197,25 +198,42 @@ async function sendLongRunning(
   }
 }
 
+/**
+ * A statement whose call was cut off, as waitWhileRunning follows it: how to find the backends
+ * still running it, and how to name it to a person.
+ */
+export interface FollowedStatement {
+  readonly staging: QualifiedName;
+  /** The statement as sent. */
+  readonly statement: string;
+  /** What it does, for messages: "the build of index x". */
+  readonly what: string;
+  /** Whose bounded wait ran out, for messages: "prepareStaging's". */
+  readonly waiter: string;
+  /** Where a person sees how far it is: "pg_stat_progress_analyze shows how far it is". */
+  readonly progressHint: string;
+  /** Lists the client backends other than ours that still run it, as ServerBackend rows. */
+  readonly runningSql: string;
+  readonly runningParameters: SqlParameters;
+}
+
 /** Returns once nothing runs the statement any more; throws when the budget runs out first. */
-async function waitWhileRunning(
+export async function waitWhileRunning(
   db: SqlClient,
-  staging: QualifiedName,
-  kind: FollowedKind,
-  statement: string,
-  what: string,
+  followed: FollowedStatement,
   budget: WaitBudget,
 ): Promise<void> {
+  const { staging, statement } = followed;
   for (;;) {
     const backends = await db.query<ServerBackend & Record<string, unknown>>(
-      runningBackendsSql(kind),
-      { schema: staging.schema, name: staging.name, lockModes: FOLLOWED[kind].lockModes },
+      followed.runningSql,
+      followed.runningParameters,
     );
     if (backends.length === 0) return;
     const remainingMs = budget.deadline - budget.now();
     if (remainingMs <= 0) {
       throw new LongStatementStillRunningError(
-        `${displayQualified(staging)}: ${what} is still running in the database at the end of prepareStaging's bounded wait (maxWaitMs, ${budget.maxWaitMs / 1000} s): ${describeBackends(backends)}. It goes on; nothing was published. Restart the run once it has finished (${FOLLOWED[kind].progressView} shows how far it is), or end it with pg_cancel_backend(pid); a table this large needs a longer maxWaitMs, in a step allowed to run that long.`,
+        `${displayQualified(staging)}: ${followed.what} is still running in the database at the end of ${followed.waiter} bounded wait (maxWaitMs, ${budget.maxWaitMs / 1000} s): ${describeBackends(backends)}. It goes on; nothing was published. Restart the run once it has finished (${followed.progressHint}), or end it with pg_cancel_backend(pid); a table this large needs a longer maxWaitMs, in a step allowed to run that long.`,
         staging,
         statement,
         backends,
@@ -223,6 +241,28 @@ async function waitWhileRunning(
     }
     await budget.sleep(Math.min(budget.pollIntervalMs, remainingMs));
   }
+}
+
+/** An index build or ANALYZE of prepareStaging, followed by progress view and table locks. */
+function followedByKind(
+  kind: FollowedKind,
+  staging: QualifiedName,
+  statement: string,
+  what: string,
+): FollowedStatement {
+  return {
+    staging,
+    statement,
+    what,
+    waiter: "prepareStaging's",
+    progressHint: `${FOLLOWED[kind].progressView} shows how far it is`,
+    runningSql: runningBackendsSql(kind),
+    runningParameters: {
+      schema: staging.schema,
+      name: staging.name,
+      lockModes: FOLLOWED[kind].lockModes,
+    },
+  };
 }
 
 /**
@@ -240,10 +280,7 @@ export async function buildStagingIndex(
   const index = displayIdentifier(build.indexName);
   await waitWhileRunning(
     db,
-    staging,
-    'index build',
-    build.statement,
-    `the build of index ${index}`,
+    followedByKind('index build', staging, build.statement, `the build of index ${index}`),
     budget,
   );
   const [state] = await db.query<{ valid: boolean }>(INDEX_STATE_SQL, {
@@ -274,7 +311,7 @@ export async function analyzeStaging(
     (await db.query<{ analyzeCount: number }>(ANALYZE_COUNT_SQL, table))[0]?.analyzeCount ?? 0;
   const before = await analyzeCount();
   if (!(await sendLongRunning(db, ANALYZE_SQL, table))) return;
-  await waitWhileRunning(db, staging, 'analyze', ANALYZE_SQL, 'ANALYZE', budget);
+  await waitWhileRunning(db, followedByKind('analyze', staging, ANALYZE_SQL, 'ANALYZE'), budget);
   if ((await analyzeCount()) > before) return;
   throw new AnalyzeStoppedError(
     `${displayQualified(staging)}: ANALYZE stopped before it finished. ${CUT_OFF}, where it has since ended without recording statistics: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
