@@ -7,14 +7,16 @@
 import { chmod, mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type pg from 'pg';
-import { beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { quoteQualified } from '../lambdas/core/identifiers';
 import { QualityGateError } from '../lambdas/core/load/errors';
 import { importFiles } from '../lambdas/core/load/import';
 import {
   checkAndPrepareStaging,
+  FiguresQueryStoppedError,
+  figuresMarker,
   formatReport,
   qualityGate,
   stagingFigures,
@@ -22,6 +24,7 @@ import {
 import { createStagingTable } from '../lambdas/core/load/staging';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
 import { installSchema } from '../lambdas/core/swap/engine';
+import { LongStatementStillRunningError } from '../lambdas/core/swap/long-statements';
 import { buildFiguresQuery, parseFigures } from '../lambdas/core/transfer/figures';
 import type {
   ColumnFigures,
@@ -33,7 +36,8 @@ import type {
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload';
-import { freshDatabase } from './support/db';
+import { CutOffSqlClient, holdLock, until } from './support/data-api-cutoff';
+import { freshDatabase, type TestDatabase } from './support/db';
 
 const table: SyncTable = {
   source: { schema: 'source', name: 'readings' },
@@ -163,6 +167,12 @@ describe('qualityGate (pure)', () => {
     expect(qualityGate({ table, source: empty, staging: empty, liveRows: 0 }).passed).toBe(true);
   });
 
+  it("marks the figures statement with a comment that staging's name cannot end", () => {
+    expect(figuresMarker({ schema: 'redshift_sync_staging', name: 'a*/b c' }, 'n-1')).toBe(
+      'redshift-aurora-sync figures redshift_sync_staging.a__b_c n-1',
+    );
+  });
+
   it('formats the report with aligned columns', () => {
     expect(formatReport([{ figure: 'a', source: '123456789', staging: '1' }])).toBe(
       'figure | Redshift  | staging\na      | 123456789 | 1',
@@ -171,6 +181,7 @@ describe('qualityGate (pure)', () => {
 });
 
 describe('the quality gate on real PostgreSQL', () => {
+  let db: TestDatabase;
   let admin: pg.Client;
   let sql: PgSqlClient;
   let bucket: LocalObjectStore;
@@ -256,7 +267,7 @@ describe('the quality gate on real PostgreSQL', () => {
   }
 
   beforeAll(async () => {
-    const db = await freshDatabase();
+    db = await freshDatabase();
     admin = await db.connect('test-admin');
     sql = new PgSqlClient(admin);
     // World-readable: the PostgreSQL server reads the objects itself.
@@ -377,5 +388,142 @@ describe('the quality gate on real PostgreSQL', () => {
       max: '3',
     });
     expect(figures.columns[4]).toEqual({ column: 'ok', kind: 'boolean', nulls: 0, trues: 2 });
+  });
+
+  describe('over a transport that cuts calls off after 300 ms, as the Data API does after 45 s', () => {
+    const CUT_OFF_MS = 300;
+    let pool: pg.Pool;
+    let cutOffClient: CutOffSqlClient;
+    const sleeps: number[] = [];
+    /** Waits for real, but keeps a record: each wait is a check that found the query running. */
+    const waits = {
+      pollIntervalMs: 50,
+      sleep: async (ms: number) => {
+        sleeps.push(ms);
+        await new Promise((resolve) => setTimeout(resolve, ms));
+      },
+    };
+
+    beforeAll(() => {
+      pool = new pg.Pool({ connectionString: db.url, application_name: 'cut-off client', max: 10 });
+      cutOffClient = new CutOffSqlClient(pool, CUT_OFF_MS);
+    });
+
+    // Released after each test even when it failed half-way, so that nothing waits on it forever.
+    const locks: { release: () => Promise<unknown> }[] = [];
+    afterEach(async () => {
+      await Promise.all(locks.splice(0).map((lock) => lock.release()));
+    });
+
+    afterAll(async () => {
+      await cutOffClient?.settle();
+      await pool?.end();
+    });
+
+    /** A loaded staging table, locked so that the figures query waits past its cut-off. */
+    async function lockedStaging() {
+      const transfer = newTransfer();
+      await load(transfer, await unload(transfer, rows));
+      const lock = await holdLock(db, quoteQualified(transfer.staging), 'ACCESS EXCLUSIVE');
+      locks.push(lock);
+      sleeps.length = 0;
+      cutOffClient.cutOffs.length = 0;
+      return { transfer, lock };
+    }
+
+    async function storedFigures() {
+      const { rows: stored } = await admin.query(
+        'SELECT staging_table FROM redshift_sync.staging_figures',
+      );
+      return stored;
+    }
+
+    it('follows a cut-off figures query and reads the same figures as one plain query', async () => {
+      const { transfer, lock } = await lockedStaging();
+      const computing = stagingFigures(cutOffClient, transfer, waits);
+      await until(() => sleeps.length > 0, 'the cut-off figures query is followed');
+      await lock.release();
+      const figures = await computing;
+
+      const [plainRow] = await sql.query(
+        buildFiguresQuery(quoteQualified(transfer.staging), columns),
+      );
+      expect(figures).toEqual(parseFigures(plainRow!, columns));
+      expect(figures.rows).toBe(30);
+      expect(cutOffClient.cutOffs).toEqual([
+        {
+          sql: expect.stringMatching(
+            /^\/\* redshift-aurora-sync figures redshift_sync_staging\.readings__run\d+ [0-9a-f-]{36} \*\/ INSERT INTO redshift_sync\.staging_figures /,
+          ),
+          longRunning: true,
+        },
+      ]);
+      expect(await storedFigures()).toEqual([]);
+    });
+
+    it('names a figures query that was cancelled in the database after its cut-off', async () => {
+      const { transfer, lock } = await lockedStaging();
+      const computing = stagingFigures(cutOffClient, transfer, waits).catch((e: unknown) => e);
+      await until(() => sleeps.length > 0, 'the cut-off figures query is followed');
+      const { rows: running } = await admin.query<{ pid: number }>(
+        `SELECT pid FROM pg_stat_activity
+         WHERE state = 'active' AND query LIKE '/* redshift-aurora-sync figures %' AND pid <> pg_backend_pid()`,
+      );
+      expect(running).toHaveLength(1);
+      await admin.query('SELECT pg_cancel_backend($1)', [running[0]!.pid]);
+      const error = await computing;
+      await lock.release();
+
+      expect(error).toBeInstanceOf(FiguresQueryStoppedError);
+      expect(error).toMatchObject({ name: 'FiguresQueryStoppedError', staging: transfer.staging });
+      expect((error as Error).message).toMatch(
+        /^redshift_sync_staging\.readings__run\d+: the figures query stopped before it finished\. .*cut off.*without storing the figures: it failed or was cancelled.*restart the run\.$/,
+      );
+      expect(await storedFigures()).toEqual([]);
+    });
+
+    it('passes the gate with the same result as without a cut-off', async () => {
+      const source = await sourceFigures();
+      const plain = newTransfer();
+      await load(plain, await unload(plain, rows));
+      const expected = await checkAndPrepareStaging(sql, plain, source);
+      const { transfer, lock } = await lockedStaging();
+      const checking = checkAndPrepareStaging(cutOffClient, transfer, source, waits);
+      await until(() => sleeps.length > 0, 'the cut-off figures query is followed');
+      await lock.release();
+      const checked = await checking;
+
+      expect(cutOffClient.cutOffs).toHaveLength(1);
+      expect(checked).toEqual({
+        ...expected,
+        indexStatements: expected.indexStatements.map((statement) =>
+          statement.replaceAll(plain.staging.name, transfer.staging.name),
+        ),
+      });
+    });
+
+    it("stops at the check's budget, naming the running query, and a later check still passes", async () => {
+      const source = await sourceFigures();
+      const { transfer, lock } = await lockedStaging();
+      const startedAt = Date.now();
+      const error = await checkAndPrepareStaging(cutOffClient, transfer, source, {
+        ...waits,
+        budgetMs: 600,
+      }).catch((e: unknown) => e);
+      const tookMs = Date.now() - startedAt;
+      await lock.release();
+      await cutOffClient.settle();
+
+      expect(error).toBeInstanceOf(LongStatementStillRunningError);
+      expect(tookMs).toBeGreaterThanOrEqual(600);
+      expect((error as Error).message).toMatch(
+        /^redshift_sync_staging\.readings__run\d+: the figures query is still running in the database at the end of the staging check's bounded wait \(maxWaitMs, 0\.6 s\): pid \d+ \(for \d+ s, waiting for a lock\): \/\* redshift-aurora-sync figures /,
+      );
+      // The abandoned query finished once the lock was gone and left its row; the next check
+      // replaces it with its own.
+      expect(await storedFigures()).toEqual([{ staging_table: transfer.staging.name }]);
+      expect((await checkAndPrepareStaging(sql, transfer, source)).rows).toBe(30);
+      expect(await storedFigures()).toEqual([]);
+    });
   });
 });
