@@ -4,7 +4,7 @@
  * between. The check polls inside the Lambda for a while, so a released lock is noticed
  * within about pollIntervalSeconds without paying a state transition per poll.
  */
-import { inspectLocks } from '../../core/locks/inspect';
+import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
 import { terminateBlockers } from '../../core/locks/terminate';
 import { type Blocker, lockVerdict } from '../../core/locks/verdict';
 import { attemptSwap, preflight } from '../../core/swap/engine';
@@ -37,9 +37,12 @@ function previousLocks(state: unknown): LocksState | null {
   return locks && typeof locks === 'object' ? (locks as LocksState) : null;
 }
 
-async function currentBlockers(deps: PipelineDeps, context: RunContext): Promise<Blocker[]> {
-  const plan = await runSwapPlan(deps, context, await context.files.readUnload());
-  const verdict = lockVerdict(await inspectLocks(deps.aurora, lockTargets(plan)), {
+async function currentBlockers(
+  deps: PipelineDeps,
+  context: RunContext,
+  targets: readonly LockTarget[],
+): Promise<Blocker[]> {
+  const verdict = lockVerdict(await inspectLocks(deps.aurora, targets), {
     graceSeconds: context.config.locks.graceSeconds,
   });
   return verdict.safe ? [] : verdict.blockers;
@@ -62,9 +65,9 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
   const context = await loadRun(deps, expectRun(state));
   const previous = previousLocks(state);
   const stepStarted = deps.now();
+  const record = await context.files.readUnload();
   if (!previous) {
     // First look: everything that would make the swap fail is reported before any waiting.
-    const record = await context.files.readUnload();
     await preflight(
       deps.aurora,
       record.transfers.map((transfer) => ({
@@ -79,8 +82,10 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
   let seen = previous?.blockersSeen ?? [];
   let checks = previous?.checks ?? 0;
   const pollMs = context.run.pollIntervalSeconds * 1000;
+  // The plan (run files, merge keys) is fixed for the run: read it once, not on every poll.
+  const targets = lockTargets(await runSwapPlan(deps, context, record));
   for (;;) {
-    const blockers = await currentBlockers(deps, context);
+    const blockers = await currentBlockers(deps, context, targets);
     checks += 1;
     const described = blockers.map((blocker) => describeBlocker(blocker.holder, blocker.reason));
     seen = mergeSeen(seen, described);
@@ -122,7 +127,8 @@ export async function endBlockers(
 ): Promise<{ terminated: readonly unknown[] }> {
   const context = await loadRun(deps, expectRun(state));
   const previous = previousLocks(state);
-  const blockers = await currentBlockers(deps, context);
+  const plan = await runSwapPlan(deps, context, await context.files.readUnload());
+  const blockers = await currentBlockers(deps, context, lockTargets(plan));
   const records = await terminateBlockers(deps.aurora, blockers, {
     graceSeconds: context.config.locks.graceSeconds,
     ownApplicationPrefix: DEFAULT_WAIT_POLICY.ownApplicationPrefix,
