@@ -12,16 +12,17 @@ import pg from 'pg';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { RdsDataSqlClient } from '../lambdas/adapters/rds-data-sql-client';
 import { CONFIG_DEFAULTS } from '../lambdas/core/config';
-import { ConfigError, SyncError } from '../lambdas/core/errors';
+import { ConfigError } from '../lambdas/core/errors';
 import { displayQualified, parseQualifiedName } from '../lambdas/core/identifiers';
 import type { SqlClient } from '../lambdas/core/sql-client';
 import { loadEnvironment } from './environments';
 import { rollbackTable } from './rollback';
+import { runCommand } from './run-command';
 
 const USAGE =
   'usage: npm run rollback -- --table <schema.table> (--env <name> | --target-url <postgres url>)';
 
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       table: { type: 'string' },
@@ -65,14 +66,7 @@ async function main(): Promise<void> {
   } finally {
     await close();
   }
+  return 0;
 }
 
-main().then(
-  () => process.exit(0),
-  (error: unknown) => {
-    process.stderr.write(
-      `${error instanceof SyncError ? `${error.name}: ${error.message}` : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exit(1);
-  },
-);
+runCommand(main);

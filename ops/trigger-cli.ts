@@ -9,11 +9,12 @@ import { randomUUID } from 'node:crypto';
 import { parseArgs } from 'node:util';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { selectTables } from '../lambdas/core/config';
-import { SyncError } from '../lambdas/core/errors';
+import { ConfigError } from '../lambdas/core/errors';
 import { parseRunRequest } from '../lambdas/pipeline/request';
 import { stateMachineNameFor } from '../lib/redshift-aurora-sync';
 import { splitTableList } from '../local/run/cli-input';
 import { loadEnvironment } from './environments';
+import { runCommand } from './run-command';
 import { followRun, startRun } from './trigger';
 
 async function main(): Promise<number> {
@@ -28,7 +29,7 @@ async function main(): Promise<number> {
     strict: true,
   });
   if (!values.env) {
-    throw new SyncError(
+    throw new ConfigError(
       'usage: npm run trigger -- --env <name> [--tables <schema.table,...>] [--dry-run] [--max-wait-seconds <n>] [--follow]',
     );
   }
@@ -62,12 +63,4 @@ async function main(): Promise<number> {
   return result.status === 'SUCCEEDED' ? 0 : 1;
 }
 
-main().then(
-  (code) => process.exit(code),
-  (error: unknown) => {
-    process.stderr.write(
-      `${error instanceof SyncError ? `${error.name}: ${error.message}` : error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
-    process.exit(1);
-  },
-);
+runCommand(main);
