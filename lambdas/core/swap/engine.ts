@@ -124,7 +124,11 @@ export async function preflight(
            SELECT p.grantor, 'granted ' || p.privilege || ' to ' || p.grantee
            FROM ${ADMIN_SCHEMA}.privileges(format('%I.%I', :schema::text, :name::text)::regclass) p
          ) needed
-         WHERE NOT pg_has_role(current_user, role, 'USAGE') OR NOT pg_has_role(current_user, role, 'SET')`,
+         -- Before PostgreSQL 16 every member may SET ROLE; 16 added the SET option to
+         -- memberships (and the 'SET' privilege type, unknown to 14 and 15).
+         WHERE NOT pg_has_role(current_user, role, 'USAGE')
+            OR (current_setting('server_version_num')::int >= 160000
+                AND NOT pg_has_role(current_user, role, 'SET'))`,
         liveParameters,
       );
       for (const role of roles) {
