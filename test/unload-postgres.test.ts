@@ -21,6 +21,8 @@ import {
   SESSION_SETTINGS,
   tableS3Prefix,
 } from '../lambdas/core/unload/statement';
+import { installRedshiftShims } from '../local/emulators/redshift-shims';
+import { pointAtShims, SHIM_SCHEMA } from '../local/emulators/redshift-sql';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const source: QualifiedName = { schema: 'Sales Data', name: `Order "Items" it's C:\\tmp` };
@@ -65,12 +67,10 @@ beforeAll(async () => {
      '1970-01-01 00:00:00+00', '2000-01-01 00:00:00', 'null', '\\x', 3.4028235e38, 1e-300,
      '00:00:00', 'xyz'),
     (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)`);
-  // The stand-in lacks Redshift's FROM_VARBYTE; the local emulator installs the same shim. The
-  // SUPER stand-in is json here: PostgreSQL 17's JSON_SERIALIZE garbles jsonb (the emulator
-  // redirects it), while for json it returns the text, as Redshift's does for SUPER.
-  await admin.query(
-    `CREATE FUNCTION from_varbyte(bytea, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$ SELECT encode($1, $2) $$`,
-  );
+  // The stand-in lacks Redshift's FROM_VARBYTE and (before PostgreSQL 17) JSON_SERIALIZE; the
+  // local warehouse installs these shims and points JSON_SERIALIZE calls at its own, as here.
+  await installRedshiftShims(admin);
+  await admin.query(`SET search_path TO "$user", public, ${SHIM_SCHEMA}`);
 });
 
 async function discover(client: PgSqlClient) {
@@ -160,7 +160,7 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
     const query = await decodeRedshiftLiteral(literal);
     expect(query).toContain(`FROM "Sales Data"."Order ""Items"" it's C:\\tmp"`);
 
-    const unloaded = await sql.query(`${query} ORDER BY 1`);
+    const unloaded = await sql.query(pointAtShims(`${query} ORDER BY 1`));
     expect(unloaded.map((row) => Object.keys(row))[0]).toEqual(
       plan.columns.map((column) => column.name),
     );
@@ -168,7 +168,8 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
       'Note "quoted"': 'a|b',
       "it's": 'back\\slash \\N',
       'back\\slash': '-1234567890.12',
-      payload: '{"k": "v\\"q", "n": null}',
+      // Compact, as Redshift's JSON_SERIALIZE prints SUPER.
+      payload: '{"k":"v\\"q","n":null}',
       raw: '\\x00ff5c7c0a',
     });
     expect(unloaded[1]).toMatchObject({ 'Note "quoted"': '', payload: 'null', raw: '\\x' });
@@ -181,7 +182,9 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
       return `bool_and(u.${name}::text::${column.targetType} IS NOT DISTINCT FROM s.${name}::${column.targetType}) AS ${name}`;
     });
     const [same] = await sql.query(
-      `SELECT ${comparisons.join(', ')} FROM (${query}) AS u JOIN ${quoteQualified(source)} AS s USING (id)`,
+      pointAtShims(
+        `SELECT ${comparisons.join(', ')} FROM (${query}) AS u JOIN ${quoteQualified(source)} AS s USING (id)`,
+      ),
     );
     expect(Object.entries(same!).filter(([, equal]) => equal !== true)).toEqual([]);
   });
@@ -220,7 +223,9 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
       .map((column) => `${column.selectExpression} AS ${quoteIdentifier(column.name)}`)
       .join(', ');
     await sql.query(
-      `INSERT INTO ${staging} SELECT ${casts} FROM (SELECT ${unloadQuery} FROM ${quoteQualified(source)}) AS unloaded`,
+      pointAtShims(
+        `INSERT INTO ${staging} SELECT ${casts} FROM (SELECT ${unloadQuery} FROM ${quoteQualified(source)}) AS unloaded`,
+      ),
     );
     const [stagingRow] = await sql.query(buildFiguresQuery(staging, plan.columns));
     expect(parseFigures(stagingRow!, plan.columns)).toEqual(figures);

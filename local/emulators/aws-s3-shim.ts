@@ -80,7 +80,13 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value',
             HINT = 'Keys must not start or end with /, or hold empty, "." or ".." segments.';
   END IF;
-  relation := to_regclass(table_name);
+  -- Before PostgreSQL 16, to_regclass raises invalid_name (42602) on a name it cannot parse
+  -- instead of returning NULL: either way, no such table.
+  BEGIN
+    relation := to_regclass(table_name);
+  EXCEPTION WHEN invalid_name THEN
+    relation := NULL;
+  END;
   IF relation IS NULL THEN
     RAISE EXCEPTION 'relation % does not exist', quote_nullable(table_name)
       USING ERRCODE = 'undefined_table',

@@ -35,6 +35,16 @@ export const ADMIN_SCHEMA_SQL: readonly string[] = [
     figures jsonb NOT NULL,
     PRIMARY KEY (staging_schema, staging_table)
   )`,
+  // When each staging table was last analyzed by analyze_table, written in the ANALYZE's own
+  // transaction: a caller whose call was cut off learns that the ANALYZE finished as soon as it
+  // committed. pg_stat_all_tables.analyze_count cannot tell: before PostgreSQL 15 the stats
+  // collector delivers it late (PGSTAT_STAT_INTERVAL, 500 ms) and may drop it under load.
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.staging_analyzed (
+    staging_schema name NOT NULL,
+    staging_table name NOT NULL,
+    analyzed_at timestamptz NOT NULL,
+    PRIMARY KEY (staging_schema, staging_table)
+  )`,
   // ANALYZE takes a name, not a parameter: this lets a bound regclass name the table.
   `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.analyze_table(p_table regclass)
    RETURNS void
@@ -43,6 +53,10 @@ export const ADMIN_SCHEMA_SQL: readonly string[] = [
    AS $fn$
    BEGIN
      EXECUTE format('ANALYZE %s', p_table);
+     INSERT INTO ${ADMIN_SCHEMA}.staging_analyzed (staging_schema, staging_table, analyzed_at)
+     SELECT n.nspname, c.relname, clock_timestamp()
+     FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_table
+     ON CONFLICT (staging_schema, staging_table) DO UPDATE SET analyzed_at = excluded.analyzed_at;
    END
    $fn$`,
   // Drops one retired version under a short lock_timeout, in one statement.

@@ -157,8 +157,8 @@ const INDEX_STATE_SQL = `SELECT i.indisvalid AS valid FROM pg_index i
   WHERE i.indexrelid = to_regclass(format('%I.%I', :schema::text, :indexName::text))
     AND i.indrelid = to_regclass(format('%I.%I', :schema::text, :name::text))`;
 
-const ANALYZE_COUNT_SQL = `SELECT analyze_count::int AS "analyzeCount" FROM pg_stat_all_tables
-  WHERE relid = to_regclass(format('%I.%I', :schema::text, :name::text))`;
+const ANALYZED_AT_SQL = `SELECT analyzed_at::text AS "analyzedAt" FROM ${ADMIN_SCHEMA}.staging_analyzed
+  WHERE staging_schema = :schema AND staging_table = :name`;
 
 const ANALYZE_SQL = `SELECT ${ADMIN_SCHEMA}.analyze_table(format('%I.%I', :schema::text, :name::text)::regclass)`;
 
@@ -299,7 +299,8 @@ export async function buildStagingIndex(
 
 /**
  * ANALYZE of staging (through the installed analyze_table). If the call is cut off, waits for
- * it and requires pg_stat_all_tables to count one more ANALYZE than before it began.
+ * it and requires the time analyze_table records in the ANALYZE's own transaction to have moved
+ * since it began.
  */
 export async function analyzeStaging(
   db: SqlClient,
@@ -307,12 +308,13 @@ export async function analyzeStaging(
   budget: WaitBudget,
 ): Promise<void> {
   const table = { schema: staging.schema, name: staging.name };
-  const analyzeCount = async () =>
-    (await db.query<{ analyzeCount: number }>(ANALYZE_COUNT_SQL, table))[0]?.analyzeCount ?? 0;
-  const before = await analyzeCount();
+  const analyzedAt = async () =>
+    (await db.query<{ analyzedAt: string }>(ANALYZED_AT_SQL, table))[0]?.analyzedAt ?? null;
+  const before = await analyzedAt();
   if (!(await sendLongRunning(db, ANALYZE_SQL, table))) return;
   await waitWhileRunning(db, followedByKind('analyze', staging, ANALYZE_SQL, 'ANALYZE'), budget);
-  if ((await analyzeCount()) > before) return;
+  const after = await analyzedAt();
+  if (after !== null && after !== before) return;
   throw new AnalyzeStoppedError(
     `${displayQualified(staging)}: ANALYZE stopped before it finished. ${CUT_OFF}, where it has since ended without recording statistics: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
     staging,
