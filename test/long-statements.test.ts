@@ -122,22 +122,6 @@ describe('staging_index_builds', () => {
       },
     ]);
   });
-
-  it('replaces staging_index_statements in a schema installed before it', async () => {
-    await sql.query(
-      `CREATE FUNCTION redshift_sync.staging_index_statements(p_live regclass, p_staging regclass)
-       RETURNS TABLE (statement text) LANGUAGE sql AS $$ SELECT NULL::text $$`,
-    );
-    await installSchema(sql);
-    const [installed] = await sql.query<{ old: string | null; builds: string | null }>(
-      `SELECT to_regprocedure('redshift_sync.staging_index_statements(regclass, regclass)')::text AS old,
-              to_regprocedure('redshift_sync.staging_index_builds(regclass, regclass)')::text AS builds`,
-    );
-    expect(installed).toEqual({
-      old: null,
-      builds: 'redshift_sync.staging_index_builds(regclass,regclass)',
-    });
-  });
 });
 
 describe('prepareStaging over a transport that cuts calls off', () => {

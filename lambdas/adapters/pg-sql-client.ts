@@ -13,10 +13,11 @@ import {
   type Row,
   type SqlClient,
   type SqlParameters,
+  type TransactionalSqlClient,
   toPositionalParameters,
 } from '../core/sql-client';
 
-export class PgSqlClient implements SqlClient {
+export class PgSqlClient implements TransactionalSqlClient {
   constructor(private readonly connection: pg.ClientBase | pg.Pool) {}
 
   async query<R extends Row = Row>(
@@ -31,6 +32,29 @@ export class PgSqlClient implements SqlClient {
       return result.rows;
     } catch (error) {
       throw toDatabaseError(error);
+    }
+  }
+
+  /**
+   * Runs `fn` in one transaction on one connection (checked out of the pool for it, when this
+   * client holds a pool): committed when `fn` resolves, rolled back when it throws.
+   */
+  async withTransaction<T>(fn: (db: SqlClient) => Promise<T>): Promise<T> {
+    const connection =
+      this.connection instanceof pg.Pool ? await this.connection.connect() : this.connection;
+    const inTransaction = new PgSqlClient(connection);
+    try {
+      await connection.query('BEGIN');
+      try {
+        const result = await fn(inTransaction);
+        await connection.query('COMMIT');
+        return result;
+      } catch (error) {
+        await connection.query('ROLLBACK').catch(() => {});
+        throw error;
+      }
+    } finally {
+      if (connection !== this.connection) (connection as pg.PoolClient).release();
     }
   }
 }

@@ -27,6 +27,7 @@ import {
   type SqlClient,
   type SqlParameter,
   type SqlParameters,
+  type TransactionalSqlClient,
   toPositionalParameters,
 } from '../core/sql-client';
 
@@ -112,7 +113,7 @@ function toSyncError(error: unknown, options: QueryOptions = {}): unknown {
 
 const realSleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
-export class RdsDataSqlClient implements SqlClient {
+export class RdsDataSqlClient implements TransactionalSqlClient {
   private readonly resumeRetry: ResumeRetry;
   private readonly sleep: (ms: number) => Promise<void>;
 

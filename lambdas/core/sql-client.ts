@@ -28,6 +28,16 @@ export interface SqlClient {
 }
 
 /**
+ * A SqlClient that can make several calls one transaction: the RDS Data API by transaction id
+ * (BeginTransaction / CommitTransaction), node-postgres on one connection. Every call `fn`
+ * makes through the client it is given joins the transaction; it commits when `fn` resolves
+ * and rolls back when it throws.
+ */
+export interface TransactionalSqlClient extends SqlClient {
+  withTransaction<T>(fn: (db: SqlClient) => Promise<T>): Promise<T>;
+}
+
+/**
  * Splits SQL text into code and the parts that are not code (string literals, quoted
  * identifiers, dollar-quoted bodies, comments), so that `:name` parameters and `;` separators
  * are only recognised in code.

@@ -3,7 +3,7 @@
  * AWS (RDS Data API, Redshift Data API, S3, Step Functions, SNS); the local run binds them to
  * PostgreSQL, the UNLOAD emulator and a folder. The steps themselves are the same code.
  */
-import type { SqlClient } from '../core/sql-client';
+import type { TransactionalSqlClient } from '../core/sql-client';
 import type { ObjectStore, Warehouse } from '../core/transfer/ports';
 
 /** Who else is running this environment's pipeline right now. */
@@ -45,7 +45,7 @@ export interface PipelineSettings {
 }
 
 export interface PipelineDeps {
-  readonly aurora: SqlClient;
+  readonly aurora: TransactionalSqlClient;
   readonly warehouse: Warehouse;
   readonly objects: ObjectStore;
   readonly runs: RunRegistry;

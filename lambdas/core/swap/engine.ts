@@ -5,12 +5,7 @@
  */
 import { ConfigError, PreflightError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
-import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL, RETIRED_SCHEMA } from '../schema/admin';
-import { PUBLISH_CHECKS_SQL } from '../schema/publish-checks';
-import { PUBLISH_BY_MERGE_SQL } from '../schema/publish-merge';
-import { PUBLISH_BY_TRUNCATE_SQL } from '../schema/publish-truncate';
-import { RENAME_SQL } from '../schema/rename';
-import { SWAP_FUNCTION_SQL } from '../schema/swap';
+import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
 import type { OnMaxWait } from './gate';
@@ -23,19 +18,8 @@ import {
 import { buildSwapPlan, type SwapPlan, validateLockTimeoutMs } from './plan';
 import type { SwapStrategy, TableSwap } from './types';
 
-/** Creates or updates the pipeline's schemas, control table and functions. Idempotent. */
-export async function installSchema(db: SqlClient): Promise<void> {
-  for (const statement of [
-    ...ADMIN_SCHEMA_SQL,
-    ...RENAME_SQL,
-    PUBLISH_CHECKS_SQL,
-    PUBLISH_BY_TRUNCATE_SQL,
-    PUBLISH_BY_MERGE_SQL,
-    ...SWAP_FUNCTION_SQL,
-  ]) {
-    await db.query(statement);
-  }
-}
+/** Installs the pipeline's schemas, control tables and functions when their version differs. */
+export { installSchema } from '../schema/install';
 
 /** What the rename strategy cannot carry over, and what to do instead. */
 const RENAME_ADVICE: Readonly<Record<string, string>> = {

@@ -17,7 +17,6 @@ import type { PipelineDeps } from '../deps';
 import { parseRunRequest } from '../request';
 import { loadRun } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
-import { RUN_RECORDS_SQL } from '../run-records';
 import { describeBlocker, expectObject, expectRun, type RunState } from '../state';
 
 /** Another run of the same environment is in progress; this one did nothing. */
@@ -77,8 +76,14 @@ export async function prepareRun(input: unknown, deps: PipelineDeps): Promise<{ 
 }
 
 export async function installPipelineSchema(deps: PipelineDeps): Promise<void> {
-  await installSchema(deps.aurora);
-  for (const statement of RUN_RECORDS_SQL) await deps.aurora.query(statement);
+  const outcome = await installSchema(deps.aurora);
+  if (outcome.installed) {
+    deps.log.info('installed the pipeline schema', {
+      version: outcome.version,
+      previousVersion: outcome.previousVersion,
+      migrationsApplied: outcome.migrationsApplied,
+    });
+  }
 }
 
 export interface DryRunTable {

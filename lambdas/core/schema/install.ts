@@ -1,0 +1,184 @@
+/**
+ * The pipeline's database objects as one versioned artifact. Every object is defined once, in
+ * the modules of this folder, by an idempotent statement (CREATE ... IF NOT EXISTS, CREATE OR
+ * REPLACE); `SCHEMA_OBJECTS` lists them in the order they are created. What such statements
+ * cannot express (dropping a function whose result type changed, altering a table) is a
+ * numbered migration. The version is a hash of both.
+ *
+ * A run asks the database for the installed version with one query and installs only when it
+ * differs: pending migrations, then every object, then a row in `redshift_sync.schema_versions`,
+ * all in one transaction, serialized by an advisory lock so that two installers cannot
+ * interleave. Anyone can ask the database what is installed:
+ * `SELECT * FROM redshift_sync.schema_versions ORDER BY id DESC LIMIT 1`.
+ */
+import { createHash } from 'node:crypto';
+import { DatabaseError } from '../errors';
+import type { SqlClient, TransactionalSqlClient } from '../sql-client';
+import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL } from './admin';
+import { PUBLISH_CHECKS_SQL } from './publish-checks';
+import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
+import { PUBLISH_BY_TRUNCATE_SQL } from './publish-truncate';
+import { RENAME_SQL } from './rename';
+import { RUN_RECORDS_SQL } from './runs';
+import { SWAP_FUNCTION_SQL } from './swap';
+
+/** Which version is installed, and the last migration applied; one row per installation. */
+const SCHEMA_VERSIONS_SQL: readonly string[] = [
+  `CREATE SCHEMA IF NOT EXISTS ${ADMIN_SCHEMA}`,
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.schema_versions (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    version text NOT NULL,
+    last_migration integer NOT NULL,
+    installed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    installed_by name NOT NULL DEFAULT current_user
+  )`,
+  `COMMENT ON TABLE ${ADMIN_SCHEMA}.schema_versions IS
+    'Each installation of the pipeline''s objects by redshift-aurora-sync: the version (a hash of their SQL) and the last numbered migration applied. The newest row is what is installed.'`,
+];
+
+/** Every object of the pipeline's schemas, in creation order. */
+export const SCHEMA_OBJECTS: readonly string[] = [
+  ...SCHEMA_VERSIONS_SQL,
+  ...ADMIN_SCHEMA_SQL,
+  ...RENAME_SQL,
+  PUBLISH_CHECKS_SQL,
+  PUBLISH_BY_TRUNCATE_SQL,
+  PUBLISH_BY_MERGE_SQL,
+  ...SWAP_FUNCTION_SQL,
+  ...RUN_RECORDS_SQL,
+];
+
+export interface Migration {
+  /** Applied in increasing order, each once per database. */
+  readonly number: number;
+  readonly description: string;
+  /**
+   * Run before the objects are (re)created. Idempotent (IF EXISTS): a database installed
+   * before versioning began has no record of what was applied, so it gets every migration.
+   */
+  readonly statements: readonly string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    number: 1,
+    description:
+      'staging_index_statements became staging_index_builds, which also names each index; the result type differs, which CREATE OR REPLACE cannot change',
+    statements: [
+      `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.staging_index_statements(regclass, regclass)`,
+    ],
+  },
+];
+
+/** What is installed: a hash of every object's and migration's SQL. */
+export const SCHEMA_VERSION = schemaVersion(SCHEMA_OBJECTS, MIGRATIONS);
+
+export function schemaVersion(
+  objects: readonly string[],
+  migrations: readonly Migration[],
+): string {
+  return createHash('sha256')
+    .update(JSON.stringify({ objects, migrations }))
+    .digest('hex')
+    .slice(0, 16);
+}
+
+export interface InstalledVersion {
+  readonly version: string;
+  readonly lastMigration: number;
+}
+
+const INSTALLED_VERSION_SQL = `SELECT version, last_migration AS "lastMigration"
+  FROM ${ADMIN_SCHEMA}.schema_versions ORDER BY id DESC LIMIT 1`;
+
+/** undefined_table and invalid_schema_name: nothing installed yet. */
+const NOT_INSTALLED_SQLSTATES = new Set(['42P01', '3F000']);
+
+/** The installed version, or null when the pipeline's objects were never installed with one. */
+export async function installedVersion(db: SqlClient): Promise<InstalledVersion | null> {
+  try {
+    const [row] = await db.query<{ version: string; lastMigration: number }>(INSTALLED_VERSION_SQL);
+    return row ?? null;
+  } catch (error) {
+    if (error instanceof DatabaseError && NOT_INSTALLED_SQLSTATES.has(error.sqlState ?? '')) {
+      return null;
+    }
+    throw error;
+  }
+}
+
+export interface SchemaArtifact {
+  readonly version: string;
+  readonly objects: readonly string[];
+  readonly migrations: readonly Migration[];
+}
+
+export const CURRENT_SCHEMA: SchemaArtifact = {
+  version: SCHEMA_VERSION,
+  objects: SCHEMA_OBJECTS,
+  migrations: MIGRATIONS,
+};
+
+export interface InstallOutcome {
+  /** False when the installed version matched: one query, nothing changed. */
+  readonly installed: boolean;
+  readonly version: string;
+  readonly previousVersion: string | null;
+  readonly migrationsApplied: readonly number[];
+}
+
+/**
+ * Installs `artifact` (the current objects by default) unless that version is installed
+ * already. Idempotent and safe to run concurrently.
+ */
+export async function installSchema(
+  db: TransactionalSqlClient,
+  artifact: SchemaArtifact = CURRENT_SCHEMA,
+): Promise<InstallOutcome> {
+  const before = await installedVersion(db);
+  if (before?.version === artifact.version) {
+    return {
+      installed: false,
+      version: artifact.version,
+      previousVersion: before.version,
+      migrationsApplied: [],
+    };
+  }
+  return db.withTransaction(async (tx) => {
+    // Another installer may be at work: wait for it, then look again under the lock.
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtext(:key))`, {
+      key: `${ADMIN_SCHEMA} schema install`,
+    });
+    for (const statement of SCHEMA_VERSIONS_SQL) await tx.query(statement);
+    const current = await installedVersion(tx);
+    if (current?.version === artifact.version) {
+      return {
+        installed: false,
+        version: artifact.version,
+        previousVersion: current.version,
+        migrationsApplied: [],
+      };
+    }
+    const pending = artifact.migrations
+      .filter((migration) => migration.number > (current?.lastMigration ?? 0))
+      .sort((a, b) => a.number - b.number);
+    for (const migration of pending) {
+      for (const statement of migration.statements) await tx.query(statement);
+    }
+    for (const statement of artifact.objects) await tx.query(statement);
+    const lastMigration = Math.max(
+      current?.lastMigration ?? 0,
+      ...artifact.migrations.map((migration) => migration.number),
+    );
+    await tx.query(
+      `INSERT INTO ${ADMIN_SCHEMA}.schema_versions (version, last_migration) VALUES (:version, :lastMigration)`,
+      { version: artifact.version, lastMigration },
+    );
+    return {
+      installed: true,
+      version: artifact.version,
+      previousVersion: current?.version ?? null,
+      migrationsApplied: pending.map((migration) => migration.number),
+    };
+  });
+}

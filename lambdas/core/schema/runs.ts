@@ -1,0 +1,27 @@
+/**
+ * The control table `redshift_sync.runs`: one row per table per run, written when a run ends
+ * (see lambdas/pipeline/run-records.ts), so people can ask Aurora itself when a table was last
+ * refreshed, from which snapshot, how long the swap waited and for whom.
+ */
+import { ADMIN_SCHEMA } from './admin';
+
+export const RUN_RECORDS_SQL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.runs (
+    run_id text NOT NULL,
+    target_schema name NOT NULL,
+    target_table name NOT NULL,
+    environment text NOT NULL,
+    strategy text NOT NULL,
+    status text NOT NULL CHECK (status IN ('swapped', 'failed', 'not swapped')),
+    rows bigint,
+    unload_submitted_at timestamptz,
+    started_at timestamptz NOT NULL,
+    finished_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    waited_seconds numeric,
+    blockers jsonb NOT NULL DEFAULT '[]',
+    error text,
+    PRIMARY KEY (run_id, target_schema, target_table)
+  )`,
+  `COMMENT ON TABLE ${ADMIN_SCHEMA}.runs IS
+    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait.'`,
+];
