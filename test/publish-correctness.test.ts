@@ -152,6 +152,18 @@ describe('merge', () => {
     }
   });
 
+  it('names NULLs staging holds twice under a NULLS NOT DISTINCT unique constraint (PostgreSQL 15+)', async () => {
+    if (db.major < 15) return; // NULLS NOT DISTINCT is new in PostgreSQL 15
+    const t = await setUp(
+      'CREATE TABLE %s (id int PRIMARY KEY, email text UNIQUE NULLS NOT DISTINCT)',
+      `VALUES (1, 'a@x')`,
+      `VALUES (1, NULL), (2, NULL)`,
+    );
+    const error = await failure(t.swap('merge', ['id']));
+    expect((error as DatabaseError).sqlState).toBe(SYNC_SQLSTATE.badStagingData);
+    expect(error.message).toContain('the staging table holds (email)=(NULL) in 2 rows');
+  });
+
   it('refuses keys that occur more than once in live, naming one, and changes nothing', async () => {
     const t = await setUp(
       'CREATE TABLE %s (id int, v text)',

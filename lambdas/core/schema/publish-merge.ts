@@ -287,7 +287,8 @@ BEGIN
         EXECUTE format(
           'SELECT left(concat_ws(%L, %s), 200), count(*) FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1 LIMIT 1',
           ', ',
-          (SELECT string_agg(format('(%s)::pg_catalog.text', c), ', ') FROM unnest(v_index_columns) c),
+          (SELECT string_agg(format('coalesce((%s)::pg_catalog.text, %L)', c, 'NULL'), ', ')
+             FROM unnest(v_index_columns) c),
           v_staging,
           concat_ws(' AND ', 'true', '(' || v_predicate || ')',
                     CASE WHEN NOT v_nulls_not_distinct THEN
