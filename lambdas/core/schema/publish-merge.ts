@@ -5,6 +5,9 @@
  * values changed, INSERT the rows whose key is new. They take ROW EXCLUSIVE on live, so plain
  * readers never wait, and they see the old rows until commit. No ON CONFLICT (so live needs no
  * unique index) and no MERGE statement (so the SQL runs on Aurora PostgreSQL 16).
+ * Afterwards live's own rows equal staging's as multisets, or the function fails naming why:
+ * NULL or duplicate keys in staging, duplicate keys in live, a constraint of live the data
+ * breaks, or unique values moving between rows under a constraint that is not DEFERRABLE.
  *
  * "Changed" means "would look different". A column is compared with IS DISTINCT FROM when its
  * type's default B-tree equality is image equality (the test B-tree deduplication uses: equal
@@ -29,6 +32,7 @@ SET extra_float_digits = 1
 AS $function$
 DECLARE
   v_live text;     -- "schema"."table", quoted from the catalog
+  v_live_rows text; -- live's own rows, for DELETE, UPDATE and the NOT EXISTS tests: see below
   v_staging text;
   v_problem text;
   v_column record;
@@ -38,6 +42,8 @@ DECLARE
   v_key_names text[] := '{}';     -- quoted, in key order
   v_key_match text[] := '{}';     -- l.key = s.key, per key column
   v_key_values text[] := '{}';    -- the key's comparison form over s, per key column
+  v_live_key_values text[] := '{}'; -- the same over l
+  v_live_key_set text[] := '{}';  -- l.key IS NOT NULL, per key column
   v_null_counts text[] := '{}';
   v_set text[] := '{}';           -- col = s.col, per non-key writable column
   v_changed text[] := '{}';       -- l.col IS DISTINCT FROM s.col, per non-key writable column
@@ -47,6 +53,18 @@ DECLARE
   v_example text;
   v_example_rows bigint;
   v_duplicate_keys bigint;
+  v_step text;     -- which statement is running, for the error message
+  v_state text;
+  v_constraint text;
+  v_message text;
+  v_detail text;
+  v_schema text;
+  v_index oid;
+  v_index_columns text[];  -- a unique index's key columns or expressions, as SQL
+  v_predicate text;
+  v_nulls_not_distinct boolean;
+  v_deferrable boolean;
+  v_deferred text;         -- live's deferrable unique and exclusion constraints, quoted
   v_deleted bigint := 0;
   v_updated bigint := 0;
   v_inserted bigint := 0;
@@ -55,6 +73,13 @@ BEGIN
   -- see publish-checks.ts.
   SELECT c.live, c.staging INTO v_live, v_staging
     FROM redshift_sync.publish_pair('merge', p_live, p_staging, p_key_columns) c;
+  -- Only live's own rows are staging's to replace. Without ONLY, DELETE and UPDATE also reach
+  -- the rows of tables that inherit from live ("If ONLY is not specified, matching rows are also
+  -- deleted from any tables inheriting from the named table", DELETE reference), and the
+  -- NOT EXISTS tests would match them. A partitioned table has no rows of its own: its
+  -- partitions are its storage, so it is named without ONLY.
+  SELECT CASE c.relkind WHEN 'p' THEN v_live ELSE 'ONLY ' || v_live END INTO v_live_rows
+    FROM pg_class c WHERE c.oid = p_live;
   IF coalesce(cardinality(p_key_columns), 0) = 0 OR array_position(p_key_columns, NULL) IS NOT NULL THEN
     RAISE EXCEPTION 'cannot merge into %: key columns % are not a list of column names. Set "primaryKey" for this table in the config, or add a primary key to the live table.',
       v_live, coalesce(p_key_columns::text, 'NULL')
@@ -129,10 +154,15 @@ BEGIN
     v_key_names := v_key_names || format('%I', v_key);
     v_key_match := v_key_match || format('%s = %s', format(v_template, 'l', v_key), format(v_template, 's', v_key));
     v_key_values := v_key_values || format(v_template, 's', v_key);
+    v_live_key_values := v_live_key_values || format(v_template, 'l', v_key);
+    v_live_key_set := v_live_key_set || format('l.%I IS NOT NULL', v_key);
     v_null_counts := v_null_counts || format('count(*) FILTER (WHERE s.%I IS NULL)', v_key);
   END LOOP;
 
-  -- Staging's keys must identify its rows: not NULL ...
+  -- Staging's keys must identify its rows: not NULL ... NULL keys are refused rather than
+  -- matched with IS NOT DISTINCT FROM: that operator cannot drive a hash or merge join, so every
+  -- match would become a nested loop over live, and a NULL identifies nothing (a primary key
+  -- column is NOT NULL). Live's rows with a NULL key match no staging row and are deleted.
   EXECUTE format('SELECT ARRAY[%s] FROM %s AS s', array_to_string(v_null_counts, ', '), v_staging)
      INTO v_counts;
   FOR i IN 1 .. cardinality(p_key_columns) LOOP
@@ -159,23 +189,145 @@ BEGIN
       USING ERRCODE = '${badStagingData}';
   END IF;
 
-  EXECUTE format('DELETE FROM %s AS l WHERE NOT EXISTS (SELECT FROM %s AS s WHERE %s)',
-                 v_live, v_staging, array_to_string(v_key_match, ' AND '));
-  GET DIAGNOSTICS v_deleted = ROW_COUNT;
-
-  IF cardinality(v_set) > 0 THEN
-    EXECUTE format('UPDATE %s AS l SET %s FROM %s AS s WHERE %s AND (%s)',
-                   v_live, array_to_string(v_set, ', '), v_staging,
-                   array_to_string(v_key_match, ' AND '), array_to_string(v_changed, ' OR '));
-    GET DIAGNOSTICS v_updated = ROW_COUNT;
+  -- Live's keys must identify its rows too: a key held by two live rows would have both
+  -- updated to staging's one row, and live would end with a row too many. Rows with a NULL key
+  -- match nothing and are deleted. A valid unique index on (some of) the key columns, without a
+  -- predicate, already rules duplicates out; its equality is never finer than the comparison
+  -- forms above (equal text forms are equal values), so the scan is skipped then.
+  IF NOT EXISTS (
+    SELECT FROM pg_index i
+     WHERE i.indrelid = p_live AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+       AND NOT EXISTS (
+         SELECT FROM unnest(i.indkey) WITH ORDINALITY k(attnum, position)
+          WHERE k.position <= i.indnkeyatts
+            AND NOT EXISTS (SELECT FROM pg_attribute a
+                             WHERE a.attrelid = p_live AND a.attnum = k.attnum
+                               AND a.attname = ANY (p_key_columns)))) THEN
+    EXECUTE format(
+      'SELECT left(d.example, 200), d.rows, count(*) OVER ()
+         FROM (SELECT concat_ws(%L, %s) AS example, count(*) AS rows
+                 FROM %s AS l WHERE %s GROUP BY %s HAVING count(*) > 1) d
+        LIMIT 1',
+      ', ',
+      (SELECT string_agg(format('(%s)::pg_catalog.text', v), ', ') FROM unnest(v_live_key_values) v),
+      v_live_rows, array_to_string(v_live_key_set, ' AND '),
+      array_to_string(v_live_key_values, ', '))
+      INTO v_example, v_example_rows, v_duplicate_keys;
+    IF v_example IS NOT NULL THEN
+      RAISE EXCEPTION 'cannot merge % into %: % key value(s) occur more than once in the live table, for example (%)=(%) in % rows, so its rows cannot be matched one to one with staging''s. Delete the extra rows from the live table and add a primary key or unique constraint on (%) so that they cannot come back, set "primaryKey" for this table in the config to columns that identify a row, or use strategy "truncate".',
+        v_staging, v_live, v_duplicate_keys, array_to_string(v_key_names, ', '), v_example, v_example_rows,
+        array_to_string(v_key_names, ', ')
+        USING ERRCODE = '${strategyNotPossible}';
+    END IF;
   END IF;
 
-  -- OVERRIDING SYSTEM VALUE: staging's values win over GENERATED ALWAYS AS IDENTITY keys too.
-  EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s AS s WHERE NOT EXISTS (SELECT FROM %s AS l WHERE %s)',
-                 v_live, array_to_string(v_columns, ', '),
-                 array_to_string(v_values, ', '),
-                 v_staging, v_live, array_to_string(v_key_match, ' AND '));
-  GET DIAGNOSTICS v_inserted = ROW_COUNT;
+  -- The statements run in a block of their own so that a constraint of live that rejects them
+  -- is reported by name, with what to do, instead of as a bare integrity error.
+  BEGIN
+    v_step := 'deleting the rows staging no longer has';
+    EXECUTE format('DELETE FROM %s AS l WHERE NOT EXISTS (SELECT FROM %s AS s WHERE %s)',
+                   v_live_rows, v_staging, array_to_string(v_key_match, ' AND '));
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+
+    -- Vanished rows are gone first, so UPDATE and INSERT never collide with them. Between rows
+    -- that stay, a value of a unique column can still move (row 1 takes row 2's e-mail and row 2
+    -- row 1's): a DEFERRABLE unique constraint is checked at the end of the statement and takes
+    -- that, one that is not is checked row by row as UPDATE goes ("Non-Deferred Uniqueness
+    -- Constraints", CREATE TABLE reference), which the handler below reports.
+    v_step := 'updating the rows whose values changed';
+    IF cardinality(v_set) > 0 THEN
+      EXECUTE format('UPDATE %s AS l SET %s FROM %s AS s WHERE %s AND (%s)',
+                     v_live_rows, array_to_string(v_set, ', '), v_staging,
+                     array_to_string(v_key_match, ' AND '), array_to_string(v_changed, ' OR '));
+      GET DIAGNOSTICS v_updated = ROW_COUNT;
+    END IF;
+
+    -- Live now holds only rows staging holds too, so inserting the rest one by one can only
+    -- break a unique constraint that staging itself breaks.
+    -- OVERRIDING SYSTEM VALUE: staging's values win over GENERATED ALWAYS AS IDENTITY keys too.
+    v_step := 'inserting the rows with new keys';
+    EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s AS s WHERE NOT EXISTS (SELECT FROM %s AS l WHERE %s)',
+                   v_live, array_to_string(v_columns, ', '),
+                   array_to_string(v_values, ', '),
+                   v_staging, v_live_rows, array_to_string(v_key_match, ' AND '));
+    GET DIAGNOSTICS v_inserted = ROW_COUNT;
+
+    -- An INITIALLY DEFERRED unique or exclusion constraint would be checked only at commit,
+    -- outside this block. SET CONSTRAINTS ... IMMEDIATE checks what is pending now ("the new
+    -- mode takes effect retroactively", SET CONSTRAINTS reference). Only live's own constraints,
+    -- which no later table of the run can satisfy; deferred foreign keys stay deferred.
+    v_step := 'checking the unique and exclusion constraints';
+    SELECT string_agg(format('%I.%I', n.nspname, con.conname), ', ') INTO v_deferred
+      FROM pg_constraint con JOIN pg_namespace n ON n.oid = con.connamespace
+     WHERE con.conrelid = p_live AND con.condeferrable AND con.contype IN ('p', 'u', 'x');
+    IF v_deferred IS NOT NULL THEN
+      EXECUTE 'SET CONSTRAINTS ' || v_deferred || ' IMMEDIATE';
+    END IF;
+  EXCEPTION WHEN integrity_constraint_violation THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_constraint = CONSTRAINT_NAME,
+                            v_schema = SCHEMA_NAME, v_message = MESSAGE_TEXT,
+                            v_detail = PG_EXCEPTION_DETAIL;
+    -- Items the error did not set come back as empty strings.
+    v_constraint := nullif(v_constraint, '');
+    v_detail := nullif(v_detail, '');
+    IF v_state = '23505' THEN
+      -- Does staging itself hold a value of this unique index twice? Its key columns and
+      -- predicate, as pg_get_indexdef and pg_get_expr print them, read staging's same-named
+      -- columns. NULLs are distinct unless the index says NULLS NOT DISTINCT (PostgreSQL 15+;
+      -- read through to_jsonb so that the column need not exist).
+      SELECT i.indexrelid, pg_get_expr(i.indpred, i.indrelid),
+             coalesce((to_jsonb(i) ->> 'indnullsnotdistinct')::boolean, false),
+             ARRAY(SELECT pg_get_indexdef(i.indexrelid, k, false) FROM generate_series(1, i.indnkeyatts) k ORDER BY k),
+             (SELECT con.condeferrable FROM pg_constraint con
+               WHERE con.conindid = i.indexrelid AND con.contype IN ('p', 'u'))
+        INTO v_index, v_predicate, v_nulls_not_distinct, v_index_columns, v_deferrable
+        FROM pg_index i
+       WHERE i.indexrelid = to_regclass(format('%I.%I', v_schema, v_constraint));
+      IF v_index IS NOT NULL THEN
+        EXECUTE format(
+          'SELECT left(concat_ws(%L, %s), 200), count(*) FROM %s WHERE %s GROUP BY %s HAVING count(*) > 1 LIMIT 1',
+          ', ',
+          (SELECT string_agg(format('coalesce((%s)::pg_catalog.text, %L)', c, 'NULL'), ', ')
+             FROM unnest(v_index_columns) c),
+          v_staging,
+          concat_ws(' AND ', 'true', '(' || v_predicate || ')',
+                    CASE WHEN NOT v_nulls_not_distinct THEN
+                      (SELECT string_agg(format('(%s) IS NOT NULL', c), ' AND ') FROM unnest(v_index_columns) c)
+                    END),
+          array_to_string(v_index_columns, ', '))
+          INTO v_example, v_example_rows;
+        IF v_example IS NOT NULL THEN
+          RAISE EXCEPTION 'cannot merge % into %: the staging table holds (%)=(%) in % rows, which unique index % of the live table allows once. Fix the source data.',
+            v_staging, v_live, array_to_string(v_index_columns, ', '), v_example, v_example_rows,
+            format('%I', v_constraint)
+            USING ERRCODE = '${badStagingData}';
+        END IF;
+        -- v_deferrable is NULL for a unique index that backs no constraint: never deferrable.
+        IF v_step LIKE 'updating%' AND NOT coalesce(v_deferrable, false) THEN
+          RAISE EXCEPTION 'cannot merge % into %: the new data moves values of unique % % (%) from one row to another (%), and PostgreSQL checks a uniqueness that is not DEFERRABLE row by row as UPDATE goes, not at the end of the statement. Make it a DEFERRABLE unique constraint (%), or use strategy "truncate" or "rename" for this table.',
+            v_staging, v_live, CASE WHEN v_deferrable IS NULL THEN 'index' ELSE 'constraint' END,
+            format('%I', v_constraint), array_to_string(v_index_columns, ', '),
+            coalesce(v_detail, v_message),
+            CASE WHEN v_deferrable IS NULL
+              THEN format('DROP INDEX %I.%I; ALTER TABLE %s ADD CONSTRAINT %I UNIQUE (%s) DEFERRABLE',
+                          v_schema, v_constraint, v_live, v_constraint, array_to_string(v_index_columns, ', '))
+              ELSE format('ALTER TABLE %s DROP CONSTRAINT %I, ADD CONSTRAINT %I UNIQUE (%s) DEFERRABLE',
+                          v_live, v_constraint, v_constraint, array_to_string(v_index_columns, ', '))
+            END
+            USING ERRCODE = '${strategyNotPossible}';
+        END IF;
+      END IF;
+    END IF;
+    IF v_state = '23503' AND v_step LIKE 'deleting%' THEN
+      RAISE EXCEPTION 'cannot merge % into %: rows the staging table no longer has are still referenced through foreign key % (%). Keep those rows in the source, or delete the rows that reference them first.',
+        v_staging, v_live, quote_ident(v_constraint), coalesce(v_detail, v_message)
+        USING ERRCODE = '${badStagingData}';
+    END IF;
+    RAISE EXCEPTION 'cannot merge % into %: constraint % rejected the staging rows while %: %. Fix the source data so that it satisfies the constraint.',
+      v_staging, v_live, coalesce(quote_ident(v_constraint), '(unnamed)'), v_step,
+      concat_ws(': ', v_message, v_detail)
+      USING ERRCODE = '${badStagingData}';
+  END;
 
   RETURN jsonb_build_object('inserted', v_inserted, 'updated', v_updated, 'deleted', v_deleted);
 END

@@ -29,11 +29,21 @@ DECLARE
   v_staging text;
   v_columns text;  -- live's writable columns, quoted, in live's order
   v_problem text;
+  v_kind "char";
   v_rows bigint;
 BEGIN
   -- Arguments, and staging's columns against live's: see publish-checks.ts.
   SELECT c.live, c.staging INTO v_live, v_staging
     FROM redshift_sync.publish_pair('truncate', p_live, p_staging) c;
+
+  -- TRUNCATE of a partitioned table empties every partition, and TRUNCATE ONLY of one is an
+  -- error ("cannot truncate only a partitioned table"). Publishing into partitioned tables
+  -- is a later feature; merge already publishes into them row by row.
+  SELECT c.relkind INTO v_kind FROM pg_class c WHERE c.oid = p_live;
+  IF v_kind = 'p' THEN
+    RAISE EXCEPTION 'cannot publish into % by truncate: it is a partitioned table, and strategy "truncate" does not publish into partitioned tables yet. Use strategy "merge" for this table.', v_live
+      USING ERRCODE = '${strategyNotPossible}';
+  END IF;
 
   -- TRUNCATE refuses a table other tables reference, with a hint (CASCADE) that would empty them too.
   SELECT format('constraint %I of table %I.%I', con.conname, n.nspname, c.relname) INTO v_problem
@@ -56,7 +66,12 @@ BEGIN
       USING ERRCODE = '${strategyNotPossible}';
   END IF;
 
-  EXECUTE format('TRUNCATE TABLE %s', v_live);
+  -- ONLY: without it TRUNCATE empties the tables that inherit from live too ("If ONLY is not
+  -- specified, the table and all its descendant tables (if any) are truncated", TRUNCATE
+  -- reference); their rows are not staging's to replace. INSERT writes into live alone, never
+  -- into a child. So after the swap a plain SELECT from live shows staging's rows and, as
+  -- inheritance does, the children's rows too; SELECT ... FROM ONLY live shows staging's alone.
+  EXECUTE format('TRUNCATE ONLY %s', v_live);
   -- OVERRIDING SYSTEM VALUE: staging's values win over GENERATED ALWAYS AS IDENTITY columns too.
   EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s',
                  v_live, v_columns, v_columns, v_staging);
