@@ -6,8 +6,8 @@
 import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { SyncError } from '../lambdas/core/errors';
+import { loadEnvironment } from '../lib/environments';
 import { SyncStack } from '../lib/sync-stack';
-import { loadEnvironment } from '../ops/environments';
 
 const app = new App();
 const environmentName = String(app.node.tryGetContext('env') ?? 'example');

@@ -43,13 +43,13 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct, type IConstruct } from 'constructs';
 import type { AwsSettings, RuntimeConfig } from '../lambdas/core/config';
-import { RUNS_PREFIX } from '../lambdas/pipeline/run-files';
-import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from './handlers';
 import {
   type LambdaEnvironmentVariable,
   METRICS_NAMESPACE,
   SERVICE_NAME,
-} from './lambda-environment';
+} from '../lambdas/handlers/environment-variables';
+import { RUNS_PREFIX } from '../lambdas/pipeline/run-files';
+import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from './handlers';
 import { buildPipelineDefinition } from './pipeline-definition';
 
 /** Where run files live in the bucket; the lifecycle rule and every grant are scoped to it. */

@@ -15,7 +15,7 @@ import { CONFIG_DEFAULTS } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import { displayQualified, parseQualifiedName } from '../lambdas/core/identifiers';
 import type { SqlClient } from '../lambdas/core/sql-client';
-import { loadEnvironment } from './environments';
+import { loadEnvironment } from '../lib/environments';
 import { rollbackTable } from './rollback';
 import { runCommand } from './run-command';
 

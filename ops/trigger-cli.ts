@@ -10,10 +10,10 @@ import { parseArgs } from 'node:util';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { selectTables } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
+import { splitTableList } from '../lambdas/core/identifiers';
 import { parseRunRequest } from '../lambdas/pipeline/request';
+import { loadEnvironment } from '../lib/environments';
 import { stateMachineNameFor } from '../lib/redshift-aurora-sync';
-import { splitTableList } from '../local/run/cli-input';
-import { loadEnvironment } from './environments';
 import { runCommand } from './run-command';
 import { followRun, startRun } from './trigger';
 

@@ -7,8 +7,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
+import { LAMBDA_ENVIRONMENT_VARIABLES } from '../lambdas/handlers/environment-variables';
 import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from '../lib/handlers';
-import { LAMBDA_ENVIRONMENT_VARIABLES } from '../lib/lambda-environment';
 import { SyncStack } from '../lib/sync-stack';
 
 const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;

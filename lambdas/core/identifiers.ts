@@ -132,3 +132,21 @@ function splitIdentifierParts(text: string, what: string): string[] {
     position += 1;
   }
 }
+
+/** Splits `--tables` on commas outside double quotes: `sales."a,b",public.c`. */
+export function splitTableList(text: string): string[] {
+  const names: string[] = [];
+  let current = '';
+  let quoted = false;
+  for (const character of text) {
+    if (character === '"') quoted = !quoted;
+    if (character === ',' && !quoted) {
+      names.push(current.trim());
+      current = '';
+    } else {
+      current += character;
+    }
+  }
+  names.push(current.trim());
+  return names.filter((name) => name.length > 0);
+}

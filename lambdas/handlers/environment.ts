@@ -1,12 +1,12 @@
 /**
- * The Lambdas' environment, set by the CDK construct (the names are lib/lambda-environment.ts's,
+ * The Lambdas' environment, set by the CDK construct (the names are environment-variables.ts's,
  * typed, so a renamed variable fails to compile here): read once, checked, and turned
  * into the pipeline's settings and AWS targets. A missing variable is a deployment bug, named.
  */
 
-import type { LambdaEnvironmentVariable } from '../../lib/lambda-environment';
 import { ConfigError } from '../core/errors';
 import type { PipelineSettings } from '../pipeline/deps';
+import type { LambdaEnvironmentVariable } from './environment-variables';
 
 export interface LambdaEnvironment {
   readonly settings: PipelineSettings;

@@ -9,7 +9,8 @@
 import { parseArgs } from 'node:util';
 import { selectTables } from '../../lambdas/core/config';
 import { ConfigError, SyncError } from '../../lambdas/core/errors';
-import { readConfigFile, splitTableList } from './cli-input';
+import { splitTableList } from '../../lambdas/core/identifiers';
+import { readConfigFile } from './cli-input';
 import { localDeps } from './deps';
 import { runLocalPipeline } from './pipeline';
 

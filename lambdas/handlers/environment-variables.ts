@@ -1,7 +1,7 @@
 /**
  * The environment variables the construct sets on every pipeline function, by name, with what
- * each holds. `lambdas/handlers/environment.ts` reads the same names. No CDK imports, so the
- * handlers can import this file.
+ * each holds. `environment.ts` beside it reads them; the construct in lib/ sets them. No CDK
+ * imports: this is Lambda code, which lib/ builds on.
  */
 export const LAMBDA_ENVIRONMENT_VARIABLES = {
   RUN_BUCKET: 'The bucket holding run files under runs/<runId>/.',

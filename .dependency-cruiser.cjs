@@ -1,0 +1,96 @@
+/**
+ * The import rules of the house, checked by test/architecture.test.ts (and by
+ * `npx depcruise lambdas lib bin ops local bench`). Layers, lowest first:
+ *   lambdas/core      pure logic and SQL
+ *   lambdas/pipeline  the steps, over ports
+ *   lambdas/adapters, lambdas/handlers
+ *   lib               the CDK app's constructs (bin runs them)
+ *   local             stand-ins and the local run (benchmarks use it)
+ *   ops, bench, bin   on top, apart from each other
+ * A module imports only from its own layer or those below, and no import goes round a circle.
+ */
+/** @type {import('dependency-cruiser').IConfiguration} */
+module.exports = {
+  forbidden: [
+    {
+      name: 'no-circular',
+      severity: 'error',
+      comment:
+        'A circle of imports: one of them points the wrong way; give the shared part a module of its own.',
+      from: {},
+      to: { circular: true },
+    },
+    {
+      name: 'lambdas-stay-below',
+      severity: 'error',
+      comment:
+        'The Lambda code is bundled alone: it must not reach into the CDK app, the local run, the operator commands, benchmarks or tests.',
+      from: { path: '^lambdas/' },
+      to: { path: '^(lib|bin|local|ops|bench|test)/' },
+    },
+    {
+      name: 'core-is-the-bottom',
+      severity: 'error',
+      comment: 'lambdas/core is pure logic: it knows no pipeline step, adapter or handler.',
+      from: { path: '^lambdas/core/' },
+      to: { path: '^lambdas/(pipeline|adapters|handlers)/' },
+    },
+    {
+      name: 'pipeline-over-ports',
+      severity: 'error',
+      comment: 'The steps run over ports; adapters and handlers are above them.',
+      from: { path: '^lambdas/pipeline/' },
+      to: { path: '^lambdas/(adapters|handlers)/' },
+    },
+    {
+      name: 'adapters-not-handlers',
+      severity: 'error',
+      from: { path: '^lambdas/adapters/' },
+      to: { path: '^lambdas/handlers/' },
+    },
+    {
+      name: 'lib-is-cdk-only',
+      severity: 'error',
+      comment:
+        'lib/ is the CDK app: the local run, operator commands and benchmarks sit on top of it.',
+      from: { path: '^lib/' },
+      to: { path: '^(bin|local|ops|bench|test)/' },
+    },
+    {
+      name: 'bin-runs-lib',
+      severity: 'error',
+      comment:
+        'The CDK app builds stacks from lib/; what it shares with the operator commands goes below both.',
+      from: { path: '^bin/' },
+      to: { path: '^(ops|local|bench|test)/' },
+    },
+    {
+      name: 'ops-is-production',
+      severity: 'error',
+      comment:
+        'The operator commands act on deployed environments: they never lean on the local stand-ins.',
+      from: { path: '^ops/' },
+      to: { path: '^(local|bench|bin|test)/' },
+    },
+    {
+      name: 'local-below-bench',
+      severity: 'error',
+      comment: 'The local stand-ins and run serve benchmarks and tests, never the other way round.',
+      from: { path: '^local/' },
+      to: { path: '^(ops|bench|bin|test)/' },
+    },
+    {
+      name: 'bench-on-top',
+      severity: 'error',
+      from: { path: '^bench/' },
+      to: { path: '^(ops|bin|test)/' },
+    },
+  ],
+  options: {
+    doNotFollow: { path: 'node_modules' },
+    exclude: { path: 'node_modules' },
+    tsConfig: { fileName: 'tsconfig.json' },
+    tsPreCompilationDeps: true,
+    enhancedResolveOptions: { extensions: ['.ts', '.js', '.json'] },
+  },
+};
