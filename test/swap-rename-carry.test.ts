@@ -28,7 +28,7 @@ import type { TableSwap } from '../lambdas/core/swap/types';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
-const roles = uniqueRoles('owner', 'analyst');
+const roles = uniqueRoles('owner', 'analyst', 'publisher');
 
 let db: TestDatabase;
 let admin: pg.Client;
@@ -70,7 +70,8 @@ beforeAll(async () => {
   admin = await db.connect('test-admin');
   const { owner, analyst } = roles;
   await admin.query(`
-    CREATE ROLE ${owner}; CREATE ROLE ${analyst};
+    CREATE ROLE ${owner}; CREATE ROLE ${analyst}; CREATE ROLE ${roles.publisher};
+    GRANT CREATE ON DATABASE ${db.name} TO ${owner}, ${roles.publisher};
     GRANT CREATE, USAGE ON SCHEMA public TO ${owner}, ${analyst};
     GRANT ${owner}, ${analyst} TO ${db.pipelineLogin.user};`);
   pipeline = await db.connect('redshift-aurora-sync', db.pipelineLogin);
@@ -345,6 +346,38 @@ describe('publications', () => {
     } finally {
       await admin.query('DROP PUBLICATION everything');
     }
+  });
+
+  it('a FOR TABLE publication lists the new version instead of the retired one, column list and row filter (PG15+) kept', async () => {
+    await asUser(
+      roles.owner,
+      `CREATE TABLE public.parcels (id integer PRIMARY KEY, weight integer, secret text);
+       INSERT INTO public.parcels VALUES (1, 5, 'x');`,
+    );
+    await admin.query(
+      serverVersion >= 150000
+        ? 'CREATE PUBLICATION parcels_out FOR TABLE public.parcels (id, weight) WHERE (weight > 10)'
+        : 'CREATE PUBLICATION parcels_out FOR TABLE public.parcels',
+    );
+    await admin.query(`ALTER PUBLICATION parcels_out OWNER TO ${roles.publisher}`);
+    const parcels = { schema: 'public', name: 'parcels' };
+    const published = `SELECT * FROM pg_publication_tables WHERE pubname = 'parcels_out'`;
+    const before = (await admin.query(published)).rows;
+    const table = await stage(parcels, 'parcels_run1', `VALUES (2, 20, 'y')`);
+
+    // Changing the publication takes its owner's rights, which the preflight asks for.
+    expect(await preflightProblems(table)).toEqual([
+      `public.parcels: the pipeline's database role must act as role ${roles.publisher} (which owns publication parcels_out) to carry it over; run GRANT ${roles.publisher} TO <pipeline role>.`,
+    ]);
+    await admin.query(`GRANT ${roles.publisher} TO ${db.pipelineLogin.user}`);
+    expect(await swap(table, 'publication-2')).toMatchObject({ status: 'swapped' });
+
+    expect((await admin.query(published)).rows).toEqual(before);
+    const { rows } = await admin.query(
+      `SELECT pr.prrelid = 'public.parcels'::regclass AS live FROM pg_publication_rel pr
+       JOIN pg_publication p ON p.oid = pr.prpubid WHERE p.pubname = 'parcels_out'`,
+    );
+    expect(rows).toEqual([{ live: true }]);
   });
 
   it('refuses a staging schema published FOR TABLES IN SCHEMA (PostgreSQL 15+)', async (context) => {

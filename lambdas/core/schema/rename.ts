@@ -104,7 +104,7 @@ AS $fn$
     WHERE c.oid = p_table OR c.oid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = p_table)
   )
   SELECT DISTINCT kind, object,
-         kind IN ('view', 'policy', 'owned sequence', 'identity column') AS carried
+         kind IN ('view', 'policy', 'owned sequence', 'identity column', 'publication') AS carried
   FROM classified
   WHERE kind <> 'own'
   ORDER BY kind, object
@@ -413,6 +413,7 @@ DECLARE
   v_sequences integer := 0;
   v_last_value bigint;
   v_is_called boolean;
+  v_publications text[];
 BEGIN
   SELECT n.nspname, c.relname INTO v_staging_schema, v_staging_name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_staging;
@@ -646,6 +647,37 @@ BEGIN
                     v_last_value, CASE WHEN v_is_called THEN 'true' ELSE 'false' END);
       END IF;
     END LOOP;
+
+    -- Publications that list the table (FOR TABLE) list the new version instead, with the
+    -- same column list and row filter, and no longer the retired one. Column lists and row
+    -- filters exist from PostgreSQL 15 (pg_publication_rel.prattrs, prqual): read through
+    -- EXECUTE so that 14 never plans a query naming them. FOR ALL TABLES and FOR TABLES IN
+    -- SCHEMA publications take in the new version by themselves.
+    IF current_setting('server_version_num')::int >= 150000 THEN
+      EXECUTE $q$
+        SELECT coalesce(array_agg(format('ALTER PUBLICATION %I ADD TABLE %s%s%s', p.pubname, $2,
+                 (SELECT ' (' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.n) || ')'
+                  FROM unnest(pr.prattrs::int2[]) WITH ORDINALITY k(attnum, n)
+                  JOIN pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum),
+                 ' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')') ORDER BY p.pubname), '{}')
+        FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+        WHERE pr.prrelid = $1$q$
+        INTO v_publications USING v_live, v_live_qualified;
+    ELSE
+      SELECT coalesce(array_agg(format('ALTER PUBLICATION %I ADD TABLE %s', p.pubname, v_live_qualified)
+                                ORDER BY p.pubname), '{}')
+        INTO v_publications
+        FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+       WHERE pr.prrelid = v_live;
+    END IF;
+    FOR v_statement IN
+      SELECT format('ALTER PUBLICATION %I DROP TABLE %s', p.pubname, v_live_qualified)
+      FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+      WHERE pr.prrelid = v_live
+    LOOP
+      EXECUTE v_statement;
+    END LOOP;
+    v_statements := v_statements || v_publications;
 
     -- Which staging index becomes which live index, paired by definition.
     SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),

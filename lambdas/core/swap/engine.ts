@@ -54,8 +54,6 @@ const RENAME_ADVICE: Readonly<Record<string, string>> = {
   'table using the row type':
     'use strategy "truncate" or "merge", which keep the table\'s row type',
   'extended statistics': 'use strategy "truncate" or "merge", or drop the statistics object',
-  publication:
-    'use strategy "truncate" or "merge", which keep the table in its publication, or publish it with FOR ALL TABLES (or, from PostgreSQL 15, FOR TABLES IN SCHEMA), which takes in the new version by itself',
   'unlogged table':
     'use strategy "truncate" or "merge", or make the table logged (ALTER TABLE ... SET LOGGED)',
   tablespace:
@@ -148,6 +146,10 @@ export async function preflight(
            FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
            WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
              AND d.refobjid = format('%I.%I', :schema::text, :name::text)::regclass AND v.relkind = 'v'
+           UNION ALL
+           SELECT pg_get_userbyid(pub.pubowner), 'owns publication ' || quote_ident(pub.pubname)
+           FROM pg_publication_rel pr JOIN pg_publication pub ON pub.oid = pr.prpubid
+           WHERE pr.prrelid = format('%I.%I', :schema::text, :name::text)::regclass
            UNION ALL
            SELECT p.grantor, 'granted ' || p.privilege || ' to ' || p.grantee
            FROM ${ADMIN_SCHEMA}.privileges(format('%I.%I', :schema::text, :name::text)::regclass) p
@@ -403,7 +405,8 @@ async function retiredVersionDependents(db: SqlClient, retiredTable: string): Pr
   const rows = await db.query<{ object: string }>(
     `SELECT DISTINCT d.object FROM ${ADMIN_SCHEMA}.dependents(
        format('%I.%I', :schema::text, :name::text)::regclass) d
-     WHERE d.kind NOT IN ('policy', 'owned sequence', 'identity column', 'unlogged table', 'tablespace')
+     WHERE d.kind NOT IN ('policy', 'owned sequence', 'identity column', 'publication',
+                          'unlogged table', 'tablespace')
      ORDER BY d.object`,
     { schema: RETIRED_SCHEMA, name: retiredTable },
   );
