@@ -3,8 +3,9 @@
  * place in constant time, and everything users built on the live table is carried over to it:
  * owner, table and column privileges (grantors and grant options included, verified exactly),
  * comments, indexes (built on staging beforehand, matched by definition), RLS flags and
- * policies, storage options, owned sequences, and dependent views, re-pointed with CREATE OR
- * REPLACE VIEW so that they keep their OIDs, owners, privileges, comments and options.
+ * policies, storage, TOAST and column statistics options, replica identity, the CLUSTER mark,
+ * serial and identity sequences, FOR TABLE publications, and dependent views, re-pointed with
+ * CREATE OR REPLACE VIEW so that they keep their OIDs, owners, privileges, comments and options.
  *
  * Every function runs with `search_path = pg_catalog, pg_temp`, so captured definitions
  * (pg_get_viewdef, pg_get_expr) come out schema-qualified and nothing resolves through the
@@ -539,7 +540,8 @@ BEGIN
 
     -- Per-column statistics targets and attribute options (n_distinct, n_distinct_inherited),
     -- by column name. attstattarget is -1 for "the default" before PostgreSQL 17 and NULL from
-    -- 17 on; SET STATISTICS -1 means the default on both.
+    -- 17 on (https://www.postgresql.org/docs/17/catalog-pg-attribute.html); SET STATISTICS -1
+    -- means the default on both.
     SELECT v_statements
            || coalesce(array_agg(format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS %s', v_live_qualified,
                                         la.attname, coalesce(la.attstattarget, -1)) ORDER BY la.attnum)
@@ -596,6 +598,8 @@ BEGIN
     -- version (and dropping it would drop them), and attached to the new version's columns
     -- once it is in the live schema, as OWNED BY needs the table in the sequence's schema and
     -- with its owner. The retired version's defaults still call them until retention drops it.
+    -- (https://www.postgresql.org/docs/current/sql-altertable.html, SET SCHEMA: "sequences
+    -- owned by table columns are moved as well"; .../sql-altersequence.html, OWNED BY.)
     FOR v_sequence IN
       SELECT d.objid::regclass AS sequence, a.attname, sa.attname IS NOT NULL AS in_staging
       FROM pg_depend d
@@ -616,7 +620,8 @@ BEGIN
     -- retires with the old version, renamed out of the way (it keeps serving the retired
     -- copy). The new version's column gets an identity of the same kind and options under the
     -- old sequence's name, set to the old sequence's exact state, so its next value is the one
-    -- the old table would have given.
+    -- the old table would have given. ADD GENERATED takes no AS type: the sequence gets the
+    -- column's (https://www.postgresql.org/docs/current/sql-altertable.html).
     FOR v_sequence IN
       SELECT a.attname, a.attidentity, seq.oid::regclass AS sequence, seq.relname, sn.nspname,
              s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
@@ -652,7 +657,9 @@ BEGIN
     -- same column list and row filter, and no longer the retired one. Column lists and row
     -- filters exist from PostgreSQL 15 (pg_publication_rel.prattrs, prqual): read through
     -- EXECUTE so that 14 never plans a query naming them. FOR ALL TABLES and FOR TABLES IN
-    -- SCHEMA publications take in the new version by themselves.
+    -- SCHEMA publications take in the new version by themselves. ALTER PUBLICATION needs the
+    -- publication's owner, and ADD TABLE the table's too
+    -- (https://www.postgresql.org/docs/current/sql-alterpublication.html): the preflight asks.
     IF current_setting('server_version_num')::int >= 150000 THEN
       EXECUTE $q$
         SELECT coalesce(array_agg(format('ALTER PUBLICATION %I ADD TABLE %s%s%s', p.pubname, $2,
