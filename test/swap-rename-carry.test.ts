@@ -7,6 +7,9 @@
  * the superuser acting as user roles; the pipeline is a member of those roles, as the README
  * tells users to make it.
  */
+import { chownSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
@@ -248,6 +251,42 @@ describe('what reads the table from elsewhere', () => {
         /^public\.scratch: table public\.scratch \(unlogged table\) .* SET LOGGED/,
       ),
     ]);
+  });
+});
+
+describe('tablespaces', () => {
+  it('refuses a table whose index is in a non-default tablespace', async () => {
+    // The server runs as its own OS user: give it a directory of its own for the tablespace.
+    const { rows } = await admin.query<{ dir: string }>(
+      `SELECT current_setting('data_directory') AS dir`,
+    );
+    const server = statSync(rows[0]!.dir);
+    const location = mkdtempSync(join(tmpdir(), 'carry-tablespace-'));
+    chownSync(location, server.uid, server.gid);
+    const tablespace = uniqueRoles('archive_space').archive_space;
+    await admin.query(`CREATE TABLESPACE ${tablespace} LOCATION '${location}'`);
+    try {
+      await admin.query(`
+        CREATE TABLE public.archive (id integer, note text);
+        CREATE INDEX archive_id_idx ON public.archive (id) TABLESPACE ${tablespace};
+        ALTER TABLE public.archive OWNER TO ${roles.owner};`);
+      const table = await stage(
+        { schema: 'public', name: 'archive' },
+        'archive_run1',
+        'VALUES (1)',
+      );
+      expect(await preflightProblems(table)).toEqual([
+        expect.stringMatching(
+          new RegExp(
+            `^public\\.archive: index public\\.archive_id_idx in tablespace ${tablespace} \\(tablespace\\) .* SET TABLESPACE pg_default`,
+          ),
+        ),
+      ]);
+    } finally {
+      await admin.query('DROP TABLE IF EXISTS public.archive');
+      await admin.query(`DROP TABLESPACE ${tablespace}`);
+      rmSync(location, { recursive: true, force: true });
+    }
   });
 });
 
