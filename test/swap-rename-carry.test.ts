@@ -330,6 +330,19 @@ describe('table settings', () => {
     expect(await swap(table, 'settings-1')).toMatchObject({ status: 'swapped' });
 
     expect((await admin.query(settings)).rows[0]).toEqual(before);
+
+    // A version coming back by rollback gets the live table's settings, not its own.
+    await admin.query(`
+      ALTER TABLE public.metrics REPLICA IDENTITY FULL, SET WITHOUT CLUSTER,
+        SET (toast.autovacuum_enabled = true), ALTER COLUMN code SET STATISTICS -1,
+        ALTER COLUMN body RESET (n_distinct_inherited)`);
+    const changed = (await admin.query(settings)).rows[0];
+    expect(
+      await rollback(sql, { schema: 'public', name: 'metrics' }, { runId: 'settings-rollback' }),
+    ).toMatchObject({
+      status: 'swapped',
+    });
+    expect((await admin.query(settings)).rows[0]).toEqual(changed);
   });
 });
 
