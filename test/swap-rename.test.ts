@@ -297,6 +297,7 @@ describe('rename swap', () => {
     expect(await dropExpiredVersions(sql, orders, { keep: 1 })).toEqual({
       dropped: [expect.any(String)],
       leftForLater: [],
+      blockedByDependents: [],
     });
     expect((await retiredVersions(sql, orders)).map((v) => v.runId)).toEqual(['rollback-1']);
   });

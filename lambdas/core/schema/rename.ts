@@ -3,8 +3,9 @@
  * place in constant time, and everything users built on the live table is carried over to it:
  * owner, table and column privileges (grantors and grant options included, verified exactly),
  * comments, indexes (built on staging beforehand, matched by definition), RLS flags and
- * policies, storage options, owned sequences, and dependent views, re-pointed with CREATE OR
- * REPLACE VIEW so that they keep their OIDs, owners, privileges, comments and options.
+ * policies, storage, TOAST and column statistics options, replica identity, the CLUSTER mark,
+ * serial and identity sequences, FOR TABLE publications, and dependent views, re-pointed with
+ * CREATE OR REPLACE VIEW so that they keep their OIDs, owners, privileges, comments and options.
  *
  * Every function runs with `search_path = pg_catalog, pg_temp`, so captured definitions
  * (pg_get_viewdef, pg_get_expr) come out schema-qualified and nothing resolves through the
@@ -26,7 +27,7 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $fn$
   WITH target AS (
-    SELECT c.oid, c.reltype, c.relkind, c.relispartition FROM pg_class c WHERE c.oid = p_table
+    SELECT c.oid, c.reltype, c.relkind, c.relispartition, c.relpersistence FROM pg_class c WHERE c.oid = p_table
   ), direct AS (
     SELECT DISTINCT d.classid, d.objid, d.deptype
     FROM pg_depend d, target t
@@ -37,8 +38,10 @@ AS $fn$
     SELECT
       CASE
         WHEN d.classid = 'pg_rewrite'::regclass THEN (
+          -- A view's own _RETURN rule is the view (carried by CREATE OR REPLACE VIEW); any
+          -- other rule that reads or writes the table, on whatever relation, is a rule.
           SELECT CASE
-                   WHEN r.ev_class = p_table THEN 'rule'
+                   WHEN r.ev_class = p_table OR r.rulename <> '_RETURN' THEN 'rule'
                    WHEN c.relkind = 'v' THEN 'view'
                    WHEN c.relkind = 'm' THEN 'materialized view'
                    ELSE 'rule'
@@ -55,7 +58,11 @@ AS $fn$
         WHEN d.classid = 'pg_trigger'::regclass THEN (
           SELECT CASE WHEN tg.tgisinternal THEN 'own' ELSE 'trigger' END
           FROM pg_trigger tg WHERE tg.oid = d.objid)
-        WHEN d.classid = 'pg_policy'::regclass THEN 'policy'
+        -- The table's own policies are recreated on the new version; a policy on another
+        -- table whose expression reads this one would stay bound to the retired version.
+        WHEN d.classid = 'pg_policy'::regclass THEN (
+          SELECT CASE WHEN p.polrelid = p_table THEN 'policy' ELSE 'policy on another table' END
+          FROM pg_policy p WHERE p.oid = d.objid)
         WHEN d.classid = 'pg_attrdef'::regclass THEN 'own'
         WHEN d.classid = 'pg_type'::regclass AND d.deptype = 'i' THEN 'own'
         WHEN d.classid = 'pg_class'::regclass THEN (
@@ -75,7 +82,8 @@ AS $fn$
       END AS kind,
       CASE WHEN d.classid = 'pg_rewrite'::regclass
            -- a view is its relation to a person, not its _RETURN rule
-           THEN (SELECT CASE WHEN r.ev_class = p_table THEN pg_describe_object(d.classid, d.objid, 0)
+           THEN (SELECT CASE WHEN r.ev_class = p_table OR r.rulename <> '_RETURN'
+                             THEN pg_describe_object(d.classid, d.objid, 0)
                              ELSE pg_describe_object('pg_class'::regclass, r.ev_class, 0) END
                  FROM pg_rewrite r WHERE r.oid = d.objid)
            ELSE pg_describe_object(d.classid, d.objid, 0) END AS object
@@ -86,8 +94,18 @@ AS $fn$
     UNION ALL
     SELECT 'inheritance parent', pg_describe_object('pg_class'::regclass, inh.inhparent, 0)
     FROM pg_inherits inh WHERE inh.inhrelid = p_table
+    -- Staging is a logged table in the default tablespace: making the new version unlogged or
+    -- moving it (or its indexes) would rewrite it under the ACCESS EXCLUSIVE lock.
+    UNION ALL
+    SELECT 'unlogged table', pg_describe_object('pg_class'::regclass, t.oid, 0)
+    FROM target t WHERE t.relpersistence = 'u'
+    UNION ALL
+    SELECT 'tablespace', format('%s in tablespace %I', pg_describe_object('pg_class'::regclass, c.oid, 0), ts.spcname)
+    FROM pg_class c JOIN pg_tablespace ts ON ts.oid = c.reltablespace
+    WHERE c.oid = p_table OR c.oid IN (SELECT i.indexrelid FROM pg_index i WHERE i.indrelid = p_table)
   )
-  SELECT DISTINCT kind, object, kind IN ('view', 'policy', 'owned sequence') AS carried
+  SELECT DISTINCT kind, object,
+         kind IN ('view', 'policy', 'owned sequence', 'identity column', 'publication') AS carried
   FROM classified
   WHERE kind <> 'own'
   ORDER BY kind, object
@@ -392,6 +410,11 @@ DECLARE
   v_index_is_constraint boolean[];
   v_index integer;
   v_privileges integer;
+  v_sequence record;
+  v_sequences integer := 0;
+  v_last_value bigint;
+  v_is_called boolean;
+  v_publications text[];
 BEGIN
   SELECT n.nspname, c.relname INTO v_staging_schema, v_staging_name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_staging;
@@ -435,7 +458,7 @@ BEGIN
      WHERE v.relkind = 'v' AND v.oid IN (
        SELECT r.ev_class FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid
        WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-         AND d.refobjid = v_live AND r.ev_class <> v_live);
+         AND d.refobjid = v_live AND r.ev_class <> v_live AND r.rulename = '_RETURN');
 
     -- The new version starts blank: a staging table has nothing of this, but a retired
     -- version coming back in a rollback has its own policies, options and comments.
@@ -444,6 +467,28 @@ BEGIN
       UNION ALL
       SELECT format('ALTER TABLE %s RESET (%s)', p_staging, string_agg(quote_ident(split_part(o, '=', 1)), ', '))
       FROM pg_class c, unnest(c.reloptions) o WHERE c.oid = p_staging HAVING count(*) > 0
+      UNION ALL
+      -- toast.* options are stored on the TOAST table's reloptions, set through its table.
+      SELECT format('ALTER TABLE %s RESET (%s)', p_staging,
+                    string_agg('toast.' || quote_ident(split_part(o, '=', 1)), ', '))
+      FROM pg_class c JOIN pg_class t ON t.oid = c.reltoastrelid, unnest(t.reloptions) o
+      WHERE c.oid = p_staging HAVING count(*) > 0
+      UNION ALL
+      SELECT format('ALTER TABLE %s SET WITHOUT CLUSTER', p_staging)
+      WHERE EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = p_staging AND i.indisclustered)
+      UNION ALL
+      SELECT format('ALTER TABLE %s REPLICA IDENTITY DEFAULT', p_staging)
+      FROM pg_class c WHERE c.oid = p_staging AND c.relreplident <> 'd'
+      UNION ALL
+      SELECT format('ALTER TABLE %s ALTER COLUMN %I RESET (%s)', p_staging, a.attname,
+                    (SELECT string_agg(quote_ident(split_part(o, '=', 1)), ', ') FROM unnest(a.attoptions) o))
+      FROM pg_attribute a
+      WHERE a.attrelid = p_staging AND a.attnum > 0 AND NOT a.attisdropped AND a.attoptions IS NOT NULL
+      UNION ALL
+      -- A retired version's identity sequence goes with its identity; the live one's is recreated below.
+      SELECT format('ALTER TABLE %s ALTER COLUMN %I DROP IDENTITY', p_staging, a.attname)
+      FROM pg_attribute a
+      WHERE a.attrelid = p_staging AND a.attnum > 0 AND NOT a.attisdropped AND a.attidentity <> ''
       UNION ALL
       SELECT CASE
                WHEN d.classoid = 'pg_class'::regclass AND d.objoid = p_staging AND d.objsubid = 0
@@ -474,6 +519,41 @@ BEGIN
            || format('ALTER TABLE %s %s ROW LEVEL SECURITY', v_live_qualified,
                      CASE WHEN c.relforcerowsecurity THEN 'FORCE' ELSE 'NO FORCE' END)
       INTO v_statements FROM pg_class c WHERE c.oid = v_live;
+
+    -- TOAST options, replica identity and the CLUSTER mark. Indexes are named by their live
+    -- names, which the paired staging indexes carry by the time these run.
+    SELECT v_statements
+           || coalesce((SELECT ARRAY[format('ALTER TABLE %s SET (%s)', v_live_qualified,
+                          string_agg(format('toast.%s=%L', split_part(o, '=', 1), substr(o, position('=' IN o) + 1)), ', '))]
+                        FROM pg_class t, unnest(t.reloptions) o WHERE t.oid = c.reltoastrelid HAVING count(*) > 0), '{}')
+           || CASE c.relreplident
+                WHEN 'n' THEN ARRAY[format('ALTER TABLE %s REPLICA IDENTITY NOTHING', v_live_qualified)]
+                WHEN 'f' THEN ARRAY[format('ALTER TABLE %s REPLICA IDENTITY FULL', v_live_qualified)]
+                WHEN 'i' THEN ARRAY(SELECT format('ALTER TABLE %s REPLICA IDENTITY USING INDEX %I', v_live_qualified, ic.relname)
+                                    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                                    WHERE i.indrelid = v_live AND i.indisreplident)
+                ELSE '{}' END
+           || ARRAY(SELECT format('ALTER TABLE %s CLUSTER ON %I', v_live_qualified, ic.relname)
+                    FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+                    WHERE i.indrelid = v_live AND i.indisclustered)
+      INTO v_statements FROM pg_class c WHERE c.oid = v_live;
+
+    -- Per-column statistics targets and attribute options (n_distinct, n_distinct_inherited),
+    -- by column name. attstattarget is -1 for "the default" before PostgreSQL 17 and NULL from
+    -- 17 on (https://www.postgresql.org/docs/17/catalog-pg-attribute.html); SET STATISTICS -1
+    -- means the default on both.
+    SELECT v_statements
+           || coalesce(array_agg(format('ALTER TABLE %s ALTER COLUMN %I SET STATISTICS %s', v_live_qualified,
+                                        la.attname, coalesce(la.attstattarget, -1)) ORDER BY la.attnum)
+                       FILTER (WHERE coalesce(la.attstattarget, -1) <> coalesce(sa.attstattarget, -1)), '{}')
+           || coalesce(array_agg(format('ALTER TABLE %s ALTER COLUMN %I SET (%s)', v_live_qualified, la.attname,
+                                        (SELECT string_agg(format('%s=%L', split_part(o, '=', 1), substr(o, position('=' IN o) + 1)), ', ')
+                                         FROM unnest(la.attoptions) o)) ORDER BY la.attnum)
+                       FILTER (WHERE la.attoptions IS NOT NULL), '{}')
+      INTO v_statements
+      FROM pg_attribute la
+      JOIN pg_attribute sa ON sa.attrelid = p_staging AND sa.attname = la.attname AND sa.attnum > 0 AND NOT sa.attisdropped
+     WHERE la.attrelid = v_live AND la.attnum > 0 AND NOT la.attisdropped;
 
     SELECT v_statements || coalesce(array_agg(format('CREATE POLICY %I ON %s AS %s FOR %s TO %s%s%s',
              p.polname, v_live_qualified,
@@ -513,18 +593,98 @@ BEGIN
          OR (d.classoid = 'pg_policy'::regclass AND d.objoid IN (SELECT oid FROM pg_policy WHERE polrelid = v_live))
     ) comments WHERE stmt IS NOT NULL;
 
-    -- Sequences owned by the live table's columns move to the new version's columns, or
-    -- they would be dropped with the retired version.
-    FOR v_statement IN
-      SELECT format('ALTER SEQUENCE %s OWNED BY %I.%I.%I', d.objid::regclass, v_staging_schema, v_staging_name, a.attname)
+    -- Sequences owned by the live table's columns (serial) stay where they are and keep
+    -- counting. They are detached now, or SET SCHEMA would move them along with the retired
+    -- version (and dropping it would drop them), and attached to the new version's columns
+    -- once it is in the live schema, as OWNED BY needs the table in the sequence's schema and
+    -- with its owner. The retired version's defaults still call them until retention drops it.
+    -- (https://www.postgresql.org/docs/current/sql-altertable.html, SET SCHEMA: "sequences
+    -- owned by table columns are moved as well"; .../sql-altersequence.html, OWNED BY.)
+    FOR v_sequence IN
+      SELECT d.objid::regclass AS sequence, a.attname, sa.attname IS NOT NULL AS in_staging
       FROM pg_depend d
       JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
       JOIN pg_attribute a ON a.attrelid = v_live AND a.attnum = d.refobjsubid
+      LEFT JOIN pg_attribute sa ON sa.attrelid = p_staging AND sa.attname = a.attname AND NOT sa.attisdropped
       WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
         AND d.refobjid = v_live AND d.deptype = 'a'
     LOOP
+      EXECUTE format('ALTER SEQUENCE %s OWNED BY NONE', v_sequence.sequence);
+      IF v_sequence.in_staging THEN
+        v_statements := v_statements || format('ALTER SEQUENCE %s OWNED BY %s.%I',
+                                               v_sequence.sequence, v_live_qualified, v_sequence.attname);
+      END IF;
+    END LOOP;
+
+    -- Identity columns: an identity sequence belongs to its column and cannot be moved, so it
+    -- retires with the old version, renamed out of the way (it keeps serving the retired
+    -- copy). The new version's column gets an identity of the same kind and options under the
+    -- old sequence's name, set to the old sequence's exact state, so its next value is the one
+    -- the old table would have given. ADD GENERATED takes no AS type: the sequence gets the
+    -- column's (https://www.postgresql.org/docs/current/sql-altertable.html).
+    FOR v_sequence IN
+      SELECT a.attname, a.attidentity, seq.oid::regclass AS sequence, seq.relname, sn.nspname,
+             s.seqstart, s.seqincrement, s.seqmin, s.seqmax,
+             s.seqcache, s.seqcycle, sa.attname IS NOT NULL AS in_staging
+      FROM pg_attribute a
+      JOIN pg_depend d ON d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+                      AND d.refobjid = v_live AND d.refobjsubid = a.attnum AND d.deptype = 'i'
+      JOIN pg_class seq ON seq.oid = d.objid AND seq.relkind = 'S'
+      JOIN pg_namespace sn ON sn.oid = seq.relnamespace
+      JOIN pg_sequence s ON s.seqrelid = seq.oid
+      LEFT JOIN pg_attribute sa ON sa.attrelid = p_staging AND sa.attname = a.attname AND NOT sa.attisdropped
+      WHERE a.attrelid = v_live AND a.attidentity <> ''
+      ORDER BY a.attnum
+    LOOP
+      EXECUTE format('SELECT last_value, is_called FROM %s', v_sequence.sequence) INTO v_last_value, v_is_called;
+      v_sequences := v_sequences + 1;
+      EXECUTE format('ALTER SEQUENCE %s RENAME TO %I', v_sequence.sequence,
+                     left(p_retired_name, 50) || '_s' || v_sequences);
+      IF v_sequence.in_staging THEN
+        v_statements := v_statements
+          || format('ALTER TABLE %s ALTER COLUMN %I ADD GENERATED %s AS IDENTITY (SEQUENCE NAME %I.%I START WITH %s INCREMENT BY %s MINVALUE %s MAXVALUE %s CACHE %s %s)',
+                    v_live_qualified, v_sequence.attname,
+                    CASE v_sequence.attidentity WHEN 'a' THEN 'ALWAYS' ELSE 'BY DEFAULT' END,
+                    v_sequence.nspname, v_sequence.relname, v_sequence.seqstart,
+                    v_sequence.seqincrement, v_sequence.seqmin, v_sequence.seqmax, v_sequence.seqcache,
+                    CASE WHEN v_sequence.seqcycle THEN 'CYCLE' ELSE 'NO CYCLE' END)
+          || format('SELECT setval(%L::regclass, %s, %s)', format('%I.%I', v_sequence.nspname, v_sequence.relname),
+                    v_last_value, CASE WHEN v_is_called THEN 'true' ELSE 'false' END);
+      END IF;
+    END LOOP;
+
+    -- Publications that list the table (FOR TABLE) list the new version instead, with the
+    -- same column list and row filter, and no longer the retired one. Column lists and row
+    -- filters exist from PostgreSQL 15 (pg_publication_rel.prattrs, prqual): read through
+    -- EXECUTE so that 14 never plans a query naming them. FOR ALL TABLES and FOR TABLES IN
+    -- SCHEMA publications take in the new version by themselves. ALTER PUBLICATION needs the
+    -- publication's owner, and ADD TABLE the table's too
+    -- (https://www.postgresql.org/docs/current/sql-alterpublication.html): the preflight asks.
+    IF current_setting('server_version_num')::int >= 150000 THEN
+      EXECUTE $q$
+        SELECT coalesce(array_agg(format('ALTER PUBLICATION %I ADD TABLE %s%s%s', p.pubname, $2,
+                 (SELECT ' (' || string_agg(quote_ident(a.attname), ', ' ORDER BY k.n) || ')'
+                  FROM unnest(pr.prattrs::int2[]) WITH ORDINALITY k(attnum, n)
+                  JOIN pg_attribute a ON a.attrelid = pr.prrelid AND a.attnum = k.attnum),
+                 ' WHERE (' || pg_get_expr(pr.prqual, pr.prrelid) || ')') ORDER BY p.pubname), '{}')
+        FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+        WHERE pr.prrelid = $1$q$
+        INTO v_publications USING v_live, v_live_qualified;
+    ELSE
+      SELECT coalesce(array_agg(format('ALTER PUBLICATION %I ADD TABLE %s', p.pubname, v_live_qualified)
+                                ORDER BY p.pubname), '{}')
+        INTO v_publications
+        FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+       WHERE pr.prrelid = v_live;
+    END IF;
+    FOR v_statement IN
+      SELECT format('ALTER PUBLICATION %I DROP TABLE %s', p.pubname, v_live_qualified)
+      FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
+      WHERE pr.prrelid = v_live
+    LOOP
       EXECUTE v_statement;
     END LOOP;
+    v_statements := v_statements || v_publications;
 
     -- Which staging index becomes which live index, paired by definition.
     SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),

@@ -3,9 +3,9 @@
  * Everything goes through a SqlClient, one statement per call, so the same code runs in
  * Lambda over the RDS Data API, locally over node-postgres, and in tests.
  */
-import { ConfigError, PreflightError } from '../errors';
+import { ConfigError, DatabaseError, PreflightError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
-import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
+import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
 import type { OnMaxWait } from './gate';
@@ -29,17 +29,20 @@ const RENAME_ADVICE: Readonly<Record<string, string>> = {
     'use strategy "merge" (rows still referenced must stay in the source), or drop the foreign key',
   'foreign key':
     'use strategy "truncate" or "merge", which keep the constraint, or drop the foreign key',
-  rule: 'use strategy "truncate" or "merge", which keep the rule, or drop the rule',
+  rule: 'use strategy "truncate" or "merge", which keep the table the rule is bound to, or drop the rule',
+  'policy on another table':
+    'use strategy "truncate" or "merge", which keep the table the policy reads; or have the policy read it through a view, which rename re-points',
   trigger: 'use strategy "truncate" or "merge", which keep the trigger, or drop the trigger',
   'function using the row type':
     'use strategy "truncate" or "merge", which keep the table\'s row type',
   'table using the row type':
     'use strategy "truncate" or "merge", which keep the table\'s row type',
-  'identity column':
-    'use strategy "truncate" or "merge", which keep the identity sequence, or make the column a plain one',
   'extended statistics': 'use strategy "truncate" or "merge", or drop the statistics object',
-  publication: 'use strategy "truncate" or "merge", which keep the table in its publication',
-  'partitioned table': 'use strategy "truncate" or "merge"',
+  'unlogged table':
+    'use strategy "truncate" or "merge", or make the table logged (ALTER TABLE ... SET LOGGED)',
+  tablespace:
+    'use strategy "truncate" or "merge", or move the table and its indexes to the database\'s default tablespace (ALTER TABLE ... SET TABLESPACE pg_default)',
+  'partitioned table': 'use strategy "merge" (truncate refuses a partitioned table: TRUNCATE would empty every partition)',
   'inheritance parent': 'use strategy "truncate" or "merge"',
   'inheriting table': 'use strategy "truncate" or "merge"',
 };
@@ -61,10 +64,16 @@ export async function preflight(
   options: PreflightOptions = {},
 ): Promise<void> {
   const problems: string[] = [];
-  const [role] = await db.query<{ name: string; seesAll: boolean; canSignal: boolean }>(
+  const [role] = await db.query<{
+    name: string;
+    seesAll: boolean;
+    canSignal: boolean;
+    serverVersion: number;
+  }>(
     `SELECT current_user AS name,
             pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS "seesAll",
-            pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS "canSignal"`,
+            pg_has_role(current_user, 'pg_signal_backend', 'USAGE') AS "canSignal",
+            current_setting('server_version_num')::int AS "serverVersion"`,
   );
   if (!role!.seesAll) {
     problems.push(
@@ -75,6 +84,23 @@ export async function preflight(
     problems.push(
       `onMaxWait is "terminate", but the pipeline's database role ${role!.name} may not end other sessions; run GRANT pg_signal_backend TO ${role!.name}, or set onMaxWait to "fail".`,
     );
+  }
+  // FOR TABLES IN SCHEMA (PostgreSQL 15+, pg_publication_namespace) over the staging schema
+  // would publish every load into staging, tables a subscriber does not have.
+  if (role!.serverVersion >= 150000) {
+    const publications = await db.query<{ publication: string }>(
+      `SELECT quote_ident(p.pubname) AS publication
+       FROM pg_publication_namespace pn
+       JOIN pg_publication p ON p.oid = pn.pnpubid
+       JOIN pg_namespace n ON n.oid = pn.pnnspid
+       WHERE n.nspname = :schema ORDER BY p.pubname`,
+      { schema: STAGING_SCHEMA },
+    );
+    for (const { publication } of publications) {
+      problems.push(
+        `publication ${publication} publishes the staging schema ${STAGING_SCHEMA} (FOR TABLES IN SCHEMA), so every load into staging would be replicated; run ALTER PUBLICATION ${publication} DROP TABLES IN SCHEMA ${STAGING_SCHEMA}.`,
+      );
+    }
   }
   for (const table of tables) {
     const live = displayQualified(table.live);
@@ -105,6 +131,10 @@ export async function preflight(
            WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
              AND d.refobjid = format('%I.%I', :schema::text, :name::text)::regclass AND v.relkind = 'v'
            UNION ALL
+           SELECT pg_get_userbyid(pub.pubowner), 'owns publication ' || quote_ident(pub.pubname)
+           FROM pg_publication_rel pr JOIN pg_publication pub ON pub.oid = pr.prpubid
+           WHERE pr.prrelid = format('%I.%I', :schema::text, :name::text)::regclass
+           UNION ALL
            SELECT p.grantor, 'granted ' || p.privilege || ' to ' || p.grantee
            FROM ${ADMIN_SCHEMA}.privileges(format('%I.%I', :schema::text, :name::text)::regclass) p
          ) needed
@@ -118,6 +148,26 @@ export async function preflight(
       for (const role of roles) {
         problems.push(
           `${live}: the pipeline's database role must act as role ${role.role} (which ${role.why}) to carry it over; run GRANT ${role.role} TO <pipeline role>.`,
+        );
+      }
+      // CREATE OR REPLACE VIEW checks CREATE on the view's schema for the role running it, as
+      // CREATE VIEW does (DefineView resolves the name with
+      // RangeVarGetAndCheckCreationNamespace), even though the view exists and is kept.
+      const views = await db.query<{ view: string; owner: string; schema: string }>(
+        `SELECT DISTINCT v.oid::regclass::text AS view, quote_ident(pg_get_userbyid(v.relowner)) AS owner,
+                quote_ident(n.nspname) AS schema
+         FROM pg_depend d JOIN pg_rewrite r ON r.oid = d.objid JOIN pg_class v ON v.oid = r.ev_class
+         JOIN pg_namespace n ON n.oid = v.relnamespace
+         WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+           AND d.refobjid = format('%I.%I', :schema::text, :name::text)::regclass
+           AND v.relkind = 'v' AND r.rulename = '_RETURN'
+           AND NOT has_schema_privilege(current_user, v.relnamespace, 'CREATE')
+         ORDER BY 1`,
+        liveParameters,
+      );
+      for (const view of views) {
+        problems.push(
+          `${live}: view ${view.view} (owner ${view.owner}) cannot be re-pointed to the new version: CREATE OR REPLACE VIEW needs CREATE on schema ${view.schema}, which neither its owner nor the pipeline's role has; run GRANT CREATE ON SCHEMA ${view.schema} TO ${view.owner}.`,
         );
       }
       if (options.withStaging) {
@@ -284,15 +334,26 @@ export async function rollback(
   return attemptSwap(db, buildSwapPlan([table], options));
 }
 
+export interface ExpiredVersionsResult {
+  readonly dropped: string[];
+  /** Versions whose drop could not get its lock in time: tried again next run. */
+  readonly leftForLater: string[];
+  /** Versions kept because something users made still depends on them, with what does. */
+  readonly blockedByDependents: { readonly retiredTable: string; readonly dependents: string[] }[];
+}
+
 /**
  * Drops the retired versions of a live table beyond the newest `keep`. Each drop waits at most
- * lockTimeoutMs; one that cannot get its lock is left for the next run.
+ * lockTimeoutMs; one that cannot get its lock is left for the next run. One that something
+ * still depends on (a view or function a user made on it since) is never dropped with it:
+ * DROP without CASCADE refuses with 2BP01, and the version is kept and reported with its
+ * dependents, for a person to decide.
  */
 export async function dropExpiredVersions(
   db: SqlClient,
   live: QualifiedName,
   options: { readonly keep: number; readonly lockTimeoutMs?: number },
-): Promise<{ readonly dropped: string[]; readonly leftForLater: string[] }> {
+): Promise<ExpiredVersionsResult> {
   if (!Number.isInteger(options.keep) || options.keep < 0) {
     throw new ConfigError(`keepVersions is ${options.keep}; give a whole number, 0 or more.`);
   }
@@ -300,6 +361,7 @@ export async function dropExpiredVersions(
   const expired = (await retiredVersions(db, live)).slice(options.keep);
   const dropped: string[] = [];
   const leftForLater: string[] = [];
+  const blockedByDependents: ExpiredVersionsResult['blockedByDependents'] = [];
   for (const version of expired) {
     try {
       await db.query(`SELECT ${ADMIN_SCHEMA}.drop_retired_version(:table, :lockTimeoutMs)`, {
@@ -308,9 +370,29 @@ export async function dropExpiredVersions(
       });
       dropped.push(version.retiredTable);
     } catch (error) {
+      if (error instanceof DatabaseError && error.sqlState === '2BP01') {
+        blockedByDependents.push({
+          retiredTable: version.retiredTable,
+          dependents: await retiredVersionDependents(db, version.retiredTable),
+        });
+        continue;
+      }
       if (!busyReason(error)) throw error;
       leftForLater.push(version.retiredTable);
     }
   }
-  return { dropped, leftForLater };
+  return { dropped, leftForLater, blockedByDependents };
+}
+
+/** What keeps DROP TABLE from dropping a retired version: all but what goes with the table. */
+async function retiredVersionDependents(db: SqlClient, retiredTable: string): Promise<string[]> {
+  const rows = await db.query<{ object: string }>(
+    `SELECT DISTINCT d.object FROM ${ADMIN_SCHEMA}.dependents(
+       format('%I.%I', :schema::text, :name::text)::regclass) d
+     WHERE d.kind NOT IN ('policy', 'owned sequence', 'identity column', 'publication',
+                          'unlogged table', 'tablespace')
+     ORDER BY d.object`,
+    { schema: RETIRED_SCHEMA, name: retiredTable },
+  );
+  return rows.map((row) => row.object);
 }

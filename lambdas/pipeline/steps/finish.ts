@@ -102,6 +102,13 @@ export async function finishRun(state: unknown, deps: PipelineDeps): Promise<Run
         versions: expired.leftForLater,
       });
     }
+    for (const blocked of expired.blockedByDependents) {
+      deps.log.warn('an old version is kept: objects still depend on it', {
+        table: displayQualified(table.target),
+        version: blocked.retiredTable,
+        dependents: blocked.dependents,
+      });
+    }
   }
   await context.files.deleteAll();
   for (const table of tables) deps.metrics.record('RowsSynced', 'Count', table.rows ?? 0);
