@@ -25,9 +25,11 @@ beforeAll(async () => {
     CREATE VIEW ${quoteQualified(ITEMS_VIEW)} AS SELECT id FROM ${quoteQualified(ITEMS)} WHERE qty > 10;
     CREATE TABLE public.orders (id int PRIMARY KEY, total numeric);
     CREATE MATERIALIZED VIEW public.order_totals AS SELECT sum(total) AS total FROM public.orders;
+    GRANT USAGE ON SCHEMA "Sales Dept" TO ${db.pipelineLogin.user};
   `);
   await setup.end();
-  inspector = new PgSqlClient(await db.connect('inspector'));
+  // The pipeline's own login, as in production: not a superuser.
+  inspector = new PgSqlClient(await db.connect('inspector', db.pipelineLogin));
 });
 
 /** Sessions a test opened: whatever they still hold is rolled back after it, even if it failed. */
@@ -86,6 +88,8 @@ describe('inspectLocks', () => {
         waitEventType: 'Client',
         blockingPids: [],
         query: 'SELECT * FROM "Sales Dept"."Order ""Items"""',
+        ownSession: false,
+        parallelWorkers: 0,
       },
     ]);
     const [held] = of(holders, pid);
@@ -258,6 +262,8 @@ describe('inspectLocks', () => {
           waitEventType: null,
           blockingPids: [],
           query: null,
+          ownSession: false,
+          parallelWorkers: 0,
         },
         expect.objectContaining({ gid: otherGid, relation: ORDERS, state: 'prepared' }),
       ]);

@@ -3,7 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { quoteQualified } from '../lambdas/core/identifiers';
 import { inspectLocks, type LockTarget } from '../lambdas/core/locks/inspect';
-import { terminateBlockers } from '../lambdas/core/locks/terminate';
+import { stillBlocking, terminateBlockers } from '../lambdas/core/locks/terminate';
 import { type Blocker, lockVerdict } from '../lambdas/core/locks/verdict';
 import { freshDatabase, type TestDatabase } from './support/db';
 
@@ -16,6 +16,9 @@ const GRACE = 0.5;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Users' sessions: a role of their own, as pg_signal_backend may not end a superuser's. */
+const READER = { user: 'locks_terminate_reader', password: 'reader' };
+
 let db: TestDatabase;
 let syncer: PgSqlClient;
 
@@ -26,9 +29,14 @@ beforeAll(async () => {
     CREATE SCHEMA "Sales Dept";
     CREATE TABLE ${quoteQualified(ITEMS)} (id int);
     CREATE VIEW "Sales Dept"."Items ""View""" AS SELECT id FROM ${quoteQualified(ITEMS)};
+    DO $$ BEGIN CREATE ROLE ${READER.user} LOGIN PASSWORD '${READER.password}';
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+    GRANT USAGE ON SCHEMA "Sales Dept" TO ${READER.user};
+    GRANT SELECT ON ${quoteQualified(ITEMS)}, "Sales Dept"."Items ""View""" TO ${READER.user};
+    GRANT USAGE ON SCHEMA "Sales Dept" TO ${db.pipelineLogin.user};
   `);
   await setup.end();
-  syncer = new PgSqlClient(await db.connect(`${OWN_PREFIX}swap`));
+  syncer = new PgSqlClient(await db.connect(`${OWN_PREFIX}swap`, db.pipelineLogin));
 });
 
 const opened: pg.Client[] = [];
@@ -37,7 +45,7 @@ afterEach(async () => {
 });
 
 async function openReader(applicationName: string, sql = `SELECT * FROM ${quoteQualified(ITEMS)}`) {
-  const client = await db.connect(applicationName);
+  const client = await db.connect(applicationName, READER);
   opened.push(client);
   await client.query('BEGIN');
   await client.query(sql);
@@ -78,13 +86,14 @@ describe('terminateBlockers', () => {
       {
         pid,
         gid: null,
-        user: 'postgres',
+        user: READER.user,
         applicationName: 'report tool',
         clientAddr: '127.0.0.1',
         relations: [{ schema: 'Sales Dept', name: 'Items "View"' }, ITEMS],
         transactionAgeSeconds: expect.any(Number),
         query: 'SELECT * FROM "Sales Dept"."Items ""View"""',
         terminated: true,
+        outcome: 'terminated',
         reason: null,
         advice: null,
       },
@@ -98,7 +107,12 @@ describe('terminateBlockers', () => {
       ownApplicationPrefix: OWN_PREFIX,
     });
     expect(again).toEqual([
-      expect.objectContaining({ pid, terminated: false, reason: 'the session had already ended' }),
+      expect.objectContaining({
+        pid,
+        terminated: false,
+        outcome: 'ended',
+        reason: 'the session had already ended',
+      }),
     ]);
   });
 
@@ -114,6 +128,7 @@ describe('terminateBlockers', () => {
       expect.objectContaining({
         pid,
         terminated: false,
+        outcome: 'refused',
         reason: 'it is one of our own sessions',
       }),
     ]);
@@ -132,7 +147,7 @@ describe('terminateBlockers', () => {
 
   it('never kills a session whose transaction moved on, or that gave the lock back', async () => {
     const movedOn = await openReader('moved on');
-    const savepoint = await db.connect('savepoint');
+    const savepoint = await db.connect('savepoint', READER);
     opened.push(savepoint);
     await savepoint.query('BEGIN');
     await savepoint.query('SAVEPOINT s');
@@ -155,18 +170,28 @@ describe('terminateBlockers', () => {
       graceSeconds: 0,
       ownApplicationPrefix: OWN_PREFIX,
     });
-    expect(records.map(({ pid, terminated, reason }) => ({ pid, terminated, reason }))).toEqual([
+    const outcomes = records.map(({ pid, terminated, outcome, reason }) => ({
+      pid,
+      terminated,
+      outcome,
+      reason,
+    }));
+    expect(outcomes).toEqual([
       {
         pid: pidOf(movedOn),
         terminated: false,
+        outcome: 'ended',
         reason: 'the transaction that held the lock has ended',
       },
       {
         pid: pidOf(savepoint),
         terminated: false,
+        outcome: 'ended',
         reason: 'it no longer holds or waits for a lock on a target',
       },
     ]);
+    // Neither blocks any more: the swap may go ahead.
+    expect(stillBlocking(records)).toEqual([]);
     expect(await alive(pidOf(movedOn))).toBe(true);
     expect(await alive(pidOf(savepoint))).toBe(true);
   });
@@ -183,6 +208,7 @@ describe('terminateBlockers', () => {
       expect.objectContaining({
         pid: pidOf(young),
         terminated: false,
+        outcome: 'refused',
         reason: 'its transaction is younger than the grace period',
       }),
     ]);
@@ -204,9 +230,10 @@ describe('terminateBlockers', () => {
         expect.objectContaining({
           pid: null,
           gid,
-          user: 'postgres',
+          user: READER.user,
           relations: [ITEMS],
           terminated: false,
+          outcome: 'refused',
           reason: 'a prepared transaction has no session to terminate',
           advice: "ROLLBACK PREPARED 'nightly''s batch'",
         }),
@@ -220,4 +247,128 @@ describe('terminateBlockers', () => {
       await preparer.query(`ROLLBACK PREPARED 'nightly''s batch'`);
     }
   });
+
+  it('counts a session that ended by itself after the check as ended, not as a failure', async () => {
+    const reader = await openReader('leaves on its own');
+    const pid = pidOf(reader);
+    await sleep(600);
+    const blockers = await blockersOf(pid);
+    await reader.end();
+    await waitUntil(async () => !(await alive(pid)));
+
+    const records = await terminateBlockers(syncer, blockers, {
+      graceSeconds: GRACE,
+      ownApplicationPrefix: OWN_PREFIX,
+    });
+    expect(records).toEqual([
+      expect.objectContaining({ pid, terminated: false, outcome: 'ended' }),
+    ]);
+    expect(stillBlocking(records)).toEqual([]);
+  });
+
+  it("never ends a session of the pipeline's own role, even without our application_name", async () => {
+    // Over the RDS Data API the client sets no application_name: the role is what is ours.
+    const setup = await db.connect('setup');
+    await setup.query(`GRANT SELECT ON ${quoteQualified(ITEMS)} TO ${db.pipelineLogin.user}`);
+    const ours = await db.connect('', db.pipelineLogin);
+    opened.push(ours);
+    await ours.query('BEGIN');
+    await ours.query(`SELECT * FROM ${quoteQualified(ITEMS)}`);
+    const pid = pidOf(ours);
+    await sleep(600);
+
+    const holders = await inspectLocks(syncer, TARGETS);
+    expect(holders.filter((holder) => holder.pid === pid)).toEqual([
+      expect.objectContaining({ applicationName: '', ownSession: true }),
+    ]);
+    const blockers = await blockersOf(pid);
+    expect(blockers[0]!.reason).toContain(
+      "(user sync_pipeline, the pipeline's own role, from 127.0.0.1) has held AccessShareLock",
+    );
+    expect(blockers[0]!.reason).toMatch(/never terminated: wait for it to finish$/);
+    const records = await terminateBlockers(syncer, blockers, {
+      graceSeconds: GRACE,
+      ownApplicationPrefix: OWN_PREFIX,
+    });
+    expect(records).toEqual([
+      expect.objectContaining({
+        pid,
+        terminated: false,
+        outcome: 'refused',
+        reason: 'it is one of our own sessions',
+      }),
+    ]);
+    expect(await alive(pid)).toBe(true);
+  });
+
+  it('shows a parallel query as one blocker under its leader, and ends it by ending the leader', async () => {
+    const setup = await db.connect('setup');
+    await setup.query(`
+      CREATE TABLE public.big AS SELECT g AS id FROM generate_series(1, 20000) g;
+      ANALYZE public.big;
+      GRANT SELECT ON public.big TO ${READER.user};
+    `);
+    const big = { schema: 'public', name: 'big' };
+    const leader = await db.connect('parallel report', READER);
+    opened.push(leader);
+    const leaderPid = pidOf(leader);
+    // Plan it in parallel however small the table; the GUC was renamed in PostgreSQL 16.
+    const force = db.major >= 16 ? 'debug_parallel_query' : 'force_parallel_mode';
+    await leader.query(`SET ${force} = on; SET parallel_setup_cost = 0;
+      SET parallel_tuple_cost = 0; SET min_parallel_table_scan_size = 0;
+      SET max_parallel_workers_per_gather = 2`);
+    await leader.query('BEGIN');
+    const running = leader
+      .query('SELECT count(*) FROM public.big WHERE pg_sleep(0.002) IS NOT NULL')
+      .catch((error: unknown) => error);
+    const workers = async () =>
+      (
+        await syncer.query<{ pid: number }>(
+          'SELECT pid FROM pg_stat_activity WHERE leader_pid = :pid::int AND pid <> :pid::int',
+          { pid: leaderPid },
+        )
+      ).map((row) => row.pid);
+    await waitUntil(async () => (await workers()).length > 0, 20_000);
+    const workerPids = await workers();
+    await sleep(600);
+
+    const targets: LockTarget[] = [
+      { relation: big, mode: 'AccessExclusiveLock', includeDependentViews: false },
+    ];
+    const holders = await inspectLocks(syncer, targets);
+    expect(holders.filter((holder) => workerPids.includes(holder.pid!))).toEqual([]);
+    expect(holders).toEqual([
+      expect.objectContaining({
+        pid: leaderPid,
+        state: 'active',
+        mode: 'AccessShareLock',
+        parallelWorkers: expect.any(Number),
+      }),
+    ]);
+    expect(holders[0]!.parallelWorkers).toBeGreaterThanOrEqual(1);
+    const verdict = lockVerdict(holders, { graceSeconds: GRACE });
+    if (verdict.safe) throw new Error('expected the parallel query to block');
+    expect(verdict.blockers[0]!.reason).toMatch(/leading \d parallel workers?\) has held/);
+
+    const records = await terminateBlockers(syncer, verdict.blockers, {
+      graceSeconds: GRACE,
+      ownApplicationPrefix: OWN_PREFIX,
+    });
+    expect(records).toEqual([
+      expect.objectContaining({ pid: leaderPid, terminated: true, outcome: 'terminated' }),
+    ]);
+    expect(await running).toBeInstanceOf(Error);
+    await waitUntil(async () => {
+      for (const pid of [leaderPid, ...workerPids]) if (await alive(pid)) return false;
+      return true;
+    });
+  });
 });
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await sleep(50);
+  }
+}

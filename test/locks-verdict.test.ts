@@ -22,6 +22,8 @@ function holder(overrides: Partial<LockHolder> = {}): LockHolder {
     waitEventType: 'Client',
     blockingPids: [],
     query: 'SELECT * FROM orders',
+    ownSession: false,
+    parallelWorkers: 0,
     ...overrides,
   };
 }
@@ -165,6 +167,133 @@ describe('lockVerdict', () => {
       'pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a transaction whose current query has run for 12 s: "UPDATE x SET y = 1"; wait for it, cancel it, or set onMaxWait to terminate',
       'pid 4242 (user alice, application "psql") has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a failed transaction that is idle and waits for a ROLLBACK: "SELECT * FROM orders"; end that transaction or set onMaxWait to terminate',
     ]);
+  });
+
+  it('on a merge target, counts settled sessions that may hold row locks, saying so', () => {
+    const onLive = { targetMode: 'RowExclusiveLock', transactionAgeSeconds: 47.2 } as const;
+    const forUpdate = holder({
+      ...onLive,
+      mode: 'RowShareLock',
+      query: 'SELECT * FROM orders WHERE id = 1 FOR UPDATE',
+    });
+    const writer = holder({
+      ...onLive,
+      pid: 4343,
+      mode: 'RowExclusiveLock',
+      query: 'UPDATE orders SET total = 0',
+    });
+    const longUpdate = holder({
+      ...onLive,
+      pid: 4444,
+      mode: 'RowExclusiveLock',
+      state: 'active',
+      queryAgeSeconds: 30,
+    });
+    const prepared = holder({
+      ...onLive,
+      pid: null,
+      gid: 'g',
+      state: 'prepared',
+      mode: 'RowExclusiveLock',
+    });
+    const verdict = lockVerdict([forUpdate, writer, longUpdate, prepared], { graceSeconds: 2 });
+    expect(verdict.safe).toBe(false);
+    if (verdict.safe) return;
+    expect(verdict.blockers.map((b) => b.holder)).toEqual([
+      forUpdate,
+      writer,
+      longUpdate,
+      prepared,
+    ]);
+    expect(verdict.blockers[0]!.reason).toBe(
+      'pid 4242 (user alice, application "psql", from 10.0.0.7) has held RowShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT * FROM orders WHERE id = 1 FOR UPDATE"; it may hold row locks the merge needs (our RowExclusiveLock does not conflict with its RowShareLock, but changing a row it locked waits until its transaction ends); end that transaction or set onMaxWait to terminate',
+    );
+    expect(verdict.blockers[3]!.reason).toContain(
+      'has held RowExclusiveLock on public.orders for 47 s; it may hold row locks the merge needs',
+    );
+  });
+
+  it('on a merge target, leaves plain readers, young transactions and short statements alone', () => {
+    const onLive = { targetMode: 'RowExclusiveLock' } as const;
+    const reader = holder({ ...onLive, mode: 'AccessShareLock' });
+    const young = holder({ ...onLive, mode: 'RowExclusiveLock', transactionAgeSeconds: 0.5 });
+    const busy = holder({
+      ...onLive,
+      mode: 'RowExclusiveLock',
+      state: 'active',
+      queryAgeSeconds: 0.1,
+    });
+    const queued = holder({ ...onLive, mode: 'RowShareLock', granted: false });
+    // The table-level matrix itself is unchanged: row locks are the verdict's rule, not a conflict.
+    const renamed = holder({ targetMode: 'ShareUpdateExclusiveLock', mode: 'RowExclusiveLock' });
+    expect(lockVerdict([reader, young, busy, queued, renamed], { graceSeconds: 2 })).toEqual({
+      safe: true,
+      ignored: [
+        { holder: reader, reason: 'does not conflict' },
+        { holder: young, reason: 'younger than grace' },
+        { holder: busy, reason: 'younger than grace' },
+        { holder: queued, reason: 'does not conflict' },
+        { holder: renamed, reason: 'does not conflict' },
+      ],
+    });
+  });
+
+  it('counts a transaction an attempt collided with despite grace, and only that transaction', () => {
+    const quick = holder({ transactionAgeSeconds: 0.8 });
+    const collidedWith = [{ pid: 4242, transactionStartMicros: '1732200000000000' }];
+    const verdict = lockVerdict([quick], { graceSeconds: 2, collidedWith });
+    expect(verdict.safe).toBe(false);
+    if (verdict.safe) return;
+    expect(verdict.blockers[0]!.reason).toBe(
+      'pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on public.orders for 0.8 s in an open transaction that is idle: "SELECT * FROM orders"; a swap attempt already timed out behind it; end that transaction or set onMaxWait to terminate',
+    );
+    const nextTransaction = holder({
+      transactionAgeSeconds: 0.8,
+      transactionStartMicros: '1732200000900000',
+    });
+    expect(lockVerdict([nextTransaction], { graceSeconds: 2, collidedWith }).safe).toBe(true);
+    // A merge's collision with a young writer in a short statement: row locks, counted.
+    const writer = holder({
+      targetMode: 'RowExclusiveLock',
+      mode: 'RowExclusiveLock',
+      state: 'active',
+      transactionAgeSeconds: 0.8,
+      queryAgeSeconds: 0.1,
+    });
+    expect(lockVerdict([writer], { graceSeconds: 2, collidedWith }).safe).toBe(false);
+    // Nor does a collision make a non-conflicting reader or a yielding autovacuum count.
+    const reader = holder({ targetMode: 'RowExclusiveLock' });
+    expect(lockVerdict([reader], { collidedWith }).safe).toBe(true);
+  });
+
+  it("names the pipeline's own sessions and parallel queries, and never advises ending our own", () => {
+    const own = holder({
+      user: 'sync_pipeline',
+      applicationName: '',
+      clientAddr: null,
+      ownSession: true,
+      state: 'active',
+      queryAgeSeconds: 40,
+      query: 'CREATE INDEX ON staging (id)',
+    });
+    const parallel = holder({ parallelWorkers: 2, state: 'active', queryAgeSeconds: 40 });
+    const verdict = lockVerdict([own, parallel]);
+    expect(verdict.safe).toBe(false);
+    if (verdict.safe) return;
+    expect(verdict.blockers.map((b) => b.reason)).toEqual([
+      `pid 4242 (user sync_pipeline, the pipeline's own role) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "CREATE INDEX ON staging (id)"; it is one of the pipeline's own sessions (a statement of this or an earlier run still going), which are never terminated: wait for it to finish`,
+      'pid 4242 (user alice, application "psql", from 10.0.0.7, leading 2 parallel workers) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "SELECT * FROM orders"; wait for it, cancel it, or set onMaxWait to terminate',
+    ]);
+  });
+
+  it("gives an active statement's age when its transaction's start is not known", () => {
+    const verdict = lockVerdict([
+      holder({ state: 'active', transactionAgeSeconds: null, queryAgeSeconds: 30 }),
+    ]);
+    if (verdict.safe) throw new Error('expected a blocker');
+    expect(verdict.blockers[0]!.reason).toContain(
+      'has held AccessShareLock on public.orders for at least 30 s in a transaction whose current query has run for 30 s',
+    );
   });
 
   it('shortens long queries in messages and refuses a negative grace', () => {

@@ -76,6 +76,22 @@ export interface LockHolder {
   readonly blockingPids: readonly number[];
   /** The current or last query, at most 500 characters. */
   readonly query: string | null;
+  /**
+   * The session logged in as the role running the inspection (pg_stat_activity.usename =
+   * session_user): one of the pipeline's own sessions. The role, not application_name, tells
+   * them apart because over the RDS Data API the client cannot set application_name, and the
+   * pipeline's statements are not all marked; the README asks for a role of the pipeline's
+   * own, so its sessions are the pipeline's (or someone borrowing its login, who then is not
+   * terminated either). Their locks are still waited for: our own statement still running
+   * (an index build on staging, a statement a cut-off Data API call left going) has to finish
+   * before the swap can lock.
+   */
+  readonly ownSession: boolean;
+  /**
+   * Parallel workers of this session holding the same lock, reported under their leader's pid
+   * rather than as holders of their own (0 for a session running no parallel query).
+   */
+  readonly parallelWorkers: number;
 }
 
 /**
@@ -126,12 +142,23 @@ lock_rows AS MATERIALIZED (
          AND l.pid IS DISTINCT FROM pg_backend_pid())
      OR (l.locktype = 'transactionid' AND l.pid IS NULL)
 ),
+-- A parallel worker holds the same locks as its leader (group locking) and ends with it: its
+-- rows are reported under the leader's pid, so one parallel query is one holder, and ending
+-- the leader ends its workers. pg_stat_activity.leader_pid exists from PostgreSQL 13
+-- (https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW).
 held AS (
-  SELECT l.*, t.rank AS target_rank
+  SELECT coalesce(w.leader_pid, l.pid) AS pid, l.relation, l.mode, l.granted,
+         CASE WHEN l.pid IS NULL THEN l.virtualtransaction END AS virtualtransaction,
+         t.rank AS target_rank,
+         count(DISTINCT w.pid) AS parallel_workers
   FROM lock_rows l
   JOIN target t ON t.relid = l.relation
   CROSS JOIN mode_list m
+  LEFT JOIN pg_stat_activity w
+    ON w.pid = l.pid AND w.leader_pid IS NOT NULL AND w.leader_pid <> w.pid
   WHERE l.locktype = 'relation' AND l.mode = ANY (m.modes)
+    AND coalesce(w.leader_pid, l.pid) IS DISTINCT FROM pg_backend_pid()
+  GROUP BY 1, 2, 3, 4, 5, 6
 )
 SELECT
   h.pid::int AS pid,
@@ -162,7 +189,11 @@ SELECT
     AS transaction_start_micros,
   a.wait_event_type::text AS wait_event_type,
   coalesce(array_to_string(pg_blocking_pids(h.pid), ','), '')::text AS blocking_pids,
-  left(a.query, 500)::text AS query
+  left(a.query, 500)::text AS query,
+  -- pg_stat_activity.usename is the role the session logged in as, so session_user, not
+  -- current_user (which SET ROLE changes), is the one to compare with.
+  coalesce(a.usename = session_user, false)::boolean AS own_session,
+  h.parallel_workers::int AS parallel_workers
 FROM held h
 CROSS JOIN mode_list m
 JOIN pg_class c ON c.oid = h.relation
@@ -200,6 +231,8 @@ interface LockHolderRow {
   wait_event_type: string | null;
   blocking_pids: string;
   query: string | null;
+  own_session: boolean;
+  parallel_workers: number;
 }
 
 /**
@@ -249,6 +282,8 @@ function toLockHolder(row: LockHolderRow): LockHolder {
     waitEventType: row.wait_event_type,
     blockingPids: row.blocking_pids === '' ? [] : row.blocking_pids.split(',').map(Number),
     query: row.query,
+    ownSession: row.own_session,
+    parallelWorkers: row.parallel_workers,
   };
 }
 
@@ -259,4 +294,114 @@ function oneOf<T extends string>(value: string, allowed: readonly T[], column: s
     );
   }
   return value as T;
+}
+
+/** A session that one of the pipeline's own sessions is waiting for, on any lock. */
+export interface BlockingSession {
+  /** Our session that waits: it holds or waits for a lock on a target. */
+  readonly blockedPid: number;
+  /** The parallel group leader when a worker blocks; null for a prepared transaction. */
+  readonly pid: number | null;
+  readonly user: string | null;
+  readonly applicationName: string | null;
+  readonly clientAddr: string | null;
+  /** pg_stat_activity.state; 'prepared' for a prepared transaction. */
+  readonly state: string | null;
+  readonly transactionAgeSeconds: number | null;
+  readonly queryAgeSeconds: number | null;
+  /** As LockHolder.transactionStartMicros: pass it with pid to lockVerdict's `collidedWith`. */
+  readonly transactionStartMicros: string | null;
+  readonly query: string | null;
+}
+
+/**
+ * `:targets` as for INSPECT_LOCKS_SQL (mode and include_dependent_views are not needed). Our
+ * sessions are those of the role running this query (session_user), other than this one.
+ * pg_blocking_pids names the holders of the lock a session waits for, whatever its kind:
+ * a row lock shows up as a wait for the holder's transaction ID, which no relation lock shows
+ * (https://www.postgresql.org/docs/current/functions-info.html, pg_blocking_pids). A
+ * prepared transaction appears there as 0.
+ */
+export const SESSIONS_BLOCKING_SQL = `
+WITH wanted AS (
+  SELECT to_regclass(format('%I.%I', t.schema, t.name))::oid AS relid
+  FROM jsonb_to_recordset(:targets::jsonb) AS t(schema text, name text)
+),
+ours AS (
+  SELECT DISTINCT a.pid
+  FROM pg_stat_activity a
+  JOIN pg_locks l ON l.pid = a.pid AND l.locktype = 'relation'
+  JOIN wanted w ON w.relid = l.relation
+  WHERE a.usename = session_user
+    AND a.pid <> pg_backend_pid()
+    AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+blocking AS (
+  SELECT DISTINCT o.pid AS blocked_pid,
+         CASE WHEN b.pid = 0 THEN NULL ELSE coalesce(w.leader_pid, b.pid) END AS pid
+  FROM ours o
+  CROSS JOIN LATERAL unnest(pg_blocking_pids(o.pid)) AS b(pid)
+  LEFT JOIN pg_stat_activity w
+    ON w.pid = b.pid AND w.leader_pid IS NOT NULL AND w.leader_pid <> w.pid
+)
+SELECT b.blocked_pid::int AS blocked_pid,
+       b.pid::int AS pid,
+       a.usename::text AS user_name,
+       a.application_name::text AS application_name,
+       host(a.client_addr)::text AS client_addr,
+       CASE WHEN b.pid IS NULL THEN 'prepared' ELSE a.state END::text AS state,
+       extract(epoch FROM statement_timestamp() - a.xact_start)::float8 AS transaction_age_seconds,
+       extract(epoch FROM statement_timestamp() - a.query_start)::float8 AS query_age_seconds,
+       (extract(epoch FROM a.xact_start) * 1000000)::bigint::text AS transaction_start_micros,
+       left(a.query, 500)::text AS query
+FROM blocking b
+LEFT JOIN pg_stat_activity a ON a.pid = b.pid
+ORDER BY b.blocked_pid, b.pid NULLS FIRST
+`;
+
+interface BlockingSessionRow {
+  [column: string]: unknown;
+  blocked_pid: number;
+  pid: number | null;
+  user_name: string | null;
+  application_name: string | null;
+  client_addr: string | null;
+  state: string | null;
+  transaction_age_seconds: number | null;
+  query_age_seconds: number | null;
+  transaction_start_micros: string | null;
+  query: string | null;
+}
+
+/**
+ * Whom the pipeline's own sessions that lock a target are waiting for right now: the sessions
+ * a swap attempt is stuck behind, named while it waits. Intended use, by the gate: start it
+ * from another connection (or a concurrent Data API call) while an attempt waits under its
+ * lock_timeout, e.g. half-way through it; once the attempt has timed out nobody waits any more
+ * and this finds nothing. It names what `inspectLocks` cannot see, a merge waiting for a row
+ * lock, and short-lived holders it judged too young; pass them to `lockVerdict` as
+ * `collidedWith` (pid and transactionStartMicros) so that the next verdict waits for them.
+ */
+export async function sessionsBlocking(
+  db: SqlClient,
+  targets: readonly Pick<LockTarget, 'relation'>[],
+): Promise<BlockingSession[]> {
+  if (targets.length === 0) return [];
+  const rows = await db.query<BlockingSessionRow>(SESSIONS_BLOCKING_SQL, {
+    targets: JSON.stringify(
+      targets.map(({ relation }) => ({ schema: relation.schema, name: relation.name })),
+    ),
+  });
+  return rows.map((row) => ({
+    blockedPid: row.blocked_pid,
+    pid: row.pid,
+    user: row.user_name,
+    applicationName: row.application_name,
+    clientAddr: row.client_addr,
+    state: row.state,
+    transactionAgeSeconds: row.transaction_age_seconds,
+    queryAgeSeconds: row.query_age_seconds,
+    transactionStartMicros: row.transaction_start_micros,
+    query: row.query,
+  }));
 }

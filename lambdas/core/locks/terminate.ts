@@ -23,6 +23,12 @@ export interface TerminatedSession {
   readonly transactionAgeSeconds: number | null;
   readonly query: string | null;
   readonly terminated: boolean;
+  /**
+   * `terminated`: we ended it. `ended`: it no longer blocks without us, because the session
+   * ended, its transaction moved on, or it gave the lock back between the check and now; the
+   * swap may go ahead as if it had been terminated. `refused`: it still blocks (see reason).
+   */
+  readonly outcome: 'terminated' | 'ended' | 'refused';
   /** Why it was not terminated; null when it was. */
   readonly reason: string | null;
   /** What a person can do instead, when it was not terminated and something can be done. */
@@ -32,7 +38,11 @@ export interface TerminatedSession {
 export interface TerminateOptions {
   /** Sessions whose transaction is younger than this are left alone. */
   readonly graceSeconds: number;
-  /** application_name prefix of this product's own sessions, which are never terminated. */
+  /**
+   * application_name prefix of this product's own sessions, which are never terminated; so are
+   * the sessions of the role running this (see LockHolder.ownSession), which is what tells
+   * our own sessions apart over the RDS Data API, where application_name is not ours to set.
+   */
   readonly ownApplicationPrefix: string;
 }
 
@@ -60,7 +70,10 @@ session AS (
            SELECT 1
            FROM pg_locks l
            JOIN wanted w ON w.relid = l.relation
-           WHERE l.pid = a.pid
+           LEFT JOIN pg_stat_activity pw ON pw.pid = l.pid
+           -- the session's own locks, or its parallel workers' (a parallel query's leader is
+           -- the one terminated, and its workers end with it)
+           WHERE coalesce(pw.leader_pid, l.pid) = a.pid
              AND l.locktype = 'relation'
              AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
          ) AS still_locks
@@ -71,14 +84,17 @@ judged AS (
   SELECT s.*,
     CASE
       WHEN s.pid = pg_backend_pid() THEN 'it is this session'
-      WHEN left(coalesce(s.application_name, ''), length(:ownPrefix::text)) = :ownPrefix::text
+      WHEN s.usename = session_user
+        OR left(coalesce(s.application_name, ''), length(:ownPrefix::text)) = :ownPrefix::text
         THEN 'it is one of our own sessions'
       WHEN s.transaction_start_micros IS DISTINCT FROM :transactionStartMicros::text
         THEN 'the transaction that held the lock has ended'
       WHEN NOT s.still_locks THEN 'it no longer holds or waits for a lock on a target'
       WHEN s.age < :graceSeconds::float8 THEN 'its transaction is younger than the grace period'
       WHEN s.wraparound THEN 'it is an anti-wraparound autovacuum, which protects the database'
-    END AS refusal
+    END AS refusal,
+    s.transaction_start_micros IS DISTINCT FROM :transactionStartMicros::text
+      OR NOT s.still_locks AS gone
   FROM session s
 )
 SELECT j.pid::int AS pid,
@@ -88,9 +104,19 @@ SELECT j.pid::int AS pid,
        j.query::text AS query,
        j.age::float8 AS age,
        j.refusal::text AS refusal,
+       j.gone::boolean AS gone,
        CASE WHEN j.refusal IS NULL THEN pg_terminate_backend(j.pid, :waitMs::int8) ELSE false END
          ::boolean AS terminated
 FROM judged j
+`;
+
+/** Whether the transaction (`:pid`, `:transactionStartMicros`) is still open. */
+const STILL_THERE_SQL = `
+SELECT EXISTS (
+  SELECT 1 FROM pg_stat_activity a
+  WHERE a.pid = :pid::int
+    AND (extract(epoch FROM a.xact_start) * 1000000)::bigint::text = :transactionStartMicros::text
+)::boolean AS alive
 `;
 
 interface TerminateRow {
@@ -102,15 +128,18 @@ interface TerminateRow {
   query: string | null;
   age: number | null;
   refusal: string | null;
+  gone: boolean;
   terminated: boolean;
 }
 
 /**
  * Terminates each blocking session older than the grace period, one statement per session so
  * that one refusal by the server does not spare the others. Never terminates our own sessions
- * (this backend, or an application_name starting with `ownApplicationPrefix`), prepared
- * transactions (they have no session; the record says how to end them) or an anti-wraparound
- * autovacuum. Returns one record per session.
+ * (this backend, any session of the role running this, or an application_name starting with
+ * `ownApplicationPrefix`), prepared transactions (they have no session; the record says how
+ * to end them) or an anti-wraparound autovacuum. A parallel query is one blocker under its
+ * leader's pid (see inspectLocks): ending the leader ends its workers. Returns one record per
+ * session; `stillBlocking` picks those that still block.
  */
 export async function terminateBlockers(
   db: SqlClient,
@@ -164,6 +193,7 @@ async function terminateOne(
   const notTerminated = (reason: string, advice: string | null = null): TerminatedSession => ({
     ...fromInspection,
     terminated: false,
+    outcome: 'refused',
     reason,
     advice,
   });
@@ -180,16 +210,17 @@ async function terminateOne(
       'grant pg_read_all_stats to the role that runs the sync so that it sees other sessions',
     );
   }
+  const parameters = {
+    pid: holder.pid,
+    relations: JSON.stringify(relations.map(({ schema, name }) => ({ schema, name }))),
+    transactionStartMicros: holder.transactionStartMicros,
+    graceSeconds: options.graceSeconds,
+    ownPrefix: options.ownApplicationPrefix,
+    waitMs: TERMINATE_WAIT_MS,
+  };
   let rows: TerminateRow[];
   try {
-    rows = await db.query<TerminateRow>(TERMINATE_SQL, {
-      pid: holder.pid,
-      relations: JSON.stringify(relations.map(({ schema, name }) => ({ schema, name }))),
-      transactionStartMicros: holder.transactionStartMicros,
-      graceSeconds: options.graceSeconds,
-      ownPrefix: options.ownApplicationPrefix,
-      waitMs: TERMINATE_WAIT_MS,
-    });
+    rows = await db.query<TerminateRow>(TERMINATE_SQL, parameters);
   } catch (error) {
     if (error instanceof DatabaseError && error.sqlState === '42501') {
       return notTerminated(
@@ -199,8 +230,15 @@ async function terminateOne(
     }
     throw error;
   }
+  const ended = (reason: string): TerminatedSession => ({
+    ...fromInspection,
+    terminated: false,
+    outcome: 'ended',
+    reason,
+    advice: null,
+  });
   const row = rows[0];
-  if (!row) return notTerminated('the session had already ended');
+  if (!row) return ended('the session had already ended');
   const fresh = {
     ...fromInspection,
     user: row.user_name,
@@ -209,17 +247,40 @@ async function terminateOne(
     transactionAgeSeconds: row.age,
     query: row.query,
   };
-  if (row.refusal !== null)
-    return { ...fresh, terminated: false, reason: row.refusal, advice: null };
-  if (!row.terminated) {
+  if (row.refusal !== null) {
     return {
       ...fresh,
       terminated: false,
+      outcome: row.gone ? 'ended' : 'refused',
+      reason: row.refusal,
+      advice: null,
+    };
+  }
+  if (!row.terminated) {
+    // pg_terminate_backend returns false both when the wait ran out and when the process had
+    // already exited (a WARNING, not an error): look again to tell them apart.
+    const [still] = await db.query<{ [column: string]: unknown; alive: boolean }>(STILL_THERE_SQL, {
+      pid: holder.pid,
+      transactionStartMicros: holder.transactionStartMicros,
+    });
+    if (!still?.alive) return ended('the session ended as it was signalled');
+    return {
+      ...fresh,
+      terminated: false,
+      outcome: 'refused',
       reason: `it was signalled but had not exited after ${TERMINATE_WAIT_MS / 1000} s`,
       advice: null,
     };
   }
-  return { ...fresh, terminated: true, reason: null, advice: null };
+  return { ...fresh, terminated: true, outcome: 'terminated', reason: null, advice: null };
+}
+
+/**
+ * The records of sessions that still block: neither terminated nor ended by themselves. The
+ * swap can go ahead when this is empty; otherwise it should fail naming them.
+ */
+export function stillBlocking(records: readonly TerminatedSession[]): TerminatedSession[] {
+  return records.filter((record) => record.outcome === 'refused');
 }
 
 function uniqueRelations(group: readonly Blocker[]): QualifiedName[] {

@@ -33,15 +33,45 @@ export type LockVerdict =
 export interface LockVerdictOptions {
   /** Seconds; default DEFAULT_GRACE_SECONDS. */
   readonly graceSeconds?: number;
+  /**
+   * Transactions a swap attempt has already collided with: they count as blockers even when
+   * younger than the grace period (and, on a merge target, whatever their state). For the gate:
+   * a reader that lasts longer than lock_timeout but less than the grace period, one after
+   * another, makes every attempt time out while each one looks too young to wait for. After
+   * busy attempts the gate passes the holders it counted (`sessionsBlocking` names them while
+   * an attempt waits), and the verdict then waits for them instead of attempting again.
+   * A transaction is its pid and LockHolder.transactionStartMicros, so a later transaction of
+   * the same session, or a reused pid, is not mistaken for it.
+   */
+  readonly collidedWith?: readonly CollidedTransaction[];
+}
+
+export interface CollidedTransaction {
+  readonly pid: number;
+  readonly transactionStartMicros: string;
 }
 
 /**
  * Sorts holders into blockers and ignored ones:
- * - a holder counts only if its mode (held, or requested when waiting, since we would queue
- *   behind it) conflicts with the mode we need on that relation;
+ * - a holder counts if its mode (held, or requested when waiting, since we would queue
+ *   behind it) conflicts with the mode we need on that relation (`conflicts`, the table-level
+ *   matrix);
+ * - on a relation we need in RowExclusiveLock (a merge into live), a granted RowShareLock
+ *   (SELECT ... FOR UPDATE/SHARE, a foreign key check) or RowExclusiveLock (INSERT, UPDATE,
+ *   DELETE) does not conflict at table level, but its transaction may hold row locks on rows
+ *   the merge changes, and then every attempt waits for it until lock_timeout. Row locks are
+ *   not in pg_locks (they live in the rows, https://www.postgresql.org/docs/current/explicit-locking.html#LOCKING-ROWS),
+ *   so such a holder counts when it looks settled on them: its transaction is older than the
+ *   grace period and it is idle in that transaction, prepared, or running a statement that has
+ *   itself run longer than the grace period;
  * - a plain autovacuum cancels itself when a conflicting lock is requested; an anti-wraparound
  *   one does not and counts;
- * - a transaction younger than the grace period does not count; one of unknown age does.
+ * - a transaction younger than the grace period does not count (`younger than grace`, which
+ *   also covers a possible row-lock holder whose current statement is younger than it), unless
+ *   an attempt already collided with it (`collidedWith`); one of unknown age counts.
+ * The pipeline's own sessions count like anyone's (our own statement still running, such as
+ * an index build on staging, has to finish before the swap can lock), with a sentence saying
+ * so; they are never terminated.
  */
 export function lockVerdict(
   holders: readonly LockHolder[],
@@ -51,20 +81,57 @@ export function lockVerdict(
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
     throw new Error(`lockVerdict: graceSeconds must be a number >= 0, not ${graceSeconds}`);
   }
+  const collided = new Set(
+    (options.collidedWith ?? []).map((t) => transactionKey(t.pid, t.transactionStartMicros)),
+  );
   const blockers: Blocker[] = [];
   const ignored: IgnoredHolder[] = [];
   for (const holder of holders) {
-    const why = ignoredReason(holder, graceSeconds);
+    const hasCollided =
+      holder.pid !== null &&
+      collided.has(transactionKey(holder.pid, holder.transactionStartMicros));
+    const why = ignoredReason(holder, graceSeconds, hasCollided);
     if (why) ignored.push({ holder, reason: why });
-    else blockers.push({ holder, reason: blockerReason(holder) });
+    else blockers.push({ holder, reason: blockerReason(holder, { collided: hasCollided }) });
   }
   return blockers.length === 0 ? { safe: true, ignored } : { safe: false, blockers, ignored };
 }
 
-function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason | null {
-  if (!conflicts(holder.targetMode, holder.mode)) return 'does not conflict';
+function transactionKey(pid: number, transactionStartMicros: string | null): string {
+  return `${pid}@${transactionStartMicros}`;
+}
+
+/**
+ * A granted lock that does not conflict with a merge's RowExclusiveLock at table level but
+ * whose transaction may hold row locks the merge needs.
+ */
+export function mayHoldRowLocks(holder: LockHolder): boolean {
+  return (
+    holder.targetMode === 'RowExclusiveLock' &&
+    holder.granted &&
+    (holder.mode === 'RowShareLock' || holder.mode === 'RowExclusiveLock') &&
+    holder.state !== 'autovacuum'
+  );
+}
+
+function ignoredReason(
+  holder: LockHolder,
+  graceSeconds: number,
+  collided: boolean,
+): IgnoredReason | null {
+  const rowLocks = mayHoldRowLocks(holder);
+  if (!conflicts(holder.targetMode, holder.mode) && !rowLocks) return 'does not conflict';
   if (holder.state === 'autovacuum' && !holder.autovacuumWraparound) return 'autovacuum gives way';
+  if (collided) return null;
   if (holder.transactionAgeSeconds !== null && holder.transactionAgeSeconds < graceSeconds) {
+    return 'younger than grace';
+  }
+  if (
+    rowLocks &&
+    holder.state === 'active' &&
+    holder.queryAgeSeconds !== null &&
+    holder.queryAgeSeconds < graceSeconds
+  ) {
     return 'younger than grace';
   }
   return null;
@@ -75,20 +142,31 @@ function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason 
  * public.orders for 47 s in an open transaction that is idle: "SELECT ..."; end that
  * transaction or set onMaxWait to terminate`
  */
-export function blockerReason(holder: LockHolder): string {
+export function blockerReason(
+  holder: LockHolder,
+  options: { readonly collided?: boolean } = {},
+): string {
   const relation = displayQualified(holder.relation);
-  const age = formatSeconds(holder.transactionAgeSeconds);
+  const age = formatAge(holder);
   const query = holder.query ? `: ${quoteQuery(holder.query)}` : '';
+  const notes =
+    (mayHoldRowLocks(holder)
+      ? `; it may hold row locks the merge needs (our ${holder.targetMode} does not conflict with ` +
+        `its ${holder.mode}, but changing a row it locked waits until its transaction ends)`
+      : '') + (options.collided ? '; a swap attempt already timed out behind it' : '');
   if (holder.state === 'prepared') {
     const gid = holder.gid ?? '?';
     return (
       `prepared transaction ${sqlLiteral(gid)} (owner ${holder.user ?? 'unknown'}) has held ` +
-      `${holder.mode} on ${relation} for ${age}; a prepared transaction has no session to end ` +
-      `and survives restarts: finish it with COMMIT PREPARED ${sqlLiteral(gid)} or ` +
+      `${holder.mode} on ${relation} for ${age}${notes}; a prepared transaction has no session ` +
+      `to end and survives restarts: finish it with COMMIT PREPARED ${sqlLiteral(gid)} or ` +
       `ROLLBACK PREPARED ${sqlLiteral(gid)} (as its owner or a superuser, in its database)`
     );
   }
   const who = describeSession(holder);
+  const terminateAdvice = holder.ownSession
+    ? "it is one of the pipeline's own sessions (a statement of this or an earlier run still going), which are never terminated: wait for it to finish"
+    : null;
   if (!holder.granted) {
     const behind =
       holder.blockingPids.length > 0
@@ -97,31 +175,49 @@ export function blockerReason(holder: LockHolder): string {
         : '';
     return (
       `${who} has waited for ${holder.mode} on ${relation} in a transaction open for ${age}` +
-      `${behind}; our ${holder.targetMode} would queue behind it${query}; end what it waits ` +
-      `for, end that transaction, or set onMaxWait to terminate`
+      `${behind}; our ${holder.targetMode} would queue behind it${query}${notes}; ` +
+      (terminateAdvice ??
+        'end what it waits for, end that transaction, or set onMaxWait to terminate')
     );
   }
   const held = `${who} has held ${holder.mode} on ${relation} for ${age}`;
+  const end = (advice: string) => `${notes}; ${terminateAdvice ?? advice}`;
   switch (holder.state) {
     case 'idle in transaction':
-      return `${held} in an open transaction that is idle${query}; end that transaction or set onMaxWait to terminate`;
+      return `${held} in an open transaction that is idle${query}${end('end that transaction or set onMaxWait to terminate')}`;
     case 'idle in transaction (aborted)':
-      return `${held} in a failed transaction that is idle and waits for a ROLLBACK${query}; end that transaction or set onMaxWait to terminate`;
+      return `${held} in a failed transaction that is idle and waits for a ROLLBACK${query}${end('end that transaction or set onMaxWait to terminate')}`;
     case 'active':
-      return `${held} in a transaction whose current query has run for ${formatSeconds(holder.queryAgeSeconds)}${query}; wait for it, cancel it, or set onMaxWait to terminate`;
+      return `${held} in a transaction whose current query has run for ${formatSeconds(holder.queryAgeSeconds)}${query}${end('wait for it, cancel it, or set onMaxWait to terminate')}`;
     case 'autovacuum':
-      return `${held} as an autovacuum run to prevent transaction ID wraparound, which does not give way to other locks${query}; let it finish (it protects the database) and retry later`;
+      return `${held} as an autovacuum run to prevent transaction ID wraparound, which does not give way to other locks${query}${notes}; let it finish (it protects the database) and retry later`;
     default:
-      return `${held}${query}; end that session's transaction or set onMaxWait to terminate`;
+      return `${held}${query}${end("end that session's transaction or set onMaxWait to terminate")}`;
   }
+}
+
+/**
+ * How long the holder has held its lock: its transaction's age; when that is unknown (no
+ * xact_start), its current statement has run at least as long as the transaction.
+ */
+function formatAge(holder: LockHolder): string {
+  if (holder.transactionAgeSeconds !== null) return formatSeconds(holder.transactionAgeSeconds);
+  if (holder.queryAgeSeconds !== null) return `at least ${formatSeconds(holder.queryAgeSeconds)}`;
+  return formatSeconds(null);
 }
 
 function describeSession(holder: LockHolder): string {
   const details = [
     holder.state === 'autovacuum' ? 'autovacuum worker' : `user ${holder.user ?? 'unknown'}`,
   ];
+  if (holder.ownSession) details.push("the pipeline's own role");
   if (holder.applicationName) details.push(`application ${JSON.stringify(holder.applicationName)}`);
   if (holder.clientAddr) details.push(`from ${holder.clientAddr}`);
+  if (holder.parallelWorkers > 0) {
+    details.push(
+      `leading ${holder.parallelWorkers} parallel worker${holder.parallelWorkers === 1 ? '' : 's'}`,
+    );
+  }
   return `pid ${holder.pid ?? 'unknown'} (${details.join(', ')})`;
 }
 
