@@ -271,13 +271,6 @@ AS $fn$
   CROSS JOIN staging s
 $fn$`;
 
-/**
- * staging_index_statements was staging_index_builds without the index names. The result type
- * differs, which CREATE OR REPLACE cannot change, hence the new name; schemas installed before
- * the change lose the old function here.
- */
-const DROP_STAGING_INDEX_STATEMENTS_SQL = `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.staging_index_statements(regclass, regclass)`;
-
 /** Every privilege on a table and its columns, by role name, for copying and verifying. */
 const PRIVILEGES_SQL = `
 CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.privileges(p_table regclass)
@@ -751,7 +744,6 @@ export const RENAME_SQL: readonly string[] = [
   INDEX_SIGNATURE_SQL,
   INDEX_PAIRS_SQL,
   STAGING_INDEX_BUILDS_SQL,
-  DROP_STAGING_INDEX_STATEMENTS_SQL,
   PRIVILEGES_SQL,
   COPY_PRIVILEGES_SQL,
   PUBLISH_BY_RENAME_SQL,
