@@ -19,12 +19,12 @@ import { SYNC_SQLSTATE } from './sqlstates';
  * Locking in that same order, each relation in the strongest mode any later statement of the
  * swap needs, leaves no lock to wait for or upgrade once the work starts, so readers and
  * writers can make the swap wait (for at most lock_timeout) but never deadlock with it:
- * 1. staging tables, then the sequences their columns own: only the pipeline uses them;
- * 2. the views that rename re-points with CREATE OR REPLACE VIEW (those selecting directly
+ * 1. staging tables, then 2. the sequences their columns own: only the pipeline uses them;
+ * 3. the views that rename re-points with CREATE OR REPLACE VIEW (those selecting directly
  *    from a live table), outermost first (a view over another of them comes before it,
  *    depth counted through every view in between), since a reader locks the outer view first;
- * 3. the live tables;
- * 4. the sequences the live tables' columns own (serial or identity), after their tables.
+ * 4. the live tables;
+ * 5. the sequences the live tables' columns own (serial or identity), after their tables.
  * Within each step: schema, then name, bytewise, so two runs cannot deadlock on each other.
  * Relations that do not exist are left out (a first publication creates the live table).
  */
@@ -72,17 +72,17 @@ AS $fn$
   wanted (step, depth, relid, mode) AS (
     SELECT 1, 0, p.staging, p.staging_lock FROM planned p WHERE p.staging IS NOT NULL
     UNION ALL
-    SELECT 1, -1, o.sequence_oid, p.staging_sequence_lock
+    SELECT 2, 0, o.sequence_oid, p.staging_sequence_lock
     FROM planned p JOIN owned_sequences o ON o.table_oid = p.staging
     UNION ALL
-    SELECT 2, max(w.depth), w.view_oid, max(w.mode)
+    SELECT 3, max(w.depth), w.view_oid, w.mode
     FROM views w
-    GROUP BY w.view_oid
+    GROUP BY w.view_oid, w.mode
     HAVING bool_or(w.direct)
     UNION ALL
-    SELECT 3, 0, p.live, p.live_lock FROM planned p WHERE p.live IS NOT NULL
+    SELECT 4, 0, p.live, p.live_lock FROM planned p WHERE p.live IS NOT NULL
     UNION ALL
-    SELECT 4, 0, o.sequence_oid, p.live_sequence_lock
+    SELECT 5, 0, o.sequence_oid, p.live_sequence_lock
     FROM planned p JOIN owned_sequences o ON o.table_oid = p.live
     WHERE p.live_sequence_lock IS NOT NULL
   )
@@ -90,7 +90,6 @@ AS $fn$
   FROM wanted w
   JOIN pg_class c ON c.oid = w.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
-  -- Staging tables before their sequences: depth 0 sorts before -1.
   ORDER BY w.step, w.depth DESC, n.nspname COLLATE "C", c.relname COLLATE "C"
 $fn$`;
 
