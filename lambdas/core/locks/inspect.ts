@@ -14,6 +14,8 @@ export interface LockTarget {
   readonly mode: LockMode;
   /** Also check the views and materialized views that select directly from the relation, in the same mode. */
   readonly includeDependentViews: boolean;
+  /** Also check the sequences its columns own (serial or identity), in the same mode. */
+  readonly includeOwnedSequences?: boolean;
 }
 
 /**
@@ -95,7 +97,8 @@ export interface LockHolder {
 }
 
 /**
- * `:targets` is a JSON array of `{schema, name, mode, include_dependent_views}`. Every output
+ * `:targets` is a JSON array of
+ * `{schema, name, mode, include_dependent_views, include_owned_sequences}`. Every output
  * column is cast to int, float8, text or boolean, which both transports return the same way.
  */
 export const INSPECT_LOCKS_SQL = `
@@ -103,10 +106,12 @@ WITH mode_list AS (
   SELECT ARRAY[${LOCK_MODES.map((mode) => `'${mode}'`).join(', ')}]::text[] AS modes
 ),
 input AS (
-  SELECT t.mode, t.include_dependent_views,
+  SELECT t.mode, t.include_dependent_views, coalesce(t.include_owned_sequences, false)
+           AS include_owned_sequences,
          to_regclass(format('%I.%I', t.schema, t.name))::oid AS relid
   FROM jsonb_to_recordset(:targets::jsonb)
-       AS t(schema text, name text, mode text, include_dependent_views boolean)
+       AS t(schema text, name text, mode text, include_dependent_views boolean,
+            include_owned_sequences boolean)
 ),
 wanted AS (
   SELECT relid, mode FROM input WHERE relid IS NOT NULL
@@ -119,6 +124,14 @@ wanted AS (
   JOIN pg_rewrite r ON r.oid = d.objid
   JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
   WHERE i.include_dependent_views AND r.ev_class <> i.relid
+  UNION
+  SELECT d.objid, i.mode
+  FROM input i
+  JOIN pg_depend d
+    ON d.refclassid = 'pg_class'::regclass AND d.refobjid = i.relid
+   AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+  WHERE i.include_owned_sequences
 ),
 -- One mode per relation, as combinedMode() in conflicts.ts: the strongest, except that
 -- ShareLock (5) with RowExclusiveLock (3) or ShareUpdateExclusiveLock (4) needs
@@ -237,8 +250,8 @@ interface LockHolderRow {
 
 /**
  * Every session other than ours that holds or waits for a lock on one of the targets (or, when
- * asked, on a view depending directly on one), one entry per session, relation, mode and
- * granted. Targets that do not exist are skipped. Passes no judgement: see `lockVerdict`.
+ * asked, on a view depending directly on one, or a sequence one owns), one entry per session,
+ * relation, mode and granted. Targets that do not exist are skipped. Passes no judgement: see `lockVerdict`.
  */
 export async function inspectLocks(
   db: SqlClient,
@@ -257,6 +270,7 @@ export async function inspectLocks(
         name: target.relation.name,
         mode: target.mode,
         include_dependent_views: target.includeDependentViews,
+        include_owned_sequences: target.includeOwnedSequences ?? false,
       })),
     ),
   });

@@ -45,6 +45,17 @@ export const ADMIN_SCHEMA_SQL: readonly string[] = [
     analyzed_at timestamptz NOT NULL,
     PRIMARY KEY (staging_schema, staging_table)
   )`,
+  // Swaps done, by run id, written in the swap's own transaction: a call retried after its
+  // commit (the answer lost to a Data API cut-off, a Lambda retry) finds its swap here and
+  // answers with the recorded result instead of failing on the staging table it consumed.
+  // plan_digest tells apart swaps that share a run id (a rollback's run id names a second).
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.swaps (
+    run_id text NOT NULL,
+    plan_digest text NOT NULL,
+    swapped_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    result jsonb NOT NULL,
+    PRIMARY KEY (run_id, plan_digest)
+  )`,
   // ANALYZE takes a name, not a parameter: this lets a bound regclass name the table.
   `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.analyze_table(p_table regclass)
    RETURNS void

@@ -5,9 +5,132 @@
  *
  * The plan (built and validated in TypeScript, see ../swap/plan.ts) is a bound jsonb
  * parameter; every name in it is used only through format('%I').
+ *
+ * Every lock the swap needs is taken up front, in an order that cannot form a cycle with
+ * readers or writers (see SWAP_LOCKS_SQL), and the swap is recorded by run id in the same
+ * transaction, so that a retried call after an ambiguous commit answers "already swapped".
  */
 import { ADMIN_SCHEMA } from './admin';
 import { SYNC_SQLSTATE } from './sqlstates';
+
+/**
+ * The relations the swap locks, in the order it locks them. A reader of a view locks the view,
+ * then what it reads; a writer locks its table, then (through nextval) the table's sequence.
+ * Locking in that same order, each relation in the strongest mode any later statement of the
+ * swap needs, leaves no lock to wait for or upgrade once the work starts, so readers and
+ * writers can make the swap wait (for at most lock_timeout) but never deadlock with it:
+ * 1. staging tables, then 2. the sequences their columns own: only the pipeline uses them;
+ * 3. the views that rename re-points with CREATE OR REPLACE VIEW (those selecting directly
+ *    from a live table), outermost first (a view over another of them comes before it,
+ *    depth counted through every view in between), since a reader locks the outer view first;
+ * 4. the live tables;
+ * 5. the sequences the live tables' columns own (serial or identity), after their tables.
+ * Within each step: schema, then name, bytewise, so two runs cannot deadlock on each other.
+ * Relations that do not exist are left out (a first publication creates the live table).
+ */
+const SWAP_LOCKS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.swap_locks(p_plan jsonb)
+RETURNS TABLE (relation regclass, lock_mode text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  WITH RECURSIVE planned AS (
+    SELECT to_regclass(format('%I.%I', t -> 'live' ->> 'schema', t -> 'live' ->> 'name'))::oid AS live,
+           to_regclass(format('%I.%I', t -> 'staging' ->> 'schema', t -> 'staging' ->> 'name'))::oid AS staging,
+           t ->> 'liveLock' AS live_lock,
+           t ->> 'stagingLock' AS staging_lock,
+           t ->> 'viewLock' AS view_lock,
+           t ->> 'liveSequenceLock' AS live_sequence_lock,
+           t ->> 'stagingSequenceLock' AS staging_sequence_lock
+    FROM jsonb_array_elements(p_plan -> 'tables') t
+  ),
+  -- Every view over a live table whose views are re-pointed, at each depth it sits: 1 when it
+  -- selects from the table, n + 1 when it selects from a view at depth n.
+  views (view_oid, depth, direct, mode) AS (
+    SELECT r.ev_class, 1, true, p.view_lock
+    FROM planned p
+    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = p.live
+                    AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> p.live
+    JOIN pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
+    WHERE p.view_lock IS NOT NULL
+    UNION
+    SELECT r.ev_class, w.depth + 1, false, w.mode
+    FROM views w
+    JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = w.view_oid
+                    AND d.classid = 'pg_rewrite'::regclass
+    JOIN pg_rewrite r ON r.oid = d.objid AND r.ev_class <> w.view_oid
+    JOIN pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
+    WHERE w.depth < 100 -- views cannot form a cycle; this only bounds the walk
+  ),
+  owned_sequences AS (
+    SELECT d.refobjid AS table_oid, d.objid AS sequence_oid
+    FROM pg_depend d JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
+    WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
+      AND d.deptype IN ('a', 'i')
+  ),
+  wanted (step, depth, relid, mode) AS (
+    SELECT 1, 0, p.staging, p.staging_lock FROM planned p WHERE p.staging IS NOT NULL
+    UNION ALL
+    SELECT 2, 0, o.sequence_oid, p.staging_sequence_lock
+    FROM planned p JOIN owned_sequences o ON o.table_oid = p.staging
+    UNION ALL
+    SELECT 3, max(w.depth), w.view_oid, w.mode
+    FROM views w
+    GROUP BY w.view_oid, w.mode
+    HAVING bool_or(w.direct)
+    UNION ALL
+    SELECT 4, 0, p.live, p.live_lock FROM planned p WHERE p.live IS NOT NULL
+    UNION ALL
+    SELECT 5, 0, o.sequence_oid, p.live_sequence_lock
+    FROM planned p JOIN owned_sequences o ON o.table_oid = p.live
+    WHERE p.live_sequence_lock IS NOT NULL
+  )
+  SELECT w.relid::regclass, w.mode
+  FROM wanted w
+  JOIN pg_class c ON c.oid = w.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+  ORDER BY w.step, w.depth DESC, n.nspname COLLATE "C", c.relname COLLATE "C"
+$fn$`;
+
+/**
+ * Takes one lock of the swap. LOCK TABLE serves tables only: on a view it also locks every
+ * relation the view reads, in the same mode ("When a view is locked, all relations appearing
+ * in the view definition query are also locked recursively with the same lock mode",
+ * https://www.postgresql.org/docs/current/sql-lock.html), which would shut out readers of
+ * tables the swap never touches; and it refuses sequences. A view or sequence is locked by
+ * giving it to the owner it already has: ALTER ... OWNER TO takes ACCESS EXCLUSIVE on that
+ * relation alone ("An ACCESS EXCLUSIVE lock is acquired unless explicitly noted",
+ * https://www.postgresql.org/docs/current/sql-altertable.html) and changes nothing.
+ */
+const LOCK_RELATION_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.lock_relation(p_relation regclass, p_mode text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_kind "char";
+  v_owner name;
+BEGIN
+  SELECT c.relkind, pg_get_userbyid(c.relowner) INTO v_kind, v_owner
+  FROM pg_class c WHERE c.oid = p_relation;
+  IF v_kind IN ('r', 'p') THEN
+    EXECUTE format('LOCK TABLE %s IN %s MODE', p_relation,
+                   CASE p_mode
+                     WHEN 'AccessShareLock' THEN 'ACCESS SHARE'
+                     WHEN 'RowExclusiveLock' THEN 'ROW EXCLUSIVE'
+                     WHEN 'AccessExclusiveLock' THEN 'ACCESS EXCLUSIVE'
+                   END);
+  ELSIF v_kind IN ('v', 'S') AND p_mode = 'AccessExclusiveLock' THEN
+    EXECUTE format('ALTER %s %s OWNER TO %I', CASE v_kind WHEN 'v' THEN 'VIEW' ELSE 'SEQUENCE' END,
+                   p_relation, v_owner);
+  ELSE
+    RAISE EXCEPTION 'the swap cannot lock % (relkind %) in mode %', p_relation, v_kind, p_mode
+      USING ERRCODE = '${SYNC_SQLSTATE.invalidArguments}';
+  END IF;
+END
+$fn$`;
 
 const SWAP_SQL = `
 CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.swap(p_plan jsonb)
@@ -19,40 +142,65 @@ DECLARE
   v_started timestamptz := clock_timestamp();
   v_locked timestamptz;
   v_lock record;
+  v_locks jsonb := '[]';
   v_table jsonb;
   v_live regclass;
   v_staging regclass;
   v_result jsonb;
   v_results jsonb := '[]';
+  v_run_id text := p_plan ->> 'runId';
+  -- What identifies this swap besides its run id: a retry sends the same tables (its
+  -- lock_timeout may differ), while a rollback reuses a run id for another table.
+  v_digest text := md5((SELECT jsonb_agg(jsonb_build_array(t -> 'live', t -> 'staging', t ->> 'strategy'))
+                        FROM jsonb_array_elements(p_plan -> 'tables') t)::text);
+  v_recorded jsonb;
 BEGIN
+  -- A retry of a swap that committed (its answer lost to a Data API cut-off or a Lambda
+  -- retry) finds it recorded: answer with what it did, and touch nothing.
+  SELECT s.result INTO v_recorded FROM ${ADMIN_SCHEMA}.swaps s
+   WHERE s.run_id = v_run_id AND s.plan_digest = v_digest;
+  IF FOUND THEN
+    RETURN v_recorded || jsonb_build_object('alreadySwapped', true);
+  END IF;
+
+  FOR v_table IN SELECT t FROM jsonb_array_elements(p_plan -> 'tables') t LOOP
+    IF to_regclass(format('%I.%I', v_table -> 'staging' ->> 'schema', v_table -> 'staging' ->> 'name')) IS NULL THEN
+      -- Another call of this same swap may have committed since the check above.
+      SELECT s.result INTO v_recorded FROM ${ADMIN_SCHEMA}.swaps s
+       WHERE s.run_id = v_run_id AND s.plan_digest = v_digest;
+      IF FOUND THEN
+        RETURN v_recorded || jsonb_build_object('alreadySwapped', true);
+      END IF;
+      RAISE EXCEPTION 'staging table %.% does not exist', quote_ident(v_table -> 'staging' ->> 'schema'),
+        quote_ident(v_table -> 'staging' ->> 'name') USING ERRCODE = '${SYNC_SQLSTATE.stagingMissing}';
+    END IF;
+  END LOOP;
+
   -- Every lock wait below gives up after lockTimeoutMs with SQLSTATE 55P03, rolling back
   -- the whole statement: the caller retries later, and no reader queues behind us for long.
   PERFORM set_config('lock_timeout', (p_plan ->> 'lockTimeoutMs')::integer || 'ms', true);
-
-  -- One fixed order for every run (schema, then name, bytewise), so two runs cannot deadlock
-  -- on each other's tables.
-  FOR v_lock IN
-    SELECT l.schema_name, l.relation_name, l.lock_mode, l.is_staging
-    FROM jsonb_array_elements(p_plan -> 'tables') t,
-         LATERAL (VALUES (t -> 'live' ->> 'schema', t -> 'live' ->> 'name', t ->> 'liveLock', false),
-                         (t -> 'staging' ->> 'schema', t -> 'staging' ->> 'name', t ->> 'stagingLock', true))
-           AS l(schema_name, relation_name, lock_mode, is_staging)
-    ORDER BY l.schema_name COLLATE "C", l.relation_name COLLATE "C"
-  LOOP
-    IF to_regclass(format('%I.%I', v_lock.schema_name, v_lock.relation_name)) IS NULL THEN
-      IF v_lock.is_staging THEN
-        RAISE EXCEPTION 'staging table %.% does not exist', quote_ident(v_lock.schema_name),
-          quote_ident(v_lock.relation_name) USING ERRCODE = '${SYNC_SQLSTATE.stagingMissing}';
-      END IF;
-      CONTINUE; -- a first publication creates the live table
+  BEGIN
+    FOR v_lock IN SELECT * FROM ${ADMIN_SCHEMA}.swap_locks(p_plan) LOOP
+      PERFORM ${ADMIN_SCHEMA}.lock_relation(v_lock.relation, v_lock.lock_mode);
+      v_locks := v_locks || jsonb_build_object('relation', v_lock.relation::text, 'mode', v_lock.lock_mode);
+    END LOOP;
+    -- A view created on a live table after the list was read, before the table's lock was
+    -- granted (CREATE VIEW needs a lock on the table, so none can come after): lock it too.
+    FOR v_lock IN SELECT * FROM ${ADMIN_SCHEMA}.swap_locks(p_plan) l
+                  WHERE l.relation::text NOT IN (SELECT e ->> 'relation' FROM jsonb_array_elements(v_locks) e) LOOP
+      PERFORM ${ADMIN_SCHEMA}.lock_relation(v_lock.relation, v_lock.lock_mode);
+      v_locks := v_locks || jsonb_build_object('relation', v_lock.relation::text, 'mode', v_lock.lock_mode);
+    END LOOP;
+  EXCEPTION WHEN undefined_table THEN
+    -- A relation went away while we waited for its lock: most likely another call of this
+    -- same swap committed meanwhile (and dropped or renamed its staging table).
+    SELECT s.result INTO v_recorded FROM ${ADMIN_SCHEMA}.swaps s
+     WHERE s.run_id = v_run_id AND s.plan_digest = v_digest;
+    IF FOUND THEN
+      RETURN v_recorded || jsonb_build_object('alreadySwapped', true);
     END IF;
-    EXECUTE format('LOCK TABLE %I.%I IN %s MODE', v_lock.schema_name, v_lock.relation_name,
-                   CASE v_lock.lock_mode
-                     WHEN 'AccessShareLock' THEN 'ACCESS SHARE'
-                     WHEN 'RowExclusiveLock' THEN 'ROW EXCLUSIVE'
-                     WHEN 'AccessExclusiveLock' THEN 'ACCESS EXCLUSIVE'
-                   END);
-  END LOOP;
+    RAISE;
+  END;
   v_locked := clock_timestamp();
 
   FOR v_table IN SELECT t FROM jsonb_array_elements(p_plan -> 'tables') t LOOP
@@ -61,7 +209,7 @@ BEGIN
     IF v_live IS NULL OR v_table ->> 'strategy' = 'rename' THEN
       v_result := ${ADMIN_SCHEMA}.publish_by_rename(
         v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name', v_staging,
-        v_table ->> 'retiredName', p_plan ->> 'runId');
+        v_table ->> 'retiredName', v_run_id);
     ELSIF v_table ->> 'strategy' = 'truncate' THEN
       v_result := ${ADMIN_SCHEMA}.publish_by_truncate(v_live, v_staging);
       EXECUTE format('DROP TABLE %s', v_staging);
@@ -76,11 +224,14 @@ BEGIN
       'live', v_table -> 'live', 'strategy', v_table ->> 'strategy', 'result', v_result);
   END LOOP;
 
-  RETURN jsonb_build_object(
+  v_result := jsonb_build_object(
     'tables', v_results,
+    'locks', v_locks,
     'lockWaitMs', round(extract(epoch FROM v_locked - v_started) * 1000, 1),
     'lockHeldMs', round(extract(epoch FROM clock_timestamp() - v_locked) * 1000, 1));
+  INSERT INTO ${ADMIN_SCHEMA}.swaps (run_id, plan_digest, result) VALUES (v_run_id, v_digest, v_result);
+  RETURN v_result || jsonb_build_object('alreadySwapped', false);
 END
 $fn$`;
 
-export const SWAP_FUNCTION_SQL: readonly string[] = [SWAP_SQL];
+export const SWAP_FUNCTION_SQL: readonly string[] = [SWAP_LOCKS_SQL, LOCK_RELATION_SQL, SWAP_SQL];

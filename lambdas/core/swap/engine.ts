@@ -263,15 +263,24 @@ export interface SwapResult {
   readonly lockWaitMs: number;
   /** How long it held them, from the last lock granted to the end of the work (commit follows). */
   readonly lockHeldMs: number;
+  /** Every relation it locked before changing anything, in the order it locked them. */
+  readonly locks: readonly { readonly relation: string; readonly mode: string }[];
 }
 
 export type SwapAttempt =
-  | { readonly status: 'swapped'; readonly result: SwapResult }
+  | {
+      readonly status: 'swapped';
+      readonly result: SwapResult;
+      /** An earlier call of this swap (same run id and tables) had committed: this one did nothing. */
+      readonly alreadySwapped: boolean;
+    }
   | { readonly status: 'busy'; readonly reason: BusyReason; readonly message: string };
 
 /**
  * One attempt at the swap statement. A lock timeout or deadlock comes back as `busy`: the
- * statement rolled back, nothing changed, and the caller waits and tries again.
+ * statement rolled back, nothing changed, and the caller waits and tries again. Safe to repeat
+ * after a call whose answer was lost: a swap that committed comes back as swapped, with
+ * `alreadySwapped` and the result it recorded.
  */
 export async function attemptSwap(db: SqlClient, plan: SwapPlan): Promise<SwapAttempt> {
   try {
@@ -279,7 +288,10 @@ export async function attemptSwap(db: SqlClient, plan: SwapPlan): Promise<SwapAt
       `SELECT ${ADMIN_SCHEMA}.swap(:plan::jsonb)::text AS result`,
       { plan: JSON.stringify(plan) },
     );
-    return { status: 'swapped', result: JSON.parse(row!.result) as SwapResult };
+    const { alreadySwapped, ...result } = JSON.parse(row!.result) as SwapResult & {
+      alreadySwapped: boolean;
+    };
+    return { status: 'swapped', result, alreadySwapped };
   } catch (error) {
     const reason = busyReason(error);
     if (reason) return { status: 'busy', reason, message: (error as Error).message };

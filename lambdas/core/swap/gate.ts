@@ -78,15 +78,26 @@ export function gateDecision(
     : { action: 'give up', blockers };
 }
 
-/** The relations a plan locks, in the modes it takes; rename also re-points dependent views. */
+/**
+ * The relations a plan locks, in the modes it takes (see swap_locks in ../schema/swap.ts):
+ * staging and the sequences it owns; live; with rename, the views on live and the sequences
+ * live owns. Views and sequences are checked in their table's mode, which STRATEGY_LOCKS
+ * gives them wherever they are locked at all.
+ */
 export function lockTargets(plan: SwapPlan): LockTarget[] {
   return plan.tables.flatMap((table) => [
     {
+      relation: table.staging,
+      mode: table.stagingLock,
+      includeDependentViews: false,
+      includeOwnedSequences: true,
+    },
+    {
       relation: table.live,
       mode: table.liveLock,
-      includeDependentViews: table.strategy === 'rename',
+      includeDependentViews: table.viewLock !== null,
+      includeOwnedSequences: table.liveSequenceLock !== null,
     },
-    { relation: table.staging, mode: table.stagingLock, includeDependentViews: false },
   ]);
 }
 

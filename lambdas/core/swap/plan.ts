@@ -15,6 +15,11 @@ export interface PlannedTable {
   readonly staging: QualifiedName;
   readonly liveLock: LockMode;
   readonly stagingLock: LockMode;
+  /** Views on live, locked before the tables; null when the strategy leaves them alone. */
+  readonly viewLock: LockMode | null;
+  /** Sequences owned by live's columns; null when the strategy leaves them alone. */
+  readonly liveSequenceLock: LockMode | null;
+  readonly stagingSequenceLock: LockMode;
   /** `rename`: the name the replaced live table gets in the retired schema. */
   readonly retiredName: string;
   /** `merge`: resolved key columns. */
@@ -99,6 +104,9 @@ export function buildSwapPlan(
       staging: table.staging,
       liveLock: STRATEGY_LOCKS[table.strategy].live,
       stagingLock: STRATEGY_LOCKS[table.strategy].staging,
+      viewLock: STRATEGY_LOCKS[table.strategy].dependentViews,
+      liveSequenceLock: STRATEGY_LOCKS[table.strategy].liveSequences,
+      stagingSequenceLock: STRATEGY_LOCKS[table.strategy].stagingSequences,
       retiredName: runScopedName(runId, table.live),
       primaryKey: table.primaryKey ?? [],
     })),

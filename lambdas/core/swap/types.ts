@@ -33,12 +33,24 @@ export interface TableSwap {
   readonly primaryKey?: readonly string[];
 }
 
-/** The strongest lock each strategy takes on the relations it touches. */
+/**
+ * The strongest lock each strategy takes on the relations it touches. The swap takes all of
+ * them up front, before any change (see ../schema/swap.ts for the order), so that no later
+ * statement has to wait for, or upgrade, a lock.
+ */
 export interface StrategyLocks {
   readonly live: LockMode;
+  /** Dropped (truncate, merge) or renamed into place (rename): ACCESS EXCLUSIVE either way. */
   readonly staging: LockMode;
   /** Views that select from the live table, re-pointed with CREATE OR REPLACE VIEW; null when untouched. */
   readonly dependentViews: LockMode | null;
+  /**
+   * Sequences owned by the live table's columns (serial or identity), given to the new version
+   * and moved with it by ALTER TABLE SET SCHEMA; null when untouched.
+   */
+  readonly liveSequences: LockMode | null;
+  /** Sequences owned by staging's columns: dropped or moved with it. */
+  readonly stagingSequences: LockMode;
 }
 
 export const STRATEGY_LOCKS: Readonly<Record<SwapStrategy, StrategyLocks>> = {
@@ -46,7 +58,21 @@ export const STRATEGY_LOCKS: Readonly<Record<SwapStrategy, StrategyLocks>> = {
     live: 'AccessExclusiveLock',
     staging: 'AccessExclusiveLock',
     dependentViews: 'AccessExclusiveLock',
+    liveSequences: 'AccessExclusiveLock',
+    stagingSequences: 'AccessExclusiveLock',
   },
-  truncate: { live: 'AccessExclusiveLock', staging: 'AccessShareLock', dependentViews: null },
-  merge: { live: 'RowExclusiveLock', staging: 'AccessShareLock', dependentViews: null },
+  truncate: {
+    live: 'AccessExclusiveLock',
+    staging: 'AccessExclusiveLock',
+    dependentViews: null,
+    liveSequences: null,
+    stagingSequences: 'AccessExclusiveLock',
+  },
+  merge: {
+    live: 'RowExclusiveLock',
+    staging: 'AccessExclusiveLock',
+    dependentViews: null,
+    liveSequences: null,
+    stagingSequences: 'AccessExclusiveLock',
+  },
 };
