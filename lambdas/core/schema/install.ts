@@ -15,6 +15,9 @@ import { createHash } from 'node:crypto';
 import { DatabaseError } from '../errors';
 import type { SqlClient, TransactionalSqlClient } from '../sql-client';
 import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL } from './admin';
+import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
+import { INDEX_FUNCTIONS_SQL } from './indexes';
+import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
 import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
 import { PUBLISH_BY_TRUNCATE_SQL } from './publish-truncate';
@@ -40,6 +43,9 @@ const SCHEMA_VERSIONS_SQL: readonly string[] = [
 export const SCHEMA_OBJECTS: readonly string[] = [
   ...SCHEMA_VERSIONS_SQL,
   ...ADMIN_SCHEMA_SQL,
+  ...DEPENDENTS_FUNCTIONS_SQL,
+  ...INDEX_FUNCTIONS_SQL,
+  ...PRIVILEGE_FUNCTIONS_SQL,
   ...RENAME_SQL,
   PUBLISH_CHECKS_SQL,
   PUBLISH_BY_TRUNCATE_SQL,
