@@ -15,6 +15,7 @@ import {
   RedshiftDataWarehouse,
   type RedshiftTarget,
 } from '../lambdas/adapters/redshift-data-warehouse';
+import { awsClients } from '../lambdas/handlers/lambda';
 import { ConfigError } from '../lambdas/core/errors';
 import { WarehouseError } from '../lambdas/core/unload/errors';
 
@@ -345,5 +346,12 @@ describe('createRedshiftDataClient', () => {
       'Redshift Data API DescribeStatement on cluster analytics, database dev failed: ValidationException: Id is not valid',
     );
     expect(requests).toHaveLength(1);
+  });
+});
+
+describe('the Lambdas’ Redshift Data API client', () => {
+  it('is built by createRedshiftDataClient, with its attempts against throttling', async () => {
+    const { redshiftData } = awsClients();
+    expect(await redshiftData.config.maxAttempts()).toBe(DEFAULT_MAX_ATTEMPTS);
   });
 });
