@@ -15,9 +15,9 @@ import {
   RedshiftDataWarehouse,
   type RedshiftTarget,
 } from '../lambdas/adapters/redshift-data-warehouse';
-import { awsClients } from '../lambdas/handlers/lambda';
 import { ConfigError } from '../lambdas/core/errors';
 import { WarehouseError } from '../lambdas/core/unload/errors';
+import { awsClients } from '../lambdas/handlers/lambda';
 
 // Mocked per instance, so the retry tests below can run a real client.
 const mockedClient = new RedshiftDataClient({ region: 'eu-west-1' });
