@@ -63,7 +63,7 @@ describe('stagingFigures over a transport returning records for SELECT only', ()
     await pool?.end();
   });
 
-  it("reads the stored figures and removes them, leaving no row behind", async () => {
+  it('reads the stored figures and removes them, leaving no row behind', async () => {
     const figures = await stagingFigures(client, transfer);
     expect(figures.rows).toBe(5);
     expect(figures.columns[0]).toEqual({
