@@ -64,7 +64,9 @@ export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>
     listsExecutions: true,
   },
   'dry-run': { ...BASE, deletesRunFiles: true },
-  'start-unload': { ...BASE, redshift: 'submit', writesRunFiles: true },
+  // Clears its tables' folders before UNLOAD (ListObjectsV2 + DeleteObjects), which refuses
+  // a folder that holds files. Its timeout grows with the tables: see timeoutSecondsFor.
+  'start-unload': { ...BASE, redshift: 'submit', writesRunFiles: true, deletesRunFiles: true },
   'check-unload': { ...BASE, aurora: false, redshift: 'poll', writesRunFiles: true },
   // Builds the staging table's indexes, which takes minutes on large tables.
   'create-staging': { ...BASE, timeoutSeconds: 900 },
@@ -79,3 +81,45 @@ export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>
   'finish-run': { ...BASE, deletesRunFiles: true },
   'fail-run': { ...BASE, deletesRunFiles: true, notifies: true },
 };
+
+/**
+ * Column discovery in start-unload may wait up to this long per table (DISCOVERY_TIMEOUT_MS in
+ * lambdas/pipeline/steps/unload.ts): the waits run one after another.
+ */
+export const DISCOVERY_SECONDS_PER_TABLE = 40;
+
+/** Lambda's longest timeout. */
+export const MAX_LAMBDA_TIMEOUT_SECONDS = 900;
+
+/**
+ * The function's timeout for a configuration of `tableCount` tables. start-unload discovers
+ * every table's columns before it submits the unload, so it gets its base time plus
+ * DISCOVERY_SECONDS_PER_TABLE per table, up to Lambda's 900 s.
+ */
+export function timeoutSecondsFor(name: PipelineHandlerName, tableCount: number): number {
+  const { timeoutSeconds } = HANDLER_ACCESS[name];
+  if (name !== 'start-unload') return timeoutSeconds;
+  return Math.min(
+    MAX_LAMBDA_TIMEOUT_SECONDS,
+    timeoutSeconds + DISCOVERY_SECONDS_PER_TABLE * tableCount,
+  );
+}
+
+/**
+ * Which IAM role a function runs as: its own, except that every function touching Redshift
+ * statements shares one. The Redshift Data API ties a statement to the IAM identity that
+ * submitted it; another identity may describe, read or cancel it only by assuming that role
+ * (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-access.html, condition keys
+ * redshift-data:statement-owner-iam-userid and session-owner-iam-userid in
+ * https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html).
+ * ListStatements (RoleLevel, default true) shows that ownership is by role, across sessions
+ * (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html), so
+ * functions sharing a role see each other's statements. The shared role holds the union of
+ * its functions' access.
+ */
+export function roleGroupOf(name: PipelineHandlerName): string {
+  return HANDLER_ACCESS[name].redshift === 'none' ? name : REDSHIFT_STATEMENTS_ROLE;
+}
+
+/** The role group of the functions that submit, poll or cancel Redshift statements. */
+export const REDSHIFT_STATEMENTS_ROLE = 'redshift-statements';

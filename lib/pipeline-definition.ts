@@ -27,12 +27,13 @@ import {
 import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
 import { type RuntimeConfig, runtimeConfigJson } from '../lambdas/core/config';
-import { HANDLER_ACCESS, type PipelineHandlerName } from './handlers';
+import { type PipelineHandlerName, timeoutSecondsFor } from './handlers';
 
 /** Every state's name, so tests, the local run and its progress display refer to the same ones. */
 export const STATE = {
   loadConfiguration: 'Load the configuration',
   checkRequest: 'Check the run request',
+  anotherRunInProgress: 'Another run is in progress',
   isDryRun: 'Is this a dry run?',
   describeRun: 'Describe what the run would do',
   dryRunDone: 'The dry run is done',
@@ -70,11 +71,19 @@ export const FILE_CONCURRENCY = 8;
  * throws are never retried here: each step decides what is worth retrying.
  */
 export const LAMBDA_SERVICE_ERRORS = [
+  'Lambda.ClientExecutionTimeoutException',
   'Lambda.ServiceException',
   'Lambda.AWSLambdaException',
   'Lambda.SdkClientException',
   'Lambda.TooManyRequestsException',
 ];
+
+/**
+ * What "Check the run request" throws when another run of the environment is in progress
+ * (RunInProgressError in lambdas/pipeline/steps/prepare.ts; Step Functions names a Lambda
+ * error by its errorType, the class name, which the bundle keeps).
+ */
+export const RUN_IN_PROGRESS_ERROR = 'RunInProgressError';
 
 /**
  * Seconds a Task waits for its function beyond the function's own timeout before giving up
@@ -105,7 +114,10 @@ export function buildPipelineDefinition(
       payloadResponseOnly: true,
       retryOnServiceExceptions: false,
       taskTimeout: Timeout.duration(
-        Duration.seconds(HANDLER_ACCESS[handler].timeoutSeconds + TASK_TIMEOUT_MARGIN_SECONDS),
+        Duration.seconds(
+          timeoutSecondsFor(handler, props.runtimeConfig.tables.length) +
+            TASK_TIMEOUT_MARGIN_SECONDS,
+        ),
       ),
       ...(resultPath === undefined ? {} : { resultPath }),
     });
@@ -144,7 +156,15 @@ export function buildPipelineDefinition(
       },
     },
   });
-  const checkRequest = catchInto(invoke(STATE.checkRequest, 'prepare-run'));
+  // A run refused because another is in progress did nothing and is not a failure: it ends
+  // as succeeded, without fail-run (which would page and could touch the other run's files).
+  // Its catcher comes first: Step Functions uses the first catcher that matches.
+  const checkRequest = invoke(STATE.checkRequest, 'prepare-run');
+  checkRequest.addCatch(new Succeed(scope, STATE.anotherRunInProgress), {
+    errors: [RUN_IN_PROGRESS_ERROR],
+    resultPath: '$.error',
+  });
+  catchInto(checkRequest);
   const describeRun = catchInto(invoke(STATE.describeRun, 'dry-run'));
 
   const startUnload = catchInto(invoke(STATE.startUnload, 'start-unload', '$.unload'));

@@ -20,6 +20,7 @@ import {
 } from 'aws-cdk-lib/aws-cloudwatch';
 import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import {
+  ArnPrincipal,
   CompositePrincipal,
   type IRole,
   PolicyStatement,
@@ -49,8 +50,16 @@ import {
   SERVICE_NAME,
 } from '../lambdas/handlers/environment-variables';
 import { RUNS_PREFIX } from '../lambdas/pipeline/run-files';
-import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from './handlers';
+import {
+  HANDLER_ACCESS,
+  PIPELINE_HANDLERS,
+  type PipelineHandlerName,
+  REDSHIFT_STATEMENTS_ROLE,
+  roleGroupOf,
+  timeoutSecondsFor,
+} from './handlers';
 import { buildPipelineDefinition } from './pipeline-definition';
+import { checkScheduleAgainstDaylightSaving } from './schedule-daylight-saving';
 
 /** Where run files live in the bucket; the lifecycle rule and every grant are scoped to it. */
 /** The repository root: handler entries and the lock file are found from here. */
@@ -148,9 +157,12 @@ export class RedshiftAuroraSync extends Construct {
     this.bucket = this.createBucket(props.runtimeConfig.retention.runFilesDays);
     const runFiles = this.bucket.arnForObjects(`${RUNS_PREFIX}*`);
 
-    this.unloadRole = aws.unloadRoleArn
-      ? Role.fromRoleArn(this, 'UnloadRole', aws.unloadRoleArn, { mutable: false })
-      : this.createUnloadRole(runFiles, aws);
+    if (aws.unloadRoleArn) {
+      this.unloadRole = Role.fromRoleArn(this, 'UnloadRole', aws.unloadRoleArn, { mutable: false });
+      this.grantImportedUnloadRole(aws.unloadRoleArn, runFiles);
+    } else {
+      this.unloadRole = this.createUnloadRole(runFiles, aws);
+    }
     this.auroraImportRole = this.createAuroraImportRole(runFiles, aws);
 
     this.topic = new Topic(this, 'AlarmTopic', {
@@ -168,15 +180,27 @@ export class RedshiftAuroraSync extends Construct {
     });
     const environment = this.lambdaEnvironment(props.environmentName, aws);
     const functions = {} as Record<PipelineHandlerName, NodejsFunction>;
+    const roles = new Map<string, { role: Role; wildcards: WildcardResource[] }>();
     for (const name of PIPELINE_HANDLERS) {
+      const group = roleGroupOf(name);
+      let shared = roles.get(group);
+      if (!shared) {
+        shared = { role: this.createFunctionRole(group), wildcards: [] };
+        roles.set(group, shared);
+      }
       functions[name] = this.createFunction(name, {
+        role: shared.role,
         environment,
         logRetention,
         memorySizeMb: props.memorySizeMb ?? 512,
+        timeoutSeconds: timeoutSecondsFor(name, props.runtimeConfig.tables.length),
         handlersDirectory: props.handlersDirectory ?? join(PROJECT_ROOT, 'lambdas', 'handlers'),
       });
-      this.grantStepAccess(name, functions[name], { aws, runFiles, stateMachineArn });
+      shared.wildcards.push(
+        ...this.grantStepAccess(name, shared.role, { aws, runFiles, stateMachineArn }),
+      );
     }
+    for (const { role, wildcards } of roles.values()) acknowledgeWildcardResources(role, wildcards);
     this.functions = functions;
 
     const stateMachineLogs = new LogGroup(this, 'StateMachineLogs', { retention: logRetention });
@@ -205,6 +229,7 @@ export class RedshiftAuroraSync extends Construct {
       },
     ]);
 
+    checkScheduleAgainstDaylightSaving(aws.schedule.expression, aws.schedule.timeZone);
     this.schedule = new Schedule(this, 'Schedule', {
       description: `Starts the redshift-aurora-sync ${props.environmentName} run`,
       schedule: ScheduleExpression.expression(
@@ -217,7 +242,7 @@ export class RedshiftAuroraSync extends Construct {
       enabled: aws.schedule.enabled,
     });
 
-    this.createAlarms();
+    this.createAlarms(aws.schedule.enabled);
     this.dashboard = this.createDashboard(props.environmentName);
 
     new CfnOutput(this, 'AuroraImportRoleArn', {
@@ -308,6 +333,43 @@ export class RedshiftAuroraSync extends Construct {
     return role;
   }
 
+  /**
+   * An imported UNLOAD role (aws.unloadRoleArn) gets no identity policy from this stack, and
+   * the bucket and key are new, so nothing else names it: the bucket policy and the key policy
+   * grant it what UNLOAD needs, the same as the role createUnloadRole makes
+   * (https://docs.aws.amazon.com/redshift/latest/mgmt/copy-unload-iam-role.html). Within one
+   * account an allow in the bucket policy suffices for S3, and a key policy statement naming
+   * the role suffices for KMS; a role in another account also needs the same in its own
+   * identity policy (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_evaluation-logic-cross-account.html,
+   * https://docs.aws.amazon.com/kms/latest/developerguide/key-policy-overview.html).
+   */
+  private grantImportedUnloadRole(roleArn: string, runFiles: string): void {
+    const principal = new ArnPrincipal(roleArn);
+    this.bucket.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [principal],
+        actions: ['s3:PutObject'],
+        resources: [runFiles],
+      }),
+    );
+    this.bucket.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [principal],
+        actions: ['s3:GetBucketLocation', 's3:ListBucket'],
+        resources: [this.bucket.bucketArn],
+      }),
+    );
+    // In a key policy, "*" is the key itself. Decrypt as for the created role: completing
+    // an SSE-KMS multipart upload decrypts the data key.
+    this.key.addToResourcePolicy(
+      new PolicyStatement({
+        principals: [principal],
+        actions: ['kms:GenerateDataKey', 'kms:Encrypt', 'kms:Decrypt'],
+        resources: ['*'],
+      }),
+    );
+  }
+
   private createAuroraImportRole(runFiles: string, aws: RedshiftAuroraSyncProps['aws']): Role {
     const role = new Role(this, 'AuroraImportRole', {
       assumedBy: new ServicePrincipal('rds.amazonaws.com'),
@@ -360,20 +422,17 @@ export class RedshiftAuroraSync extends Construct {
   private createFunction(
     name: PipelineHandlerName,
     options: {
+      readonly role: Role;
       readonly environment: Partial<Record<LambdaEnvironmentVariable, string>>;
       readonly logRetention: RetentionDays;
       readonly memorySizeMb: number;
+      readonly timeoutSeconds: number;
       readonly handlersDirectory: string;
     },
   ): NodejsFunction {
     const id = pascalCase(name);
     const logGroup = new LogGroup(this, `${id}Logs`, { retention: options.logRetention });
-    // An own role per function instead of the default one, which carries the managed
-    // AWSLambdaBasicExecutionRole policy (logs for every log group of the account).
-    const role = new Role(this, `${id}Role`, {
-      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
-      description: `The ${name} step of redshift-aurora-sync`,
-    });
+    const { role } = options;
     role.addToPolicy(
       new PolicyStatement({
         actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
@@ -388,7 +447,7 @@ export class RedshiftAuroraSync extends Construct {
       runtime: Runtime.NODEJS_24_X,
       architecture: Architecture.ARM_64,
       memorySize: options.memorySizeMb,
-      timeout: Duration.seconds(HANDLER_ACCESS[name].timeoutSeconds),
+      timeout: Duration.seconds(options.timeoutSeconds),
       tracing: Tracing.ACTIVE,
       role,
       logGroup,
@@ -402,19 +461,35 @@ export class RedshiftAuroraSync extends Construct {
     return fn;
   }
 
+  /**
+   * A role per function, or per group of functions that must share one (roleGroupOf), instead
+   * of Lambda's default role, which carries the managed AWSLambdaBasicExecutionRole policy
+   * (logs for every log group of the account).
+   */
+  private createFunctionRole(group: string): Role {
+    const shared = group === REDSHIFT_STATEMENTS_ROLE;
+    return new Role(this, `${pascalCase(group)}Role`, {
+      assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      description: shared
+        ? 'The redshift-aurora-sync steps that submit and poll Redshift statements: the Data API answers only the role that submitted a statement'
+        : `The ${group} step of redshift-aurora-sync`,
+    });
+  }
+
+  /** Grants the step's access (HANDLER_ACCESS) to its role; returns the wildcards to acknowledge. */
   private grantStepAccess(
     name: PipelineHandlerName,
-    fn: NodejsFunction,
+    role: Role,
     context: {
       readonly aws: RedshiftAuroraSyncProps['aws'];
       readonly runFiles: string;
       readonly stateMachineArn: string;
     },
-  ): void {
+  ): WildcardResource[] {
     const access = HANDLER_ACCESS[name];
     const { aws, runFiles } = context;
     const grant = (actions: string[], resources: string[]) =>
-      fn.addToRolePolicy(new PolicyStatement({ actions, resources }));
+      role.addToPolicy(new PolicyStatement({ actions, resources }));
     const wildcards: WildcardResource[] = [
       {
         resource: '*',
@@ -465,7 +540,7 @@ export class RedshiftAuroraSync extends Construct {
     if (access.deletesRunFiles) {
       grant(['s3:DeleteObject'], [runFiles]);
       // Listing finds what to delete; the condition keeps it to the runs/ prefix.
-      fn.addToRolePolicy(
+      role.addToPolicy(
         new PolicyStatement({
           actions: ['s3:ListBucket'],
           resources: [this.bucket.bucketArn],
@@ -488,7 +563,7 @@ export class RedshiftAuroraSync extends Construct {
       grant(['sns:Publish'], [this.topic.topicArn]);
       grant(['kms:GenerateDataKey', 'kms:Decrypt'], [this.key.keyArn]);
     }
-    acknowledgeWildcardResources(fn.role!, wildcards);
+    return wildcards;
   }
 
   /** What start-unload needs on Redshift: where statements go and how it signs in. */
@@ -543,7 +618,8 @@ export class RedshiftAuroraSync extends Construct {
     };
   }
 
-  private createAlarms(): void {
+  /** `scheduled`: whether the schedule is enabled; without it, no run is expected daily. */
+  private createAlarms(scheduled: boolean): void {
     const action = new SnsAction(this.topic);
     const alarm = (id: string, props: ConstructorParameters<typeof Alarm>[2]) =>
       new Alarm(this, id, props).addAlarmAction(action);
@@ -564,6 +640,9 @@ export class RedshiftAuroraSync extends Construct {
       evaluationPeriods: 1,
       treatMissingData: TreatMissingData.NOT_BREACHING,
     });
+    // With the schedule disabled (runs by hand only), no run is due, and an alarm that treats
+    // "nothing ran" as breaching would stay in ALARM for ever.
+    if (!scheduled) return;
     // No successful run for 26 hourly periods: a daily schedule plus two hours of slack.
     // No data at all (nothing ran) counts as breaching: that is exactly the stale case.
     alarm('DataStaleAlarm', {

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig, type RuntimeConfig, runtimeConfigJson } from '../lambdas/core/config';
-import { HANDLER_ACCESS } from '../lib/handlers';
+import { timeoutSecondsFor } from '../lib/handlers';
 import {
   LAMBDA_SERVICE_ERRORS,
+  RUN_IN_PROGRESS_ERROR,
   STATE,
   TASK_TIMEOUT_MARGIN_SECONDS,
 } from '../lib/pipeline-definition';
@@ -90,6 +91,7 @@ describe('the synthesized state machine definition', () => {
       [STATE.tablesLive]: [],
       [STATE.failRun]: [`-> ${STATE.runFailed}`],
       [STATE.runFailed]: [],
+      [STATE.anotherRunInProgress]: [],
     });
     expect(transitions(loadEachTable)).toEqual({
       [STATE.createStaging]: [`-> ${STATE.importEachFile}`],
@@ -99,6 +101,7 @@ describe('the synthesized state machine definition', () => {
     expect(transitions(importEachFile)).toEqual({ [STATE.importFile]: ['end'] });
     expect(states[STATE.dryRunDone]!.Type).toBe('Succeed');
     expect(states[STATE.tablesLive]!.Type).toBe('Succeed');
+    expect(states[STATE.anotherRunInProgress]!.Type).toBe('Succeed');
   });
 
   it('carries the normalized configuration, the execution input and the execution context', () => {
@@ -188,12 +191,26 @@ describe('the synthesized state machine definition', () => {
     });
   });
 
+  it('ends a run refused as concurrent as succeeded, before any other catcher sends it to the cleanup', () => {
+    expect(states[STATE.checkRequest]!.Catch).toEqual([
+      {
+        ErrorEquals: [RUN_IN_PROGRESS_ERROR],
+        ResultPath: '$.error',
+        Next: STATE.anotherRunInProgress,
+      },
+      { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.failRun },
+    ]);
+  });
+
   it('sends every failure of a top-level Task or Map to the cleanup, which itself has no catch', () => {
     const caught = Object.entries(states)
       .filter(([, state]) => state.Type === 'Task' || state.Type === 'Map')
       .map(([name, state]) => [name, state.Catch]);
     expect(caught.length).toBe(10);
-    for (const [name, catchers] of caught) {
+    for (const [name, allCatchers] of caught) {
+      const catchers = (allCatchers as { ErrorEquals: string[] }[] | undefined)?.filter(
+        (catcher) => !catcher.ErrorEquals.includes(RUN_IN_PROGRESS_ERROR),
+      );
       expect({ name, catchers }).toEqual({
         name,
         catchers:
@@ -229,10 +246,19 @@ describe('the synthesized state machine definition', () => {
             JitterStrategy: 'FULL',
           },
         ],
-        timeout: HANDLER_ACCESS[handler].timeoutSeconds + TASK_TIMEOUT_MARGIN_SECONDS,
+        timeout: timeoutSecondsFor(handler, config.tables.length) + TASK_TIMEOUT_MARGIN_SECONDS,
       });
       expect(task.Resource).toMatch(/^arn:aws:lambda:[a-z0-9-]+:\d{12}:function:/);
       expect(task).not.toHaveProperty('Parameters');
     }
+    // Lambda's own transient errors, as the Lambda service integration lists them
+    // (https://docs.aws.amazon.com/step-functions/latest/dg/bp-lambda-serviceexception.html).
+    expect([...LAMBDA_SERVICE_ERRORS].sort()).toEqual([
+      'Lambda.AWSLambdaException',
+      'Lambda.ClientExecutionTimeoutException',
+      'Lambda.SdkClientException',
+      'Lambda.ServiceException',
+      'Lambda.TooManyRequestsException',
+    ]);
   });
 });

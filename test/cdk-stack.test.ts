@@ -8,11 +8,19 @@ import { AwsSolutionsChecks } from 'cdk-nag';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
 import { LAMBDA_ENVIRONMENT_VARIABLES } from '../lambdas/handlers/environment-variables';
-import { HANDLER_ACCESS, PIPELINE_HANDLERS, type PipelineHandlerName } from '../lib/handlers';
+import {
+  PIPELINE_HANDLERS,
+  type PipelineHandlerName,
+  roleGroupOf,
+  timeoutSecondsFor,
+} from '../lib/handlers';
 import { SyncStack } from '../lib/sync-stack';
 
 const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;
 const EXAMPLE_AWS = EXAMPLE.aws as Record<string, unknown>;
+const EXAMPLE_TABLES = (EXAMPLE.tables as unknown[]).length;
+/** The functions that run as the one role submitting and polling Redshift statements. */
+const REDSHIFT_ROLE_FUNCTIONS: PipelineHandlerName[] = ['start-unload', 'check-unload'];
 
 interface Synthesized {
   readonly app: App;
@@ -131,7 +139,7 @@ describe('the example stack', () => {
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
         TracingConfig: { Mode: 'Active' },
-        Timeout: HANDLER_ACCESS[handler].timeoutSeconds,
+        Timeout: timeoutSecondsFor(handler, EXAMPLE_TABLES),
         LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
       });
       const variables = Object.keys(resource.Properties.Environment.Variables);
@@ -141,7 +149,7 @@ describe('the example stack', () => {
       expect(variables).toEqual(expect.arrayContaining(expected));
     }
     const timeouts = Object.fromEntries(
-      PIPELINE_HANDLERS.map((handler) => [handler, HANDLER_ACCESS[handler].timeoutSeconds]),
+      PIPELINE_HANDLERS.map((handler) => [handler, timeoutSecondsFor(handler, EXAMPLE_TABLES)]),
     );
     expect(timeouts).toMatchObject({
       'import-file': 60,
@@ -149,7 +157,10 @@ describe('the example stack', () => {
       'create-staging': 900,
       'check-staging': 900,
       'prepare-run': 60,
+      // Column discovery may wait 40 s per table, one table after another.
+      'start-unload': 60 + 40 * EXAMPLE_TABLES,
     });
+    expect(timeoutSecondsFor('start-unload', 30)).toBe(900);
     example.template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
@@ -165,38 +176,50 @@ describe('the example stack', () => {
     });
   });
 
-  it('lets every function but check-unload use Aurora, on the cluster and its secret only', () => {
+  it('lets every function use Aurora, on the cluster and its secret only', () => {
+    // check-unload itself does not, but it shares start-unload's role (see the Redshift test).
     for (const handler of PIPELINE_HANDLERS) {
       const statements = statementsOf(example, handler);
-      const auroraResources = resourcesFor(statements, 'rds-data:ExecuteStatement');
-      if (handler === 'check-unload') {
-        expect(auroraResources).toEqual([]);
-        expect(actionsOf(statements).filter((action) => action.startsWith('rds-data:'))).toEqual(
-          [],
-        );
-      } else {
-        expect(auroraResources).toEqual(['arn:aws:rds:eu-west-1:123456789012:cluster:app']);
-        expect(actionsOf(statements)).toEqual(
-          expect.arrayContaining([
-            'rds-data:BeginTransaction',
-            'rds-data:CommitTransaction',
-            'rds-data:RollbackTransaction',
-          ]),
-        );
-        expect(resourcesFor(statements, 'secretsmanager:GetSecretValue')).toContain(
-          (EXAMPLE_AWS.aurora as { secretArn: string }).secretArn,
-        );
-      }
+      expect(resourcesFor(statements, 'rds-data:ExecuteStatement')).toEqual([
+        'arn:aws:rds:eu-west-1:123456789012:cluster:app',
+      ]);
+      expect(actionsOf(statements)).toEqual(
+        expect.arrayContaining([
+          'rds-data:BeginTransaction',
+          'rds-data:CommitTransaction',
+          'rds-data:RollbackTransaction',
+        ]),
+      );
+      expect(resourcesFor(statements, 'secretsmanager:GetSecretValue')).toContain(
+        (EXAMPLE_AWS.aurora as { secretArn: string }).secretArn,
+      );
     }
   });
 
-  it('lets only start-unload submit Redshift statements, and only it and check-unload read them', () => {
+  it('runs start-unload and check-unload as one role, since the Data API answers only the submitter', () => {
+    const roleRef = (handler: PipelineHandlerName) =>
+      example.stack.resolve(example.stack.sync.functions[handler].role!.roleArn);
+    expect(roleRef('check-unload')).toEqual(roleRef('start-unload'));
+    const lambdaRole = (handler: PipelineHandlerName) =>
+      example.template.findResources('AWS::Lambda::Function')[
+        logicalIdOf(example.stack, example.stack.sync.functions[handler])
+      ]!.Properties.Role;
+    expect(lambdaRole('check-unload')).toEqual(lambdaRole('start-unload'));
+    // fail-run cancels no statement, so it keeps a role of its own, as every other function.
+    const others = PIPELINE_HANDLERS.filter((name) => !REDSHIFT_ROLE_FUNCTIONS.includes(name));
+    const otherRoles = new Set(others.map((name) => JSON.stringify(lambdaRole(name))));
+    expect(otherRoles.size).toBe(others.length);
+    expect(otherRoles.has(JSON.stringify(lambdaRole('start-unload')))).toBe(false);
+    expect(others.map(roleGroupOf)).toEqual(others);
+  });
+
+  it('lets only the Redshift role submit Redshift statements and read them', () => {
     for (const handler of PIPELINE_HANDLERS) {
       const statements = statementsOf(example, handler);
       const submits = resourcesFor(statements, 'redshift-data:ExecuteStatement');
       const reads = resourcesFor(statements, 'redshift-data:DescribeStatement');
       expect(submits).toEqual(
-        handler === 'start-unload'
+        REDSHIFT_ROLE_FUNCTIONS.includes(handler)
           ? [
               {
                 'Fn::Join': [
@@ -212,7 +235,7 @@ describe('the example stack', () => {
           : [],
       );
       expect(resourcesFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
-      expect(reads).toEqual(['start-unload', 'check-unload'].includes(handler) ? ['*'] : []);
+      expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(handler) ? ['*'] : []);
     }
     expect(
       resourcesFor(statementsOf(example, 'start-unload'), 'secretsmanager:GetSecretValue'),
@@ -230,7 +253,16 @@ describe('the example stack', () => {
       ],
     };
     const writers = ['prepare-run', 'start-unload', 'check-unload'];
-    const deleters = ['prepare-run', 'dry-run', 'finish-run', 'fail-run'];
+    // start-unload clears its tables' folders before UNLOAD (ListObjectsV2, DeleteObjects);
+    // check-unload shares its role.
+    const deleters = [
+      'prepare-run',
+      'dry-run',
+      'start-unload',
+      'check-unload',
+      'finish-run',
+      'fail-run',
+    ];
     for (const handler of PIPELINE_HANDLERS) {
       const statements = statementsOf(example, handler);
       expect(resourcesFor(statements, 's3:PutObject')).toEqual(
@@ -540,6 +572,57 @@ describe('stacks for other Redshift and role settings', () => {
     ).toBe(false);
   });
 
+  it('names a given UNLOAD role in the bucket and key policies, with what UNLOAD needs', () => {
+    const unloadRoleArn = 'arn:aws:iam::123456789012:role/existing-unload';
+    const synthesized = synth({ unloadRoleArn });
+    const { stack, template } = synthesized;
+    const bucketArn = { 'Fn::GetAtt': [logicalIdOf(stack, stack.sync.bucket), 'Arn'] };
+    const forRole = (statements: (Statement & { Principal?: unknown })[]) =>
+      statements
+        .filter(
+          (statement) =>
+            JSON.stringify(statement.Principal) === JSON.stringify({ AWS: unloadRoleArn }),
+        )
+        .map((statement) => ({
+          actions: actionsOf([statement]).sort(),
+          resource: statement.Resource,
+        }));
+    const bucketPolicy = Object.values(template.findResources('AWS::S3::BucketPolicy')).find(
+      (policy) =>
+        JSON.stringify(policy.Properties.Bucket) ===
+        JSON.stringify({ Ref: logicalIdOf(stack, stack.sync.bucket) }),
+    )!;
+    expect(forRole(bucketPolicy.Properties.PolicyDocument.Statement)).toEqual([
+      { actions: ['s3:PutObject'], resource: { 'Fn::Join': ['', [bucketArn, '/runs/*']] } },
+      { actions: ['s3:GetBucketLocation', 's3:ListBucket'], resource: bucketArn },
+    ]);
+    const key = template.findResources('AWS::KMS::Key')[logicalIdOf(stack, stack.sync.key)]!;
+    expect(forRole(key.Properties.KeyPolicy.Statement)).toEqual([
+      { actions: ['kms:Decrypt', 'kms:Encrypt', 'kms:GenerateDataKey'], resource: '*' },
+    ]);
+    expect(
+      new AwsSolutionsChecks(synthesized.app).validateScope(synthesized.app).violations,
+    ).toEqual([]);
+  });
+
+  it('refuses a schedule time that daylight saving skips or repeats in its time zone', () => {
+    expect(() =>
+      synth({
+        schedule: { expression: 'cron(30 2 * * ? *)', timeZone: 'Europe/Berlin', enabled: true },
+      }),
+    ).toThrow(
+      /aws\.schedule\.expression "cron\(30 2 \* \* \? \*\)" in Europe\/Berlin falls in a daylight-saving change: \d{4}-03-\d\d \(02:00-03:00 does not exist\), \d{4}-10-\d\d \(02:00-03:00 happens twice\).*Pick a time outside 01:00-03:59 local/,
+    );
+    // The same time of day where there is no daylight saving, and every configured environment.
+    expect(() =>
+      synth({ schedule: { expression: 'cron(30 2 * * ? *)', timeZone: 'UTC', enabled: true } }),
+    ).not.toThrow();
+    for (const environment of ['dev', 'example', 'prod']) {
+      const config = JSON.parse(readFileSync(`config/${environment}.json`, 'utf8'));
+      expect(() => synth({ schedule: config.aws.schedule }, environment)).not.toThrow();
+    }
+  });
+
   it('deploys a disabled schedule, and no e-mail subscription without alarmEmail', () => {
     const { alarmEmail: _, ...withoutEmail } = EXAMPLE_AWS;
     const config = parseConfig(
@@ -571,6 +654,11 @@ describe('stacks for other Redshift and role settings', () => {
       State: 'DISABLED',
     });
     template.resourceCountIs('AWS::SNS::Subscription', 0);
+    // Nothing runs by itself, so "no success in 26 h" would be in ALARM for ever.
+    const alarmed = Object.values(template.findResources('AWS::CloudWatch::Alarm')).map(
+      (alarm) => alarm.Properties.MetricName,
+    );
+    expect(alarmed.sort()).toEqual(['ExecutionsFailed', 'ExecutionsTimedOut']);
   });
 });
 

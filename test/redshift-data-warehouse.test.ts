@@ -17,6 +17,7 @@ import {
 } from '../lambdas/adapters/redshift-data-warehouse';
 import { ConfigError } from '../lambdas/core/errors';
 import { WarehouseError } from '../lambdas/core/unload/errors';
+import { awsClients } from '../lambdas/handlers/lambda';
 
 // Mocked per instance, so the retry tests below can run a real client.
 const mockedClient = new RedshiftDataClient({ region: 'eu-west-1' });
@@ -345,5 +346,12 @@ describe('createRedshiftDataClient', () => {
       'Redshift Data API DescribeStatement on cluster analytics, database dev failed: ValidationException: Id is not valid',
     );
     expect(requests).toHaveLength(1);
+  });
+});
+
+describe('the Lambdas’ Redshift Data API client', () => {
+  it('is built by createRedshiftDataClient, with its attempts against throttling', async () => {
+    const { redshiftData } = awsClients();
+    expect(await redshiftData.config.maxAttempts()).toBe(DEFAULT_MAX_ATTEMPTS);
   });
 });

@@ -402,6 +402,22 @@ describe('the state machine, run locally', () => {
     });
   });
 
+  it('ends a run refused because another is in progress as succeeded, without cleanup or notice', async () => {
+    const result = await run({
+      'prepare-run': async () => {
+        throw new NamedError('RunInProgressError', 'another run of test is in progress (run-0)');
+      },
+    });
+    expect(result.outcome.status).toBe('SUCCEEDED');
+    expect(result.path).toEqual([
+      STATE.loadConfiguration,
+      STATE.checkRequest,
+      STATE.anotherRunInProgress,
+    ]);
+    // fail-run is what deletes run files, drops staging and pages: none of it may happen.
+    expect(result.calls.map((call) => call.handler)).toEqual(['prepare-run']);
+  });
+
   it('refuses to start without a handler for every Task', async () => {
     const { 'check-staging': _, ...incomplete } = smoothRun();
     await expect(runDefinition(synthesized, incomplete, {})).rejects.toThrow(

@@ -10,13 +10,15 @@ import { logMetrics } from '@aws-lambda-powertools/metrics/middleware';
 import { Tracer } from '@aws-lambda-powertools/tracer';
 import { captureLambdaHandler } from '@aws-lambda-powertools/tracer/middleware';
 import { RDSDataClient } from '@aws-sdk/client-rds-data';
-import { RedshiftDataClient } from '@aws-sdk/client-redshift-data';
 import { S3Client } from '@aws-sdk/client-s3';
 import { SFNClient } from '@aws-sdk/client-sfn';
 import { SNSClient } from '@aws-sdk/client-sns';
 import middy from '@middy/core';
 import { RdsDataSqlClient } from '../adapters/rds-data-sql-client';
-import { RedshiftDataWarehouse } from '../adapters/redshift-data-warehouse';
+import {
+  createRedshiftDataClient,
+  RedshiftDataWarehouse,
+} from '../adapters/redshift-data-warehouse';
 import { S3ObjectStore } from '../adapters/s3-object-store';
 import { SnsNotifier } from '../adapters/sns-notifier';
 import { StepFunctionsRunRegistry } from '../adapters/step-functions-run-registry';
@@ -29,16 +31,31 @@ const tracer = new Tracer();
 
 let deps: PipelineDeps | undefined;
 
+/**
+ * The SDK clients the ports run on, traced. The Redshift Data API client comes from its
+ * adapter's factory, which gives it enough attempts to ride out the Data API's throttling.
+ */
+export function awsClients() {
+  const client = <T>(sdkClient: T): T => tracer.captureAWSv3Client(sdkClient);
+  return {
+    rdsData: client(new RDSDataClient({})),
+    redshiftData: client(createRedshiftDataClient()),
+    s3: client(new S3Client({})),
+    sfn: client(new SFNClient({})),
+    sns: client(new SNSClient({})),
+  };
+}
+
 function awsDeps(): PipelineDeps {
   if (deps) return deps;
   const environment = readEnvironment();
-  const client = <T>(sdkClient: T): T => tracer.captureAWSv3Client(sdkClient);
+  const clients = awsClients();
   deps = {
-    aurora: new RdsDataSqlClient(client(new RDSDataClient({})), environment.aurora),
-    warehouse: new RedshiftDataWarehouse(client(new RedshiftDataClient({})), environment.redshift),
-    objects: new S3ObjectStore(client(new S3Client({}))),
-    runs: new StepFunctionsRunRegistry(client(new SFNClient({}))),
-    notifier: new SnsNotifier(client(new SNSClient({})), environment.alarmTopicArn),
+    aurora: new RdsDataSqlClient(clients.rdsData, environment.aurora),
+    warehouse: new RedshiftDataWarehouse(clients.redshiftData, environment.redshift),
+    objects: new S3ObjectStore(clients.s3),
+    runs: new StepFunctionsRunRegistry(clients.sfn),
+    notifier: new SnsNotifier(clients.sns, environment.alarmTopicArn),
     log: {
       info: (message, fields) => logger.info(message, { ...fields }),
       warn: (message, fields) => logger.warn(message, { ...fields }),

@@ -71,11 +71,19 @@ const FIGURES_RUNNING_SQL = `SELECT a.pid,
     AND a.state <> 'idle' AND strpos(a.query, :marker::text) > 0
   ORDER BY a.pid`;
 
-/** Reads this attempt's stored figures and removes them, in one call. */
-const TAKE_FIGURES_SQL = `DELETE FROM ${ADMIN_SCHEMA}.staging_figures
-  WHERE staging_schema = :stagingSchema::text::name AND staging_table = :stagingTable::text::name
-    AND statement_marker = :marker::text
-  RETURNING figures::text AS figures`;
+/**
+ * This attempt's stored figures are read with a SELECT and then removed with a DELETE: over
+ * the RDS Data API, formatRecordsAs (how rows come back) "only applies to SELECT statements
+ * and is ignored for other types of statements", so a `DELETE ... RETURNING` may return no
+ * rows at all (https://docs.aws.amazon.com/rdsdataservice/latest/APIReference/API_ExecuteStatement.html).
+ * The marker is this attempt's own, so nothing else writes or deletes the row in between.
+ */
+const FIGURES_ROW_WHERE = `WHERE staging_schema = :stagingSchema::text::name
+    AND staging_table = :stagingTable::text::name AND statement_marker = :marker::text`;
+const READ_FIGURES_SQL = `SELECT figures::text AS figures FROM ${ADMIN_SCHEMA}.staging_figures
+  ${FIGURES_ROW_WHERE}`;
+const DELETE_FIGURES_SQL = `DELETE FROM ${ADMIN_SCHEMA}.staging_figures
+  ${FIGURES_ROW_WHERE}`;
 
 /**
  * Runs the figures query over the transfer's staging table. On a large table it can outlast
@@ -113,7 +121,8 @@ export async function stagingFigures(
       budget,
     );
   }
-  const [row] = await db.query<{ figures: string }>(TAKE_FIGURES_SQL, stored);
+  const [row] = await db.query<{ figures: string }>(READ_FIGURES_SQL, stored);
+  await db.query(DELETE_FIGURES_SQL, stored);
   if (!row) {
     throw new FiguresQueryStoppedError(
       `${displayQualified(transfer.staging)}: the figures query stopped before it finished. ${CUT_OFF}, where it has since ended without storing the figures: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
