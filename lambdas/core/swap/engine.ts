@@ -194,7 +194,10 @@ export async function preflight(
  * (sql-altertable.html). PostgreSQL 15 stopped granting it on schema public to everyone ("Remove
  * PUBLIC creation permission on the public schema", release-15.html, Migration to Version 15),
  * so from 15 on public needs a grant too; checking the privilege itself holds on every major.
- * Read from the catalogs, which need no privilege on the schema; one problem per schema.
+ * Rename also hands the new version to the live table's owner, and "to alter the owner ... that
+ * role must have CREATE privilege on the table's schema" (sql-altertable.html); and it re-points
+ * views with CREATE OR REPLACE VIEW, which checks CREATE on the view's schema even when
+ * replacing. Read from the catalogs, which need no privilege on the schema.
  */
 async function schemaPrivilegeProblems(
   db: SqlClient,
@@ -202,6 +205,7 @@ async function schemaPrivilegeProblems(
   roleName: string,
 ): Promise<{ problems: string[]; unreachable: Set<string> }> {
   const role = displayIdentifier(roleName);
+  const problems: string[] = [];
   const bySchema = new Map<
     string,
     { exists: boolean; usage: boolean; create: boolean; needCreate: string[] }
@@ -212,14 +216,26 @@ async function schemaPrivilegeProblems(
       usage: boolean;
       create: boolean;
       liveExists: boolean;
+      ownerWithoutCreate: string | null;
+      viewSchemasWithoutCreate: string | null;
     }>(
       `SELECT n.oid IS NOT NULL AS "schemaExists",
               coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usage,
               coalesce(has_schema_privilege(n.oid, 'CREATE'), false) AS "create",
-              EXISTS (SELECT FROM pg_catalog.pg_class c
-                      WHERE c.relnamespace = n.oid AND c.relname = :name::text) AS "liveExists"
+              l.oid IS NOT NULL AS "liveExists",
+              CASE WHEN NOT has_schema_privilege(l.relowner, n.oid, 'CREATE')
+                   THEN pg_get_userbyid(l.relowner)::text END AS "ownerWithoutCreate",
+              (SELECT string_agg(DISTINCT quote_ident(vn.nspname), ', ')
+               FROM pg_catalog.pg_depend d
+               JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+               JOIN pg_catalog.pg_class v ON v.oid = r.ev_class AND v.relkind = 'v'
+               JOIN pg_catalog.pg_namespace vn ON vn.oid = v.relnamespace
+               WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
+                 AND d.refobjid = l.oid AND vn.oid <> n.oid
+                 AND NOT has_schema_privilege(vn.oid, 'CREATE')) AS "viewSchemasWithoutCreate"
        FROM (SELECT :schema::text AS wanted) w
-       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.wanted`,
+       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.wanted
+       LEFT JOIN pg_catalog.pg_class l ON l.relnamespace = n.oid AND l.relname = :name::text`,
       { schema: table.live.schema, name: table.live.name },
     );
     const schema = bySchema.get(table.live.schema) ?? {
@@ -231,9 +247,20 @@ async function schemaPrivilegeProblems(
     if (table.strategy === 'rename' || !facts!.liveExists) {
       schema.needCreate.push(displayQualified(table.live));
     }
+    const live = displayQualified(table.live);
+    if (table.strategy === 'rename' && facts!.ownerWithoutCreate !== null) {
+      const owner = displayIdentifier(facts!.ownerWithoutCreate);
+      problems.push(
+        `${live}: its owner ${owner} has no CREATE on schema ${displayIdentifier(table.live.schema)}, which handing the new version to it (ALTER TABLE ... OWNER TO) needs; run GRANT CREATE ON SCHEMA ${displayIdentifier(table.live.schema)} TO ${owner}.`,
+      );
+    }
+    if (table.strategy === 'rename' && facts!.viewSchemasWithoutCreate !== null) {
+      problems.push(
+        `${live}: the pipeline's database role ${role} has no CREATE on schema ${facts!.viewSchemasWithoutCreate}, where views on the table are re-pointed to the new version (CREATE OR REPLACE VIEW); run GRANT CREATE ON SCHEMA ${facts!.viewSchemasWithoutCreate} TO ${role}.`,
+      );
+    }
     bySchema.set(table.live.schema, schema);
   }
-  const problems: string[] = [];
   const unreachable = new Set<string>();
   for (const [name, schema] of bySchema) {
     const shown = displayIdentifier(name);
