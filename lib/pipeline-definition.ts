@@ -33,6 +33,8 @@ import { type PipelineHandlerName, timeoutSecondsFor } from './handlers';
 export const STATE = {
   loadConfiguration: 'Load the configuration',
   checkRequest: 'Check the run request',
+  isAnotherRunInProgress: 'Is another run in progress?',
+  sayNotStarted: 'Say why the run did not start',
   anotherRunInProgress: 'Another run is in progress',
   isDryRun: 'Is this a dry run?',
   describeRun: 'Describe what the run would do',
@@ -77,13 +79,6 @@ export const LAMBDA_SERVICE_ERRORS = [
   'Lambda.SdkClientException',
   'Lambda.TooManyRequestsException',
 ];
-
-/**
- * What "Check the run request" throws when another run of the environment is in progress
- * (RunInProgressError in lambdas/pipeline/steps/prepare.ts; Step Functions names a Lambda
- * error by its errorType, the class name, which the bundle keeps).
- */
-export const RUN_IN_PROGRESS_ERROR = 'RunInProgressError';
 
 /**
  * Seconds a Task waits for its function beyond the function's own timeout before giving up
@@ -156,15 +151,7 @@ export function buildPipelineDefinition(
       },
     },
   });
-  // A run refused because another is in progress did nothing and is not a failure: it ends
-  // as succeeded, without fail-run (which would page and could touch the other run's files).
-  // Its catcher comes first: Step Functions uses the first catcher that matches.
-  const checkRequest = invoke(STATE.checkRequest, 'prepare-run');
-  checkRequest.addCatch(new Succeed(scope, STATE.anotherRunInProgress), {
-    errors: [RUN_IN_PROGRESS_ERROR],
-    resultPath: '$.error',
-  });
-  catchInto(checkRequest);
+  const checkRequest = catchInto(invoke(STATE.checkRequest, 'prepare-run'));
   const describeRun = catchInto(invoke(STATE.describeRun, 'dry-run'));
 
   const startUnload = catchInto(invoke(STATE.startUnload, 'start-unload', '$.unload'));
@@ -231,14 +218,24 @@ export function buildPipelineDefinition(
   loadEachTable.next(checkLocks);
   startUnload.next(waitForUnload);
 
+  // A run refused because another is in progress did nothing and is not a failure: it ends
+  // as succeeded with prepare-run's NOT_STARTED summary as its output, without fail-run (which
+  // would page and could touch the other run's files).
+  const notStarted = new Pass(scope, STATE.sayNotStarted, { outputPath: '$.notStarted' }).next(
+    new Succeed(scope, STATE.anotherRunInProgress),
+  );
   return loadConfiguration
     .next(checkRequest)
     .next(
-      new Choice(scope, STATE.isDryRun)
-        .when(
-          Condition.booleanEquals('$.run.dryRun', true),
-          describeRun.next(new Succeed(scope, STATE.dryRunDone)),
-        )
-        .otherwise(startUnload),
+      new Choice(scope, STATE.isAnotherRunInProgress)
+        .when(Condition.isPresent('$.notStarted'), notStarted)
+        .otherwise(
+          new Choice(scope, STATE.isDryRun)
+            .when(
+              Condition.booleanEquals('$.run.dryRun', true),
+              describeRun.next(new Succeed(scope, STATE.dryRunDone)),
+            )
+            .otherwise(startUnload),
+        ),
     );
 }

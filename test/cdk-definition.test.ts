@@ -4,7 +4,6 @@ import { parseRuntimeConfig, type RuntimeConfig, runtimeConfigJson } from '../la
 import { timeoutSecondsFor } from '../lib/handlers';
 import {
   LAMBDA_SERVICE_ERRORS,
-  RUN_IN_PROGRESS_ERROR,
   STATE,
   TASK_TIMEOUT_MARGIN_SECONDS,
 } from '../lib/pipeline-definition';
@@ -59,7 +58,12 @@ describe('the synthesized state machine definition', () => {
   it('has these states and transitions, named as sentences', () => {
     expect(transitions(states)).toEqual({
       [STATE.loadConfiguration]: [`-> ${STATE.checkRequest}`],
-      [STATE.checkRequest]: [`-> ${STATE.isDryRun}`],
+      [STATE.checkRequest]: [`-> ${STATE.isAnotherRunInProgress}`],
+      [STATE.isAnotherRunInProgress]: [
+        `$.notStarted {"IsPresent":true} -> ${STATE.sayNotStarted}`,
+        `default -> ${STATE.isDryRun}`,
+      ],
+      [STATE.sayNotStarted]: [`-> ${STATE.anotherRunInProgress}`],
       [STATE.isDryRun]: [
         `$.run.dryRun {"BooleanEquals":true} -> ${STATE.describeRun}`,
         `default -> ${STATE.startUnload}`,
@@ -191,15 +195,12 @@ describe('the synthesized state machine definition', () => {
     });
   });
 
-  it('ends a run refused as concurrent as succeeded, before any other catcher sends it to the cleanup', () => {
-    expect(states[STATE.checkRequest]!.Catch).toEqual([
-      {
-        ErrorEquals: [RUN_IN_PROGRESS_ERROR],
-        ResultPath: '$.error',
-        Next: STATE.anotherRunInProgress,
-      },
-      { ErrorEquals: ['States.ALL'], ResultPath: '$.error', Next: STATE.failRun },
-    ]);
+  it('ends a run refused as concurrent as succeeded, its output the NOT_STARTED summary', () => {
+    expect(states[STATE.sayNotStarted]).toMatchObject({
+      Type: 'Pass',
+      OutputPath: '$.notStarted',
+      Next: STATE.anotherRunInProgress,
+    });
   });
 
   it('sends every failure of a top-level Task or Map to the cleanup, which itself has no catch', () => {
@@ -208,9 +209,7 @@ describe('the synthesized state machine definition', () => {
       .map(([name, state]) => [name, state.Catch]);
     expect(caught.length).toBe(10);
     for (const [name, allCatchers] of caught) {
-      const catchers = (allCatchers as { ErrorEquals: string[] }[] | undefined)?.filter(
-        (catcher) => !catcher.ErrorEquals.includes(RUN_IN_PROGRESS_ERROR),
-      );
+      const catchers = allCatchers as { ErrorEquals: string[] }[] | undefined;
       expect({ name, catchers }).toEqual({
         name,
         catchers:

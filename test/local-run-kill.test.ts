@@ -10,9 +10,11 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { uniqueRoles } from './support/swap-fixtures';
 
 const OLD_ROWS = 300;
 const NEW_ROWS = 20_000;
+const roles = uniqueRoles('owner');
 
 let sourceDb: TestDatabase;
 let targetDb: TestDatabase;
@@ -37,6 +39,14 @@ beforeAll(async () => {
     CREATE VIEW public.order_notes AS SELECT id, note FROM public.orders;
     CREATE TABLE public.items (id bigint PRIMARY KEY, sku text);
     INSERT INTO public.items SELECT g, 'old' FROM generate_series(1, ${OLD_ROWS}) g;`);
+  // Users' tables belong to a user role; the pipeline (run as its own role) acts as it.
+  await target.query(`
+    CREATE ROLE ${roles.owner} NOLOGIN;
+    ALTER TABLE public.orders OWNER TO ${roles.owner};
+    ALTER VIEW public.order_notes OWNER TO ${roles.owner};
+    ALTER TABLE public.items OWNER TO ${roles.owner};
+    GRANT ${roles.owner} TO ${targetDb.pipelineLogin.user};
+    GRANT USAGE, CREATE ON SCHEMA public TO ${roles.owner}, ${targetDb.pipelineLogin.user};`);
   s3Dir = await mkdtemp(join(tmpdir(), 'kill-test-bucket-'));
   await chmod(s3Dir, 0o755);
   configPath = join(s3Dir, 'config.json');
@@ -52,7 +62,10 @@ beforeAll(async () => {
   );
 });
 
-function syncLocal(...extraArgs: string[]): {
+function syncLocal(
+  extraArgs: string[] = [],
+  env: Record<string, string> = { TARGET_ADMIN_URL: targetDb.url },
+): {
   child: ChildProcess;
   stderr: () => string;
   exit: Promise<number | null>;
@@ -64,8 +77,10 @@ function syncLocal(...extraArgs: string[]): {
       env: {
         ...process.env,
         SOURCE_DATABASE_URL: sourceDb.url,
-        TARGET_DATABASE_URL: targetDb.url,
+        // The pipeline runs as its non-superuser role; the superuser only installs aws_s3's stand-in.
+        TARGET_DATABASE_URL: targetDb.pipelineUrl,
         LOCAL_S3_DIR: s3Dir,
+        ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -142,7 +157,7 @@ describe('a local run killed at any stage', () => {
 
 describe('sync:local', () => {
   it('refuses a --tables name that is not configured, by name, before anything runs', async () => {
-    const run = syncLocal('--tables', 'public.orders,public."Nope"');
+    const run = syncLocal(['--tables', 'public.orders,public."Nope"']);
     expect(await run.exit).toBe(1);
     const lastLine = run.stderr().trim().split('\n').at(-1)!;
     const summary = JSON.parse(lastLine);
@@ -152,5 +167,16 @@ describe('sync:local', () => {
     expect(summary.error.message).toContain('public.orders, public.items');
     // Nothing ran: no run registered, no files written.
     expect(await readdir(join(s3Dir, '.running')).catch(() => [])).toEqual([]);
+  });
+
+  it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install aws_s3', async () => {
+    const run = syncLocal([], {});
+    expect(await run.exit).toBe(1);
+    const lines = run.stderr().trim().split('\n');
+    expect(lines[0]).toBe(
+      `ConfigError: TARGET_DATABASE_URL's role ${targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${targetDb.pipelineLogin.user}).`,
+    );
+    expect(run.stderr()).not.toMatch(/^\s+at /m); // no stack trace
+    expect(JSON.parse(lines.at(-1)!)).toMatchObject({ status: 'FAILED' });
   });
 });

@@ -2,7 +2,8 @@
  * The whole pipeline, locally: the synthesized state machine executed by
  * aws-local-stepfunctions, every Task bound to the real step code, a PostgreSQL source
  * standing in for Redshift (UNLOAD emulated) and a PostgreSQL target standing in for Aurora
- * (aws_s3 shim).
+ * (aws_s3 shim). The pipeline runs as the non-superuser role it has on Aurora; a superuser
+ * connection only installs the aws_s3 stand-in and sets up what users built.
  */
 import { spawnSync } from 'node:child_process';
 import { chmod, mkdtemp, readdir } from 'node:fs/promises';
@@ -11,6 +12,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
+import { ConfigError } from '../lambdas/core/errors';
 import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
@@ -24,7 +26,7 @@ let targetDb: TestDatabase;
 let source: pg.Client;
 let target: pg.Client;
 let s3Dir: string;
-const roles = uniqueRoles('analyst');
+const roles = uniqueRoles('analyst', 'owner');
 
 const CONFIG = {
   tables: [
@@ -67,6 +69,17 @@ beforeAll(async () => {
     CREATE TABLE public."Order Lines" (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO public."Order Lines" VALUES (1, 1, 'old'), (99, 1, 'gone');
   `);
+  // What users built belongs to a user role; the pipeline acts as it. Both may create in public
+  // (from PostgreSQL 15 no longer granted to everyone), as a user would have granted.
+  const pipeline = targetDb.pipelineLogin.user;
+  await target.query(`
+    CREATE ROLE ${roles.owner} NOLOGIN;
+    ALTER TABLE public.orders OWNER TO ${roles.owner};
+    ALTER VIEW public.customers OWNER TO ${roles.owner};
+    ALTER TABLE public."Order Lines" OWNER TO ${roles.owner};
+    GRANT ${roles.owner} TO ${pipeline};
+    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+  `);
 });
 
 async function run<Summary = RunSummary>(
@@ -75,7 +88,8 @@ async function run<Summary = RunSummary>(
 ): Promise<{ summary: Summary; progress: string[] }> {
   const deps = await localDeps({
     sourceUrl: sourceDb.url,
-    targetUrl: targetDb.url,
+    targetUrl: targetDb.pipelineUrl,
+    adminUrl: targetDb.url,
     s3Dir,
     onLog: () => {},
   });
@@ -139,6 +153,11 @@ describe('a local run', () => {
       obj_description('public.orders'::regclass, 'pg_class') AS comment,
       (SELECT count(*)::int FROM public.customers) AS customers`);
     expect(kept.rows[0]).toEqual({ granted: true, comment: 'refreshed daily', customers: 7 });
+    // The pipeline's own schema was installed, and the new versions created, by its own role.
+    const owners = await target.query(`SELECT
+      (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'redshift_sync') AS schema,
+      (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.orders'::regclass) AS orders`);
+    expect(owners.rows[0]).toEqual({ schema: targetDb.pipelineLogin.user, orders: roles.owner });
     const recorded = await target.query(
       `SELECT target_table, status, rows::int FROM redshift_sync.runs WHERE run_id = $1 ORDER BY 1`,
       [summary.runId],
@@ -190,7 +209,8 @@ describe('a local run', () => {
 
   it('fails the run when the source is empty, keeping the live table as it was', async () => {
     await source.query('CREATE TABLE sales.empty (LIKE sales.orders)');
-    await target.query('CREATE TABLE public.kept AS SELECT * FROM public.orders');
+    await target.query(`CREATE TABLE public.kept AS SELECT * FROM public.orders;
+      ALTER TABLE public.kept OWNER TO ${roles.owner}`);
     const before = await target.query('SELECT count(*)::int AS n FROM public.kept');
     const { summary } = await run(
       {},
@@ -248,7 +268,7 @@ describe('a local run', () => {
         '--table',
         'public.orders',
         '--target-url',
-        targetDb.url,
+        targetDb.pipelineUrl,
       ],
       { encoding: 'utf8' },
     );
@@ -268,8 +288,8 @@ describe('a local run', () => {
     await target.query('CREATE TABLE redshift_sync_staging.earlier_runs_table (id int)');
     try {
       const { summary } = await run();
-      expect(summary.status).toBe('FAILED');
-      expect(summary.error?.name).toBe('RunInProgressError');
+      expect(summary.status).toBe('NOT_STARTED');
+      expect(summary.error?.name).toBe('RunInProgress');
       expect(summary.error?.message).toContain('earlier-run');
       const { rows } = await target.query(
         `SELECT to_regclass('redshift_sync_staging.earlier_runs_table') IS NOT NULL AS kept`,
@@ -279,5 +299,20 @@ describe('a local run', () => {
       await others.unregister('earlier-run');
       await target.query('DROP TABLE redshift_sync_staging.earlier_runs_table');
     }
+  });
+
+  it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install the stand-ins', async () => {
+    const refused = localDeps({
+      sourceUrl: sourceDb.url,
+      targetUrl: targetDb.pipelineUrl,
+      s3Dir,
+      onLog: () => {},
+    });
+    await expect(refused).rejects.toThrow(ConfigError);
+    await expect(refused).rejects.toThrow(
+      new RegExp(
+        `^TARGET_DATABASE_URL's role ${targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL [^\\n]+$`,
+      ),
+    );
   });
 });

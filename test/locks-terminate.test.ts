@@ -6,6 +6,7 @@ import { inspectLocks, type LockTarget } from '../lambdas/core/locks/inspect';
 import { stillBlocking, terminateBlockers } from '../lambdas/core/locks/terminate';
 import { type Blocker, lockVerdict } from '../lambdas/core/locks/verdict';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { uniqueRoles } from './support/swap-fixtures';
 
 const ITEMS = { schema: 'Sales Dept', name: 'Order "Items"' };
 const TARGETS: LockTarget[] = [
@@ -21,6 +22,10 @@ const READER = { user: 'locks_terminate_reader', password: 'reader' };
 
 let db: TestDatabase;
 let syncer: PgSqlClient;
+/** Users' sessions: login roles that are not superusers, as the pipeline's own role is not. */
+const users = uniqueRoles('report_user', 'batch_user');
+const REPORT = { user: users.report_user, password: 'report' };
+const BATCH = { user: users.batch_user, password: 'batch' };
 
 beforeAll(async () => {
   db = await freshDatabase();
@@ -35,7 +40,15 @@ beforeAll(async () => {
     GRANT SELECT ON ${quoteQualified(ITEMS)}, "Sales Dept"."Items ""View""" TO ${READER.user};
     GRANT USAGE ON SCHEMA "Sales Dept" TO ${db.pipelineLogin.user};
   `);
+  await setup.query(`
+    CREATE ROLE ${REPORT.user} LOGIN PASSWORD '${REPORT.password}';
+    CREATE ROLE ${BATCH.user} LOGIN PASSWORD '${BATCH.password}';
+    GRANT USAGE ON SCHEMA "Sales Dept" TO ${REPORT.user}, ${BATCH.user};
+    GRANT SELECT ON ALL TABLES IN SCHEMA "Sales Dept" TO ${REPORT.user}, ${BATCH.user};
+    GRANT USAGE ON SCHEMA "Sales Dept" TO ${db.pipelineLogin.user};
+  `);
   await setup.end();
+  // The pipeline's own role: pg_signal_backend and pg_read_all_stats, not a superuser.
   syncer = new PgSqlClient(await db.connect(`${OWN_PREFIX}swap`, db.pipelineLogin));
 });
 
@@ -44,8 +57,13 @@ afterEach(async () => {
   await Promise.allSettled(opened.splice(0).map((client) => client.query('ROLLBACK')));
 });
 
-async function openReader(applicationName: string, sql = `SELECT * FROM ${quoteQualified(ITEMS)}`) {
-  const client = await db.connect(applicationName, READER);
+async function openReader(
+  applicationName: string,
+  sql = `SELECT * FROM ${quoteQualified(ITEMS)}`,
+  /** null: the superuser's session. */
+  login: { user: string; password: string } | null = REPORT,
+) {
+  const client = await db.connect(applicationName, login ?? undefined);
   opened.push(client);
   await client.query('BEGIN');
   await client.query(sql);
@@ -86,7 +104,7 @@ describe('terminateBlockers', () => {
       {
         pid,
         gid: null,
-        user: READER.user,
+        user: REPORT.user,
         applicationName: 'report tool',
         clientAddr: '127.0.0.1',
         relations: [{ schema: 'Sales Dept', name: 'Items "View"' }, ITEMS],
@@ -147,7 +165,7 @@ describe('terminateBlockers', () => {
 
   it('never kills a session whose transaction moved on, or that gave the lock back', async () => {
     const movedOn = await openReader('moved on');
-    const savepoint = await db.connect('savepoint', READER);
+    const savepoint = await db.connect('savepoint', BATCH);
     opened.push(savepoint);
     await savepoint.query('BEGIN');
     await savepoint.query('SAVEPOINT s');
@@ -196,6 +214,29 @@ describe('terminateBlockers', () => {
     expect(await alive(pidOf(savepoint))).toBe(true);
   });
 
+  it("reports, without failing, a superuser's session it is not allowed to end", async () => {
+    // pg_signal_backend may not signal a superuser's backend (PG 14 says "must be a superuser
+    // to terminate superuser process", 17 "permission denied to terminate process"; on Aurora, rds_superuser's
+    // sessions are protected likewise).
+    const admin = await openReader('admin console', undefined, null);
+    const pid = pidOf(admin);
+    await sleep(600);
+    const records = await terminateBlockers(syncer, await blockersOf(pid), {
+      graceSeconds: GRACE,
+      ownApplicationPrefix: OWN_PREFIX,
+    });
+    expect(records).toEqual([
+      expect.objectContaining({
+        pid,
+        user: 'postgres',
+        terminated: false,
+        reason: expect.stringMatching(/^the server refused: .*terminate/),
+        advice: expect.stringContaining('a superuser'),
+      }),
+    ]);
+    expect(await alive(pid)).toBe(true);
+  });
+
   it('leaves a session younger than grace alone', async () => {
     const young = await openReader('young');
     const blockers = lockVerdict(await inspectLocks(syncer, TARGETS), { graceSeconds: 0 });
@@ -230,7 +271,7 @@ describe('terminateBlockers', () => {
         expect.objectContaining({
           pid: null,
           gid,
-          user: READER.user,
+          user: REPORT.user,
           relations: [ITEMS],
           terminated: false,
           outcome: 'refused',

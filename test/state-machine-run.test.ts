@@ -145,6 +145,7 @@ async function run(
 const HAPPY_PATH = [
   STATE.loadConfiguration,
   STATE.checkRequest,
+  STATE.isAnotherRunInProgress,
   STATE.isDryRun,
   STATE.startUnload,
   STATE.waitForUnload,
@@ -216,6 +217,7 @@ describe('the state machine, run locally', () => {
     expect(result.path).toEqual([
       STATE.loadConfiguration,
       STATE.checkRequest,
+      STATE.isAnotherRunInProgress,
       STATE.isDryRun,
       STATE.describeRun,
       STATE.dryRunDone,
@@ -232,7 +234,7 @@ describe('the state machine, run locally', () => {
     const done = () => ({ finished: true, statementId: 's-1', status: 'FINISHED', tables: [] });
     const result = await run({ 'check-unload': inTurn(pending, pending, done) });
     const polling = [STATE.waitForUnload, STATE.checkUnload, STATE.hasUnloadFinished];
-    expect(result.path.slice(3, 13)).toEqual([
+    expect(result.path.slice(4, 14)).toEqual([
       STATE.startUnload,
       ...polling,
       ...polling,
@@ -255,7 +257,7 @@ describe('the state machine, run locally', () => {
     const free = () => ({ decision: 'swap', waitedSeconds: 9, blockers: [] });
     const result = await run({ 'check-locks': inTurn(blocked, blocked, free) });
     const waiting = [STATE.checkLocks, STATE.isSafeToSwap, STATE.waitForBlockers];
-    expect(result.path.slice(8)).toEqual([
+    expect(result.path.slice(9)).toEqual([
       ...waiting,
       ...waiting,
       STATE.checkLocks,
@@ -286,7 +288,7 @@ describe('the state machine, run locally', () => {
     const busy = () => ({ swapped: false, attempts: 3, reason: 'lock_timeout' });
     const swapped = () => ({ swapped: true, attempts: 1 });
     const result = await run({ 'swap-tables': inTurn(busy, swapped) });
-    expect(result.path.slice(8)).toEqual([
+    expect(result.path.slice(9)).toEqual([
       STATE.checkLocks,
       STATE.isSafeToSwap,
       STATE.swapTables,
@@ -306,7 +308,7 @@ describe('the state machine, run locally', () => {
     const result = await run({
       'check-locks': async () => ({ decision: 'terminate', waitedSeconds: 3600, blockers: [] }),
     });
-    expect(result.path.slice(8)).toEqual([
+    expect(result.path.slice(9)).toEqual([
       STATE.checkLocks,
       STATE.isSafeToSwap,
       STATE.terminateBlockers,
@@ -403,15 +405,18 @@ describe('the state machine, run locally', () => {
   });
 
   it('ends a run refused because another is in progress as succeeded, without cleanup or notice', async () => {
-    const result = await run({
-      'prepare-run': async () => {
-        throw new NamedError('RunInProgressError', 'another run of test is in progress (run-0)');
-      },
-    });
-    expect(result.outcome.status).toBe('SUCCEEDED');
+    const notStarted = {
+      status: 'NOT_STARTED',
+      tables: [],
+      error: { name: 'RunInProgress', message: 'another run of test is in progress (run-0)' },
+    };
+    const result = await run({ 'prepare-run': async () => ({ notStarted }) });
+    expect(result.outcome).toMatchObject({ status: 'SUCCEEDED', output: notStarted });
     expect(result.path).toEqual([
       STATE.loadConfiguration,
       STATE.checkRequest,
+      STATE.isAnotherRunInProgress,
+      STATE.sayNotStarted,
       STATE.anotherRunInProgress,
     ]);
     // fail-run is what deletes run files, drops staging and pages: none of it may happen.

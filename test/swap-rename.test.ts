@@ -90,7 +90,8 @@ beforeAll(async () => {
 describe('preflight of the pipeline role', () => {
   it('asks for pg_read_all_stats, and pg_signal_backend when it may terminate', async () => {
     const bare = uniqueRoles('bare').bare;
-    await admin.query(`CREATE ROLE ${bare}`);
+    // The pipeline logs in as itself; to act as a role with no grants it must be a member.
+    await admin.query(`CREATE ROLE ${bare}; GRANT ${bare} TO ${roles.pipeline}`);
     await pipeline.query(`SET ROLE ${bare}`);
     try {
       const error = await preflight(sql, [], { onMaxWait: 'terminate' }).catch((e: unknown) => e);

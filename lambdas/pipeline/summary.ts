@@ -21,7 +21,8 @@ export interface TableSummary {
 }
 
 export interface RunSummary {
-  readonly status: 'SUCCEEDED' | 'FAILED';
+  /** NOT_STARTED: refused before doing anything (another run of the environment is in progress). */
+  readonly status: 'SUCCEEDED' | 'FAILED' | 'NOT_STARTED';
   readonly runId: string | null;
   readonly environment: string;
   readonly startedAt: string | null;

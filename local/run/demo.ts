@@ -3,19 +3,25 @@
  * databases (one standing in for Redshift, one for Aurora), creates a demo source and a live
  * target that a user has built a view on and granted to an analyst, holds a dashboard's
  * long read on the live table so the lock wait is visible, runs the pipeline's state machine,
- * and shows that the view, its grant and the table's comment survived the swap.
+ * and shows that the view, its grant and the table's comment survived the swap. The pipeline
+ * runs as a non-superuser role, as on Aurora; the embedded server's superuser stands in for
+ * Aurora's master user (rds_superuser): it creates that role and installs aws_s3's stand-in.
  */
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parseRuntimeConfig } from '../../lambdas/core/config';
+import { provisionPipelineRole, urlAs } from '../pipeline-role';
 import { startLocalPostgres } from '../postgres';
 import { localDeps } from './deps';
 import { runLocalPipeline } from './pipeline';
 
 /** How long the demo dashboard holds its read: long enough to see the pipeline wait for it. */
 const READER_SECONDS = 6;
+
+/** The pipeline's database role, as created on Aurora by the README's grants. */
+const PIPELINE_LOGIN = { user: 'sync_pipeline', password: 'demo only' };
 
 const SOURCE_SQL = [
   'CREATE SCHEMA sales',
@@ -36,6 +42,10 @@ const SOURCE_SQL = [
 
 const TARGET_SQL = [
   'CREATE ROLE analyst NOLOGIN',
+  // The application's role owns its tables; it created them, so it may create in public.
+  'CREATE ROLE app_owner NOLOGIN',
+  'GRANT USAGE, CREATE ON SCHEMA public TO app_owner',
+  'SET ROLE app_owner',
   `CREATE TABLE public.orders (
      id bigint PRIMARY KEY, customer_id integer NOT NULL, amount numeric(12,2),
      status varchar(20), note varchar(1000), ordered_at timestamptz NOT NULL)`,
@@ -45,6 +55,17 @@ const TARGET_SQL = [
   `CREATE VIEW public.open_orders AS SELECT id, customer_id, amount FROM public.orders WHERE status = 'open'`,
   'GRANT SELECT ON public.open_orders TO analyst',
   'GRANT SELECT ON public.orders TO analyst',
+  'RESET ROLE',
+];
+
+/**
+ * What a user gives the pipeline's role on their database, beyond local/pipeline-role.ts's
+ * grants: acting as the owner of the tables it swaps, and creating in public (rename moves each
+ * new version there; PostgreSQL 15 and later no longer let everyone create in public).
+ */
+const USER_GRANTS = [
+  `GRANT app_owner TO ${PIPELINE_LOGIN.user}`,
+  `GRANT USAGE, CREATE ON SCHEMA public TO ${PIPELINE_LOGIN.user}`,
 ];
 
 const CONFIG = {
@@ -79,9 +100,19 @@ async function main(): Promise<void> {
     for (const statement of SOURCE_SQL) await source.query(statement);
     const target = await connect(targetUrl, 'demo setup');
     for (const statement of TARGET_SQL) await target.query(statement);
+    await provisionPipelineRole(targetUrl, {
+      role: PIPELINE_LOGIN.user,
+      password: PIPELINE_LOGIN.password,
+      database: decodeURIComponent(new URL(targetUrl).pathname.slice(1)),
+    });
+    for (const statement of USER_GRANTS) await target.query(statement);
+    const pipelineUrl = urlAs(targetUrl, PIPELINE_LOGIN);
     say('Source: sales.orders (50,000 rows) and sales."Customer Regions" (500 rows).');
     say(
-      'Target: public.orders (1,000 old rows), a view public.open_orders on it, granted to analyst.',
+      'Target: public.orders (1,000 old rows, owned by app_owner), a view public.open_orders on it, granted to analyst.',
+    );
+    say(
+      `The pipeline runs as ${PIPELINE_LOGIN.user}: not a superuser; pg_read_all_stats, pg_signal_backend, CREATE on the database, member of app_owner.`,
     );
 
     const dashboard = await connect(targetUrl, 'demo dashboard');
@@ -102,7 +133,9 @@ async function main(): Promise<void> {
 
     const deps = await localDeps({
       sourceUrl,
-      targetUrl,
+      targetUrl: pipelineUrl,
+      // The superuser only installs aws_s3's stand-in (on Aurora, CREATE EXTENSION aws_s3).
+      adminUrl: targetUrl,
       s3Dir,
       environment: 'demo',
       // Show the lock wait as it starts; the rest of the step logs would only be noise here.
@@ -138,7 +171,9 @@ async function main(): Promise<void> {
         (SELECT count(*) FROM public.open_orders)::int AS open_rows,
         has_table_privilege('analyst', 'public.open_orders', 'SELECT') AS analyst_reads_view,
         obj_description('public.orders'::regclass, 'pg_class') AS comment,
-        (SELECT count(*) FROM public.customer_regions)::int AS regions`)
+        (SELECT count(*) FROM public.customer_regions)::int AS regions,
+        (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'redshift_sync') AS installer,
+        (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.orders'::regclass) AS owner`)
     ).rows;
     say();
     say(
@@ -148,6 +183,9 @@ async function main(): Promise<void> {
       `analyst can still read the view: ${facts.analyst_reads_view}; the comment is still "${facts.comment}".`,
     );
     say(`public.customer_regions was created on this first run with ${facts.regions} rows.`);
+    say(
+      `The pipeline ran as ${facts.installer} (it owns the redshift_sync schema it installed); public.orders is still owned by ${facts.owner}.`,
+    );
   } finally {
     await Promise.allSettled(clients.map((client) => client.end()));
     await postgres.stop();

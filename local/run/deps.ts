@@ -5,6 +5,7 @@
  */
 import pg from 'pg';
 import { PgSqlClient } from '../../lambdas/adapters/pg-sql-client';
+import { ConfigError } from '../../lambdas/core/errors';
 import type { LogFields, PipelineDeps, PipelineSettings } from '../../lambdas/pipeline/deps';
 import { installAwsS3Shim } from '../emulators/aws-s3-shim';
 import { LocalObjectStore } from '../emulators/local-object-store';
@@ -13,7 +14,14 @@ import { LocalRunRegistry } from './run-registry';
 
 export interface LocalDepsOptions {
   readonly sourceUrl: string;
+  /** The pipeline's own connection: the role it runs as, as on Aurora (not a superuser). */
   readonly targetUrl: string;
+  /**
+   * A superuser connection to the same database, used only to install the local stand-in for
+   * aws_s3 (its import reads server files, which only a superuser may). Without it the stand-in
+   * is installed through `targetUrl`, which then must be a superuser's.
+   */
+  readonly adminUrl?: string;
   readonly s3Dir: string;
   readonly environment?: string;
   /** Where log lines go (stderr by default). */
@@ -37,14 +45,62 @@ export const LOCAL_SETTINGS: Omit<PipelineSettings, 'environment'> = {
   region: 'us-east-1',
 };
 
-export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
-  const admin = new pg.Client({ connectionString: options.targetUrl });
-  await admin.connect();
+/**
+ * Installs the aws_s3 stand-in through `adminUrl` (or `targetUrl` when not given), then checks
+ * that the pipeline's role, connected through `targetUrl`, may call it in the same database.
+ */
+async function installLocalStandIns(options: LocalDepsOptions): Promise<void> {
+  const pipeline = new pg.Client({ connectionString: options.targetUrl });
+  await pipeline.connect();
   try {
-    await installAwsS3Shim(admin, { s3Dir: options.s3Dir });
+    const [me] = (
+      await pipeline.query<{ role: string; database: string; superuser: boolean }>(
+        `SELECT current_user AS role, current_database() AS database, rolsuper AS superuser
+         FROM pg_catalog.pg_roles WHERE rolname = current_user`,
+      )
+    ).rows;
+    if (options.adminUrl === undefined && !me!.superuser) {
+      throw new ConfigError(
+        `TARGET_DATABASE_URL's role ${me!.role} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${me!.role}).`,
+      );
+    }
+    const admin = new pg.Client({ connectionString: options.adminUrl ?? options.targetUrl });
+    await admin.connect();
+    try {
+      const [where] = (
+        await admin.query<{ database: string }>('SELECT current_database() AS database')
+      ).rows;
+      if (where!.database !== me!.database) {
+        throw new ConfigError(
+          `TARGET_ADMIN_URL connects to database ${where!.database}, TARGET_DATABASE_URL to ${me!.database}; point both at the database standing in for Aurora.`,
+        );
+      }
+      await installAwsS3Shim(admin, { s3Dir: options.s3Dir });
+    } finally {
+      await admin.end();
+    }
+    // EXECUTE is granted to PUBLIC at install; a REVOKE since, or another server with a
+    // database of the same name, would otherwise only show at the first import.
+    const [usable] = (
+      await pipeline.query<{ usable: boolean }>(
+        `SELECT coalesce(has_function_privilege(
+                   to_regprocedure('aws_s3.table_import_from_s3(text, text, text, text, text, text)'), 'EXECUTE')
+                 AND has_function_privilege(
+                   to_regprocedure('aws_commons.create_s3_uri(text, text, text)'), 'EXECUTE'), false) AS usable`,
+      )
+    ).rows;
+    if (!usable!.usable) {
+      throw new ConfigError(
+        `the pipeline's role ${me!.role} cannot call aws_s3.table_import_from_s3 in ${me!.database} after installing it through TARGET_ADMIN_URL; check that both URLs name the same server and database, and GRANT EXECUTE on the aws_s3 functions to ${me!.role}.`,
+      );
+    }
   } finally {
-    await admin.end();
+    await pipeline.end();
   }
+}
+
+export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
+  await installLocalStandIns(options);
   const pool = new pg.Pool({
     connectionString: options.targetUrl,
     application_name: 'redshift-aurora-sync local',

@@ -2,8 +2,9 @@
  * `npm run sync:local -- --config <file> [--tables <t1,t2>] [--dry-run] [--max-wait-seconds N]`
  *
  * Runs the pipeline's state machine locally between two PostgreSQL databases:
- * SOURCE_DATABASE_URL stands in for Redshift, TARGET_DATABASE_URL for Aurora, LOCAL_S3_DIR
- * for the bucket. Progress goes to stderr; the last line of stdout is the run summary as
+ * SOURCE_DATABASE_URL stands in for Redshift, TARGET_DATABASE_URL for Aurora (the pipeline runs
+ * as its role, which need not be a superuser), LOCAL_S3_DIR for the bucket; TARGET_ADMIN_URL, a
+ * superuser's connection to the target database, is used only to install the aws_s3 stand-in. Progress goes to stderr; the last line of stdout is the run summary as
  * one JSON object. Exit code 0 only when every table was swapped (or a dry run succeeded).
  */
 import { parseArgs } from 'node:util';
@@ -16,7 +17,8 @@ import { runLocalPipeline } from './pipeline';
 
 const USAGE =
   'usage: npm run sync:local -- --config <file> [--tables <schema.table,...>] [--dry-run] [--max-wait-seconds <n>]\n' +
-  'environment: SOURCE_DATABASE_URL (stands in for Redshift), TARGET_DATABASE_URL (for Aurora), LOCAL_S3_DIR (for the bucket)';
+  'environment: SOURCE_DATABASE_URL (stands in for Redshift), TARGET_DATABASE_URL (for Aurora; the pipeline runs as its role), LOCAL_S3_DIR (for the bucket),\n' +
+  '  TARGET_ADMIN_URL (optional: a superuser connection to the target database, used only to install the aws_s3 stand-in; needed when TARGET_DATABASE_URL is not a superuser)';
 
 function requiredEnv(name: string): string {
   const value = process.env[name];
@@ -48,6 +50,7 @@ async function main(): Promise<number> {
   const deps = await localDeps({
     sourceUrl: requiredEnv('SOURCE_DATABASE_URL'),
     targetUrl: requiredEnv('TARGET_DATABASE_URL'),
+    ...(process.env.TARGET_ADMIN_URL ? { adminUrl: process.env.TARGET_ADMIN_URL } : {}),
     s3Dir: requiredEnv('LOCAL_S3_DIR'),
   });
   try {

@@ -1,8 +1,13 @@
 import type pg from 'pg';
 import { PgSqlClient } from '../../lambdas/adapters/pg-sql-client';
-import { type QualifiedName, quoteQualified } from '../../lambdas/core/identifiers';
+import {
+  type QualifiedName,
+  quoteIdentifier,
+  quoteQualified,
+} from '../../lambdas/core/identifiers';
 import { STAGING_SCHEMA } from '../../lambdas/core/schema/admin';
 import { installSchema } from '../../lambdas/core/swap/engine';
+import { pipelineRoleStatements } from '../../local/pipeline-role';
 import type { TestDatabase } from './db';
 
 /** Roles are cluster-wide: each test file gets names of its own. */
@@ -16,25 +21,36 @@ export function uniqueRoles<const T extends readonly string[]>(
 }
 
 /**
- * A session acting as the pipeline: a non-superuser role, as on Aurora, allowed to act as the
- * roles that own what it swaps. Returns its SqlClient with the schema installed.
+ * A session of the pipeline as on Aurora: a LOGIN role of its own that is not a superuser
+ * (session_user and current_user are both it), with exactly the grants
+ * `local/pipeline-role.ts` gives, plus membership in `actsAs` (the roles owning what it swaps,
+ * as a user would grant). Returns its SqlClient with the pipeline's schema installed.
  */
 export async function pipelineSession(
   db: TestDatabase,
   pipelineRole: string,
   actsAs: readonly string[],
-): Promise<{ client: pg.Client; sql: PgSqlClient }> {
+): Promise<{ client: pg.Client; sql: PgSqlClient; login: { user: string; password: string } }> {
+  const login = { user: pipelineRole, password: `${pipelineRole} secret` };
   const admin = await db.connect('fixture-admin');
-  await admin.query(`CREATE ROLE "${pipelineRole}" NOLOGIN`);
-  for (const role of actsAs) await admin.query(`GRANT "${role}" TO "${pipelineRole}"`);
-  await admin.query(`GRANT CREATE ON DATABASE "${db.name}" TO "${pipelineRole}"`);
-  // As on Aurora: see others' sessions in full, and end them when told to.
-  await admin.query(`GRANT pg_read_all_stats, pg_signal_backend TO "${pipelineRole}"`);
-  const client = await db.connect('redshift-aurora-sync');
-  await client.query(`SET ROLE "${pipelineRole}"`);
+  try {
+    for (const statement of pipelineRoleStatements({
+      role: login.user,
+      password: login.password,
+      database: db.name,
+    })) {
+      await admin.query(statement);
+    }
+    for (const role of actsAs) {
+      await admin.query(`GRANT ${quoteIdentifier(role)} TO ${quoteIdentifier(pipelineRole)}`);
+    }
+  } finally {
+    await admin.end();
+  }
+  const client = await db.connect('redshift-aurora-sync', login);
   const sql = new PgSqlClient(client);
   await installSchema(sql);
-  return { client, sql };
+  return { client, sql, login };
 }
 
 /** A staging table with the live table's columns, filled by `fill` (SQL selecting rows). */

@@ -4,7 +4,7 @@
  * Lambda over the RDS Data API, locally over node-postgres, and in tests.
  */
 import { ConfigError, DatabaseError, PreflightError } from '../errors';
-import { displayQualified, type QualifiedName } from '../identifiers';
+import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
@@ -42,7 +42,8 @@ const RENAME_ADVICE: Readonly<Record<string, string>> = {
     'use strategy "truncate" or "merge", or make the table logged (ALTER TABLE ... SET LOGGED)',
   tablespace:
     'use strategy "truncate" or "merge", or move the table and its indexes to the database\'s default tablespace (ALTER TABLE ... SET TABLESPACE pg_default)',
-  'partitioned table': 'use strategy "merge" (truncate refuses a partitioned table: TRUNCATE would empty every partition)',
+  'partitioned table':
+    'use strategy "merge" (truncate refuses a partitioned table: TRUNCATE would empty every partition)',
   'inheritance parent': 'use strategy "truncate" or "merge"',
   'inheriting table': 'use strategy "truncate" or "merge"',
 };
@@ -102,7 +103,11 @@ export async function preflight(
       );
     }
   }
+  const schemas = await schemaPrivilegeProblems(db, tables, role!.name);
+  problems.push(...schemas.problems);
   for (const table of tables) {
+    // Named above; looking the table up would fail with "permission denied for schema".
+    if (schemas.unreachable.has(table.live.schema)) continue;
     const live = displayQualified(table.live);
     const liveParameters = { schema: table.live.schema, name: table.live.name };
     const [exists] = await db.query<{ exists: boolean }>(
@@ -213,6 +218,92 @@ export async function preflight(
       problems,
     );
   }
+}
+
+/**
+ * What the pipeline's role needs on each live table's schema: USAGE to reach the table at all
+ * ("Access to objects in a schema requires USAGE privilege on the schema", PostgreSQL docs,
+ * ddl-schemas.html#DDL-SCHEMAS-PRIV), and CREATE where the swap moves a table into it: strategy
+ * "rename" and every first publication end with ALTER TABLE ... SET SCHEMA <live schema>, and
+ * "To change the schema of a table, you must also have CREATE privilege on the new schema"
+ * (sql-altertable.html). PostgreSQL 15 stopped granting it on schema public to everyone ("Remove
+ * PUBLIC creation permission on the public schema", release-15.html, Migration to Version 15),
+ * so from 15 on public needs a grant too; checking the privilege itself holds on every major.
+ * Rename also hands the new version to the live table's owner, and "to alter the owner ... that
+ * role must have CREATE privilege on the table's schema" (sql-altertable.html); and it re-points
+ * views with CREATE OR REPLACE VIEW, which checks CREATE on the view's schema even when
+ * replacing. Read from the catalogs, which need no privilege on the schema.
+ */
+async function schemaPrivilegeProblems(
+  db: SqlClient,
+  tables: readonly TableSwap[],
+  roleName: string,
+): Promise<{ problems: string[]; unreachable: Set<string> }> {
+  const role = displayIdentifier(roleName);
+  const problems: string[] = [];
+  const bySchema = new Map<
+    string,
+    { exists: boolean; usage: boolean; create: boolean; needCreate: string[] }
+  >();
+  for (const table of tables) {
+    const [facts] = await db.query<{
+      schemaExists: boolean;
+      usage: boolean;
+      create: boolean;
+      liveExists: boolean;
+      ownerWithoutCreate: string | null;
+    }>(
+      `SELECT n.oid IS NOT NULL AS "schemaExists",
+              coalesce(has_schema_privilege(n.oid, 'USAGE'), false) AS usage,
+              coalesce(has_schema_privilege(n.oid, 'CREATE'), false) AS "create",
+              l.oid IS NOT NULL AS "liveExists",
+              CASE WHEN NOT has_schema_privilege(l.relowner, n.oid, 'CREATE')
+                   THEN pg_get_userbyid(l.relowner)::text END AS "ownerWithoutCreate"
+       FROM (SELECT :schema::text AS wanted) w
+       LEFT JOIN pg_catalog.pg_namespace n ON n.nspname = w.wanted
+       LEFT JOIN pg_catalog.pg_class l ON l.relnamespace = n.oid AND l.relname = :name::text`,
+      { schema: table.live.schema, name: table.live.name },
+    );
+    const schema = bySchema.get(table.live.schema) ?? {
+      exists: facts!.schemaExists,
+      usage: facts!.usage,
+      create: facts!.create,
+      needCreate: [],
+    };
+    if (table.strategy === 'rename' || !facts!.liveExists) {
+      schema.needCreate.push(displayQualified(table.live));
+    }
+    const live = displayQualified(table.live);
+    if (table.strategy === 'rename' && facts!.ownerWithoutCreate !== null) {
+      const owner = displayIdentifier(facts!.ownerWithoutCreate);
+      problems.push(
+        `${live}: its owner ${owner} has no CREATE on schema ${displayIdentifier(table.live.schema)}, which handing the new version to it (ALTER TABLE ... OWNER TO) needs; run GRANT CREATE ON SCHEMA ${displayIdentifier(table.live.schema)} TO ${owner}.`,
+      );
+    }
+    bySchema.set(table.live.schema, schema);
+  }
+  const unreachable = new Set<string>();
+  for (const [name, schema] of bySchema) {
+    const shown = displayIdentifier(name);
+    if (!schema.exists) {
+      problems.push(
+        `schema ${shown} does not exist, so ${schema.needCreate.join(', ')} cannot be published there; create it (CREATE SCHEMA ${shown}, then GRANT USAGE, CREATE ON SCHEMA ${shown} TO ${role}) or correct the target's name.`,
+      );
+      continue;
+    }
+    if (!schema.usage) {
+      unreachable.add(name);
+      problems.push(
+        `the pipeline's database role ${role} has no USAGE on schema ${shown}, so it cannot reach the live tables there; run GRANT USAGE ON SCHEMA ${shown} TO ${role}.`,
+      );
+    }
+    if (!schema.create && schema.needCreate.length > 0) {
+      problems.push(
+        `the pipeline's database role ${role} has no CREATE on schema ${shown}, which publishing ${schema.needCreate.join(', ')} needs (strategy "rename", and a first run of any strategy, move the new table into the schema); run GRANT CREATE ON SCHEMA ${shown} TO ${role}.`,
+      );
+    }
+  }
+  return { problems, unreachable };
 }
 
 /**

@@ -4,7 +4,7 @@
  * "Describe what the run would do": the dry run.
  */
 import { parseRuntimeConfig, runtimeConfigJson, selectTables } from '../../core/config';
-import { PreflightError, SyncError } from '../../core/errors';
+import { PreflightError } from '../../core/errors';
 import { displayQualified, sameQualifiedName } from '../../core/identifiers';
 import { dropStaleStaging } from '../../core/load/staging';
 import { inspectLocks } from '../../core/locks/inspect';
@@ -18,11 +18,21 @@ import { parseRunRequest } from '../request';
 import { loadRun } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
 import { describeBlocker, expectObject, expectRun, type RunState } from '../state';
+import type { RunSummary } from '../summary';
 
-/** Another run of the same environment is in progress; this one did nothing. */
-export class RunInProgressError extends SyncError {}
+/**
+ * Runs of one environment never overlap: a run started while another is in progress does
+ * nothing and ends with this summary. It is not a failure (nothing broke, nobody need be paged),
+ * so it is returned, not thrown, and the state machine ends it as succeeded.
+ */
+export interface NotStarted {
+  readonly notStarted: RunSummary & { readonly status: 'NOT_STARTED' };
+}
 
-export async function prepareRun(input: unknown, deps: PipelineDeps): Promise<{ run: RunState }> {
+export async function prepareRun(
+  input: unknown,
+  deps: PipelineDeps,
+): Promise<{ run: RunState } | NotStarted> {
   const {
     config: rawConfig,
     request: rawRequest,
@@ -35,9 +45,20 @@ export async function prepareRun(input: unknown, deps: PipelineDeps): Promise<{ 
   const runId = validateRunId(String(context.executionName));
   const others = await deps.runs.othersInProgress(runId, String(context.stateMachineArn ?? ''));
   if (others.length > 0) {
-    throw new RunInProgressError(
-      `another run of ${deps.settings.environment} is in progress (${others.join(', ')}); runs of one environment never overlap. Wait for it to end, or stop it, then start this one again.`,
-    );
+    const message = `another run of ${deps.settings.environment} is in progress (${others.join(', ')}); runs of one environment never overlap. Wait for it to end, or stop it, then start this one again.`;
+    deps.log.warn('not started: another run is in progress', { runId, others });
+    return {
+      notStarted: {
+        status: 'NOT_STARTED',
+        runId,
+        environment: deps.settings.environment,
+        startedAt: null,
+        finishedAt: new Date(deps.now()).toISOString(),
+        unloadSubmittedAt: null,
+        tables: [],
+        error: { name: 'RunInProgress', message },
+      },
+    };
   }
   const startedAt = new Date(deps.now()).toISOString();
   const run: RunState = {
