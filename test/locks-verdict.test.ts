@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LockHolder } from '../lambdas/core/locks/inspect';
 import { DEFAULT_GRACE_SECONDS, lockVerdict } from '../lambdas/core/locks/verdict';
-import { AUTOVACUUM_MARGIN_MS, attemptLockTimeoutMs } from '../lambdas/core/swap/gate';
 
 function holder(overrides: Partial<LockHolder> = {}): LockHolder {
   return {
@@ -172,41 +171,5 @@ describe('lockVerdict', () => {
     if (verdict.safe) throw new Error('expected a blocker');
     expect(verdict.blockers[0]!.reason).toMatch(/"SELECT (x, ){64}x…"; end that/);
     expect(() => lockVerdict([], { graceSeconds: -1 })).toThrowError(/graceSeconds/);
-  });
-});
-
-describe('attemptLockTimeoutMs', () => {
-  const autovacuum = holder({
-    pid: 77,
-    user: null,
-    applicationName: null,
-    clientAddr: null,
-    state: 'autovacuum',
-    mode: 'ShareUpdateExclusiveLock',
-    transactionAgeSeconds: 600,
-    query: 'autovacuum: VACUUM public.orders',
-  });
-
-  it('keeps the configured lock_timeout when no autovacuum is in the way', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([]), 200, 1000)).toBe(200);
-    expect(
-      attemptLockTimeoutMs(lockVerdict([holder({ transactionAgeSeconds: 0.5 })]), 200, 1000),
-    ).toBe(200);
-  });
-
-  it('waits just past deadlock_timeout when a plain autovacuum is the one in the way, so it gives way', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 200, 1000)).toBe(
-      1000 + AUTOVACUUM_MARGIN_MS,
-    );
-    // never shorter than configured, never past lock_timeout's 60 s bound
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 5000, 1000)).toBe(5000);
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 200, 90_000)).toBe(60_000);
-  });
-
-  it('does not lengthen the wait while a real blocker is there too, nor for an anti-wraparound vacuum', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum, holder()]), 200, 1000)).toBe(200);
-    expect(
-      attemptLockTimeoutMs(lockVerdict([{ ...autovacuum, autovacuumWraparound: true }]), 200, 1000),
-    ).toBe(200);
   });
 });

@@ -24,8 +24,8 @@ import {
 } from './identifiers';
 import { DEFAULT_GRACE_SECONDS } from './locks/verdict';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
-import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/gate';
 import { DEFAULT_LOCK_TIMEOUT_MS, validateLockTimeoutMs } from './swap/plan';
+import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/policy';
 import { SWAP_STRATEGIES, type SwapStrategy } from './swap/types';
 import type { SyncTable } from './transfer/types';
 
