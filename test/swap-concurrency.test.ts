@@ -77,6 +77,44 @@ async function count(quoted: string): Promise<{ n: number; v: string }> {
   return rows[0];
 }
 
+/**
+ * Three sessions, each running back-to-back transactions that hold ACCESS SHARE for 0.4 s,
+ * staggered so that at any moment one of them has more than 0.2 s left: every attempt under a
+ * 200 ms lock_timeout times out, while each transaction stays younger than a 2 s grace. Runs
+ * until stopped or until the server ends the session.
+ */
+async function backToBackReaders(quoted: string, login?: { user: string; password: string }) {
+  const sessions = await Promise.all([0, 1, 2].map(() => db.connect('back-to-back', login)));
+  const pids = await Promise.all(
+    sessions.map(
+      async (session) =>
+        (await session.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number,
+    ),
+  );
+  let running = true;
+  const loops = sessions.map(async (session, index) => {
+    await sleep(index * 133);
+    try {
+      while (running) {
+        await session.query(
+          `BEGIN; LOCK TABLE ${quoted} IN ACCESS SHARE MODE; SELECT pg_sleep(0.4); COMMIT`,
+        );
+      }
+      return 'stopped';
+    } catch {
+      return 'ended by the server';
+    }
+  });
+  await sleep(600);
+  return {
+    pids,
+    async stop() {
+      running = false;
+      return Promise.all(loops);
+    },
+  };
+}
+
 beforeAll(async () => {
   db = await freshDatabase();
   admin = await db.connect('test-admin');
@@ -195,6 +233,65 @@ describe('swap under concurrent sessions', () => {
       n: 500,
       v: 'new',
     });
+  });
+
+  it('names back-to-back short readers that make every attempt time out, and ends within maxWaitSeconds (onMaxWait "fail")', async () => {
+    const table = await liveAndStaging();
+    const readers = await backToBackReaders(table.quoted);
+    let busy = 0;
+
+    const started = performance.now();
+    const error = await swapWhenSafe(
+      sql,
+      buildSwapPlan([{ live: table.live, staging: table.staging, strategy: 'rename' }], {
+        runId: 'back-to-back-fail',
+        lockTimeoutMs: 200,
+      }),
+      { graceSeconds: 2, pollIntervalSeconds: 0.2, maxWaitSeconds: 3 },
+      {
+        onProgress: (progress) => {
+          if (progress.kind === 'busy') busy += 1;
+        },
+      },
+    ).catch((e: unknown) => e);
+    const tookSeconds = (performance.now() - started) / 1000;
+    await readers.stop();
+
+    expect(error).toBeInstanceOf(LockWaitTimeoutError);
+    expect((error as Error).message).toMatch(
+      /application "back-to-back".*it held the lock through \d+ swap attempts/,
+    );
+    // Without the collision rule it kept attempting and never named anyone.
+    expect(busy).toBeGreaterThanOrEqual(3);
+    expect(tookSeconds).toBeLessThan(3 + 10);
+    expect(await count(table.quoted)).toEqual({ n: 1000, v: 'old' });
+  });
+
+  it('ends back-to-back short readers that make every attempt time out, then swaps (onMaxWait "terminate")', async () => {
+    const table = await liveAndStaging();
+    const analyst = `looper_${roles.pipeline.split('_')[1]}`;
+    await admin.query(`CREATE ROLE ${analyst} LOGIN PASSWORD 'looper'`);
+    await admin.query(`GRANT SELECT ON ${table.quoted} TO ${analyst}`);
+    const readers = await backToBackReaders(table.quoted, { user: analyst, password: 'looper' });
+
+    const started = performance.now();
+    const outcome = await swapWhenSafe(
+      sql,
+      buildSwapPlan([{ live: table.live, staging: table.staging, strategy: 'rename' }], {
+        runId: 'back-to-back-terminate',
+        lockTimeoutMs: 200,
+      }),
+      { graceSeconds: 2, pollIntervalSeconds: 0.2, maxWaitSeconds: 3, onMaxWait: 'terminate' },
+    );
+    const tookSeconds = (performance.now() - started) / 1000;
+    const ends = await readers.stop();
+
+    expect(tookSeconds).toBeLessThan(3 + 10);
+    expect(outcome.terminated.filter((record) => record.terminated).map((r) => r.pid)).toEqual(
+      expect.arrayContaining([expect.toBeOneOf(readers.pids)]),
+    );
+    expect(ends).toContain('ended by the server');
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
   });
 
   it('swaps two tables all or nothing: a lock timeout on one leaves both as they were', async () => {
