@@ -146,7 +146,8 @@ describe('swap under concurrent sessions', () => {
     expect(outcome.blockersSeen[0]!.reason).toMatch(/idle|open transaction/);
     expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
     expect(probe.latencies.length).toBeGreaterThan(30);
-    // lock_timeout is 200 ms: no reader queued behind the swap for longer (plus scheduling slack).
+    // lock_timeout is 50 ms by default: no reader queued behind the swap for much longer (the
+    // swap's own hold and generous scheduling slack on a shared machine).
     expect(Math.max(...probe.latencies)).toBeLessThan(200 + 150);
   });
 

@@ -64,7 +64,7 @@ export const CONFIG_LIMITS = {
 
 /** `locks`: how the swap waits for its locks. */
 export interface LockSettings {
-  /** `lock_timeout` of every lock-taking statement, in ms (10 to 60000). Default 200: readers queue behind the swap for at most this long. */
+  /** `lock_timeout` of every lock-taking statement, in ms (10 to 60000). Default 50: a reader queues behind the swap for at most this long plus the swap's own hold. */
   readonly lockTimeoutMs: number;
   /** How often to look at the locks again while blocked, in whole seconds (1 to 300). Default 1. */
   readonly pollIntervalSeconds: number;
