@@ -78,13 +78,14 @@ async function count(quoted: string): Promise<{ n: number; v: string }> {
 }
 
 /**
- * Three sessions, each running back-to-back transactions that hold ACCESS SHARE for 0.4 s,
- * staggered so that at any moment one of them has more than 0.2 s left: every attempt under a
- * 200 ms lock_timeout times out, while each transaction stays younger than a 2 s grace. Runs
- * until stopped or until the server ends the session.
+ * Four sessions, each running back-to-back transactions that hold ACCESS SHARE for 0.7 to 1.2 s
+ * (drawn anew each time, so that they do not fall into step): an attempt under a 200 ms
+ * lock_timeout gets through only if all four end within 200 ms of it, which is rare, while
+ * each transaction stays younger than a 2 s grace. Runs until stopped or until the server ends
+ * the session.
  */
 async function backToBackReaders(quoted: string, login?: { user: string; password: string }) {
-  const sessions = await Promise.all([0, 1, 2].map(() => db.connect('back-to-back', login)));
+  const sessions = await Promise.all([0, 1, 2, 3].map(() => db.connect('back-to-back', login)));
   const pids = await Promise.all(
     sessions.map(
       async (session) =>
@@ -93,11 +94,12 @@ async function backToBackReaders(quoted: string, login?: { user: string; passwor
   );
   let running = true;
   const loops = sessions.map(async (session, index) => {
-    await sleep(index * 133);
+    await sleep(index * 250);
     try {
       while (running) {
+        const seconds = (0.7 + Math.random() * 0.5).toFixed(2);
         await session.query(
-          `BEGIN; LOCK TABLE ${quoted} IN ACCESS SHARE MODE; SELECT pg_sleep(0.4); COMMIT`,
+          `BEGIN; LOCK TABLE ${quoted} IN ACCESS SHARE MODE; SELECT pg_sleep(${seconds}); COMMIT`,
         );
       }
       return 'stopped';
@@ -105,7 +107,7 @@ async function backToBackReaders(quoted: string, login?: { user: string; passwor
       return 'ended by the server';
     }
   });
-  await sleep(600);
+  await sleep(1200);
   return {
     pids,
     async stop() {

@@ -238,6 +238,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       // Long blockers are waited for by the check and the Wait state; only the short pause
       // after a busy attempt is spent here.
       if (decision.why === 'blocked') return notNow('blockers hold conflicting locks');
+      if (attempts >= SWAP_ATTEMPTS_PER_STEP) return notNow('busy');
       await deps.sleep(decision.waitMs);
       continue;
     }
