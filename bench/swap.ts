@@ -1,7 +1,8 @@
 /**
  * Benchmark of the swap: how long readers stall while a swap waits for a long reader (our
- * three strategies against a naive two-statement rename), and how long `rename` holds its
- * exclusive lock at 100 k and 5 M rows. Starts its own embedded PostgreSQL; prints numbers.
+ * three strategies against a naive two-statement rename), while short readers keep the table
+ * busy, and while readers go through a view on it; and how long `rename` holds its exclusive
+ * lock at 100 k and 5 M rows. Starts its own embedded PostgreSQL; prints numbers.
  *
  *   npm run bench:swap                       # defaults: a 30 s long reader
  *   npm run bench:swap -- --reader-seconds 5 # a quick check
@@ -18,7 +19,8 @@ import {
   prepareStaging,
 } from '../lambdas/core/swap/engine';
 import { swapWhenSafe } from '../lambdas/core/swap/gate';
-import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import { buildSwapPlan, DEFAULT_LOCK_TIMEOUT_MS } from '../lambdas/core/swap/plan';
+import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import type { SwapStrategy } from '../lambdas/core/swap/types';
 import { type LocalPostgres, startLocalPostgres } from '../local/postgres';
 import { connect, fmt, log, machineDescription, markdownTable, median, textTable } from './common';
@@ -29,6 +31,17 @@ const PROBE_INTERVAL_MS = 50; // 20 Hz
 const READER_LEAD_MS = 1000; // the long reader starts this long before the swap
 const PROBE_TAIL_MS = 2000; // the prober keeps going this long after the swap
 const LOCK_SIZES = [100_000, 5_000_000];
+/** Busy table: 5 sessions, each a 30 ms read every 100 ms (50 reads a second). */
+const BUSY_READERS = 5;
+const BUSY_READ_SECONDS = 0.03;
+const BUSY_PAUSE_MS = 70;
+/** View readers: 3 sessions reading a view on the table every 10 ms. */
+const VIEW_READERS = 3;
+const VIEW_PAUSE_MS = 10;
+/** How long the busy and view cases may wait before the gate gives up (and says so). */
+const LOAD_MAX_WAIT_SECONDS = 60;
+/** How long the readers of the busy and view cases run before the swap starts. */
+const LOAD_LEAD_MS = 1000;
 const LOCK_REPEATS = 3;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
@@ -143,8 +156,50 @@ async function startLongReader(url: string, live: QualifiedName, seconds: number
   return { done };
 }
 
+/**
+ * `count` sessions each running `query` (one parameter: a row id) and pausing `pauseMs`, until
+ * stopped; records each query's latency.
+ */
+async function startReaders(
+  url: string,
+  applicationName: string,
+  count: number,
+  query: string,
+  pauseMs: number,
+) {
+  const clients = await Promise.all(
+    Array.from({ length: count }, () => connect(url, applicationName)),
+  );
+  const latencies: number[] = [];
+  let running = true;
+  const loops = clients.map(async (client, index) => {
+    await sleep((index * (pauseMs + 10)) / count);
+    while (running) {
+      const started = performance.now();
+      await client.query(query, [1 + Math.floor(Math.random() * STALL_ROWS)]);
+      latencies.push(performance.now() - started);
+      await sleep(pauseMs);
+    }
+    await client.end();
+  });
+  return {
+    latencies,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+    },
+  };
+}
+
+type Load = 'long reader' | 'busy table' | 'view readers';
+
 interface StallResult {
   readonly name: string;
+  readonly load: Load;
+  /** The load's own readers' slowest read (busy-table reads take 30 ms by themselves); null for the long reader. */
+  readonly readersMaxMs: number | null;
+  /** Why the swap did not happen, when it did not. */
+  readonly notSwapped: string | null;
   readonly maxMs: number;
   readonly p99Ms: number;
   readonly probes: number;
@@ -159,13 +214,15 @@ async function stallCase(
   sql: PgSqlClient,
   strategy: SwapStrategy | 'naive rename',
   readerSeconds: number,
+  load: Load = 'long reader',
 ): Promise<StallResult> {
   const name = strategy === 'naive rename' ? 'naive' : strategy;
-  log(`stall: ${strategy}: creating ${STALL_ROWS} rows live + staging`);
+  const caseName = load === 'long reader' ? strategy : `${strategy}, ${load}`;
+  log(`stall: ${caseName}: creating ${STALL_ROWS} rows live + staging`);
   const naive = strategy === 'naive rename';
   const { live, staging } = await liveAndStaging(
     admin,
-    `stall_${name}`,
+    load === 'long reader' ? `stall_${name}` : `stall_${name}_${load.replace(' ', '_')}`,
     naive ? 'public' : STAGING_SCHEMA,
     STALL_ROWS,
     false,
@@ -176,10 +233,39 @@ async function stallCase(
     await prepareStaging(sql, { live, staging });
   }
 
+  const view = { schema: 'public', name: `${live.name}_view` };
+  if (load === 'view readers') {
+    await admin.query(
+      `CREATE VIEW ${quoteQualified(view)} AS SELECT id, payload FROM ${quoteQualified(live)}`,
+    );
+  }
   const prober = await startProber(url, live);
-  const reader = await startLongReader(url, live, readerSeconds);
-  await sleep(READER_LEAD_MS);
-  log(`stall: ${strategy}: swapping while a ${readerSeconds} s reader holds AccessShareLock`);
+  const reader = load === 'long reader' ? await startLongReader(url, live, readerSeconds) : null;
+  const readers =
+    load === 'busy table'
+      ? await startReaders(
+          url,
+          'bench-dashboard',
+          BUSY_READERS,
+          `SELECT payload, pg_sleep(${BUSY_READ_SECONDS}) FROM ${quoteQualified(live)} WHERE id = $1`,
+          BUSY_PAUSE_MS,
+        )
+      : load === 'view readers'
+        ? await startReaders(
+            url,
+            'bench-view-reader',
+            VIEW_READERS,
+            `SELECT payload FROM ${quoteQualified(view)} WHERE id = $1`,
+            VIEW_PAUSE_MS,
+          )
+        : null;
+  await sleep(reader ? READER_LEAD_MS : LOAD_LEAD_MS);
+  log(
+    reader
+      ? `stall: ${caseName}: swapping while a ${readerSeconds} s reader holds AccessShareLock`
+      : `stall: ${caseName}: swapping`,
+  );
+  let notSwapped: string | null = null;
 
   let attempts: number | null = null;
   let lockHeldMs: number | null = null;
@@ -202,27 +288,51 @@ async function stallCase(
       const plan = buildSwapPlan([{ live, staging, strategy, primaryKey: ['id'] }], {
         runId: `bench-stall-${name}`,
       });
-      const outcome = await swapWhenSafe(sql, plan, {
-        graceSeconds: 2,
-        pollIntervalSeconds: 1,
-      });
-      attempts = outcome.attempts;
-      lockHeldMs = outcome.result.lockHeldMs;
+      let busy = 0;
+      try {
+        const outcome = await swapWhenSafe(
+          sql,
+          plan,
+          {
+            graceSeconds: 2,
+            pollIntervalSeconds: 1,
+            maxWaitSeconds: load === 'long reader' ? 3600 : LOAD_MAX_WAIT_SECONDS,
+          },
+          {
+            onProgress: (progress) => {
+              if (progress.kind === 'busy') busy += 1;
+            },
+          },
+        );
+        attempts = outcome.attempts;
+        lockHeldMs = outcome.result.lockHeldMs;
+      } catch (error) {
+        if (!(error instanceof LockWaitTimeoutError)) throw error;
+        attempts = busy;
+        notSwapped = error.message.split('\n')[0]!;
+        log(`stall: ${caseName}: not swapped: ${error.message}`);
+      }
     }
   } finally {
     swapSeconds = (performance.now() - started) / 1000;
     await sleep(PROBE_TAIL_MS);
     await prober.stop();
-    await reader.done;
+    await readers?.stop();
+    await reader?.done;
   }
 
   // Staging's row 1 carries md5('2'): check that live now serves the new data.
   const { rows } = await admin.query<{ ok: boolean }>(
     `SELECT payload = md5('2') AS ok FROM ${quoteQualified(live)} WHERE id = 1`,
   );
-  if (!rows[0]?.ok) throw new Error(`${strategy}: live does not hold the new rows after the swap`);
+  if (notSwapped === null && !rows[0]?.ok) {
+    throw new Error(`${caseName}: live does not hold the new rows after the swap`);
+  }
   return {
-    name: strategy,
+    name: caseName,
+    load,
+    readersMaxMs: readers ? Math.max(...readers.latencies) : null,
+    notSwapped,
     maxMs: Math.max(...prober.latencies),
     p99Ms: percentile(prober.latencies, 99),
     probes: prober.latencies.length,
@@ -279,7 +389,7 @@ async function main(): Promise<void> {
   const { readerSeconds } = parseArgs(process.argv.slice(2));
   const benchStarted = performance.now();
   console.log(
-    `swap benchmark: long reader ${readerSeconds} s, prober ${1000 / PROBE_INTERVAL_MS} Hz, lock_timeout 200 ms, grace 2 s, poll 1 s`,
+    `swap benchmark: long reader ${readerSeconds} s, prober ${1000 / PROBE_INTERVAL_MS} Hz, lock_timeout ${DEFAULT_LOCK_TIMEOUT_MS} ms, grace 2 s, poll 1 s`,
   );
   let server: LocalPostgres | undefined;
   let admin: pg.Client | undefined;
@@ -302,6 +412,9 @@ async function main(): Promise<void> {
     for (const strategy of ['rename', 'truncate', 'merge', 'naive rename'] as const) {
       stalls.push(await stallCase(url, admin, sql, strategy, readerSeconds));
     }
+    for (const load of ['busy table', 'view readers'] as const) {
+      stalls.push(await stallCase(url, admin, sql, 'rename', readerSeconds, load));
+    }
     const locks: LockResult[] = [];
     for (const rows of LOCK_SIZES) locks.push(await lockHoldCase(admin, sql, rows));
 
@@ -310,6 +423,7 @@ async function main(): Promise<void> {
       'probe max ms',
       'probe p99 ms',
       'probes',
+      'load readers max ms',
       'swap s',
       'attempts',
       'lock held ms',
@@ -319,7 +433,8 @@ async function main(): Promise<void> {
       fmt(s.maxMs),
       fmt(s.p99Ms),
       String(s.probes),
-      fmt(s.swapSeconds, 2),
+      s.readersMaxMs === null ? '–' : fmt(s.readersMaxMs),
+      s.notSwapped === null ? fmt(s.swapSeconds, 2) : `not swapped (${fmt(s.swapSeconds, 1)})`,
       s.attempts === null ? '–' : String(s.attempts),
       s.lockHeldMs === null ? '–' : fmt(s.lockHeldMs),
     ]);
@@ -344,7 +459,7 @@ async function main(): Promise<void> {
 
     console.log('');
     console.log(
-      `1. Reader stalls during a swap (${STALL_ROWS.toLocaleString('en-US')} rows; a reader holds AccessShareLock for ${readerSeconds} s from 1 s before the swap)`,
+      `1. Reader stalls during a swap (${STALL_ROWS.toLocaleString('en-US')} rows; long reader: holds AccessShareLock for ${readerSeconds} s from 1 s before the swap; busy table: ${BUSY_READERS} sessions reading for ${BUSY_READ_SECONDS * 1000} ms every ${BUSY_PAUSE_MS + BUSY_READ_SECONDS * 1000} ms; view readers: ${VIEW_READERS} sessions reading a view on the table every ${VIEW_PAUSE_MS} ms)`,
     );
     console.log(textTable(stallHeaders, stallRows));
     console.log('');
@@ -360,7 +475,7 @@ async function main(): Promise<void> {
     console.log('Markdown:');
     console.log('');
     console.log(
-      `Reader stalls during a swap: ${STALL_ROWS.toLocaleString('en-US')}-row table, one reader holding AccessShareLock for ${readerSeconds} s (started 1 s before the swap), a point-query prober at 20 Hz; lock_timeout 200 ms, grace 2 s, poll 1 s.`,
+      `Reader stalls during a swap: ${STALL_ROWS.toLocaleString('en-US')}-row table, one reader holding AccessShareLock for ${readerSeconds} s (started 1 s before the swap), a point-query prober at 20 Hz; lock_timeout ${DEFAULT_LOCK_TIMEOUT_MS} ms, grace 2 s, poll 1 s. Busy table: ${BUSY_READERS} sessions each reading for ${BUSY_READ_SECONDS * 1000} ms, then pausing ${BUSY_PAUSE_MS} ms. View readers: ${VIEW_READERS} sessions each reading a view on the table, then pausing ${VIEW_PAUSE_MS} ms.`,
     );
     console.log('');
     console.log(markdownTable(stallHeaders, stallRows));

@@ -11,10 +11,11 @@ import { RDSDataClient } from '@aws-sdk/client-rds-data';
 import pg from 'pg';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { RdsDataSqlClient } from '../lambdas/adapters/rds-data-sql-client';
-import { CONFIG_DEFAULTS } from '../lambdas/core/config';
+import { CONFIG_DEFAULTS, type LockSettings } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import { displayQualified, parseQualifiedName } from '../lambdas/core/identifiers';
 import type { SqlClient } from '../lambdas/core/sql-client';
+import type { SwapProgress } from '../lambdas/core/swap/gate';
 import { loadEnvironment } from '../lib/environments';
 import { rollbackTable } from './rollback';
 import { runCommand } from './run-command';
@@ -35,7 +36,7 @@ async function main(): Promise<number> {
     throw new ConfigError(USAGE);
   }
   const table = parseQualifiedName(values.table, '--table');
-  let locks: { lockTimeoutMs: number; maxWaitSeconds: number } = CONFIG_DEFAULTS.locks;
+  let locks: LockSettings = CONFIG_DEFAULTS.locks;
   let db: SqlClient;
   let close = async () => {};
   if (values.env) {
@@ -58,7 +59,7 @@ async function main(): Promise<number> {
   try {
     const result = await rollbackTable(db, table, {
       ...locks,
-      onBusy: (message) => process.stderr.write(`${message}\n`),
+      onProgress: (progress) => process.stderr.write(`${describeProgress(progress)}\n`),
     });
     process.stdout.write(
       `${displayQualified(table)} is back at its previous version (${result.attempts} attempt(s), exclusive lock held ${Math.round(result.lockHeldMs)} ms).\n`,
@@ -67,6 +68,18 @@ async function main(): Promise<number> {
     await close();
   }
   return 0;
+}
+
+function describeProgress(progress: SwapProgress): string {
+  const waited = `${Math.round(progress.waitedSeconds)} s`;
+  switch (progress.kind) {
+    case 'waiting':
+      return `waiting for locks (${waited}); blocked by:\n${(progress.blockers ?? []).map((b) => `  - ${b.reason}`).join('\n')}`;
+    case 'busy':
+      return `attempt was busy (${progress.message}); nothing changed, trying again`;
+    case 'terminated':
+      return `ended blocking sessions: ${(progress.terminated ?? []).map((t) => `pid ${t.pid} ${t.terminated ? 'ended' : `not ended (${t.reason})`}`).join(', ')}`;
+  }
 }
 
 runCommand(main);

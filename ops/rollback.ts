@@ -1,16 +1,19 @@
 /**
- * Rolling a table back by hand: the previous version (kept by `rename`) swapped back into
- * place under the same lock discipline as any swap, retried while it comes back busy.
+ * Rolling a table back by hand: the previous version (kept by `rename`) readied once, then
+ * swapped back into place through the same lock gate as a run's swap: it waits for long
+ * readers (looking at pg_locks) instead of sending exclusive requests at them, and gives up
+ * (or ends the blockers) after maxWaitSeconds, as the locks settings say.
  */
-import { displayQualified, type QualifiedName } from '../lambdas/core/identifiers';
-import type { SqlClient } from '../lambdas/core/sql-client';
-import { rollback } from '../lambdas/core/swap/engine';
-import { LockWaitTimeoutError, retryDelayMs } from '../lambdas/core/swap/gate';
 
-export interface RollbackOptions {
+import type { QualifiedName } from '../lambdas/core/identifiers';
+import type { SqlClient } from '../lambdas/core/sql-client';
+import { prepareRollback } from '../lambdas/core/swap/engine';
+import { type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
+import type { WaitPolicy } from '../lambdas/core/swap/policy';
+
+export interface RollbackOptions extends WaitPolicy {
   readonly lockTimeoutMs: number;
-  readonly maxWaitSeconds: number;
-  readonly onBusy?: (message: string) => void;
+  readonly onProgress?: (progress: SwapProgress) => void;
   readonly sleep?: (ms: number) => Promise<void>;
   readonly now?: () => number;
 }
@@ -20,25 +23,14 @@ export async function rollbackTable(
   table: QualifiedName,
   options: RollbackOptions,
 ): Promise<{ readonly attempts: number; readonly lockHeldMs: number }> {
-  const sleep =
-    options.sleep ?? ((ms: number) => new Promise((resolve) => setTimeout(resolve, ms)));
-  const now = options.now ?? Date.now;
-  const started = now();
+  const { lockTimeoutMs, onProgress, sleep, now, ...policy } = options;
+  const started = (now ?? Date.now)();
   const runId = `rollback-${new Date(started).toISOString().replace(/\D/g, '').slice(0, 14)}`;
-  for (let attempt = 1; ; attempt += 1) {
-    const outcome = await rollback(db, table, { runId, lockTimeoutMs: options.lockTimeoutMs });
-    if (outcome.status === 'swapped') {
-      return { attempts: attempt, lockHeldMs: outcome.result.lockHeldMs };
-    }
-    const waitedSeconds = (now() - started) / 1000;
-    if (waitedSeconds >= options.maxWaitSeconds) {
-      throw new LockWaitTimeoutError(
-        waitedSeconds,
-        [],
-        [`rolling back ${displayQualified(table)}: the last attempt was busy (${outcome.message})`],
-      );
-    }
-    options.onBusy?.(`${outcome.reason}; trying again`);
-    await sleep(retryDelayMs(attempt, 1));
-  }
+  const plan = await prepareRollback(db, table, {
+    runId,
+    lockTimeoutMs,
+    onMaxWait: policy.onMaxWait,
+  });
+  const outcome = await swapWhenSafe(db, plan, policy, { onProgress, sleep, now });
+  return { attempts: outcome.attempts, lockHeldMs: outcome.result.lockHeldMs };
 }

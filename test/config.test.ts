@@ -68,7 +68,7 @@ describe('parseRuntimeConfig', () => {
         },
       ],
       locks: {
-        lockTimeoutMs: 200,
+        lockTimeoutMs: 50,
         pollIntervalSeconds: 1,
         maxWaitSeconds: 3600,
         onMaxWait: 'fail',
@@ -220,7 +220,7 @@ describe('parseRuntimeConfig', () => {
     const bad = (locks: Record<string, unknown>) =>
       errorOf(() => parseRuntimeConfig({ tables: [ORDERS], locks }, FILE));
     expect(bad({ lockTimeoutMs: 5 })).toMatch(
-      /^config\/dev\.json: locks\.lockTimeoutMs: it is 5; give a whole number of milliseconds from 10 to 60000 \(default 200\)/,
+      /^config\/dev\.json: locks\.lockTimeoutMs: it is 5; give a whole number of milliseconds from 10 to 60000 \(default 50\)/,
     );
     expect(bad({ pollIntervalSeconds: 0.5 })).toBe(
       'config/dev.json: locks.pollIntervalSeconds: must be a whole number of seconds from 1 to 300 (default 1), not 0.5.',

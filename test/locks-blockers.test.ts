@@ -8,6 +8,12 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { inspectLocks, type LockTarget, sessionsBlocking } from '../lambdas/core/locks/inspect';
 import { lockVerdict } from '../lambdas/core/locks/verdict';
+import {
+  COLLISIONS_BEFORE_BLOCKER,
+  gateBlockers,
+  NO_HISTORY,
+  recordBusyAttempt,
+} from '../lambdas/core/swap/gate-decision';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const ACCOUNTS = { schema: 'public', name: 'accounts' };
@@ -103,7 +109,7 @@ describe('blockers of a merge', () => {
     ]);
   });
 
-  it('names whom a waiting attempt waits for, so the next verdict counts it despite grace', async () => {
+  it('names whom a waiting attempt waits for, so the gate counts it despite grace after a few attempts', async () => {
     const locker = await userTransaction(
       'quick locker',
       'SELECT * FROM public.accounts WHERE id = 3 FOR UPDATE',
@@ -136,27 +142,32 @@ describe('blockers of a merge', () => {
       },
     ]);
 
-    // Younger than a long grace it is ignored, until the gate says an attempt collided with it.
+    // The attempt times out (here: is cancelled) and rolls back, as a busy attempt does.
+    await pipeline.query('SELECT pg_cancel_backend(:pid)', { pid: attemptPid });
+    await expect(waiting).rejects.toThrow(/canceling statement/);
+    await attempt.query('ROLLBACK');
+
+    // Younger than a long grace it is ignored, until attempts have kept colliding with it:
+    // busy attempts that were seen waiting for it count against it, as the gate records them.
     const holders = await inspectLocks(pipeline, MERGE);
     const lockerHolder = holders.find((holder) => holder.pid === pidOf(locker));
-    expect(lockVerdict(holders, { graceSeconds: 60 }).safe).toBe(true);
-    const collidedWith = blocking.map((session) => ({
-      pid: session.pid!,
-      transactionStartMicros: session.transactionStartMicros!,
-    }));
-    const verdict = lockVerdict(holders, { graceSeconds: 60, collidedWith });
-    expect(verdict.safe).toBe(false);
-    if (verdict.safe) return;
-    expect(verdict.blockers).toEqual([
+    const verdict = lockVerdict(holders, { graceSeconds: 60 });
+    expect(verdict.safe).toBe(true);
+    let history = NO_HISTORY;
+    for (let attempt = 1; attempt <= COLLISIONS_BEFORE_BLOCKER; attempt += 1) {
+      expect(gateBlockers(verdict, history)).toEqual([]);
+      history = recordBusyAttempt(history, verdict, attempt, 1, 0.5, blocking);
+    }
+    expect(gateBlockers(verdict, history)).toEqual([
       {
         holder: lockerHolder,
-        reason: expect.stringContaining('a swap attempt already timed out behind it'),
+        reason: expect.stringContaining(
+          `but it held the lock through ${COLLISIONS_BEFORE_BLOCKER} swap attempts`,
+        ),
       },
     ]);
 
     await locker.query('ROLLBACK');
-    await waiting;
-    await attempt.query('ROLLBACK');
   });
 
   it("reports an active statement's age to the pipeline's login, not an unknown time", async () => {

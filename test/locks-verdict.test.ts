@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { LockHolder } from '../lambdas/core/locks/inspect';
 import { DEFAULT_GRACE_SECONDS, lockVerdict } from '../lambdas/core/locks/verdict';
-import { AUTOVACUUM_MARGIN_MS, attemptLockTimeoutMs } from '../lambdas/core/swap/gate';
 
 function holder(overrides: Partial<LockHolder> = {}): LockHolder {
   return {
@@ -238,34 +237,6 @@ describe('lockVerdict', () => {
     });
   });
 
-  it('counts a transaction an attempt collided with despite grace, and only that transaction', () => {
-    const quick = holder({ transactionAgeSeconds: 0.8 });
-    const collidedWith = [{ pid: 4242, transactionStartMicros: '1732200000000000' }];
-    const verdict = lockVerdict([quick], { graceSeconds: 2, collidedWith });
-    expect(verdict.safe).toBe(false);
-    if (verdict.safe) return;
-    expect(verdict.blockers[0]!.reason).toBe(
-      'pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on public.orders for 0.8 s in an open transaction that is idle: "SELECT * FROM orders"; a swap attempt already timed out behind it; end that transaction or set onMaxWait to terminate',
-    );
-    const nextTransaction = holder({
-      transactionAgeSeconds: 0.8,
-      transactionStartMicros: '1732200000900000',
-    });
-    expect(lockVerdict([nextTransaction], { graceSeconds: 2, collidedWith }).safe).toBe(true);
-    // A merge's collision with a young writer in a short statement: row locks, counted.
-    const writer = holder({
-      targetMode: 'RowExclusiveLock',
-      mode: 'RowExclusiveLock',
-      state: 'active',
-      transactionAgeSeconds: 0.8,
-      queryAgeSeconds: 0.1,
-    });
-    expect(lockVerdict([writer], { graceSeconds: 2, collidedWith }).safe).toBe(false);
-    // Nor does a collision make a non-conflicting reader or a yielding autovacuum count.
-    const reader = holder({ targetMode: 'RowExclusiveLock' });
-    expect(lockVerdict([reader], { collidedWith }).safe).toBe(true);
-  });
-
   it("names the pipeline's own sessions and parallel queries, and never advises ending our own", () => {
     const own = holder({
       user: 'sync_pipeline',
@@ -301,41 +272,5 @@ describe('lockVerdict', () => {
     if (verdict.safe) throw new Error('expected a blocker');
     expect(verdict.blockers[0]!.reason).toMatch(/"SELECT (x, ){64}x…"; end that/);
     expect(() => lockVerdict([], { graceSeconds: -1 })).toThrowError(/graceSeconds/);
-  });
-});
-
-describe('attemptLockTimeoutMs', () => {
-  const autovacuum = holder({
-    pid: 77,
-    user: null,
-    applicationName: null,
-    clientAddr: null,
-    state: 'autovacuum',
-    mode: 'ShareUpdateExclusiveLock',
-    transactionAgeSeconds: 600,
-    query: 'autovacuum: VACUUM public.orders',
-  });
-
-  it('keeps the configured lock_timeout when no autovacuum is in the way', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([]), 200, 1000)).toBe(200);
-    expect(
-      attemptLockTimeoutMs(lockVerdict([holder({ transactionAgeSeconds: 0.5 })]), 200, 1000),
-    ).toBe(200);
-  });
-
-  it('waits just past deadlock_timeout when a plain autovacuum is the one in the way, so it gives way', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 200, 1000)).toBe(
-      1000 + AUTOVACUUM_MARGIN_MS,
-    );
-    // never shorter than configured, never past lock_timeout's 60 s bound
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 5000, 1000)).toBe(5000);
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum]), 200, 90_000)).toBe(60_000);
-  });
-
-  it('does not lengthen the wait while a real blocker is there too, nor for an anti-wraparound vacuum', () => {
-    expect(attemptLockTimeoutMs(lockVerdict([autovacuum, holder()]), 200, 1000)).toBe(200);
-    expect(
-      attemptLockTimeoutMs(lockVerdict([{ ...autovacuum, autovacuumWraparound: true }]), 200, 1000),
-    ).toBe(200);
   });
 });

@@ -3,13 +3,15 @@
  * queueing readers, not starving under a stream of short readers, all-or-nothing across
  * tables, and changing nothing when it gives up.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import type { QualifiedName } from '../lambdas/core/identifiers';
 import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
-import { LockWaitTimeoutError, swapWhenSafe } from '../lambdas/core/swap/gate';
+import { swapWhenSafe } from '../lambdas/core/swap/gate';
+import { COLLISIONS_BEFORE_BLOCKER } from '../lambdas/core/swap/gate-decision';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import type { SwapStrategy } from '../lambdas/core/swap/types';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';
@@ -19,6 +21,8 @@ let db: TestDatabase;
 let admin: pg.Client;
 let sql: PgSqlClient;
 let pipeline: pg.Client;
+let pipelineLogin: { user: string; password: string };
+const poolLogin = () => ({ user: pipelineLogin.user, password: pipelineLogin.password });
 let tableCount = 0;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -71,15 +75,65 @@ async function prober(quoted: string, intervalMs: number) {
   };
 }
 
+/** A user's login (not a superuser, which the pipeline may not end) that may edit `quoted`. */
+async function editorOf(quoted: string): Promise<{ user: string; password: string }> {
+  const editor = { user: `editor_${roles.pipeline.split('_')[1]}`, password: 'editor' };
+  await admin.query(`DO $$ BEGIN CREATE ROLE ${editor.user} LOGIN PASSWORD '${editor.password}';
+    EXCEPTION WHEN duplicate_object THEN NULL; END $$`);
+  await admin.query(`GRANT USAGE ON SCHEMA public TO ${editor.user}`);
+  await admin.query(`GRANT SELECT, UPDATE ON ${quoted} TO ${editor.user}`);
+  return editor;
+}
+
 async function count(quoted: string): Promise<{ n: number; v: string }> {
   const { rows } = await admin.query(`SELECT count(*)::int AS n, min(v) AS v FROM ${quoted}`);
   return rows[0];
 }
 
+/**
+ * Four sessions, each running back-to-back transactions that hold ACCESS SHARE for 0.7 to 1.2 s
+ * (drawn anew each time, so that they do not fall into step): an attempt under a 200 ms
+ * lock_timeout gets through only if all four end within 200 ms of it, which is rare, while
+ * each transaction stays younger than a 2 s grace. Runs until stopped or until the server ends
+ * the session.
+ */
+async function backToBackReaders(quoted: string, login?: { user: string; password: string }) {
+  const sessions = await Promise.all([0, 1, 2, 3].map(() => db.connect('back-to-back', login)));
+  const pids = await Promise.all(
+    sessions.map(
+      async (session) =>
+        (await session.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number,
+    ),
+  );
+  let running = true;
+  const loops = sessions.map(async (session, index) => {
+    await sleep(index * 250);
+    try {
+      while (running) {
+        const seconds = (0.7 + Math.random() * 0.5).toFixed(2);
+        await session.query(
+          `BEGIN; LOCK TABLE ${quoted} IN ACCESS SHARE MODE; SELECT pg_sleep(${seconds}); COMMIT`,
+        );
+      }
+      return 'stopped';
+    } catch {
+      return 'ended by the server';
+    }
+  });
+  await sleep(1200);
+  return {
+    pids,
+    async stop() {
+      running = false;
+      return Promise.all(loops);
+    },
+  };
+}
+
 beforeAll(async () => {
   db = await freshDatabase();
   admin = await db.connect('test-admin');
-  ({ sql, client: pipeline } = await pipelineSession(db, roles.pipeline, []));
+  ({ sql, client: pipeline, login: pipelineLogin } = await pipelineSession(db, roles.pipeline, []));
   await admin.query(`GRANT CREATE, USAGE ON SCHEMA public TO ${roles.pipeline}`);
 });
 
@@ -107,7 +161,8 @@ describe('swap under concurrent sessions', () => {
     expect(outcome.blockersSeen[0]!.reason).toMatch(/idle|open transaction/);
     expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
     expect(probe.latencies.length).toBeGreaterThan(30);
-    // lock_timeout is 200 ms: no reader queued behind the swap for longer (plus scheduling slack).
+    // lock_timeout is 50 ms by default: no reader queued behind the swap for much longer (the
+    // swap's own hold and generous scheduling slack on a shared machine).
     expect(Math.max(...probe.latencies)).toBeLessThan(200 + 150);
   });
 
@@ -196,6 +251,65 @@ describe('swap under concurrent sessions', () => {
     });
   });
 
+  it('names back-to-back short readers that make every attempt time out, and ends within maxWaitSeconds (onMaxWait "fail")', async () => {
+    const table = await liveAndStaging();
+    const readers = await backToBackReaders(table.quoted);
+    let busy = 0;
+
+    const started = performance.now();
+    const error = await swapWhenSafe(
+      sql,
+      buildSwapPlan([{ live: table.live, staging: table.staging, strategy: 'rename' }], {
+        runId: 'back-to-back-fail',
+        lockTimeoutMs: 200,
+      }),
+      { graceSeconds: 2, pollIntervalSeconds: 0.2, maxWaitSeconds: 3 },
+      {
+        onProgress: (progress) => {
+          if (progress.kind === 'busy') busy += 1;
+        },
+      },
+    ).catch((e: unknown) => e);
+    const tookSeconds = (performance.now() - started) / 1000;
+    await readers.stop();
+
+    expect(error).toBeInstanceOf(LockWaitTimeoutError);
+    expect((error as Error).message).toMatch(
+      /application "back-to-back".*it held the lock through \d+ swap attempts/,
+    );
+    // Without the collision rule it kept attempting and never named anyone.
+    expect(busy).toBeGreaterThanOrEqual(3);
+    expect(tookSeconds).toBeLessThan(3 + 10);
+    expect(await count(table.quoted)).toEqual({ n: 1000, v: 'old' });
+  });
+
+  it('ends back-to-back short readers that make every attempt time out, then swaps (onMaxWait "terminate")', async () => {
+    const table = await liveAndStaging();
+    const analyst = `looper_${roles.pipeline.split('_')[1]}`;
+    await admin.query(`CREATE ROLE ${analyst} LOGIN PASSWORD 'looper'`);
+    await admin.query(`GRANT SELECT ON ${table.quoted} TO ${analyst}`);
+    const readers = await backToBackReaders(table.quoted, { user: analyst, password: 'looper' });
+
+    const started = performance.now();
+    const outcome = await swapWhenSafe(
+      sql,
+      buildSwapPlan([{ live: table.live, staging: table.staging, strategy: 'rename' }], {
+        runId: 'back-to-back-terminate',
+        lockTimeoutMs: 200,
+      }),
+      { graceSeconds: 2, pollIntervalSeconds: 0.2, maxWaitSeconds: 3, onMaxWait: 'terminate' },
+    );
+    const tookSeconds = (performance.now() - started) / 1000;
+    const ends = await readers.stop();
+
+    expect(tookSeconds).toBeLessThan(3 + 10);
+    expect(outcome.terminated.filter((record) => record.terminated).map((r) => r.pid)).toEqual(
+      expect.arrayContaining([expect.toBeOneOf(readers.pids)]),
+    );
+    expect(ends).toContain('ended by the server');
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
   it('swaps two tables all or nothing: a lock timeout on one leaves both as they were', async () => {
     const first = await liveAndStaging();
     const second = await liveAndStaging('truncate');
@@ -269,6 +383,83 @@ describe('swap under concurrent sessions', () => {
     ).toBe(1000);
     await longReader.query('COMMIT');
     expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
+  it('waits for a session sitting on a row lock the merge needs, and names it (onMaxWait "fail")', async () => {
+    const table = await liveAndStaging('merge');
+    const rowLocker = await db.connect('row locker', await editorOf(table.quoted));
+    await rowLocker.query('BEGIN');
+    await rowLocker.query(`SELECT * FROM ${table.quoted} WHERE id = 3 FOR UPDATE`);
+    await sleep(600);
+
+    const failure = await swapWhenSafe(sql, table.plan('merge-row-lock-fail'), {
+      graceSeconds: 0.5,
+      pollIntervalSeconds: 0.2,
+      maxWaitSeconds: 1.5,
+    }).catch((error: unknown) => error);
+
+    expect(failure).toBeInstanceOf(LockWaitTimeoutError);
+    expect((failure as Error).message).toMatch(
+      /application "row locker".*idle.*it may hold row locks the merge needs/,
+    );
+    expect(await count(table.quoted)).toEqual({ n: 1000, v: 'old' });
+    await rowLocker.query('ROLLBACK');
+  });
+
+  it('ends a session sitting on a row lock the merge needs, then merges (onMaxWait "terminate")', async () => {
+    const table = await liveAndStaging('merge');
+    const rowLocker = await db.connect('row locker', await editorOf(table.quoted));
+    await rowLocker.query('BEGIN');
+    await rowLocker.query(`UPDATE ${table.quoted} SET v = 'edited' WHERE id = 3`);
+    await sleep(600);
+
+    const outcome = await swapWhenSafe(sql, table.plan('merge-row-lock-terminate'), {
+      graceSeconds: 0.5,
+      pollIntervalSeconds: 0.2,
+      maxWaitSeconds: 1,
+      onMaxWait: 'terminate',
+    });
+
+    expect(outcome.terminated).toEqual([
+      expect.objectContaining({ applicationName: 'row locker', outcome: 'terminated' }),
+    ]);
+    expect(await count(table.quoted)).toEqual({ n: 500, v: 'new' });
+  });
+
+  it('says whom a busy merge attempt waited for, and then waits for that session', async () => {
+    const table = await liveAndStaging('merge');
+    // Attempt and watch side by side need two connections, as the Data API gives them.
+    const pool = new pg.Pool({ connectionString: db.url, ...poolLogin(), max: 4 });
+    const pooled = new PgSqlClient(pool);
+    const rowLocker = await db.connect('young row locker', await editorOf(table.quoted));
+    await rowLocker.query('BEGIN');
+    await rowLocker.query(`SELECT * FROM ${table.quoted} WHERE id = 3 FOR UPDATE`);
+    const lockerPid = (await rowLocker.query('SELECT pg_backend_pid() AS pid')).rows[0].pid;
+    const busy: string[] = [];
+    try {
+      // Younger than a 60 s grace, the locker is not a blocker until attempts keep timing out
+      // behind it; each busy attempt names it.
+      const failure = await swapWhenSafe(
+        pooled,
+        { ...table.plan('merge-row-lock-watched'), lockTimeoutMs: 400 },
+        { graceSeconds: 60, pollIntervalSeconds: 0.2, maxWaitSeconds: 4 },
+        { onProgress: (progress) => progress.kind === 'busy' && busy.push(progress.message!) },
+      ).catch((error: unknown) => error);
+      expect(busy.length).toBeGreaterThanOrEqual(COLLISIONS_BEFORE_BLOCKER);
+      for (const message of busy) {
+        expect(message).toMatch(
+          new RegExp(
+            `lock timeout.*it waited for pid ${lockerPid} \\(user [^,]+, application "young row locker"\\)`,
+          ),
+        );
+      }
+      expect(failure).toBeInstanceOf(LockWaitTimeoutError);
+      expect((failure as Error).message).toContain(`pid ${lockerPid}`);
+      expect(await count(table.quoted)).toEqual({ n: 1000, v: 'old' });
+    } finally {
+      await rowLocker.query('ROLLBACK');
+      await pool.end();
+    }
   });
 
   it('handles names with capitals, spaces and quotes', async () => {

@@ -24,8 +24,8 @@ import {
 } from './identifiers';
 import { DEFAULT_GRACE_SECONDS } from './locks/verdict';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
-import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/gate';
 import { DEFAULT_LOCK_TIMEOUT_MS, validateLockTimeoutMs } from './swap/plan';
+import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/policy';
 import { SWAP_STRATEGIES, type SwapStrategy } from './swap/types';
 import type { SyncTable } from './transfer/types';
 
@@ -64,7 +64,7 @@ export const CONFIG_LIMITS = {
 
 /** `locks`: how the swap waits for its locks. */
 export interface LockSettings {
-  /** `lock_timeout` of every lock-taking statement, in ms (10 to 60000). Default 200: readers queue behind the swap for at most this long. */
+  /** `lock_timeout` of every lock-taking statement, in ms (10 to 60000). Default 50: a reader queues behind the swap for at most this long plus the swap's own hold. */
   readonly lockTimeoutMs: number;
   /** How often to look at the locks again while blocked, in whole seconds (1 to 300). Default 1. */
   readonly pollIntervalSeconds: number;

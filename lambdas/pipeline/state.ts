@@ -5,6 +5,8 @@
  */
 import { ConfigError } from '../core/errors';
 import type { LockHolder } from '../core/locks/inspect';
+import type { TerminatedSession } from '../core/locks/terminate';
+import type { GateHistory } from '../core/swap/gate-decision';
 import type { DataFile } from '../core/transfer/types';
 
 /** `$.run`: set by "Check the run request", read by every later step. */
@@ -73,6 +75,14 @@ export interface LocksState {
   readonly blockers: readonly BlockerState[];
   /** Every distinct session that made the run wait. */
   readonly blockersSeen: readonly BlockerState[];
+  /** What the swap's attempts ran into so far (the lock gate's memory between states). */
+  readonly history: GateHistory;
+}
+
+/** `$.terminated`: set by "End the sessions blocking the swap". */
+export interface TerminatedState {
+  readonly terminated: readonly TerminatedSession[];
+  readonly history: GateHistory;
 }
 
 /** `$.swap` */
@@ -84,7 +94,12 @@ export type SwapState =
       readonly lockHeldMs: number;
       readonly swappedAt: string;
     }
-  | { readonly swapped: false; readonly attempts: number; readonly reason: string };
+  | {
+      readonly swapped: false;
+      readonly attempts: number;
+      readonly reason: string;
+      readonly history: GateHistory;
+    };
 
 /** Step Functions' catch output at `$.error`. */
 export interface CaughtError {

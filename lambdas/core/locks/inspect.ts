@@ -323,7 +323,7 @@ export interface BlockingSession {
   readonly state: string | null;
   readonly transactionAgeSeconds: number | null;
   readonly queryAgeSeconds: number | null;
-  /** As LockHolder.transactionStartMicros: pass it with pid to lockVerdict's `collidedWith`. */
+  /** As LockHolder.transactionStartMicros. */
   readonly transactionStartMicros: string | null;
   readonly query: string | null;
 }
@@ -393,8 +393,8 @@ interface BlockingSessionRow {
  * from another connection (or a concurrent Data API call) while an attempt waits under its
  * lock_timeout, e.g. half-way through it; once the attempt has timed out nobody waits any more
  * and this finds nothing. It names what `inspectLocks` cannot see, a merge waiting for a row
- * lock, and short-lived holders it judged too young; pass them to `lockVerdict` as
- * `collidedWith` (pid and transactionStartMicros) so that the next verdict waits for them.
+ * lock, and short-lived holders it judged too young; the gate counts them as sessions a busy
+ * attempt collided with (recordBusyAttempt in ../swap/gate-decision.ts).
  */
 export async function sessionsBlocking(
   db: SqlClient,

@@ -33,22 +33,6 @@ export type LockVerdict =
 export interface LockVerdictOptions {
   /** Seconds; default DEFAULT_GRACE_SECONDS. */
   readonly graceSeconds?: number;
-  /**
-   * Transactions a swap attempt has already collided with: they count as blockers even when
-   * younger than the grace period (and, on a merge target, whatever their state). For the gate:
-   * a reader that lasts longer than lock_timeout but less than the grace period, one after
-   * another, makes every attempt time out while each one looks too young to wait for. After
-   * busy attempts the gate passes the holders it counted (`sessionsBlocking` names them while
-   * an attempt waits), and the verdict then waits for them instead of attempting again.
-   * A transaction is its pid and LockHolder.transactionStartMicros, so a later transaction of
-   * the same session, or a reused pid, is not mistaken for it.
-   */
-  readonly collidedWith?: readonly CollidedTransaction[];
-}
-
-export interface CollidedTransaction {
-  readonly pid: number;
-  readonly transactionStartMicros: string;
 }
 
 /**
@@ -67,8 +51,9 @@ export interface CollidedTransaction {
  * - a plain autovacuum cancels itself when a conflicting lock is requested; an anti-wraparound
  *   one does not and counts;
  * - a transaction younger than the grace period does not count (`younger than grace`, which
- *   also covers a possible row-lock holder whose current statement is younger than it), unless
- *   an attempt already collided with it (`collidedWith`); one of unknown age counts.
+ *   also covers a possible row-lock holder whose current statement is younger than it); one of
+ *   unknown age counts. (The gate counts such a holder after it has outlasted a few attempts:
+ *   see COLLISIONS_BEFORE_BLOCKER in ../swap/gate-decision.ts.)
  * The pipeline's own sessions count like anyone's (our own statement still running, such as
  * an index build on staging, has to finish before the swap can lock), with a sentence saying
  * so; they are never terminated.
@@ -81,24 +66,14 @@ export function lockVerdict(
   if (!Number.isFinite(graceSeconds) || graceSeconds < 0) {
     throw new Error(`lockVerdict: graceSeconds must be a number >= 0, not ${graceSeconds}`);
   }
-  const collided = new Set(
-    (options.collidedWith ?? []).map((t) => transactionKey(t.pid, t.transactionStartMicros)),
-  );
   const blockers: Blocker[] = [];
   const ignored: IgnoredHolder[] = [];
   for (const holder of holders) {
-    const hasCollided =
-      holder.pid !== null &&
-      collided.has(transactionKey(holder.pid, holder.transactionStartMicros));
-    const why = ignoredReason(holder, graceSeconds, hasCollided);
+    const why = ignoredReason(holder, graceSeconds);
     if (why) ignored.push({ holder, reason: why });
-    else blockers.push({ holder, reason: blockerReason(holder, { collided: hasCollided }) });
+    else blockers.push({ holder, reason: blockerReason(holder) });
   }
   return blockers.length === 0 ? { safe: true, ignored } : { safe: false, blockers, ignored };
-}
-
-function transactionKey(pid: number, transactionStartMicros: string | null): string {
-  return `${pid}@${transactionStartMicros}`;
 }
 
 /**
@@ -114,15 +89,10 @@ export function mayHoldRowLocks(holder: LockHolder): boolean {
   );
 }
 
-function ignoredReason(
-  holder: LockHolder,
-  graceSeconds: number,
-  collided: boolean,
-): IgnoredReason | null {
+function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason | null {
   const rowLocks = mayHoldRowLocks(holder);
   if (!conflicts(holder.targetMode, holder.mode) && !rowLocks) return 'does not conflict';
   if (holder.state === 'autovacuum' && !holder.autovacuumWraparound) return 'autovacuum gives way';
-  if (collided) return null;
   if (holder.transactionAgeSeconds !== null && holder.transactionAgeSeconds < graceSeconds) {
     return 'younger than grace';
   }
@@ -142,18 +112,14 @@ function ignoredReason(
  * public.orders for 47 s in an open transaction that is idle: "SELECT ..."; end that
  * transaction or set onMaxWait to terminate`
  */
-export function blockerReason(
-  holder: LockHolder,
-  options: { readonly collided?: boolean } = {},
-): string {
+export function blockerReason(holder: LockHolder): string {
   const relation = displayQualified(holder.relation);
   const age = formatAge(holder);
   const query = holder.query ? `: ${quoteQuery(holder.query)}` : '';
-  const notes =
-    (mayHoldRowLocks(holder)
-      ? `; it may hold row locks the merge needs (our ${holder.targetMode} does not conflict with ` +
-        `its ${holder.mode}, but changing a row it locked waits until its transaction ends)`
-      : '') + (options.collided ? '; a swap attempt already timed out behind it' : '');
+  const notes = mayHoldRowLocks(holder)
+    ? `; it may hold row locks the merge needs (our ${holder.targetMode} does not conflict with ` +
+      `its ${holder.mode}, but changing a row it locked waits until its transaction ends)`
+    : '';
   if (holder.state === 'prepared') {
     const gid = holder.gid ?? '?';
     return (

@@ -8,7 +8,6 @@ import { displayIdentifier, displayQualified, type QualifiedName } from '../iden
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
-import type { OnMaxWait } from './gate';
 import {
   analyzeStaging,
   buildStagingIndex,
@@ -16,6 +15,7 @@ import {
   startWaitBudget,
 } from './long-statements';
 import { buildSwapPlan, type SwapPlan, validateLockTimeoutMs } from './plan';
+import type { OnMaxWait } from './policy';
 import type { SwapStrategy, TableSwap } from './types';
 
 /** Installs the pipeline's schemas, control tables and functions when their version differs. */
@@ -413,14 +413,20 @@ export async function retiredVersions(
 }
 
 /**
- * Swaps the newest retired version of a live table back into place, under the same lock
- * discipline; the version it replaces is retired in turn, so a rollback can be rolled back.
+ * Readies the newest retired version of a live table to be swapped back into place: the same
+ * preflight and index/statistics preparation as any staging table, done once. Returns the plan
+ * to hand to the lock gate (`swapWhenSafe`), which waits and retries as for any swap; the
+ * version it replaces is retired in turn, so a rollback can be rolled back.
  */
-export async function rollback(
+export async function prepareRollback(
   db: SqlClient,
   live: QualifiedName,
-  options: { readonly runId: string; readonly lockTimeoutMs?: number },
-): Promise<SwapAttempt> {
+  options: {
+    readonly runId: string;
+    readonly lockTimeoutMs?: number;
+    readonly onMaxWait?: OnMaxWait;
+  },
+): Promise<SwapPlan> {
   const [newest] = await retiredVersions(db, live);
   if (!newest) {
     throw new ConfigError(
@@ -432,9 +438,18 @@ export async function rollback(
     staging: { schema: RETIRED_SCHEMA, name: newest.retiredTable },
     strategy: 'rename',
   };
-  await preflight(db, [table], { withStaging: true });
+  await preflight(db, [table], { withStaging: true, onMaxWait: options.onMaxWait });
   await prepareStaging(db, table);
-  return attemptSwap(db, buildSwapPlan([table], options));
+  return buildSwapPlan([table], options);
+}
+
+/** One attempt at a rollback, with no waiting: for callers that hold the table quiet themselves. */
+export async function rollback(
+  db: SqlClient,
+  live: QualifiedName,
+  options: { readonly runId: string; readonly lockTimeoutMs?: number },
+): Promise<SwapAttempt> {
+  return attemptSwap(db, await prepareRollback(db, live, options));
 }
 
 export interface ExpiredVersionsResult {

@@ -1,82 +1,28 @@
 /**
- * The lock gate: wait until the swap is worth attempting, attempt it under a short
- * lock_timeout, and retry with backoff and jitter while it comes back busy, for at most
- * maxWaitSeconds. The decision is pure (`gateDecision`); `swapWhenSafe` is the loop the local
- * run, the tests and the benchmark use, and the state machine runs the same steps as states.
+ * The lock gate's loop for callers that wait in one process: the local run, the rollback
+ * command, the tests and the benchmark. It inspects the locks, asks `gateDecision` what to do,
+ * does it, and looks again; the state machine's steps (pipeline/steps/locks.ts) drive the same
+ * decision as states.
  */
-import { SyncError } from '../errors';
-import { inspectLocks, type LockTarget } from '../locks/inspect';
-import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
 import {
-  type Blocker,
-  DEFAULT_GRACE_SECONDS,
-  type LockVerdict,
-  lockVerdict,
-} from '../locks/verdict';
+  type BlockingSession,
+  inspectLocks,
+  type LockTarget,
+  sessionsBlocking,
+} from '../locks/inspect';
+import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
+import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import type { SqlClient } from '../sql-client';
-import { attemptSwap, type SwapResult } from './engine';
+import { attemptSwap, type SwapAttempt, type SwapResult } from './engine';
+import {
+  gateDecision,
+  NO_HISTORY,
+  recordBlockersEnded,
+  recordBusyAttempt,
+  sessionKey,
+} from './gate-decision';
 import type { SwapPlan } from './plan';
-
-export type OnMaxWait = 'fail' | 'terminate';
-
-export interface WaitPolicy {
-  /** Conflicting holders younger than this do not make us wait. Default 2. */
-  readonly graceSeconds?: number;
-  /** How often to look again while blocked. Default 1. */
-  readonly pollIntervalSeconds?: number;
-  /** How long to wait for blockers in all. Default 3600. */
-  readonly maxWaitSeconds?: number;
-  /** What to do when blockers outlast maxWaitSeconds. Default 'fail'. */
-  readonly onMaxWait?: OnMaxWait;
-  /** application_name prefix of our own sessions, never terminated. */
-  readonly ownApplicationPrefix?: string;
-}
-
-export const DEFAULT_WAIT_POLICY = {
-  graceSeconds: DEFAULT_GRACE_SECONDS,
-  pollIntervalSeconds: 1,
-  maxWaitSeconds: 3600,
-  onMaxWait: 'fail',
-  ownApplicationPrefix: 'redshift-aurora-sync',
-} as const satisfies Required<WaitPolicy>;
-
-/** Blockers outlasted maxWaitSeconds and onMaxWait is 'fail'. Live tables are untouched. */
-export class LockWaitTimeoutError extends SyncError {
-  constructor(
-    readonly waitedSeconds: number,
-    readonly blockers: readonly Blocker[],
-    notes: readonly string[] = [],
-  ) {
-    super(
-      `Gave up after waiting ${waitedSeconds.toFixed(0)} s for locks; live tables are unchanged and staging is kept for a re-run. Blocking now:\n- ${[
-        ...(blockers.length > 0
-          ? blockers.map((blocker) => blocker.reason)
-          : ['nobody for long: every attempt collided with short-lived lock holders']),
-        ...notes,
-      ].join('\n- ')}`,
-    );
-  }
-}
-
-export type GateDecision =
-  | { readonly action: 'swap' }
-  | { readonly action: 'wait'; readonly blockers: readonly Blocker[] }
-  | { readonly action: 'terminate'; readonly blockers: readonly Blocker[] }
-  | { readonly action: 'give up'; readonly blockers: readonly Blocker[] };
-
-/** What to do, given who blocks now and how long we have waited. Pure. */
-export function gateDecision(
-  blockers: readonly Blocker[],
-  waitedSeconds: number,
-  policy: WaitPolicy = {},
-): GateDecision {
-  const { maxWaitSeconds, onMaxWait } = { ...DEFAULT_WAIT_POLICY, ...policy };
-  if (blockers.length === 0) return { action: 'swap' };
-  if (waitedSeconds < maxWaitSeconds) return { action: 'wait', blockers };
-  return onMaxWait === 'terminate'
-    ? { action: 'terminate', blockers }
-    : { action: 'give up', blockers };
-}
+import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError, type WaitPolicy } from './policy';
 
 /**
  * The relations a plan locks, in the modes it takes (see swap_locks in ../schema/swap.ts):
@@ -101,39 +47,79 @@ export function lockTargets(plan: SwapPlan): LockTarget[] {
   ]);
 }
 
-/**
- * Delay before the next attempt after a busy one: exponential from 50 ms, capped at the poll
- * interval, with full jitter so that retries do not fall into step with a periodic reader.
- */
-export function retryDelayMs(
-  busyAttempts: number,
-  pollIntervalSeconds: number,
-  random = Math.random,
-): number {
-  const ceiling = Math.min(pollIntervalSeconds * 1000, 50 * 2 ** Math.min(busyAttempts, 16));
-  return Math.round(random() * ceiling);
+/** The server's deadlock_timeout in ms: how long a lock request waits before autovacuum gives way. */
+export async function deadlockTimeoutMs(db: SqlClient): Promise<number> {
+  const [row] = await db.query<{ ms: number }>(
+    `SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::int AS ms`,
+  );
+  return row!.ms;
 }
 
-/** How far past deadlock_timeout an attempt waits when it asks a plain autovacuum to give way. */
-export const AUTOVACUUM_MARGIN_MS = 250;
+/**
+ * Notes for the sessions a termination left alive, e.g. a prepared transaction and how to end
+ * it, for the ones still among `blockers`.
+ */
+export function survivorNotes(
+  records: readonly TerminatedSession[],
+  blockers: readonly Blocker[],
+): string[] {
+  const still = new Set(blockers.map(({ holder }) => sessionKey(holder)));
+  return records
+    .filter((record) => record.outcome === 'refused' && still.has(sessionKey(record)))
+    .map(
+      (record) =>
+        `${record.pid === null ? `prepared transaction ${record.gid}` : `pid ${record.pid}`} was not terminated: ${record.reason}${record.advice ? `; ${record.advice}` : ''}`,
+    );
+}
+
+/** One attempt, and the sessions it was seen waiting for while it waited. */
+export interface WatchedAttempt {
+  readonly attempt: SwapAttempt;
+  /** Empty unless the attempt was busy. */
+  readonly waitedOn: readonly BlockingSession[];
+}
 
 /**
- * The lock_timeout for the next attempt. A plain autovacuum gives way to a conflicting lock
- * request, but PostgreSQL only cancels it once the request has waited deadlock_timeout
- * (1 s by default), longer than our usual lock_timeout: attempts would keep timing out
- * without ever making it give way, for as long as the vacuum runs (minutes on a large table).
- * When a plain autovacuum is in the way and nobody else counts as a blocker, the attempt
- * waits just past deadlock_timeout instead; readers queue behind it that long at most, once.
+ * One swap attempt, watched: half-way through its lock_timeout a second call asks
+ * pg_blocking_pids whom it waits for (`sessionsBlocking`). That is the only way to see a merge
+ * waiting on a row lock, which no table lock shows, and it names whom a busy attempt was stuck
+ * behind. Over the RDS Data API or a pool the two calls run side by side; over one
+ * node-postgres connection the second queues behind the attempt and finds nobody waiting.
  */
-export function attemptLockTimeoutMs(
-  verdict: LockVerdict,
+export async function watchedAttempt(
+  db: SqlClient,
+  plan: SwapPlan,
   lockTimeoutMs: number,
-  deadlockTimeoutMs: number,
-): number {
-  const autovacuumInTheWay =
-    verdict.safe && verdict.ignored.some((holder) => holder.reason === 'autovacuum gives way');
-  if (!autovacuumInTheWay) return lockTimeoutMs;
-  return Math.min(60_000, Math.max(lockTimeoutMs, deadlockTimeoutMs + AUTOVACUUM_MARGIN_MS));
+  sleep: (ms: number) => Promise<void>,
+): Promise<WatchedAttempt> {
+  let settled = false;
+  const attempt = attemptSwap(db, { ...plan, lockTimeoutMs }).finally(() => {
+    settled = true;
+  });
+  const watch = (async () => {
+    await sleep(lockTimeoutMs / 2);
+    if (settled) return [];
+    // A failed look must not turn a busy attempt into an error: it only names people.
+    return sessionsBlocking(db, lockTargets(plan)).catch(() => []);
+  })();
+  const [outcome, waitedOn] = await Promise.all([attempt, watch]);
+  return { attempt: outcome, waitedOn: outcome.status === 'busy' ? waitedOn : [] };
+}
+
+/** e.g. `pid 4242 (user alice, application "psql"), in a transaction open for 1.2 s: "UPDATE ..."` */
+export function describeWaitedOn(sessions: readonly BlockingSession[]): string {
+  return sessions
+    .map((session) => {
+      const who = [`user ${session.user ?? 'unknown'}`];
+      if (session.applicationName)
+        who.push(`application ${JSON.stringify(session.applicationName)}`);
+      const query = session.query
+        ? `: ${JSON.stringify(session.query.replace(/\s+/g, ' ').slice(0, 200))}`
+        : '';
+      const name = session.pid === null ? 'a prepared transaction' : `pid ${session.pid}`;
+      return `${name} (${who.join(', ')}), in a transaction open for ${formatSeconds(session.transactionAgeSeconds)}${query}`;
+    })
+    .join('; ');
 }
 
 export interface SwapProgress {
@@ -153,6 +139,10 @@ export interface SwapOutcome {
   readonly terminated: readonly TerminatedSession[];
 }
 
+/**
+ * Swaps `plan` once the gate allows it; throws LockWaitTimeoutError when the gate gives up.
+ * Ends within maxWaitSeconds plus one termination and one attempt.
+ */
 export async function swapWhenSafe(
   db: SqlClient,
   plan: SwapPlan,
@@ -161,78 +151,101 @@ export async function swapWhenSafe(
     readonly onProgress?: (progress: SwapProgress) => void;
     readonly sleep?: (ms: number) => Promise<void>;
     readonly now?: () => number;
+    readonly random?: () => number;
   } = {},
 ): Promise<SwapOutcome> {
   const settings = { ...DEFAULT_WAIT_POLICY, ...policy };
   const sleep =
     hooks.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
   const now = hooks.now ?? Date.now;
+  const random = hooks.random ?? Math.random;
   const started = now();
+  const waited = () => (now() - started) / 1000;
+  const gatePolicy = {
+    ...settings,
+    lockTimeoutMs: plan.lockTimeoutMs,
+    deadlockTimeoutMs: await deadlockTimeoutMs(db),
+  };
   const targets = lockTargets(plan);
+  const observe = async () => ({
+    verdict: lockVerdict(await inspectLocks(db, targets), { graceSeconds: settings.graceSeconds }),
+    waitedSeconds: waited(),
+  });
   const blockersSeen = new Map<string, Blocker>();
   const terminated: TerminatedSession[] = [];
+  let history = NO_HISTORY;
   let attempts = 0;
-  let busyAttempts = 0;
+  let observation = await observe();
   for (;;) {
-    const waitedSeconds = (now() - started) / 1000;
-    const verdict = lockVerdict(await inspectLocks(db, targets), {
-      graceSeconds: settings.graceSeconds,
-    });
-    const blockers = verdict.safe ? [] : verdict.blockers;
+    const decision = gateDecision(observation, gatePolicy, history);
+    const blockers = decision.action === 'attempt' ? [] : decision.blockers;
     for (const blocker of blockers) {
-      const session = `${blocker.holder.pid ?? blocker.holder.gid}`;
+      const session = sessionKey(blocker.holder);
       if (!blockersSeen.has(session)) blockersSeen.set(session, blocker);
     }
-    const decision = gateDecision(blockers, waitedSeconds, settings);
-    if (decision.action === 'give up')
-      throw new LockWaitTimeoutError(waitedSeconds, decision.blockers);
-    if (decision.action === 'wait') {
-      hooks.onProgress?.({ kind: 'waiting', waitedSeconds, blockers });
-      await sleep(settings.pollIntervalSeconds * 1000);
-      continue;
-    }
-    if (decision.action === 'terminate') {
-      const records = await terminateBlockers(db, decision.blockers, {
-        graceSeconds: settings.graceSeconds,
-        ownApplicationPrefix: settings.ownApplicationPrefix,
-      });
-      terminated.push(...records);
-      hooks.onProgress?.({ kind: 'terminated', waitedSeconds, terminated: records });
-      const survivors = records.filter((record) => !record.terminated);
-      if (survivors.length > 0) {
-        throw new LockWaitTimeoutError(
-          waitedSeconds,
-          decision.blockers.filter((blocker) =>
-            survivors.some(
-              (record) => record.pid === blocker.holder.pid && record.gid === blocker.holder.gid,
-            ),
-          ),
-          survivors.map(
-            (record) =>
-              `pid ${record.pid ?? record.gid} was not terminated: ${record.reason}${record.advice ? `; ${record.advice}` : ''}`,
-          ),
+    switch (decision.action) {
+      case 'give up':
+        throw new LockWaitTimeoutError(observation.waitedSeconds, decision.blockers, [
+          ...decision.notes,
+          ...survivorNotes(terminated, decision.blockers),
+        ]);
+      case 'wait':
+        if (decision.why === 'blocked') {
+          hooks.onProgress?.({
+            kind: 'waiting',
+            waitedSeconds: observation.waitedSeconds,
+            blockers,
+          });
+        }
+        await sleep(decision.waitMs);
+        observation = await observe();
+        break;
+      case 'end blockers': {
+        // The decision already judged them; grace 0 lets terminateBlockers end the young
+        // holders that kept colliding with our attempts.
+        const records = await terminateBlockers(db, decision.blockers, {
+          graceSeconds: 0,
+          ownApplicationPrefix: settings.ownApplicationPrefix,
+        });
+        terminated.push(...records);
+        hooks.onProgress?.({
+          kind: 'terminated',
+          waitedSeconds: observation.waitedSeconds,
+          terminated: records,
+        });
+        history = recordBlockersEnded(history, waited());
+        observation = await observe();
+        break;
+      }
+      case 'attempt': {
+        attempts += 1;
+        const { attempt, waitedOn } = await watchedAttempt(db, plan, decision.lockTimeoutMs, sleep);
+        if (attempt.status === 'swapped') {
+          return {
+            result: attempt.result,
+            waitedSeconds: waited(),
+            attempts,
+            blockersSeen: [...blockersSeen.values()],
+            terminated,
+          };
+        }
+        hooks.onProgress?.({
+          kind: 'busy',
+          waitedSeconds: waited(),
+          message: `${attempt.reason}: ${attempt.message}${waitedOn.length > 0 ? `; it waited for ${describeWaitedOn(waitedOn)}` : ''}`,
+        });
+        // Who still holds a conflicting lock right after the timeout is who outlasted it.
+        observation = await observe();
+        history = recordBusyAttempt(
+          history,
+          observation.verdict,
+          observation.waitedSeconds,
+          settings.pollIntervalSeconds,
+          random(),
+          waitedOn,
         );
+        break;
       }
     }
-    attempts += 1;
-    const attempt = await attemptSwap(db, plan);
-    if (attempt.status === 'swapped') {
-      return {
-        result: attempt.result,
-        waitedSeconds: (now() - started) / 1000,
-        attempts,
-        blockersSeen: [...blockersSeen.values()],
-        terminated,
-      };
-    }
-    hooks.onProgress?.({
-      kind: 'busy',
-      waitedSeconds,
-      message: `${attempt.reason}: ${attempt.message}`,
-    });
-    if (waitedSeconds >= settings.maxWaitSeconds && settings.onMaxWait === 'fail') {
-      throw new LockWaitTimeoutError(waitedSeconds, blockers);
-    }
-    await sleep(retryDelayMs(busyAttempts++, settings.pollIntervalSeconds));
   }
 }

@@ -1,21 +1,34 @@
 /**
  * "Check locks on the live tables", "End the sessions blocking the swap" and "Swap staging
- * into live": the lock gate of the swap engine, cut into steps the state machine can wait
- * between. The check polls inside the Lambda for a while, so a released lock is noticed
- * within about pollIntervalSeconds without paying a state transition per poll.
+ * into live": the lock gate cut into steps the state machine can wait between. Each step
+ * inspects the locks and asks the same `gateDecision` as every other caller, with the gate's
+ * history (busy attempts, sessions that collided with them, whether blockers were ended)
+ * carried in the state. The check polls inside the Lambda for a while, so a released lock is
+ * noticed within about pollIntervalSeconds without paying a state transition per poll.
  */
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
-import { terminateBlockers } from '../../core/locks/terminate';
-import { type Blocker, lockVerdict } from '../../core/locks/verdict';
-import { attemptSwap, preflight } from '../../core/swap/engine';
+import { type TerminatedSession, terminateBlockers } from '../../core/locks/terminate';
+import { lockVerdict } from '../../core/locks/verdict';
+import { preflight } from '../../core/swap/engine';
 import {
-  attemptLockTimeoutMs,
-  DEFAULT_WAIT_POLICY,
-  gateDecision,
-  LockWaitTimeoutError,
+  deadlockTimeoutMs,
+  describeWaitedOn,
   lockTargets,
-  retryDelayMs,
+  survivorNotes,
+  watchedAttempt,
 } from '../../core/swap/gate';
+import {
+  type GateAction,
+  type GateHistory,
+  type GateObservation,
+  type GatePolicy,
+  gateDecision,
+  NO_HISTORY,
+  recordBlockersEnded,
+  recordBusyAttempt,
+} from '../../core/swap/gate-decision';
+import type { SwapPlan } from '../../core/swap/plan';
+import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError } from '../../core/swap/policy';
 import type { PipelineDeps } from '../deps';
 import { loadRun, type RunContext, runSwapPlan } from '../run-context';
 import {
@@ -25,6 +38,7 @@ import {
   expectRun,
   type LocksState,
   type SwapState,
+  type TerminatedState,
 } from '../state';
 
 /** How long one check polls before handing back to the state machine's Wait state. */
@@ -32,20 +46,71 @@ export const LOCK_CHECK_BUDGET_SECONDS = 50;
 /** Quick attempts one swap step makes before going back to waiting. */
 export const SWAP_ATTEMPTS_PER_STEP = 3;
 
-function previousLocks(state: unknown): LocksState | null {
-  const locks = expectObject(state, 'the step input').locks;
-  return locks && typeof locks === 'object' ? (locks as LocksState) : null;
+function stateField<T>(state: unknown, field: string): T | null {
+  const value = expectObject(state, 'the step input')[field];
+  return value && typeof value === 'object' ? (value as T) : null;
 }
 
-async function currentBlockers(
+/**
+ * The gate's newest history: each step that changes it writes it to its own result path
+ * ($.locks, $.swap, $.terminated), and a history only grows, so the newest is the furthest on.
+ */
+function latestHistory(state: unknown): GateHistory {
+  const candidates = [
+    stateField<LocksState>(state, 'locks')?.history,
+    stateField<{ history?: GateHistory }>(state, 'swap')?.history,
+    stateField<TerminatedState>(state, 'terminated')?.history,
+  ].filter((history): history is GateHistory => Boolean(history));
+  return candidates.reduce(
+    (newest, history) =>
+      history.busyAttempts > newest.busyAttempts ||
+      (history.busyAttempts === newest.busyAttempts &&
+        history.blockersEndedAtSeconds !== null &&
+        newest.blockersEndedAtSeconds === null)
+        ? history
+        : newest,
+    NO_HISTORY,
+  );
+}
+
+function terminatedBefore(state: unknown): readonly TerminatedSession[] {
+  return stateField<TerminatedState>(state, 'terminated')?.terminated ?? [];
+}
+
+/** One step's view of the gate: the run's plan, its policy and a way to look at the locks. */
+async function openGate(
   deps: PipelineDeps,
   context: RunContext,
-  targets: readonly LockTarget[],
-): Promise<Blocker[]> {
-  const verdict = lockVerdict(await inspectLocks(deps.aurora, targets), {
+  plan: SwapPlan,
+  firstCheckAt: number,
+) {
+  const targets: readonly LockTarget[] = lockTargets(plan);
+  const policy: GatePolicy = {
     graceSeconds: context.config.locks.graceSeconds,
+    pollIntervalSeconds: context.run.pollIntervalSeconds,
+    maxWaitSeconds: context.run.maxWaitSeconds,
+    onMaxWait: context.config.locks.onMaxWait,
+    lockTimeoutMs: plan.lockTimeoutMs,
+    deadlockTimeoutMs: await deadlockTimeoutMs(deps.aurora),
+  };
+  const observe = async (): Promise<GateObservation> => ({
+    verdict: lockVerdict(await inspectLocks(deps.aurora, targets), {
+      graceSeconds: policy.graceSeconds,
+    }),
+    waitedSeconds: (deps.now() - firstCheckAt) / 1000,
   });
-  return verdict.safe ? [] : verdict.blockers;
+  return { policy, observe };
+}
+
+function giveUp(
+  state: unknown,
+  decision: Extract<GateAction, { action: 'give up' }>,
+  waitedSeconds: number,
+): LockWaitTimeoutError {
+  return new LockWaitTimeoutError(waitedSeconds, decision.blockers, [
+    ...decision.notes,
+    ...survivorNotes(terminatedBefore(state), decision.blockers),
+  ]);
 }
 
 function mergeSeen(
@@ -63,7 +128,7 @@ function mergeSeen(
 
 export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<LocksState> {
   const context = await loadRun(deps, expectRun(state));
-  const previous = previousLocks(state);
+  const previous = stateField<LocksState>(state, 'locks');
   const stepStarted = deps.now();
   const record = await context.files.readUnload();
   if (!previous) {
@@ -79,21 +144,24 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     );
   }
   const firstCheckAt = previous?.firstCheckAt ?? stepStarted;
+  const history = latestHistory(state);
   let seen = previous?.blockersSeen ?? [];
   let checks = previous?.checks ?? 0;
-  const pollMs = context.run.pollIntervalSeconds * 1000;
   // The plan (run files, merge keys) is fixed for the run: read it once, not on every poll.
-  const targets = lockTargets(await runSwapPlan(deps, context, record));
+  const gate = await openGate(
+    deps,
+    context,
+    await runSwapPlan(deps, context, record),
+    firstCheckAt,
+  );
   for (;;) {
-    const blockers = await currentBlockers(deps, context, targets);
+    const observation = await gate.observe();
     checks += 1;
+    const decision = gateDecision(observation, gate.policy, history);
+    const blockers = decision.action === 'attempt' ? [] : decision.blockers;
     const described = blockers.map((blocker) => describeBlocker(blocker.holder, blocker.reason));
     seen = mergeSeen(seen, described);
-    const waitedSeconds = (deps.now() - firstCheckAt) / 1000;
-    const decision = gateDecision(blockers, waitedSeconds, {
-      maxWaitSeconds: context.run.maxWaitSeconds,
-      onMaxWait: context.config.locks.onMaxWait,
-    });
+    const { waitedSeconds } = observation;
     const result = (kind: LocksState['decision']): LocksState => ({
       decision: kind,
       firstCheckAt,
@@ -101,40 +169,48 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
       checks,
       blockers: described,
       blockersSeen: seen,
+      history,
     });
-    if (decision.action === 'give up') throw new LockWaitTimeoutError(waitedSeconds, blockers);
-    if (decision.action === 'swap' || decision.action === 'terminate') {
-      return result(decision.action);
-    }
-    if (checks === (previous?.checks ?? 0) + 1) {
+    if (decision.action === 'give up') throw giveUp(state, decision, waitedSeconds);
+    if (decision.action === 'attempt') return result('swap');
+    if (decision.action === 'end blockers') return result('terminate');
+    if (decision.why === 'blocked' && checks === (previous?.checks ?? 0) + 1) {
       deps.log.info('waiting for sessions that hold conflicting locks', {
         waitedSeconds: Math.round(waitedSeconds),
         blockers: described.map((blocker) => blocker.reason),
       });
     }
-    const elapsedMs = deps.now() - stepStarted;
-    const remainingWaitMs = context.run.maxWaitSeconds * 1000 - (deps.now() - firstCheckAt);
-    if (elapsedMs + pollMs > LOCK_CHECK_BUDGET_SECONDS * 1000 || remainingWaitMs <= 0) {
+    if (deps.now() - stepStarted + decision.waitMs > LOCK_CHECK_BUDGET_SECONDS * 1000) {
       return result('wait');
     }
-    await deps.sleep(Math.min(pollMs, Math.max(remainingWaitMs, 0) + 1));
+    await deps.sleep(decision.waitMs);
   }
 }
 
-export async function endBlockers(
-  state: unknown,
-  deps: PipelineDeps,
-): Promise<{ terminated: readonly unknown[] }> {
+export async function endBlockers(state: unknown, deps: PipelineDeps): Promise<TerminatedState> {
   const context = await loadRun(deps, expectRun(state));
-  const previous = previousLocks(state);
+  const firstCheckAt = stateField<LocksState>(state, 'locks')?.firstCheckAt ?? deps.now();
+  const history = latestHistory(state);
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
-  const blockers = await currentBlockers(deps, context, lockTargets(plan));
-  const records = await terminateBlockers(deps.aurora, blockers, {
-    graceSeconds: context.config.locks.graceSeconds,
+  const gate = await openGate(deps, context, plan, firstCheckAt);
+  const observation = await gate.observe();
+  const decision = gateDecision(observation, gate.policy, history);
+  if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
+  // Nobody to end any more (they finished since the check): the swap step decides afresh.
+  if (decision.action !== 'end blockers') return { terminated: [], history };
+  // The decision already judged them; grace 0 lets terminateBlockers end the young holders
+  // that kept colliding with our attempts.
+  const records = await terminateBlockers(deps.aurora, decision.blockers, {
+    graceSeconds: 0,
     ownApplicationPrefix: DEFAULT_WAIT_POLICY.ownApplicationPrefix,
   });
   for (const record of records) {
-    deps.log.warn(record.terminated ? 'terminated a blocking session' : 'could not terminate', {
+    const message = {
+      terminated: 'terminated a blocking session',
+      ended: 'a blocking session ended by itself before it was terminated',
+      refused: 'could not terminate a blocking session',
+    }[record.outcome];
+    deps.log.warn(message, {
       pid: record.pid,
       user: record.user,
       application: record.applicationName,
@@ -143,78 +219,81 @@ export async function endBlockers(
       reason: record.reason,
     });
   }
-  const survivors = records.filter((record) => !record.terminated);
-  if (survivors.length > 0) {
-    throw new LockWaitTimeoutError(
-      previous?.waitedSeconds ?? 0,
-      blockers,
-      survivors.map(
-        (record) =>
-          `pid ${record.pid ?? record.gid} was not terminated: ${record.reason}${record.advice ? `; ${record.advice}` : ''}`,
-      ),
-    );
-  }
-  deps.metrics.record('SessionsTerminated', 'Count', records.length);
-  return { terminated: records };
+  deps.metrics.record('SessionsTerminated', 'Count', records.filter((r) => r.terminated).length);
+  return {
+    terminated: records,
+    history: recordBlockersEnded(history, (deps.now() - firstCheckAt) / 1000),
+  };
 }
 
 export async function swapTables(state: unknown, deps: PipelineDeps): Promise<SwapState> {
   const context = await loadRun(deps, expectRun(state));
+  const firstCheckAt = stateField<LocksState>(state, 'locks')?.firstCheckAt ?? deps.now();
+  let history = latestHistory(state);
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
-  let lockTimeoutMs = plan.lockTimeoutMs;
+  const gate = await openGate(deps, context, plan, firstCheckAt);
+  let attempts = 0;
   let reason = '';
-  for (let attempt = 1; attempt <= SWAP_ATTEMPTS_PER_STEP; attempt += 1) {
-    const outcome = await attemptSwap(deps.aurora, { ...plan, lockTimeoutMs });
+  const notNow = (why: string): SwapState => ({
+    swapped: false,
+    attempts,
+    reason: reason || why,
+    history,
+  });
+  for (;;) {
+    const observation = await gate.observe();
+    const decision = gateDecision(observation, gate.policy, history);
+    if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
+    if (decision.action === 'end blockers') return notNow('blocking sessions are to be ended');
+    if (decision.action === 'wait') {
+      // Long blockers are waited for by the check and the Wait state; only the short pause
+      // after a busy attempt is spent here.
+      if (decision.why === 'blocked') return notNow('blockers hold conflicting locks');
+      if (attempts >= SWAP_ATTEMPTS_PER_STEP) return notNow('busy');
+      await deps.sleep(decision.waitMs);
+      continue;
+    }
+    if (attempts >= SWAP_ATTEMPTS_PER_STEP) return notNow('busy');
+    attempts += 1;
+    if (decision.lockTimeoutMs !== plan.lockTimeoutMs) {
+      deps.log.info(
+        'a plain autovacuum is in the way: waiting past deadlock_timeout so it gives way',
+        { lockTimeoutMs: decision.lockTimeoutMs },
+      );
+    }
+    const { attempt: outcome, waitedOn } = await watchedAttempt(
+      deps.aurora,
+      plan,
+      decision.lockTimeoutMs,
+      deps.sleep,
+    );
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
       deps.log.info('swapped', {
         tables: context.run.targets,
-        attempt,
+        attempt: attempts,
         lockWaitMs: outcome.result.lockWaitMs,
         lockHeldMs: outcome.result.lockHeldMs,
       });
       return {
         swapped: true,
-        attempts: attempt,
+        attempts,
         lockWaitMs: outcome.result.lockWaitMs,
         lockHeldMs: outcome.result.lockHeldMs,
         swappedAt: new Date(deps.now()).toISOString(),
       };
     }
-    reason = `${outcome.reason}: ${outcome.message}`;
-    deps.log.info('swap attempt was busy; nothing changed', { attempt, reason });
-    if (attempt < SWAP_ATTEMPTS_PER_STEP) {
-      await deps.sleep(retryDelayMs(attempt, context.run.pollIntervalSeconds));
-      lockTimeoutMs = attemptLockTimeoutMs(
-        lockVerdict(await inspectLocks(deps.aurora, lockTargets(plan)), {
-          graceSeconds: context.config.locks.graceSeconds,
-        }),
-        plan.lockTimeoutMs,
-        await deadlockTimeoutMs(deps),
-      );
-      if (lockTimeoutMs !== plan.lockTimeoutMs) {
-        deps.log.info(
-          'a plain autovacuum is in the way: waiting past deadlock_timeout so it gives way',
-          {
-            lockTimeoutMs,
-          },
-        );
-      }
-    }
+    reason = `${outcome.reason}: ${outcome.message}${waitedOn.length > 0 ? `; it waited for ${describeWaitedOn(waitedOn)}` : ''}`;
+    deps.log.info('swap attempt was busy; nothing changed', { attempt: attempts, reason });
+    // Who still holds a conflicting lock right after the timeout is who outlasted it.
+    const after = await gate.observe();
+    history = recordBusyAttempt(
+      history,
+      after.verdict,
+      after.waitedSeconds,
+      gate.policy.pollIntervalSeconds ?? DEFAULT_WAIT_POLICY.pollIntervalSeconds,
+      Math.random(),
+      waitedOn,
+    );
   }
-  const locks = previousLocks(state);
-  const waitedSeconds = locks ? (deps.now() - locks.firstCheckAt) / 1000 : 0;
-  if (waitedSeconds >= context.run.maxWaitSeconds && context.config.locks.onMaxWait === 'fail') {
-    // Nobody held a lock for long, yet every attempt collided with someone: the same end as
-    // waiting for a long holder, and the same answer.
-    throw new LockWaitTimeoutError(waitedSeconds, [], [`the last attempt: ${reason}`]);
-  }
-  return { swapped: false, attempts: SWAP_ATTEMPTS_PER_STEP, reason };
-}
-
-async function deadlockTimeoutMs(deps: PipelineDeps): Promise<number> {
-  const [row] = await deps.aurora.query<{ ms: number }>(
-    `SELECT (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000)::int AS ms`,
-  );
-  return row!.ms;
 }

@@ -1,0 +1,266 @@
+/**
+ * The lock gate's one decision: given who holds conflicting locks now, how long we have waited
+ * and what earlier attempts ran into, what to do next. Pure, so every rule is unit-tested; the
+ * state machine's steps, `swapWhenSafe` (local run, tests, benchmark) and the rollback command
+ * all drive this same function, each with its own loop around it.
+ */
+import type { LockHolder } from '../locks/inspect';
+import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict';
+import { DEFAULT_WAIT_POLICY, type WaitPolicy } from './policy';
+
+/**
+ * Busy attempts a session may collide with before it counts as a blocker although each of its
+ * transactions is younger than the grace period: a reader running back-to-back transactions
+ * longer than lock_timeout would otherwise make every attempt time out, forever.
+ */
+export const COLLISIONS_BEFORE_BLOCKER = 3;
+
+/** How many colliding sessions the history remembers (it travels in the state machine's state). */
+export const REMEMBERED_SESSIONS = 50;
+
+/** How far past deadlock_timeout an attempt waits when it asks a plain autovacuum to give way. */
+export const AUTOVACUUM_MARGIN_MS = 250;
+
+/** The first delay after a busy attempt; it doubles per busy attempt up to the poll interval. */
+export const FIRST_RETRY_DELAY_MS = 50;
+
+export interface GatePolicy extends WaitPolicy {
+  /** lock_timeout of an ordinary attempt. */
+  readonly lockTimeoutMs: number;
+  /** The server's deadlock_timeout: how long a request waits before a plain autovacuum gives way. */
+  readonly deadlockTimeoutMs: number;
+}
+
+/** A session that held a conflicting lock right after busy attempts, and after how many. */
+export interface SessionCollisions {
+  readonly session: string;
+  readonly count: number;
+}
+
+/** What earlier attempts ran into. Small and JSON, so the state machine can carry it. */
+export interface GateHistory {
+  readonly busyAttempts: number;
+  /** Seconds since the first check, at the last busy attempt. */
+  readonly lastBusyAtSeconds: number | null;
+  /** The pause after the last busy attempt (backoff with jitter, drawn when it was recorded). */
+  readonly retryAfterMs: number;
+  /** Most collisions first, at most REMEMBERED_SESSIONS. */
+  readonly collisions: readonly SessionCollisions[];
+  /** Seconds since the first check, when the blocking sessions were ended (onMaxWait terminate). */
+  readonly blockersEndedAtSeconds: number | null;
+}
+
+export const NO_HISTORY: GateHistory = {
+  busyAttempts: 0,
+  lastBusyAtSeconds: null,
+  retryAfterMs: 0,
+  collisions: [],
+  blockersEndedAtSeconds: null,
+};
+
+export interface GateObservation {
+  /** lockVerdict of the holders inspectLocks found just now, under the policy's grace. */
+  readonly verdict: LockVerdict;
+  /** Seconds since the first check. */
+  readonly waitedSeconds: number;
+}
+
+export type GateAction =
+  | {
+      readonly action: 'wait';
+      /** `blocked`: blockers hold the locks; `backing off`: the pause after a busy attempt. */
+      readonly why: 'blocked' | 'backing off';
+      readonly waitMs: number;
+      readonly blockers: readonly Blocker[];
+    }
+  | { readonly action: 'attempt'; readonly lockTimeoutMs: number }
+  | { readonly action: 'end blockers'; readonly blockers: readonly Blocker[] }
+  | {
+      readonly action: 'give up';
+      readonly blockers: readonly Blocker[];
+      readonly notes: readonly string[];
+    };
+
+/** A session's identity across inspections: its pid, or a prepared transaction's gid. */
+export function sessionKey(holder: Pick<LockHolder, 'pid' | 'gid'>): string {
+  return holder.pid === null ? `gid ${holder.gid}` : `pid ${holder.pid}`;
+}
+
+/**
+ * Who blocks: the verdict's blockers, plus the young holders whose session has collided with
+ * COLLISIONS_BEFORE_BLOCKER busy attempts (grace does not protect them any more).
+ */
+export function gateBlockers(verdict: LockVerdict, history: GateHistory): Blocker[] {
+  const blockers = verdict.safe ? [] : [...verdict.blockers];
+  for (const { holder, reason } of verdict.ignored) {
+    if (reason !== 'younger than grace') continue;
+    const count = collisionsOf(history, holder);
+    if (count >= COLLISIONS_BEFORE_BLOCKER) {
+      blockers.push({
+        holder,
+        reason: `${blockerReason(holder)} (each of its transactions is short, but it held the lock through ${count} swap attempts)`,
+      });
+    }
+  }
+  return blockers;
+}
+
+/** Every holder whose lock conflicts with ours and will not give way, young or old. */
+function conflictingHolders(verdict: LockVerdict): Blocker[] {
+  const young = verdict.ignored
+    .filter((ignored) => ignored.reason === 'younger than grace')
+    .map(({ holder }) => ({ holder, reason: blockerReason(holder) }));
+  return [...(verdict.safe ? [] : verdict.blockers), ...young];
+}
+
+function collisionsOf(history: GateHistory, holder: LockHolder): number {
+  const key = sessionKey(holder);
+  return history.collisions.find((entry) => entry.session === key)?.count ?? 0;
+}
+
+/**
+ * The next step. In order:
+ * - after the blocking sessions were ended (once, onMaxWait terminate): anyone still blocking,
+ *   or a busy attempt since, ends the wait (`give up`); otherwise `attempt`;
+ * - blockers before maxWaitSeconds: `wait` a poll interval (at most until maxWaitSeconds);
+ * - blockers at maxWaitSeconds: `end blockers` (terminate) or `give up` (fail);
+ * - past maxWaitSeconds with an attempt already busy there: grace no longer protects anyone,
+ *   every conflicting holder is ended (terminate) or named (fail);
+ * - otherwise `attempt`, after the backoff pause that follows a busy attempt.
+ * So every loop driving it ends within maxWaitSeconds plus one termination and one attempt.
+ */
+export function gateDecision(
+  observation: GateObservation,
+  policy: GatePolicy,
+  history: GateHistory,
+): GateAction {
+  const settings = { ...DEFAULT_WAIT_POLICY, ...policy };
+  const { verdict, waitedSeconds } = observation;
+  const blockers = gateBlockers(verdict, history);
+  const ended = history.blockersEndedAtSeconds;
+  const lastBusy = history.lastBusyAtSeconds;
+  if (ended !== null) {
+    if (blockers.length > 0) {
+      return {
+        action: 'give up',
+        blockers,
+        notes: ['they were still there after ending the blocking sessions'],
+      };
+    }
+    if (lastBusy !== null && lastBusy >= ended) {
+      return {
+        action: 'give up',
+        blockers: conflictingHolders(verdict),
+        notes: ['the attempt after ending the blocking sessions was still busy'],
+      };
+    }
+    return { action: 'attempt', lockTimeoutMs: attemptLockTimeoutMs(verdict, blockers, policy) };
+  }
+  const overdue = waitedSeconds >= settings.maxWaitSeconds;
+  if (blockers.length > 0) {
+    if (!overdue) {
+      const remainingMs = Math.ceil((settings.maxWaitSeconds - waitedSeconds) * 1000);
+      const waitMs = Math.max(1, Math.min(settings.pollIntervalSeconds * 1000, remainingMs));
+      return { action: 'wait', why: 'blocked', waitMs, blockers };
+    }
+    return settings.onMaxWait === 'terminate'
+      ? { action: 'end blockers', blockers }
+      : { action: 'give up', blockers, notes: [] };
+  }
+  if (overdue && lastBusy !== null && lastBusy >= settings.maxWaitSeconds) {
+    const inTheWay = conflictingHolders(verdict);
+    return settings.onMaxWait === 'terminate'
+      ? { action: 'end blockers', blockers: inTheWay }
+      : { action: 'give up', blockers: inTheWay, notes: [] };
+  }
+  if (lastBusy !== null) {
+    const pauseLeftMs = Math.round(history.retryAfterMs - (waitedSeconds - lastBusy) * 1000);
+    if (pauseLeftMs > 0) {
+      return { action: 'wait', why: 'backing off', waitMs: pauseLeftMs, blockers: [] };
+    }
+  }
+  return { action: 'attempt', lockTimeoutMs: attemptLockTimeoutMs(verdict, blockers, policy) };
+}
+
+/**
+ * The lock_timeout of the next attempt. A plain autovacuum gives way to a conflicting lock
+ * request, but PostgreSQL only cancels it once the request has waited deadlock_timeout
+ * (1 s by default), longer than our usual lock_timeout: attempts would keep timing out
+ * without ever making it give way, for as long as the vacuum runs (minutes on a large table).
+ * When a plain autovacuum is in the way and nobody counts as a blocker, the attempt waits just
+ * past deadlock_timeout instead; readers queue behind it that long at most, once.
+ * ("The autovacuum daemon ... will cancel itself if a conflicting lock request is made",
+ * https://www.postgresql.org/docs/current/routine-vacuuming.html#AUTOVACUUM)
+ */
+export function attemptLockTimeoutMs(
+  verdict: LockVerdict,
+  blockers: readonly Blocker[],
+  policy: Pick<GatePolicy, 'lockTimeoutMs' | 'deadlockTimeoutMs'>,
+): number {
+  const autovacuumInTheWay =
+    blockers.length === 0 &&
+    verdict.ignored.some((holder) => holder.reason === 'autovacuum gives way');
+  if (!autovacuumInTheWay) return policy.lockTimeoutMs;
+  return Math.min(
+    60_000,
+    Math.max(policy.lockTimeoutMs, policy.deadlockTimeoutMs + AUTOVACUUM_MARGIN_MS),
+  );
+}
+
+/**
+ * Delay before the next attempt after a busy one: exponential from FIRST_RETRY_DELAY_MS,
+ * capped at the poll interval, with full jitter so that retries do not fall into step with a
+ * periodic reader.
+ */
+export function retryDelayMs(
+  busyAttempts: number,
+  pollIntervalSeconds: number,
+  random: number,
+): number {
+  const ceiling = Math.min(
+    pollIntervalSeconds * 1000,
+    FIRST_RETRY_DELAY_MS * 2 ** Math.min(busyAttempts, 16),
+  );
+  return Math.round(random * ceiling);
+}
+
+/**
+ * The history after a busy attempt: `verdict` is the inspection made right after it, so its
+ * conflicting holders are the ones that outlasted our lock_timeout; `waitedOn` are the sessions
+ * the attempt was seen waiting for while it waited (sessionsBlocking), which include holders of
+ * row locks that no table lock shows. `random` in [0, 1) draws the backoff's jitter.
+ */
+export function recordBusyAttempt(
+  history: GateHistory,
+  verdict: LockVerdict,
+  atSeconds: number,
+  pollIntervalSeconds: number,
+  random: number,
+  waitedOn: readonly Pick<LockHolder, 'pid'>[] = [],
+): GateHistory {
+  const sessions = new Set([
+    ...conflictingHolders(verdict).map(({ holder }) => sessionKey(holder)),
+    ...waitedOn.flatMap(({ pid }) => (pid === null ? [] : [sessionKey({ pid, gid: null })])),
+  ]);
+  const counts = new Map<string, number>();
+  // The sessions seen now come first, so that among equal counts the oldest ones are dropped.
+  for (const session of sessions) counts.set(session, 1);
+  for (const { session, count } of history.collisions) {
+    counts.set(session, count + (counts.get(session) ?? 0));
+  }
+  return {
+    ...history,
+    busyAttempts: history.busyAttempts + 1,
+    lastBusyAtSeconds: atSeconds,
+    retryAfterMs: retryDelayMs(history.busyAttempts, pollIntervalSeconds, random),
+    collisions: [...counts]
+      .map(([session, count]) => ({ session, count }))
+      .sort((a, b) => b.count - a.count)
+      .slice(0, REMEMBERED_SESSIONS),
+  };
+}
+
+/** The history after the blocking sessions were ended. */
+export function recordBlockersEnded(history: GateHistory, atSeconds: number): GateHistory {
+  return { ...history, blockersEndedAtSeconds: atSeconds };
+}

@@ -1,0 +1,137 @@
+/**
+ * The lock gate as production runs it: the synthesized state machine executed locally, its
+ * "Check locks", "End the sessions" and "Swap" states bound to the real step code, against a
+ * table that four sessions read in back-to-back short transactions, each longer than
+ * lock_timeout and shorter than the grace period. The run must end within maxWaitSeconds plus
+ * a bounded margin: failing with the readers named, or after ending them.
+ */
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeConfig } from '../lambdas/core/config';
+import type { RunSummary } from '../lambdas/pipeline/summary';
+import { localDeps } from '../local/run/deps';
+import { runLocalPipeline } from '../local/run/pipeline';
+import { freshDatabase, type TestDatabase } from './support/db';
+import { uniqueRoles } from './support/swap-fixtures';
+
+let sourceDb: TestDatabase;
+let targetDb: TestDatabase;
+let target: pg.Client;
+let s3Dir: string;
+const roles = uniqueRoles('looper');
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+beforeAll(async () => {
+  sourceDb = await freshDatabase();
+  targetDb = await freshDatabase();
+  const source = await sourceDb.connect('test setup');
+  target = await targetDb.connect('test setup');
+  s3Dir = await mkdtemp(join(tmpdir(), 'gate-run-bucket-'));
+  await chmod(s3Dir, 0o755);
+  await source.query(`
+    CREATE SCHEMA sales;
+    CREATE TABLE sales.orders (id bigint, note text);
+    INSERT INTO sales.orders SELECT g, 'new' FROM generate_series(1, 20) g;
+  `);
+  await target.query(`
+    CREATE ROLE ${roles.looper} LOGIN PASSWORD 'looper';
+    CREATE TABLE public.orders (id bigint, note text);
+    INSERT INTO public.orders VALUES (100, 'old');
+    GRANT SELECT ON public.orders TO ${roles.looper};
+  `);
+});
+
+/** As in swap-concurrency.test.ts: every 200 ms attempt times out, every transaction is young. */
+async function backToBackReaders() {
+  const login = { user: roles.looper, password: 'looper' };
+  const sessions = await Promise.all(
+    [0, 1, 2, 3].map(() => targetDb.connect('back-to-back', login)),
+  );
+  let running = true;
+  const loops = sessions.map(async (session, index) => {
+    await sleep(index * 250);
+    try {
+      while (running) {
+        const seconds = (0.7 + Math.random() * 0.5).toFixed(2);
+        await session.query(
+          `BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE; SELECT pg_sleep(${seconds}); COMMIT`,
+        );
+      }
+      return 'stopped';
+    } catch {
+      return 'ended by the server';
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      return Promise.all(loops);
+    },
+  };
+}
+
+async function run(onMaxWait: 'fail' | 'terminate'): Promise<RunSummary> {
+  const deps = await localDeps({
+    sourceUrl: sourceDb.url,
+    targetUrl: targetDb.url,
+    s3Dir,
+    onLog: () => {},
+  });
+  try {
+    return (await runLocalPipeline({
+      config: parseRuntimeConfig(
+        {
+          tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
+          locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, graceSeconds: 2, onMaxWait },
+        },
+        'test config',
+      ),
+      request: { maxWaitSeconds: 4 },
+      deps,
+      onProgress: () => {},
+    })) as RunSummary;
+  } finally {
+    await deps.close();
+  }
+}
+
+async function liveNotes(): Promise<string[]> {
+  const { rows } = await target.query('SELECT DISTINCT note FROM public.orders ORDER BY 1');
+  return rows.map((row) => row.note);
+}
+
+describe('a run against back-to-back short readers', () => {
+  it('fails after maxWaitSeconds naming them (onMaxWait "fail"), live table untouched', async () => {
+    const readers = await backToBackReaders();
+    const started = performance.now();
+    const summary = await run('fail');
+    const tookSeconds = (performance.now() - started) / 1000;
+    await readers.stop();
+
+    expect(summary.status).toBe('FAILED');
+    expect(summary.error).toMatchObject({ name: 'LockWaitTimeoutError' });
+    expect(summary.error!.message).toMatch(
+      /application "back-to-back".*held the lock through \d+ swap attempts/,
+    );
+    // maxWaitSeconds 4, plus the run's other stages and a bounded margin.
+    expect(tookSeconds).toBeLessThan(4 + 30);
+    expect(await liveNotes()).toEqual(['old']);
+  });
+
+  it('ends them and swaps (onMaxWait "terminate")', async () => {
+    const readers = await backToBackReaders();
+    const started = performance.now();
+    const summary = await run('terminate');
+    const tookSeconds = (performance.now() - started) / 1000;
+    const ends = await readers.stop();
+
+    expect(summary.status).toBe('SUCCEEDED');
+    expect(ends).toContain('ended by the server');
+    expect(tookSeconds).toBeLessThan(4 + 30);
+    expect(await liveNotes()).toEqual(['new']);
+  });
+});
