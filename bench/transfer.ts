@@ -23,7 +23,7 @@ import { qualityGate, stagingFigures } from '../lambdas/core/load/quality-gate';
 import { createStagingTable, dropStaging } from '../lambdas/core/load/staging';
 import { targetColumns } from '../lambdas/core/load/target';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
-import { installSchema } from '../lambdas/core/swap/engine';
+import { installSchema } from '../lambdas/core/schema/install';
 import { parseFigures } from '../lambdas/core/transfer/figures';
 import type { StatementState, Warehouse } from '../lambdas/core/transfer/ports';
 import type { SyncTable, TableFigures, TableTransfer } from '../lambdas/core/transfer/types';

@@ -28,7 +28,7 @@ import {
 } from '../lambdas/core/load/import';
 import { createStagingTable } from '../lambdas/core/load/staging';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
-import { installSchema } from '../lambdas/core/swap/engine';
+import { installSchema } from '../lambdas/core/schema/install';
 import type { DataFile, TableTransfer } from '../lambdas/core/transfer/types';
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';

@@ -23,7 +23,7 @@ import {
 } from '../lambdas/core/load/quality-gate';
 import { createStagingTable } from '../lambdas/core/load/staging';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
-import { installSchema } from '../lambdas/core/swap/engine';
+import { installSchema } from '../lambdas/core/schema/install';
 import { LongStatementStillRunningError } from '../lambdas/core/swap/long-statements';
 import { buildFiguresQuery, parseFigures } from '../lambdas/core/transfer/figures';
 import type {

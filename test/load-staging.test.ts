@@ -15,7 +15,7 @@ import {
 } from '../lambdas/core/load/staging';
 import { liveRowCount, targetColumns } from '../lambdas/core/load/target';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
-import { installSchema } from '../lambdas/core/swap/engine';
+import { installSchema } from '../lambdas/core/schema/install';
 import type { ColumnTransfer, TableTransfer } from '../lambdas/core/transfer/types';
 import { freshDatabase } from './support/db';
 

@@ -6,8 +6,9 @@
 import type pg from 'pg';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
-import { inspectLocks, type LockTarget, sessionsBlocking } from '../lambdas/core/locks/inspect';
+import { inspectLocks, type LockTarget } from '../lambdas/core/locks/inspect';
 import { lockVerdict } from '../lambdas/core/locks/verdict';
+import { sessionsBlocking } from '../lambdas/core/locks/waiting';
 import {
   COLLISIONS_BEFORE_BLOCKER,
   gateBlockers,

@@ -11,7 +11,8 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { ConfigError } from '../lambdas/core/errors';
-import { installSchema, prepareStaging } from '../lambdas/core/swap/engine';
+import { installSchema } from '../lambdas/core/schema/install';
+import { prepareStaging } from '../lambdas/core/swap/engine';
 import {
   AnalyzeStoppedError,
   describeBackends,

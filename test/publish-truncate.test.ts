@@ -1,8 +1,8 @@
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { installSchema } from '../lambdas/core/schema/install';
 import { SYNC_SQLSTATE } from '../lambdas/core/schema/sqlstates';
-import { installSchema } from '../lambdas/core/swap/engine';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const LIVE = '"Sales Dept"."Order ""Items"""';

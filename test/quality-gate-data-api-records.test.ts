@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { stagingFigures } from '../lambdas/core/load/quality-gate';
 import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../lambdas/core/schema/admin';
+import { installSchema } from '../lambdas/core/schema/install';
 import type { Row, SqlClient, SqlParameters } from '../lambdas/core/sql-client';
-import { installSchema } from '../lambdas/core/swap/engine';
 import type { TableTransfer } from '../lambdas/core/transfer/types';
 import { freshDatabase } from './support/db';
 

@@ -17,16 +17,16 @@ import { PreflightError } from '../lambdas/core/errors';
 import { type QualifiedName, quoteQualified } from '../lambdas/core/identifiers';
 import { buildCreateStagingStatement } from '../lambdas/core/load/staging';
 import { RETIRED_SCHEMA, STAGING_SCHEMA } from '../lambdas/core/schema/admin';
+import { installSchema } from '../lambdas/core/schema/install';
 import {
   attemptSwap,
   dropExpiredVersions,
-  installSchema,
-  preflight,
   prepareStaging,
   retiredVersions,
   rollback,
 } from '../lambdas/core/swap/engine';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import { preflight } from '../lambdas/core/swap/preflight';
 import type { TableSwap } from '../lambdas/core/swap/types';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';

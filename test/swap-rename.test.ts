@@ -11,12 +11,12 @@ import { RETIRED_SCHEMA } from '../lambdas/core/schema/admin';
 import {
   attemptSwap,
   dropExpiredVersions,
-  preflight,
   prepareStaging,
   retiredVersions,
   rollback,
 } from '../lambdas/core/swap/engine';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import { preflight } from '../lambdas/core/swap/preflight';
 import type { TableSwap } from '../lambdas/core/swap/types';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { asRole, createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';

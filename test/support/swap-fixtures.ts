@@ -6,7 +6,7 @@ import {
   quoteQualified,
 } from '../../lambdas/core/identifiers';
 import { STAGING_SCHEMA } from '../../lambdas/core/schema/admin';
-import { installSchema } from '../../lambdas/core/swap/engine';
+import { installSchema } from '../../lambdas/core/schema/install';
 import { pipelineRoleStatements } from '../../local/pipeline-role';
 import type { TestDatabase } from './db';
 

@@ -4,14 +4,10 @@
  * does it, and looks again; the state machine's steps (pipeline/steps/locks.ts) drive the same
  * decision as states.
  */
-import {
-  type BlockingSession,
-  inspectLocks,
-  type LockTarget,
-  sessionsBlocking,
-} from '../locks/inspect';
+import { inspectLocks, type LockTarget } from '../locks/inspect';
 import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
+import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
 import type { SqlClient } from '../sql-client';
 import { attemptSwap, type SwapAttempt, type SwapResult } from './engine';
 import {

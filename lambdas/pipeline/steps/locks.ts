@@ -9,7 +9,6 @@
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
 import { type TerminatedSession, terminateBlockers } from '../../core/locks/terminate';
 import { lockVerdict } from '../../core/locks/verdict';
-import { preflight } from '../../core/swap/engine';
 import {
   deadlockTimeoutMs,
   describeWaitedOn,
@@ -29,6 +28,7 @@ import {
 } from '../../core/swap/gate-decision';
 import type { SwapPlan } from '../../core/swap/plan';
 import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError } from '../../core/swap/policy';
+import { preflight } from '../../core/swap/preflight';
 import type { PipelineDeps } from '../deps';
 import { loadRun, type RunContext, runSwapPlan } from '../run-context';
 import {
