@@ -10,7 +10,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
-import { ConfigError } from '../lambdas/core/errors';
+import { InternalError } from '../lambdas/core/errors';
 import { installSchema } from '../lambdas/core/schema/install';
 import { prepareStaging } from '../lambdas/core/swap/engine';
 import {
@@ -288,7 +288,7 @@ describe('prepareStaging over a transport that cuts calls off', () => {
 
 describe('the wait budget', () => {
   it('refuses a bound or poll interval that makes no sense', () => {
-    expect(() => startWaitBudget({ maxWaitMs: -1 })).toThrow(ConfigError);
+    expect(() => startWaitBudget({ maxWaitMs: -1 })).toThrow(InternalError);
     expect(() => startWaitBudget({ pollIntervalMs: 0 })).toThrow(/pollIntervalMs is 0/);
     expect(startWaitBudget({ now: () => 1_000 })).toMatchObject({
       deadline: 1_000 + 14 * 60_000,

@@ -19,7 +19,7 @@ import {
   RollbackTransactionCommand,
   StatementTimeoutException,
 } from '@aws-sdk/client-rds-data';
-import { ConfigError, DatabaseError, SyncError } from '../core/errors';
+import { ConfigError, DatabaseError, InternalError, SyncError } from '../core/errors';
 import { DataApiTimeoutError } from '../core/load/errors';
 import {
   type QueryOptions,
@@ -161,7 +161,7 @@ export class RdsDataSqlClient implements TransactionalSqlClient {
    */
   async withTransaction<T>(fn: (db: SqlClient) => Promise<T>): Promise<T> {
     if (this.transactionId) {
-      throw new ConfigError(
+      throw new InternalError(
         'withTransaction was called inside a transaction; the RDS Data API has no nested transactions: use the client you were given.',
       );
     }

@@ -9,8 +9,17 @@ export class SyncError extends Error {
   }
 }
 
-/** Bad input: a config file, an execution input, a command-line flag. Retrying will not help. */
+/**
+ * Bad input a person must fix: a config file, an execution input, a command-line flag, a name.
+ * Retrying will not help.
+ */
 export class ConfigError extends SyncError {}
+
+/**
+ * A broken invariant of the pipeline itself (a caller passed what no configuration can produce):
+ * a bug to report, not something a user can fix by changing their input.
+ */
+export class InternalError extends SyncError {}
 
 /**
  * The swap cannot be done safely with the chosen strategy (a dependent that cannot be carried

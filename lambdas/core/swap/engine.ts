@@ -4,7 +4,7 @@
  * Everything goes through a SqlClient, one statement per call, so the same code runs in
  * Lambda over the RDS Data API, locally over node-postgres, and in tests.
  */
-import { ConfigError, DatabaseError } from '../errors';
+import { ConfigError, DatabaseError, InternalError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
@@ -15,7 +15,12 @@ import {
   type LongStatementOptions,
   startWaitBudget,
 } from './long-statements';
-import { buildSwapPlan, type SwapPlan, validateLockTimeoutMs } from './plan';
+import {
+  buildSwapPlan,
+  DEFAULT_LOCK_TIMEOUT_MS,
+  type SwapPlan,
+  validateLockTimeoutMs,
+} from './plan';
 import type { OnMaxWait } from './policy';
 import { preflight } from './preflight';
 import type { SwapStrategy, TableSwap } from './types';
@@ -187,9 +192,11 @@ export async function dropExpiredVersions(
   options: { readonly keep: number; readonly lockTimeoutMs?: number },
 ): Promise<ExpiredVersionsResult> {
   if (!Number.isInteger(options.keep) || options.keep < 0) {
-    throw new ConfigError(`keepVersions is ${options.keep}; give a whole number, 0 or more.`);
+    throw new InternalError(
+      `keepVersions is ${options.keep}; it must be a whole number, 0 or more.`,
+    );
   }
-  const lockTimeoutMs = validateLockTimeoutMs(options.lockTimeoutMs ?? 200);
+  const lockTimeoutMs = validateLockTimeoutMs(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
   const expired = (await retiredVersions(db, live)).slice(options.keep);
   const dropped: string[] = [];
   const leftForLater: string[] = [];

@@ -16,7 +16,7 @@
  *   a statement's locks are released after its commit is visible, so that order cannot miss
  *   work that had just finished.
  */
-import { ConfigError, SyncError } from '../errors';
+import { InternalError, SyncError } from '../errors';
 import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA } from '../schema/admin';
@@ -55,12 +55,12 @@ export function startWaitBudget(options: LongStatementOptions = {}): WaitBudget 
   const maxWaitMs = options.maxWaitMs ?? DEFAULT_MAX_WAIT_MS;
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   if (!Number.isFinite(maxWaitMs) || maxWaitMs < 0) {
-    throw new ConfigError(
+    throw new InternalError(
       `maxWaitMs is ${maxWaitMs}; give the milliseconds prepareStaging may wait for long statements, 0 or more.`,
     );
   }
   if (!Number.isFinite(pollIntervalMs) || pollIntervalMs <= 0) {
-    throw new ConfigError(
+    throw new InternalError(
       `pollIntervalMs is ${pollIntervalMs}; give the milliseconds between checks, more than 0.`,
     );
   }

@@ -3,7 +3,7 @@
  * to the server-side function as a bound jsonb parameter.
  */
 import { createHash } from 'node:crypto';
-import { ConfigError } from '../errors';
+import { ConfigError, InternalError } from '../errors';
 import { displayQualified, type QualifiedName, sameQualifiedName } from '../identifiers';
 import { type LockMode, STRATEGY_LOCKS, type SwapStrategy, type TableSwap } from './types';
 
@@ -81,7 +81,7 @@ export function buildSwapPlan(
 ): SwapPlan {
   const runId = validateRunId(options.runId);
   const lockTimeoutMs = validateLockTimeoutMs(options.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS);
-  if (tables.length === 0) throw new ConfigError('the swap has no tables; name at least one.');
+  if (tables.length === 0) throw new InternalError('the swap was planned with no tables.');
   tables.forEach((table, index) => {
     const clash = tables.findIndex(
       (other, otherIndex) =>
@@ -91,12 +91,12 @@ export function buildSwapPlan(
           sameQualifiedName(other.live, table.staging)),
     );
     if (clash !== -1) {
-      throw new ConfigError(
+      throw new InternalError(
         `tables ${displayQualified(table.live)} and ${displayQualified(tables[clash]!.live)} share a live or staging table; each table may appear once in a run.`,
       );
     }
     if (table.strategy === 'merge' && (table.primaryKey?.length ?? 0) === 0) {
-      throw new ConfigError(
+      throw new InternalError(
         `${displayQualified(table.live)}: strategy "merge" needs its key columns resolved before planning.`,
       );
     }
