@@ -26,7 +26,10 @@ import {
   TransactionNotFoundException,
 } from '@aws-sdk/client-rds-data';
 import pg from 'pg';
-import { type SqlParameter as Value, toPositionalParameters } from '../../../lambdas/core/sql-client';
+import {
+  toPositionalParameters,
+  type SqlParameter as Value,
+} from '../../../lambdas/core/sql-client';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS, jsonBytes } from '../limits';
 import { authorizeOrThrow, sdkError } from './sdk-errors';
@@ -41,6 +44,8 @@ export interface RdsDataFakeOptions {
   readonly authorize: Authorize;
   /** The per-call cut-off; AWS_LIMITS.rdsData.callTimeoutMs (45 s) unless scaled down for tests. */
   readonly callTimeoutMs?: number;
+  /** Sees each statement and its parameters once authorized, before it runs; may throw to refuse it. */
+  readonly beforeStatement?: (sql: string, parameters: Readonly<Record<string, Value>>) => void;
 }
 
 const { builtins } = pg.types;
@@ -93,15 +98,12 @@ export class RdsDataFake {
   ): Promise<ExecuteStatementCommandOutput> {
     this.authorizeCall(principal, 'rds-data:ExecuteStatement', input);
     const { text, values } = this.bind(input.sql ?? '', input.parameters ?? []);
-    const transaction = input.transactionId
-? this.transaction(input.transactionId) : undefined;
+    const transaction = input.transactionId ? this.transaction(input.transactionId) : undefined;
     const client = transaction?.client ?? (await this.pool.connect());
     const pid = processId(client);
-    const running = client
-      .query({ text, values, types: JSON_TYPES })
-      .finally(() => {
-        if (!transaction) client.release();
-      });
+    const running = client.query({ text, values, types: JSON_TYPES }).finally(() => {
+      if (!transaction) client.release();
+    });
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), this.callTimeoutMs);
@@ -246,6 +248,7 @@ export class RdsDataFake {
       // A typeHint'ed value is sent as text; PostgreSQL infers its type from where it is used.
       values[parameter.name ?? ''] = parameterValue(parameter.value);
     }
+    this.options.beforeStatement?.(sql, values);
     try {
       return toPositionalParameters(sql, values);
     } catch (error) {
@@ -321,7 +324,10 @@ function parameterValue(field: Field | undefined): string | number | boolean | n
   if (field.longValue !== undefined) return field.longValue;
   if (field.doubleValue !== undefined) return field.doubleValue;
   if (field.booleanValue !== undefined) return field.booleanValue;
-  throw sdkError(BadRequestException, 'the fake takes string, long, double, boolean or null values');
+  throw sdkError(
+    BadRequestException,
+    'the fake takes string, long, double, boolean or null values',
+  );
 }
 
 function toField(value: unknown): Field {

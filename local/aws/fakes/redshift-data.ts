@@ -50,7 +50,12 @@ export interface RedshiftDataFakeOptions {
   readonly account: string;
   /** The cluster or workgroup, and how callers sign in: a secret, or DbUser (cluster only). */
   readonly target:
-    | { readonly clusterIdentifier: string; readonly database: string; readonly secretArn?: string; readonly dbUser?: string }
+    | {
+        readonly clusterIdentifier: string;
+        readonly database: string;
+        readonly secretArn?: string;
+        readonly dbUser?: string;
+      }
     | { readonly workgroupName: string; readonly database: string; readonly secretArn?: string };
   /** The cluster's default IAM role, for `IAM_ROLE default`. */
   readonly defaultIamRole?: string;
@@ -138,11 +143,18 @@ export class RedshiftDataFake {
     this.authorizeSubmit(principal, 'redshift-data:ExecuteStatement', input);
     const sql = this.checkSql(input.Sql, 'Sql');
     if (significantTokens(sql).some((token, i, all) => token.text === ';' && i < all.length - 1)) {
-      throw validation('Multiple statements in one ExecuteStatement are not supported; use BatchExecuteStatement.');
+      throw validation(
+        'Multiple statements in one ExecuteStatement are not supported; use BatchExecuteStatement.',
+      );
     }
     const parameters = Object.fromEntries((input.Parameters ?? []).map((p) => [p.name!, p.value!]));
     const statement = this.submit(principal, [sql], false, parameters);
-    return { $metadata: { httpStatusCode: 200 }, Id: statement.id, CreatedAt: statement.createdAt, Database: input.Database };
+    return {
+      $metadata: { httpStatusCode: 200 },
+      Id: statement.id,
+      CreatedAt: statement.createdAt,
+      Database: input.Database,
+    };
   }
 
   async batchExecuteStatement(
@@ -164,7 +176,12 @@ export class RedshiftDataFake {
       true,
       {},
     );
-    return { $metadata: { httpStatusCode: 200 }, Id: statement.id, CreatedAt: statement.createdAt, Database: input.Database };
+    return {
+      $metadata: { httpStatusCode: 200 },
+      Id: statement.id,
+      CreatedAt: statement.createdAt,
+      Database: input.Database,
+    };
   }
 
   async describeStatement(
@@ -172,10 +189,21 @@ export class RedshiftDataFake {
     input: DescribeStatementCommandInput,
   ): Promise<DescribeStatementCommandOutput> {
     const { statement, sub } = this.find(principal, 'redshift-data:DescribeStatement', input.Id);
-    const base = { $metadata: { httpStatusCode: 200 }, CreatedAt: statement.createdAt, UpdatedAt: statement.updatedAt };
+    const base = {
+      $metadata: { httpStatusCode: 200 },
+      CreatedAt: statement.createdAt,
+      UpdatedAt: statement.updatedAt,
+    };
     if (sub !== undefined) {
       const one = statement.subs[sub]!;
-      return { ...base, Id: input.Id, Status: one.status, QueryString: one.sql, HasResultSet: Boolean(one.rows), ...(one.error ? { Error: one.error } : {}) };
+      return {
+        ...base,
+        Id: input.Id,
+        Status: one.status,
+        QueryString: one.sql,
+        HasResultSet: Boolean(one.rows),
+        ...(one.error ? { Error: one.error } : {}),
+      };
     }
     return {
       ...base,
@@ -204,25 +232,40 @@ export class RedshiftDataFake {
   ): Promise<GetStatementResultCommandOutput> {
     const { statement, sub } = this.find(principal, 'redshift-data:GetStatementResult', input.Id);
     if (statement.batch && sub === undefined) {
-      throw validation(`Statement ${input.Id} is a batch; get the result of one of its statements as ${input.Id}:<n>.`);
+      throw validation(
+        `Statement ${input.Id} is a batch; get the result of one of its statements as ${input.Id}:<n>.`,
+      );
     }
     const one = statement.subs[sub ?? 0]!;
     if (one.status !== 'FINISHED') {
-      throw sdkError(ResourceNotFoundException, `Query does not have result. Please check query status with DescribeStatement. (status ${one.status})`, 400, { ResourceId: input.Id });
+      throw sdkError(
+        ResourceNotFoundException,
+        `Query does not have result. Please check query status with DescribeStatement. (status ${one.status})`,
+        400,
+        { ResourceId: input.Id },
+      );
     }
     if (!one.rows) {
-      throw sdkError(ResourceNotFoundException, 'Query does not have result.', 400, { ResourceId: input.Id });
+      throw sdkError(ResourceNotFoundException, 'Query does not have result.', 400, {
+        ResourceId: input.Id,
+      });
     }
-    const start = input.NextToken ? Number(Buffer.from(input.NextToken, 'base64url').toString()) : 0;
+    const start = input.NextToken
+      ? Number(Buffer.from(input.NextToken, 'base64url').toString())
+      : 0;
     const end = start + AWS_LIMITS.redshiftData.resultPageRows;
     const columns = one.columns ?? [];
-    const records: Field[][] = one.rows.slice(start, end).map((row) => columns.map((c) => toField(row[c.name])));
+    const records: Field[][] = one.rows
+      .slice(start, end)
+      .map((row) => columns.map((c) => toField(row[c.name])));
     return {
       $metadata: { httpStatusCode: 200 },
       Records: records,
       ColumnMetadata: columns.map((c) => ({ name: c.name, label: c.name, typeName: c.typeName })),
       TotalNumRows: one.rows.length,
-      ...(end < one.rows.length ? { NextToken: Buffer.from(String(end)).toString('base64url') } : {}),
+      ...(end < one.rows.length
+        ? { NextToken: Buffer.from(String(end)).toString('base64url') }
+        : {}),
     };
   }
 
@@ -248,27 +291,48 @@ export class RedshiftDataFake {
   private authorizeSubmit(
     principal: AwsPrincipal,
     action: string,
-    input: { ClusterIdentifier?: string; WorkgroupName?: string; SecretArn?: string; DbUser?: string; Database?: string },
+    input: {
+      ClusterIdentifier?: string;
+      WorkgroupName?: string;
+      SecretArn?: string;
+      DbUser?: string;
+      Database?: string;
+    },
   ): void {
     this.authorize(principal, action, this.resourceArn);
     const { target, region, account } = this.options;
-    const named = 'workgroupName' in target ? input.WorkgroupName === target.workgroupName : input.ClusterIdentifier === target.clusterIdentifier;
+    const named =
+      'workgroupName' in target
+        ? input.WorkgroupName === target.workgroupName
+        : input.ClusterIdentifier === target.clusterIdentifier;
     if (!named || input.Database !== target.database) {
-      throw validation(`No ${'workgroupName' in target ? 'workgroup' : 'cluster'} named ${input.WorkgroupName ?? input.ClusterIdentifier} with database ${input.Database}.`);
+      throw validation(
+        `No ${'workgroupName' in target ? 'workgroup' : 'cluster'} named ${input.WorkgroupName ?? input.ClusterIdentifier} with database ${input.Database}.`,
+      );
     }
     // How the Data API signs in (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-access.html):
     // a secret read with the caller's permission, temporary credentials for DbUser, or the
     // caller's IAM identity (redshift:GetClusterCredentialsWithIAM / redshift-serverless:GetCredentials).
     if (input.SecretArn) {
-      if (input.SecretArn !== target.secretArn) throw validation(`Secret ${input.SecretArn} is not this cluster's.`);
+      if (input.SecretArn !== target.secretArn)
+        throw validation(`Secret ${input.SecretArn} is not this cluster's.`);
       this.authorize(principal, 'secretsmanager:GetSecretValue', input.SecretArn);
     } else if (input.DbUser) {
-      if (!('clusterIdentifier' in target)) throw validation('DbUser is not supported for Redshift Serverless.');
-      this.authorize(principal, 'redshift:GetClusterCredentials', `arn:aws:redshift:${region}:${account}:dbuser:${target.clusterIdentifier}/${input.DbUser}`);
+      if (!('clusterIdentifier' in target))
+        throw validation('DbUser is not supported for Redshift Serverless.');
+      this.authorize(
+        principal,
+        'redshift:GetClusterCredentials',
+        `arn:aws:redshift:${region}:${account}:dbuser:${target.clusterIdentifier}/${input.DbUser}`,
+      );
     } else if ('workgroupName' in target) {
       this.authorize(principal, 'redshift-serverless:GetCredentials', this.resourceArn);
     } else {
-      this.authorize(principal, 'redshift:GetClusterCredentialsWithIAM', `arn:aws:redshift:${region}:${account}:dbname:${target.clusterIdentifier}/${target.database}`);
+      this.authorize(
+        principal,
+        'redshift:GetClusterCredentialsWithIAM',
+        `arn:aws:redshift:${region}:${account}:dbname:${target.clusterIdentifier}/${target.database}`,
+      );
     }
   }
 
@@ -281,21 +345,32 @@ export class RedshiftDataFake {
   private checkSql(sql: string | undefined, what: string): string {
     if (!sql || sql.trim() === '') throw validation(`${what} is empty.`);
     if (Buffer.byteLength(sql) > AWS_LIMITS.redshiftData.maxStatementBytes) {
-      throw validation(`${what} is ${Buffer.byteLength(sql)} bytes; the maximum query statement size is 100 KB.`);
+      throw validation(
+        `${what} is ${Buffer.byteLength(sql)} bytes; the maximum query statement size is 100 KB.`,
+      );
     }
     return sql;
   }
 
   /** The statement `id` (or `<id>:<n>`) names, when `principal` submitted it. */
-  private find(principal: AwsPrincipal, action: string, id: string | undefined): { statement: Statement; sub?: number } {
+  private find(
+    principal: AwsPrincipal,
+    action: string,
+    id: string | undefined,
+  ): { statement: Statement; sub?: number } {
     const match = /^(.+?)(?::(\d+))?$/.exec(id ?? '');
     const statement = match ? this.statements.get(match[1]!) : undefined;
     // Describe, GetStatementResult and Cancel name no resource; the owner is a condition key.
     authorizeOrThrow(
       this.options.authorize,
       principal,
-      { action, resource: '*', context: statement ? { 'redshift-data:statement-owner-iam-userid': statement.owner } : {} },
-      (message) => namedSdkError(RedshiftDataServiceException, 'AccessDeniedException', message, 403),
+      {
+        action,
+        resource: '*',
+        context: statement ? { 'redshift-data:statement-owner-iam-userid': statement.owner } : {},
+      },
+      (message) =>
+        namedSdkError(RedshiftDataServiceException, 'AccessDeniedException', message, 403),
     );
     if (!statement || statement.owner !== principal.roleArn) throw notFound();
     if (match![2] === undefined) return { statement };
@@ -304,7 +379,12 @@ export class RedshiftDataFake {
     return { statement, sub };
   }
 
-  private submit(principal: AwsPrincipal, sqls: string[], batch: boolean, parameters: Record<string, string>): Statement {
+  private submit(
+    principal: AwsPrincipal,
+    sqls: string[],
+    batch: boolean,
+    parameters: Record<string, string>,
+  ): Statement {
     const now = new Date();
     const statement: Statement = {
       id: randomUUID(),
@@ -328,7 +408,10 @@ export class RedshiftDataFake {
   }
 
   private async run(statement: Statement, parameters: Record<string, string>): Promise<void> {
-    const session = new pg.Client({ connectionString: this.options.sourceUrl, application_name: 'redshift-data-api fake' });
+    const session = new pg.Client({
+      connectionString: this.options.sourceUrl,
+      application_name: 'redshift-data-api fake',
+    });
     session.on('error', () => {});
     try {
       await this.installShims();
@@ -365,21 +448,35 @@ export class RedshiftDataFake {
     }
   }
 
-  private async runOne(session: pg.Client, sub: SubStatement, parameters: Record<string, string>): Promise<void> {
+  private async runOne(
+    session: pg.Client,
+    sub: SubStatement,
+    parameters: Record<string, string>,
+  ): Promise<void> {
     if (isUnload(sub.sql)) {
       const unload = parseUnload(sub.sql);
-      const role = unload.options.iamRole === 'default' ? this.options.defaultIamRole : unload.options.iamRole;
-      if (!role) throw new Error('IAM_ROLE default names no role: the cluster has no default IAM role.');
+      const role =
+        unload.options.iamRole === 'default' ? this.options.defaultIamRole : unload.options.iamRole;
+      if (!role)
+        throw new Error('IAM_ROLE default names no role: the cluster has no default IAM role.');
       // UNLOAD writes as the role it names, not as the caller.
-      await runUnload(session, unload, this.options.s3.unloadBucketFor({ roleArn: role }), { slices: this.options.slices ?? 2 });
+      await runUnload(session, unload, this.options.s3.unloadBucketFor({ roleArn: role }), {
+        slices: this.options.slices ?? 2,
+      });
       return;
     }
     const { text, values } = bindNamedParameters(pointAtShims(sub.sql), parameters);
     const result = await session.query({ text, values, types: FIELD_TYPES });
     if (result.fields.length > 0) {
       sub.rows = result.rows;
-      const types = await this.typeNames(session, result.fields.map((f) => f.dataTypeID));
-      sub.columns = result.fields.map((f) => ({ name: f.name, typeName: types.get(f.dataTypeID) ?? 'unknown' }));
+      const types = await this.typeNames(
+        session,
+        result.fields.map((f) => f.dataTypeID),
+      );
+      sub.columns = result.fields.map((f) => ({
+        name: f.name,
+        typeName: types.get(f.dataTypeID) ?? 'unknown',
+      }));
     }
   }
 
@@ -422,6 +519,7 @@ export class RedshiftDataFake {
 function toField(value: unknown): Field {
   if (value === null || value === undefined) return { isNull: true };
   if (typeof value === 'boolean') return { booleanValue: value };
-  if (typeof value === 'number') return Number.isInteger(value) ? { longValue: value } : { doubleValue: value };
+  if (typeof value === 'number')
+    return Number.isInteger(value) ? { longValue: value } : { doubleValue: value };
   return { stringValue: String(value) };
 }

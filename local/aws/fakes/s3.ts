@@ -169,7 +169,10 @@ export class S3Fake {
       // "you must have the s3:DeleteObject permission" for each key; a refused key is an
       // entry of Errors, the others are deleted (API_DeleteObjects.html).
       try {
-        this.options.authorize(principal, { action: 's3:DeleteObject', resource: objectArn(bucket, key) });
+        this.options.authorize(principal, {
+          action: 's3:DeleteObject',
+          resource: objectArn(bucket, key),
+        });
       } catch (error) {
         errors.push({ Key: key, Code: 'AccessDenied', Message: (error as Error).message });
         continue;

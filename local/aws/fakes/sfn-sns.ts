@@ -40,7 +40,10 @@ export class StepFunctionsFake {
       (message) => namedSdkError(SFNServiceException, 'AccessDeniedException', message, 400),
     );
     if (input.stateMachineArn !== this.stateMachineArn) {
-      throw sdkError(StateMachineDoesNotExist, `State Machine Does Not Exist: '${input.stateMachineArn}'`);
+      throw sdkError(
+        StateMachineDoesNotExist,
+        `State Machine Does Not Exist: '${input.stateMachineArn}'`,
+      );
     }
     // maxResults: default 100, at most 1000 (API_ListExecutions.html).
     const size = Math.min(input.maxResults || 100, 1000);
@@ -72,7 +75,10 @@ export class SnsFake {
     private readonly topicArns: readonly string[],
   ) {}
 
-  async publish(principal: AwsPrincipal, input: PublishCommandInput): Promise<PublishCommandOutput> {
+  async publish(
+    principal: AwsPrincipal,
+    input: PublishCommandInput,
+  ): Promise<PublishCommandOutput> {
     const topicArn = input.TopicArn ?? '';
     authorizeOrThrow(
       this.authorize,
@@ -84,7 +90,10 @@ export class SnsFake {
       throw sdkError(NotFoundException, 'Topic does not exist', 404);
     }
     const { maxSubjectCharacters, maxMessageBytes } = AWS_LIMITS.sns;
-    if (input.Subject !== undefined && (input.Subject.length > maxSubjectCharacters || /[\r\n]/.test(input.Subject))) {
+    if (
+      input.Subject !== undefined &&
+      (input.Subject.length > maxSubjectCharacters || /[\r\n]/.test(input.Subject))
+    ) {
       throw sdkError(InvalidParameterException, 'Invalid parameter: Subject');
     }
     if (Buffer.byteLength(input.Message ?? '') > maxMessageBytes) {
