@@ -467,10 +467,9 @@ export class AwsHarness {
       POWERTOOLS_SERVICE_NAME: 'redshift-aurora-sync',
       POWERTOOLS_METRICS_NAMESPACE: 'RedshiftAuroraSync',
       AWS_REGION: r.region,
-      // No X-Ray daemon and no log shipping here: tracing off, logs and metrics silenced.
+      // No X-Ray daemon here: tracing off; logs silenced.
       POWERTOOLS_TRACE_ENABLED: 'false',
       POWERTOOLS_LOG_LEVEL: 'SILENT',
-      POWERTOOLS_METRICS_DISABLED: 'true',
     };
     for (const [name, value] of Object.entries(variables)) {
       this.savedEnvironment.set(name, process.env[name]);
