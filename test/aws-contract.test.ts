@@ -11,9 +11,9 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
+import { STATE } from '../lib/pipeline-definition';
 import { ALLOW_ALL } from '../local/aws/access';
 import { AwsHarness, HARNESS_RESOURCES } from '../local/aws/harness';
-import { STATE } from '../lib/pipeline-definition';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
