@@ -192,6 +192,11 @@ export interface RunDefinitionOptions {
   readonly stateMachineArn?: string;
   /** Sees every event of the execution as it happens (states entered and left, retries, catches). */
   readonly onEvent?: (event: ExecutionEvent) => void;
+  /**
+   * Stops the execution where it is (no Catch runs): for a caller enforcing a limit the
+   * service would end the execution over. runDefinition then rejects with the signal's reason.
+   */
+  readonly abortSignal?: AbortSignal;
 }
 
 export type ExecutionOutcome =
@@ -243,7 +248,8 @@ export async function runDefinition(
       },
     },
   });
-  const { onEvent } = options;
+  const { onEvent, abortSignal } = options;
+  abortSignal?.addEventListener('abort', () => execution.abort(), { once: true });
   const watched = onEvent
     ? (async () => {
         for await (const event of execution.eventLogs) onEvent(event);
@@ -255,6 +261,7 @@ export async function runDefinition(
     return { status: 'SUCCEEDED', output };
   } catch (error) {
     await watched;
+    if (abortSignal?.aborted) throw abortSignal.reason;
     if (!(error instanceof ExecutionError)) throw error;
     const reason = error.cause as Error;
     return { status: 'FAILED', error: reason.name, cause: reason.message };

@@ -1,0 +1,110 @@
+/**
+ * Step Functions' ListExecutions (the pipeline's check for a run already in progress) over the
+ * executions the harness runs, and SNS Publish recording what was sent.
+ */
+import {
+  type ExecutionListItem,
+  type ListExecutionsCommandInput,
+  type ListExecutionsCommandOutput,
+  SFNServiceException,
+  StateMachineDoesNotExist,
+} from '@aws-sdk/client-sfn';
+import {
+  AuthorizationErrorException,
+  InvalidParameterException,
+  NotFoundException,
+  type PublishCommandInput,
+  type PublishCommandOutput,
+} from '@aws-sdk/client-sns';
+import type { Authorize, AwsPrincipal } from '../access';
+import { AWS_LIMITS } from '../limits';
+import { authorizeOrThrow, namedSdkError, sdkError } from './sdk-errors';
+
+export class StepFunctionsFake {
+  /** What ListExecutions reports, newest first; the harness adds and ends its own executions. */
+  readonly executions: ExecutionListItem[] = [];
+
+  constructor(
+    private readonly authorize: Authorize,
+    private readonly stateMachineArn: string,
+  ) {}
+
+  async listExecutions(
+    principal: AwsPrincipal,
+    input: ListExecutionsCommandInput,
+  ): Promise<ListExecutionsCommandOutput> {
+    authorizeOrThrow(
+      this.authorize,
+      principal,
+      { action: 'states:ListExecutions', resource: input.stateMachineArn ?? '' },
+      (message) => namedSdkError(SFNServiceException, 'AccessDeniedException', message, 400),
+    );
+    if (input.stateMachineArn !== this.stateMachineArn) {
+      throw sdkError(
+        StateMachineDoesNotExist,
+        `State Machine Does Not Exist: '${input.stateMachineArn}'`,
+      );
+    }
+    // maxResults: default 100, at most 1000 (API_ListExecutions.html).
+    const size = Math.min(input.maxResults || 100, 1000);
+    const start = input.nextToken ? Number(input.nextToken) : 0;
+    const matching = this.executions.filter(
+      (execution) => !input.statusFilter || execution.status === input.statusFilter,
+    );
+    const page = matching.slice(start, start + size);
+    return {
+      $metadata: { httpStatusCode: 200 },
+      executions: page,
+      ...(start + size < matching.length ? { nextToken: String(start + size) } : {}),
+    };
+  }
+}
+
+export interface PublishedMessage {
+  readonly by: string;
+  readonly topicArn: string;
+  readonly subject?: string;
+  readonly message: string;
+}
+
+export class SnsFake {
+  readonly published: PublishedMessage[] = [];
+
+  constructor(
+    private readonly authorize: Authorize,
+    private readonly topicArns: readonly string[],
+  ) {}
+
+  async publish(
+    principal: AwsPrincipal,
+    input: PublishCommandInput,
+  ): Promise<PublishCommandOutput> {
+    const topicArn = input.TopicArn ?? '';
+    authorizeOrThrow(
+      this.authorize,
+      principal,
+      { action: 'sns:Publish', resource: topicArn },
+      (message) => sdkError(AuthorizationErrorException, message, 403),
+    );
+    if (!this.topicArns.includes(topicArn)) {
+      throw sdkError(NotFoundException, 'Topic does not exist', 404);
+    }
+    const { maxSubjectCharacters, maxMessageBytes } = AWS_LIMITS.sns;
+    if (
+      input.Subject !== undefined &&
+      (input.Subject.length > maxSubjectCharacters || /[\r\n]/.test(input.Subject))
+    ) {
+      throw sdkError(InvalidParameterException, 'Invalid parameter: Subject');
+    }
+    if (Buffer.byteLength(input.Message ?? '') > maxMessageBytes) {
+      throw sdkError(InvalidParameterException, 'Invalid parameter: Message too long');
+    }
+    this.published.push({
+      by: principal.roleArn,
+      topicArn,
+      ...(input.Subject !== undefined ? { subject: input.Subject } : {}),
+      message: input.Message ?? '',
+    });
+    return { $metadata: { httpStatusCode: 200 }, MessageId: String(this.published.length) };
+  }
+}

@@ -1,0 +1,160 @@
+/** The Redshift Data API and S3 fakes' documented behaviours, over a real PostgreSQL and a folder. */
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ResourceNotFoundException, ValidationException } from '@aws-sdk/client-redshift-data';
+import { AccessDenied, NoSuchKey } from '@aws-sdk/client-s3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { AccessDeniedError, ALLOW_ALL, type Authorize, type AwsRequest } from '../local/aws/access';
+import { RedshiftDataFake } from '../local/aws/fakes/redshift-data';
+import { S3Fake } from '../local/aws/fakes/s3';
+import { freshDatabase, type TestDatabase } from './support/db';
+
+const BUCKET = 'test-bucket';
+const SUBMITTER = { roleArn: 'arn:aws:iam::000000000000:role/submitter' };
+const OTHER = { roleArn: 'arn:aws:iam::000000000000:role/other' };
+const UNLOAD_ROLE = 'arn:aws:iam::000000000000:role/unload';
+const SECRET = 'arn:aws:secretsmanager:us-east-1:000000000000:secret:redshift';
+const TARGET = { ClusterIdentifier: 'analytics', Database: 'dev', SecretArn: SECRET };
+
+let db: TestDatabase;
+let s3Dir: string;
+const requests: { role: string; request: AwsRequest }[] = [];
+const recording: Authorize = (principal, request) => {
+  requests.push({ role: principal.roleArn, request });
+  ALLOW_ALL(principal, request);
+};
+
+beforeAll(async () => {
+  db = await freshDatabase();
+  s3Dir = await mkdtemp(join(tmpdir(), 'aws-fakes-'));
+});
+
+function redshift(s3 = new S3Fake({ s3Dir, buckets: [BUCKET], authorize: recording })) {
+  return new RedshiftDataFake({
+    sourceUrl: db.url,
+    s3,
+    authorize: recording,
+    region: 'us-east-1',
+    account: '000000000000',
+    target: { clusterIdentifier: 'analytics', database: 'dev', secretArn: SECRET },
+  });
+}
+
+async function finished(fake: RedshiftDataFake, id: string) {
+  for (;;) {
+    const described = await fake.describeStatement(SUBMITTER, { Id: id });
+    if (!['SUBMITTED', 'PICKED', 'STARTED'].includes(described.Status!)) return described;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('the Redshift Data API fake', () => {
+  it('refuses a batch of 41 statements', async () => {
+    const sqls = Array.from({ length: 41 }, () => 'SELECT 1');
+    await expect(
+      redshift().batchExecuteStatement(SUBMITTER, { ...TARGET, Sqls: sqls }),
+    ).rejects.toBeInstanceOf(ValidationException);
+  });
+
+  it('pages a result with NextToken and numbers a batch`s statements <id>:n', async () => {
+    const fake = redshift();
+    const { Id } = await fake.batchExecuteStatement(SUBMITTER, {
+      ...TARGET,
+      Sqls: ['SELECT 1 AS one', 'SELECT g AS n FROM generate_series(1, 2500) g'],
+    });
+    const described = await finished(fake, Id!);
+    expect(described.Status).toBe('FINISHED');
+    expect(described.SubStatements!.map((sub) => sub.Id)).toEqual([`${Id}:1`, `${Id}:2`]);
+    const pages: number[] = [];
+    let token: string | undefined;
+    do {
+      const page = await fake.getStatementResult(SUBMITTER, { Id: `${Id}:2`, NextToken: token });
+      pages.push(page.Records!.length);
+      token = page.NextToken;
+    } while (token);
+    expect(pages).toEqual([1000, 1000, 500]);
+  });
+
+  it('hides a statement from a role other than the one that submitted it', async () => {
+    const fake = redshift();
+    const { Id } = await fake.executeStatement(SUBMITTER, { ...TARGET, Sql: 'SELECT 1' });
+    await finished(fake, Id!);
+    for (const call of [
+      () => fake.describeStatement(OTHER, { Id }),
+      () => fake.getStatementResult(OTHER, { Id }),
+      () => fake.cancelStatement(OTHER, { Id }),
+    ]) {
+      await expect(call()).rejects.toBeInstanceOf(ResourceNotFoundException);
+    }
+    expect((await fake.getStatementResult(SUBMITTER, { Id })).Records).toEqual([
+      [{ longValue: 1 }],
+    ]);
+  });
+
+  it('writes UNLOAD files through S3 as the statement`s IAM_ROLE, not as the caller', async () => {
+    const fake = redshift();
+    const { Id } = await fake.executeStatement(SUBMITTER, {
+      ...TARGET,
+      Sql: `UNLOAD ('SELECT 1 AS one') TO 's3://${BUCKET}/unload/one_' IAM_ROLE '${UNLOAD_ROLE}'`,
+    });
+    expect((await finished(fake, Id!)).Status).toBe('FINISHED');
+    const puts = requests.filter((entry) => entry.request.action === 's3:PutObject');
+    expect(puts.length).toBeGreaterThan(0);
+    expect(new Set(puts.map((entry) => entry.role))).toEqual(new Set([UNLOAD_ROLE]));
+  });
+});
+
+describe('the S3 fake', () => {
+  it('lists 1,000 keys a page with a continuation token, authorizing s3:ListBucket with s3:prefix', async () => {
+    const dir = join(s3Dir, BUCKET, 'many');
+    await mkdir(dir, { recursive: true });
+    await Promise.all(
+      Array.from({ length: 2500 }, (_, i) =>
+        writeFile(join(dir, `k${String(i).padStart(4, '0')}`), 'x'),
+      ),
+    );
+    const s3 = new S3Fake({ s3Dir, buckets: [BUCKET], authorize: recording });
+    const pages: number[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.listObjectsV2(SUBMITTER, {
+        Bucket: BUCKET,
+        Prefix: 'many/',
+        ContinuationToken: token,
+      });
+      pages.push(page.KeyCount!);
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    expect(pages).toEqual([1000, 1000, 500]);
+    expect(requests.at(-1)!.request).toEqual({
+      action: 's3:ListBucket',
+      resource: `arn:aws:s3:::${BUCKET}`,
+      context: { 's3:prefix': 'many/' },
+    });
+  });
+
+  it('refuses DeleteObjects of more than 1,000 keys, and answers a missing key with NoSuchKey', async () => {
+    const s3 = new S3Fake({ s3Dir, buckets: [BUCKET], authorize: ALLOW_ALL });
+    const objects = Array.from({ length: 1001 }, (_, i) => ({ Key: `many/k${i}` }));
+    await expect(
+      s3.deleteObjects(SUBMITTER, { Bucket: BUCKET, Delete: { Objects: objects } }),
+    ).rejects.toMatchObject({ name: 'MalformedXML' });
+    await expect(s3.getObject(SUBMITTER, { Bucket: BUCKET, Key: 'nope' })).rejects.toBeInstanceOf(
+      NoSuchKey,
+    );
+  });
+
+  it('answers AccessDenied when the principal may not read the object', async () => {
+    const s3 = new S3Fake({
+      s3Dir,
+      buckets: [BUCKET],
+      authorize: (principal, request) => {
+        throw new AccessDeniedError(principal, request, 'implicit deny');
+      },
+    });
+    await expect(s3.getObject(OTHER, { Bucket: BUCKET, Key: 'many/k0001' })).rejects.toBeInstanceOf(
+      AccessDenied,
+    );
+  });
+});
