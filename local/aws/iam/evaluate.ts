@@ -72,17 +72,16 @@ interface Checked {
   readonly where: string;
 }
 
-function checkedStatements(
-  documents: readonly PolicyDocument[],
+/** The statements of `document`, throwing on anything the evaluator does not support. */
+export function checkedStatements(
+  document: PolicyDocument,
   kind: 'identity' | 'resource',
+  where: string,
 ): readonly Checked[] {
-  return documents.flatMap((document, index) => {
-    const where = `${kind}-based policy ${document.Id ?? index}`;
-    return statementsOf(document, kind, where).map((statement, position) => {
-      const at = `${where}, statement ${statement.Sid ?? position}`;
-      if (statement.Condition) checkCondition(statement.Condition, at);
-      return { statement, where: at };
-    });
+  return statementsOf(document, kind, where).map((statement, position) => {
+    const at = `${where}, statement ${statement.Sid ?? position}`;
+    if (statement.Condition) checkCondition(statement.Condition, at);
+    return { statement, where: at };
   });
 }
 
@@ -119,10 +118,13 @@ function applies(
 export function evaluate(request: AwsRequest, policies: EvaluationPolicies): Decision {
   const { roleArn } = policies.principal;
   const context = request.context ?? {};
-  const identity = checkedStatements(policies.identityPolicies, 'identity');
-  const resource = checkedStatements(
-    policies.resourcePolicy ? [policies.resourcePolicy] : [],
-    'resource',
+  const identity = policies.identityPolicies.flatMap((document, index) =>
+    checkedStatements(document, 'identity', `identity-based policy ${document.Id ?? index}`),
+  );
+  const resource = (
+    policies.resourcePolicy
+      ? checkedStatements(policies.resourcePolicy, 'resource', 'resource-based policy')
+      : []
   ).map((checked) => ({
     ...checked,
     principal: principalMatch(checked.statement.Principal!, roleArn, checked.where),
