@@ -113,6 +113,24 @@ describe('policy evaluation within a single account', () => {
     // "By default, all requests are implicitly denied."
     expect(decide(write, [])).toBe('implicit deny');
   });
+
+  it('a bucket policy naming only the account leaves the decision to identity-based policies', () => {
+    // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+    // "Both delegate permissions to the account."
+    const read = { action: 's3:GetObject', resource: 'arn:aws:s3:::amzn-s3-demo-bucket/a' };
+    for (const account of [ACCOUNT, `arn:aws:iam::${ACCOUNT}:root`]) {
+      const bucketPolicy = policy({
+        Effect: 'Allow',
+        Principal: { AWS: account },
+        Action: 's3:GetObject',
+        Resource: 'arn:aws:s3:::amzn-s3-demo-bucket/*',
+      });
+      expect(decide(read, [], bucketPolicy)).toBe('implicit deny');
+      expect(
+        decide(read, [policy({ Effect: 'Allow', Action: 's3:*', Resource: '*' })], bucketPolicy),
+      ).toBe('allow');
+    }
+  });
 });
 
 describe('Action and NotAction', () => {
@@ -385,6 +403,18 @@ describe('Condition operators', () => {
         ],
       }),
     ).toThrow(/does not support the NotPrincipal element/);
+    expect(() =>
+      decide(
+        read,
+        [],
+        policy({
+          Effect: 'Allow',
+          Principal: { Federated: 'cognito-identity.amazonaws.com' },
+          Action: 's3:*',
+          Resource: '*',
+        }),
+      ),
+    ).toThrow(/Principal type Federated is not supported/);
     // A policy is checked whole, not only the statements the request reaches.
     expect(() =>
       decide({ action: 'sqs:SendMessage', resource: '*' }, [

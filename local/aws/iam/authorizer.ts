@@ -4,7 +4,7 @@
  * resource the request is on.
  */
 import { AccessDeniedError, type Authorize, type AwsPrincipal, type AwsRequest } from '../access';
-import { evaluate } from './evaluate';
+import { accountOfRole, evaluate } from './evaluate';
 import type { PolicyDocument } from './policy';
 import {
   type CloudFormationTemplate,
@@ -31,13 +31,12 @@ function resourcePolicyOf(
  * https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_condition-keys.html
  */
 function contextOf(principal: AwsPrincipal, request: AwsRequest): AwsRequest {
-  const account = /^arn:[a-z-]+:iam::(\d{12}):/.exec(principal.roleArn)?.[1];
   return {
     ...request,
     context: {
       'aws:SecureTransport': 'true',
       'aws:PrincipalArn': principal.roleArn,
-      ...(account ? { 'aws:PrincipalAccount': account } : {}),
+      'aws:PrincipalAccount': accountOfRole(principal.roleArn),
       ...request.context,
     },
   };

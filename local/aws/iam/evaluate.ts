@@ -45,24 +45,21 @@ export function accountOfRole(roleArn: string): string {
   return account;
 }
 
-function principalMatch(element: PrincipalElement, roleArn: string, where: string): PrincipalMatch {
+function principalMatch(element: PrincipalElement, roleArn: string): PrincipalMatch {
   if (element === '*') return 'direct';
   const account = accountOfRole(roleArn);
   let best: PrincipalMatch = 'none';
-  for (const [type, values] of Object.entries(element)) {
-    if (type === 'Service') continue; // a service principal is never a role's request
-    if (type !== 'AWS') {
-      throw new Error(`${where}: Principal type ${type} is not supported by the evaluator`);
-    }
-    for (const value of listOf(values)) {
-      if (value === '*' || value === roleArn) return 'direct';
-      // "arn:aws:iam::123456789012:root" and "123456789012" both name the account.
-      // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
-      const named = /^\d{12}$/.test(value)
-        ? value
-        : /^arn:[a-z-]+:iam::(\d{12}):root$/.exec(value)?.[1];
-      if (named === account) best = 'account';
-    }
+  // A Service principal is never a role's request; statementsOf allows no other type.
+  for (const value of listOf(element.AWS)) {
+    if (value === '*' || value === roleArn) return 'direct';
+    // "The account ARN and the shortened account ID behave the same way. Both delegate
+    // permissions to the account. Using the account ARN in the Principal element does not limit
+    // permissions to only the root user of the account."
+    // https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html#principal-accounts
+    const named = /^\d{12}$/.test(value)
+      ? value
+      : /^arn:[a-z-]+:iam::(\d{12}):root$/.exec(value)?.[1];
+    if (named === account) best = 'account';
   }
   return best;
 }
@@ -127,7 +124,7 @@ export function evaluate(request: AwsRequest, policies: EvaluationPolicies): Dec
       : []
   ).map((checked) => ({
     ...checked,
-    principal: principalMatch(checked.statement.Principal!, roleArn, checked.where),
+    principal: principalMatch(checked.statement.Principal!, roleArn),
   }));
 
   const applying = (statement: PolicyStatement, effect: 'Allow' | 'Deny') =>

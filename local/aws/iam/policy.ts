@@ -85,6 +85,17 @@ export function statementsOf(
     if (kind === 'resource' && statement.Principal === undefined) {
       throw new Error(`${at}: a resource-based policy must name a Principal`);
     }
+    if (typeof statement.Principal === 'object') {
+      for (const type of Object.keys(statement.Principal)) {
+        if (type !== 'AWS' && type !== 'Service') {
+          throw new Error(`${at}: Principal type ${type} is not supported by the evaluator`);
+        }
+      }
+    } else if (statement.Principal !== undefined && statement.Principal !== '*') {
+      throw new Error(
+        `${at}: Principal must be "*" or an object, not ${JSON.stringify(statement.Principal)}`,
+      );
+    }
     for (const value of [
       ...listOf(statement.Action),
       ...listOf(statement.NotAction),
