@@ -15,11 +15,65 @@ import { AccessDeniedError, type Authorize, type AwsRequest } from '../local/aws
 import { authorizerFromTemplate } from '../local/aws/iam/authorizer';
 import {
   type CloudFormationTemplate,
+  type LambdaFunction,
   policiesFromTemplate,
   type TemplatePolicies,
 } from '../local/aws/iam/template';
 
 const ENVIRONMENT = { account: '111122223333', region: 'eu-central-1', partition: 'aws' };
+
+const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;
+const outdirs: string[] = [];
+afterAll(() => {
+  for (const outdir of outdirs) rmSync(outdir, { recursive: true, force: true });
+});
+
+interface Deployed {
+  readonly policies: TemplatePolicies;
+  readonly authorize: Authorize;
+  readonly functionOf: (handler: PipelineHandlerName) => LambdaFunction;
+}
+
+/** The stack of the example configuration with `awsChanges`, and the authorizer over it. */
+function synthesize(awsChanges: Record<string, unknown> = {}): Deployed {
+  const config = parseConfig(
+    { ...EXAMPLE, aws: { ...(EXAMPLE.aws as Record<string, unknown>), ...awsChanges } },
+    'test',
+  );
+  const aws = requireAwsSettings(config, 'test');
+  const outdir = mkdtempSync(join(tmpdir(), 'aws-iam-template-test-'));
+  outdirs.push(outdir);
+  // As local/run/definition.ts: no bundling and no CloudFormation validation, which take long
+  // and change no policy.
+  const app = new App({
+    outdir,
+    builtinCloudFormationValidation: false,
+    context: { 'aws:cdk:bundling-stacks': [] },
+  });
+  const stack = new SyncStack(app, { environmentName: 'test', runtimeConfig: config, aws });
+  const template = app.synth().getStackByName(stack.stackName).template as CloudFormationTemplate;
+  const environment = { account: aws.account, region: aws.region, partition: 'aws' };
+  const policies = policiesFromTemplate(template, environment);
+  return {
+    policies,
+    authorize: authorizerFromTemplate(template, environment),
+    functionOf: (handler) =>
+      policies.functions[
+        stack.getLogicalId(stack.sync.functions[handler].node.defaultChild as CfnResource)
+      ]!,
+  };
+}
+
+/** `allowed`, or why the request was refused. */
+function verdict(authorize: Authorize, roleArn: string, request: AwsRequest): string {
+  try {
+    authorize({ roleArn }, request);
+  } catch (error) {
+    if (error instanceof AccessDeniedError) return error.why;
+    throw error;
+  }
+  return 'allowed';
+}
 
 describe('policiesFromTemplate', () => {
   const template: CloudFormationTemplate = {
@@ -205,13 +259,7 @@ describe('policiesFromTemplate', () => {
 });
 
 describe('the synthesized stack, through the authorizer', () => {
-  const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<
-    string,
-    unknown
-  >;
-  let outdir: string;
-  let authorize: Authorize;
-  let policies: TemplatePolicies;
+  let deployed: Deployed;
   let roleOf: (handler: PipelineHandlerName) => string;
   let unloadRole: string;
   let auroraImportRole: string;
@@ -219,46 +267,19 @@ describe('the synthesized stack, through the authorizer', () => {
   let names: Readonly<Record<string, string>>;
 
   beforeAll(() => {
-    const config = parseConfig(EXAMPLE, 'test');
-    const aws = requireAwsSettings(config, 'test');
-    outdir = mkdtempSync(join(tmpdir(), 'aws-iam-template-test-'));
-    // As local/run/definition.ts: no bundling and no CloudFormation validation, which take long
-    // and change no policy.
-    const app = new App({
-      outdir,
-      builtinCloudFormationValidation: false,
-      context: { 'aws:cdk:bundling-stacks': [] },
-    });
-    const stack = new SyncStack(app, { environmentName: 'test', runtimeConfig: config, aws });
-    const template = app.synth().getStackByName(stack.stackName).template as CloudFormationTemplate;
-    const environment = { account: aws.account, region: aws.region, partition: 'aws' };
-    policies = policiesFromTemplate(template, environment);
-    authorize = authorizerFromTemplate(template, environment);
-    const logicalIdOf = (construct: { node: { defaultChild?: unknown } }) =>
-      stack.getLogicalId(construct.node.defaultChild as CfnResource);
-    roleOf = (handler) => policies.functions[logicalIdOf(stack.sync.functions[handler])]!.roleArn;
-    names = policies.functions[logicalIdOf(stack.sync.functions['start-unload'])]!.environment;
+    deployed = synthesize();
+    const { policies, functionOf } = deployed;
+    roleOf = (handler) => functionOf(handler).roleArn;
+    names = functionOf('start-unload').environment;
     unloadRole = names.UNLOAD_ROLE_ARN!;
     const importRole = Object.values(policies.roles).find((role) =>
       role.logicalId.startsWith('SyncAuroraImportRole'),
     );
     auroraImportRole = importRole!.arn;
   });
-  afterAll(() => rmSync(outdir, { recursive: true, force: true }));
 
-  const allowed = (roleArn: string, request: AwsRequest) => {
-    authorize({ roleArn }, request);
-    return true;
-  };
-  const refusal = (roleArn: string, request: AwsRequest) => {
-    try {
-      authorize({ roleArn }, request);
-    } catch (error) {
-      if (error instanceof AccessDeniedError) return error.why;
-      throw error;
-    }
-    return 'allowed';
-  };
+  const outcome = (roleArn: string, request: AwsRequest) =>
+    verdict(deployed.authorize, roleArn, request);
   const object = (key: string) => `arn:aws:s3:::${names.RUN_BUCKET}/${key}`;
   const bucket = () => `arn:aws:s3:::${names.RUN_BUCKET}`;
 
@@ -266,16 +287,16 @@ describe('the synthesized stack, through the authorizer', () => {
     expect(roleOf('check-unload')).toBe(roleOf('start-unload'));
     const cluster = 'arn:aws:redshift:eu-west-1:123456789012:cluster:analytics';
     expect(
-      allowed(roleOf('start-unload'), {
+      outcome(roleOf('start-unload'), {
         action: 'redshift-data:BatchExecuteStatement',
         resource: cluster,
       }),
-    ).toBe(true);
+    ).toBe('allowed');
     expect(
-      allowed(roleOf('check-unload'), { action: 'redshift-data:DescribeStatement', resource: '*' }),
-    ).toBe(true);
+      outcome(roleOf('check-unload'), { action: 'redshift-data:DescribeStatement', resource: '*' }),
+    ).toBe('allowed');
     expect(
-      refusal(roleOf('swap-tables'), {
+      outcome(roleOf('swap-tables'), {
         action: 'redshift-data:BatchExecuteStatement',
         resource: cluster,
       }),
@@ -285,12 +306,12 @@ describe('the synthesized stack, through the authorizer', () => {
   it('lets start-unload delete run files only under runs/', () => {
     const role = roleOf('start-unload');
     expect(
-      allowed(role, { action: 's3:DeleteObject', resource: object('runs/r1/orders/0000_part_00') }),
-    ).toBe(true);
-    expect(refusal(role, { action: 's3:DeleteObject', resource: object('other/file') })).toBe(
+      outcome(role, { action: 's3:DeleteObject', resource: object('runs/r1/orders/0000_part_00') }),
+    ).toBe('allowed');
+    expect(outcome(role, { action: 's3:DeleteObject', resource: object('other/file') })).toBe(
       'implicit deny',
     );
-    expect(refusal(role, { action: 's3:DeleteObject', resource: object('runsx/file') })).toBe(
+    expect(outcome(role, { action: 's3:DeleteObject', resource: object('runsx/file') })).toBe(
       'implicit deny',
     );
   });
@@ -302,44 +323,44 @@ describe('the synthesized stack, through the authorizer', () => {
       resource: bucket(),
       ...(prefix === undefined ? {} : { context: { 's3:prefix': prefix } }),
     });
-    expect(allowed(role, list('runs/r1/'))).toBe(true);
-    expect(refusal(role, list('other/'))).toBe('implicit deny');
-    expect(refusal(role, list())).toBe('implicit deny');
+    expect(outcome(role, list('runs/r1/'))).toBe('allowed');
+    expect(outcome(role, list('other/'))).toBe('implicit deny');
+    expect(outcome(role, list())).toBe('implicit deny');
   });
 
   it('lets Redshift UNLOAD write run files and encrypt them with the key', () => {
     expect(
-      allowed(unloadRole, { action: 's3:PutObject', resource: object('runs/r1/t/0000_part_00') }),
-    ).toBe(true);
+      outcome(unloadRole, { action: 's3:PutObject', resource: object('runs/r1/t/0000_part_00') }),
+    ).toBe('allowed');
     expect(
-      allowed(unloadRole, { action: 'kms:GenerateDataKey', resource: names.KMS_KEY_ARN! }),
-    ).toBe(true);
-    expect(refusal(unloadRole, { action: 's3:PutObject', resource: object('elsewhere/x') })).toBe(
+      outcome(unloadRole, { action: 'kms:GenerateDataKey', resource: names.KMS_KEY_ARN! }),
+    ).toBe('allowed');
+    expect(outcome(unloadRole, { action: 's3:PutObject', resource: object('elsewhere/x') })).toBe(
       'implicit deny',
     );
-    expect(refusal(unloadRole, { action: 's3:DeleteObject', resource: object('runs/r1/x') })).toBe(
+    expect(outcome(unloadRole, { action: 's3:DeleteObject', resource: object('runs/r1/x') })).toBe(
       'implicit deny',
     );
   });
 
   it('lets Aurora read run files and decrypt them, but not write', () => {
     expect(
-      allowed(auroraImportRole, {
+      outcome(auroraImportRole, {
         action: 's3:GetObject',
         resource: object('runs/r1/t/0000_part_00'),
       }),
-    ).toBe(true);
-    expect(allowed(auroraImportRole, { action: 'kms:Decrypt', resource: names.KMS_KEY_ARN! })).toBe(
-      true,
+    ).toBe('allowed');
+    expect(outcome(auroraImportRole, { action: 'kms:Decrypt', resource: names.KMS_KEY_ARN! })).toBe(
+      'allowed',
     );
     expect(
-      refusal(auroraImportRole, { action: 'kms:GenerateDataKey', resource: names.KMS_KEY_ARN! }),
+      outcome(auroraImportRole, { action: 'kms:GenerateDataKey', resource: names.KMS_KEY_ARN! }),
     ).toBe('implicit deny');
   });
 
   it('denies every role a request to the run bucket over plain HTTP, by the bucket policy', () => {
     expect(
-      refusal(unloadRole, {
+      outcome(unloadRole, {
         action: 's3:PutObject',
         resource: object('runs/r1/t/0000_part_00'),
         context: { 'aws:SecureTransport': 'false' },
@@ -349,22 +370,50 @@ describe('the synthesized stack, through the authorizer', () => {
 
   it('lets fail-run publish the alarm, which the others may not', () => {
     const publish = { action: 'sns:Publish', resource: names.ALARM_TOPIC_ARN! };
-    expect(allowed(roleOf('fail-run'), publish)).toBe(true);
-    expect(refusal(roleOf('finish-run'), publish)).toBe('implicit deny');
+    expect(outcome(roleOf('fail-run'), publish)).toBe('allowed');
+    expect(outcome(roleOf('finish-run'), publish)).toBe('implicit deny');
     expect(
-      refusal(roleOf('fail-run'), { ...publish, context: { 'aws:SecureTransport': 'false' } }),
+      outcome(roleOf('fail-run'), { ...publish, context: { 'aws:SecureTransport': 'false' } }),
     ).toBe('explicit deny');
   });
 
   it('refuses a role the stack does not define, as an implicit deny with AWS wording', () => {
     const stranger = 'arn:aws:iam::123456789012:role/unrelated';
     const request = { action: 's3:GetObject', resource: object('runs/r1/t/0000_part_00') };
-    expect(() => authorize({ roleArn: stranger }, request)).toThrow(
+    expect(() => deployed.authorize({ roleArn: stranger }, request)).toThrow(
       `User: ${stranger} is not authorized to perform: s3:GetObject on resource: ${request.resource} because no identity-based or resource-based policy allows it`,
     );
-    expect(refusal(stranger, request)).toBe('implicit deny');
-    expect(refusal(stranger, { action: 'kms:Decrypt', resource: names.KMS_KEY_ARN! })).toBe(
+    expect(outcome(stranger, request)).toBe('implicit deny');
+    expect(outcome(stranger, { action: 'kms:Decrypt', resource: names.KMS_KEY_ARN! })).toBe(
       'implicit deny',
     );
+  });
+});
+
+describe('the stack with an existing UNLOAD role (aws.unloadRoleArn)', () => {
+  const EXISTING = 'arn:aws:iam::123456789012:role/existing-unload';
+  let deployed: Deployed;
+  beforeAll(() => {
+    deployed = synthesize({ unloadRoleArn: EXISTING });
+  });
+
+  it('lets the role CDK cannot change write run files through the bucket and key policies alone', () => {
+    const { authorize, policies, functionOf } = deployed;
+    const names = functionOf('start-unload').environment;
+    expect(names.UNLOAD_ROLE_ARN).toBe(EXISTING);
+    expect(policies.roles[EXISTING]).toBeUndefined();
+    const object = (key: string) => `arn:aws:s3:::${names.RUN_BUCKET}/${key}`;
+    expect(
+      verdict(authorize, EXISTING, { action: 's3:PutObject', resource: object('runs/r1/t/0') }),
+    ).toBe('allowed');
+    expect(
+      verdict(authorize, EXISTING, { action: 'kms:GenerateDataKey', resource: names.KMS_KEY_ARN! }),
+    ).toBe('allowed');
+    expect(
+      verdict(authorize, EXISTING, { action: 's3:PutObject', resource: object('elsewhere/x') }),
+    ).toBe('implicit deny');
+    expect(
+      verdict(authorize, EXISTING, { action: 's3:GetObject', resource: object('runs/r1/t/0') }),
+    ).toBe('implicit deny');
   });
 });
