@@ -11,6 +11,7 @@ import {
   type GateHistory,
   type GatePolicy,
   gateDecision,
+  MAX_TERMINATION_ROUNDS,
   NO_HISTORY,
   REMEMBERED_SESSIONS,
   recordBlockersEnded,
@@ -155,7 +156,7 @@ describe('young holders that keep colliding with attempts', () => {
     ]);
   });
 
-  it('are ended with onMaxWait "terminate", then one attempt is made; busy again, it gives up', () => {
+  it('are ended with onMaxWait "terminate", then an attempt is made; busy again, those in the way are ended, at most 3 rounds', () => {
     const terminate = { ...policy, onMaxWait: 'terminate' as const };
     const history = busy(COLLISIONS_BEFORE_BLOCKER, [young()]);
     expect(gateDecision(look([young()], 60), terminate, history)).toMatchObject({
@@ -167,22 +168,40 @@ describe('young holders that keep colliding with attempts', () => {
       action: 'attempt',
       lockTimeoutMs: 50,
     });
-    const busyAfter = busy(1, [young(6000)], ended, 60.3);
-    expect(gateDecision(look([young(6000)], 60.3), terminate, busyAfter)).toMatchObject({
+    // A reader that was between two transactions when the others were ended collides next.
+    // Each round a different young session collides (never often enough to count as a blocker).
+    let rounds = busy(1, [young(6001)], ended, 60.3);
+    for (let round = 2; round <= MAX_TERMINATION_ROUNDS; round += 1) {
+      expect(gateDecision(look([young(6000 + round - 1)], 60.3), terminate, rounds)).toMatchObject({
+        action: 'end blockers',
+        blockers: [{ holder: { pid: 6000 + round - 1 } }],
+      });
+      rounds = busy(1, [young(6000 + round)], recordBlockersEnded(rounds, 60.4), 60.5);
+    }
+    const last = 6000 + MAX_TERMINATION_ROUNDS;
+    expect(gateDecision(look([young(last)], 60.6), terminate, rounds)).toMatchObject({
       action: 'give up',
-      blockers: [{ holder: { pid: 6000 } }],
+      blockers: [{ holder: { pid: last } }],
       notes: ['the attempt after ending the blocking sessions was still busy'],
     });
   });
 
-  it('gives up at once when a blocker is still there after ending the blocking sessions', () => {
+  it('gives up when a blocker is still there after ending the blocking sessions 3 times', () => {
     const terminate = { ...policy, onMaxWait: 'terminate' as const };
     const prepared = holder({ pid: null, gid: 'tx1', state: 'prepared' });
-    const ended = recordBlockersEnded(NO_HISTORY, 60);
-    expect(gateDecision(look([prepared], 61), terminate, ended)).toMatchObject({
+    let ended = recordBlockersEnded(NO_HISTORY, 60);
+    for (let round = 2; round <= MAX_TERMINATION_ROUNDS; round += 1) {
+      expect(gateDecision(look([prepared], 61), terminate, ended)).toMatchObject({
+        action: 'end blockers',
+      });
+      ended = recordBlockersEnded(ended, 61);
+    }
+    expect(gateDecision(look([prepared], 62), terminate, ended)).toMatchObject({
       action: 'give up',
       blockers: [{ holder: { gid: 'tx1' } }],
-      notes: ['they were still there after ending the blocking sessions'],
+      notes: [
+        `they were still there after ending the blocking sessions ${MAX_TERMINATION_ROUNDS} times`,
+      ],
     });
   });
 

@@ -15,6 +15,13 @@ import { DEFAULT_WAIT_POLICY, type WaitPolicy } from './policy';
  */
 export const COLLISIONS_BEFORE_BLOCKER = 3;
 
+/**
+ * Rounds of ending the blocking sessions (onMaxWait terminate) before giving up. A reader that
+ * runs back-to-back transactions may be between two of them when the others are ended, and
+ * collide with the attempt that follows; a few rounds end it too, and still bound the wait.
+ */
+export const MAX_TERMINATION_ROUNDS = 3;
+
 /** How many colliding sessions the history remembers (it travels in the state machine's state). */
 export const REMEMBERED_SESSIONS = 50;
 
@@ -46,8 +53,10 @@ export interface GateHistory {
   readonly retryAfterMs: number;
   /** Most collisions first, at most REMEMBERED_SESSIONS. */
   readonly collisions: readonly SessionCollisions[];
-  /** Seconds since the first check, when the blocking sessions were ended (onMaxWait terminate). */
+  /** Seconds since the first check, when the blocking sessions were last ended (onMaxWait terminate). */
   readonly blockersEndedAtSeconds: number | null;
+  /** How many times the blocking sessions were ended; absent in histories written before it. */
+  readonly terminationRounds?: number;
 }
 
 export const NO_HISTORY: GateHistory = {
@@ -56,6 +65,7 @@ export const NO_HISTORY: GateHistory = {
   retryAfterMs: 0,
   collisions: [],
   blockersEndedAtSeconds: null,
+  terminationRounds: 0,
 };
 
 export interface GateObservation {
@@ -120,14 +130,16 @@ function collisionsOf(history: GateHistory, holder: LockHolder): number {
 
 /**
  * The next step. In order:
- * - after the blocking sessions were ended (once, onMaxWait terminate): anyone still blocking,
- *   or a busy attempt since, ends the wait (`give up`); otherwise `attempt`;
+ * - after the blocking sessions were ended (onMaxWait terminate): anyone still blocking, or a
+ *   busy attempt since, is ended in turn, up to MAX_TERMINATION_ROUNDS rounds, then `give up`;
+ *   otherwise `attempt`;
  * - blockers before maxWaitSeconds: `wait` a poll interval (at most until maxWaitSeconds);
  * - blockers at maxWaitSeconds: `end blockers` (terminate) or `give up` (fail);
  * - past maxWaitSeconds with an attempt already busy there: grace no longer protects anyone,
  *   every conflicting holder is ended (terminate) or named (fail);
  * - otherwise `attempt`, after the backoff pause that follows a busy attempt.
- * So every loop driving it ends within maxWaitSeconds plus one termination and one attempt.
+ * So every loop driving it ends within maxWaitSeconds plus MAX_TERMINATION_ROUNDS rounds of
+ * ending sessions and attempting.
  */
 export function gateDecision(
   observation: GateObservation,
@@ -140,19 +152,27 @@ export function gateDecision(
   const ended = history.blockersEndedAtSeconds;
   const lastBusy = history.lastBusyAtSeconds;
   if (ended !== null) {
+    const roundsLeft = (history.terminationRounds ?? 1) < MAX_TERMINATION_ROUNDS;
     if (blockers.length > 0) {
-      return {
-        action: 'give up',
-        blockers,
-        notes: ['they were still there after ending the blocking sessions'],
-      };
+      return roundsLeft
+        ? { action: 'end blockers', blockers }
+        : {
+            action: 'give up',
+            blockers,
+            notes: [
+              `they were still there after ending the blocking sessions ${MAX_TERMINATION_ROUNDS} times`,
+            ],
+          };
     }
     if (lastBusy !== null && lastBusy >= ended) {
-      return {
-        action: 'give up',
-        blockers: conflictingHolders(verdict),
-        notes: ['the attempt after ending the blocking sessions was still busy'],
-      };
+      const inTheWay = conflictingHolders(verdict);
+      return roundsLeft && inTheWay.length > 0
+        ? { action: 'end blockers', blockers: inTheWay }
+        : {
+            action: 'give up',
+            blockers: inTheWay,
+            notes: ['the attempt after ending the blocking sessions was still busy'],
+          };
     }
     return { action: 'attempt', lockTimeoutMs: attemptLockTimeoutMs(verdict, blockers, policy) };
   }
@@ -262,5 +282,9 @@ export function recordBusyAttempt(
 
 /** The history after the blocking sessions were ended. */
 export function recordBlockersEnded(history: GateHistory, atSeconds: number): GateHistory {
-  return { ...history, blockersEndedAtSeconds: atSeconds };
+  return {
+    ...history,
+    blockersEndedAtSeconds: atSeconds,
+    terminationRounds: (history.terminationRounds ?? 0) + 1,
+  };
 }

@@ -137,7 +137,8 @@ export interface SwapOutcome {
 
 /**
  * Swaps `plan` once the gate allows it; throws LockWaitTimeoutError when the gate gives up.
- * Ends within maxWaitSeconds plus one termination and one attempt.
+ * Ends within maxWaitSeconds plus at most MAX_TERMINATION_ROUNDS rounds of ending sessions and
+ * attempting.
  */
 export async function swapWhenSafe(
   db: SqlClient,

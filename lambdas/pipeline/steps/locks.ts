@@ -65,12 +65,16 @@ function latestHistory(state: unknown): GateHistory {
     (newest, history) =>
       history.busyAttempts > newest.busyAttempts ||
       (history.busyAttempts === newest.busyAttempts &&
-        history.blockersEndedAtSeconds !== null &&
-        newest.blockersEndedAtSeconds === null)
+        terminationRounds(history) > terminationRounds(newest))
         ? history
         : newest,
     NO_HISTORY,
   );
+}
+
+/** Histories written before rounds were counted record one termination at most. */
+function terminationRounds(history: GateHistory): number {
+  return history.terminationRounds ?? (history.blockersEndedAtSeconds === null ? 0 : 1);
 }
 
 function terminatedBefore(state: unknown): readonly TerminatedSession[] {
