@@ -5,7 +5,7 @@
  */
 import { type CfnElement, Duration, Stack, type StackProps, Tags } from 'aws-cdk-lib';
 import { Role } from 'aws-cdk-lib/aws-iam';
-import { Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import type { Construct, IConstruct } from 'constructs';
 import type { AwsSettings, RuntimeConfig } from '../lambdas/core/config';
 import { PipelineFunctions } from './pipeline-functions';
@@ -49,7 +49,7 @@ export class SyncStack extends Stack {
       redshift: this.redshiftTarget(aws.redshift),
       aurora: {
         clusterArn: aws.aurora.clusterArn,
-        secret: Secret.fromSecretCompleteArn(this, 'AuroraSecret', aws.aurora.secretArn),
+        secret: secretFromArn(this, 'AuroraSecret', aws.aurora.secretArn),
         database: aws.aurora.database,
       },
       // The role's own policy is its owner's: the run bucket's and the key's policies name it.
@@ -67,8 +67,7 @@ export class SyncStack extends Stack {
   }
 
   private redshiftTarget(redshift: AwsSettings['redshift']): RedshiftTarget {
-    const secret = (secretArn: string) =>
-      Secret.fromSecretCompleteArn(this, 'RedshiftSecret', secretArn);
+    const secret = (secretArn: string) => secretFromArn(this, 'RedshiftSecret', secretArn);
     if ('workgroupName' in redshift) {
       const { secretArn, ...rest } = redshift;
       return secretArn ? { ...rest, secret: secret(secretArn) } : rest;
@@ -91,6 +90,18 @@ export class SyncStack extends Stack {
     const scopes = element.node.scopes.filter((scope) => !isCompositionPart(scope));
     return super.allocateLogicalId({ node: { scopes }, stack: this } as unknown as CfnElement);
   }
+}
+
+/**
+ * The secret a config file names. Secrets Manager appends six random characters to a
+ * secret's name in its ARN; an ARN without them (a partial ARN) is granted with `-??????` in
+ * its place, which is how IAM matches it (https://docs.aws.amazon.com/secretsmanager/latest/userguide/auth-and-access_iam-policies.html).
+ * The same test as CDK's for a complete ARN.
+ */
+function secretFromArn(scope: Construct, id: string, secretArn: string): ISecret {
+  return /-[a-z0-9]{6}$/i.test(secretArn)
+    ? Secret.fromSecretCompleteArn(scope, id, secretArn)
+    : Secret.fromSecretPartialArn(scope, id, secretArn);
 }
 
 function isCompositionPart(scope: IConstruct): boolean {
