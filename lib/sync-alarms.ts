@@ -2,7 +2,7 @@
  * What pages someone: an encrypted SNS topic (fail-run publishes to it too), alarms on failed
  * and timed-out runs and on a day without a successful run, and a dashboard of the runs.
  */
-import { Duration, Token } from 'aws-cdk-lib';
+import { Annotations, Duration, Token } from 'aws-cdk-lib';
 import {
   Alarm,
   type AlarmProps,
@@ -38,18 +38,25 @@ export interface AlarmTopicProps {
  * policy is its owner's; it must allow the same.
  */
 export function createAlarmTopic(scope: Construct, id: string, props: AlarmTopicProps): Topic {
-  props.encryptionKey.addToResourcePolicy(
+  const { statementAdded } = props.encryptionKey.addToResourcePolicy(
     new PolicyStatement({
       principals: [new ServicePrincipal('cloudwatch.amazonaws.com')],
       actions: ['kms:Decrypt', 'kms:GenerateDataKey'],
       resources: ['*'],
     }),
   );
-  return new Topic(scope, id, {
+  const topic = new Topic(scope, id, {
     displayName: props.displayName ?? 'redshift-aurora-sync',
     masterKey: props.encryptionKey,
     enforceSSL: true,
   });
+  if (!statementAdded) {
+    Annotations.of(topic).addWarningV2(
+      'redshift-aurora-sync:alarm-topic-key',
+      `The alarm topic's key (${props.encryptionKey.keyArn}) is not managed by this stack: its key policy must allow cloudwatch.amazonaws.com kms:Decrypt and kms:GenerateDataKey, or alarms cannot publish to the topic.`,
+    );
+  }
+  return topic;
 }
 
 export interface SyncAlarmsProps {
