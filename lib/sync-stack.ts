@@ -84,7 +84,9 @@ export class SyncStack extends Stack {
    * path segment of each part (Storage, Functions, StateMachine, Alarms) is left out, so an
    * update of a deployed stack changes no resource's logical ID. Without this, CloudFormation
    * would replace every resource, and the state machine's and the dashboard's fixed names
-   * would collide with the ones being replaced.
+   * would collide with the ones being replaced. Stack's own allocation reads only the
+   * element's scopes and stack, so it is handed the scopes without the parts;
+   * test/cdk-stack.test.ts pins the resulting IDs.
    */
   protected override allocateLogicalId(element: CfnElement): string {
     const scopes = element.node.scopes.filter((scope) => !isCompositionPart(scope));

@@ -32,7 +32,7 @@ function build(
     readonly unloadRole?: (stack: Stack) => IRole;
     readonly existingBucket?: boolean;
   } = {},
-  overrides: Partial<PipelineFunctionsProps> = {},
+  overrides: (stack: Stack) => Partial<PipelineFunctionsProps> = () => ({}),
 ): Built {
   const { app, stack } = testStack();
   const storage = new RunStorage(stack, 'Storage', {
@@ -59,7 +59,7 @@ function build(
     alarmTopic: createAlarmTopic(stack, 'Topic', { encryptionKey: storage.key }),
     stateMachineName: 'sync-test',
     tableCount: 3,
-    ...overrides,
+    ...overrides(stack),
   });
   return { app, stack, parts, template: Template.fromStack(stack) };
 }
@@ -197,13 +197,21 @@ describe('PipelineFunctions', () => {
 
   it('refuses, naming the prop, a cluster ARN, state machine name, table count or memory it cannot use', () => {
     expect(() =>
-      build({}, { aurora: { clusterArn: 'app', secret: undefined as never, database: 'app' } }),
+      build({}, (stack) => ({
+        aurora: {
+          clusterArn: 'app',
+          secret: Secret.fromSecretCompleteArn(stack, 'Other', SECRET_ARN),
+          database: 'app',
+        },
+      })),
     ).toThrow(/PartTest\/Functions: aurora\.clusterArn is "app"; give an Aurora cluster ARN/);
-    expect(() => build({}, { stateMachineName: 'sync test' })).toThrow(
+    expect(() => build({}, () => ({ stateMachineName: 'sync test' }))).toThrow(
       /PartTest\/Functions: stateMachineName is "sync test"/,
     );
-    expect(() => build({}, { tableCount: 0 })).toThrow(/PartTest\/Functions: tableCount is 0/);
-    expect(() => build({}, { memorySizeMb: 64 })).toThrow(
+    expect(() => build({}, () => ({ tableCount: 0 }))).toThrow(
+      /PartTest\/Functions: tableCount is 0/,
+    );
+    expect(() => build({}, () => ({ memorySizeMb: 64 }))).toThrow(
       /PartTest\/Functions: memorySizeMb is 64; Lambda takes whole MB from 128 to 10240/,
     );
   });
