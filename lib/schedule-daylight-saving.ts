@@ -106,8 +106,13 @@ function clock(minuteOfDay: number): string {
 export function checkScheduleAgainstDaylightSaving(
   expression: string,
   timeZone: string,
-  nowMs: number = Date.now(),
+  options: {
+    /** What the error calls the expression: the config field or the construct prop. */
+    readonly field: string;
+    readonly nowMs?: number;
+  },
 ): void {
+  const nowMs = options.nowMs ?? Date.now();
   const cron = /^cron\((.*)\)$/.exec(expression.trim());
   if (!cron) return;
   const [minuteField, hourField] = cron[1]!.trim().split(/\s+/);
@@ -127,6 +132,6 @@ export function checkScheduleAgainstDaylightSaving(
     )
     .join(', ');
   throw new Error(
-    `aws.schedule.expression ${JSON.stringify(expression)} in ${timeZone} falls in a daylight-saving change: ${described}. EventBridge Scheduler skips a run whose local time does not exist, and a repeated hour is ambiguous. Pick a time outside 01:00-03:59 local, e.g. cron(30 4 * * ? *).`,
+    `${options.field} ${JSON.stringify(expression)} in ${timeZone} falls in a daylight-saving change: ${described}. EventBridge Scheduler skips a run whose local time does not exist, and a repeated hour is ambiguous. Pick a time outside 01:00-03:59 local, e.g. cron(30 4 * * ? *).`,
   );
 }

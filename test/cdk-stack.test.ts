@@ -448,6 +448,36 @@ describe('the example stack', () => {
     example.template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
   });
 
+  it('keeps the logical IDs of the one-construct layout, so an update replaces no resource', () => {
+    // Replacing these would lose the key and the buckets' contents, and the state machine's
+    // and the dashboard's fixed names would collide with the resources being replaced.
+    const logicalIds = Object.entries(
+      example.template.toJSON().Resources as Record<string, { Type: string }>,
+    ).map(([id, resource]) => `${resource.Type} ${id}`);
+    expect(logicalIds).toEqual(
+      expect.arrayContaining([
+        'AWS::KMS::Key SyncKey2018FC8F',
+        'AWS::S3::Bucket SyncRunBucketA4009CD1',
+        'AWS::S3::Bucket SyncAccessLogs4BB64B74',
+        'AWS::SNS::Topic SyncAlarmTopic8D8A3335',
+        'AWS::IAM::Role SyncRedshiftStatementsRole29D2AAEF',
+        'AWS::IAM::Role SyncUnloadRoleDC05A879',
+        'AWS::IAM::Role SyncAuroraImportRoleABB689CF',
+        'AWS::Logs::LogGroup SyncSwapTablesLogsA9DEA947',
+        'AWS::StepFunctions::StateMachine SyncStateMachine81090156',
+        'AWS::Logs::LogGroup SyncStateMachineLogs3C79AAD8',
+        'AWS::Scheduler::Schedule SyncScheduleAC35317D',
+        'AWS::CloudWatch::Dashboard SyncDashboard1C79A5C8',
+      ]),
+    );
+    expect(Object.keys(example.template.findOutputs('*')).sort()).toEqual([
+      'SyncAuroraImportRoleArn9B87BD63',
+      'SyncRunBucketNameF39D7989',
+      'SyncStateMachineArnBAFAB495',
+      'SyncUnloadRoleArn91017642',
+    ]);
+  });
+
   it('runs the state machine as Standard, traced, logged and cut off after 24 h', () => {
     example.template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
       StateMachineType: 'STANDARD',

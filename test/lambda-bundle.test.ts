@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, describe, expect, it } from 'vitest';
-import { LAMBDA_BUNDLING } from '../lib/redshift-aurora-sync';
+import { LAMBDA_BUNDLING } from '../lib/pipeline-functions';
 
 const outdir = await mkdtemp(join(tmpdir(), 'lambda-bundle-'));
 afterAll(() => rm(outdir, { recursive: true, force: true }));
