@@ -220,10 +220,9 @@ describe('the synthesized state machine definition', () => {
   });
 
   it('retries only Lambda service errors, with full jitter, and gives each Task its function’s timeout plus a margin', () => {
-    const tasks = [
-      ...Object.entries(states),
-      ...Object.entries(loadEachTable),
-    ].filter(([, state]) => state.Type === 'Task');
+    const tasks = [...Object.entries(states), ...Object.entries(loadEachTable)].filter(
+      ([, state]) => state.Type === 'Task',
+    );
     expect(tasks).toHaveLength(12);
     for (const [name, task] of tasks) {
       const handler = synthesized.handlerByState[name]!;

@@ -172,7 +172,8 @@ export class LocalWarehouse implements Warehouse {
     statements.forEach((sql, index) => {
       checkSingleStatement(sql, `statement ${index + 1} of batch ${JSON.stringify(name)}`);
     });
-    const session = 'sessionId' in where ? this.openSession(where.sessionId) : this.newSession(where);
+    const session =
+      'sessionId' in where ? this.openSession(where.sessionId) : this.newSession(where);
     if (session.busy) {
       throw new LocalWarehouseError(
         `session ${session.id} is still running a statement; submit the next once it is done (a Data API session runs one at a time).`,

@@ -12,12 +12,7 @@ import { createStagingTable } from '../../core/load/staging';
 import type { DataFile } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
 import { loadRun, transferFor } from '../run-context';
-import {
-  expectObject,
-  expectRun,
-  type ImportedFilesState,
-  type LoadedTableState,
-} from '../state';
+import { expectObject, expectRun, type ImportedFilesState, type LoadedTableState } from '../state';
 
 /**
  * How long "Check the staging table against Redshift" may spend: its Lambda times out at 15
@@ -73,10 +68,7 @@ export async function createStaging(state: unknown, deps: PipelineDeps): Promise
  * many remain; the state machine calls it again while any do. The file list is read from the
  * run's folder, so neither the state nor the execution's history grows with the files.
  */
-export async function importFiles(
-  state: unknown,
-  deps: PipelineDeps,
-): Promise<ImportedFilesState> {
+export async function importFiles(state: unknown, deps: PipelineDeps): Promise<ImportedFilesState> {
   const context = await loadRun(deps, expectRun(state));
   const { target } = tableItem(state);
   const transfer = transferFor(await context.files.readUnload(), target);
