@@ -86,7 +86,9 @@ export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>
   // Polls the locks inside the function for a while to save state transitions.
   'check-locks': { ...BASE, timeoutSeconds: 120 },
   'terminate-blockers': BASE,
-  'swap-tables': BASE,
+  // A truncate or merge swap copies rows; cut off by the Data API, it is followed in Aurora
+  // for up to 13 minutes (SWAP_FOLLOW_BUDGET_MS).
+  'swap-tables': { ...BASE, timeoutSeconds: 900 },
   'finish-run': { ...BASE, deletesRunFiles: true },
   'fail-run': { ...BASE, deletesRunFiles: true, notifies: true },
 };
