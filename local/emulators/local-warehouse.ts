@@ -13,7 +13,9 @@
  * sessions: its statements run as written without a transaction around them, so an explicit
  * `BEGIN` (REPEATABLE READ, the sessions' default, for Redshift's snapshot isolation) stays open
  * across calls until a `COMMIT`, and every query in between reads the snapshot its first query
- * took. An idle session closes after its keep-alive, rolling back what it left open.
+ * took. The first failed statement ends the call (in an open transaction the later ones
+ * would fail anyway). An idle session closes after its keep-alive, rolling back what it left
+ * open.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
