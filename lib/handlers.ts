@@ -67,17 +67,28 @@ export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>
   // Clears its tables' folders before UNLOAD (ListObjectsV2 + DeleteObjects), which refuses
   // a folder that holds files. Its timeout grows with the tables: see timeoutSecondsFor.
   'start-unload': { ...BASE, redshift: 'submit', writesRunFiles: true, deletesRunFiles: true },
-  'check-unload': { ...BASE, aurora: false, redshift: 'poll', writesRunFiles: true },
+  // Follows the unload session for up to 50 s (UNLOAD_CHECK_BUDGET_MS), then reads the finished
+  // call's manifests and submits the next call on the session (hence 'submit').
+  'check-unload': {
+    ...BASE,
+    timeoutSeconds: 120,
+    aurora: false,
+    redshift: 'submit',
+    writesRunFiles: true,
+  },
   // Builds the staging table's indexes, which takes minutes on large tables.
   'create-staging': { ...BASE, timeoutSeconds: 900 },
-  // One file per call, each sized (unload.maxFileSizeMb) to import within one 45 s Data API call.
-  'import-file': BASE,
+  // Starts files for 200 s (IMPORT_BUDGET_MS), each sized (unload.maxFileSizeMb) to import
+  // within one 45 s Data API call, so every call has ended before 300 s.
+  'import-file': { ...BASE, timeoutSeconds: 300 },
   // Computes the quality-gate figures over the whole staging table.
   'check-staging': { ...BASE, timeoutSeconds: 900 },
   // Polls the locks inside the function for a while to save state transitions.
   'check-locks': { ...BASE, timeoutSeconds: 120 },
   'terminate-blockers': BASE,
-  'swap-tables': BASE,
+  // A truncate or merge swap copies rows; cut off by the Data API, it is followed in Aurora
+  // for up to 13 minutes (SWAP_FOLLOW_BUDGET_MS).
+  'swap-tables': { ...BASE, timeoutSeconds: 900 },
   'finish-run': { ...BASE, deletesRunFiles: true },
   'fail-run': { ...BASE, deletesRunFiles: true, notifies: true },
 };

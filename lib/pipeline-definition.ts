@@ -4,8 +4,8 @@
  * only (aws-local-stepfunctions runs the same definition locally). State names read as
  * sentences in the console.
  *
- * Prepare -> (dry run: describe, done) -> unload and poll -> per table: staging, import each
- * file, quality gate -> wait for locks -> swap ("not now" goes back to waiting) -> finish.
+ * Prepare -> (dry run: describe, done) -> unload and poll -> per table: staging, import its
+ * files (a call per batch of files), quality gate -> wait for locks -> swap ("not now" goes back to waiting) -> finish.
  * Any failure: clean up, then fail with the cause fail-run wrote.
  */
 import { Duration } from 'aws-cdk-lib';
@@ -45,8 +45,8 @@ export const STATE = {
   hasUnloadFinished: 'Has the unload finished?',
   loadEachTable: 'Load each table',
   createStaging: 'Create the staging table',
-  importEachFile: 'Import each file',
-  importFile: 'Import a file into staging',
+  importFiles: 'Import files into staging',
+  areFilesImported: 'Are all files imported?',
   checkStaging: 'Check the staging table against Redshift',
   checkLocks: 'Check locks on the live tables',
   isSafeToSwap: 'Is it safe to swap now?',
@@ -60,12 +60,13 @@ export const STATE = {
   runFailed: 'The run failed',
 } as const;
 
-/** How long "Wait for the unload" waits between looks at the statement. */
+/**
+ * How long "Wait for the unload" waits between two checks (each of which follows the unload
+ * for up to 50 s itself: UNLOAD_CHECK_BUDGET_MS).
+ */
 export const UNLOAD_POLL_SECONDS = 10;
 /** Tables loaded at once: each runs its own Data API calls against Aurora. */
 export const TABLE_CONCURRENCY = 4;
-/** Files imported at once per table. */
-export const FILE_CONCURRENCY = 8;
 
 /**
  * Transient failures of the Lambda service itself (not of our code): retried after 2 s and
@@ -160,16 +161,22 @@ export function buildPipelineDefinition(
   });
   const checkUnload = catchInto(invoke(STATE.checkUnload, 'check-unload', '$.unload'));
 
-  const importEachFile = new MapState(scope, STATE.importEachFile, {
-    itemsPath: '$.table.files',
-    maxConcurrency: FILE_CONCURRENCY,
-    itemSelector: {
-      'run.$': '$.run',
-      'target.$': '$.table.target',
-      'file.$': '$$.Map.Item.Value',
-    },
-    resultPath: '$.imported',
-  }).itemProcessor(invoke(STATE.importFile, 'import-file'));
+  // The files of a table are imported by as many calls of "Import files into staging" as
+  // they need (each imports what fits in its time, lambdas/pipeline/steps/load.ts), so the
+  // state and the history grow with the calls, not with the files: an inline Map over the
+  // files would put every file into the state (256 KB per state) and 5+ history events per
+  // file into the execution (25,000 events), and a Distributed Map's S3 ItemReader does not
+  // run in aws-local-stepfunctions (local run, tests).
+  // https://docs.aws.amazon.com/step-functions/latest/dg/service-quotas.html
+  const importFiles = invoke(STATE.importFiles, 'import-file', '$.imported');
+  const loadTable = invoke(STATE.createStaging, 'create-staging', JsonPath.DISCARD).next(
+    importFiles,
+  );
+  importFiles.next(
+    new Choice(scope, STATE.areFilesImported)
+      .when(Condition.numberGreaterThan('$.imported.remaining', 0), importFiles)
+      .otherwise(invoke(STATE.checkStaging, 'check-staging')),
+  );
   const loadEachTable = catchInto(
     new MapState(scope, STATE.loadEachTable, {
       itemsPath: '$.unload.tables',
@@ -177,11 +184,7 @@ export function buildPipelineDefinition(
       itemSelector: { 'run.$': '$.run', 'table.$': '$$.Map.Item.Value' },
       resultPath: '$.loaded',
     }),
-  ).itemProcessor(
-    invoke(STATE.createStaging, 'create-staging', JsonPath.DISCARD)
-      .next(importEachFile)
-      .next(invoke(STATE.checkStaging, 'check-staging')),
-  );
+  ).itemProcessor(loadTable);
 
   const checkLocks = catchInto(invoke(STATE.checkLocks, 'check-locks', '$.locks'));
   const waitForBlockers = new Wait(scope, STATE.waitForBlockers, {

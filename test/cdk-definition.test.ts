@@ -15,7 +15,6 @@ let config: RuntimeConfig;
 let synthesized: SynthesizedDefinition;
 let states: Record<string, AnyState>;
 let loadEachTable: Record<string, AnyState>;
-let importEachFile: Record<string, AnyState>;
 
 beforeAll(() => {
   config = parseRuntimeConfig(
@@ -26,9 +25,6 @@ beforeAll(() => {
   states = synthesized.definition.States as unknown as Record<string, AnyState>;
   loadEachTable = (
     states[STATE.loadEachTable]!.ItemProcessor as { States: Record<string, AnyState> }
-  ).States;
-  importEachFile = (
-    loadEachTable[STATE.importEachFile]!.ItemProcessor as { States: Record<string, AnyState> }
   ).States;
 });
 
@@ -98,11 +94,14 @@ describe('the synthesized state machine definition', () => {
       [STATE.anotherRunInProgress]: [],
     });
     expect(transitions(loadEachTable)).toEqual({
-      [STATE.createStaging]: [`-> ${STATE.importEachFile}`],
-      [STATE.importEachFile]: [`-> ${STATE.checkStaging}`],
+      [STATE.createStaging]: [`-> ${STATE.importFiles}`],
+      [STATE.importFiles]: [`-> ${STATE.areFilesImported}`],
+      [STATE.areFilesImported]: [
+        `$.imported.remaining {"NumericGreaterThan":0} -> ${STATE.importFiles}`,
+        `default -> ${STATE.checkStaging}`,
+      ],
       [STATE.checkStaging]: ['end'],
     });
-    expect(transitions(importEachFile)).toEqual({ [STATE.importFile]: ['end'] });
     expect(states[STATE.dryRunDone]!.Type).toBe('Succeed');
     expect(states[STATE.tablesLive]!.Type).toBe('Succeed');
     expect(states[STATE.anotherRunInProgress]!.Type).toBe('Succeed');
@@ -129,7 +128,7 @@ describe('the synthesized state machine definition', () => {
       [STATE.startUnload]: 'start-unload',
       [STATE.checkUnload]: 'check-unload',
       [STATE.createStaging]: 'create-staging',
-      [STATE.importFile]: 'import-file',
+      [STATE.importFiles]: 'import-file',
       [STATE.checkStaging]: 'check-staging',
       [STATE.checkLocks]: 'check-locks',
       [STATE.terminateBlockers]: 'terminate-blockers',
@@ -146,7 +145,7 @@ describe('the synthesized state machine definition', () => {
       checkUnload: resultPath(states, STATE.checkUnload),
       loadEachTable: resultPath(states, STATE.loadEachTable),
       createStaging: resultPath(loadEachTable, STATE.createStaging),
-      importEachFile: resultPath(loadEachTable, STATE.importEachFile),
+      importFiles: resultPath(loadEachTable, STATE.importFiles),
       checkStaging: resultPath(loadEachTable, STATE.checkStaging),
       checkLocks: resultPath(states, STATE.checkLocks),
       terminateBlockers: resultPath(states, STATE.terminateBlockers),
@@ -160,7 +159,7 @@ describe('the synthesized state machine definition', () => {
       checkUnload: '$.unload',
       loadEachTable: '$.loaded',
       createStaging: null,
-      importEachFile: '$.imported',
+      importFiles: '$.imported',
       checkStaging: '(replaces $)',
       checkLocks: '$.locks',
       terminateBlockers: '$.terminated',
@@ -170,21 +169,16 @@ describe('the synthesized state machine definition', () => {
     });
   });
 
-  it('loads up to 4 tables and 8 files per table at once', () => {
+  it('loads up to 4 tables at once, and no Map iterates over files (they stay in the bucket)', () => {
     expect(states[STATE.loadEachTable]).toMatchObject({
       ItemsPath: '$.unload.tables',
       MaxConcurrency: 4,
       ItemSelector: { 'run.$': '$.run', 'table.$': '$$.Map.Item.Value' },
     });
-    expect(loadEachTable[STATE.importEachFile]).toMatchObject({
-      ItemsPath: '$.table.files',
-      MaxConcurrency: 8,
-      ItemSelector: {
-        'run.$': '$.run',
-        'target.$': '$.table.target',
-        'file.$': '$$.Map.Item.Value',
-      },
-    });
+    const maps = [...Object.values(states), ...Object.values(loadEachTable)].filter(
+      (state) => state.Type === 'Map',
+    );
+    expect(maps.map((map) => map.ItemsPath)).toEqual(['$.unload.tables']);
   });
 
   it('polls the unload every 10 s and waits for blockers for the run’s poll interval', () => {
@@ -226,11 +220,9 @@ describe('the synthesized state machine definition', () => {
   });
 
   it('retries only Lambda service errors, with full jitter, and gives each Task its function’s timeout plus a margin', () => {
-    const tasks = [
-      ...Object.entries(states),
-      ...Object.entries(loadEachTable),
-      ...Object.entries(importEachFile),
-    ].filter(([, state]) => state.Type === 'Task');
+    const tasks = [...Object.entries(states), ...Object.entries(loadEachTable)].filter(
+      ([, state]) => state.Type === 'Task',
+    );
     expect(tasks).toHaveLength(12);
     for (const [name, task] of tasks) {
       const handler = synthesized.handlerByState[name]!;

@@ -152,8 +152,13 @@ describe('the example stack', () => {
       PIPELINE_HANDLERS.map((handler) => [handler, timeoutSecondsFor(handler, EXAMPLE_TABLES)]),
     );
     expect(timeouts).toMatchObject({
-      'import-file': 60,
+      // Starts files for 200 s, each ending within its 45 s Data API call.
+      'import-file': 300,
+      // Follows the unload session for 50 s, then submits its next call.
+      'check-unload': 120,
       'check-locks': 120,
+      // Follows a truncate or merge swap past the Data API's cut-off for up to 13 minutes.
+      'swap-tables': 900,
       'create-staging': 900,
       'check-staging': 900,
       'prepare-run': 60,

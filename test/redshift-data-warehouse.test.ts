@@ -123,6 +123,66 @@ describe('submitting', () => {
   });
 });
 
+describe('sessions', () => {
+  it('opens a session on the first call and runs later calls on it, statements committed one by one', async () => {
+    redshift
+      .on(BatchExecuteStatementCommand)
+      .resolvesOnce({ Id: 'call-1', SessionId: 'session-1' })
+      .resolvesOnce({ Id: 'call-2', SessionId: 'session-1' });
+    expect(
+      await warehouse().submitInSession(['BEGIN', 'SELECT 1'], 'unload 1/2', {
+        keepAliveSeconds: 600,
+      }),
+    ).toEqual({ statementId: 'call-1', sessionId: 'session-1' });
+    expect(
+      await warehouse().submitInSession(['SELECT 2', 'COMMIT'], 'unload 2/2', {
+        sessionId: 'session-1',
+      }),
+    ).toEqual({ statementId: 'call-2', sessionId: 'session-1' });
+    const [first, second] = redshift.commandCalls(BatchExecuteStatementCommand);
+    expect(first!.args[0].input).toEqual({
+      ClusterIdentifier: 'analytics',
+      Database: 'dev',
+      SecretArn: SECRET,
+      SessionKeepAliveSeconds: 600,
+      Sqls: ['BEGIN', 'SELECT 1'],
+      StatementName: 'unload 1/2',
+      WithEvent: false,
+      ExecutionMode: 'AUTO_COMMIT',
+    });
+    expect(second!.args[0].input).toEqual({
+      SessionId: 'session-1',
+      Sqls: ['SELECT 2', 'COMMIT'],
+      StatementName: 'unload 2/2',
+      WithEvent: false,
+      ExecutionMode: 'AUTO_COMMIT',
+    });
+  });
+
+  it('refuses a first call that opened no session', async () => {
+    redshift.on(BatchExecuteStatementCommand).resolves({ Id: 'call-1' });
+    await expect(
+      warehouse().submitInSession(['BEGIN'], 'unload', { keepAliveSeconds: 600 }),
+    ).rejects.toThrowError(/opened no session/);
+  });
+
+  it('reports a call whose statement failed as failed, though the call itself finished', async () => {
+    redshift.on(DescribeStatementCommand).resolves({
+      Id: 'call-1',
+      Status: 'FINISHED',
+      SubStatements: [
+        { Id: 'call-1:1', Status: 'FINISHED', QueryString: 'BEGIN' },
+        { Id: 'call-1:2', Status: 'FAILED', QueryString: 'UNLOAD (...)', Error: 'S3 denied' },
+      ],
+    });
+    expect(await warehouse().describe('call-1')).toEqual({
+      state: 'failed',
+      status: 'FINISHED',
+      error: 'statement 2 of 2 (UNLOAD (...)) failed: S3 denied',
+    });
+  });
+});
+
 describe('target validation', () => {
   it.each<[string, unknown, RegExp]>([
     [

@@ -30,18 +30,25 @@ const RUN = {
 };
 
 const UNLOADED_TABLES = [
-  {
-    target: 'public.orders',
-    files: [
-      { bucket: 'b', key: 'runs/run-1/orders/0000_part_00', bytes: 10, records: 3 },
-      { bucket: 'b', key: 'runs/run-1/orders/0001_part_00', bytes: 10, records: 4 },
-    ],
-  },
-  {
-    target: 'public.order_items',
-    files: [{ bucket: 'b', key: 'runs/run-1/items/0000_part_00', bytes: 10, records: 5 }],
-  },
+  { target: 'public.orders', files: 2 },
+  { target: 'public.order_items', files: 1 },
 ];
+
+/** Rows in every file the import double imports. */
+const ROWS_PER_FILE = 3;
+
+/** The import step's double: imports up to `perCall` files per call, as the real one does in its time. */
+function importInCalls(perCall: number): LocalHandler {
+  return async (input: State) => {
+    const from = input.imported?.next ?? 0;
+    const next = Math.min(input.table.files, from + perCall);
+    return {
+      next,
+      remaining: input.table.files - next,
+      rows: (input.imported?.rows ?? 0) + (next - from) * ROWS_PER_FILE,
+    };
+  };
+}
 
 class NamedError extends Error {
   constructor(name: string, message: string) {
@@ -63,10 +70,10 @@ function smoothRun(): Record<PipelineHandlerName, LocalHandler> {
       tables: UNLOADED_TABLES,
     }),
     'create-staging': async () => ({ thisResult: 'is discarded' }),
-    'import-file': async (input: State) => ({ key: input.file.key, rows: input.file.records }),
+    'import-file': importInCalls(1),
     'check-staging': async (input: State) => ({
       target: input.table.target,
-      rows: input.imported.reduce((sum: number, file: State) => sum + file.rows, 0),
+      rows: input.imported.rows,
     }),
     'check-locks': async () => ({ decision: 'swap', waitedSeconds: 0, blockers: [] }),
     'terminate-blockers': async () => ({ terminated: [4242] }),
@@ -102,6 +109,8 @@ interface Recorded {
   /** Every step call, in order, with its input. */
   readonly calls: { handler: PipelineHandlerName; input: State }[];
   inputsOf(handler: PipelineHandlerName): State[];
+  /** The largest input or output of any state, in bytes of JSON (Step Functions' 256 KB limit). */
+  readonly largestStateBytes: number;
 }
 
 async function run(
@@ -120,6 +129,7 @@ async function run(
     ]),
   );
   const path: string[] = [];
+  let largestStateBytes = 0;
   const outcome = await runDefinition(synthesized, recording, options.input ?? {}, {
     executionName: 'run-1',
     waitTimeOverrides: {
@@ -131,12 +141,19 @@ async function run(
     ),
     onEvent: (event: ExecutionEvent) => {
       if (event.type === 'StateEntered' && event.index === undefined) path.push(event.state.name);
+      if ('state' in event) {
+        for (const value of [event.state.input, event.state.output]) {
+          const bytes = Buffer.byteLength(JSON.stringify(value ?? null), 'utf8');
+          largestStateBytes = Math.max(largestStateBytes, bytes);
+        }
+      }
     },
   });
   return {
     outcome,
     path,
     calls,
+    largestStateBytes,
     inputsOf: (handler) =>
       calls.filter((call) => call.handler === handler).map((call) => call.input),
   };
@@ -169,8 +186,8 @@ describe('the state machine, run locally', () => {
       output: {
         status: 'SUCCEEDED',
         tables: [
-          { target: 'public.orders', rows: 7 },
-          { target: 'public.order_items', rows: 5 },
+          { target: 'public.orders', rows: 6 },
+          { target: 'public.order_items', rows: 3 },
         ],
       },
     });
@@ -188,18 +205,25 @@ describe('the state machine, run locally', () => {
       startedAt: expect.any(String),
     });
 
+    // One call per file here (the double imports one per call): each continues where the
+    // last one stopped, and the table is checked once all of its files are in.
     const imports = result.inputsOf('import-file');
-    expect(imports.map((input) => [input.target, input.file.key]).sort()).toEqual([
-      ['public.order_items', 'runs/run-1/items/0000_part_00'],
-      ['public.orders', 'runs/run-1/orders/0000_part_00'],
-      ['public.orders', 'runs/run-1/orders/0001_part_00'],
+    expect(
+      imports.map((input) => [input.table.target, input.imported?.next ?? 'first']).sort(),
+    ).toEqual([
+      ['public.order_items', 'first'],
+      ['public.orders', 1],
+      ['public.orders', 'first'],
     ]);
     for (const input of imports) expect(input.run).toEqual(RUN);
     for (const input of result.inputsOf('create-staging')) {
       expect(Object.keys(input).sort()).toEqual(['run', 'table']);
     }
     const staging = result.inputsOf('check-staging');
-    expect(staging.map((input) => input.imported.length).sort()).toEqual([1, 2]);
+    expect(staging.map((input) => input.imported).sort((a, b) => a.rows - b.rows)).toEqual([
+      { next: 1, remaining: 0, rows: 3 },
+      { next: 2, remaining: 0, rows: 6 },
+    ]);
     for (const input of staging) expect(input).not.toHaveProperty('thisResult');
 
     const [finishInput] = result.inputsOf('finish-run');
@@ -211,6 +235,42 @@ describe('the state machine, run locally', () => {
     });
     expect(result.inputsOf('fail-run')).toEqual([]);
   });
+
+  it('keeps every state far below 256 KB for 400 tables, one with 5,000 files', async () => {
+    const targets = Array.from({ length: 400 }, (_, index) => `sales.table_${index}`);
+    const tables = targets.map((target, index) => ({ target, files: index === 0 ? 5_000 : 16 }));
+    const result = await run({
+      'prepare-run': async () => ({ run: { ...RUN, targets } }),
+      'check-unload': async () => ({
+        finished: true,
+        sessionId: 'session-1',
+        batches: 22,
+        statementId: 's-22',
+        status: 'FINISHED',
+        tables,
+      }),
+      // As many files as fit in one call's time: here 250.
+      'import-file': importInCalls(250),
+      'finish-run': async (input: State) => ({ status: 'SUCCEEDED', loaded: input.loaded.length }),
+    });
+    expect(result.outcome).toEqual({
+      status: 'SUCCEEDED',
+      output: { status: 'SUCCEEDED', loaded: 400 },
+    });
+    const bigTable = result
+      .inputsOf('import-file')
+      .filter((input) => input.table.target === 'sales.table_0');
+    expect(bigTable).toHaveLength(20);
+    const [checked] = result
+      .inputsOf('check-staging')
+      .filter((input) => input.table.target === 'sales.table_0');
+    expect(checked.imported).toEqual({ next: 5_000, remaining: 0, rows: 5_000 * ROWS_PER_FILE });
+    console.info(
+      `largest state of a 400-table run (one table of 5,000 files): ${result.largestStateBytes} bytes`,
+    );
+    // The state grows with the tables (names, counts, results), never with the files.
+    expect(result.largestStateBytes).toBeLessThan(100 * 1024);
+  }, 120_000);
 
   it('describes a dry run and stops, unloading nothing', async () => {
     const result = await run({ 'prepare-run': async () => ({ run: { ...RUN, dryRun: true } }) });

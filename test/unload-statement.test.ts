@@ -5,12 +5,14 @@ import { runScopedName } from '../lambdas/core/swap/plan';
 import type { ColumnTransfer, TableTransfer } from '../lambdas/core/transfer/types';
 import {
   buildUnloadBatch,
+  buildUnloadSession,
   buildUnloadStatement,
   MAX_TABLES_PER_BATCH,
   manifestKey,
   parseS3Prefix,
   redshiftLiteral,
   SESSION_SETTINGS,
+  TRANSACTION_START_SQL,
   tableS3Prefix,
   type UnloadOptions,
   validateUnloadOptions,
@@ -230,5 +232,44 @@ describe('buildUnloadBatch', () => {
     expect(() => buildUnloadBatch(tables, { ...options, maxFileSizeMb: 0 })).toThrowError(
       /maxFileSizeMb is 0/,
     );
+  });
+});
+
+describe('buildUnloadSession', () => {
+  const many = (count: number) =>
+    Array.from({ length: count }, (_, n) =>
+      transfer({ schema: 'public', name: `t${n}` }, [column('a')], `s3://b-1/runs/r/t${n}/`),
+    );
+
+  it('opens a transaction, sets the session, and commits at the end, in one call for a few tables', () => {
+    const plan = buildUnloadSession(many(2), options);
+    expect(plan.batches).toHaveLength(1);
+    const [only] = plan.batches;
+    expect(only!.slice(0, 5)).toEqual(['BEGIN', ...SESSION_SETTINGS, TRANSACTION_START_SQL]);
+    expect(only![5]).toMatch(/^UNLOAD \('SELECT "a" AS "a" FROM "public"\."t0"'\)/);
+    expect(only!.at(-1)).toBe('COMMIT');
+    expect(plan.transactionStartIndex).toEqual([4]);
+    expect(plan.figures).toEqual([
+      { batch: 0, index: 6 },
+      { batch: 0, index: 8 },
+    ]);
+  });
+
+  it('spreads 100 tables over calls of at most 40 statements, each reading the transaction start', () => {
+    const transfers = many(100);
+    const plan = buildUnloadSession(transfers, options);
+    for (const batch of plan.batches) expect(batch.length).toBeLessThanOrEqual(40);
+    expect(plan.batches.flat().filter((sql) => sql.startsWith('UNLOAD'))).toHaveLength(100);
+    expect(plan.batches.flat().filter((sql) => sql === 'BEGIN')).toHaveLength(1);
+    expect(plan.batches.at(-1)!.at(-1)).toBe('COMMIT');
+    plan.batches.forEach((batch, index) => {
+      expect(batch[plan.transactionStartIndex[index]!]).toBe(TRANSACTION_START_SQL);
+    });
+    // Each table's figures query is where the plan says, right after its own UNLOAD.
+    plan.figures.forEach((at, n) => {
+      const batch = plan.batches[at.batch]!;
+      expect(batch[at.index]).toMatch(new RegExp(`FROM "public"\\."t${n}"$`));
+    });
+    expect(() => buildUnloadSession([], options)).toThrowError(/no tables/);
   });
 });

@@ -9,6 +9,7 @@ function scripted(states: StatementState[]) {
   const warehouse: Warehouse = {
     submitBatch: () => Promise.reject(new Error('not used')),
     submitStatement: () => Promise.reject(new Error('not used')),
+    submitInSession: () => Promise.reject(new Error('not used')),
     fetchRows: () => Promise.reject(new Error('not used')),
     describe: async (id) => {
       calls.push(id);

@@ -16,7 +16,12 @@ import {
   type SubStatementData,
 } from '@aws-sdk/client-redshift-data';
 import { ConfigError } from '../core/errors';
-import type { StatementState, Warehouse, WarehouseRow } from '../core/transfer/ports';
+import type {
+  StatementState,
+  Warehouse,
+  WarehouseRow,
+  WarehouseSession,
+} from '../core/transfer/ports';
 import { WarehouseError } from '../core/unload/errors';
 
 /** A provisioned cluster: credentials from a Secrets Manager secret or, as `dbUser`, from GetClusterCredentials. */
@@ -183,6 +188,43 @@ export class RedshiftDataWarehouse implements Warehouse {
     return this.statementId(response.Id, 'BatchExecuteStatement');
   }
 
+  /**
+   * BatchExecuteStatement with `ExecutionMode: AUTO_COMMIT` ("each SQL statement is committed
+   * individually", https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html)
+   * on a session: `SessionKeepAliveSeconds` opens one ("the number of seconds to keep the
+   * session alive after the query finishes", at most 24 h, after which "the session is forced
+   * closed and the query is terminated") and the response names it; `SessionId` runs on it,
+   * one call at a time.
+   * Without a Data API transaction around the call, an explicit `BEGIN` stays open on the
+   * session's connection until a later call's `COMMIT`.
+   */
+  async submitInSession(
+    statements: readonly string[],
+    name: string,
+    session: WarehouseSession,
+  ): Promise<{ statementId: string; sessionId: string }> {
+    const response = await this.call('BatchExecuteStatement', () =>
+      this.client.send(
+        new BatchExecuteStatementCommand({
+          ...('sessionId' in session
+            ? { SessionId: session.sessionId }
+            : { ...this.target, SessionKeepAliveSeconds: session.keepAliveSeconds }),
+          Sqls: [...statements],
+          StatementName: name,
+          WithEvent: false,
+          ExecutionMode: 'AUTO_COMMIT',
+        }),
+      ),
+    );
+    const sessionId = 'sessionId' in session ? session.sessionId : response.SessionId;
+    if (!sessionId) {
+      throw new WarehouseError(
+        `BatchExecuteStatement on ${describeTarget(this.target)} opened no session (no SessionId in its response); the Data API of this region may not support sessions.`,
+      );
+    }
+    return { statementId: this.statementId(response.Id, 'BatchExecuteStatement'), sessionId };
+  }
+
   async submitStatement(
     sql: string,
     parameters: Readonly<Record<string, string>>,
@@ -217,6 +259,11 @@ export class RedshiftDataWarehouse implements Warehouse {
     );
     const status = response.Status ?? 'unknown';
     if (RUNNING.has(status)) return { state: 'running', status };
+    // In AUTO_COMMIT mode one statement may fail while the call as a whole finishes.
+    const subFailed = (response.SubStatements ?? []).some((sub) => FAILED.has(sub.Status ?? ''));
+    if (status === 'FINISHED' && subFailed) {
+      return { state: 'failed', status, error: failureText(response) };
+    }
     if (status === 'FINISHED') return { state: 'done', status };
     if (FAILED.has(status)) return { state: 'failed', status, error: failureText(response) };
     throw new WarehouseError(

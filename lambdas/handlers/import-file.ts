@@ -1,4 +1,4 @@
-import { importOneFile } from '../pipeline/steps/load';
+import { importFiles } from '../pipeline/steps/load';
 import { lambdaHandler } from './lambda';
 
-export const handler = lambdaHandler(importOneFile);
+export const handler = lambdaHandler(importFiles);

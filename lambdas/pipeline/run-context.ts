@@ -40,7 +40,7 @@ export function transferFor(record: UnloadRecord, target: string): TableTransfer
   );
   if (!transfer) {
     throw new ConfigError(
-      `${displayQualified(wanted)} is not a table of this run's unload (statement ${record.statementId}); the step input did not come from this run's "Check whether the unload finished".`,
+      `${displayQualified(wanted)} is not a table of this run's unload (submitted ${record.submittedAt}); the step input did not come from this run's "Check whether the unload finished".`,
     );
   }
   return transfer;

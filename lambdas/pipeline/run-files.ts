@@ -1,14 +1,16 @@
 /**
  * The run's folder in the bucket, `runs/<runId>/`: UNLOAD's data files and manifests per
  * table, and what the steps hand each other that is too big for the state (the plan, the
- * column transfers, the source figures). Deleted when the run ends; a lifecycle rule expires
+ * column transfers, the source figures, each table's list of data files: the state carries
+ * only names and counts, so its size does not grow with the files). Deleted when the run ends; a lifecycle rule expires
  * whatever a killed run left.
  */
 import { SyncError } from '../core/errors';
 import type { QualifiedName } from '../core/identifiers';
 import { runScopedName } from '../core/swap/plan';
 import type { ObjectStore } from '../core/transfer/ports';
-import type { TableFigures, TableTransfer } from '../core/transfer/types';
+import type { DataFile, TableFigures, TableTransfer } from '../core/transfer/types';
+import type { SessionStatement } from '../core/unload/statement';
 
 export const RUNS_PREFIX = 'runs/';
 
@@ -31,11 +33,14 @@ export interface RunPlan {
 
 /** What "Unload the tables from Redshift" decided, for the steps after it. */
 export interface UnloadRecord {
-  readonly statementId: string;
   readonly submittedAt: string;
   readonly transfers: readonly TableTransfer[];
-  /** Per transfer, the batch index of its figures query. */
-  readonly figuresStatementIndex: readonly number[];
+  /** The calls of the unload session, in order (buildUnloadSession). */
+  readonly batches: readonly (readonly string[])[];
+  /** Per batch, the index of the statement reading the transaction's start. */
+  readonly transactionStartIndex: readonly number[];
+  /** Per transfer, where its figures query is. */
+  readonly figures: readonly SessionStatement[];
   /** Per transfer, the source columns the target does not have (not synced). */
   readonly unsyncedColumns: readonly (readonly string[])[];
 }
@@ -93,6 +98,15 @@ export class RunFiles {
 
   writeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
     return this.write(`figures/${runScopedName(this.runId, target)}.json`, figures);
+  }
+
+  /** The data files of a table, as its manifest listed them, in import order. */
+  readFiles(target: QualifiedName): Promise<DataFile[]> {
+    return this.read(`files/${runScopedName(this.runId, target)}.json`);
+  }
+
+  writeFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {
+    return this.write(`files/${runScopedName(this.runId, target)}.json`, files);
   }
 
   deleteAll(): Promise<number> {

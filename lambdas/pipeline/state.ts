@@ -7,7 +7,6 @@ import { ConfigError } from '../core/errors';
 import type { LockHolder } from '../core/locks/inspect';
 import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
-import type { DataFile } from '../core/transfer/types';
 
 /** `$.run`: set by "Check the run request", read by every later step. */
 export interface RunState {
@@ -21,24 +20,46 @@ export interface RunState {
   readonly targets: readonly string[];
 }
 
-/** `$.unload` */
+/**
+ * `$.unload`: the unload session's progress (its calls run one after another on one session,
+ * in one transaction), then the tables it unloaded.
+ */
 export type UnloadState =
-  | { readonly finished: false; readonly statementId: string; readonly status: string }
+  | {
+      readonly finished: false;
+      readonly sessionId: string;
+      /** The call running now, and how many there are. */
+      readonly batch: number;
+      readonly batches: number;
+      readonly statementId: string;
+      readonly status: string;
+      /** The transaction's start as the first call read it (null until it finished). */
+      readonly transactionStartedAt: string | null;
+    }
   | {
       readonly finished: true;
+      readonly sessionId: string;
+      readonly batches: number;
       readonly statementId: string;
       readonly status: string;
       readonly tables: readonly TableFilesState[];
     };
 
-/** One item of "Load each table": a target and the files to import into its staging table. */
+/**
+ * One item of "Load each table": a target and how many files it has. The files themselves
+ * stay in the run's folder (RunFiles.readFiles), so the state does not grow with them.
+ */
 export interface TableFilesState {
   readonly target: string;
-  readonly files: readonly DataFile[];
+  readonly files: number;
 }
 
-export interface ImportedFileState {
-  readonly key: string;
+/** `$.imported`: how far "Import files into staging" got through a table's files. */
+export interface ImportedFilesState {
+  /** Index of the next file to import. */
+  readonly next: number;
+  readonly remaining: number;
+  /** Rows imported so far (every call's). */
   readonly rows: number;
 }
 

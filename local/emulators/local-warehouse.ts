@@ -8,11 +8,24 @@
  * literals with backslash escapes (standard_conforming_strings off), UTC, ISO dates, and the
  * shims of functions PostgreSQL lacks (redshift-shims.ts) on the search_path. A failure rolls
  * the whole batch back; files already written stay, as in Redshift.
+ *
+ * A session (submitInSession) is one connection kept open between calls, as the Data API's
+ * sessions: its statements run as written without a transaction around them, so an explicit
+ * `BEGIN` (REPEATABLE READ, the sessions' default, for Redshift's snapshot isolation) stays open
+ * across calls until a `COMMIT`, and every query in between reads the snapshot its first query
+ * took. The first failed statement ends the call (in an open transaction the later ones
+ * would fail anyway). An idle session closes after its keep-alive, rolling back what it left
+ * open.
  */
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { SyncError } from '../../lambdas/core/errors';
-import type { StatementState, Warehouse, WarehouseRow } from '../../lambdas/core/transfer/ports';
+import type {
+  StatementState,
+  Warehouse,
+  WarehouseRow,
+  WarehouseSession,
+} from '../../lambdas/core/transfer/ports';
 import { LocalObjectStore } from './local-object-store';
 import { installRedshiftShims } from './redshift-shims';
 import { bindNamedParameters, pointAtShims, SHIM_SCHEMA, significantTokens } from './redshift-sql';
@@ -68,8 +81,19 @@ const RESULT_TYPES: pg.CustomTypesConfig = {
 
 type Status = 'SUBMITTED' | 'STARTED' | 'FINISHED' | 'FAILED';
 
+interface Session {
+  readonly id: string;
+  readonly client: pg.Client;
+  readonly keepAliveMs: number;
+  ready: Promise<void>;
+  busy: boolean;
+  idle: NodeJS.Timeout | null;
+}
+
 interface Submission {
   readonly id: string;
+  /** Runs on this session instead of a connection and a transaction of its own. */
+  readonly session?: Session;
   readonly name: string;
   readonly statements: readonly string[];
   readonly batch: boolean;
@@ -99,6 +123,7 @@ function checkSingleStatement(sql: string, where: string): void {
 
 export class LocalWarehouse implements Warehouse {
   private readonly submissions = new Map<string, Submission>();
+  private readonly openSessions = new Map<string, Session>();
   private readonly sessions = new Set<pg.Client>();
   private readonly bucket: LocalObjectStore;
   private readonly slices: number;
@@ -134,6 +159,38 @@ export class LocalWarehouse implements Warehouse {
   ): Promise<string> {
     checkSingleStatement(sql, `statement ${JSON.stringify(name)}`);
     return this.submit({ name, statements: [sql], batch: false, parameters: { ...parameters } });
+  }
+
+  async submitInSession(
+    statements: readonly string[],
+    name: string,
+    where: WarehouseSession,
+  ): Promise<{ statementId: string; sessionId: string }> {
+    if (statements.length < 1 || statements.length > MAX_BATCH_STATEMENTS) {
+      throw new LocalWarehouseError(
+        `a batch holds 1 to ${MAX_BATCH_STATEMENTS} statements (BatchExecuteStatement's limit); got ${statements.length}.`,
+      );
+    }
+    statements.forEach((sql, index) => {
+      checkSingleStatement(sql, `statement ${index + 1} of batch ${JSON.stringify(name)}`);
+    });
+    const session =
+      'sessionId' in where ? this.openSession(where.sessionId) : this.newSession(where);
+    if (session.busy) {
+      throw new LocalWarehouseError(
+        `session ${session.id} is still running a statement; submit the next once it is done (a Data API session runs one at a time).`,
+      );
+    }
+    session.busy = true;
+    if (session.idle) clearTimeout(session.idle);
+    const statementId = this.submit({
+      name,
+      statements: [...statements],
+      batch: true,
+      parameters: {},
+      session,
+    });
+    return { statementId, sessionId: session.id };
   }
 
   async describe(statementId: string): Promise<StatementState> {
@@ -178,6 +235,10 @@ export class LocalWarehouse implements Warehouse {
   /** Ends the sessions still running (their statements fail) and waits for every submission. */
   async close(): Promise<void> {
     this.closed = true;
+    for (const session of this.openSessions.values()) {
+      if (session.idle) clearTimeout(session.idle);
+      this.sessions.add(session.client);
+    }
     await Promise.allSettled([...this.sessions].map((session) => session.end()));
     await Promise.allSettled([...this.submissions.values()].map((submission) => submission.done));
   }
@@ -190,8 +251,59 @@ export class LocalWarehouse implements Warehouse {
     return submission;
   }
 
+  private newSession(where: { readonly keepAliveSeconds: number }): Session {
+    if (this.closed) throw new LocalWarehouseError('the local warehouse is closed.');
+    const seconds = where.keepAliveSeconds;
+    if (!Number.isInteger(seconds) || seconds < 0 || seconds > 86_400) {
+      throw new LocalWarehouseError(
+        `SessionKeepAliveSeconds is ${seconds}; give a whole number of seconds up to 86400 (24 h).`,
+      );
+    }
+    const client = this.connect();
+    const session: Session = {
+      id: randomUUID(),
+      client,
+      keepAliveMs: seconds * 1000,
+      busy: false,
+      idle: null,
+      ready: Promise.resolve(),
+    };
+    session.ready = (async () => {
+      await this.installShims();
+      await client.connect();
+      await client.query(
+        `${SESSION_SETUP}; SET default_transaction_isolation TO 'repeatable read'`,
+      );
+    })();
+    // Failing here is reported by the first statement, which awaits `ready`.
+    session.ready.catch(() => {});
+    this.openSessions.set(session.id, session);
+    return session;
+  }
+
+  private openSession(sessionId: string): Session {
+    const session = this.openSessions.get(sessionId);
+    if (!session) {
+      throw new LocalWarehouseError(
+        `no open session has id ${JSON.stringify(sessionId)}: it was never opened, or it closed after its keep-alive.`,
+      );
+    }
+    return session;
+  }
+
+  /** Closes the session once it has been idle for its keep-alive (its open transaction rolls back). */
+  private release(session: Session): void {
+    session.busy = false;
+    if (this.closed) return;
+    session.idle = setTimeout(() => {
+      this.openSessions.delete(session.id);
+      session.client.end().catch(() => {});
+    }, session.keepAliveMs);
+    session.idle.unref();
+  }
+
   private submit(
-    request: Pick<Submission, 'name' | 'statements' | 'batch' | 'parameters'>,
+    request: Pick<Submission, 'name' | 'statements' | 'batch' | 'parameters' | 'session'>,
   ): string {
     if (this.closed) throw new LocalWarehouseError('the local warehouse is closed.');
     const submission: Submission = {
@@ -233,7 +345,30 @@ export class LocalWarehouse implements Warehouse {
     return this.shims;
   }
 
+  private async runInSession(submission: Submission, session: Session): Promise<void> {
+    try {
+      await session.ready;
+      submission.status = 'STARTED';
+      for (const [index, sql] of submission.statements.entries()) {
+        try {
+          submission.results[index] = await this.runStatement(session.client, sql, {});
+        } catch (error) {
+          submission.error = this.failureText(submission, index, error);
+          submission.status = 'FAILED';
+          return;
+        }
+      }
+      submission.status = 'FINISHED';
+    } catch (error) {
+      submission.error = errorText(error);
+      submission.status = 'FAILED';
+    } finally {
+      this.release(session);
+    }
+  }
+
   private async run(submission: Submission): Promise<void> {
+    if (submission.session) return this.runInSession(submission, submission.session);
     const session = this.connect();
     this.sessions.add(session);
     try {

@@ -174,7 +174,7 @@ export function significantTokens(sql: string): Token[] {
 export const SHIM_SCHEMA = 'redshift_shims';
 
 /**
- * PostgreSQL 17 parses `JSON_SERIALIZE(x)` itself (SQL/JSON syntax, so no function can take
+ * Rewrites what PostgreSQL reads differently. PostgreSQL 17 parses `JSON_SERIALIZE(x)` itself (SQL/JSON syntax, so no function can take
  * its place) and, given jsonb, returns the value's internal bytes instead of its text. Calls
  * are therefore pointed at the shim, which prints JSON as Redshift does. Only code changes:
  * literals, quoted names and comments are left as written.
@@ -183,13 +183,19 @@ export function pointAtShims(sql: string): string {
   const tokens = tokenize(sql);
   return tokens
     .map((token, index) => {
-      if (token.kind !== 'word' || token.text.toLowerCase() !== 'json_serialize') {
-        return token.text;
-      }
+      const word = token.kind === 'word' ? token.text.toLowerCase() : '';
+      if (word !== 'json_serialize' && word !== 'sysdate') return token.text;
       const previous = tokens.slice(0, index).findLast((other) => other.kind !== 'space');
       const next = tokens.slice(index + 1).find((other) => other.kind !== 'space');
-      const isCall = next?.text === '(' && previous?.text !== '.';
-      return isCall ? `${SHIM_SCHEMA}.json_serialize` : token.text;
+      if (previous?.text === '.') return token.text;
+      if (word === 'json_serialize') {
+        return next?.text === '(' ? `${SHIM_SCHEMA}.json_serialize` : token.text;
+      }
+      // Redshift's SYSDATE is the start of the current transaction, as a timestamp
+      // (https://docs.aws.amazon.com/redshift/latest/dg/r_SYSDATE.html); PostgreSQL's
+      // LOCALTIMESTAMP is the same ("the start time of the current transaction",
+      // https://www.postgresql.org/docs/current/functions-datetime.html#FUNCTIONS-DATETIME-CURRENT).
+      return next?.text === '(' ? token.text : 'LOCALTIMESTAMP';
     })
     .join('');
 }

@@ -4,8 +4,10 @@
  * Everything goes through a SqlClient, one statement per call, so the same code runs in
  * Lambda over the RDS Data API, locally over node-postgres, and in tests.
  */
-import { ConfigError, DatabaseError, InternalError } from '../errors';
+import { randomUUID } from 'node:crypto';
+import { ConfigError, DatabaseError, InternalError, SyncError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
+import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
@@ -87,26 +89,119 @@ export type SwapAttempt =
   | { readonly status: 'busy'; readonly reason: BusyReason; readonly message: string };
 
 /**
+ * How a swap that copies rows (`truncate`, `merge`) is followed past a transport's per-call
+ * limit: the RDS Data API cuts a call off after 45 s, and a large table's copy takes longer.
+ */
+export interface FollowCutOff {
+  /** When following gives up, on `now`'s clock (milliseconds). */
+  readonly deadline: number;
+  readonly pollIntervalMs: number;
+  readonly sleep: (ms: number) => Promise<void>;
+  readonly now: () => number;
+}
+
+/** A swap statement cut off by the transport is still copying when the step's time is up. */
+export class SwapStillRunningError extends SyncError {}
+
+/** A swap statement cut off by the transport ended without committing: nothing changed. */
+export class SwapCutOffEndedError extends SyncError {}
+
+function parseSwapRow(row: { result: string } | undefined): SwapAttempt {
+  const { alreadySwapped, ...result } = JSON.parse(row!.result) as SwapResult & {
+    alreadySwapped: boolean;
+  };
+  return { status: 'swapped', result, alreadySwapped };
+}
+
+/**
  * One attempt at the swap statement. A lock timeout or deadlock comes back as `busy`: the
  * statement rolled back, nothing changed, and the caller waits and tries again. Safe to repeat
  * after a call whose answer was lost: a swap that committed comes back as swapped, with
  * `alreadySwapped` and the result it recorded.
+ *
+ * With `follow`, a swap whose strategy copies rows is sent with continueAfterTimeout
+ * (`longRunning`) and, when the call is cut off, followed in the database until it commits or
+ * ends (followSwap). `rename` only changes the catalog: always one short call.
  */
-export async function attemptSwap(db: SqlClient, plan: SwapPlan): Promise<SwapAttempt> {
+export async function attemptSwap(
+  db: SqlClient,
+  plan: SwapPlan,
+  follow?: FollowCutOff,
+): Promise<SwapAttempt> {
+  const copies = follow !== undefined && plan.tables.some((table) => table.strategy !== 'rename');
+  // The comment names the statement in pg_stat_activity.query while it runs.
+  const marker = `redshift-aurora-sync swap ${randomUUID()}`;
+  let since = '';
+  if (copies) {
+    const [clock] = await db.query<{ now: string }>('SELECT clock_timestamp()::text AS now');
+    since = clock!.now;
+  }
   try {
     const [row] = await db.query<{ result: string }>(
-      `SELECT ${ADMIN_SCHEMA}.swap(:plan::jsonb)::text AS result`,
+      `${copies ? `/* ${marker} */ ` : ''}SELECT ${ADMIN_SCHEMA}.swap(:plan::jsonb)::text AS result`,
       { plan: JSON.stringify(plan) },
+      copies ? { longRunning: true } : {},
     );
-    const { alreadySwapped, ...result } = JSON.parse(row!.result) as SwapResult & {
-      alreadySwapped: boolean;
-    };
-    return { status: 'swapped', result, alreadySwapped };
+    return parseSwapRow(row);
   } catch (error) {
+    if (copies && error instanceof DataApiTimeoutError) {
+      return followSwap(db, plan, marker, since, follow);
+    }
     const reason = busyReason(error);
     if (reason) return { status: 'busy', reason, message: (error as Error).message };
     throw asPreflightError(error) ?? error;
   }
+}
+
+/**
+ * Follows a swap statement the transport cut off, one short call per look: while a backend
+ * other than ours runs it (its comment in pg_stat_activity, state not idle), wait; once none
+ * does, the swap either committed, and recorded its result in `redshift_sync.swaps` in its own
+ * transaction (run id, since the attempt began), or it rolled back. pg_stat_activity is read
+ * before, and in another statement than, the swaps table: a backend reports idle only after
+ * its commit is visible, so a swap that had just committed is not missed.
+ * https://www.postgresql.org/docs/current/monitoring-stats.html#MONITORING-PG-STAT-ACTIVITY-VIEW
+ */
+async function followSwap(
+  db: SqlClient,
+  plan: SwapPlan,
+  marker: string,
+  since: string,
+  follow: FollowCutOff,
+): Promise<SwapAttempt> {
+  const cutOffAt = follow.now();
+  for (;;) {
+    const [activity] = await db.query<{ running: boolean }>(
+      `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+                      WHERE pid <> pg_backend_pid() AND state IS DISTINCT FROM 'idle'
+                        AND strpos(query, :marker) > 0) AS running`,
+      { marker },
+    );
+    if (!activity!.running) break;
+    if (follow.now() >= follow.deadline) {
+      throw new SwapStillRunningError(
+        `the swap of run ${plan.runId} was cut off by the Data API and is still copying rows ${Math.round((follow.now() - cutOffAt) / 1000)} s later, when this step's time is up; it goes on in Aurora (pg_stat_activity shows it as /* ${marker} */), holding its locks until it commits or rolls back. Use strategy "rename" for a table this large, or look it up before running again.`,
+      );
+    }
+    await follow.sleep(
+      Math.min(follow.pollIntervalMs, Math.max(0, follow.deadline - follow.now())),
+    );
+  }
+  const [recorded] = await db.query<{ result: string }>(
+    `SELECT s.result::text AS result FROM ${ADMIN_SCHEMA}.swaps s
+     WHERE s.run_id = :runId AND s.swapped_at >= :since::timestamptz
+     ORDER BY s.swapped_at DESC LIMIT 1`,
+    { runId: plan.runId, since },
+  );
+  if (recorded) {
+    const { alreadySwapped: _ignored, ...result } = JSON.parse(recorded.result) as SwapResult & {
+      alreadySwapped?: boolean;
+    };
+    return { status: 'swapped', result, alreadySwapped: false };
+  }
+  throw new SwapCutOffEndedError(
+    `the swap of run ${plan.runId} was cut off by the Data API, went on in Aurora and then ended without committing: it rolled back and nothing changed. Aurora's log has the statement's error; run again.`,
+  );
 }
 
 export interface RetiredVersion {

@@ -9,7 +9,7 @@ import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
 import type { SqlClient } from '../sql-client';
-import { attemptSwap, type SwapAttempt, type SwapResult } from './engine';
+import { attemptSwap, type FollowCutOff, type SwapAttempt, type SwapResult } from './engine';
 import {
   gateDecision,
   NO_HISTORY,
@@ -87,9 +87,10 @@ export async function watchedAttempt(
   plan: SwapPlan,
   lockTimeoutMs: number,
   sleep: (ms: number) => Promise<void>,
+  follow?: FollowCutOff,
 ): Promise<WatchedAttempt> {
   let settled = false;
-  const attempt = attemptSwap(db, { ...plan, lockTimeoutMs }).finally(() => {
+  const attempt = attemptSwap(db, { ...plan, lockTimeoutMs }, follow).finally(() => {
     settled = true;
   });
   const watch = (async () => {

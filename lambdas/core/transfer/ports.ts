@@ -18,6 +18,14 @@ export type StatementState =
 /** A result row; values as the warehouse typed them (text, numbers, booleans, NULL). */
 export type WarehouseRow = Readonly<Record<string, string | number | boolean | null>>;
 
+/**
+ * Where a call runs: a new session kept open `keepAliveSeconds` after each of its statements
+ * finishes, or the session an earlier call opened.
+ */
+export type WarehouseSession =
+  | { readonly keepAliveSeconds: number }
+  | { readonly sessionId: string };
+
 /** Redshift through its Data API (asynchronous: submit, then poll). */
 export interface Warehouse {
   /**
@@ -31,6 +39,17 @@ export interface Warehouse {
     parameters: Readonly<Record<string, string>>,
     name: string,
   ): Promise<string>;
+  /**
+   * Submits statements that run in order on one session's connection, each on its own (no
+   * transaction around the call), so a `BEGIN` stays open for the session's later calls until
+   * a `COMMIT`. A session runs one call at a time: submit the next once this one is done. The
+   * first failed statement fails the call. Returns the statement id and the session's id.
+   */
+  submitInSession(
+    statements: readonly string[],
+    name: string,
+    session: WarehouseSession,
+  ): Promise<{ readonly statementId: string; readonly sessionId: string }>;
   describe(statementId: string): Promise<StatementState>;
   /**
    * Every row of a finished statement; for a batch, of its statement at `index` (0-based,

@@ -223,3 +223,72 @@ export function buildUnloadBatch(
   }
   return { statements, figuresStatementIndex };
 }
+
+/**
+ * Read in every call of an unload session: the start of the transaction the call runs in
+ * (Redshift's SYSDATE, https://docs.aws.amazon.com/redshift/latest/dg/r_SYSDATE.html). Every
+ * call of one transaction reads the same value; a call that reads another ran in another
+ * transaction, and so in another snapshot.
+ */
+export const TRANSACTION_START_SQL = 'SELECT SYSDATE AS transaction_started';
+
+/** A statement of an unload session: which call (0-based) and its index in that call. */
+export interface SessionStatement {
+  readonly batch: number;
+  readonly index: number;
+}
+
+export interface UnloadSessionPlan {
+  /**
+   * One BatchExecuteStatement each, run in order on ONE Data API session: the first opens a
+   * transaction (`BEGIN`), the last commits it, so every UNLOAD and figures query reads the
+   * snapshot the transaction's first query took.
+   */
+  readonly batches: readonly (readonly string[])[];
+  /** Per batch, the index of its TRANSACTION_START_SQL. */
+  readonly transactionStartIndex: readonly number[];
+  /** Per transfer, in the order given: where its figures query is. */
+  readonly figures: readonly SessionStatement[];
+}
+
+/**
+ * Any number of tables in one transaction spread over calls of at most MAX_BATCH_STATEMENTS:
+ * `BEGIN`, the settings, then per table its UNLOAD and its figures query, then `COMMIT`; each
+ * call starts by reading the transaction's start.
+ */
+export function buildUnloadSession(
+  transfers: readonly TableTransfer[],
+  options: UnloadOptions,
+): UnloadSessionPlan {
+  if (transfers.length === 0) {
+    throw new ConfigError('the unload has no tables; name at least one.');
+  }
+  const seen = new Map<string, TableTransfer>();
+  for (const transfer of transfers) {
+    const earlier = seen.get(transfer.s3Prefix);
+    if (earlier) {
+      throw new ConfigError(
+        `${displayQualified(earlier.table.target)} and ${displayQualified(transfer.table.target)} would unload into the same folder ${transfer.s3Prefix}; each table needs its own (tableS3Prefix).`,
+      );
+    }
+    seen.set(transfer.s3Prefix, transfer);
+  }
+  const batches: string[][] = [['BEGIN', ...SESSION_SETTINGS, TRANSACTION_START_SQL]];
+  const transactionStartIndex = [SESSION_SETTINGS.length + 1];
+  const add = (statement: string): SessionStatement => {
+    if (batches.at(-1)!.length === MAX_BATCH_STATEMENTS) {
+      batches.push([TRANSACTION_START_SQL]);
+      transactionStartIndex.push(0);
+    }
+    const batch = batches.at(-1)!;
+    batch.push(statement);
+    return { batch: batches.length - 1, index: batch.length - 1 };
+  };
+  const figures: SessionStatement[] = [];
+  for (const transfer of transfers) {
+    add(buildUnloadStatement(transfer, options));
+    figures.push(add(buildSourceFiguresQuery(transfer)));
+  }
+  add('COMMIT');
+  return { batches, transactionStartIndex, figures };
+}

@@ -4,7 +4,7 @@
  */
 import type { PipelineDeps } from '../deps';
 import { failRun, finishRun } from './finish';
-import { checkStaging, createStaging, importOneFile } from './load';
+import { checkStaging, createStaging, importFiles } from './load';
 import { checkLocks, endBlockers, swapTables } from './locks';
 import { describeRun, prepareRun } from './prepare';
 import { checkUnload, startUnload } from './unload';
@@ -17,7 +17,7 @@ export const PIPELINE_STEPS = {
   'start-unload': startUnload,
   'check-unload': checkUnload,
   'create-staging': createStaging,
-  'import-file': importOneFile,
+  'import-file': importFiles,
   'check-staging': checkStaging,
   'check-locks': checkLocks,
   'terminate-blockers': endBlockers,

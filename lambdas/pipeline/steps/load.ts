@@ -1,8 +1,10 @@
 /**
- * "Load each table": create its staging table, import each of its files with aws_s3 (one
- * Data API call per file, checked against the manifest's record count), then hold staging to
- * the source's figures and build the live table's indexes on it.
+ * "Load each table": create its staging table, import its files with aws_s3 (one Data API
+ * call per file, checked against the manifest's record count) in as many calls of the import
+ * step as they need, then hold staging to the source's figures and build the live table's
+ * indexes on it.
  */
+import { ConfigError } from '../../core/errors';
 import { displayQualified } from '../../core/identifiers';
 import { importFile } from '../../core/load/import';
 import { checkAndPrepareStaging } from '../../core/load/quality-gate';
@@ -10,7 +12,7 @@ import { createStagingTable } from '../../core/load/staging';
 import type { DataFile } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
 import { loadRun, transferFor } from '../run-context';
-import { expectObject, expectRun, type ImportedFileState, type LoadedTableState } from '../state';
+import { expectObject, expectRun, type ImportedFilesState, type LoadedTableState } from '../state';
 
 /**
  * How long "Check the staging table against Redshift" may spend: its Lambda times out at 15
@@ -18,9 +20,36 @@ import { expectObject, expectRun, type ImportedFileState, type LoadedTableState 
  */
 export const CHECK_STAGING_BUDGET_MS = 13 * 60_000;
 
-function tableItem(state: unknown): { target: string; files: DataFile[] } {
+/**
+ * How long one "Import files into staging" keeps starting files. A file started before this
+ * ends within one Data API call (cut off at 45 s, lambdas/core/load/import.ts), so the
+ * function returns within its 300 s timeout (lib/handlers.ts) however many files remain.
+ */
+export const IMPORT_BUDGET_MS = 200_000;
+/** Files imported at once by one "Import files into staging" (one Data API call each). */
+export const FILE_CONCURRENCY = 8;
+
+function tableItem(state: unknown): { target: string; files: number } {
   const table = expectObject(expectObject(state, 'the step input').table, '$.table');
-  return { target: String(table.target), files: (table.files ?? []) as DataFile[] };
+  if (typeof table.target !== 'string' || !Number.isInteger(table.files)) {
+    throw new ConfigError(
+      `$.table must name a target and its number of files, not ${JSON.stringify(table).slice(0, 200)}; it comes from "Check whether the unload finished".`,
+    );
+  }
+  return { target: table.target, files: table.files as number };
+}
+
+/** `$.imported` of the previous call, or the start. */
+function importedSoFar(state: unknown): ImportedFilesState {
+  const imported = expectObject(state, 'the step input').imported;
+  if (imported === undefined) return { next: 0, remaining: Number.NaN, rows: 0 };
+  const value = expectObject(imported, '$.imported');
+  if (!Number.isInteger(value.next) || !Number.isInteger(value.rows)) {
+    throw new ConfigError(
+      `$.imported must hold next and rows, not ${JSON.stringify(value).slice(0, 200)}; it comes from "Import files into staging".`,
+    );
+  }
+  return value as unknown as ImportedFilesState;
 }
 
 export async function createStaging(state: unknown, deps: PipelineDeps): Promise<void> {
@@ -33,22 +62,46 @@ export async function createStaging(state: unknown, deps: PipelineDeps): Promise
   });
 }
 
-export async function importOneFile(
-  state: unknown,
-  deps: PipelineDeps,
-): Promise<ImportedFileState> {
-  const input = expectObject(state, 'the step input');
+/**
+ * "Import files into staging": imports the table's files from `$.imported.next` on,
+ * FILE_CONCURRENCY at a time, until they are all in or IMPORT_BUDGET_MS is spent, and says how
+ * many remain; the state machine calls it again while any do. The file list is read from the
+ * run's folder, so neither the state nor the execution's history grows with the files.
+ */
+export async function importFiles(state: unknown, deps: PipelineDeps): Promise<ImportedFilesState> {
   const context = await loadRun(deps, expectRun(state));
-  const transfer = transferFor(await context.files.readUnload(), String(input.target));
-  const file = expectObject(input.file, '$.file') as unknown as DataFile;
-  const imported = await importFile(deps.aurora, {
-    staging: transfer.staging,
-    columns: transfer.columns.map((column) => column.name),
-    file,
-    region: deps.settings.region,
-  });
-  deps.metrics.record('RowsImported', 'Count', imported.rows);
-  return { key: imported.key, rows: imported.rows };
+  const { target } = tableItem(state);
+  const transfer = transferFor(await context.files.readUnload(), target);
+  const files = await context.files.readFiles(transfer.table.target);
+  const started = deps.now();
+  let { next, rows } = importedSoFar(state);
+  const importOne = async (file: DataFile): Promise<void> => {
+    const imported = await importFile(deps.aurora, {
+      staging: transfer.staging,
+      columns: transfer.columns.map((column) => column.name),
+      file,
+      region: deps.settings.region,
+    });
+    deps.metrics.record('RowsImported', 'Count', imported.rows);
+    rows += imported.rows;
+  };
+  let failed = false;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < files.length && deps.now() - started < IMPORT_BUDGET_MS) {
+      const file = files[next]!;
+      next += 1;
+      await importOne(file).catch((error: unknown) => {
+        failed = true;
+        throw error;
+      });
+    }
+  };
+  // Every call in flight ends before the step fails, so none outlives the function.
+  const outcomes = await Promise.allSettled(Array.from({ length: FILE_CONCURRENCY }, worker));
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
+  deps.log.info('files imported', { table: target, next, of: files.length, rows });
+  return { next, remaining: files.length - next, rows };
 }
 
 export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<LoadedTableState> {

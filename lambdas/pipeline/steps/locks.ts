@@ -43,6 +43,12 @@ import {
 
 /** How long one check polls before handing back to the state machine's Wait state. */
 export const LOCK_CHECK_BUDGET_SECONDS = 50;
+/**
+ * How long "Swap staging into live" may follow a truncate or merge swap that outlasted the
+ * Data API's 45 s call: its function times out at 15 minutes.
+ */
+export const SWAP_FOLLOW_BUDGET_MS = 13 * 60_000;
+
 /** Quick attempts one swap step makes before going back to waiting. */
 export const SWAP_ATTEMPTS_PER_STEP = 3;
 
@@ -236,6 +242,14 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
   let history = latestHistory(state);
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
   const gate = await openGate(deps, context, plan, firstCheckAt);
+  // A truncate or merge swap cut off by the Data API is followed until it commits or ends,
+  // within the function's 15 minutes (lib/handlers.ts).
+  const follow = {
+    deadline: deps.now() + SWAP_FOLLOW_BUDGET_MS,
+    pollIntervalMs: 5_000,
+    sleep: deps.sleep,
+    now: deps.now,
+  };
   let attempts = 0;
   let reason = '';
   const notNow = (why: string): SwapState => ({
@@ -270,6 +284,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       plan,
       decision.lockTimeoutMs,
       deps.sleep,
+      follow,
     );
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);

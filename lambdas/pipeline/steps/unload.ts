@@ -1,9 +1,11 @@
 /**
  * "Unload the tables from Redshift" and "Check whether the unload finished": every table of
  * the run goes out in ONE Redshift transaction, each followed by its figures query, so data
- * and figures describe one snapshot.
+ * and figures describe one snapshot. A batch call takes at most 40 statements, so the
+ * transaction spans calls on one Redshift Data API session (buildUnloadSession; README, "One
+ * snapshot").
  */
-import { SyncError } from '../../core/errors';
+import { ConfigError, SyncError } from '../../core/errors';
 import { displayQualified } from '../../core/identifiers';
 import { targetColumns } from '../../core/load/target';
 import { STAGING_SCHEMA } from '../../core/schema/admin';
@@ -14,14 +16,16 @@ import { parseSourceColumns, SOURCE_COLUMNS_SQL } from '../../core/unload/column
 import { parseManifest } from '../../core/unload/manifest';
 import { planColumns } from '../../core/unload/select-list';
 import {
-  buildUnloadBatch,
+  buildUnloadSession,
   manifestKey,
   parseS3Prefix,
+  type SessionStatement,
   tableS3Prefix,
 } from '../../core/unload/statement';
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
-import { loadRun } from '../run-context';
+import { loadRun, type RunContext } from '../run-context';
+import type { UnloadRecord } from '../run-files';
 import { expectObject, expectRun, type UnloadState } from '../state';
 
 /** Redshift refused or aborted the unload; Aurora was not touched. */
@@ -29,6 +33,22 @@ export class UnloadFailedError extends SyncError {}
 
 /** How long column discovery may take before the step gives up (Redshift queues queries). */
 const DISCOVERY_TIMEOUT_MS = 40_000;
+
+/**
+ * How long the unload session stays open after one of its calls finishes. The next call is
+ * submitted at most one "Wait for the unload" plus one check later (about a minute); a run
+ * that failed without rolling back holds its transaction (and its locks on the source tables)
+ * no longer than this.
+ */
+export const SESSION_KEEP_ALIVE_SECONDS = 600;
+
+/**
+ * How long one "Check whether the unload finished" follows the session before it hands back
+ * to the state machine's Wait (its function's timeout is 120 s: see lib/handlers.ts).
+ */
+export const UNLOAD_CHECK_BUDGET_MS = 50_000;
+const FIRST_PAUSE_MS = 1_000;
+const MAX_PAUSE_MS = 10_000;
 
 export async function startUnload(state: unknown, deps: PipelineDeps): Promise<UnloadState> {
   const context = await loadRun(deps, expectRun(state));
@@ -69,7 +89,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
       });
     }
   }
-  const batch = buildUnloadBatch(transfers, {
+  const plan = buildUnloadSession(transfers, {
     iamRoleArn: deps.settings.unloadRoleArn,
     ...(deps.settings.kmsKeyArn ? { kmsKeyArn: deps.settings.kmsKeyArn } : {}),
     region: deps.settings.region,
@@ -81,62 +101,198 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     const { bucket, keyPrefix } = parseS3Prefix(transfer.s3Prefix);
     await deps.objects.deletePrefix(bucket, keyPrefix);
   }
-  const statementId = await deps.warehouse.submitBatch(
-    batch.statements,
-    `redshift-aurora-sync ${runId}`.slice(0, 500),
-  );
   await context.files.writeUnload({
-    statementId,
     submittedAt: new Date(deps.now()).toISOString(),
     transfers,
-    figuresStatementIndex: batch.figuresStatementIndex,
+    batches: plan.batches,
+    transactionStartIndex: plan.transactionStartIndex,
+    figures: plan.figures,
     unsyncedColumns,
   });
-  deps.log.info('unload submitted', { runId, statementId, tables: transfers.length });
-  return { finished: false, statementId, status: 'SUBMITTED' };
+  const { statementId, sessionId } = await deps.warehouse.submitInSession(
+    plan.batches[0]!,
+    batchName(runId, 0, plan.batches.length),
+    { keepAliveSeconds: SESSION_KEEP_ALIVE_SECONDS },
+  );
+  deps.log.info('unload submitted', {
+    runId,
+    sessionId,
+    statementId,
+    tables: transfers.length,
+    batches: plan.batches.length,
+  });
+  return {
+    finished: false,
+    sessionId,
+    batch: 0,
+    batches: plan.batches.length,
+    statementId,
+    status: 'SUBMITTED',
+    transactionStartedAt: null,
+  };
 }
 
+function batchName(runId: string, batch: number, batches: number): string {
+  return `redshift-aurora-sync ${runId} unload ${batch + 1}/${batches}`.slice(0, 500);
+}
+
+type RunningUnload = Extract<UnloadState, { finished: false }>;
+
+function expectRunningUnload(state: unknown): RunningUnload {
+  const unload = expectObject(expectObject(state, 'the step input').unload, '$.unload');
+  if (
+    unload.finished !== false ||
+    typeof unload.sessionId !== 'string' ||
+    typeof unload.statementId !== 'string' ||
+    !Number.isInteger(unload.batch) ||
+    !Number.isInteger(unload.batches)
+  ) {
+    throw new ConfigError(
+      `$.unload is not an unload in progress (${JSON.stringify(unload).slice(0, 200)}); it must come from "Unload the tables from Redshift".`,
+    );
+  }
+  return unload as unknown as RunningUnload;
+}
+
+/**
+ * "Check whether the unload finished": follows the unload session for up to
+ * UNLOAD_CHECK_BUDGET_MS inside the function (DescribeStatement with backoff), so a long unload
+ * costs the execution's history one Wait and one Task per ~minute instead of per poll. Each
+ * call that finishes is checked to have run in the first call's transaction, its tables'
+ * figures and file lists go to the run's folder, and the next call is submitted on the
+ * session. Returns the progress to wait on, or, once the last call (with `COMMIT`) finished,
+ * each table's name and number of files.
+ */
 export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<UnloadState> {
   const run = expectRun(state);
-  const unload = expectObject(expectObject(state, 'the step input').unload, '$.unload');
-  const statementId = String(unload.statementId);
-  const status = await deps.warehouse.describe(statementId);
-  if (status.state === 'running') return { finished: false, statementId, status: status.status };
-  if (status.state === 'failed') {
+  let unload = expectRunningUnload(state);
+  const started = deps.now();
+  let pause = FIRST_PAUSE_MS;
+  let context: RunContext | undefined;
+  let record: UnloadRecord | undefined;
+  for (;;) {
+    const status = await deps.warehouse.describe(unload.statementId);
+    if (status.state === 'failed') {
+      await rollBack(deps, unload);
+      throw new UnloadFailedError(
+        `Redshift did not unload the tables (call ${unload.batch + 1} of ${unload.batches}, statement ${unload.statementId}, ${status.status}): ${status.error}`,
+      );
+    }
+    if (status.state === 'done') {
+      context ??= await loadRun(deps, run);
+      record ??= await context.files.readUnload();
+      const startedAt = await transactionStart(deps, unload, record);
+      for (const [index, transfer] of record.transfers.entries()) {
+        if (record.figures[index]!.batch === unload.batch) {
+          await collectTable(deps, context, transfer, unload.statementId, record.figures[index]!);
+        }
+      }
+      const next = unload.batch + 1;
+      if (next === unload.batches) {
+        const tables = [];
+        for (const transfer of record.transfers) {
+          const files = await context.files.readFiles(transfer.table.target);
+          tables.push({ target: displayQualified(transfer.table.target), files: files.length });
+        }
+        deps.log.info('unload finished', { runId: run.runId, tables: tables.length });
+        const { sessionId, batches, statementId } = unload;
+        return { finished: true, sessionId, batches, statementId, status: status.status, tables };
+      }
+      const submitted = await deps.warehouse.submitInSession(
+        record.batches[next]!,
+        batchName(run.runId, next, unload.batches),
+        { sessionId: unload.sessionId },
+      );
+      unload = {
+        ...unload,
+        batch: next,
+        statementId: submitted.statementId,
+        status: 'SUBMITTED',
+        transactionStartedAt: startedAt,
+      };
+      pause = FIRST_PAUSE_MS;
+      continue;
+    }
+    const waited = deps.now() - started;
+    if (waited >= UNLOAD_CHECK_BUDGET_MS) return { ...unload, status: status.status };
+    await deps.sleep(Math.min(pause, UNLOAD_CHECK_BUDGET_MS - waited));
+    pause = Math.min(pause * 2, MAX_PAUSE_MS);
+  }
+}
+
+/**
+ * The start of the transaction the finished call ran in; a call that ran in another
+ * transaction than the first one's fails the run, since its tables would come from another
+ * snapshot than the others'.
+ */
+async function transactionStart(
+  deps: PipelineDeps,
+  unload: RunningUnload,
+  record: UnloadRecord,
+): Promise<string> {
+  const rows = await deps.warehouse.fetchRows(
+    unload.statementId,
+    record.transactionStartIndex[unload.batch],
+  );
+  const value = rows[0]?.transaction_started;
+  if (rows.length !== 1 || value === null || value === undefined) {
     throw new UnloadFailedError(
-      `Redshift did not unload the tables (statement ${statementId}, ${status.status}): ${status.error}`,
+      `call ${unload.batch + 1} of the unload (statement ${unload.statementId}) did not return the transaction's start (${JSON.stringify(rows)}).`,
     );
   }
-  const context = await loadRun(deps, run);
-  const record = await context.files.readUnload();
-  const tables = [];
-  for (const [index, transfer] of record.transfers.entries()) {
-    const rows = await deps.warehouse.fetchRows(statementId, record.figuresStatementIndex[index]);
-    if (rows.length !== 1) {
-      throw new UnloadFailedError(
-        `the figures query of ${displayQualified(transfer.table.source)} returned ${rows.length} rows, not 1.`,
-      );
-    }
-    const figures = parseFigures(rows[0]!, transfer.columns);
-    await context.files.writeFigures(transfer.table.target, figures);
-    const { bucket, keyPrefix } = parseS3Prefix(transfer.s3Prefix);
-    const key = manifestKey(keyPrefix);
-    const files = parseManifest(
-      await deps.objects.getText(bucket, key),
-      `the manifest of ${displayQualified(transfer.table.source)} (s3://${bucket}/${key})`,
+  const startedAt = String(value);
+  if (unload.transactionStartedAt !== null && startedAt !== unload.transactionStartedAt) {
+    await rollBack(deps, unload);
+    throw new UnloadFailedError(
+      `call ${unload.batch + 1} of the unload ran in a transaction that started at ${startedAt}, not in the first call's (started at ${unload.transactionStartedAt}): Redshift committed between calls of the session, so the tables would not come from one snapshot. Nothing was loaded; report this with the session id ${unload.sessionId}.`,
     );
-    const manifestRows = files.reduce((sum, file) => sum + file.records, 0);
-    if (manifestRows !== figures.rows) {
-      throw new UnloadFailedError(
-        `${displayQualified(transfer.table.source)}: the manifest lists ${manifestRows} rows but the same snapshot counted ${figures.rows}; the unload is incomplete. Run again.`,
-      );
-    }
-    deps.metrics.record('RowsUnloaded', 'Count', figures.rows);
-    tables.push({ target: displayQualified(transfer.table.target), files });
   }
-  deps.log.info('unload finished', {
-    runId: run.runId,
-    tables: tables.map((table) => ({ target: table.target, files: table.files.length })),
-  });
-  return { finished: true, statementId, status: status.status, tables };
+  return startedAt;
+}
+
+/** Ends the session's transaction after a failure, so it holds no locks until the session closes. */
+async function rollBack(deps: PipelineDeps, unload: RunningUnload): Promise<void> {
+  try {
+    await deps.warehouse.submitInSession(['ROLLBACK'], 'redshift-aurora-sync rollback', {
+      sessionId: unload.sessionId,
+    });
+  } catch (error) {
+    deps.log.warn('could not roll back the unload session; it closes after its keep-alive', {
+      sessionId: unload.sessionId,
+      keepAliveSeconds: SESSION_KEEP_ALIVE_SECONDS,
+      error: error instanceof Error ? error.message : String(error),
+    });
+  }
+}
+
+/** One unloaded table: its figures and its file list to the run's folder, checked against each other. */
+async function collectTable(
+  deps: PipelineDeps,
+  context: RunContext,
+  transfer: TableTransfer,
+  statementId: string,
+  figuresAt: SessionStatement,
+): Promise<void> {
+  const rows = await deps.warehouse.fetchRows(statementId, figuresAt.index);
+  if (rows.length !== 1) {
+    throw new UnloadFailedError(
+      `the figures query of ${displayQualified(transfer.table.source)} returned ${rows.length} rows, not 1.`,
+    );
+  }
+  const figures = parseFigures(rows[0]!, transfer.columns);
+  await context.files.writeFigures(transfer.table.target, figures);
+  const { bucket, keyPrefix } = parseS3Prefix(transfer.s3Prefix);
+  const key = manifestKey(keyPrefix);
+  const files = parseManifest(
+    await deps.objects.getText(bucket, key),
+    `the manifest of ${displayQualified(transfer.table.source)} (s3://${bucket}/${key})`,
+  );
+  const manifestRows = files.reduce((sum, file) => sum + file.records, 0);
+  if (manifestRows !== figures.rows) {
+    throw new UnloadFailedError(
+      `${displayQualified(transfer.table.source)}: the manifest lists ${manifestRows} rows but the same snapshot counted ${figures.rows}; the unload is incomplete. Run again.`,
+    );
+  }
+  await context.files.writeFiles(transfer.table.target, files);
+  deps.metrics.record('RowsUnloaded', 'Count', figures.rows);
 }
