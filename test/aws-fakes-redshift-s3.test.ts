@@ -76,6 +76,42 @@ describe('the Redshift Data API fake', () => {
     expect(pages).toEqual([1000, 1000, 500]);
   });
 
+  it('keeps a session: an explicit BEGIN in AUTO_COMMIT mode spans calls, for its owner only', async () => {
+    const fake = redshift();
+    const admin = await db.connect('session-test');
+    await admin.query('CREATE TABLE session_seen (n int); INSERT INTO session_seen VALUES (1)');
+    const opened = await fake.batchExecuteStatement(SUBMITTER, {
+      ...TARGET,
+      SessionKeepAliveSeconds: 60,
+      ExecutionMode: 'AUTO_COMMIT',
+      Sqls: ['BEGIN', 'SELECT count(*) AS n FROM session_seen'],
+    });
+    expect(opened.SessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect((await finished(fake, opened.Id!)).Status).toBe('FINISHED');
+    // Committed by someone else between the calls: the open transaction's snapshot predates it.
+    await admin.query('INSERT INTO session_seen VALUES (2)');
+    const later = await fake.batchExecuteStatement(SUBMITTER, {
+      SessionId: opened.SessionId,
+      ExecutionMode: 'AUTO_COMMIT',
+      Sqls: ['SELECT count(*) AS n FROM session_seen', 'COMMIT'],
+    });
+    expect((await finished(fake, later.Id!)).Status).toBe('FINISHED');
+    const seen = await fake.getStatementResult(SUBMITTER, { Id: `${later.Id}:1` });
+    expect(seen.Records).toEqual([[{ longValue: 1 }]]);
+    // Another role cannot use the session; a keep-alive past 24 h is refused.
+    await expect(
+      fake.batchExecuteStatement(OTHER, { SessionId: opened.SessionId, Sqls: ['SELECT 1'] }),
+    ).rejects.toBeInstanceOf(ValidationException);
+    await expect(
+      fake.executeStatement(SUBMITTER, {
+        ...TARGET,
+        Sql: 'SELECT 1',
+        SessionKeepAliveSeconds: 86_401,
+      }),
+    ).rejects.toBeInstanceOf(ValidationException);
+    await fake.close();
+  });
+
   it('hides a statement from a role other than the one that submitted it', async () => {
     const fake = redshift();
     const { Id } = await fake.executeStatement(SUBMITTER, { ...TARGET, Sql: 'SELECT 1' });

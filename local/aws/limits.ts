@@ -31,6 +31,12 @@ export const AWS_LIMITS = {
      */
     maxStatementBytes: 100 * 1024,
     /**
+     * SessionKeepAliveSeconds: "The maximum time a session can keep alive is 24 hours. After 24
+     * hours, the session is forced closed and the query is terminated."
+     * https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_BatchExecuteStatement.html
+     */
+    maxSessionKeepAliveSeconds: 24 * 60 * 60,
+    /**
      * GetStatementResult returns pages of at most 100 MB (documented); the fake pages by rows
      * so that paging is exercised on small results.
      * https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_GetStatementResult.html

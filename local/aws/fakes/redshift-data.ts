@@ -9,6 +9,16 @@
  * condition key redshift-data:statement-owner-iam-userid). The error the service gives then is
  * taken to be its "not found" answer for any unknown id (ResourceNotFoundException, "Query does
  * not exist."), not seen in the documentation word for word.
+ *
+ * Sessions: `SessionKeepAliveSeconds` opens one and the response names it (`SessionId`); a call
+ * with `SessionId` runs on that session's connection, one call at a time, and only for the role
+ * that opened it (condition key redshift-data:session-owner-iam-userid). The connection stays
+ * open `SessionKeepAliveSeconds` after each call, at most 24 h in all. `ExecutionMode:
+ * AUTO_COMMIT` runs a batch's statements without a transaction around them ("each SQL statement
+ * is committed individually, and a failure of one statement does not affect the others"), so an
+ * explicit BEGIN stays open on the session until a later COMMIT. What the service answers for a
+ * session that is busy, expired or another role's is not documented word for word: taken to be
+ * a ValidationException naming the session.
  */
 import { randomUUID } from 'node:crypto';
 import {
@@ -73,10 +83,25 @@ interface SubStatement {
   columns?: { name: string; typeName: string }[];
 }
 
+interface Session {
+  readonly id: string;
+  readonly owner: string;
+  readonly client: pg.Client;
+  readonly openedAt: number;
+  readonly keepAliveSeconds: number;
+  busy: boolean;
+  closeTimer?: NodeJS.Timeout;
+  closed: boolean;
+}
+
 interface Statement {
   readonly id: string;
   readonly owner: string;
   readonly batch: boolean;
+  /** The session it runs on; none: a connection of its own, for this statement only. */
+  readonly session?: Session;
+  /** AUTO_COMMIT: no transaction around the statements, each commits (or fails) on its own. */
+  readonly autoCommit: boolean;
   readonly subs: SubStatement[];
   readonly createdAt: Date;
   updatedAt: Date;
@@ -124,6 +149,7 @@ function notFound(): ResourceNotFoundException {
 
 export class RedshiftDataFake {
   private readonly statements = new Map<string, Statement>();
+  private readonly sessions = new Map<string, Session>();
   private shims: Promise<void> | null = null;
 
   constructor(private readonly options: RedshiftDataFakeOptions) {}
@@ -140,7 +166,7 @@ export class RedshiftDataFake {
     principal: AwsPrincipal,
     input: ExecuteStatementCommandInput,
   ): Promise<ExecuteStatementCommandOutput> {
-    this.authorizeSubmit(principal, 'redshift-data:ExecuteStatement', input);
+    const session = await this.sessionFor(principal, 'redshift-data:ExecuteStatement', input);
     const sql = this.checkSql(input.Sql, 'Sql');
     if (significantTokens(sql).some((token, i, all) => token.text === ';' && i < all.length - 1)) {
       throw validation(
@@ -148,12 +174,13 @@ export class RedshiftDataFake {
       );
     }
     const parameters = Object.fromEntries((input.Parameters ?? []).map((p) => [p.name!, p.value!]));
-    const statement = this.submit(principal, [sql], false, parameters);
+    const statement = this.submit(principal, [sql], false, parameters, session, false);
     return {
       $metadata: { httpStatusCode: 200 },
       Id: statement.id,
       CreatedAt: statement.createdAt,
       Database: input.Database,
+      ...(session ? { SessionId: session.id } : {}),
     };
   }
 
@@ -161,7 +188,7 @@ export class RedshiftDataFake {
     principal: AwsPrincipal,
     input: BatchExecuteStatementCommandInput,
   ): Promise<BatchExecuteStatementCommandOutput> {
-    this.authorizeSubmit(principal, 'redshift-data:BatchExecuteStatement', input);
+    const session = await this.sessionFor(principal, 'redshift-data:BatchExecuteStatement', input);
     const sqls = input.Sqls ?? [];
     const { maxBatchStatements } = AWS_LIMITS.redshiftData;
     if (sqls.length < 1 || sqls.length > maxBatchStatements) {
@@ -175,12 +202,15 @@ export class RedshiftDataFake {
       sqls.map((sql, i) => this.checkSql(sql, `Sqls[${i}]`)),
       true,
       {},
+      session,
+      input.ExecutionMode === 'AUTO_COMMIT',
     );
     return {
       $metadata: { httpStatusCode: 200 },
       Id: statement.id,
       CreatedAt: statement.createdAt,
       Database: input.Database,
+      ...(session ? { SessionId: session.id } : {}),
     };
   }
 
@@ -283,9 +313,94 @@ export class RedshiftDataFake {
     return { $metadata: { httpStatusCode: 200 }, Status: true };
   }
 
-  /** Waits for every statement still running. */
+  /** Waits for every statement still running, then closes the sessions. */
   async close(): Promise<void> {
     await Promise.allSettled([...this.statements.values()].map((statement) => statement.done));
+    await Promise.allSettled(
+      [...this.sessions.values()].map((session) => this.endSession(session)),
+    );
+  }
+
+  /**
+   * The session a call runs on: the one its SessionId names (the caller's own, idle and alive),
+   * a new one when it asks to keep one alive, or none. A call on a session names no cluster:
+   * it is authorized on the session's.
+   */
+  private async sessionFor(
+    principal: AwsPrincipal,
+    action: string,
+    input: {
+      ClusterIdentifier?: string;
+      WorkgroupName?: string;
+      SecretArn?: string;
+      DbUser?: string;
+      Database?: string;
+      SessionId?: string;
+      SessionKeepAliveSeconds?: number;
+    },
+  ): Promise<Session | undefined> {
+    if (input.SessionId) {
+      if (input.ClusterIdentifier || input.WorkgroupName || input.Database) {
+        throw validation('A call with SessionId names no cluster, workgroup or database.');
+      }
+      this.authorize(principal, action, this.resourceArn);
+      const session = this.sessions.get(input.SessionId);
+      if (!session || session.closed || session.owner !== principal.roleArn) {
+        throw validation(`Session ${input.SessionId} does not exist or is no longer active.`);
+      }
+      if (session.busy) {
+        throw validation(`Session ${input.SessionId} is running another query.`);
+      }
+      return session;
+    }
+    this.authorizeSubmit(principal, action, input);
+    const keepAlive = input.SessionKeepAliveSeconds;
+    if (keepAlive === undefined) return undefined;
+    const { maxSessionKeepAliveSeconds } = AWS_LIMITS.redshiftData;
+    if (!Number.isInteger(keepAlive) || keepAlive < 0 || keepAlive > maxSessionKeepAliveSeconds) {
+      throw validation(
+        `SessionKeepAliveSeconds must be a whole number from 0 to ${maxSessionKeepAliveSeconds}.`,
+      );
+    }
+    const client = new pg.Client({
+      connectionString: this.options.sourceUrl,
+      application_name: 'redshift-data-api fake session',
+    });
+    client.on('error', () => {});
+    await this.installShims();
+    await client.connect();
+    await client.query(SESSION_SETUP);
+    // Redshift's snapshot isolation: a transaction's snapshot is taken at its first query.
+    await client.query("SET default_transaction_isolation = 'repeatable read'");
+    const session: Session = {
+      id: randomUUID(),
+      owner: principal.roleArn,
+      client,
+      openedAt: Date.now(),
+      keepAliveSeconds: keepAlive,
+      busy: false,
+      closed: false,
+    };
+    this.sessions.set(session.id, session);
+    return session;
+  }
+
+  /** After a call: the session lives on for its keep-alive, never past 24 h from its start. */
+  private keepAlive(session: Session): void {
+    session.busy = false;
+    clearTimeout(session.closeTimer);
+    const hardEndMs =
+      session.openedAt + AWS_LIMITS.redshiftData.maxSessionKeepAliveSeconds * 1000 - Date.now();
+    const ms = Math.max(0, Math.min(session.keepAliveSeconds * 1000, hardEndMs));
+    session.closeTimer = setTimeout(() => void this.endSession(session), ms);
+    session.closeTimer.unref();
+  }
+
+  private async endSession(session: Session): Promise<void> {
+    clearTimeout(session.closeTimer);
+    if (session.closed) return;
+    session.closed = true;
+    await session.client.end().catch(() => {});
   }
 
   private authorizeSubmit(
@@ -384,12 +499,17 @@ export class RedshiftDataFake {
     sqls: string[],
     batch: boolean,
     parameters: Record<string, string>,
+    session: Session | undefined,
+    autoCommit: boolean,
   ): Statement {
     const now = new Date();
+    if (session) session.busy = true;
     const statement: Statement = {
       id: randomUUID(),
       owner: principal.roleArn,
       batch,
+      ...(session ? { session } : {}),
+      autoCommit,
       subs: sqls.map((sql) => ({ sql, status: 'SUBMITTED' })),
       createdAt: now,
       updatedAt: now,
@@ -408,43 +528,59 @@ export class RedshiftDataFake {
   }
 
   private async run(statement: Statement, parameters: Record<string, string>): Promise<void> {
-    const session = new pg.Client({
-      connectionString: this.options.sourceUrl,
-      application_name: 'redshift-data-api fake',
-    });
-    session.on('error', () => {});
+    const own = statement.session === undefined;
+    const session =
+      statement.session?.client ??
+      new pg.Client({
+        connectionString: this.options.sourceUrl,
+        application_name: 'redshift-data-api fake',
+      });
+    if (own) session.on('error', () => {});
     try {
-      await this.installShims();
-      await session.connect();
+      if (own) {
+        await this.installShims();
+        await session.connect();
+        await session.query(SESSION_SETUP);
+      }
       statement.pid = (session as unknown as { processID: number }).processID;
       this.setStatus(statement, 'PICKED');
-      await session.query(SESSION_SETUP);
       if (statement.cancelled) throw new Error('cancelled before it started');
       this.setStatus(statement, 'STARTED');
-      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      if (!statement.autoCommit) await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      let failed: { index: number; text: string } | null = null;
       for (const [index, sub] of statement.subs.entries()) {
+        if (failed && !statement.autoCommit) {
+          sub.status = 'ABORTED';
+          continue;
+        }
         sub.status = 'STARTED';
         try {
           await this.runOne(session, sub, parameters);
           sub.status = 'FINISHED';
         } catch (error) {
-          await session.query('ROLLBACK').catch(() => {});
           const text = `ERROR: ${(error as Error).message}`;
           sub.status = statement.cancelled ? 'ABORTED' : 'FAILED';
           sub.error = text;
-          for (const later of statement.subs.slice(index + 1)) later.status = 'ABORTED';
-          statement.error = statement.batch ? `Query #${index + 1} failed with ${text}` : text;
-          this.setStatus(statement, statement.cancelled ? 'ABORTED' : 'FAILED');
-          return;
+          failed ??= { index, text };
+          if (statement.cancelled) break;
         }
       }
-      await session.query('COMMIT');
+      if (failed) {
+        if (!statement.autoCommit) await session.query('ROLLBACK').catch(() => {});
+        statement.error = statement.batch
+          ? `Query #${failed.index + 1} failed with ${failed.text}`
+          : failed.text;
+        this.setStatus(statement, statement.cancelled ? 'ABORTED' : 'FAILED');
+        return;
+      }
+      if (!statement.autoCommit) await session.query('COMMIT');
       this.setStatus(statement, 'FINISHED');
     } catch (error) {
       statement.error = `ERROR: ${(error as Error).message}`;
       this.setStatus(statement, statement.cancelled ? 'ABORTED' : 'FAILED');
     } finally {
-      await session.end().catch(() => {});
+      if (own) await session.end().catch(() => {});
+      else this.keepAlive(statement.session!);
     }
   }
 
