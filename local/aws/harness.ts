@@ -214,12 +214,21 @@ export interface AwsHarnessOptions {
   /**
    * The stack whose policies authorize every call and whose names the fakes answer to;
    * default synthesizeStack(runtimeConfig). A test may change its policies to prove a defect.
+   * The handler modules keep what they built at their first invocation in this process (the
+   * ports over the environment, lambdas/handlers/lambda.ts), as a warm container does: before
+   * starting a harness over a stack whose environment differs, load them afresh
+   * (vi.resetModules()).
    */
   readonly stack?: HarnessStack;
   /** The RDS Data API's per-call cut-off (45 s), scaled for tests. */
   readonly rdsCallTimeoutMs?: number;
   /** Milliseconds a function may run instead of its synthesized timeout, by handler. */
   readonly functionTimeoutMs?: Partial<Record<PipelineHandlerName, number>>;
+  /**
+   * Runs before each handler invocation, with the state it is given: lets a test put in place
+   * what an earlier attempt of the step would have left (a retried Lambda).
+   */
+  readonly beforeInvoke?: (handler: PipelineHandlerName, input: unknown) => Promise<void>;
   /** Slices of the emulated Redshift cluster: UNLOAD writes (at least) a file per slice. Default 2. */
   readonly redshiftSlices?: number;
   /** Milliseconds the named Wait states wait (the emulated unload is quick). */
@@ -359,6 +368,7 @@ export class AwsHarness {
         const local: LocalHandler = async (stateInput) => {
           const fn = policies.functions[synthesized.functionLogicalIds[name]]!;
           invocations.push({ handler: name, role: fn.roleArn });
+          await this.options.beforeInvoke?.(name, stateInput);
           const timeoutMs =
             this.options.functionTimeoutMs?.[name] ?? timeoutSecondsFor(name, tableCount) * 1000;
           const output = await this.invoke(name, fn, stateInput, timeoutMs);
