@@ -241,6 +241,20 @@ describe('the contract harness catches what would fail in AWS', () => {
     });
   });
 
+  it("Aurora's s3Import role without kms:Decrypt cannot read the SSE-KMS run files", async () => {
+    const importRole = Object.values(stack.policies.roles).find((role) =>
+      role.logicalId.includes('AuroraImportRole'),
+    )!.arn;
+    const policies = withoutRoleActions(stack.policies, importRole, ['kms:Decrypt']);
+    const run = await runThrough(withPolicies(policies));
+    expect(firstFailure(run)).toMatchObject({
+      state: STATE.importFile,
+      cause: expect.stringContaining(
+        `User: ${importRole} is not authorized to perform: kms:Decrypt on resource: ${stack.policies.bucketKeys[Object.keys(stack.policies.bucketKeys)[0]!]}`,
+      ),
+    });
+  });
+
   it('fail-run without sns:Publish: the failed run cleans up but nobody is told', async () => {
     const failRunRole = roleOf(stack.policies, 'fail-run');
     const policies = withoutRoleActions(
