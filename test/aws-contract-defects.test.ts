@@ -281,6 +281,24 @@ describe('the contract harness catches what would fail in AWS', () => {
       ),
     });
   });
+
+  it("fail-run without kms:GenerateDataKey: SNS refuses the message for the alarm topic's key", async () => {
+    const failRunRole = roleOf(stack.policies, 'fail-run');
+    const policies = withoutRoleActions(
+      withoutRoleActions(stack.policies, roleOf(stack.policies, 'start-unload'), ['s3:ListBucket']),
+      failRunRole,
+      ['kms:GenerateDataKey'],
+    );
+    const run = await runThrough(withPolicies(policies));
+    expect(run.harness.sns.published).toEqual([]);
+    expect(run.outcome).toMatchObject({
+      status: 'FAILED',
+      error: 'KMSAccessDeniedException',
+      cause: expect.stringContaining(
+        `User: ${failRunRole} is not authorized to perform: kms:GenerateDataKey`,
+      ),
+    });
+  });
 });
 
 describe('the contract harness enforces Step Functions limits', () => {

@@ -329,7 +329,7 @@ export class AwsHarness {
       ...(options.redshiftSlices ? { slices: options.redshiftSlices } : {}),
     });
     this.stepFunctions = new StepFunctionsFake(authorize, r.stateMachineArn);
-    this.sns = new SnsFake(authorize, [r.alarmTopicArn]);
+    this.sns = new SnsFake(authorize, [r.alarmTopicArn], this.stack.policies.topicKeys);
   }
 
   /** The role `handler`'s function runs as in the stack. */

@@ -59,6 +59,12 @@ export interface TemplatePolicies {
    * https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
    */
   readonly bucketKeys: Readonly<Record<string, string>>;
+  /**
+   * The KMS key of each topic with server-side encryption, by topic ARN: a publisher needs
+   * kms:GenerateDataKey and kms:Decrypt on it.
+   * https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+   */
+  readonly topicKeys: Readonly<Record<string, string>>;
 }
 
 /**
@@ -143,6 +149,11 @@ export function policiesFromTemplate(
       }
     }
   }
+  const topicKeys: Record<string, string> = {};
+  for (const [logicalId, resource] of ofType('AWS::SNS::Topic')) {
+    const key = resolver.resolve(resource.Properties?.KmsMasterKeyId);
+    if (typeof key === 'string') topicKeys[resolver.ref(logicalId)] = key;
+  }
   const functions: Record<string, LambdaFunction> = {};
   for (const [logicalId, resource] of ofType('AWS::Lambda::Function')) {
     const environment = resource.Properties?.Environment as { Variables?: unknown } | undefined;
@@ -166,7 +177,7 @@ export function policiesFromTemplate(
   ]) {
     checkedStatements(document, 'resource', `the resource-based policy of ${name}`);
   }
-  return { roles, bucketPolicies, keyPolicies, topicPolicies, functions, bucketKeys };
+  return { roles, bucketPolicies, keyPolicies, topicPolicies, functions, bucketKeys, topicKeys };
 }
 
 function managedPolicy(
