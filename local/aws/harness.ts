@@ -2,7 +2,10 @@
  * The AWS contract harness: the state machine `cdk synth` produces, each Task bound to the REAL
  * Lambda handler (lambdas/handlers/<name>.ts, middy and Powertools included) and so to the real
  * AWS adapters, whose SDK clients are answered in-process by the fakes (./fakes) as the calling
- * function's role. It enforces what Step Functions and Lambda enforce around the handlers:
+ * function's role. Everything comes from the synthesized template: each call is authorized by
+ * its IAM policies (./iam), each handler runs as its function's role with its function's
+ * environment, and the fakes answer to the names that environment holds. It enforces what
+ * Step Functions and Lambda enforce around the handlers:
  * the 256 KiB payload per state (States.DataLimitExceeded, which no Catch catches), the
  * 25,000 events of an execution's history, and each function's synthesized timeout.
  */

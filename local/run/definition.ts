@@ -85,7 +85,6 @@ export interface SynthesizedDefinition {
 
 export interface SynthesizedTemplate {
   readonly Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
-  readonly Outputs?: Record<string, { Value: unknown }>;
 }
 
 /** Builds the stack in memory and returns its state machine definition. */
