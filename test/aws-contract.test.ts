@@ -1,7 +1,8 @@
 /**
  * The pipeline through the AWS contract harness: the synthesized state machine, each Task on
  * its real Lambda handler and AWS adapters, the SDK calls answered by the fakes as the
- * function's role. Sources and targets are real PostgreSQL databases; the pipeline signs in to
+ * function's role and authorized by the synthesized stack's own IAM policies. Sources and
+ * targets are real PostgreSQL databases; the pipeline signs in to
  * "Aurora" as its non-superuser role.
  */
 import { chmod, mkdtemp, readdir } from 'node:fs/promises';
@@ -12,8 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
-import { ALLOW_ALL } from '../local/aws/access';
-import { AwsHarness, HARNESS_RESOURCES } from '../local/aws/harness';
+import { AwsHarness } from '../local/aws/harness';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
@@ -72,7 +72,6 @@ beforeAll(async () => {
     targetUrl: targetDb.pipelineUrl,
     adminUrl: targetDb.url,
     s3Dir,
-    authorize: ALLOW_ALL,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
@@ -100,8 +99,9 @@ describe('the pipeline through the AWS contract harness', () => {
     expect(live.rows[0]).toEqual({ orders: 50, old: 0, customers: 50, gone: 0, granted: true });
     // Each function called AWS as its own role; the Redshift statement functions share one.
     expect(new Set(invocations.map((call) => call.role)).size).toBeGreaterThan(3);
+    expect(harness.roleOf('check-unload')).toBe(harness.roleOf('start-unload'));
     expect(historyEvents).toBeLessThan(25_000);
-    const left = await readdir(join(s3Dir, HARNESS_RESOURCES.bucket), {
+    const left = await readdir(join(s3Dir, harness.resources.bucket), {
       recursive: true,
       withFileTypes: true,
     });
@@ -131,8 +131,8 @@ describe('the pipeline through the AWS contract harness', () => {
       const { outcome } = await harness.run({ tables: ['public.lines'] });
       expect(outcome).toMatchObject({ status: 'FAILED' });
       expect(harness.sns.published.at(-1)).toMatchObject({
-        topicArn: HARNESS_RESOURCES.alarmTopicArn,
-        by: expect.stringContaining('fail-run'),
+        topicArn: harness.resources.alarmTopicArn,
+        by: harness.roleOf('fail-run'),
       });
       const kept = await target.query('SELECT count(*)::int AS n FROM public.lines');
       expect(kept.rows[0].n).toBe(20);

@@ -2,7 +2,10 @@
  * The AWS contract harness: the state machine `cdk synth` produces, each Task bound to the REAL
  * Lambda handler (lambdas/handlers/<name>.ts, middy and Powertools included) and so to the real
  * AWS adapters, whose SDK clients are answered in-process by the fakes (./fakes) as the calling
- * function's role. It enforces what Step Functions and Lambda enforce around the handlers:
+ * function's role. Everything comes from the synthesized template: each call is authorized by
+ * its IAM policies (./iam), each handler runs as its function's role with its function's
+ * environment, and the fakes answer to the names that environment holds. It enforces what
+ * Step Functions and Lambda enforce around the handlers:
  * the 256 KiB payload per state (States.DataLimitExceeded, which no Catch catches), the
  * 25,000 events of an execution's history, and each function's synthesized timeout.
  */
@@ -37,7 +40,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import pg from 'pg';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { LambdaEnvironmentVariable } from '../../lambdas/handlers/environment-variables';
-import { type PipelineHandlerName, roleGroupOf, timeoutSecondsFor } from '../../lib/handlers';
+import { type PipelineHandlerName, timeoutSecondsFor } from '../../lib/handlers';
 import { installAwsS3Shim } from '../emulators/aws-s3-shim';
 import {
   type ExecutionEvent,
@@ -45,43 +48,139 @@ import {
   type LocalHandler,
   type RunDefinitionOptions,
   runDefinition,
+  type SynthesizedDefinition,
+  type SynthesizeOptions,
   synthesizeDefinition,
 } from '../run/definition';
-import type { Authorize, AwsPrincipal } from './access';
+import type { AwsPrincipal } from './access';
 import { RdsDataFake } from './fakes/rds-data';
-import { RedshiftDataFake } from './fakes/redshift-data';
+import { RedshiftDataFake, type RedshiftDataFakeOptions } from './fakes/redshift-data';
 import { S3Fake } from './fakes/s3';
 import { SnsFake, StepFunctionsFake } from './fakes/sfn-sns';
+import { authorizerFromPolicies } from './iam/authorizer';
+import { type LambdaFunction, policiesFromTemplate, type TemplatePolicies } from './iam/template';
 import { AWS_LIMITS, jsonBytes } from './limits';
 import { asPrincipal, callingPrincipal } from './principal';
 
-const REGION = 'us-east-1';
-const ACCOUNT = '000000000000';
+/** The stack as synthesized, and its policies with every intrinsic resolved. */
+export interface HarnessStack {
+  readonly synthesized: SynthesizedDefinition;
+  readonly policies: TemplatePolicies;
+}
 
-/** The AWS resources the harness stands for (the names definition.ts's synthesis uses). */
-export const HARNESS_RESOURCES = {
-  region: REGION,
-  account: ACCOUNT,
-  bucket: 'sync-run-files',
-  auroraClusterArn: `arn:aws:rds:${REGION}:${ACCOUNT}:cluster:local`,
-  auroraSecretArn: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:local-aurora`,
-  auroraDatabase: 'local',
-  redshiftClusterIdentifier: 'local',
-  redshiftDatabase: 'local',
-  redshiftSecretArn: `arn:aws:secretsmanager:${REGION}:${ACCOUNT}:secret:local-redshift`,
-  unloadRoleArn: `arn:aws:iam::${ACCOUNT}:role/unload`,
-  s3ImportRoleArn: `arn:aws:iam::${ACCOUNT}:role/aurora-s3-import`,
-  kmsKeyArn: `arn:aws:kms:${REGION}:${ACCOUNT}:key/00000000-0000-0000-0000-000000000000`,
-  alarmTopicArn: `arn:aws:sns:${REGION}:${ACCOUNT}:alarms`,
-  stateMachineArn: `arn:aws:states:${REGION}:${ACCOUNT}:stateMachine:local`,
-} as const;
+/** Synthesizes the stack for `runtimeConfig` as local/run/definition.ts does, with its policies. */
+export function synthesizeStack(
+  runtimeConfig: RuntimeConfig,
+  options: SynthesizeOptions = {},
+): HarnessStack {
+  const synthesized = synthesizeDefinition(runtimeConfig, options);
+  return {
+    synthesized,
+    policies: policiesFromTemplate(synthesized.template, synthesized.environment),
+  };
+}
+
+/** The AWS resources the stack names, as the functions and roles see them. */
+export interface HarnessResources {
+  readonly account: string;
+  readonly region: string;
+  readonly partition: string;
+  /** What every pipeline function's environment holds, resolved. */
+  readonly environment: Readonly<Record<string, string>>;
+  readonly bucket: string;
+  readonly alarmTopicArn: string;
+  readonly stateMachineArn: string;
+  /** The role Aurora reads run files as (feature s3Import): the one trusting rds.amazonaws.com. */
+  readonly s3ImportRoleArn: string;
+  readonly aurora: {
+    readonly clusterArn: string;
+    readonly secretArn: string;
+    readonly database: string;
+  };
+  readonly redshift: RedshiftDataFakeOptions['target'];
+}
 
 /**
- * The role a function runs as: roleGroupOf's group (functions touching Redshift statements
- * share one). The IAM evaluator maps these to the synthesized roles' policies.
+ * Everything from the template: the functions' environment (the same on every function, so
+ * it is set once for the process), the state machine's ARN from its name, Aurora's s3Import
+ * role from its trust policy.
  */
-export function functionRoleArn(handler: PipelineHandlerName): string {
-  return `arn:aws:iam::${ACCOUNT}:role/${roleGroupOf(handler)}`;
+export function resourcesOf(stack: HarnessStack): HarnessResources {
+  const { synthesized, policies } = stack;
+  const { account, region, partition } = synthesized.environment;
+  const environments = Object.entries(synthesized.functionLogicalIds).map(
+    ([handler, logicalId]) => {
+      const fn = policies.functions[logicalId];
+      if (!fn) throw new Error(`the template has no function ${logicalId} for ${handler}`);
+      return [handler, fn.environment] as const;
+    },
+  );
+  const [first] = environments;
+  if (!first) throw new Error('the template has no pipeline function');
+  const environment = first[1];
+  for (const [handler, variables] of environments) {
+    if (JSON.stringify(variables) !== JSON.stringify(environment)) {
+      throw new Error(
+        `${handler}'s environment differs from ${first[0]}'s; the harness sets one environment for all functions, so set it per invocation to support this`,
+      );
+    }
+  }
+  const variable = (name: LambdaEnvironmentVariable): string => {
+    const value = environment[name];
+    if (value === undefined) throw new Error(`the pipeline functions have no ${name} variable`);
+    return value;
+  };
+  const optional = (name: LambdaEnvironmentVariable) => environment[name];
+  const resources = Object.entries(synthesized.template.Resources);
+  const stateMachines = resources.filter(
+    ([, resource]) => resource.Type === 'AWS::StepFunctions::StateMachine',
+  );
+  const stateMachineName = stateMachines[0]?.[1].Properties.StateMachineName;
+  if (stateMachines.length !== 1 || typeof stateMachineName !== 'string') {
+    throw new Error('expected one state machine with a fixed StateMachineName in the template');
+  }
+  const importRoles = resources.filter(
+    ([, resource]) =>
+      resource.Type === 'AWS::IAM::Role' &&
+      JSON.stringify(resource.Properties.AssumeRolePolicyDocument).includes(
+        '"Service":"rds.amazonaws.com"',
+      ),
+  );
+  const importRole = Object.values(policies.roles).find(
+    (role) => importRoles.length === 1 && role.logicalId === importRoles[0]![0],
+  );
+  if (!importRole) {
+    throw new Error(
+      `expected one role trusting rds.amazonaws.com (Aurora's s3Import role), found ${importRoles.length}`,
+    );
+  }
+  const workgroupName = optional('REDSHIFT_WORKGROUP_NAME');
+  const redshiftSecretArn = optional('REDSHIFT_SECRET_ARN');
+  const redshiftDbUser = optional('REDSHIFT_DB_USER');
+  const database = variable('REDSHIFT_DATABASE');
+  return {
+    account,
+    region,
+    partition,
+    environment,
+    bucket: variable('RUN_BUCKET'),
+    alarmTopicArn: variable('ALARM_TOPIC_ARN'),
+    stateMachineArn: `arn:${partition}:states:${region}:${account}:stateMachine:${stateMachineName}`,
+    s3ImportRoleArn: importRole.arn,
+    aurora: {
+      clusterArn: variable('AURORA_CLUSTER_ARN'),
+      secretArn: variable('AURORA_SECRET_ARN'),
+      database: variable('AURORA_DATABASE'),
+    },
+    redshift: {
+      ...(workgroupName
+        ? { workgroupName }
+        : { clusterIdentifier: variable('REDSHIFT_CLUSTER_IDENTIFIER') }),
+      database,
+      ...(redshiftSecretArn ? { secretArn: redshiftSecretArn } : {}),
+      ...(redshiftDbUser ? { dbUser: redshiftDbUser } : {}),
+    } as RedshiftDataFakeOptions['target'],
+  };
 }
 
 /** The Lambda handlers by name, imported as Lambda loads them: the module's `handler` export. */
@@ -115,11 +214,26 @@ export interface AwsHarnessOptions {
   readonly adminUrl: string;
   /** The folder holding the bucket. */
   readonly s3Dir: string;
-  readonly authorize: Authorize;
+  /**
+   * The stack whose policies authorize every call and whose names the fakes answer to;
+   * default synthesizeStack(runtimeConfig). A test may change its policies to prove a defect.
+   * The handler modules keep what they built at their first invocation in this process (the
+   * ports over the environment, lambdas/handlers/lambda.ts), as a warm container does: before
+   * starting a harness over a stack whose environment differs, load them afresh
+   * (vi.resetModules()).
+   */
+  readonly stack?: HarnessStack;
   /** The RDS Data API's per-call cut-off (45 s), scaled for tests. */
   readonly rdsCallTimeoutMs?: number;
   /** Milliseconds a function may run instead of its synthesized timeout, by handler. */
   readonly functionTimeoutMs?: Partial<Record<PipelineHandlerName, number>>;
+  /**
+   * Runs before each handler invocation, with the state it is given: lets a test put in place
+   * what an earlier attempt of the step would have left (a retried Lambda).
+   */
+  readonly beforeInvoke?: (handler: PipelineHandlerName, input: unknown) => Promise<void>;
+  /** Slices of the emulated Redshift cluster: UNLOAD writes (at least) a file per slice. Default 2. */
+  readonly redshiftSlices?: number;
   /** Milliseconds the named Wait states wait (the emulated unload is quick). */
   readonly waitTimeOverrides?: RunDefinitionOptions['waitTimeOverrides'];
 }
@@ -175,17 +289,25 @@ export class AwsHarness {
   readonly redshiftData: RedshiftDataFake;
   readonly stepFunctions: StepFunctionsFake;
   readonly sns: SnsFake;
+  readonly stack: HarnessStack;
+  readonly resources: HarnessResources;
   private readonly mocks: { restore(): void }[] = [];
   private readonly savedEnvironment = new Map<string, string | undefined>();
 
   private constructor(private readonly options: AwsHarnessOptions) {
-    const { authorize } = options;
-    const r = HARNESS_RESOURCES;
-    this.s3 = new S3Fake({ s3Dir: options.s3Dir, buckets: [r.bucket], authorize });
+    this.stack = options.stack ?? synthesizeStack(options.runtimeConfig);
+    const r = resourcesOf(this.stack);
+    this.resources = r;
+    const authorize = authorizerFromPolicies(this.stack.policies);
+    this.s3 = new S3Fake({
+      s3Dir: options.s3Dir,
+      buckets: [r.bucket],
+      authorize,
+      bucketKeys: this.stack.policies.bucketKeys,
+      region: r.region,
+    });
     this.rdsData = new RdsDataFake({
-      clusterArn: r.auroraClusterArn,
-      secretArn: r.auroraSecretArn,
-      database: r.auroraDatabase,
+      ...r.aurora,
       connectionUrl: options.targetUrl,
       authorize,
       ...(options.rdsCallTimeoutMs ? { callTimeoutMs: options.rdsCallTimeoutMs } : {}),
@@ -206,14 +328,17 @@ export class AwsHarness {
       authorize,
       region: r.region,
       account: r.account,
-      target: {
-        clusterIdentifier: r.redshiftClusterIdentifier,
-        database: r.redshiftDatabase,
-        secretArn: r.redshiftSecretArn,
-      },
+      target: r.redshift,
+      ...(options.redshiftSlices ? { slices: options.redshiftSlices } : {}),
     });
     this.stepFunctions = new StepFunctionsFake(authorize, r.stateMachineArn);
-    this.sns = new SnsFake(authorize, [r.alarmTopicArn]);
+    this.sns = new SnsFake(authorize, [r.alarmTopicArn], this.stack.policies.topicKeys);
+  }
+
+  /** The role `handler`'s function runs as in the stack. */
+  roleOf(handler: PipelineHandlerName): string {
+    const { synthesized, policies } = this.stack;
+    return policies.functions[synthesized.functionLogicalIds[handler]]!.roleArn;
   }
 
   /** Installs the aws_s3 stand-in, the SDK mocks and the Lambda environment. */
@@ -233,7 +358,7 @@ export class AwsHarness {
 
   /** Runs the synthesized state machine with `input`, every Task on its real handler. */
   async run(input: unknown, executionName = `contract-${randomUUID()}`): Promise<HarnessRun> {
-    const synthesized = synthesizeDefinition(this.options.runtimeConfig);
+    const { synthesized, policies } = this.stack;
     const tableCount = this.options.runtimeConfig.tables.length;
     const abort = new AbortController();
     const limit = (error: string, cause: string) => {
@@ -244,11 +369,12 @@ export class AwsHarness {
     const handlers = Object.fromEntries(
       (Object.keys(HANDLER_MODULES) as PipelineHandlerName[]).map((name) => {
         const local: LocalHandler = async (stateInput) => {
-          const role = functionRoleArn(name);
-          invocations.push({ handler: name, role });
+          const fn = policies.functions[synthesized.functionLogicalIds[name]]!;
+          invocations.push({ handler: name, role: fn.roleArn });
+          await this.options.beforeInvoke?.(name, stateInput);
           const timeoutMs =
             this.options.functionTimeoutMs?.[name] ?? timeoutSecondsFor(name, tableCount) * 1000;
-          const output = await this.invoke(name, role, stateInput, timeoutMs);
+          const output = await this.invoke(name, fn, stateInput, timeoutMs);
           const bytes = jsonBytes(output);
           if (bytes > AWS_LIMITS.stepFunctions.maxPayloadBytes) {
             limit(
@@ -264,10 +390,11 @@ export class AwsHarness {
     const events: ExecutionEvent[] = [];
     let historyEvents = 0;
     const startDate = new Date();
-    const executionArn = `arn:aws:states:${REGION}:${ACCOUNT}:execution:local:${executionName}`;
+    const { stateMachineArn } = this.resources;
+    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
     const listed = {
       executionArn,
-      stateMachineArn: HARNESS_RESOURCES.stateMachineArn,
+      stateMachineArn,
       name: executionName,
       status: 'RUNNING' as const,
       startDate,
@@ -277,7 +404,7 @@ export class AwsHarness {
     try {
       outcome = await runDefinition(synthesized, handlers, input, {
         executionName,
-        stateMachineArn: HARNESS_RESOURCES.stateMachineArn,
+        stateMachineArn,
         abortSignal: abort.signal,
         ...(this.options.waitTimeOverrides
           ? { waitTimeOverrides: this.options.waitTimeOverrides }
@@ -343,7 +470,7 @@ export class AwsHarness {
    */
   private async invoke(
     name: PipelineHandlerName,
-    roleArn: string,
+    fn: LambdaFunction,
     input: unknown,
     timeoutMs: number,
   ): Promise<unknown> {
@@ -351,9 +478,9 @@ export class AwsHarness {
     const deadline = Date.now() + timeoutMs;
     const context = {
       callbackWaitsForEmptyEventLoop: true,
-      functionName: name,
+      functionName: fn.arn.slice(fn.arn.lastIndexOf(':') + 1),
       functionVersion: '$LATEST',
-      invokedFunctionArn: `arn:aws:lambda:${REGION}:${ACCOUNT}:function:${name}`,
+      invokedFunctionArn: fn.arn,
       memoryLimitInMB: '512',
       awsRequestId: randomUUID(),
       logGroupName: `/aws/lambda/${name}`,
@@ -381,7 +508,7 @@ export class AwsHarness {
     });
     try {
       const output = await Promise.race([
-        asPrincipal({ roleArn }, () => handler(event, context)),
+        asPrincipal({ roleArn: fn.roleArn }, () => handler(event, context)),
         timedOut,
       ]);
       return JSON.parse(JSON.stringify(output ?? null));
@@ -449,24 +576,14 @@ export class AwsHarness {
     this.mocks.push(rds, redshift, s3, sfn, sns);
   }
 
-  /** What the construct sets on every function (lambdas/handlers/environment-variables.ts). */
+  /**
+   * The environment the template gives every function (resourcesOf checked it is one), plus
+   * what Lambda itself sets (AWS_REGION) and what the harness turns off (tracing, logs).
+   */
   private setEnvironment(): void {
-    const r = HARNESS_RESOURCES;
-    const variables: Partial<Record<LambdaEnvironmentVariable | string, string>> = {
-      RUN_BUCKET: r.bucket,
-      KMS_KEY_ARN: r.kmsKeyArn,
-      UNLOAD_ROLE_ARN: r.unloadRoleArn,
-      AURORA_CLUSTER_ARN: r.auroraClusterArn,
-      AURORA_SECRET_ARN: r.auroraSecretArn,
-      AURORA_DATABASE: r.auroraDatabase,
-      REDSHIFT_CLUSTER_IDENTIFIER: r.redshiftClusterIdentifier,
-      REDSHIFT_DATABASE: r.redshiftDatabase,
-      REDSHIFT_SECRET_ARN: r.redshiftSecretArn,
-      ALARM_TOPIC_ARN: r.alarmTopicArn,
-      ENVIRONMENT_NAME: 'contract',
-      POWERTOOLS_SERVICE_NAME: 'redshift-aurora-sync',
-      POWERTOOLS_METRICS_NAMESPACE: 'RedshiftAuroraSync',
-      AWS_REGION: r.region,
+    const variables: Record<string, string> = {
+      ...this.resources.environment,
+      AWS_REGION: this.resources.region,
       // No X-Ray daemon here: tracing off; logs silenced.
       POWERTOOLS_TRACE_ENABLED: 'false',
       POWERTOOLS_LOG_LEVEL: 'SILENT',

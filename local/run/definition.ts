@@ -62,6 +62,8 @@ const LOCAL_AWS: AwsSettings = {
 export interface SynthesizeOptions {
   /** Names the in-memory stack and its state machine; the definition does not depend on it. Default `local`. */
   readonly environmentName?: string;
+  /** An existing UNLOAD role (aws.unloadRoleArn) instead of the one the stack creates. */
+  readonly unloadRoleArn?: string;
 }
 
 export interface SynthesizedDefinition {
@@ -69,6 +71,20 @@ export interface SynthesizedDefinition {
   readonly definition: StateMachineDefinition;
   /** The handler each Task state runs, by state name (Map iterations included). */
   readonly handlerByState: Readonly<Record<string, PipelineHandlerName>>;
+  /** The whole synthesized CloudFormation template, as `cdk synth` writes it. */
+  readonly template: SynthesizedTemplate;
+  /** Each handler's AWS::Lambda::Function logical ID in `template`. */
+  readonly functionLogicalIds: Readonly<Record<PipelineHandlerName, string>>;
+  /** Where the stack was synthesized for: what its pseudo parameters resolve to. */
+  readonly environment: {
+    readonly account: string;
+    readonly region: string;
+    readonly partition: string;
+  };
+}
+
+export interface SynthesizedTemplate {
+  readonly Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
 }
 
 /** Builds the stack in memory and returns its state machine definition. */
@@ -89,16 +105,16 @@ export function synthesizeDefinition(
     const stack = new SyncStack(app, {
       environmentName: options.environmentName ?? 'local',
       runtimeConfig,
-      aws: LOCAL_AWS,
+      aws: options.unloadRoleArn
+        ? { ...LOCAL_AWS, unloadRoleArn: options.unloadRoleArn }
+        : LOCAL_AWS,
     });
     const handlerByFunction = new Map<string, PipelineHandlerName>();
     for (const [handler, fn] of Object.entries(stack.sync.functions)) {
       const logicalId = stack.getLogicalId(fn.node.defaultChild as CfnResource);
       handlerByFunction.set(logicalId, handler as PipelineHandlerName);
     }
-    const template = app.synth().getStackByName(stack.stackName).template as {
-      Resources: Record<string, { Type: string; Properties: Record<string, unknown> }>;
-    };
+    const template = app.synth().getStackByName(stack.stackName).template as SynthesizedTemplate;
     const stateMachines = Object.values(template.Resources).filter(
       (resource) => resource.Type === 'AWS::StepFunctions::StateMachine',
     );
@@ -117,7 +133,15 @@ export function synthesizeDefinition(
       },
     );
     const definition = JSON.parse(definitionText) as StateMachineDefinition;
-    return { definition, handlerByState: handlersOfTasks(definition, handlerByFunction) };
+    return {
+      definition,
+      handlerByState: handlersOfTasks(definition, handlerByFunction),
+      template,
+      functionLogicalIds: Object.fromEntries(
+        [...handlerByFunction].map(([logicalId, handler]) => [handler, logicalId]),
+      ) as Record<PipelineHandlerName, string>,
+      environment: { account: LOCAL_ACCOUNT, region: LOCAL_REGION, partition: 'aws' },
+    };
   } finally {
     rmSync(outdir, { recursive: true, force: true });
   }

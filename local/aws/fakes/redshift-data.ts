@@ -596,9 +596,14 @@ export class RedshiftDataFake {
       if (!role)
         throw new Error('IAM_ROLE default names no role: the cluster has no default IAM role.');
       // UNLOAD writes as the role it names, not as the caller.
-      await runUnload(session, unload, this.options.s3.unloadBucketFor({ roleArn: role }), {
-        slices: this.options.slices ?? 2,
-      });
+      await runUnload(
+        session,
+        unload,
+        this.options.s3.unloadBucketFor({ roleArn: role }, unload.options.kmsKeyId ?? undefined),
+        {
+          slices: this.options.slices ?? 2,
+        },
+      );
       return;
     }
     const { text, values } = bindNamedParameters(pointAtShims(sub.sql), parameters);

@@ -4,6 +4,11 @@
  * aws_s3 shim share it. Every request is authorized first, as IAM evaluates it for S3
  * (https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html):
  * objects as `arn:aws:s3:::bucket/key`, listing as s3:ListBucket on the bucket with `s3:prefix`.
+ * In a bucket whose default encryption is SSE-KMS, S3 also uses the key as the caller: writing
+ * an object needs kms:GenerateDataKey on it, reading one kms:Decrypt ("Permissions required",
+ * https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html), with
+ * kms:ViaService `s3.<region>.amazonaws.com`
+ * (https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html#conditions-kms-via-service).
  */
 import { readFile, rm, stat } from 'node:fs/promises';
 import {
@@ -37,6 +42,10 @@ export interface S3FakeOptions {
   /** The buckets that exist; a request to another is NoSuchBucket. */
   readonly buckets: readonly string[];
   readonly authorize: Authorize;
+  /** The KMS key ARN of each bucket encrypted by default with SSE-KMS, by bucket name. */
+  readonly bucketKeys?: Readonly<Record<string, string>>;
+  /** The buckets' region, for kms:ViaService. Default us-east-1. */
+  readonly region?: string;
 }
 
 function isNotFound(error: unknown): boolean {
@@ -73,6 +82,7 @@ export class S3Fake {
     const { bucket, key } = this.objectOf(input);
     this.authorize(principal, { action: 's3:GetObject', resource: objectArn(bucket, key) });
     const bytes = await this.read(bucket, key, principal);
+    this.authorizeKey(principal, 'kms:Decrypt', bucket);
     return {
       ...METADATA,
       Body: body(bytes) as never,
@@ -103,6 +113,7 @@ export class S3Fake {
   ): Promise<PutObjectCommandOutput> {
     const { bucket, key } = this.objectOf(input);
     this.authorize(principal, { action: 's3:PutObject', resource: objectArn(bucket, key) });
+    this.authorizeKey(principal, 'kms:GenerateDataKey', bucket, input.SSEKMSKeyId);
     await this.store.createObject(bucket, key);
     await this.store.appendToObject(bucket, key, await bodyBytes(input.Body));
     return { ...METADATA };
@@ -192,9 +203,10 @@ export class S3Fake {
    * The bucket as Redshift's UNLOAD writes it, on behalf of the role in its IAM_ROLE: it lists
    * the destination (refusing a non-empty one) and puts each file.
    * https://docs.aws.amazon.com/redshift/latest/dg/r_UNLOAD.html (IAM_ROLE: s3:ListBucket,
-   * s3:PutObject, and s3:DeleteObject for CLEANPATH).
+   * s3:PutObject, and s3:DeleteObject for CLEANPATH). Files are encrypted with `kmsKeyId` (its
+   * KMS_KEY_ID) if given, else with the bucket's default key.
    */
-  unloadBucketFor(principal: AwsPrincipal): UnloadBucket {
+  unloadBucketFor(principal: AwsPrincipal, kmsKeyId?: string): UnloadBucket {
     return {
       listKeys: async (bucket, prefix) => {
         this.bucketOf(bucket);
@@ -208,6 +220,7 @@ export class S3Fake {
       createObject: async (bucket, key) => {
         this.bucketOf(bucket);
         this.authorize(principal, { action: 's3:PutObject', resource: objectArn(bucket, key) });
+        this.authorizeKey(principal, 'kms:GenerateDataKey', bucket, kmsKeyId);
         await this.store.createObject(bucket, key);
       },
       // The rest of an object already authorized at createObject (one upload).
@@ -219,6 +232,22 @@ export class S3Fake {
   authorizeRead(principal: AwsPrincipal, bucket: string, key: string): void {
     this.bucketOf(bucket);
     this.authorize(principal, { action: 's3:GetObject', resource: objectArn(bucket, key) });
+    this.authorizeKey(principal, 'kms:Decrypt', bucket);
+  }
+
+  /** The KMS call S3 makes as the caller for an object of an SSE-KMS bucket (or with `keyArn`). */
+  private authorizeKey(
+    principal: AwsPrincipal,
+    action: 'kms:GenerateDataKey' | 'kms:Decrypt',
+    bucket: string,
+    keyArn = this.options.bucketKeys?.[bucket],
+  ): void {
+    if (keyArn === undefined) return;
+    this.authorize(principal, {
+      action,
+      resource: keyArn,
+      context: { 'kms:ViaService': `s3.${this.options.region ?? 'us-east-1'}.amazonaws.com` },
+    });
   }
 
   private async read(bucket: string, key: string, principal: AwsPrincipal): Promise<Buffer> {

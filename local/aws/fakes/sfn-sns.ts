@@ -12,6 +12,7 @@ import {
 import {
   AuthorizationErrorException,
   InvalidParameterException,
+  KMSAccessDeniedException,
   NotFoundException,
   type PublishCommandInput,
   type PublishCommandOutput,
@@ -70,9 +71,15 @@ export interface PublishedMessage {
 export class SnsFake {
   readonly published: PublishedMessage[] = [];
 
+  /**
+   * `topicKeys`: the KMS key of each topic with server-side encryption, by topic ARN; the
+   * publisher needs kms:GenerateDataKey and kms:Decrypt on it, which SNS uses as the caller
+   * (https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html).
+   */
   constructor(
     private readonly authorize: Authorize,
     private readonly topicArns: readonly string[],
+    private readonly topicKeys: Readonly<Record<string, string>> = {},
   ) {}
 
   async publish(
@@ -88,6 +95,23 @@ export class SnsFake {
     );
     if (!this.topicArns.includes(topicArn)) {
       throw sdkError(NotFoundException, 'Topic does not exist', 404);
+    }
+    const keyArn = this.topicKeys[topicArn];
+    if (keyArn !== undefined) {
+      const region = topicArn.split(':')[3];
+      for (const action of ['kms:GenerateDataKey', 'kms:Decrypt']) {
+        // SNS reports a refused key as KMSAccessDeniedException, naming the KMS refusal.
+        authorizeOrThrow(
+          this.authorize,
+          principal,
+          {
+            action,
+            resource: keyArn,
+            context: { 'kms:ViaService': `sns.${region}.amazonaws.com` },
+          },
+          (message) => sdkError(KMSAccessDeniedException, message, 400),
+        );
+      }
     }
     const { maxSubjectCharacters, maxMessageBytes } = AWS_LIMITS.sns;
     if (

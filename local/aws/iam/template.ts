@@ -53,6 +53,18 @@ export interface TemplatePolicies {
   readonly topicPolicies: Readonly<Record<string, PolicyDocument>>;
   /** Each Lambda function by logical ID. */
   readonly functions: Readonly<Record<string, LambdaFunction>>;
+  /**
+   * The KMS key of each bucket whose default encryption is SSE-KMS, by bucket name: S3 uses it
+   * with the caller's permissions on every object written or read there.
+   * https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html
+   */
+  readonly bucketKeys: Readonly<Record<string, string>>;
+  /**
+   * The KMS key of each topic with server-side encryption, by topic ARN: a publisher needs
+   * kms:GenerateDataKey and kms:Decrypt on it.
+   * https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html
+   */
+  readonly topicKeys: Readonly<Record<string, string>>;
 }
 
 /**
@@ -123,6 +135,25 @@ export function policiesFromTemplate(
       topicPolicies[topic] = document;
     }
   }
+  const bucketKeys: Record<string, string> = {};
+  for (const [logicalId, resource] of ofType('AWS::S3::Bucket')) {
+    const encryption = resource.Properties?.BucketEncryption as
+      | { ServerSideEncryptionConfiguration?: { ServerSideEncryptionByDefault?: unknown }[] }
+      | undefined;
+    for (const rule of encryption?.ServerSideEncryptionConfiguration ?? []) {
+      const byDefault = resolver.resolve(rule.ServerSideEncryptionByDefault) as
+        | { SSEAlgorithm?: string; KMSMasterKeyID?: string }
+        | undefined;
+      if (byDefault?.SSEAlgorithm?.startsWith('aws:kms') && byDefault.KMSMasterKeyID) {
+        bucketKeys[resolver.ref(logicalId)] = byDefault.KMSMasterKeyID;
+      }
+    }
+  }
+  const topicKeys: Record<string, string> = {};
+  for (const [logicalId, resource] of ofType('AWS::SNS::Topic')) {
+    const key = resolver.resolve(resource.Properties?.KmsMasterKeyId);
+    if (typeof key === 'string') topicKeys[resolver.ref(logicalId)] = key;
+  }
   const functions: Record<string, LambdaFunction> = {};
   for (const [logicalId, resource] of ofType('AWS::Lambda::Function')) {
     const environment = resource.Properties?.Environment as { Variables?: unknown } | undefined;
@@ -146,7 +177,7 @@ export function policiesFromTemplate(
   ]) {
     checkedStatements(document, 'resource', `the resource-based policy of ${name}`);
   }
-  return { roles, bucketPolicies, keyPolicies, topicPolicies, functions };
+  return { roles, bucketPolicies, keyPolicies, topicPolicies, functions, bucketKeys, topicKeys };
 }
 
 function managedPolicy(
