@@ -245,6 +245,8 @@ export interface HarnessRun {
   readonly events: ExecutionEvent[];
   /** Every Task's handler invocation, in order of start. */
   readonly invocations: { handler: PipelineHandlerName; role: string }[];
+  /** The largest state input or output of the run, in bytes (the limit is 256 KiB). */
+  readonly largestStateBytes: number;
 }
 
 /** A limit the service enforces by ending the execution, outside any Catch. */
@@ -389,6 +391,7 @@ export class AwsHarness {
     );
     const events: ExecutionEvent[] = [];
     let historyEvents = 0;
+    let largestStateBytes = 0;
     const startDate = new Date();
     const { stateMachineArn } = this.resources;
     const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
@@ -427,6 +430,7 @@ export class AwsHarness {
                 : undefined;
           if (payload !== undefined && 'state' in event) {
             const bytes = jsonBytes(payload);
+            largestStateBytes = Math.max(largestStateBytes, bytes);
             if (bytes > AWS_LIMITS.stepFunctions.maxPayloadBytes) {
               limit(
                 'States.DataLimitExceeded',
@@ -447,7 +451,7 @@ export class AwsHarness {
       const index = this.stepFunctions.executions.indexOf(listed);
       if (index !== -1) this.stepFunctions.executions.splice(index, 1);
     }
-    return { outcome, historyEvents, events, invocations };
+    return { outcome, historyEvents, events, invocations, largestStateBytes };
   }
 
   async close(): Promise<void> {

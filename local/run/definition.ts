@@ -39,7 +39,9 @@ function installPromiseWithResolvers(): void {
 
 /**
  * Stand-ins for the AWS settings: they only reach environment variables and IAM statements,
- * never the definition, which depends on the runtime configuration alone.
+ * never the definition, which depends on the runtime configuration alone. Secret ARNs are
+ * complete, with the 6 characters Secrets Manager appends to a secret's name, as a config file
+ * gives them: IAM evaluates GetSecretValue against that full ARN.
  */
 const LOCAL_ACCOUNT = '000000000000';
 const LOCAL_REGION = 'us-east-1';
@@ -49,11 +51,11 @@ const LOCAL_AWS: AwsSettings = {
   redshift: {
     clusterIdentifier: 'local',
     database: 'local',
-    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-redshift`,
+    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-redshift-AbCdEf`,
   },
   aurora: {
     clusterArn: `arn:aws:rds:${LOCAL_REGION}:${LOCAL_ACCOUNT}:cluster:local`,
-    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-aurora`,
+    secretArn: `arn:aws:secretsmanager:${LOCAL_REGION}:${LOCAL_ACCOUNT}:secret:local-aurora-AbCdEf`,
     database: 'local',
   },
   schedule: { expression: 'rate(1 day)', timeZone: 'UTC', enabled: false },
