@@ -54,14 +54,14 @@ beforeAll(async () => {
   await admin.query(`CREATE SCHEMA ${quoteIdentifier(SOURCE.schema)}`);
   await admin.query(
     `CREATE TABLE ${quoteQualified(SOURCE)} ("Id" integer, "Note | text" varchar(300), "Big Number" numeric(20,4),
-       ratio double precision, done boolean, at timestamptz, doc jsonb, blob bytea)`,
+       ratio double precision, done boolean, at timestamptz, doc jsonb, blob bytea, share real)`,
   );
   await admin.query(
     `INSERT INTO ${quoteQualified(SOURCE)} VALUES
-       (1, E'line\\nbreak | pipe \\\\ back', 12345678901234.5678, 0.1, true, '2024-01-01 10:00+05', '{"k": "v\\\\n"}', '\\x00ff'),
-       (2, '', -0.0001, '1e-300', false, NULL, 'null', '\\x'),
-       (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
-       (4, '\\N', 0, 'Infinity', true, '1970-01-01 00:00:00+00', '[1, "two", {"3": null}]', '\\x5c')`,
+       (1, E'line\\nbreak | pipe \\\\ back', 12345678901234.5678, 0.1, true, '2024-01-01 10:00+05', '{"k": "v\\\\n"}', '\\x00ff', 1000.00006),
+       (2, '', -0.0001, '1e-300', false, NULL, 'null', '\\x', 0.1),
+       (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+       (4, '\\N', 0, 'Infinity', true, '1970-01-01 00:00:00+00', '[1, "two", {"3": null}]', '\\x5c', 3.4028235e38)`,
   );
   await admin.query(`CREATE SCHEMA ${quoteIdentifier(STAGING.schema)}`);
   await installAwsS3Shim(admin, { s3Dir });

@@ -29,12 +29,17 @@ async function settle(id: string, on: LocalWarehouse = warehouse): Promise<State
 }
 
 /** Runs one UNLOAD of `query` into a fresh prefix (or `prefix`) and returns the prefix. */
-async function unload(query: string, options: string, prefix?: string): Promise<string> {
+async function unload(
+  query: string,
+  options: string,
+  prefix?: string,
+  settings: readonly string[] = [],
+): Promise<string> {
   runs += 1;
   const keyPrefix = prefix ?? `runs/r${runs}/t/`;
   const statement = `UNLOAD ('${query.replaceAll('\\', '\\\\').replaceAll("'", "''")}') TO 's3://${BUCKET}/${keyPrefix}' IAM_ROLE 'arn:aws:iam::123456789012:role/unload' ${options}`;
   const state = await settle(
-    await warehouse.submitBatch(["SET timezone TO 'UTC'", statement], 'unload'),
+    await warehouse.submitBatch(["SET timezone TO 'UTC'", ...settings, statement], 'unload'),
   );
   if (state.state === 'failed') throw new Error(state.error);
   return keyPrefix;
@@ -112,19 +117,35 @@ describe('UNLOAD emulator: bytes', () => {
     );
   });
 
-  it('writes numbers, booleans, dates and times as the server prints them (timestamptz in UTC)', async () => {
+  it('writes numbers, booleans, dates and times as the server prints them (timestamptz in UTC), floats with 6 + 2 and 15 + 2 digits', async () => {
     const prefix = await unload(
       'SELECT id, s, i, b, n, r, d, flag, day, t, ts, tstz FROM sales.numbers ORDER BY id',
       `${CONTRACT} PARALLEL OFF`,
+      undefined,
+      ['SET extra_float_digits TO 2'],
     );
     expect(await store.listKeys(BUCKET, prefix)).toEqual([`${prefix}000`, `${prefix}manifest`]);
     expect((await file(`${prefix}000`)).split('\n')).toEqual([
       '1|-32768|-2147483648|-9223372036854775808|-9999999999999999999999999999.9999999999|-3.4028235e+38|-1.7976931348623157e+308|f|0001-01-01|00:00:00|1970-01-01 00:00:00|2024-06-30 21:59:59.5+00',
-      '2|32767|2147483647|9223372036854775807|9999999999999999999999999999.9999999999|1e-45|5e-324|t|9999-12-31|23:59:59.999999|2024-02-29 12:34:56.789012|2000-01-01 00:00:00+00',
+      '2|32767|2147483647|9223372036854775807|9999999999999999999999999999.9999999999|1.4012985e-45|4.9406564584124654e-324|t|9999-12-31|23:59:59.999999|2024-02-29 12:34:56.789012|2000-01-01 00:00:00+00',
       '3|0|0|0|0.0000000001|1.1754944e-38|2.2250738585072014e-308|\\N|\\N|\\N|\\N|\\N',
       '4|\\N|\\N|\\N|\\N|-0|NaN|\\N|\\N|\\N|\\N|infinity',
       '',
     ]);
+  });
+
+  it("prints a REAL with Redshift's digits: 6 by default, at most 8, one short of exact", async () => {
+    const query = 'SELECT 1000.00006::real AS r, 0.1::float8 AS d';
+    const byDefault = await unload(query, `${CONTRACT} PARALLEL OFF`);
+    expect(await file(`${byDefault}000`)).toBe('1000|0.1\n');
+    const widest = await unload(query, `${CONTRACT} PARALLEL OFF`, undefined, [
+      'SET extra_float_digits TO 2',
+    ]);
+    // The float4 nearest 1000.00006 is 1000.00006103515625; 1000.0001 reads back as another.
+    expect(await file(`${widest}000`)).toBe('1000.0001|0.10000000000000001\n');
+    await expect(
+      unload(query, CONTRACT, undefined, ['SET extra_float_digits TO 3']),
+    ).rejects.toThrow(/extra_float_digits 3 is outside Redshift's range -15 to 2/);
   });
 
   it('keeps a 64 KB value whole on its line', async () => {

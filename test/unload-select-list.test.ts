@@ -65,6 +65,11 @@ describe('selectExpressionFor', () => {
     expect(expression).not.toContain('\\');
   });
 
+  it('widens REAL to DOUBLE PRECISION, whose 17 printed digits read back as the same REAL', () => {
+    expect(selectExpressionFor(col('share', 'real'))).toBe('CAST("share" AS DOUBLE PRECISION)');
+    expect(selectExpressionFor(col('ratio', 'double precision'))).toBe('"ratio"');
+  });
+
   it('writes GEOMETRY as hex EWKB', () => {
     expect(selectExpressionFor(col('shape', 'geometry'))).toBe('ST_AsHexEWKB("shape")');
   });

@@ -29,7 +29,13 @@ import type {
 import { LocalObjectStore } from './local-object-store';
 import { installRedshiftShims } from './redshift-shims';
 import { bindNamedParameters, pointAtShims, SHIM_SCHEMA, significantTokens } from './redshift-sql';
-import { isUnload, parseUnload, runUnload } from './unload';
+import {
+  isUnload,
+  MAX_EXTRA_FLOAT_DIGITS,
+  MIN_EXTRA_FLOAT_DIGITS,
+  parseUnload,
+  runUnload,
+} from './unload';
 
 /** A call the Data API would refuse (bad id, a result asked for too early, ...). */
 export class LocalWarehouseError extends SyncError {}
@@ -56,6 +62,8 @@ const SESSION_SETUP = [
   'SET escape_string_warning = off',
   "SET timezone TO 'UTC'",
   "SET datestyle TO 'ISO, MDY'",
+  // Redshift's default is 0, PostgreSQL's (12 and later) 1.
+  'SET extra_float_digits TO 0',
   `SET search_path TO "$user", public, ${SHIM_SCHEMA}`,
 ].join('; ');
 
@@ -412,6 +420,7 @@ export class LocalWarehouse implements Warehouse {
       await runUnload(session, parseUnload(sql), this.bucket, { slices: this.slices });
       return null;
     }
+    refuseOutOfRangeFloatDigits(sql);
     const { text, values } = bindNamedParameters(pointAtShims(sql), parameters);
     const result = await session.query<WarehouseRow>({ text, values, types: RESULT_TYPES });
     return result.fields.length > 0 ? result.rows : null;
@@ -424,5 +433,23 @@ export class LocalWarehouse implements Warehouse {
     const quoted =
       sql.length > QUOTED_SQL_CHARACTERS ? `${sql.slice(0, QUOTED_SQL_CHARACTERS)}...` : sql;
     return `statement ${index + 1} of ${submission.statements.length} (${quoted}) failed: ${errorText(error)}`;
+  }
+}
+
+/**
+ * Redshift takes extra_float_digits from -15 to 2 only (r_extra_float_digits.html);
+ * PostgreSQL also takes 3, so the stand-in refuses what Redshift would.
+ */
+function refuseOutOfRangeFloatDigits(sql: string): void {
+  const match =
+    /^\s*SET\s+(?:SESSION\s+|LOCAL\s+)?extra_float_digits\s*(?:TO|=)\s*'?(-?\d+)'?\s*;?\s*$/i.exec(
+      sql,
+    );
+  if (!match) return;
+  const digits = Number(match[1]);
+  if (digits < MIN_EXTRA_FLOAT_DIGITS || digits > MAX_EXTRA_FLOAT_DIGITS) {
+    throw new LocalWarehouseError(
+      `extra_float_digits ${digits} is outside Redshift's range ${MIN_EXTRA_FLOAT_DIGITS} to ${MAX_EXTRA_FLOAT_DIGITS}.`,
+    );
   }
 }

@@ -7,6 +7,11 @@
  * - with ESCAPE, a backslash before LF, CR, the delimiter and the backslash, in character
  *   (CHAR/VARCHAR) values only;
  * - NULL as the NULL AS text, never escaped (the empty string without NULL AS);
+ * - REAL and DOUBLE PRECISION with FLT_DIG (6) or DBL_DIG (15) plus extra_float_digits
+ *   significant digits, C's `%g` form, as Redshift prints floats: its extra_float_digits goes
+ *   from -15 to 2 (docs.aws.amazon.com/redshift/latest/dg/r_extra_float_digits.html), so a
+ *   REAL gets at most 8 digits, one short of the 9 a float4 needs to be read back exactly.
+ *   PostgreSQL 12 and later print the shortest exact form instead, which would hide that;
  * - one or more files per slice, `<prefix><slice:4>_part_<part:2>`, rows dealt round-robin
  *   over the slices, so a slice without rows leaves a 0-byte file; a file is closed before it
  *   would pass MAXFILESIZE; with PARALLEL OFF one series `<prefix>000`, `<prefix>001`, ...;
@@ -333,6 +338,44 @@ export interface UnloadColumn {
   readonly character: boolean;
   /** Binary (VARBYTE; bytea in the stand-in): printed as bare hex, as Redshift unloads VARBYTE. */
   readonly binary: boolean;
+  /** REAL or DOUBLE PRECISION: how many significant digits Redshift prints (see floatText). */
+  readonly significantDigits?: number;
+}
+
+/** FLT_DIG and DBL_DIG, the digits extra_float_digits is added to. */
+const FLOAT_DIGITS: Readonly<Record<string, { base: number; float4: boolean }>> = {
+  real: { base: 6, float4: true },
+  'double precision': { base: 15, float4: false },
+};
+
+/** Redshift's range of extra_float_digits (r_extra_float_digits.html). */
+export const MIN_EXTRA_FLOAT_DIGITS = -15;
+export const MAX_EXTRA_FLOAT_DIGITS = 2;
+
+/**
+ * A float printed as C's `printf("%.*g", digits, value)`, which is how PostgreSQL printed
+ * floats before version 12 and Redshift still describes its output (FLT_DIG or DBL_DIG plus
+ * extra_float_digits significant digits). `text` is the server's exact text of the value;
+ * a REAL is first rounded back to float4 (Math.fround), so its digits are the float4's own.
+ */
+export function floatText(text: string, digits: number, float4: boolean): string {
+  if (text === 'NaN' || text === 'Infinity' || text === '-Infinity') return text;
+  const value = float4 ? Math.fround(Number(text)) : Number(text);
+  if (value === 0) return Object.is(value, -0) ? '-0' : '0';
+  const precision = Math.max(1, Math.min(digits, 100));
+  const exponent = Math.floor(Math.log10(Math.abs(Number(value.toPrecision(precision)))));
+  if (exponent < -4 || exponent >= precision) {
+    const [mantissa, power] = value.toExponential(precision - 1).split('e');
+    const sign = power!.startsWith('-') ? '-' : '+';
+    const magnitude = power!.replace(/^[+-]/, '').padStart(2, '0');
+    return `${stripZeros(mantissa!)}e${sign}${magnitude}`;
+  }
+  return stripZeros(value.toFixed(Math.max(0, precision - 1 - exponent)));
+}
+
+/** `%g` drops trailing zeros of the fraction, and the point with them. */
+function stripZeros(fixed: string): string {
+  return fixed.includes('.') ? fixed.replace(/\.?0+$/, '') : fixed;
 }
 
 export type LineFormat = Pick<UnloadOptions, 'delimiter' | 'nullAs' | 'escape'>;
@@ -348,6 +391,9 @@ export function formatUnloadLine(
     if (value === null) return format.nullAs;
     const column = columns[index]!;
     if (column.binary) return value.startsWith('\\x') ? value.slice(2) : value;
+    if (column.significantDigits !== undefined) {
+      return floatText(value, column.significantDigits, FLOAT_DIGITS[column.type]!.float4);
+    }
     if (!format.escape || !column.character) return value;
     return value.replace(special, '\\$&');
   });
@@ -538,6 +584,7 @@ const CURSOR = 'redshift_unload_emulator';
 async function describeColumns(
   client: pg.ClientBase,
   fields: readonly pg.FieldDef[],
+  extraFloatDigits: number,
 ): Promise<UnloadColumn[]> {
   const types = await client.query<{ oid: number; name: string; category: string }>({
     text: `SELECT oid::int AS oid, format_type(oid, NULL) AS name, typcategory::text AS category
@@ -547,11 +594,13 @@ async function describeColumns(
   const byOid = new Map(types.rows.map((type) => [type.oid, type]));
   return fields.map((field) => {
     const type = byOid.get(field.dataTypeID);
+    const float = FLOAT_DIGITS[type?.name ?? ''];
     return {
       name: field.name,
       type: type?.name ?? 'unknown',
       character: type?.category === 'S',
       binary: type?.name === 'bytea',
+      ...(float ? { significantDigits: float.base + extraFloatDigits } : {}),
     };
   });
 }
@@ -580,6 +629,10 @@ export async function runUnload(
     maxFileSizeBytes: options.maxFileSizeBytes,
     slices: emulation.slices,
   });
+  const setting = await client.query<{ digits: string }>(
+    `SELECT current_setting('extra_float_digits') AS digits`,
+  );
+  const extraFloatDigits = Number(setting.rows[0]!.digits);
   await client.query(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${pointAtShims(statement.query)}`);
   let columns: UnloadColumn[] | null = null;
   for (;;) {
@@ -588,7 +641,7 @@ export async function runUnload(
       rowMode: 'array',
       types: RAW_TEXT,
     });
-    columns ??= await describeColumns(client, batch.fields);
+    columns ??= await describeColumns(client, batch.fields, extraFloatDigits);
     for (const row of batch.rows) await writer.write(formatUnloadLine(row, columns, options));
     if (batch.rows.length < FETCH_ROWS) break;
   }

@@ -76,7 +76,13 @@ export const TYPE_MAP: readonly TypeMapEntry[] = [
     redshift: 'REAL',
     dataTypes: ['real'],
     postgres: 'real',
-    note: 'printed with extra_float_digits 2, so values survive exactly',
+    note: 'unloaded as DOUBLE PRECISION, whose 17 digits read back as the same REAL exactly',
+    // Redshift prints a REAL with at most FLT_DIG + 2 = 8 significant digits (its
+    // extra_float_digits stops at 2: docs.aws.amazon.com/redshift/latest/dg/
+    // r_extra_float_digits.html); a float4 needs 9 to be read back exactly (1000.00006 comes
+    // out 1000.0001). Widening to float8 is exact, and DBL_DIG + 2 = 17 digits identify the
+    // double, so PostgreSQL's real input rounds them to the same float4.
+    unloadAs: 'CAST({column} AS DOUBLE PRECISION)',
     figures: 'float4',
     targetType: () => 'real',
   },
