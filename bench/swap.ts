@@ -367,14 +367,12 @@ async function lockHoldCase(admin: pg.Client, sql: PgSqlClient, rows: number): P
     const plan = buildSwapPlan([{ live, staging, strategy: 'rename' }], {
       runId: `bench-held-${rows}-${repeat}`,
     });
-    const started = performance.now();
-    const attempt = await attemptSwap(sql, plan);
-    const wallMs = performance.now() - started;
-    if (attempt.status !== 'swapped') {
-      throw new Error(`lock hold: swap came back ${attempt.reason}: ${attempt.message}`);
-    }
-    result.lockHeldMs.push(attempt.result.lockHeldMs);
-    result.wallMs.push(wallMs);
+    // Through the gate, as a run swaps: an autovacuum of the freshly filled staging table is
+    // made to give way (see attemptLockTimeoutMs) instead of failing a lone 50 ms attempt.
+    const { result: swapped } = await swapWhenSafe(sql, plan);
+    result.lockHeldMs.push(swapped.lockHeldMs);
+    // The successful statement: waiting for its locks, then holding them until its commit.
+    result.wallMs.push(swapped.lockWaitMs + swapped.lockHeldMs);
     // The retired live table is not needed: drop it to keep the disk small.
     await dropExpiredVersions(sql, live, { keep: 0 });
   }
