@@ -30,7 +30,12 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  type ExecutionListItem,
+  ListExecutionsCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -42,6 +47,7 @@ import { installAwsS3Shim } from '../emulators/aws-s3-shim';
 import {
   type ExecutionEvent,
   type ExecutionOutcome,
+  executionArnOf,
   type LocalHandler,
   type RunDefinitionOptions,
   runDefinition,
@@ -264,12 +270,12 @@ export class AwsHarness {
     const events: ExecutionEvent[] = [];
     let historyEvents = 0;
     const startDate = new Date();
-    const executionArn = `arn:aws:states:${REGION}:${ACCOUNT}:execution:local:${executionName}`;
-    const listed = {
+    const executionArn = executionArnOf(HARNESS_RESOURCES.stateMachineArn, executionName);
+    const listed: ExecutionListItem = {
       executionArn,
       stateMachineArn: HARNESS_RESOURCES.stateMachineArn,
       name: executionName,
-      status: 'RUNNING' as const,
+      status: 'RUNNING',
       startDate,
     };
     this.stepFunctions.executions.unshift(listed);
@@ -317,9 +323,12 @@ export class AwsHarness {
         cause: error.message,
       };
     } finally {
-      const index = this.stepFunctions.executions.indexOf(listed);
-      if (index !== -1) this.stepFunctions.executions.splice(index, 1);
+      // An ended execution stays listed and described with its status, as in the service.
+      // Stopped (aborted) unless it came to an end of its own.
+      listed.status = 'ABORTED';
+      listed.stopDate = new Date();
     }
+    listed.status = outcome.status;
     return { outcome, historyEvents, events, invocations };
   }
 
@@ -444,6 +453,9 @@ export class AwsHarness {
     sfn
       .on(ListExecutionsCommand)
       .callsFake((input) => this.stepFunctions.listExecutions(caller(), input));
+    sfn
+      .on(DescribeExecutionCommand)
+      .callsFake((input) => this.stepFunctions.describeExecution(caller(), input));
     const sns = mockClient(SNSClient);
     sns.on(PublishCommand).callsFake((input) => this.sns.publish(caller(), input));
     this.mocks.push(rds, redshift, s3, sfn, sns);
