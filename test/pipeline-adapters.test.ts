@@ -72,15 +72,15 @@ describe('StepFunctionsRunRegistry', () => {
   const arn = 'arn:aws:states:eu-west-1:123456789012:execution:sync-prod:run-a';
 
   it('says whether the execution holding the lease is still running', async () => {
-    sfn.on(DescribeExecutionCommand).resolvesOnce({ status: 'RUNNING' });
-    expect(await registry.executionStatus(arn)).toBe('running');
+    const statuses = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
+    let described = sfn.on(DescribeExecutionCommand);
+    for (const status of statuses) described = described.resolvesOnce({ status });
+    const answers = [];
+    for (const _ of statuses) answers.push(await registry.executionStatus(arn));
+    expect(answers).toEqual(['running', 'ended', 'ended', 'ended', 'ended']);
     expect(sfn.commandCalls(DescribeExecutionCommand)[0]!.args[0].input).toEqual({
       executionArn: arn,
     });
-    for (const status of ['SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const) {
-      sfn.on(DescribeExecutionCommand).resolvesOnce({ status });
-      expect(await registry.executionStatus(arn)).toBe('ended');
-    }
   });
 
   it('reports an execution Step Functions does not know as unknown, not ended', async () => {
