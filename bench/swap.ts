@@ -13,7 +13,7 @@ import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { type QualifiedName, quoteQualified } from '../lambdas/core/identifiers';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
 import { installSchema } from '../lambdas/core/schema/install';
-import { attemptSwap, dropExpiredVersions, prepareStaging } from '../lambdas/core/swap/engine';
+import { dropExpiredVersions, prepareStaging } from '../lambdas/core/swap/engine';
 import { swapWhenSafe } from '../lambdas/core/swap/gate';
 import { buildSwapPlan, DEFAULT_LOCK_TIMEOUT_MS } from '../lambdas/core/swap/plan';
 import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';

@@ -38,8 +38,11 @@ export interface HandlerAccess {
   readonly writesRunFiles: boolean;
   /** Deletes run files (a finished or failed run's, or those an interrupted run left). */
   readonly deletesRunFiles: boolean;
-  /** Lists this state machine's executions, to refuse overlapping runs. */
-  readonly listsExecutions: boolean;
+  /**
+   * Describes this state machine's executions: whether the run holding the run lease is still
+   * going, to take over the lease of a run that was stopped.
+   */
+  readonly describesExecutions: boolean;
   /** Publishes to the alarm topic. */
   readonly notifies: boolean;
 }
@@ -51,7 +54,7 @@ const BASE: HandlerAccess = {
   readsRunFiles: true,
   writesRunFiles: false,
   deletesRunFiles: false,
-  listsExecutions: false,
+  describesExecutions: false,
   notifies: false,
 };
 
@@ -61,7 +64,7 @@ export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>
     readsRunFiles: false,
     writesRunFiles: true,
     deletesRunFiles: true,
-    listsExecutions: true,
+    describesExecutions: true,
   },
   'dry-run': { ...BASE, deletesRunFiles: true },
   // Clears its tables' folders before UNLOAD (ListObjectsV2 + DeleteObjects), which refuses

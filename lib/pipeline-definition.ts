@@ -148,6 +148,7 @@ export function buildPipelineDefinition(
       context: {
         'stateMachineArn.$': '$$.StateMachine.Id',
         'executionName.$': '$$.Execution.Name',
+        'executionArn.$': '$$.Execution.Id',
         'startedAt.$': '$$.Execution.StartTime',
       },
     },

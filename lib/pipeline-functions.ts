@@ -141,10 +141,11 @@ export class PipelineFunctions extends Construct {
     });
     grantImportRead(storage, this.auroraImportRole);
 
-    const stateMachineArn = Stack.of(this).formatArn({
+    // Every execution of the state machine: arn:...:execution:<state machine name>:<execution>.
+    const executionsArn = Stack.of(this).formatArn({
       service: 'states',
-      resource: 'stateMachine',
-      resourceName: props.stateMachineName,
+      resource: 'execution',
+      resourceName: `${props.stateMachineName}:*`,
       arnFormat: ArnFormat.COLON_RESOURCE_NAME,
     });
     const environment = {
@@ -171,7 +172,7 @@ export class PipelineFunctions extends Construct {
       }
       functions[name] = this.createFunction(name, shared.role, environment, props);
       shared.wildcards.push(
-        ...this.grantStepAccess(name, shared.role, { ...props, stateMachineArn }),
+        ...this.grantStepAccess(name, shared.role, { ...props, executionsArn }),
       );
     }
     for (const { role, wildcards } of roles.values()) acknowledgeWildcardResources(role, wildcards);
@@ -250,7 +251,7 @@ export class PipelineFunctions extends Construct {
   private grantStepAccess(
     name: PipelineHandlerName,
     role: Role,
-    context: PipelineFunctionsProps & { readonly stateMachineArn: string },
+    context: PipelineFunctionsProps & { readonly executionsArn: string },
   ): WildcardResource[] {
     const access = HANDLER_ACCESS[name];
     const { aurora, redshift, storage } = context;
@@ -323,8 +324,13 @@ export class PipelineFunctions extends Construct {
           'Run files have per-run names chosen at run time, so object access covers runs/* of this bucket only.',
       });
     }
-    if (access.listsExecutions) {
-      grant(['states:ListExecutions'], [context.stateMachineArn]);
+    if (access.describesExecutions) {
+      grant(['states:DescribeExecution'], [context.executionsArn]);
+      wildcards.push({
+        resource: context.executionsArn,
+        reason:
+          "The run holding the run lease is a different execution each time, named when it starts; the resource is this state machine's executions only.",
+      });
     }
     if (access.notifies) {
       // Written out rather than topic.grantPublish(), which grants kms:GenerateDataKey*.

@@ -14,6 +14,7 @@ import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness } from '../local/aws/harness';
+import { executionArnOf } from '../local/run/definition';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
@@ -123,6 +124,33 @@ describe('the pipeline through the AWS contract harness', () => {
     expect(orders!.blockers).toEqual([
       expect.objectContaining({ application: 'nightly report', relation: 'public.orders' }),
     ]);
+  });
+
+  it('refuses a run while a running execution holds the lease, and takes it over once that execution was stopped', async () => {
+    const other = executionArnOf(harness.resources.stateMachineArn, 'other-run');
+    const listed = {
+      executionArn: other,
+      stateMachineArn: harness.resources.stateMachineArn,
+      name: 'other-run',
+      status: 'RUNNING' as 'RUNNING' | 'ABORTED',
+      startDate: new Date(),
+    };
+    harness.stepFunctions.executions.push(listed);
+    await target.query(
+      `INSERT INTO redshift_sync.run_lease (environment, run_id, execution_arn)
+       VALUES ($1, 'other-run', $2)`,
+      [harness.resources.environment.ENVIRONMENT_NAME, other],
+    );
+    const refused = await harness.run({ tables: ['public.orders'] });
+    expect(refused.outcome).toMatchObject({ status: 'SUCCEEDED' });
+    const summary = (refused.outcome as { output: RunSummary }).output;
+    expect(summary.status).toBe('NOT_STARTED');
+    expect(summary.error?.message).toContain('other-run');
+    listed.status = 'ABORTED';
+    const { outcome } = await harness.run({ tables: ['public.orders'] });
+    expect((outcome as { output: RunSummary }).output.status).toBe('SUCCEEDED');
+    const { rows } = await target.query('SELECT count(*)::int AS n FROM redshift_sync.run_lease');
+    expect(rows[0].n).toBe(0);
   });
 
   it('fails a stage (an empty source) through fail-run, which cleans up and publishes to the alarm topic', async () => {

@@ -114,6 +114,7 @@ describe('the synthesized state machine definition', () => {
       'request.$': '$',
       context: {
         'stateMachineArn.$': '$$.StateMachine.Id',
+        'executionArn.$': '$$.Execution.Id',
         'executionName.$': '$$.Execution.Name',
         'startedAt.$': '$$.Execution.StartTime',
       },

@@ -288,8 +288,11 @@ describe('the example stack', () => {
     }
   });
 
-  it('lets prepare-run list the executions of its own state machine, by its fixed name', () => {
-    const resources = resourcesFor(statementsOf(example, 'prepare-run'), 'states:ListExecutions');
+  it('lets prepare-run describe the executions of its own state machine only, by its fixed name', () => {
+    const resources = resourcesFor(
+      statementsOf(example, 'prepare-run'),
+      'states:DescribeExecution',
+    );
     expect(resources).toEqual([
       {
         'Fn::Join': [
@@ -297,7 +300,7 @@ describe('the example stack', () => {
           [
             'arn:',
             { Ref: 'AWS::Partition' },
-            ':states:eu-west-1:123456789012:stateMachine:redshift-aurora-sync-test',
+            ':states:eu-west-1:123456789012:execution:redshift-aurora-sync-test:*',
           ],
         ],
       },
@@ -306,6 +309,10 @@ describe('the example stack', () => {
       StateMachineName: 'redshift-aurora-sync-test',
     });
     for (const handler of PIPELINE_HANDLERS.filter((name) => name !== 'prepare-run')) {
+      expect(resourcesFor(statementsOf(example, handler), 'states:DescribeExecution')).toEqual([]);
+    }
+    // The run lease, not the eventually consistent list, keeps runs apart.
+    for (const handler of PIPELINE_HANDLERS) {
       expect(resourcesFor(statementsOf(example, handler), 'states:ListExecutions')).toEqual([]);
     }
   });

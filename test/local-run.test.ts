@@ -283,8 +283,12 @@ describe('a local run', () => {
 
   it('refuses to start while another run of the environment is in progress, leaving its work alone', async () => {
     const others = new LocalRunRegistry(s3Dir);
-    // Another run, alive (this very process) and started earlier.
+    // Another run, alive (this very process) and holding the lease.
     await others.register('earlier-run', Date.now() - 60_000);
+    await target.query(
+      `INSERT INTO redshift_sync.run_lease (environment, run_id, execution_arn)
+       VALUES ('local', 'earlier-run', 'arn:aws:states:us-east-1:000000000000:execution:local:earlier-run')`,
+    );
     await target.query('CREATE TABLE redshift_sync_staging.earlier_runs_table (id int)');
     try {
       const { summary } = await run();
@@ -299,6 +303,11 @@ describe('a local run', () => {
       await others.unregister('earlier-run');
       await target.query('DROP TABLE redshift_sync_staging.earlier_runs_table');
     }
+    // Once that run has ended (its process gone, its record cleared), its lease is taken over.
+    const { summary } = await run();
+    expect(summary.status).toBe('SUCCEEDED');
+    const { rows } = await target.query('SELECT count(*)::int AS n FROM redshift_sync.run_lease');
+    expect(rows[0].n).toBe(0);
   });
 
   it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install the stand-ins', async () => {

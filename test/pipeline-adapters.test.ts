@@ -5,7 +5,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import { DescribeExecutionCommand, ExecutionDoesNotExist, SFNClient } from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
@@ -69,41 +69,27 @@ describe('S3ObjectStore', () => {
 
 describe('StepFunctionsRunRegistry', () => {
   const registry = new StepFunctionsRunRegistry(new SFNClient({ region: 'eu-west-1' }));
-  const arn = 'arn:aws:states:eu-west-1:123456789012:stateMachine:sync-prod';
+  const arn = 'arn:aws:states:eu-west-1:123456789012:execution:sync-prod:run-a';
 
-  it('names the running executions that started before this one, over every page', async () => {
-    sfn
-      .on(ListExecutionsCommand)
-      .resolvesOnce({
-        executions: [execution('later', 300), execution('me', 200)],
-        nextToken: 'p2',
-      })
-      .resolvesOnce({ executions: [execution('earlier', 100)] });
-    expect(await registry.othersInProgress('me', arn)).toEqual(['earlier']);
-    expect(sfn.commandCalls(ListExecutionsCommand)[0]!.args[0].input).toMatchObject({
-      stateMachineArn: arn,
-      statusFilter: 'RUNNING',
+  it('says whether the execution holding the lease is still running', async () => {
+    const statuses = ['RUNNING', 'SUCCEEDED', 'FAILED', 'TIMED_OUT', 'ABORTED'] as const;
+    let described = sfn.on(DescribeExecutionCommand);
+    for (const status of statuses) described = described.resolvesOnce({ status });
+    const answers = [];
+    for (const _ of statuses) answers.push(await registry.executionStatus(arn));
+    expect(answers).toEqual(['running', 'ended', 'ended', 'ended', 'ended']);
+    expect(sfn.commandCalls(DescribeExecutionCommand)[0]!.args[0].input).toEqual({
+      executionArn: arn,
     });
   });
 
-  it('lets exactly one of two runs started in the same instant go on', async () => {
-    sfn.on(ListExecutionsCommand).resolves({
-      executions: [execution('run-a', 100), execution('run-b', 100)],
-    });
-    expect(await registry.othersInProgress('run-a', arn)).toEqual([]);
-    expect(await registry.othersInProgress('run-b', arn)).toEqual(['run-a']);
+  it('reports an execution Step Functions does not know as unknown, not ended', async () => {
+    sfn
+      .on(DescribeExecutionCommand)
+      .rejects(new ExecutionDoesNotExist({ message: 'Execution Does Not Exist', $metadata: {} }));
+    expect(await registry.executionStatus(arn)).toBe('unknown');
   });
 });
-
-function execution(name: string, startedAtMs: number) {
-  return {
-    name,
-    executionArn: `arn:aws:states:eu-west-1:123456789012:execution:sync-prod:${name}`,
-    stateMachineArn: 'arn:aws:states:eu-west-1:123456789012:stateMachine:sync-prod',
-    status: 'RUNNING' as const,
-    startDate: new Date(startedAtMs),
-  };
-}
 
 describe('SnsNotifier', () => {
   it('publishes to its topic with a one-line subject within SNS limits', async () => {

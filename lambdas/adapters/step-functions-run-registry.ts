@@ -1,37 +1,31 @@
-/** RunRegistry over Step Functions: the other RUNNING executions of this state machine. */
-import { ListExecutionsCommand, type SFNClient } from '@aws-sdk/client-sfn';
-import type { RunRegistry } from '../pipeline/deps';
+/**
+ * RunRegistry over Step Functions: DescribeExecution on the one execution holding the run lease.
+ *
+ * Its reference calls it eventually consistent too ("This operation is eventually consistent.
+ * The results are best effort and may not reflect very recent updates and changes.",
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_DescribeExecution.html), so
+ * it is used only where a late answer is safe: an execution's status leaves RUNNING once, for
+ * SUCCEEDED, FAILED, TIMED_OUT or ABORTED, so an answer that lags can only say RUNNING (the run
+ * waits) or that the execution does not exist yet (`unknown`, which the run also treats as
+ * holding the lease). Who holds the lease is decided by Aurora alone.
+ */
+import {
+  DescribeExecutionCommand,
+  ExecutionDoesNotExist,
+  type SFNClient,
+} from '@aws-sdk/client-sfn';
+import type { ExecutionStatus, RunRegistry } from '../pipeline/deps';
 
 export class StepFunctionsRunRegistry implements RunRegistry {
   constructor(private readonly sfn: SFNClient) {}
 
-  async othersInProgress(runId: string, stateMachineArn: string): Promise<string[]> {
-    const running: { name: string; startDate: number }[] = [];
-    let ownStart = Number.POSITIVE_INFINITY;
-    let nextToken: string | undefined;
-    do {
-      const page = await this.sfn.send(
-        new ListExecutionsCommand({
-          stateMachineArn,
-          statusFilter: 'RUNNING',
-          nextToken,
-        }),
-      );
-      for (const execution of page.executions ?? []) {
-        const startDate = execution.startDate?.getTime() ?? 0;
-        if (execution.name === runId) ownStart = startDate;
-        else if (execution.name) running.push({ name: execution.name, startDate });
-      }
-      nextToken = page.nextToken;
-    } while (nextToken);
-    // Of two runs started together, the earlier one goes on (ties broken by name), so they
-    // never both refuse nor both proceed.
-    return running
-      .filter(
-        (other) =>
-          other.startDate < ownStart || (other.startDate === ownStart && other.name < runId),
-      )
-      .sort((a, b) => a.startDate - b.startDate)
-      .map((execution) => execution.name);
+  async executionStatus(executionArn: string): Promise<ExecutionStatus> {
+    try {
+      const execution = await this.sfn.send(new DescribeExecutionCommand({ executionArn }));
+      return execution.status === 'RUNNING' ? 'running' : 'ended';
+    } catch (error) {
+      if (error instanceof ExecutionDoesNotExist) return 'unknown';
+      throw error;
+    }
   }
 }

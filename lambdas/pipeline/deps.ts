@@ -6,13 +6,15 @@
 import type { TransactionalSqlClient } from '../core/sql-client';
 import type { ObjectStore, Warehouse } from '../core/transfer/ports';
 
-/** Who else is running this environment's pipeline right now. */
+/**
+ * What became of one execution: `running`; `ended` (succeeded, failed, stopped, timed out);
+ * `unknown` when no such execution can be found.
+ */
+export type ExecutionStatus = 'running' | 'ended' | 'unknown';
+
+/** Whether the run holding the environment's run lease is still going. */
 export interface RunRegistry {
-  /**
-   * Runs in progress that started before `runId` (their names, oldest first): the ones this
-   * run must give way to.
-   */
-  othersInProgress(runId: string, stateMachineArn: string): Promise<string[]>;
+  executionStatus(executionArn: string): Promise<ExecutionStatus>;
 }
 
 /** Tells people about a failed run (SNS in AWS, the terminal locally). */

@@ -33,7 +33,12 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
-import { ListExecutionsCommand, SFNClient } from '@aws-sdk/client-sfn';
+import {
+  DescribeExecutionCommand,
+  type ExecutionListItem,
+  ListExecutionsCommand,
+  SFNClient,
+} from '@aws-sdk/client-sfn';
 import { PublishCommand, SNSClient } from '@aws-sdk/client-sns';
 import type { Context } from 'aws-lambda';
 import { mockClient } from 'aws-sdk-client-mock';
@@ -45,6 +50,7 @@ import { installAwsS3Shim } from '../emulators/aws-s3-shim';
 import {
   type ExecutionEvent,
   type ExecutionOutcome,
+  executionArnOf,
   type LocalHandler,
   type RunDefinitionOptions,
   runDefinition,
@@ -394,12 +400,12 @@ export class AwsHarness {
     let largestStateBytes = 0;
     const startDate = new Date();
     const { stateMachineArn } = this.resources;
-    const executionArn = `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
-    const listed = {
+    const executionArn = executionArnOf(stateMachineArn, executionName);
+    const listed: ExecutionListItem = {
       executionArn,
       stateMachineArn,
       name: executionName,
-      status: 'RUNNING' as const,
+      status: 'RUNNING',
       startDate,
     };
     this.stepFunctions.executions.unshift(listed);
@@ -448,9 +454,12 @@ export class AwsHarness {
         cause: error.message,
       };
     } finally {
-      const index = this.stepFunctions.executions.indexOf(listed);
-      if (index !== -1) this.stepFunctions.executions.splice(index, 1);
+      // An ended execution stays listed and described with its status, as in the service.
+      // Stopped (aborted) unless it came to an end of its own.
+      listed.status = 'ABORTED';
+      listed.stopDate = new Date();
     }
+    listed.status = outcome.status;
     return { outcome, historyEvents, events, invocations, largestStateBytes };
   }
 
@@ -575,6 +584,9 @@ export class AwsHarness {
     sfn
       .on(ListExecutionsCommand)
       .callsFake((input) => this.stepFunctions.listExecutions(caller(), input));
+    sfn
+      .on(DescribeExecutionCommand)
+      .callsFake((input) => this.stepFunctions.describeExecution(caller(), input));
     const sns = mockClient(SNSClient);
     sns.on(PublishCommand).callsFake((input) => this.sns.publish(caller(), input));
     this.mocks.push(rds, redshift, s3, sfn, sns);

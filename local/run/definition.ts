@@ -256,6 +256,8 @@ export async function runDefinition(
   );
   const executionName =
     options.executionName ?? `local-${new Date().toISOString().replace(/\D/g, '').slice(0, 17)}`;
+  const stateMachineArn =
+    options.stateMachineArn ?? `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:local`;
   const execution = new StateMachine(synthesized.definition).run(input as never, {
     overrides: {
       taskResourceLocalHandlers,
@@ -263,15 +265,8 @@ export async function runDefinition(
       retryIntervalOverrides: { ...options.retryIntervalOverrides },
     },
     context: {
-      Execution: {
-        Id: `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:execution:local:${executionName}`,
-        Name: executionName,
-      },
-      StateMachine: {
-        Id:
-          options.stateMachineArn ??
-          `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:local`,
-      },
+      Execution: { Id: executionArnOf(stateMachineArn, executionName), Name: executionName },
+      StateMachine: { Id: stateMachineArn },
     },
   });
   const { onEvent, abortSignal } = options;
@@ -292,4 +287,9 @@ export async function runDefinition(
     const reason = error.cause as Error;
     return { status: 'FAILED', error: reason.name, cause: reason.message };
   }
+}
+
+/** A Standard execution's ARN: its state machine's, with `execution` and its name. */
+export function executionArnOf(stateMachineArn: string, executionName: string): string {
+  return `${stateMachineArn.replace(':stateMachine:', ':execution:')}:${executionName}`;
 }

@@ -1,11 +1,11 @@
 /**
  * RunRegistry for local runs: a small file per run in progress under `<s3Dir>/.running/`,
- * holding its process id. A file whose process is gone was left by a killed run and is
- * cleared, so a kill never blocks the next run.
+ * holding its process id. It answers for the run lease from its own records: a run whose file
+ * is gone, or whose process is gone (killed), has ended.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { RunRegistry } from '../../lambdas/pipeline/deps';
+import type { ExecutionStatus, RunRegistry } from '../../lambdas/pipeline/deps';
 
 interface RunningFile {
   readonly runId: string;
@@ -39,38 +39,18 @@ export class LocalRunRegistry implements RunRegistry {
     await rm(join(this.folder, `${runId}.json`), { force: true });
   }
 
-  async othersInProgress(runId: string): Promise<string[]> {
-    let names: string[];
+  /** A local execution's ARN ends with its run id (local/run/definition.ts). */
+  async executionStatus(executionArn: string): Promise<ExecutionStatus> {
+    const runId = executionArn.slice(executionArn.lastIndexOf(':') + 1);
+    let entry: RunningFile;
     try {
-      names = await readdir(this.folder);
+      entry = JSON.parse(await readFile(join(this.folder, `${runId}.json`), 'utf8')) as RunningFile;
     } catch {
-      return [];
+      return 'ended';
     }
-    const entries: RunningFile[] = [];
-    for (const name of names) {
-      const path = join(this.folder, name);
-      try {
-        entries.push(JSON.parse(await readFile(path, 'utf8')) as RunningFile);
-      } catch {
-        await rm(path, { force: true });
-      }
-    }
-    const own = entries.find((entry) => entry.runId === runId);
-    const others: RunningFile[] = [];
-    for (const entry of entries) {
-      if (entry.runId === runId) continue;
-      if (!alive(entry.pid)) {
-        await rm(join(this.folder, `${entry.runId}.json`), { force: true });
-        continue;
-      }
-      const before =
-        !own ||
-        entry.startedAt < own.startedAt ||
-        (entry.startedAt === own.startedAt && entry.runId < runId);
-      if (before) others.push(entry);
-    }
-    return others
-      .sort((a, b) => a.startedAt - b.startedAt)
-      .map((entry) => `${entry.runId} (process ${entry.pid})`);
+    if (alive(entry.pid)) return 'running';
+    // Left by a killed run: clear it, so that a later process with the same id is not taken for it.
+    await rm(join(this.folder, `${runId}.json`), { force: true });
+    return 'ended';
   }
 }

@@ -22,7 +22,7 @@ import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
 import { PUBLISH_BY_TRUNCATE_SQL } from './publish-truncate';
 import { RENAME_SQL } from './rename';
-import { RUN_RECORDS_SQL } from './runs';
+import { RUN_LEASE_SQL, RUN_RECORDS_SQL } from './runs';
 import { SWAP_FUNCTION_SQL } from './swap';
 
 /** Which version is installed, and the last migration applied; one row per installation. */
@@ -52,6 +52,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   PUBLISH_BY_MERGE_SQL,
   ...SWAP_FUNCTION_SQL,
   ...RUN_RECORDS_SQL,
+  ...RUN_LEASE_SQL,
 ];
 
 export interface Migration {

@@ -25,3 +25,19 @@ export const RUN_RECORDS_SQL: readonly string[] = [
   `COMMENT ON TABLE ${ADMIN_SCHEMA}.runs IS
     'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait.'`,
 ];
+
+/**
+ * The run lease `redshift_sync.run_lease`: at most one row per environment, naming the run that
+ * holds it. Runs of one environment never overlap because "Check the run request" takes it with
+ * one atomic statement and finish-run or fail-run give it back (lambdas/pipeline/run-lease.ts).
+ */
+export const RUN_LEASE_SQL: readonly string[] = [
+  `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.run_lease (
+    environment text PRIMARY KEY,
+    run_id text NOT NULL,
+    execution_arn text NOT NULL,
+    taken_at timestamptz NOT NULL DEFAULT clock_timestamp()
+  )`,
+  `COMMENT ON TABLE ${ADMIN_SCHEMA}.run_lease IS
+    'The run of the Redshift-to-Aurora sync in progress, per environment. A row left by a run that was stopped is taken over by the next run once Step Functions reports that execution ended; delete it by hand only if that execution no longer exists.'`,
+];

@@ -9,6 +9,7 @@ import { dropExpiredVersions } from '../../core/swap/engine';
 import type { PipelineDeps } from '../deps';
 import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
+import { releaseRunLease } from '../run-lease';
 import { recordRun } from '../run-records';
 import {
   type CaughtError,
@@ -111,6 +112,7 @@ export async function finishRun(state: unknown, deps: PipelineDeps): Promise<Run
     }
   }
   await context.files.deleteAll();
+  await releaseRunLease(deps.aurora, context.run.environment, context.run.runId);
   for (const table of tables) deps.metrics.record('RowsSynced', 'Count', table.rows ?? 0);
   deps.metrics.record('LockWaitSeconds', 'Seconds', end.locks?.waitedSeconds ?? 0);
   deps.metrics.record('TablesSwapped', 'Count', tables.length);
@@ -157,8 +159,9 @@ export async function failRun(
     error,
   };
   // Without $.run the run never got past "Check the run request" (bad input, or another run
-  // in progress): there is nothing of ours to clean, and someone else's run must be left alone.
-  if (end.run && !end.run.dryRun) {
+  // holds the lease): there is nothing of ours to clean, and someone else's run must be left alone.
+  if (end.run) {
+    const run = end.run;
     const cleanup: string[] = [];
     const attempt = async (what: string, action: () => Promise<unknown>) => {
       try {
@@ -168,16 +171,18 @@ export async function failRun(
       }
     };
     let context: RunContext | null = null;
-    await attempt('read the run plan', async () => {
-      context = await loadRun(deps, end.run!);
-    });
+    if (!run.dryRun) {
+      await attempt('read the run plan', async () => {
+        context = await loadRun(deps, run);
+      });
+    }
     if (context) {
       const loaded: RunContext = context;
       const record = await readUnloadIfAny(loaded);
       const swapped = end.swap?.swapped === true;
       const tables = tableSummaries(loaded, record, end, swapped ? 'swapped' : 'failed');
       summary = { ...summary, tables, unloadSubmittedAt: record?.submittedAt ?? null };
-      // Staging belongs to this run alone (runs never overlap), and the live tables were
+      // Staging belongs to this run alone (it holds the lease), and the live tables were
       // never touched unless the swap went through, in which case staging is already gone.
       await attempt('drop the staging tables', () => dropStaleStaging(deps.aurora, []));
       await attempt('record the run', () =>
@@ -185,6 +190,10 @@ export async function failRun(
       );
       await attempt('delete the run files', () => loaded.files.deleteAll());
     }
+    // Last, so that no other run starts while this one's leftovers are still being cleared.
+    await attempt('give back the run lease', () =>
+      releaseRunLease(deps.aurora, run.environment, run.runId),
+    );
     if (cleanup.length > 0) deps.log.warn('clean-up after the failure was incomplete', { cleanup });
   }
   deps.metrics.record('RunsFailed', 'Count', 1);

@@ -9,7 +9,7 @@ import { displayQualified, sameQualifiedName } from '../../core/identifiers';
 import { dropStaleStaging } from '../../core/load/staging';
 import { inspectLocks } from '../../core/locks/inspect';
 import { lockVerdict } from '../../core/locks/verdict';
-import { STAGING_SCHEMA } from '../../core/schema/admin';
+import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../../core/schema/admin';
 import { installSchema } from '../../core/schema/install';
 import { runScopedName, validateRunId } from '../../core/swap/plan';
 import { preflight } from '../../core/swap/preflight';
@@ -18,6 +18,7 @@ import type { PipelineDeps } from '../deps';
 import { parseRunRequest } from '../request';
 import { loadRun } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
+import { releaseRunLease, takeRunLease } from '../run-lease';
 import { describeBlocker, expectObject, expectRun, type RunState } from '../state';
 import type { RunSummary } from '../summary';
 
@@ -44,15 +45,26 @@ export async function prepareRun(
   const request = parseRunRequest(rawRequest);
   const tables = selectTables(config, request.tables, 'the execution input');
   const runId = validateRunId(String(context.executionName));
-  const others = await deps.runs.othersInProgress(runId, String(context.stateMachineArn ?? ''));
-  if (others.length > 0) {
-    const message = `another run of ${deps.settings.environment} is in progress (${others.join(', ')}); runs of one environment never overlap. Wait for it to end, or stop it, then start this one again.`;
-    deps.log.warn('not started: another run is in progress', { runId, others });
+  const environment = deps.settings.environment;
+  // The lease lives in the pipeline's schema, so the schema comes first, for dry runs too.
+  await installPipelineSchema(deps);
+  const lease = await takeRunLease(
+    deps.aurora,
+    { environment, runId, executionArn: String(context.executionArn) },
+    (executionArn) => deps.runs.executionStatus(executionArn),
+  );
+  if (!lease.taken) {
+    const { holder } = lease;
+    const message =
+      lease.holderStatus === 'running'
+        ? `another run of ${environment} is in progress (${holder.runId}, execution ${holder.executionArn}, since ${holder.takenAt}); runs of one environment never overlap. Wait for it to end, or stop it, then start this one again.`
+        : `run ${holder.runId} (execution ${holder.executionArn}) holds the run lease of ${environment} since ${holder.takenAt}, and Step Functions does not know that execution. If it no longer exists, give the lease back with DELETE FROM ${ADMIN_SCHEMA}.run_lease WHERE environment = '${environment.replaceAll("'", "''")}', then start this run again.`;
+    deps.log.warn('not started: another run holds the run lease', { runId, holder });
     return {
       notStarted: {
         status: 'NOT_STARTED',
         runId,
-        environment: deps.settings.environment,
+        environment,
         startedAt: null,
         finishedAt: new Date(deps.now()).toISOString(),
         unloadSubmittedAt: null,
@@ -60,6 +72,12 @@ export async function prepareRun(
         error: { name: 'RunInProgress', message },
       },
     };
+  }
+  if (lease.tookOverFrom) {
+    deps.log.warn('took over the run lease of a run that ended without giving it back', {
+      runId,
+      previous: lease.tookOverFrom,
+    });
   }
   const startedAt = new Date(deps.now()).toISOString();
   const run: RunState = {
@@ -72,9 +90,8 @@ export async function prepareRun(
     targets: tables.map((table) => displayQualified(table.target)),
   };
   if (!request.dryRun) {
-    // No other run is in progress, so whatever is in the staging schema or under runs/ was
-    // left by a run that was killed: clear it before this run starts.
-    await installPipelineSchema(deps);
+    // This run holds the lease, so whatever is in the staging schema or under runs/ was left
+    // by a run that was killed: clear it before this run starts.
     const dropped = await dropStaleStaging(deps.aurora, []);
     const deleted = await deps.objects.deletePrefix(deps.settings.bucket, RUNS_PREFIX);
     if (dropped.length > 0 || deleted > 0) {
@@ -163,6 +180,7 @@ export async function describeRun(state: unknown, deps: PipelineDeps): Promise<D
     { targets: JSON.stringify(context.tables.map((table) => table.target)) },
   );
   await context.files.deleteAll();
+  await releaseRunLease(deps.aurora, context.run.environment, context.run.runId);
   return {
     status: 'DRY_RUN',
     runId: context.run.runId,

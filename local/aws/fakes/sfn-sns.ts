@@ -1,8 +1,11 @@
 /**
- * Step Functions' ListExecutions (the pipeline's check for a run already in progress) over the
- * executions the harness runs, and SNS Publish recording what was sent.
+ * Step Functions' ListExecutions and DescribeExecution (whether the run holding the run lease
+ * is still going) over the executions the harness runs, and SNS Publish recording what was sent.
  */
 import {
+  type DescribeExecutionCommandInput,
+  type DescribeExecutionCommandOutput,
+  ExecutionDoesNotExist,
   type ExecutionListItem,
   type ListExecutionsCommandInput,
   type ListExecutionsCommandOutput,
@@ -57,6 +60,32 @@ export class StepFunctionsFake {
       $metadata: { httpStatusCode: 200 },
       executions: page,
       ...(start + size < matching.length ? { nextToken: String(start + size) } : {}),
+    };
+  }
+
+  async describeExecution(
+    principal: AwsPrincipal,
+    input: DescribeExecutionCommandInput,
+  ): Promise<DescribeExecutionCommandOutput> {
+    const executionArn = input.executionArn ?? '';
+    authorizeOrThrow(
+      this.authorize,
+      principal,
+      { action: 'states:DescribeExecution', resource: executionArn },
+      (message) => namedSdkError(SFNServiceException, 'AccessDeniedException', message, 400),
+    );
+    const execution = this.executions.find((item) => item.executionArn === executionArn);
+    if (!execution) {
+      throw sdkError(ExecutionDoesNotExist, `Execution Does Not Exist: '${executionArn}'`);
+    }
+    return {
+      $metadata: { httpStatusCode: 200 },
+      executionArn,
+      stateMachineArn: execution.stateMachineArn,
+      name: execution.name,
+      status: execution.status,
+      startDate: execution.startDate,
+      ...(execution.stopDate ? { stopDate: execution.stopDate } : {}),
     };
   }
 }
