@@ -42,12 +42,14 @@ export function buildCreateStagingStatement(
   source:
     | { readonly live: QualifiedName; readonly serverVersion: number }
     | { readonly columns: readonly StagingColumn[] },
+  options: { readonly unlogged?: boolean } = {},
 ): string {
+  const create = options.unlogged ? 'CREATE UNLOGGED TABLE' : 'CREATE TABLE';
   if ('live' in source) {
     const including = ['DEFAULTS', 'CONSTRAINTS', 'GENERATED', 'STORAGE'];
     if (source.serverVersion >= COMPRESSION_SINCE) including.push('COMPRESSION');
     including.push('STATISTICS');
-    return `CREATE TABLE ${quoteQualified(staging)} (LIKE ${quoteQualified(source.live)} ${including
+    return `${create} ${quoteQualified(staging)} (LIKE ${quoteQualified(source.live)} ${including
       .map((option) => `INCLUDING ${option}`)
       .join(' ')})`;
   }
@@ -64,7 +66,7 @@ export function buildCreateStagingStatement(
     }
     return `${quoteIdentifier(column.name)} ${column.targetType}`;
   });
-  return `CREATE TABLE ${quoteQualified(staging)} (${definitions.join(', ')})`;
+  return `${create} ${quoteQualified(staging)} (${definitions.join(', ')})`;
 }
 
 function requireStagingSchema(staging: QualifiedName): void {
@@ -79,6 +81,14 @@ function requireStagingSchema(staging: QualifiedName): void {
  * Creates the transfer's staging table, empty, dropping a leftover of the same name first
  * (a retried step). Its shape comes from the live table when there is one, else from the
  * transfer's column types.
+ *
+ * While a `FOR ALL TABLES` publication exists, staging is created UNLOGGED: that publication
+ * would otherwise publish every row loaded into staging, under a table name no subscriber has,
+ * and a schema cannot be left out of it; unlogged tables are never published ("If a FOR ALL
+ * TABLES publication exists, unlogged tables are ignored for publishing changes",
+ * https://www.postgresql.org/message-id/f3f151f7-c4dd-1646-b998-f60bd6217dd3%402ndquadrant.com;
+ * `ALTER TABLE ... SET UNLOGGED` refuses a published table: "Unlogged relations cannot be
+ * replicated"). prepareStaging makes it logged again when it is to become the live table.
  */
 export async function createStagingTable(db: SqlClient, transfer: TableTransfer): Promise<void> {
   requireStagingSchema(transfer.staging);
@@ -87,8 +97,10 @@ export async function createStagingTable(db: SqlClient, transfer: TableTransfer)
     stagingSchemaExists: boolean;
     liveExists: boolean;
     serverVersion: number;
+    allTablesPublished: boolean;
   }>(
     `SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = :stagingSchema) AS "stagingSchemaExists",
+            EXISTS (SELECT FROM pg_publication WHERE puballtables) AS "allTablesPublished",
             to_regclass(format('%I.%I', :schema::text, :name::text)) IS NOT NULL AS "liveExists",
             current_setting('server_version_num')::int AS "serverVersion"`,
     { stagingSchema: STAGING_SCHEMA, schema: live.schema, name: live.name },
@@ -100,17 +112,22 @@ export async function createStagingTable(db: SqlClient, transfer: TableTransfer)
   }
   let statement: string;
   if (facts!.liveExists) {
-    statement = buildCreateStagingStatement(transfer.staging, {
-      live,
-      serverVersion: facts!.serverVersion,
-    });
+    statement = buildCreateStagingStatement(
+      transfer.staging,
+      { live, serverVersion: facts!.serverVersion },
+      { unlogged: facts!.allTablesPublished },
+    );
   } else {
     const columns = transfer.columns.map((column) => ({
       name: column.name,
       targetType: column.targetType,
     }));
     // Checks the texts before the server ever sees them in DDL.
-    statement = buildCreateStagingStatement(transfer.staging, { columns });
+    statement = buildCreateStagingStatement(
+      transfer.staging,
+      { columns },
+      { unlogged: facts!.allTablesPublished },
+    );
     const unknown = await db.query<{ type: string }>(
       `SELECT DISTINCT t.type FROM jsonb_array_elements_text(:types::jsonb) AS t(type)
        WHERE to_regtype(t.type) IS NULL ORDER BY 1`,

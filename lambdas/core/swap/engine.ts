@@ -15,6 +15,7 @@ import {
   analyzeStaging,
   buildStagingIndex,
   type LongStatementOptions,
+  setStagingLogged,
   startWaitBudget,
 } from './long-statements';
 import {
@@ -36,7 +37,7 @@ import type { SwapStrategy, TableSwap } from './types';
  */
 export async function prepareStaging(
   db: SqlClient,
-  table: Pick<TableSwap, 'live' | 'staging'>,
+  table: Pick<TableSwap, 'live' | 'staging'> & { readonly strategy?: SwapStrategy },
   options: LongStatementOptions = {},
 ): Promise<{ readonly statements: readonly string[] }> {
   const budget = startWaitBudget(options);
@@ -46,6 +47,20 @@ export async function prepareStaging(
     stagingSchema: table.staging.schema,
     stagingName: table.staging.name,
   };
+  // Staging created unlogged (a FOR ALL TABLES publication exists: see createStagingTable)
+  // becomes logged before its indexes are built (a rewrite copies them too) when it is to be
+  // the live table: a rename, or a first run. truncate and merge only copy from it.
+  const [persistence] = await db.query<{ stagingUnlogged: boolean; liveExists: boolean }>(
+    `SELECT c.relpersistence = 'u' AS "stagingUnlogged",
+            to_regclass(format('%I.%I', :liveSchema::text, :liveName::text)) IS NOT NULL AS "liveExists"
+     FROM pg_class c WHERE c.oid = format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass`,
+    parameters,
+  );
+  const becomesLive =
+    !persistence?.liveExists || (table.strategy !== 'truncate' && table.strategy !== 'merge');
+  if (persistence?.stagingUnlogged && becomesLive) {
+    await setStagingLogged(db, table.staging, budget);
+  }
   const rows = await db.query<{ statement: string; indexName: string | null }>(
     `SELECT s.statement, s.index_name AS "indexName" FROM
        (SELECT to_regclass(format('%I.%I', :liveSchema::text, :liveName::text)) AS live,

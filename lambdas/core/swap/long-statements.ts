@@ -17,7 +17,12 @@
  *   work that had just finished.
  */
 import { InternalError, SyncError } from '../errors';
-import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
+import {
+  displayIdentifier,
+  displayQualified,
+  type QualifiedName,
+  quoteQualified,
+} from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient, SqlParameters } from '../sql-client';
@@ -113,6 +118,9 @@ export class IndexBuildStoppedError extends LongStatementStoppedError {
 /** ANALYZE of staging stopped before it recorded statistics. */
 export class AnalyzeStoppedError extends LongStatementStoppedError {}
 
+/** ALTER TABLE ... SET LOGGED of staging stopped before the table was logged. */
+export class SetLoggedStoppedError extends LongStatementStoppedError {}
+
 /** A statement cut off by the transport was still running when the bounded wait ran out. */
 export class LongStatementStillRunningError extends SyncError {
   constructor(
@@ -125,28 +133,36 @@ export class LongStatementStillRunningError extends SyncError {
   }
 }
 
-type FollowedKind = 'index build' | 'analyze';
+type FollowedKind = 'index build' | 'analyze' | 'set logged';
 
-/** Where each kind reports progress, and the table locks it holds or waits for until it ends. */
-const FOLLOWED: Readonly<Record<FollowedKind, { progressView: string; lockModes: string }>> = {
-  // CREATE INDEX takes SHARE; ALTER TABLE ... ADD CONSTRAINT (a primary key, unique or
-  // exclusion constraint) takes ACCESS EXCLUSIVE.
-  'index build': {
-    progressView: 'pg_stat_progress_create_index',
-    lockModes: 'ShareLock,AccessExclusiveLock',
-  },
-  analyze: { progressView: 'pg_stat_progress_analyze', lockModes: 'ShareUpdateExclusiveLock' },
-};
+/**
+ * Where each kind reports progress (a table rewrite by ALTER TABLE has no progress view), and
+ * the table locks it holds or waits for until it ends.
+ */
+const FOLLOWED: Readonly<Record<FollowedKind, { progressView: string | null; lockModes: string }>> =
+  {
+    // CREATE INDEX takes SHARE; ALTER TABLE ... ADD CONSTRAINT (a primary key, unique or
+    // exclusion constraint) takes ACCESS EXCLUSIVE.
+    'index build': {
+      progressView: 'pg_stat_progress_create_index',
+      lockModes: 'ShareLock,AccessExclusiveLock',
+    },
+    analyze: { progressView: 'pg_stat_progress_analyze', lockModes: 'ShareUpdateExclusiveLock' },
+    // ALTER TABLE ... SET LOGGED rewrites the table under ACCESS EXCLUSIVE.
+    'set logged': { progressView: null, lockModes: 'AccessExclusiveLock' },
+  };
 
 /** Client backends other than ours that are still working on the table (see the module comment). */
 function runningBackendsSql(kind: FollowedKind): string {
+  const view = FOLLOWED[kind].progressView;
   return `SELECT a.pid,
          coalesce(extract(epoch FROM clock_timestamp() - a.query_start), 0)::int AS seconds,
-         p.phase, a.wait_event_type AS "waitEventType", left(a.query, 300) AS query
+         ${view ? 'p.phase' : 'NULL::text AS phase'}, a.wait_event_type AS "waitEventType",
+         left(a.query, 300) AS query
   FROM (SELECT to_regclass(format('%I.%I', :schema::text, :name::text))::oid AS oid) t
   JOIN pg_stat_activity a ON a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
-  LEFT JOIN ${FOLLOWED[kind].progressView} p ON p.pid = a.pid
-  WHERE p.relid = t.oid
+  ${view ? `LEFT JOIN ${view} p ON p.pid = a.pid` : ''}
+  WHERE ${view ? 'p.relid = t.oid' : 'false'}
      OR EXISTS (SELECT FROM pg_locks l
                 WHERE l.pid = a.pid AND l.locktype = 'relation' AND l.database = a.datid
                   AND l.relation = t.oid AND l.mode = ANY (string_to_array(:lockModes, ',')))
@@ -255,7 +271,9 @@ function followedByKind(
     statement,
     what,
     waiter: "prepareStaging's",
-    progressHint: `${FOLLOWED[kind].progressView} shows how far it is`,
+    progressHint: FOLLOWED[kind].progressView
+      ? `${FOLLOWED[kind].progressView} shows how far it is`
+      : 'pg_locks shows it holding ACCESS EXCLUSIVE on the staging table',
     runningSql: runningBackendsSql(kind),
     runningParameters: {
       schema: staging.schema,
@@ -319,5 +337,37 @@ export async function analyzeStaging(
     `${displayQualified(staging)}: ANALYZE stopped before it finished. ${CUT_OFF}, where it has since ended without recording statistics: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
     staging,
     ANALYZE_SQL,
+  );
+}
+
+const PERSISTENCE_SQL = `SELECT c.relpersistence::text AS persistence FROM pg_class c
+  WHERE c.oid = to_regclass(format('%I.%I', :schema::text, :name::text))`;
+
+/**
+ * Makes an unlogged staging table logged (ALTER TABLE ... SET LOGGED, which rewrites it under
+ * ACCESS EXCLUSIVE; nobody but the pipeline reads staging). If the call is cut off, waits for
+ * the rewrite and requires the table to be logged at its end.
+ */
+export async function setStagingLogged(
+  db: SqlClient,
+  staging: QualifiedName,
+  budget: WaitBudget,
+): Promise<void> {
+  const statement = `ALTER TABLE ${quoteQualified(staging)} SET LOGGED`;
+  if (!(await sendLongRunning(db, statement))) return;
+  await waitWhileRunning(
+    db,
+    followedByKind('set logged', staging, statement, 'making the staging table logged'),
+    budget,
+  );
+  const [state] = await db.query<{ persistence: string }>(PERSISTENCE_SQL, {
+    schema: staging.schema,
+    name: staging.name,
+  });
+  if (state?.persistence === 'p') return;
+  throw new SetLoggedStoppedError(
+    `${displayQualified(staging)}: making the staging table logged stopped before it finished. ${CUT_OFF}, where it has since ended with the table still unlogged: it failed or was cancelled, and the database log says why. Nothing was published; restart the run.`,
+    staging,
+    statement,
   );
 }
