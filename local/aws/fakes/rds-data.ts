@@ -30,6 +30,7 @@ import {
   toPositionalParameters,
   type SqlParameter as Value,
 } from '../../../lambdas/core/sql-client';
+import { DATA_API_VALUE_TYPES } from '../../emulators/session-setup';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS, jsonBytes } from '../limits';
 import { authorizeOrThrow, sdkError } from './sdk-errors';
@@ -47,26 +48,6 @@ export interface RdsDataFakeOptions {
   /** Sees each statement and its parameters once authorized, before it runs; may throw to refuse it. */
   readonly beforeStatement?: (sql: string, parameters: Readonly<Record<string, Value>>) => void;
 }
-
-const { builtins } = pg.types;
-
-/** Column values as the Data API's JSON carries them: numbers and booleans typed, the rest text. */
-const JSON_TYPES: pg.CustomTypesConfig = {
-  getTypeParser: (oid: number) => {
-    switch (oid) {
-      case builtins.INT2:
-      case builtins.INT4:
-      case builtins.INT8:
-      case builtins.FLOAT4:
-      case builtins.FLOAT8:
-        return Number;
-      case builtins.BOOL:
-        return (value: string) => value === 't';
-      default:
-        return (value: string) => value;
-    }
-  },
-};
 
 /** The typeHint values ExecuteStatement accepts (API_SqlParameter.html). */
 const TYPE_HINTS = new Set(['JSON', 'UUID', 'TIMESTAMP', 'DATE', 'TIME', 'DECIMAL']);
@@ -101,7 +82,7 @@ export class RdsDataFake {
     const transaction = input.transactionId ? this.transaction(input.transactionId) : undefined;
     const client = transaction?.client ?? (await this.pool.connect());
     const pid = processId(client);
-    const running = client.query({ text, values, types: JSON_TYPES }).finally(() => {
+    const running = client.query({ text, values, types: DATA_API_VALUE_TYPES }).finally(() => {
       if (!transaction) client.release();
     });
     let timer: NodeJS.Timeout | undefined;

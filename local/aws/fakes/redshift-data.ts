@@ -39,12 +39,8 @@ import {
 } from '@aws-sdk/client-redshift-data';
 import pg from 'pg';
 import { installRedshiftShims } from '../../emulators/redshift-shims';
-import {
-  bindNamedParameters,
-  pointAtShims,
-  SHIM_SCHEMA,
-  significantTokens,
-} from '../../emulators/redshift-sql';
+import { bindNamedParameters, pointAtShims, significantTokens } from '../../emulators/redshift-sql';
+import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from '../../emulators/session-setup';
 import { isUnload, parseUnload, runUnload } from '../../emulators/unload';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS } from '../limits';
@@ -111,33 +107,6 @@ interface Statement {
   cancelled: boolean;
   done: Promise<void>;
 }
-
-/** Redshift's session defaults that PostgreSQL does not share (as local-warehouse.ts sets). */
-const SESSION_SETUP = [
-  'SET standard_conforming_strings = off',
-  'SET escape_string_warning = off',
-  "SET timezone TO 'UTC'",
-  "SET datestyle TO 'ISO, MDY'",
-  `SET search_path TO "$user", public, ${SHIM_SCHEMA}`,
-].join('; ');
-
-const { builtins } = pg.types;
-const FIELD_TYPES: pg.CustomTypesConfig = {
-  getTypeParser: (oid: number) => {
-    switch (oid) {
-      case builtins.INT2:
-      case builtins.INT4:
-      case builtins.INT8:
-      case builtins.FLOAT4:
-      case builtins.FLOAT8:
-        return Number;
-      case builtins.BOOL:
-        return (value: string) => value === 't';
-      default:
-        return (value: string) => value;
-    }
-  },
-};
 
 function validation(message: string): ValidationException {
   return sdkError(ValidationException, message);
@@ -369,7 +338,7 @@ export class RedshiftDataFake {
     client.on('error', () => {});
     await this.installShims();
     await client.connect();
-    await client.query(SESSION_SETUP);
+    await client.query(REDSHIFT_SESSION_SETUP);
     // Redshift's snapshot isolation: a transaction's snapshot is taken at its first query.
     await client.query("SET default_transaction_isolation = 'repeatable read'");
     const session: Session = {
@@ -540,7 +509,7 @@ export class RedshiftDataFake {
       if (own) {
         await this.installShims();
         await session.connect();
-        await session.query(SESSION_SETUP);
+        await session.query(REDSHIFT_SESSION_SETUP);
       }
       statement.pid = (session as unknown as { processID: number }).processID;
       this.setStatus(statement, 'PICKED');
@@ -607,7 +576,7 @@ export class RedshiftDataFake {
       return;
     }
     const { text, values } = bindNamedParameters(pointAtShims(sub.sql), parameters);
-    const result = await session.query({ text, values, types: FIELD_TYPES });
+    const result = await session.query({ text, values, types: DATA_API_VALUE_TYPES });
     if (result.fields.length > 0) {
       sub.rows = result.rows;
       const types = await this.typeNames(
