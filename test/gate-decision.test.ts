@@ -18,31 +18,7 @@ import {
   recordBusyAttempt,
   retryDelayMs,
 } from '../lambdas/core/swap/gate-decision';
-
-function holder(overrides: Partial<LockHolder> = {}): LockHolder {
-  return {
-    pid: 4242,
-    user: 'alice',
-    applicationName: 'psql',
-    clientAddr: '10.0.0.7',
-    state: 'idle in transaction',
-    autovacuumWraparound: false,
-    gid: null,
-    relation: { schema: 'public', name: 'orders' },
-    targetMode: 'AccessExclusiveLock',
-    mode: 'AccessShareLock',
-    granted: true,
-    transactionAgeSeconds: 47.2,
-    queryAgeSeconds: 46.9,
-    transactionStartMicros: '1732200000000000',
-    waitEventType: 'Client',
-    blockingPids: [],
-    query: 'SELECT * FROM orders',
-    ownSession: false,
-    parallelWorkers: 0,
-    ...overrides,
-  };
-}
+import { holder } from './support/lock-holders';
 
 const young = (pid = 5151) => holder({ pid, transactionAgeSeconds: 0.3, applicationName: 'loop' });
 const autovacuum = holder({

@@ -1,31 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { LockHolder } from '../lambdas/core/locks/inspect';
 import { DEFAULT_GRACE_SECONDS, lockVerdict } from '../lambdas/core/locks/verdict';
-
-function holder(overrides: Partial<LockHolder> = {}): LockHolder {
-  return {
-    pid: 4242,
-    user: 'alice',
-    applicationName: 'psql',
-    clientAddr: '10.0.0.7',
-    state: 'idle in transaction',
-    autovacuumWraparound: false,
-    gid: null,
-    relation: { schema: 'public', name: 'orders' },
-    targetMode: 'AccessExclusiveLock',
-    mode: 'AccessShareLock',
-    granted: true,
-    transactionAgeSeconds: 47.2,
-    queryAgeSeconds: 46.9,
-    transactionStartMicros: '1732200000000000',
-    waitEventType: 'Client',
-    blockingPids: [],
-    query: 'SELECT * FROM orders',
-    ownSession: false,
-    parallelWorkers: 0,
-    ...overrides,
-  };
-}
+import { holder } from './support/lock-holders';
 
 describe('lockVerdict', () => {
   it('is safe with no holders, and grace defaults to 2 s', () => {

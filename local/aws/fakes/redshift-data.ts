@@ -38,6 +38,7 @@ import {
   ValidationException,
 } from '@aws-sdk/client-redshift-data';
 import pg from 'pg';
+import type { LambdaEnvironment } from '../../../lambdas/handlers/environment';
 import { installRedshiftShims } from '../../emulators/redshift-shims';
 import { bindNamedParameters, pointAtShims, significantTokens } from '../../emulators/redshift-sql';
 import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from '../../emulators/session-setup';
@@ -55,14 +56,7 @@ export interface RedshiftDataFakeOptions {
   readonly region: string;
   readonly account: string;
   /** The cluster or workgroup, and how callers sign in: a secret, or DbUser (cluster only). */
-  readonly target:
-    | {
-        readonly clusterIdentifier: string;
-        readonly database: string;
-        readonly secretArn?: string;
-        readonly dbUser?: string;
-      }
-    | { readonly workgroupName: string; readonly database: string; readonly secretArn?: string };
+  readonly target: LambdaEnvironment['redshift'];
   /** The cluster's default IAM role, for `IAM_ROLE default`. */
   readonly defaultIamRole?: string;
   /** Slices of the emulated cluster (UNLOAD writes a file per slice). Default 2. */
