@@ -3,7 +3,7 @@
  * holding its process id. It answers for the run lease from its own records: a run whose file
  * is gone, or whose process is gone (killed), has ended.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { ExecutionStatus, RunRegistry } from '../../lambdas/pipeline/deps';
 
@@ -29,8 +29,15 @@ export class LocalRunRegistry implements RunRegistry {
     this.folder = join(s3Dir, '.running');
   }
 
+  /** Records this run, and clears the files of runs whose process is gone (killed). */
   async register(runId: string, startedAt: number): Promise<void> {
     await mkdir(this.folder, { recursive: true });
+    for (const name of await readdir(this.folder)) {
+      const entry = await readFile(join(this.folder, name), 'utf8')
+        .then((text) => JSON.parse(text) as RunningFile)
+        .catch(() => null);
+      if (entry === null || !alive(entry.pid)) await rm(join(this.folder, name), { force: true });
+    }
     const entry: RunningFile = { runId, pid: process.pid, startedAt };
     await writeFile(join(this.folder, `${runId}.json`), JSON.stringify(entry));
   }
