@@ -11,12 +11,13 @@
  * (`redshift_sync.publish_by_<strategy>`). The function pins its search_path, so the caller's
  * search_path changes nothing.
  */
+import { ADMIN_SCHEMA } from './admin';
 import { SYNC_SQLSTATE } from './sqlstates';
 
 const { stagingColumnsDiffer, invalidArguments } = SYNC_SQLSTATE;
 
 export const PUBLISH_CHECKS_SQL = `
-CREATE OR REPLACE FUNCTION redshift_sync.publish_pair(
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_pair(
   p_strategy text, p_live regclass, p_staging regclass, p_key_columns text[] DEFAULT NULL)
 RETURNS TABLE (live text, staging text)
 LANGUAGE plpgsql
@@ -28,7 +29,7 @@ DECLARE
   v_problem text;
 BEGIN
   IF p_live IS NULL OR p_staging IS NULL THEN
-    RAISE EXCEPTION 'redshift_sync.publish_by_% needs a live and a staging table (got live %, staging %)',
+    RAISE EXCEPTION '${ADMIN_SCHEMA}.publish_by_% needs a live and a staging table (got live %, staging %)',
       p_strategy, coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
       USING ERRCODE = '${invalidArguments}';
   END IF;

@@ -17,12 +17,13 @@
  * and extension types would otherwise let a visible change through unpublished, for good,
  * since every later run would find the row unchanged too. Keys are matched the same way.
  */
+import { ADMIN_SCHEMA } from './admin';
 import { SYNC_SQLSTATE } from './sqlstates';
 
 const { badStagingData, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
 export const PUBLISH_BY_MERGE_SQL = `
-CREATE OR REPLACE FUNCTION redshift_sync.publish_by_merge(
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_merge(
   p_live regclass, p_staging regclass, p_key_columns text[])
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -72,7 +73,7 @@ BEGIN
   -- Arguments, and staging's columns against live's (key columns included even if generated):
   -- see publish-checks.ts.
   SELECT c.live, c.staging INTO v_live, v_staging
-    FROM redshift_sync.publish_pair('merge', p_live, p_staging, p_key_columns) c;
+    FROM ${ADMIN_SCHEMA}.publish_pair('merge', p_live, p_staging, p_key_columns) c;
   -- Only live's own rows are staging's to replace. Without ONLY, DELETE and UPDATE also reach
   -- the rows of tables that inherit from live ("If ONLY is not specified, matching rows are also
   -- deleted from any tables inheriting from the named table", DELETE reference), and the

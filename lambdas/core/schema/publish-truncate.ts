@@ -7,6 +7,7 @@
  * Names only reach the dynamic SQL quoted by format('%I') from the catalog, and the function
  * pins its search_path, so the caller's search_path changes nothing.
  */
+import { ADMIN_SCHEMA } from './admin';
 import { SYNC_SQLSTATE } from './sqlstates';
 
 /**
@@ -19,7 +20,7 @@ import { SYNC_SQLSTATE } from './sqlstates';
 const { strategyNotPossible } = SYNC_SQLSTATE;
 
 export const PUBLISH_BY_TRUNCATE_SQL = `
-CREATE OR REPLACE FUNCTION redshift_sync.publish_by_truncate(p_live regclass, p_staging regclass)
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_truncate(p_live regclass, p_staging regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -34,7 +35,7 @@ DECLARE
 BEGIN
   -- Arguments, and staging's columns against live's: see publish-checks.ts.
   SELECT c.live, c.staging INTO v_live, v_staging
-    FROM redshift_sync.publish_pair('truncate', p_live, p_staging) c;
+    FROM ${ADMIN_SCHEMA}.publish_pair('truncate', p_live, p_staging) c;
 
   -- TRUNCATE of a partitioned table empties every partition, and TRUNCATE ONLY of one is an
   -- error ("cannot truncate only a partitioned table"). Publishing into partitioned tables
