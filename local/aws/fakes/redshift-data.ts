@@ -117,6 +117,17 @@ export class RedshiftDataFake {
 
   constructor(private readonly options: RedshiftDataFakeOptions) {}
 
+  /** How many calls ran on each session, by session id: what a run asked of the Data API. */
+  callsPerSession(): Map<string, number> {
+    const calls = new Map<string, number>();
+    for (const statement of this.statements.values()) {
+      if (statement.session) {
+        calls.set(statement.session.id, (calls.get(statement.session.id) ?? 0) + 1);
+      }
+    }
+    return calls;
+  }
+
   /** The ARN IAM evaluates the Data API's statement calls on. */
   get resourceArn(): string {
     const { region, account, target } = this.options;

@@ -1,0 +1,83 @@
+/**
+ * A run of 40 tables through the AWS contract harness: more tables than one Redshift Data API
+ * batch holds (40 statements), so the unload spans several calls of one session, each
+ * authorized, owned and limited as AWS does, and every table still comes from one snapshot.
+ */
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeConfig } from '../lambdas/core/config';
+import type { RunSummary } from '../lambdas/pipeline/summary';
+import { STATE } from '../lib/pipeline-definition';
+import { AwsHarness } from '../local/aws/harness';
+import { AWS_LIMITS } from '../local/aws/limits';
+import { freshDatabase, type TestDatabase } from './support/db';
+
+const TABLES = 40;
+const names = Array.from({ length: TABLES }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
+
+let sourceDb: TestDatabase;
+let targetDb: TestDatabase;
+let source: pg.Client;
+let target: pg.Client;
+let harness: AwsHarness;
+
+beforeAll(async () => {
+  sourceDb = await freshDatabase();
+  targetDb = await freshDatabase();
+  source = await sourceDb.connect('test setup');
+  target = await targetDb.connect('test setup');
+  const s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-scale-'));
+  await chmod(s3Dir, 0o755);
+  await source.query(
+    `CREATE SCHEMA sales; ${names
+      .map(
+        (name, i) =>
+          `CREATE TABLE sales.${name} (id bigint, note text);
+           INSERT INTO sales.${name} SELECT g, '${name}' FROM generate_series(1, ${i + 1}) g;`,
+      )
+      .join('\n')}`,
+  );
+  await target.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user}`);
+  harness = await AwsHarness.start({
+    runtimeConfig: parseRuntimeConfig(
+      {
+        tables: names.map((name) => ({ source: `sales.${name}`, target: `public.${name}` })),
+        locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30 },
+      },
+      'scale test config',
+    ),
+    sourceUrl: sourceDb.url,
+    targetUrl: targetDb.pipelineUrl,
+    adminUrl: targetDb.url,
+    s3Dir,
+    waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
+  });
+});
+
+afterAll(async () => {
+  await harness?.close();
+});
+
+describe('a run of 40 tables through the AWS contract harness', () => {
+  it('unloads them in one session over several calls, and publishes every one', async () => {
+    const run = await harness.run({});
+    expect(run.outcome).toMatchObject({ status: 'SUCCEEDED' });
+    const summary = (run.outcome as { output: RunSummary }).output;
+    expect(summary.tables.map((table) => [table.target, table.status, table.rows])).toEqual(
+      names.map((name, i) => [`public.${name}`, 'swapped', i + 1]),
+    );
+    const { rows } = await target.query<{ n: number }>(
+      `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 't%'`,
+    );
+    expect(rows[0]!.n).toBe(TABLES);
+    // More statements than one batch holds (40): one session, more than one call on it.
+    const sessions = [...harness.redshiftData.callsPerSession().values()];
+    expect(sessions).toHaveLength(1);
+    expect(sessions[0]).toBeGreaterThan(1);
+    expect(run.largestStateBytes).toBeLessThan(AWS_LIMITS.stepFunctions.maxPayloadBytes / 4);
+    expect(run.historyEvents).toBeLessThan(AWS_LIMITS.stepFunctions.maxHistoryEvents / 10);
+  }, 180_000);
+});
