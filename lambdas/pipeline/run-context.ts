@@ -11,12 +11,12 @@ import { resolveMergeKey } from '../core/swap/primary-key';
 import type { TableSwap } from '../core/swap/types';
 import type { SyncTable, TableTransfer } from '../core/transfer/types';
 import type { PipelineDeps } from './deps';
-import { RunFiles, type RunPlan, type UnloadRecord } from './run-files';
+import { RunFiles, type RunSetup, type UnloadRecord } from './run-files';
 import type { RunState } from './state';
 
 export interface RunContext {
   readonly run: RunState;
-  readonly plan: RunPlan;
+  readonly setup: RunSetup;
   readonly config: RuntimeConfig;
   readonly tables: readonly SyncTable[];
   readonly files: RunFiles;
@@ -24,10 +24,10 @@ export interface RunContext {
 
 export async function loadRun(deps: PipelineDeps, run: RunState): Promise<RunContext> {
   const files = new RunFiles(deps.objects, deps.settings.bucket, run.runId);
-  const plan = await files.readPlan();
-  const config = parseRuntimeConfig(plan.config, `run ${run.runId}'s configuration`);
-  const tables = selectTables(config, plan.targets, `run ${run.runId}'s table list`);
-  return { run, plan, config, tables, files };
+  const setup = await files.readSetup();
+  const config = parseRuntimeConfig(setup.config, `run ${run.runId}'s configuration`);
+  const tables = selectTables(config, setup.targets, `run ${run.runId}'s table list`);
+  return { run, setup, config, tables, files };
 }
 
 /** The transfer of one target of the run, found by the name the state carries. */

@@ -1,6 +1,6 @@
 /**
  * The run's folder in the bucket, `runs/<runId>/`: UNLOAD's data files and manifests per
- * table, and what the steps hand each other that is too big for the state (the plan, the
+ * table, and what the steps hand each other that is too big for the state (the run's setup, the
  * column transfers, the source figures, each table's list of data files: the state carries
  * only names and counts, so its size does not grow with the files). Deleted when the run ends; a lifecycle rule expires
  * whatever a killed run left.
@@ -18,8 +18,8 @@ export function runPrefix(runId: string): string {
   return `${RUNS_PREFIX}${runId}/`;
 }
 
-/** The plan "Check the run request" fixed: the configuration as it was, the tables chosen. */
-export interface RunPlan {
+/** What "Check the run request" fixed for the run: the configuration as it was, the tables chosen. */
+export interface RunSetup {
   readonly runId: string;
   readonly environment: string;
   readonly startedAt: string;
@@ -76,12 +76,12 @@ export class RunFiles {
     return this.objects.putText(this.bucket, this.key(name), JSON.stringify(value));
   }
 
-  readPlan(): Promise<RunPlan> {
+  readSetup(): Promise<RunSetup> {
     return this.read('run.json');
   }
 
-  writePlan(plan: RunPlan): Promise<void> {
-    return this.write('run.json', plan);
+  writeSetup(setup: RunSetup): Promise<void> {
+    return this.write('run.json', setup);
   }
 
   readUnload(): Promise<UnloadRecord> {

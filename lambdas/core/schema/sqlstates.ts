@@ -13,7 +13,7 @@ export const SYNC_SQLSTATE = {
   privilegesNotReproduced: 'RS102',
   /** Staging's indexes are not the live table's (staging was not prepared). */
   indexesDoNotMatch: 'RS103',
-  /** The staging table named in the plan does not exist. */
+  /** The staging table named in the swap plan does not exist. */
   stagingMissing: 'RS104',
   /** The staging table's columns are not the live table's. Rebuild staging. */
   stagingColumnsDiffer: 'RS110',

@@ -172,7 +172,7 @@ export async function failRun(
     };
     let context: RunContext | null = null;
     if (!run.dryRun) {
-      await attempt('read the run plan', async () => {
+      await attempt("read the run's setup", async () => {
         context = await loadRun(deps, run);
       });
     }

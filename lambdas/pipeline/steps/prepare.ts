@@ -101,7 +101,7 @@ export async function prepareRun(
       });
     }
   }
-  await new RunFiles(deps.objects, deps.settings.bucket, runId).writePlan({
+  await new RunFiles(deps.objects, deps.settings.bucket, runId).writeSetup({
     runId,
     environment: run.environment,
     startedAt,
@@ -110,7 +110,7 @@ export async function prepareRun(
     config: runtimeConfigJson(config),
     targets: run.targets,
   });
-  deps.log.info('run planned', { runId, tables: run.targets, dryRun: run.dryRun });
+  deps.log.info('run set up', { runId, tables: run.targets, dryRun: run.dryRun });
   return { run };
 }
 
@@ -144,7 +144,7 @@ export interface DryRunSummary {
   readonly tables: readonly DryRunTable[];
 }
 
-/** Plan only: nothing is unloaded, created or swapped. */
+/** Describes what the run would do; nothing is unloaded, created or swapped. */
 export async function describeRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
   const context = await loadRun(deps, expectRun(state));
   const problems: string[] = [];
