@@ -27,7 +27,7 @@ import type {
   WarehouseSession,
 } from '../../lambdas/core/transfer/ports';
 import { LocalObjectStore } from './local-object-store';
-import { installRedshiftShims } from './redshift-shims';
+import { RedshiftShimInstaller } from './redshift-shims';
 import { bindNamedParameters, pointAtShims, significantTokens } from './redshift-sql';
 import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from './session-setup';
 import {
@@ -105,7 +105,7 @@ export class LocalWarehouse implements Warehouse {
   private readonly sessions = new Set<pg.Client>();
   private readonly bucket: LocalObjectStore;
   private readonly slices: number;
-  private shims: Promise<void> | null = null;
+  private readonly shims = new RedshiftShimInstaller(() => this.connect());
   private closed = false;
 
   constructor(private readonly options: LocalWarehouseOptions) {
@@ -247,7 +247,7 @@ export class LocalWarehouse implements Warehouse {
       ready: Promise.resolve(),
     };
     session.ready = (async () => {
-      await this.installShims();
+      await this.shims.ensure();
       await client.connect();
       await client.query(
         `${REDSHIFT_SESSION_SETUP}; SET default_transaction_isolation TO 'repeatable read'`,
@@ -307,22 +307,6 @@ export class LocalWarehouse implements Warehouse {
     return session;
   }
 
-  private installShims(): Promise<void> {
-    this.shims ??= (async () => {
-      const session = this.connect();
-      await session.connect();
-      try {
-        await installRedshiftShims(session);
-      } finally {
-        await session.end();
-      }
-    })().catch((error: unknown) => {
-      this.shims = null;
-      throw error;
-    });
-    return this.shims;
-  }
-
   private async runInSession(submission: Submission, session: Session): Promise<void> {
     try {
       await session.ready;
@@ -350,7 +334,7 @@ export class LocalWarehouse implements Warehouse {
     const session = this.connect();
     this.sessions.add(session);
     try {
-      await this.installShims();
+      await this.shims.ensure();
       await session.connect();
       await session.query(REDSHIFT_SESSION_SETUP);
       submission.status = 'STARTED';

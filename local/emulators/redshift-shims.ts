@@ -80,3 +80,30 @@ export async function installRedshiftShims(client: pg.ClientBase): Promise<void>
     throw error;
   }
 }
+
+/**
+ * Installs the shims in one database the first time a session there needs them, once for
+ * every caller; a failed install is tried again by the next caller.
+ */
+export class RedshiftShimInstaller {
+  private installed: Promise<void> | null = null;
+
+  /** `connect` gives a new, not yet connected client to the database. */
+  constructor(private readonly connect: () => pg.Client) {}
+
+  ensure(): Promise<void> {
+    this.installed ??= (async () => {
+      const session = this.connect();
+      await session.connect();
+      try {
+        await installRedshiftShims(session);
+      } finally {
+        await session.end();
+      }
+    })().catch((error: unknown) => {
+      this.installed = null;
+      throw error;
+    });
+    return this.installed;
+  }
+}

@@ -39,7 +39,7 @@ import {
 } from '@aws-sdk/client-redshift-data';
 import pg from 'pg';
 import type { LambdaEnvironment } from '../../../lambdas/handlers/environment';
-import { installRedshiftShims } from '../../emulators/redshift-shims';
+import { RedshiftShimInstaller } from '../../emulators/redshift-shims';
 import { bindNamedParameters, pointAtShims, significantTokens } from '../../emulators/redshift-sql';
 import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from '../../emulators/session-setup';
 import { isUnload, parseUnload, runUnload } from '../../emulators/unload';
@@ -113,7 +113,9 @@ function notFound(): ResourceNotFoundException {
 export class RedshiftDataFake {
   private readonly statements = new Map<string, Statement>();
   private readonly sessions = new Map<string, Session>();
-  private shims: Promise<void> | null = null;
+  private readonly shims = new RedshiftShimInstaller(
+    () => new pg.Client({ connectionString: this.options.sourceUrl }),
+  );
 
   constructor(private readonly options: RedshiftDataFakeOptions) {}
 
@@ -341,7 +343,7 @@ export class RedshiftDataFake {
       application_name: 'redshift-data-api fake session',
     });
     client.on('error', () => {});
-    await this.installShims();
+    await this.shims.ensure();
     await client.connect();
     await client.query(REDSHIFT_SESSION_SETUP);
     // Redshift's snapshot isolation: a transaction's snapshot is taken at its first query.
@@ -512,7 +514,7 @@ export class RedshiftDataFake {
     if (own) session.on('error', () => {});
     try {
       if (own) {
-        await this.installShims();
+        await this.shims.ensure();
         await session.connect();
         await session.query(REDSHIFT_SESSION_SETUP);
       }
@@ -601,22 +603,6 @@ export class RedshiftDataFake {
       [oids],
     );
     return new Map(rows.map((row) => [row.oid, row.name]));
-  }
-
-  private installShims(): Promise<void> {
-    this.shims ??= (async () => {
-      const session = new pg.Client({ connectionString: this.options.sourceUrl });
-      await session.connect();
-      try {
-        await installRedshiftShims(session);
-      } finally {
-        await session.end();
-      }
-    })().catch((error: unknown) => {
-      this.shims = null;
-      throw error;
-    });
-    return this.shims;
   }
 
   private async cancelBackend(pid: number): Promise<void> {
