@@ -27,7 +27,7 @@ import {
 import { LambdaInvoke } from 'aws-cdk-lib/aws-stepfunctions-tasks';
 import type { Construct } from 'constructs';
 import { type RuntimeConfig, runtimeConfigJson } from '../lambdas/core/config';
-import { type PipelineHandlerName, timeoutSecondsFor } from './handlers';
+import { type PipelineFunctionName, timeoutSecondsFor } from './function-access';
 
 /** Every state's name, so tests, the local run and its progress display refer to the same ones. */
 export const STATE = {
@@ -89,7 +89,7 @@ export const LAMBDA_SERVICE_ERRORS = [
 export const TASK_TIMEOUT_MARGIN_SECONDS = 30;
 
 export interface PipelineDefinitionProps {
-  readonly functions: Readonly<Record<PipelineHandlerName, IFunction>>;
+  readonly functions: Readonly<Record<PipelineFunctionName, IFunction>>;
   readonly runtimeConfig: RuntimeConfig;
 }
 
@@ -100,7 +100,7 @@ export function buildPipelineDefinition(
   const { functions } = props;
   const invoke = (
     name: string,
-    handler: PipelineHandlerName,
+    handler: PipelineFunctionName,
     resultPath?: string,
   ): LambdaInvoke => {
     const task = new LambdaInvoke(scope, name, {

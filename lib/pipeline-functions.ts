@@ -1,6 +1,6 @@
 /**
  * The pipeline's Lambda functions, one per handler, and the roles they and the databases run
- * as: the per-step access table (lib/handlers.ts) turned into least-privilege statements. The
+ * as: the per-step access table (lib/function-access.ts) turned into least-privilege statements. The
  * steps that submit and poll Redshift statements share one role, since the Redshift Data API
  * answers only the role that submitted a statement (see roleGroupOf). Redshift assumes the
  * UNLOAD role to write run files, Aurora the import role (feature s3Import) to read them.
@@ -28,13 +28,13 @@ import {
 } from '../lambdas/handlers/environment-variables';
 import { RUNS_PREFIX } from '../lambdas/pipeline/run-files';
 import {
-  HANDLER_ACCESS,
-  PIPELINE_HANDLERS,
-  type PipelineHandlerName,
+  FUNCTION_ACCESS,
+  PIPELINE_FUNCTIONS,
+  type PipelineFunctionName,
   REDSHIFT_STATEMENTS_ROLE,
   roleGroupOf,
   timeoutSecondsFor,
-} from './handlers';
+} from './function-access';
 import { acknowledgeWildcardResources, isLiteral, refuseProp, type WildcardResource } from './nag';
 import {
   describeRedshift,
@@ -120,7 +120,7 @@ export interface PipelineFunctionsProps {
 }
 
 export class PipelineFunctions extends Construct {
-  readonly functions: Readonly<Record<PipelineHandlerName, NodejsFunction>>;
+  readonly functions: Readonly<Record<PipelineFunctionName, NodejsFunction>>;
   /** The role UNLOAD runs as: `unloadRole`, or the one created here. */
   readonly unloadRole: IRole;
   /** Whether the UNLOAD role was created here (and so must still be attached to Redshift). */
@@ -161,9 +161,9 @@ export class PipelineFunctions extends Construct {
       POWERTOOLS_SERVICE_NAME: SERVICE_NAME,
       POWERTOOLS_METRICS_NAMESPACE: METRICS_NAMESPACE,
     } satisfies Partial<Record<LambdaEnvironmentVariable, string>>;
-    const functions = {} as Record<PipelineHandlerName, NodejsFunction>;
+    const functions = {} as Record<PipelineFunctionName, NodejsFunction>;
     const roles = new Map<string, { role: Role; wildcards: WildcardResource[] }>();
-    for (const name of PIPELINE_HANDLERS) {
+    for (const name of PIPELINE_FUNCTIONS) {
       const group = roleGroupOf(name);
       let shared = roles.get(group);
       if (!shared) {
@@ -193,7 +193,7 @@ export class PipelineFunctions extends Construct {
   }
 
   private createFunction(
-    name: PipelineHandlerName,
+    name: PipelineFunctionName,
     role: Role,
     environment: Partial<Record<LambdaEnvironmentVariable, string>>,
     props: PipelineFunctionsProps,
@@ -247,13 +247,13 @@ export class PipelineFunctions extends Construct {
     });
   }
 
-  /** Grants the step's access (HANDLER_ACCESS) to its role; returns the wildcards to acknowledge. */
+  /** Grants the step's access (FUNCTION_ACCESS) to its role; returns the wildcards to acknowledge. */
   private grantStepAccess(
-    name: PipelineHandlerName,
+    name: PipelineFunctionName,
     role: Role,
     context: PipelineFunctionsProps & { readonly executionsArn: string },
   ): WildcardResource[] {
-    const access = HANDLER_ACCESS[name];
+    const access = FUNCTION_ACCESS[name];
     const { aurora, redshift, storage } = context;
     const runFiles = storage.runFilesArn;
     const grant = (actions: string[], resources: string[]) =>

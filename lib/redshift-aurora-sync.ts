@@ -20,7 +20,7 @@ import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import type { StateMachine } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import type { RuntimeConfig } from '../lambdas/core/config';
-import type { PipelineHandlerName } from './handlers';
+import type { PipelineFunctionName } from './function-access';
 import {
   type AuroraTarget,
   auroraClusterIdentifier,
@@ -110,7 +110,7 @@ export class RedshiftAuroraSync extends Construct {
   /** The role to attach to the Aurora cluster for feature s3Import. */
   readonly auroraImportRole: Role;
   readonly topic: ITopic;
-  readonly functions: Readonly<Record<PipelineHandlerName, NodejsFunction>>;
+  readonly functions: Readonly<Record<PipelineFunctionName, NodejsFunction>>;
   readonly stateMachine: StateMachine;
   readonly schedule: Schedule;
 

@@ -16,7 +16,7 @@ import {
 } from 'aws-cdk-lib/aws-stepfunctions';
 import { Construct } from 'constructs';
 import { CONFIG_DEFAULTS, type RuntimeConfig } from '../lambdas/core/config';
-import { PIPELINE_HANDLERS, type PipelineHandlerName } from './handlers';
+import { PIPELINE_FUNCTIONS, type PipelineFunctionName } from './function-access';
 import { acknowledgeWildcardResources, isLiteral, refuseProp } from './nag';
 import { buildPipelineDefinition } from './pipeline-definition';
 import { checkScheduleAgainstDaylightSaving } from './schedule-daylight-saving';
@@ -57,7 +57,7 @@ export type PipelineStateMachineOverrides = Omit<
 
 export interface SyncStateMachineProps {
   /** One function per handler (PipelineFunctions' `functions`). */
-  readonly functions: Readonly<Record<PipelineHandlerName, IFunction>>;
+  readonly functions: Readonly<Record<PipelineFunctionName, IFunction>>;
   /** Tables, lock, unload and retention settings; embedded in the definition. */
   readonly runtimeConfig: RuntimeConfig;
   /**
@@ -123,7 +123,7 @@ export class SyncStateMachine extends Construct {
       ...overrides,
     });
     acknowledgeWildcardResources(this.stateMachine.role, [
-      ...PIPELINE_HANDLERS.map((name) => ({
+      ...PIPELINE_FUNCTIONS.map((name) => ({
         resource: `${props.functions[name].functionArn}:*`,
         reason:
           "Each Lambda task may invoke its function by version or alias; the grant names the pipeline's own functions.",
@@ -150,7 +150,7 @@ function validate(
   props: SyncStateMachineProps,
   schedule: Required<RunSchedule>,
 ): void {
-  const missing = PIPELINE_HANDLERS.filter((name) => !props.functions[name]);
+  const missing = PIPELINE_FUNCTIONS.filter((name) => !props.functions[name]);
   if (missing.length > 0) {
     refuseProp(
       scope,

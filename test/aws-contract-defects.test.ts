@@ -11,7 +11,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { tableS3Prefix } from '../lambdas/core/unload/statement';
-import type { PipelineHandlerName } from '../lib/handlers';
+import type { PipelineFunctionName } from '../lib/function-access';
 import { STATE } from '../lib/pipeline-definition';
 import {
   AwsHarness,
@@ -99,7 +99,7 @@ function firstFailure(run: HarnessRun): { state: string; error: string; cause: s
   };
 }
 
-function roleOf(policies: TemplatePolicies, handler: PipelineHandlerName): string {
+function roleOf(policies: TemplatePolicies, handler: PipelineFunctionName): string {
   return policies.functions[stack.synthesized.functionLogicalIds[handler]]!.roleArn;
 }
 

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { App, type CfnResource } from 'aws-cdk-lib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
-import type { PipelineHandlerName } from '../lib/handlers';
+import type { PipelineFunctionName } from '../lib/function-access';
 import { SyncStack } from '../lib/sync-stack';
 import { AccessDeniedError, type Authorize, type AwsRequest } from '../local/aws/access';
 import { authorizerFromTemplate } from '../local/aws/iam/authorizer';
@@ -31,7 +31,7 @@ afterAll(() => {
 interface Deployed {
   readonly policies: TemplatePolicies;
   readonly authorize: Authorize;
-  readonly functionOf: (handler: PipelineHandlerName) => LambdaFunction;
+  readonly functionOf: (handler: PipelineFunctionName) => LambdaFunction;
 }
 
 /** The stack of the example configuration with `awsChanges`, and the authorizer over it. */
@@ -260,7 +260,7 @@ describe('policiesFromTemplate', () => {
 
 describe('the synthesized stack, through the authorizer', () => {
   let deployed: Deployed;
-  let roleOf: (handler: PipelineHandlerName) => string;
+  let roleOf: (handler: PipelineFunctionName) => string;
   let unloadRole: string;
   let auroraImportRole: string;
   /** A function's resolved environment: the names the handlers are configured with. */

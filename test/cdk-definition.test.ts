@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig, type RuntimeConfig, runtimeConfigJson } from '../lambdas/core/config';
-import { timeoutSecondsFor } from '../lib/handlers';
+import { timeoutSecondsFor } from '../lib/function-access';
 import {
   LAMBDA_SERVICE_ERRORS,
   STATE,

@@ -5,7 +5,7 @@ import { Key } from 'aws-cdk-lib/aws-kms';
 import { Bucket } from 'aws-cdk-lib/aws-s3';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { afterAll, describe, expect, it } from 'vitest';
-import { PIPELINE_HANDLERS, type PipelineHandlerName } from '../lib/handlers';
+import { PIPELINE_FUNCTIONS, type PipelineFunctionName } from '../lib/function-access';
 import { PipelineFunctions, type PipelineFunctionsProps } from '../lib/pipeline-functions';
 import type { RedshiftTarget } from '../lib/redshift-access';
 import { RunStorage } from '../lib/run-storage';
@@ -65,8 +65,8 @@ function build(
 }
 
 /** Every statement of the identity policies attached to the function's role. */
-function statementsOf(built: Built, handler: PipelineHandlerName): Statement[] {
-  const role = built.parts.functions[handler].role!;
+function statementsOf(built: Built, name: PipelineFunctionName): Statement[] {
+  const role = built.parts.functions[name].role!;
   const roleId = built.stack.getLogicalId(role.node.defaultChild as never);
   return Object.values(
     built.template.findResources('AWS::IAM::Policy', { Properties: { Roles: [{ Ref: roleId }] } }),
@@ -92,10 +92,10 @@ describe('PipelineFunctions', () => {
         return new Secret(stack, 'AuroraSecret', { encryptionKey: secretKey });
       },
     });
-    for (const handler of PIPELINE_HANDLERS) {
-      const decrypts = resourcesFor(statementsOf(built, handler), 'kms:Decrypt');
+    for (const name of PIPELINE_FUNCTIONS) {
+      const decrypts = resourcesFor(statementsOf(built, name), 'kms:Decrypt');
       expect(decrypts).toContainEqual(keyArnOf(built, secretKey));
-      expect(resourcesFor(statementsOf(built, handler), 'secretsmanager:GetSecretValue')).toEqual([
+      expect(resourcesFor(statementsOf(built, name), 'secretsmanager:GetSecretValue')).toEqual([
         {
           Ref: built.stack.getLogicalId(
             built.stack.node.findChild('AuroraSecret').node.defaultChild as never,
@@ -111,8 +111,8 @@ describe('PipelineFunctions', () => {
   it('grants no key for a secret under the AWS-managed key: only the run key is decrypted', () => {
     const built = build();
     const runKey = built.stack.node.findChild('Storage').node.findChild('Key') as Key;
-    for (const handler of PIPELINE_HANDLERS) {
-      const statements = statementsOf(built, handler);
+    for (const name of PIPELINE_FUNCTIONS) {
+      const statements = statementsOf(built, name);
       expect(resourcesFor(statements, 'secretsmanager:GetSecretValue')).toEqual([SECRET_ARN]);
       for (const resource of resourcesFor(statements, 'kms:Decrypt')) {
         expect(resource).toEqual(keyArnOf(built, runKey));

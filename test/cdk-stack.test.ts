@@ -9,18 +9,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
 import { LAMBDA_ENVIRONMENT_VARIABLES } from '../lambdas/handlers/environment-variables';
 import {
-  PIPELINE_HANDLERS,
-  type PipelineHandlerName,
+  PIPELINE_FUNCTIONS,
+  type PipelineFunctionName,
   roleGroupOf,
   timeoutSecondsFor,
-} from '../lib/handlers';
+} from '../lib/function-access';
 import { SyncStack } from '../lib/sync-stack';
 
 const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;
 const EXAMPLE_AWS = EXAMPLE.aws as Record<string, unknown>;
 const EXAMPLE_TABLES = (EXAMPLE.tables as unknown[]).length;
 /** The functions that run as the one role submitting and polling Redshift statements. */
-const REDSHIFT_ROLE_FUNCTIONS: PipelineHandlerName[] = ['start-unload', 'check-unload'];
+const REDSHIFT_ROLE_FUNCTIONS: PipelineFunctionName[] = ['start-unload', 'check-unload'];
 
 interface Synthesized {
   readonly app: App;
@@ -62,9 +62,9 @@ function logicalIdOf(stack: Stack, construct: { node: { defaultChild?: unknown }
 }
 
 /** Every statement granted to the function's role, with actions as a list. */
-function statementsOf(synthesized: Synthesized, handler: PipelineHandlerName): Statement[] {
+function statementsOf(synthesized: Synthesized, name: PipelineFunctionName): Statement[] {
   const { stack, template } = synthesized;
-  const role = synthesized.stack.sync.functions[handler].role!;
+  const role = synthesized.stack.sync.functions[name].role!;
   const roleId = logicalIdOf(stack, role);
   const policies = template.findResources('AWS::IAM::Policy', {
     Properties: { Roles: [{ Ref: roleId }] },
@@ -131,15 +131,15 @@ describe('the example stack', () => {
   });
 
   it('has one function per handler: Node 24 on arm64, traced, with its timeout and every variable', () => {
-    for (const handler of PIPELINE_HANDLERS) {
-      const fn = example.stack.sync.functions[handler];
+    for (const name of PIPELINE_FUNCTIONS) {
+      const fn = example.stack.sync.functions[name];
       const resource =
         example.template.findResources('AWS::Lambda::Function')[logicalIdOf(example.stack, fn)]!;
       expect(resource.Properties).toMatchObject({
         Runtime: 'nodejs24.x',
         Architectures: ['arm64'],
         TracingConfig: { Mode: 'Active' },
-        Timeout: timeoutSecondsFor(handler, EXAMPLE_TABLES),
+        Timeout: timeoutSecondsFor(name, EXAMPLE_TABLES),
         LoggingConfig: { LogGroup: { Ref: expect.any(String) } },
       });
       const variables = Object.keys(resource.Properties.Environment.Variables);
@@ -149,7 +149,7 @@ describe('the example stack', () => {
       expect(variables).toEqual(expect.arrayContaining(expected));
     }
     const timeouts = Object.fromEntries(
-      PIPELINE_HANDLERS.map((handler) => [handler, timeoutSecondsFor(handler, EXAMPLE_TABLES)]),
+      PIPELINE_FUNCTIONS.map((name) => [name, timeoutSecondsFor(name, EXAMPLE_TABLES)]),
     );
     expect(timeouts).toMatchObject({
       // Starts files for 200 s, each ending within its 45 s Data API call.
@@ -183,8 +183,8 @@ describe('the example stack', () => {
 
   it('lets every function use Aurora, on the cluster and its secret only', () => {
     // check-unload itself does not, but it shares start-unload's role (see the Redshift test).
-    for (const handler of PIPELINE_HANDLERS) {
-      const statements = statementsOf(example, handler);
+    for (const name of PIPELINE_FUNCTIONS) {
+      const statements = statementsOf(example, name);
       expect(resourcesFor(statements, 'rds-data:ExecuteStatement')).toEqual([
         'arn:aws:rds:eu-west-1:123456789012:cluster:app',
       ]);
@@ -202,16 +202,16 @@ describe('the example stack', () => {
   });
 
   it('runs start-unload and check-unload as one role, since the Data API answers only the submitter', () => {
-    const roleRef = (handler: PipelineHandlerName) =>
-      example.stack.resolve(example.stack.sync.functions[handler].role!.roleArn);
+    const roleRef = (name: PipelineFunctionName) =>
+      example.stack.resolve(example.stack.sync.functions[name].role!.roleArn);
     expect(roleRef('check-unload')).toEqual(roleRef('start-unload'));
-    const lambdaRole = (handler: PipelineHandlerName) =>
+    const lambdaRole = (name: PipelineFunctionName) =>
       example.template.findResources('AWS::Lambda::Function')[
-        logicalIdOf(example.stack, example.stack.sync.functions[handler])
+        logicalIdOf(example.stack, example.stack.sync.functions[name])
       ]!.Properties.Role;
     expect(lambdaRole('check-unload')).toEqual(lambdaRole('start-unload'));
     // fail-run cancels no statement, so it keeps a role of its own, as every other function.
-    const others = PIPELINE_HANDLERS.filter((name) => !REDSHIFT_ROLE_FUNCTIONS.includes(name));
+    const others = PIPELINE_FUNCTIONS.filter((name) => !REDSHIFT_ROLE_FUNCTIONS.includes(name));
     const otherRoles = new Set(others.map((name) => JSON.stringify(lambdaRole(name))));
     expect(otherRoles.size).toBe(others.length);
     expect(otherRoles.has(JSON.stringify(lambdaRole('start-unload')))).toBe(false);
@@ -219,12 +219,12 @@ describe('the example stack', () => {
   });
 
   it('lets only the Redshift role submit Redshift statements and read them', () => {
-    for (const handler of PIPELINE_HANDLERS) {
-      const statements = statementsOf(example, handler);
+    for (const name of PIPELINE_FUNCTIONS) {
+      const statements = statementsOf(example, name);
       const submits = resourcesFor(statements, 'redshift-data:ExecuteStatement');
       const reads = resourcesFor(statements, 'redshift-data:DescribeStatement');
       expect(submits).toEqual(
-        REDSHIFT_ROLE_FUNCTIONS.includes(handler)
+        REDSHIFT_ROLE_FUNCTIONS.includes(name)
           ? [
               {
                 'Fn::Join': [
@@ -240,7 +240,7 @@ describe('the example stack', () => {
           : [],
       );
       expect(resourcesFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
-      expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(handler) ? ['*'] : []);
+      expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(name) ? ['*'] : []);
     }
     expect(
       resourcesFor(statementsOf(example, 'start-unload'), 'secretsmanager:GetSecretValue'),
@@ -268,22 +268,22 @@ describe('the example stack', () => {
       'finish-run',
       'fail-run',
     ];
-    for (const handler of PIPELINE_HANDLERS) {
-      const statements = statementsOf(example, handler);
+    for (const name of PIPELINE_FUNCTIONS) {
+      const statements = statementsOf(example, name);
       expect(resourcesFor(statements, 's3:PutObject')).toEqual(
-        writers.includes(handler) ? [runFiles] : [],
+        writers.includes(name) ? [runFiles] : [],
       );
       expect(resourcesFor(statements, 's3:DeleteObject')).toEqual(
-        deleters.includes(handler) ? [runFiles] : [],
+        deleters.includes(name) ? [runFiles] : [],
       );
       expect(resourcesFor(statements, 's3:GetObject')).toEqual(
-        handler === 'prepare-run' ? [] : [runFiles],
+        name === 'prepare-run' ? [] : [runFiles],
       );
       const listing = statements.filter((statement) =>
         actionsOf([statement]).includes('s3:ListBucket'),
       );
       expect(listing.map((statement) => statement.Condition)).toEqual(
-        deleters.includes(handler) ? [{ StringLike: { 's3:prefix': ['runs/*'] } }] : [],
+        deleters.includes(name) ? [{ StringLike: { 's3:prefix': ['runs/*'] } }] : [],
       );
     }
   });
@@ -308,20 +308,20 @@ describe('the example stack', () => {
     example.template.hasResourceProperties('AWS::StepFunctions::StateMachine', {
       StateMachineName: 'redshift-aurora-sync-test',
     });
-    for (const handler of PIPELINE_HANDLERS.filter((name) => name !== 'prepare-run')) {
-      expect(resourcesFor(statementsOf(example, handler), 'states:DescribeExecution')).toEqual([]);
+    for (const name of PIPELINE_FUNCTIONS.filter((name) => name !== 'prepare-run')) {
+      expect(resourcesFor(statementsOf(example, name), 'states:DescribeExecution')).toEqual([]);
     }
     // The run lease, not the eventually consistent list, keeps runs apart.
-    for (const handler of PIPELINE_HANDLERS) {
-      expect(resourcesFor(statementsOf(example, handler), 'states:ListExecutions')).toEqual([]);
+    for (const name of PIPELINE_FUNCTIONS) {
+      expect(resourcesFor(statementsOf(example, name), 'states:ListExecutions')).toEqual([]);
     }
   });
 
   it('lets only fail-run publish to the alarm topic', () => {
     const topic = { Ref: logicalIdOf(example.stack, example.stack.sync.topic) };
-    for (const handler of PIPELINE_HANDLERS) {
-      expect(resourcesFor(statementsOf(example, handler), 'sns:Publish')).toEqual(
-        handler === 'fail-run' ? [topic] : [],
+    for (const name of PIPELINE_FUNCTIONS) {
+      expect(resourcesFor(statementsOf(example, name), 'sns:Publish')).toEqual(
+        name === 'fail-run' ? [topic] : [],
       );
     }
   });

@@ -6,7 +6,7 @@ import { LogGroup } from 'aws-cdk-lib/aws-logs';
 import { LogLevel } from 'aws-cdk-lib/aws-stepfunctions';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
-import { PIPELINE_HANDLERS, type PipelineHandlerName } from '../lib/handlers';
+import { PIPELINE_FUNCTIONS, type PipelineFunctionName } from '../lib/function-access';
 import { SyncStateMachine, type SyncStateMachineProps } from '../lib/sync-state-machine';
 import { nagFindings, removeTestOutput, testStack } from './support/cdk';
 
@@ -18,9 +18,9 @@ const RUNTIME_CONFIG = parseRuntimeConfig(
 );
 
 /** The pipeline's functions as imported ones: the state machine needs only their ARNs. */
-function importedFunctions(stack: Stack): Record<PipelineHandlerName, IFunction> {
+function importedFunctions(stack: Stack): Record<PipelineFunctionName, IFunction> {
   return Object.fromEntries(
-    PIPELINE_HANDLERS.map((name) => [
+    PIPELINE_FUNCTIONS.map((name) => [
       name,
       LambdaFunction.fromFunctionArn(
         stack,
@@ -28,7 +28,7 @@ function importedFunctions(stack: Stack): Record<PipelineHandlerName, IFunction>
         `arn:aws:lambda:eu-west-1:123456789012:function:sync-${name}`,
       ),
     ]),
-  ) as Record<PipelineHandlerName, IFunction>;
+  ) as Record<PipelineFunctionName, IFunction>;
 }
 
 /** The definition: imported functions' ARNs are literals, so it is one JSON string. */
@@ -126,7 +126,7 @@ describe('SyncStateMachine', () => {
     expect(
       () =>
         new SyncStateMachine(stack, 'Runs', {
-          functions: withoutSwap as Record<PipelineHandlerName, IFunction>,
+          functions: withoutSwap as Record<PipelineFunctionName, IFunction>,
           runtimeConfig: RUNTIME_CONFIG,
         }),
     ).toThrow(/PartTest\/Runs: functions has no function for swap-tables/);

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
-import type { PipelineHandlerName } from '../lib/handlers';
+import type { PipelineFunctionName } from '../lib/function-access';
 import { STATE } from '../lib/pipeline-definition';
 import {
   type ExecutionEvent,
@@ -58,7 +58,7 @@ class NamedError extends Error {
 }
 
 /** Test doubles of every step, each answering as the real one does on a smooth run. */
-function smoothRun(): Record<PipelineHandlerName, LocalHandler> {
+function smoothRun(): Record<PipelineFunctionName, LocalHandler> {
   return {
     'prepare-run': async () => ({ run: RUN }),
     'dry-run': async (input: State) => ({ status: 'DRY_RUN', runId: input.run.runId }),
@@ -107,14 +107,14 @@ interface Recorded {
   /** Top-level states in the order they were entered. */
   readonly path: string[];
   /** Every step call, in order, with its input. */
-  readonly calls: { handler: PipelineHandlerName; input: State }[];
-  inputsOf(handler: PipelineHandlerName): State[];
+  readonly calls: { handler: PipelineFunctionName; input: State }[];
+  inputsOf(handler: PipelineFunctionName): State[];
   /** The largest input or output of any state, in bytes of JSON (Step Functions' 256 KB limit). */
   readonly largestStateBytes: number;
 }
 
 async function run(
-  changes: Partial<Record<PipelineHandlerName, LocalHandler>> = {},
+  changes: Partial<Record<PipelineFunctionName, LocalHandler>> = {},
   options: { readonly realBlockerWait?: boolean; readonly input?: unknown } = {},
 ): Promise<Recorded> {
   const calls: Recorded['calls'] = [];
@@ -123,7 +123,7 @@ async function run(
     Object.entries(handlers).map(([handler, fn]) => [
       handler,
       async (input: unknown) => {
-        calls.push({ handler: handler as PipelineHandlerName, input });
+        calls.push({ handler: handler as PipelineFunctionName, input });
         return fn(input);
       },
     ]),
@@ -381,7 +381,7 @@ describe('the state machine, run locally', () => {
   });
 
   describe('a failure in any stage', () => {
-    const failing: [PipelineHandlerName, Partial<Record<PipelineHandlerName, LocalHandler>>][] = [
+    const failing: [PipelineFunctionName, Partial<Record<PipelineFunctionName, LocalHandler>>][] = [
       ['prepare-run', {}],
       ['dry-run', { 'prepare-run': async () => ({ run: { ...RUN, dryRun: true } }) }],
       ['start-unload', {}],

@@ -45,7 +45,7 @@ import { mockClient } from 'aws-sdk-client-mock';
 import pg from 'pg';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { LambdaEnvironmentVariable } from '../../lambdas/handlers/environment-variables';
-import { type PipelineHandlerName, timeoutSecondsFor } from '../../lib/handlers';
+import { type PipelineFunctionName, timeoutSecondsFor } from '../../lib/function-access';
 import { installAwsS3Shim } from '../emulators/aws-s3-shim';
 import {
   type ExecutionEvent,
@@ -192,7 +192,7 @@ export function resourcesOf(stack: HarnessStack): HarnessResources {
 /** The Lambda handlers by name, imported as Lambda loads them: the module's `handler` export. */
 const HANDLER_MODULES: Readonly<
   Record<
-    PipelineHandlerName,
+    PipelineFunctionName,
     () => Promise<{ handler: (event: unknown, context: Context) => Promise<unknown> }>
   >
 > = {
@@ -232,12 +232,12 @@ export interface AwsHarnessOptions {
   /** The RDS Data API's per-call cut-off (45 s), scaled for tests. */
   readonly rdsCallTimeoutMs?: number;
   /** Milliseconds a function may run instead of its synthesized timeout, by handler. */
-  readonly functionTimeoutMs?: Partial<Record<PipelineHandlerName, number>>;
+  readonly functionTimeoutMs?: Partial<Record<PipelineFunctionName, number>>;
   /**
    * Runs before each handler invocation, with the state it is given: lets a test put in place
    * what an earlier attempt of the step would have left (a retried Lambda).
    */
-  readonly beforeInvoke?: (handler: PipelineHandlerName, input: unknown) => Promise<void>;
+  readonly beforeInvoke?: (handler: PipelineFunctionName, input: unknown) => Promise<void>;
   /** Slices of the emulated Redshift cluster: UNLOAD writes (at least) a file per slice. Default 2. */
   readonly redshiftSlices?: number;
   /** Milliseconds the named Wait states wait (the emulated unload is quick). */
@@ -250,7 +250,7 @@ export interface HarnessRun {
   readonly historyEvents: number;
   readonly events: ExecutionEvent[];
   /** Every Task's handler invocation, in order of start. */
-  readonly invocations: { handler: PipelineHandlerName; role: string }[];
+  readonly invocations: { handler: PipelineFunctionName; role: string }[];
   /** The largest state input or output of the run, in bytes (the limit is 256 KiB). */
   readonly largestStateBytes: number;
 }
@@ -344,7 +344,7 @@ export class AwsHarness {
   }
 
   /** The role `handler`'s function runs as in the stack. */
-  roleOf(handler: PipelineHandlerName): string {
+  roleOf(handler: PipelineFunctionName): string {
     const { synthesized, policies } = this.stack;
     return policies.functions[synthesized.functionLogicalIds[handler]]!.roleArn;
   }
@@ -375,7 +375,7 @@ export class AwsHarness {
     };
     const invocations: HarnessRun['invocations'] = [];
     const handlers = Object.fromEntries(
-      (Object.keys(HANDLER_MODULES) as PipelineHandlerName[]).map((name) => {
+      (Object.keys(HANDLER_MODULES) as PipelineFunctionName[]).map((name) => {
         const local: LocalHandler = async (stateInput) => {
           const fn = policies.functions[synthesized.functionLogicalIds[name]]!;
           invocations.push({ handler: name, role: fn.roleArn });
@@ -482,7 +482,7 @@ export class AwsHarness {
    * JSON {errorType, errorMessage, trace}.
    */
   private async invoke(
-    name: PipelineHandlerName,
+    name: PipelineFunctionName,
     fn: LambdaFunction,
     input: unknown,
     timeoutMs: number,

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { App, type CfnResource } from 'aws-cdk-lib';
 import { ExecutionError, StateMachine, type StateMachineDefinition } from 'aws-local-stepfunctions';
 import type { AwsSettings, RuntimeConfig } from '../../lambdas/core/config';
-import type { PipelineHandlerName } from '../../lib/handlers';
+import type { PipelineFunctionName } from '../../lib/function-access';
 import { SyncStack } from '../../lib/sync-stack';
 
 installPromiseWithResolvers();
@@ -72,11 +72,11 @@ export interface SynthesizedDefinition {
   /** The Amazon States Language document, Lambda ARNs resolved to `arn:aws:lambda:...:function:<logical id>`. */
   readonly definition: StateMachineDefinition;
   /** The handler each Task state runs, by state name (Map iterations included). */
-  readonly handlerByState: Readonly<Record<string, PipelineHandlerName>>;
+  readonly handlerByState: Readonly<Record<string, PipelineFunctionName>>;
   /** The whole synthesized CloudFormation template, as `cdk synth` writes it. */
   readonly template: SynthesizedTemplate;
   /** Each handler's AWS::Lambda::Function logical ID in `template`. */
-  readonly functionLogicalIds: Readonly<Record<PipelineHandlerName, string>>;
+  readonly functionLogicalIds: Readonly<Record<PipelineFunctionName, string>>;
   /** Where the stack was synthesized for: what its pseudo parameters resolve to. */
   readonly environment: {
     readonly account: string;
@@ -111,10 +111,10 @@ export function synthesizeDefinition(
         ? { ...LOCAL_AWS, unloadRoleArn: options.unloadRoleArn }
         : LOCAL_AWS,
     });
-    const handlerByFunction = new Map<string, PipelineHandlerName>();
+    const handlerByFunction = new Map<string, PipelineFunctionName>();
     for (const [handler, fn] of Object.entries(stack.sync.functions)) {
       const logicalId = stack.getLogicalId(fn.node.defaultChild as CfnResource);
-      handlerByFunction.set(logicalId, handler as PipelineHandlerName);
+      handlerByFunction.set(logicalId, handler as PipelineFunctionName);
     }
     const template = app.synth().getStackByName(stack.stackName).template as SynthesizedTemplate;
     const stateMachines = Object.values(template.Resources).filter(
@@ -141,7 +141,7 @@ export function synthesizeDefinition(
       template,
       functionLogicalIds: Object.fromEntries(
         [...handlerByFunction].map(([logicalId, handler]) => [handler, logicalId]),
-      ) as Record<PipelineHandlerName, string>,
+      ) as Record<PipelineFunctionName, string>,
       environment: { account: LOCAL_ACCOUNT, region: LOCAL_REGION, partition: 'aws' },
     };
   } finally {
@@ -178,9 +178,9 @@ type States = StateMachineDefinition['States'];
 /** Every Task state, nested Map processors included, mapped to the handler its Resource names. */
 function handlersOfTasks(
   definition: Pick<StateMachineDefinition, 'States'>,
-  handlerByFunction: ReadonlyMap<string, PipelineHandlerName>,
-): Record<string, PipelineHandlerName> {
-  const handlers: Record<string, PipelineHandlerName> = {};
+  handlerByFunction: ReadonlyMap<string, PipelineFunctionName>,
+): Record<string, PipelineFunctionName> {
+  const handlers: Record<string, PipelineFunctionName> = {};
   const visit = (states: States) => {
     for (const [name, state] of Object.entries(states)) {
       if (state.Type === 'Task') {
@@ -235,7 +235,7 @@ export type ExecutionOutcome =
  */
 export async function runDefinition(
   synthesized: SynthesizedDefinition,
-  handlersByName: Readonly<Partial<Record<PipelineHandlerName, LocalHandler>>>,
+  handlersByName: Readonly<Partial<Record<PipelineFunctionName, LocalHandler>>>,
   input: unknown,
   options: RunDefinitionOptions = {},
 ): Promise<ExecutionOutcome> {

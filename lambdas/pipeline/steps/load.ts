@@ -23,7 +23,7 @@ export const CHECK_STAGING_BUDGET_MS = 13 * 60_000;
 /**
  * How long one "Import files into staging" keeps starting files. A file started before this
  * ends within one Data API call (cut off at 45 s, lambdas/core/load/import.ts), so the
- * function returns within its 300 s timeout (lib/handlers.ts) however many files remain.
+ * function returns within its 300 s timeout (lib/function-access.ts) however many files remain.
  */
 export const IMPORT_BUDGET_MS = 200_000;
 /** Files imported at once by one "Import files into staging" (one Data API call each). */

@@ -243,7 +243,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
   const gate = await openGate(deps, context, plan, firstCheckAt);
   // A truncate or merge swap cut off by the Data API is followed until it commits or ends,
-  // within the function's 15 minutes (lib/handlers.ts).
+  // within the function's 15 minutes (lib/function-access.ts).
   const follow = {
     deadline: deps.now() + SWAP_FOLLOW_BUDGET_MS,
     pollIntervalMs: 5_000,

@@ -44,7 +44,7 @@ export const SESSION_KEEP_ALIVE_SECONDS = 600;
 
 /**
  * How long one "Check whether the unload finished" follows the session before it hands back
- * to the state machine's Wait (its function's timeout is 120 s: see lib/handlers.ts).
+ * to the state machine's Wait (its function's timeout is 120 s: see lib/function-access.ts).
  */
 export const UNLOAD_CHECK_BUDGET_MS = 50_000;
 const FIRST_PAUSE_MS = 1_000;

@@ -1,11 +1,11 @@
 /**
  * The pipeline's Lambda functions, one per handler file `lambdas/handlers/<name>.ts`, and
  * what each may touch. The construct turns this table into timeouts and IAM statements, so
- * a reviewer reads every function's access in one place. No CDK imports: the handlers and
- * the local run may read it too.
+ * a reviewer reads every function's access in one place. No CDK imports: the local run and
+ * the AWS contract harness read it too (the Lambda code may not import from lib/).
  */
 
-export const PIPELINE_HANDLERS = [
+export const PIPELINE_FUNCTIONS = [
   'prepare-run',
   'dry-run',
   'start-unload',
@@ -20,9 +20,9 @@ export const PIPELINE_HANDLERS = [
   'fail-run',
 ] as const;
 
-export type PipelineHandlerName = (typeof PIPELINE_HANDLERS)[number];
+export type PipelineFunctionName = (typeof PIPELINE_FUNCTIONS)[number];
 
-export interface HandlerAccess {
+export interface FunctionAccess {
   /** Seconds before Lambda stops the function. */
   readonly timeoutSeconds: number;
   /** Runs SQL in Aurora through the RDS Data API. */
@@ -47,7 +47,7 @@ export interface HandlerAccess {
   readonly notifies: boolean;
 }
 
-const BASE: HandlerAccess = {
+const BASE: FunctionAccess = {
   timeoutSeconds: 60,
   aurora: true,
   redshift: 'none',
@@ -58,7 +58,7 @@ const BASE: HandlerAccess = {
   notifies: false,
 };
 
-export const HANDLER_ACCESS: Readonly<Record<PipelineHandlerName, HandlerAccess>> = {
+export const FUNCTION_ACCESS: Readonly<Record<PipelineFunctionName, FunctionAccess>> = {
   'prepare-run': {
     ...BASE,
     readsRunFiles: false,
@@ -110,8 +110,8 @@ export const MAX_LAMBDA_TIMEOUT_SECONDS = 900;
  * every table's columns before it submits the unload, so it gets its base time plus
  * DISCOVERY_SECONDS_PER_TABLE per table, up to Lambda's 900 s.
  */
-export function timeoutSecondsFor(name: PipelineHandlerName, tableCount: number): number {
-  const { timeoutSeconds } = HANDLER_ACCESS[name];
+export function timeoutSecondsFor(name: PipelineFunctionName, tableCount: number): number {
+  const { timeoutSeconds } = FUNCTION_ACCESS[name];
   if (name !== 'start-unload') return timeoutSeconds;
   return Math.min(
     MAX_LAMBDA_TIMEOUT_SECONDS,
@@ -131,8 +131,8 @@ export function timeoutSecondsFor(name: PipelineHandlerName, tableCount: number)
  * functions sharing a role see each other's statements. The shared role holds the union of
  * its functions' access.
  */
-export function roleGroupOf(name: PipelineHandlerName): string {
-  return HANDLER_ACCESS[name].redshift === 'none' ? name : REDSHIFT_STATEMENTS_ROLE;
+export function roleGroupOf(name: PipelineFunctionName): string {
+  return FUNCTION_ACCESS[name].redshift === 'none' ? name : REDSHIFT_STATEMENTS_ROLE;
 }
 
 /** The role group of the functions that submit, poll or cancel Redshift statements. */
