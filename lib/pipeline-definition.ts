@@ -32,7 +32,7 @@ import { type PipelineFunctionName, timeoutSecondsFor } from './function-access'
 /** Every state's name, so tests, the local run and its progress display refer to the same ones. */
 export const STATE = {
   loadConfiguration: 'Load the configuration',
-  checkRequest: 'Check the run request',
+  prepareRun: 'Prepare the run',
   isAnotherRunInProgress: 'Is another run in progress?',
   sayNotStarted: 'Say why the run did not start',
   anotherRunInProgress: 'Another run is in progress',
@@ -153,7 +153,7 @@ export function buildPipelineDefinition(
       },
     },
   });
-  const checkRequest = catchInto(invoke(STATE.checkRequest, 'prepare-run'));
+  const prepareRun = catchInto(invoke(STATE.prepareRun, 'prepare-run'));
   const describeRun = catchInto(invoke(STATE.describeRun, 'dry-run'));
 
   const startUnload = catchInto(invoke(STATE.startUnload, 'start-unload', '$.unload'));
@@ -229,7 +229,7 @@ export function buildPipelineDefinition(
     new Succeed(scope, STATE.anotherRunInProgress),
   );
   return loadConfiguration
-    .next(checkRequest)
+    .next(prepareRun)
     .next(
       new Choice(scope, STATE.isAnotherRunInProgress)
         .when(Condition.isPresent('$.notStarted'), notStarted)

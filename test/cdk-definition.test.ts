@@ -53,8 +53,8 @@ describe('the synthesized state machine definition', () => {
 
   it('has these states and transitions, named as sentences', () => {
     expect(transitions(states)).toEqual({
-      [STATE.loadConfiguration]: [`-> ${STATE.checkRequest}`],
-      [STATE.checkRequest]: [`-> ${STATE.isAnotherRunInProgress}`],
+      [STATE.loadConfiguration]: [`-> ${STATE.prepareRun}`],
+      [STATE.prepareRun]: [`-> ${STATE.isAnotherRunInProgress}`],
       [STATE.isAnotherRunInProgress]: [
         `$.notStarted {"IsPresent":true} -> ${STATE.sayNotStarted}`,
         `default -> ${STATE.isDryRun}`,
@@ -124,7 +124,7 @@ describe('the synthesized state machine definition', () => {
 
   it('binds each Task to its own function, keeping the results where later states read them', () => {
     expect(synthesized.handlerByState).toEqual({
-      [STATE.checkRequest]: 'prepare-run',
+      [STATE.prepareRun]: 'prepare-run',
       [STATE.describeRun]: 'dry-run',
       [STATE.startUnload]: 'start-unload',
       [STATE.checkUnload]: 'check-unload',
@@ -140,7 +140,7 @@ describe('the synthesized state machine definition', () => {
     const resultPath = (group: Record<string, AnyState>, name: string) =>
       'ResultPath' in group[name]! ? group[name]!.ResultPath : '(replaces $)';
     expect({
-      checkRequest: resultPath(states, STATE.checkRequest),
+      prepareRun: resultPath(states, STATE.prepareRun),
       describeRun: resultPath(states, STATE.describeRun),
       startUnload: resultPath(states, STATE.startUnload),
       checkUnload: resultPath(states, STATE.checkUnload),
@@ -154,7 +154,7 @@ describe('the synthesized state machine definition', () => {
       finishRun: resultPath(states, STATE.finishRun),
       failRun: resultPath(states, STATE.failRun),
     }).toEqual({
-      checkRequest: '(replaces $)',
+      prepareRun: '(replaces $)',
       describeRun: '(replaces $)',
       startUnload: '$.unload',
       checkUnload: '$.unload',

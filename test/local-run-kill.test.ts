@@ -121,7 +121,7 @@ async function killAt(marker: string): Promise<void> {
 
 describe('a local run killed at any stage', () => {
   it.each([
-    'Check the run request',
+    'Prepare the run',
     'Unload the tables from Redshift',
     'Load each table',
     'rows staged, figures match', // one table checked and indexed, the other maybe not yet

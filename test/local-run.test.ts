@@ -118,7 +118,7 @@ describe('a local run', () => {
     ]);
     expect(progress).toEqual(
       expect.arrayContaining([
-        'Check the run request',
+        'Prepare the run',
         'Unload the tables from Redshift',
         'Load each table',
         'Check locks on the live tables',

@@ -161,7 +161,7 @@ async function run(
 
 const HAPPY_PATH = [
   STATE.loadConfiguration,
-  STATE.checkRequest,
+  STATE.prepareRun,
   STATE.isAnotherRunInProgress,
   STATE.isDryRun,
   STATE.startUnload,
@@ -276,7 +276,7 @@ describe('the state machine, run locally', () => {
     const result = await run({ 'prepare-run': async () => ({ run: { ...RUN, dryRun: true } }) });
     expect(result.path).toEqual([
       STATE.loadConfiguration,
-      STATE.checkRequest,
+      STATE.prepareRun,
       STATE.isAnotherRunInProgress,
       STATE.isDryRun,
       STATE.describeRun,
@@ -474,7 +474,7 @@ describe('the state machine, run locally', () => {
     expect(result.outcome).toMatchObject({ status: 'SUCCEEDED', output: notStarted });
     expect(result.path).toEqual([
       STATE.loadConfiguration,
-      STATE.checkRequest,
+      STATE.prepareRun,
       STATE.isAnotherRunInProgress,
       STATE.sayNotStarted,
       STATE.anotherRunInProgress,

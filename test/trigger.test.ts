@@ -57,14 +57,11 @@ describe('followRun', () => {
     sfn
       .on(GetExecutionHistoryCommand)
       .resolvesOnce({
-        events: [
-          entered(1, 'Check the run request'),
-          entered(2, 'Unload the tables from Redshift'),
-        ],
+        events: [entered(1, 'Prepare the run'), entered(2, 'Unload the tables from Redshift')],
       })
       .resolves({
         events: [
-          entered(1, 'Check the run request'),
+          entered(1, 'Prepare the run'),
           entered(2, 'Unload the tables from Redshift'),
           waiting,
           { id: 4, type: 'ExecutionSucceeded', timestamp: new Date() },
@@ -97,7 +94,7 @@ describe('followRun', () => {
       cause: null,
     });
     expect(lines).toEqual([
-      '▶ Check the run request',
+      '▶ Prepare the run',
       '▶ Unload the tables from Redshift',
       '  waiting 61 s for locks; blocked by:',
       '    - pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',

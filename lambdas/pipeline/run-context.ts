@@ -1,5 +1,5 @@
 /**
- * What every step after "Check the run request" starts from: the run's plan read back from
+ * What every step after "Prepare the run" starts from: the run's plan read back from
  * the bucket, its configuration parsed again (the edge is wherever JSON comes in), and the
  * tables it covers.
  */

@@ -18,7 +18,7 @@ export function runPrefix(runId: string): string {
   return `${RUNS_PREFIX}${runId}/`;
 }
 
-/** What "Check the run request" fixed for the run: the configuration as it was, the tables chosen. */
+/** What "Prepare the run" fixed for the run: the configuration as it was, the tables chosen. */
 export interface RunSetup {
   readonly runId: string;
   readonly environment: string;

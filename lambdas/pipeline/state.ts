@@ -8,7 +8,7 @@ import type { LockHolder } from '../core/locks/inspect';
 import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
 
-/** `$.run`: set by "Check the run request", read by every later step. */
+/** `$.run`: set by "Prepare the run", read by every later step. */
 export interface RunState {
   readonly runId: string;
   readonly environment: string;
@@ -155,7 +155,7 @@ export function expectRun(state: unknown): RunState {
   const run = expectObject(expectObject(state, 'the step input').run, '$.run');
   if (typeof run.runId !== 'string' || !Array.isArray(run.targets)) {
     throw new ConfigError(
-      '$.run is not a run this pipeline started: the step input must come from "Check the run request".',
+      '$.run is not a run this pipeline started: the step input must come from "Prepare the run".',
     );
   }
   return run as unknown as RunState;

@@ -28,7 +28,7 @@ export const RUN_RECORDS_SQL: readonly string[] = [
 
 /**
  * The run lease `redshift_sync.run_lease`: at most one row per environment, naming the run that
- * holds it. Runs of one environment never overlap because "Check the run request" takes it with
+ * holds it. Runs of one environment never overlap because "Prepare the run" takes it with
  * one atomic statement and finish-run or fail-run give it back (lambdas/pipeline/run-lease.ts).
  */
 export const RUN_LEASE_SQL: readonly string[] = [

@@ -158,7 +158,7 @@ export async function failRun(
     tables: [],
     error,
   };
-  // Without $.run the run never got past "Check the run request" (bad input, or another run
+  // Without $.run the run never got past "Prepare the run" (bad input, or another run
   // holds the lease): there is nothing of ours to clean, and someone else's run must be left alone.
   if (end.run) {
     const run = end.run;

@@ -1,5 +1,5 @@
 /**
- * "Check the run request": validate the execution input against the configuration, refuse a
+ * "Prepare the run": validate the execution input against the configuration, refuse a
  * second run of the same environment, clear what a killed run left, and fix the run's plan.
  * "Describe what the run would do": the dry run.
  */
@@ -39,7 +39,7 @@ export async function prepareRun(
     config: rawConfig,
     request: rawRequest,
     context: rawContext,
-  } = expectObject(input, 'the input of "Check the run request"');
+  } = expectObject(input, 'the input of "Prepare the run"');
   const context = expectObject(rawContext, '$.context');
   const config = parseRuntimeConfig(rawConfig, 'the configuration in the state machine');
   const request = parseRunRequest(rawRequest);
