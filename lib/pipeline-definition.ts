@@ -50,7 +50,7 @@ export const STATE = {
   checkStaging: 'Check the staging table against Redshift',
   checkLocks: 'Check locks on the live tables',
   isSafeToSwap: 'Is it safe to swap now?',
-  terminateBlockers: 'End the sessions blocking the swap',
+  terminateBlockers: 'Terminate the sessions blocking the swap',
   waitForBlockers: 'Wait for the blockers to finish',
   swapTables: 'Swap staging into live',
   didSwapGoThrough: 'Did the swap go through?',

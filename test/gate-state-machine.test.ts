@@ -1,6 +1,6 @@
 /**
  * The lock gate as production runs it: the synthesized state machine executed locally, its
- * "Check locks", "End the sessions" and "Swap" states bound to the real step code, against a
+ * "Check locks", "Terminate the sessions" and "Swap" states bound to the real step code, against a
  * table that four sessions read in back-to-back short transactions, each longer than
  * lock_timeout and shorter than the grace period. The run must end within maxWaitSeconds plus
  * a bounded margin: failing with the readers named, or after ending them.

@@ -3,7 +3,7 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { quoteQualified } from '../lambdas/core/identifiers';
 import { inspectLocks, type LockTarget } from '../lambdas/core/locks/inspect';
-import { stillBlocking, terminateBlockers } from '../lambdas/core/locks/terminate';
+import { stillBlocking, terminateBlockingSessions } from '../lambdas/core/locks/terminate';
 import { type Blocker, lockVerdict } from '../lambdas/core/locks/verdict';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
@@ -88,7 +88,7 @@ async function alive(pid: number): Promise<boolean> {
   return rows[0]!.alive;
 }
 
-describe('terminateBlockers', () => {
+describe('terminateBlockingSessions', () => {
   it('ends an idle-in-transaction session older than grace, once, and reports it', async () => {
     const victim = await openReader('report tool', `SELECT * FROM "Sales Dept"."Items ""View"""`);
     const pid = pidOf(victim);
@@ -96,7 +96,7 @@ describe('terminateBlockers', () => {
     const blockers = await blockersOf(pid);
     expect(blockers).toHaveLength(2); // the table and its view: one session, one record
 
-    const records = await terminateBlockers(syncer, blockers, {
+    const records = await terminateBlockingSessions(syncer, blockers, {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -120,7 +120,7 @@ describe('terminateBlockers', () => {
     expect(await alive(pid)).toBe(false);
     await expect(victim.query('SELECT 1')).rejects.toThrow();
 
-    const again = await terminateBlockers(syncer, blockers, {
+    const again = await terminateBlockingSessions(syncer, blockers, {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -142,7 +142,7 @@ describe('terminateBlockers', () => {
     expect(blockers).toHaveLength(1);
     const options = { graceSeconds: GRACE, ownApplicationPrefix: OWN_PREFIX };
 
-    expect(await terminateBlockers(syncer, blockers, options)).toEqual([
+    expect(await terminateBlockingSessions(syncer, blockers, options)).toEqual([
       expect.objectContaining({
         pid,
         terminated: false,
@@ -152,14 +152,14 @@ describe('terminateBlockers', () => {
     ]);
     // Asked to terminate itself (the blocker's own connection runs the statement).
     expect(
-      await terminateBlockers(new PgSqlClient(ours), blockers, {
+      await terminateBlockingSessions(new PgSqlClient(ours), blockers, {
         ...options,
         ownApplicationPrefix: 'someone else:',
       }),
     ).toEqual([expect.objectContaining({ pid, terminated: false, reason: 'it is this session' })]);
     expect(await alive(pid)).toBe(true);
     await expect(
-      terminateBlockers(syncer, blockers, { ...options, ownApplicationPrefix: '' }),
+      terminateBlockingSessions(syncer, blockers, { ...options, ownApplicationPrefix: '' }),
     ).rejects.toThrow(/ownApplicationPrefix is empty/);
   });
 
@@ -184,7 +184,7 @@ describe('terminateBlockers', () => {
     // Same transaction, but the lock went with the rolled-back savepoint.
     await savepoint.query('ROLLBACK TO SAVEPOINT s');
 
-    const records = await terminateBlockers(syncer, blockers, {
+    const records = await terminateBlockingSessions(syncer, blockers, {
       graceSeconds: 0,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -221,7 +221,7 @@ describe('terminateBlockers', () => {
     const admin = await openReader('admin console', undefined, null);
     const pid = pidOf(admin);
     await sleep(600);
-    const records = await terminateBlockers(syncer, await blockersOf(pid), {
+    const records = await terminateBlockingSessions(syncer, await blockersOf(pid), {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -241,7 +241,7 @@ describe('terminateBlockers', () => {
     const young = await openReader('young');
     const blockers = lockVerdict(await inspectLocks(syncer, TARGETS), { graceSeconds: 0 });
     if (blockers.safe) throw new Error('expected blockers');
-    const records = await terminateBlockers(syncer, blockers.blockers, {
+    const records = await terminateBlockingSessions(syncer, blockers.blockers, {
       graceSeconds: 30,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -263,7 +263,7 @@ describe('terminateBlockers', () => {
     try {
       await sleep(600);
       const blockers = await blockersOf(null);
-      const records = await terminateBlockers(syncer, blockers, {
+      const records = await terminateBlockingSessions(syncer, blockers, {
         graceSeconds: GRACE,
         ownApplicationPrefix: OWN_PREFIX,
       });
@@ -297,7 +297,7 @@ describe('terminateBlockers', () => {
     await reader.end();
     await waitUntil(async () => !(await alive(pid)));
 
-    const records = await terminateBlockers(syncer, blockers, {
+    const records = await terminateBlockingSessions(syncer, blockers, {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -327,7 +327,7 @@ describe('terminateBlockers', () => {
       "(user sync_pipeline, the pipeline's own role, from 127.0.0.1) has held AccessShareLock",
     );
     expect(blockers[0]!.reason).toMatch(/never terminated: wait for it to finish$/);
-    const records = await terminateBlockers(syncer, blockers, {
+    const records = await terminateBlockingSessions(syncer, blockers, {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });
@@ -391,7 +391,7 @@ describe('terminateBlockers', () => {
     if (verdict.safe) throw new Error('expected the parallel query to block');
     expect(verdict.blockers[0]!.reason).toMatch(/leading \d parallel workers?\) has held/);
 
-    const records = await terminateBlockers(syncer, verdict.blockers, {
+    const records = await terminateBlockingSessions(syncer, verdict.blockers, {
       graceSeconds: GRACE,
       ownApplicationPrefix: OWN_PREFIX,
     });

@@ -1,4 +1,4 @@
-import { endBlockers } from '../pipeline/steps/locks';
+import { terminateBlockers } from '../pipeline/steps/locks';
 import { lambdaHandler } from './lambda';
 
-export const handler = lambdaHandler(endBlockers);
+export const handler = lambdaHandler(terminateBlockers);

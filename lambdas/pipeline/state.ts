@@ -100,7 +100,7 @@ export interface LocksState {
   readonly history: GateHistory;
 }
 
-/** `$.terminated`: set by "End the sessions blocking the swap". */
+/** `$.terminated`: set by "Terminate the sessions blocking the swap". */
 export interface TerminatedState {
   readonly terminated: readonly TerminatedSession[];
   readonly history: GateHistory;

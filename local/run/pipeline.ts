@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { RunRequest } from '../../lambdas/pipeline/request';
 import type { LocksState } from '../../lambdas/pipeline/state';
-import { type HandlerName, PIPELINE_STEPS } from '../../lambdas/pipeline/steps';
+import { type PipelineFunctionName, PIPELINE_STEPS } from '../../lambdas/pipeline/steps';
 import type { DryRunSummary } from '../../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../../lambdas/pipeline/summary';
 import { STATE } from '../../lib/pipeline-definition';
@@ -27,7 +27,7 @@ export interface LocalRunOptions {
 export type LocalRunSummary = RunSummary | DryRunSummary;
 
 /** Shows an outcome of a step worth a line of its own. */
-function describeOutput(handler: HandlerName, output: unknown): string | null {
+function describeOutput(handler: PipelineFunctionName, output: unknown): string | null {
   if (handler === 'check-locks') {
     const locks = output as LocksState;
     const blockedBy = (blockers: LocksState['blockers']) =>
@@ -65,7 +65,7 @@ export async function runLocalPipeline(options: LocalRunOptions): Promise<LocalR
     .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
   let failure: RunSummary | null = null;
   const handlers = Object.fromEntries(
-    (Object.keys(PIPELINE_STEPS) as HandlerName[]).map((handler) => [
+    (Object.keys(PIPELINE_STEPS) as PipelineFunctionName[]).map((handler) => [
       handler,
       async (input: unknown) => {
         const output = await PIPELINE_STEPS[handler](input, deps);

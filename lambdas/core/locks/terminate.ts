@@ -141,19 +141,19 @@ interface TerminateRow {
  * leader's pid (see inspectLocks): ending the leader ends its workers. Returns one record per
  * session; `stillBlocking` picks those that still block.
  */
-export async function terminateBlockers(
+export async function terminateBlockingSessions(
   db: SqlClient,
   blockers: readonly Blocker[],
   options: TerminateOptions,
 ): Promise<TerminatedSession[]> {
   if (options.ownApplicationPrefix === '') {
     throw new Error(
-      'terminateBlockers: ownApplicationPrefix is empty, so every session would count as our own',
+      'terminateBlockingSessions: ownApplicationPrefix is empty, so every session would count as our own',
     );
   }
   if (!Number.isFinite(options.graceSeconds) || options.graceSeconds < 0) {
     throw new Error(
-      `terminateBlockers: graceSeconds must be a number >= 0, not ${options.graceSeconds}`,
+      `terminateBlockingSessions: graceSeconds must be a number >= 0, not ${options.graceSeconds}`,
     );
   }
   const records: TerminatedSession[] = [];

@@ -5,7 +5,7 @@
  * decision as states.
  */
 import { inspectLocks, type LockTarget } from '../locks/inspect';
-import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
+import { type TerminatedSession, terminateBlockingSessions } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
 import type { SqlClient } from '../sql-client';
@@ -199,9 +199,9 @@ export async function swapWhenSafe(
         observation = await observe();
         break;
       case 'end blockers': {
-        // The decision already judged them; grace 0 lets terminateBlockers end the young
+        // The decision already judged them; grace 0 lets terminateBlockingSessions end the young
         // holders that kept colliding with our attempts.
-        const records = await terminateBlockers(db, decision.blockers, {
+        const records = await terminateBlockingSessions(db, decision.blockers, {
           graceSeconds: 0,
           ownApplicationPrefix: settings.ownApplicationPrefix,
         });

@@ -5,7 +5,7 @@
 import type { PipelineDeps } from '../deps';
 import { failRun, finishRun } from './finish';
 import { checkStaging, createStaging, importFiles } from './load';
-import { checkLocks, endBlockers, swapTables } from './locks';
+import { checkLocks, terminateBlockers, swapTables } from './locks';
 import { describeRun, prepareRun } from './prepare';
 import { checkUnload, startUnload } from './unload';
 
@@ -20,10 +20,11 @@ export const PIPELINE_STEPS = {
   'import-file': importFiles,
   'check-staging': checkStaging,
   'check-locks': checkLocks,
-  'terminate-blockers': endBlockers,
+  'terminate-blockers': terminateBlockers,
   'swap-tables': swapTables,
   'finish-run': finishRun,
   'fail-run': failRun,
 } as const satisfies Record<string, StepFunction>;
 
-export type HandlerName = keyof typeof PIPELINE_STEPS;
+/** The Lambda functions' names: the same list as PIPELINE_FUNCTIONS in lib/function-access.ts. */
+export type PipelineFunctionName = keyof typeof PIPELINE_STEPS;

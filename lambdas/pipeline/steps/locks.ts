@@ -1,5 +1,5 @@
 /**
- * "Check locks on the live tables", "End the sessions blocking the swap" and "Swap staging
+ * "Check locks on the live tables", "Terminate the sessions blocking the swap" and "Swap staging
  * into live": the lock gate cut into steps the state machine can wait between. Each step
  * inspects the locks and asks the same `gateDecision` as every other caller, with the gate's
  * history (busy attempts, sessions that collided with them, whether blockers were ended)
@@ -7,7 +7,7 @@
  * noticed within about pollIntervalSeconds without paying a state transition per poll.
  */
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
-import { type TerminatedSession, terminateBlockers } from '../../core/locks/terminate';
+import { type TerminatedSession, terminateBlockingSessions } from '../../core/locks/terminate';
 import { lockVerdict } from '../../core/locks/verdict';
 import {
   deadlockTimeoutMs,
@@ -197,7 +197,10 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
   }
 }
 
-export async function endBlockers(state: unknown, deps: PipelineDeps): Promise<TerminatedState> {
+export async function terminateBlockers(
+  state: unknown,
+  deps: PipelineDeps,
+): Promise<TerminatedState> {
   const context = await loadRun(deps, expectRun(state));
   const firstCheckAt = stateField<LocksState>(state, 'locks')?.firstCheckAt ?? deps.now();
   const history = latestHistory(state);
@@ -208,9 +211,9 @@ export async function endBlockers(state: unknown, deps: PipelineDeps): Promise<T
   if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
   // Nobody to end any more (they finished since the check): the swap step decides afresh.
   if (decision.action !== 'end blockers') return { terminated: [], history };
-  // The decision already judged them; grace 0 lets terminateBlockers end the young holders
+  // The decision already judged them; grace 0 lets terminateBlockingSessions end the young holders
   // that kept colliding with our attempts.
-  const records = await terminateBlockers(deps.aurora, decision.blockers, {
+  const records = await terminateBlockingSessions(deps.aurora, decision.blockers, {
     graceSeconds: 0,
     ownApplicationPrefix: DEFAULT_WAIT_POLICY.ownApplicationPrefix,
   });
