@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { RunRequest } from '../../lambdas/pipeline/request';
 import type { LocksState } from '../../lambdas/pipeline/state';
-import { type PipelineFunctionName, PIPELINE_STEPS } from '../../lambdas/pipeline/steps';
+import { PIPELINE_STEPS, type PipelineFunctionName } from '../../lambdas/pipeline/steps';
 import type { DryRunSummary } from '../../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../../lambdas/pipeline/summary';
 import { STATE } from '../../lib/pipeline-definition';

@@ -5,7 +5,7 @@
 import type { PipelineDeps } from '../deps';
 import { failRun, finishRun } from './finish';
 import { checkStaging, createStaging, importFiles } from './load';
-import { checkLocks, terminateBlockers, swapTables } from './locks';
+import { checkLocks, swapTables, terminateBlockers } from './locks';
 import { describeRun, prepareRun } from './prepare';
 import { checkUnload, startUnload } from './unload';
 
