@@ -1,12 +1,14 @@
 /**
  * The import rules of the house, checked by test/architecture.test.ts (and by
- * `npx depcruise lambdas lib bin ops local bench`). Layers, lowest first:
+ * `npx depcruise lambdas lib bin ops local bench test/aws-contract`). Layers, lowest first:
  *   lambdas/core      pure logic and SQL
  *   lambdas/pipeline  the steps, over ports
  *   lambdas/adapters, lambdas/handlers
  *   lib               the CDK app's constructs (bin runs them)
- *   local             stand-ins and the local run (benchmarks use it)
+ *   local             the local run and its stand-ins (benchmarks and tests use them)
  *   ops, bench, bin   on top, apart from each other
+ *   test              tests and their infrastructure (test/aws-contract: the AWS contract
+ *                     harness), which nothing else imports
  * A module imports only from its own layer or those below, and no import goes round a circle.
  */
 /** @type {import('dependency-cruiser').IConfiguration} */
@@ -75,9 +77,18 @@ module.exports = {
     {
       name: 'local-below-bench',
       severity: 'error',
-      comment: 'The local stand-ins and run serve benchmarks and tests, never the other way round.',
+      comment:
+        'The local run and its stand-ins serve benchmarks and tests, never the other way round.',
       from: { path: '^local/' },
       to: { path: '^(ops|bench|bin|test)/' },
+    },
+    {
+      name: 'contract-harness-over-local',
+      severity: 'error',
+      comment:
+        'The AWS contract harness runs the CDK app and the Lambda code over fakes, with the local stand-ins; it has no use for the operator commands, benchmarks or the CDK entry point.',
+      from: { path: '^test/aws-contract/' },
+      to: { path: '^(ops|bench|bin)/' },
     },
     {
       name: 'bench-on-top',

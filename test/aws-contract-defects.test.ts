@@ -19,10 +19,10 @@ import {
   type HarnessRun,
   type HarnessStack,
   synthesizeStack,
-} from '../local/aws/harness';
-import { listOf, type PolicyDocument, type PolicyStatement } from '../local/aws/iam/policy';
-import type { TemplatePolicies } from '../local/aws/iam/template';
-import { AWS_LIMITS } from '../local/aws/limits';
+} from './aws-contract/harness';
+import { listOf, type PolicyDocument, type PolicyStatement } from './aws-contract/iam/policy';
+import type { TemplatePolicies } from './aws-contract/iam/template';
+import { AWS_LIMITS } from './aws-contract/limits';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 let sourceDb: TestDatabase;

@@ -11,8 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
-import { AwsHarness } from '../local/aws/harness';
-import { AWS_LIMITS } from '../local/aws/limits';
+import { AwsHarness } from './aws-contract/harness';
+import { AWS_LIMITS } from './aws-contract/limits';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const TABLES = 40;

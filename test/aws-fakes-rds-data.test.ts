@@ -7,8 +7,8 @@ import {
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDataApiErrorMessage } from '../lambdas/adapters/rds-data-sql-client';
-import { ALLOW_ALL, type AwsRequest } from '../local/aws/access';
-import { RdsDataFake } from '../local/aws/fakes/rds-data';
+import { ALLOW_ALL, type AwsRequest } from './aws-contract/access';
+import { RdsDataFake } from './aws-contract/fakes/rds-data';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const CLUSTER = 'arn:aws:rds:us-east-1:000000000000:cluster:test';

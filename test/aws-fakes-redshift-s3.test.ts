@@ -5,9 +5,14 @@ import { join } from 'node:path';
 import { ResourceNotFoundException, ValidationException } from '@aws-sdk/client-redshift-data';
 import { AccessDenied, NoSuchKey } from '@aws-sdk/client-s3';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { AccessDeniedError, ALLOW_ALL, type Authorize, type AwsRequest } from '../local/aws/access';
-import { RedshiftDataFake } from '../local/aws/fakes/redshift-data';
-import { S3Fake } from '../local/aws/fakes/s3';
+import {
+  AccessDeniedError,
+  ALLOW_ALL,
+  type Authorize,
+  type AwsRequest,
+} from './aws-contract/access';
+import { RedshiftDataFake } from './aws-contract/fakes/redshift-data';
+import { S3Fake } from './aws-contract/fakes/s3';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 const BUCKET = 'test-bucket';

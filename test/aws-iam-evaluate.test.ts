@@ -6,9 +6,9 @@
  * verbatim, the test says so.
  */
 import { describe, expect, it } from 'vitest';
-import type { AwsRequest } from '../local/aws/access';
-import { evaluate } from '../local/aws/iam/evaluate';
-import type { PolicyDocument, PolicyStatement } from '../local/aws/iam/policy';
+import type { AwsRequest } from './aws-contract/access';
+import { evaluate } from './aws-contract/iam/evaluate';
+import type { PolicyDocument, PolicyStatement } from './aws-contract/iam/policy';
 
 const ACCOUNT = '111122223333';
 const ROLE = `arn:aws:iam::${ACCOUNT}:role/carlossalazar`;

@@ -11,14 +11,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
 import type { PipelineFunctionName } from '../lib/function-access';
 import { SyncStack } from '../lib/sync-stack';
-import { AccessDeniedError, type Authorize, type AwsRequest } from '../local/aws/access';
-import { authorizerFromTemplate } from '../local/aws/iam/authorizer';
+import { AccessDeniedError, type Authorize, type AwsRequest } from './aws-contract/access';
+import { authorizerFromTemplate } from './aws-contract/iam/authorizer';
 import {
   type CloudFormationTemplate,
   type LambdaFunction,
   policiesFromTemplate,
   type TemplatePolicies,
-} from '../local/aws/iam/template';
+} from './aws-contract/iam/template';
 
 const ENVIRONMENT = { account: '111122223333', region: 'eu-central-1', partition: 'aws' };
 

@@ -46,7 +46,7 @@ import pg from 'pg';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { LambdaEnvironmentVariable } from '../../lambdas/handlers/environment-variables';
 import { type PipelineFunctionName, timeoutSecondsFor } from '../../lib/function-access';
-import { installAwsS3Shim } from '../emulators/aws-s3-shim';
+import { installAwsS3Shim } from '../../local/emulators/aws-s3-shim';
 import {
   type ExecutionEvent,
   type ExecutionOutcome,
@@ -57,7 +57,7 @@ import {
   type SynthesizedDefinition,
   type SynthesizeOptions,
   synthesizeDefinition,
-} from '../run/definition';
+} from '../../local/run/definition';
 import type { AwsPrincipal } from './access';
 import { RdsDataFake } from './fakes/rds-data';
 import { RedshiftDataFake, type RedshiftDataFakeOptions } from './fakes/redshift-data';

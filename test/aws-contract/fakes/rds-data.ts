@@ -30,7 +30,7 @@ import {
   toPositionalParameters,
   type SqlParameter as Value,
 } from '../../../lambdas/core/sql-client';
-import { DATA_API_VALUE_TYPES } from '../../emulators/session-setup';
+import { DATA_API_VALUE_TYPES } from '../../../local/emulators/session-setup';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS, jsonBytes } from '../limits';
 import { authorizeOrThrow, sdkError } from './sdk-errors';

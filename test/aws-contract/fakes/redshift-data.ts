@@ -39,10 +39,17 @@ import {
 } from '@aws-sdk/client-redshift-data';
 import pg from 'pg';
 import type { LambdaEnvironment } from '../../../lambdas/handlers/environment';
-import { RedshiftShimInstaller } from '../../emulators/redshift-shims';
-import { bindNamedParameters, pointAtShims, significantTokens } from '../../emulators/redshift-sql';
-import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from '../../emulators/session-setup';
-import { isUnload, parseUnload, runUnload } from '../../emulators/unload';
+import { RedshiftShimInstaller } from '../../../local/emulators/redshift-shims';
+import {
+  bindNamedParameters,
+  pointAtShims,
+  significantTokens,
+} from '../../../local/emulators/redshift-sql';
+import {
+  DATA_API_VALUE_TYPES,
+  REDSHIFT_SESSION_SETUP,
+} from '../../../local/emulators/session-setup';
+import { isUnload, parseUnload, runUnload } from '../../../local/emulators/unload';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS } from '../limits';
 import type { S3Fake } from './s3';

@@ -28,8 +28,8 @@ import {
   type PutObjectCommandOutput,
   S3ServiceException,
 } from '@aws-sdk/client-s3';
-import { LocalObjectStore } from '../../emulators/local-object-store';
-import type { UnloadBucket } from '../../emulators/unload';
+import { LocalObjectStore } from '../../../local/emulators/local-object-store';
+import type { UnloadBucket } from '../../../local/emulators/unload';
 import type { Authorize, AwsPrincipal, AwsRequest } from '../access';
 import { AWS_LIMITS } from '../limits';
 import { authorizeOrThrow, namedSdkError, sdkError } from './sdk-errors';

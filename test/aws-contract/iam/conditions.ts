@@ -89,7 +89,7 @@ function parseOperator(operator: string): ParsedOperator {
   const base = ifExists ? rest!.slice(0, -'IfExists'.length) : rest!;
   if (base !== 'Null' && !OPERATORS[base]) {
     throw new Error(
-      `condition operator ${operator} is not supported by the evaluator (local/aws/iam/conditions.ts); add it`,
+      `condition operator ${operator} is not supported by the evaluator (test/aws-contract/iam/conditions.ts); add it`,
     );
   }
   if (base === 'Null' && (ifExists || prefix)) {
@@ -112,7 +112,7 @@ export function checkCondition(condition: ConditionElement, where: string): void
     for (const key of Object.keys(keys)) {
       if (!KNOWN_KEYS.has(key.toLowerCase())) {
         throw new Error(
-          `${where}: condition key ${key} is not known to the evaluator; add it to KNOWN_KEYS in local/aws/iam/conditions.ts and make the fakes put it in the request context`,
+          `${where}: condition key ${key} is not known to the evaluator; add it to KNOWN_KEYS in test/aws-contract/iam/conditions.ts and make the fakes put it in the request context`,
         );
       }
     }

@@ -197,7 +197,7 @@ function managedPolicy(
   const document = name ? AWS_MANAGED_POLICIES[name] : undefined;
   if (!document) {
     throw new Error(
-      `role ${roleLogicalId} has managed policy ${arn}, whose document the evaluator does not have; add its documented JSON to AWS_MANAGED_POLICIES in local/aws/iam/template.ts`,
+      `role ${roleLogicalId} has managed policy ${arn}, whose document the evaluator does not have; add its documented JSON to AWS_MANAGED_POLICIES in test/aws-contract/iam/template.ts`,
     );
   }
   return document;
@@ -264,7 +264,7 @@ class Resolver {
       }
       default:
         throw new Error(
-          `intrinsic function ${name} is not resolved by local/aws/iam/template.ts; add it`,
+          `intrinsic function ${name} is not resolved by test/aws-contract/iam/template.ts; add it`,
         );
     }
   }
@@ -327,7 +327,7 @@ class Resolver {
         return this.arn('states', `stateMachine:${this.nameOf(logicalId, 'StateMachineName')}`);
       default:
         throw new Error(
-          `Ref to ${logicalId} (${Type}) is not resolved by local/aws/iam/template.ts`,
+          `Ref to ${logicalId} (${Type}) is not resolved by test/aws-contract/iam/template.ts`,
         );
     }
   }
@@ -336,7 +336,7 @@ class Resolver {
     const { Type } = this.resource(logicalId);
     const unsupported = () =>
       new Error(
-        `Fn::GetAtt ${logicalId}.${attribute} (${Type}) is not resolved by local/aws/iam/template.ts`,
+        `Fn::GetAtt ${logicalId}.${attribute} (${Type}) is not resolved by test/aws-contract/iam/template.ts`,
       );
     if (Type === 'AWS::SNS::Topic' && attribute === 'TopicArn') return this.ref(logicalId);
     if (Type === 'AWS::SNS::Topic' && attribute === 'TopicName') {
