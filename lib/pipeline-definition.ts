@@ -37,7 +37,7 @@ export const STATE = {
   sayNotStarted: 'Say why the run did not start',
   anotherRunInProgress: 'Another run is in progress',
   isDryRun: 'Is this a dry run?',
-  describeRun: 'Describe what the run would do',
+  dryRun: 'Describe the dry run',
   dryRunDone: 'The dry run is done',
   startUnload: 'Unload the tables from Redshift',
   waitForUnload: 'Wait for the unload',
@@ -154,7 +154,7 @@ export function buildPipelineDefinition(
     },
   });
   const prepareRun = catchInto(invoke(STATE.prepareRun, 'prepare-run'));
-  const describeRun = catchInto(invoke(STATE.describeRun, 'dry-run'));
+  const dryRun = catchInto(invoke(STATE.dryRun, 'dry-run'));
 
   const startUnload = catchInto(invoke(STATE.startUnload, 'start-unload', '$.unload'));
   const waitForUnload = new Wait(scope, STATE.waitForUnload, {
@@ -237,7 +237,7 @@ export function buildPipelineDefinition(
           new Choice(scope, STATE.isDryRun)
             .when(
               Condition.booleanEquals('$.run.dryRun', true),
-              describeRun.next(new Succeed(scope, STATE.dryRunDone)),
+              dryRun.next(new Succeed(scope, STATE.dryRunDone)),
             )
             .otherwise(startUnload),
         ),

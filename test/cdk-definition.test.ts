@@ -61,10 +61,10 @@ describe('the synthesized state machine definition', () => {
       ],
       [STATE.sayNotStarted]: [`-> ${STATE.anotherRunInProgress}`],
       [STATE.isDryRun]: [
-        `$.run.dryRun {"BooleanEquals":true} -> ${STATE.describeRun}`,
+        `$.run.dryRun {"BooleanEquals":true} -> ${STATE.dryRun}`,
         `default -> ${STATE.startUnload}`,
       ],
-      [STATE.describeRun]: [`-> ${STATE.dryRunDone}`],
+      [STATE.dryRun]: [`-> ${STATE.dryRunDone}`],
       [STATE.dryRunDone]: [],
       [STATE.startUnload]: [`-> ${STATE.waitForUnload}`],
       [STATE.waitForUnload]: [`-> ${STATE.checkUnload}`],
@@ -125,7 +125,7 @@ describe('the synthesized state machine definition', () => {
   it('binds each Task to its own function, keeping the results where later states read them', () => {
     expect(synthesized.handlerByState).toEqual({
       [STATE.prepareRun]: 'prepare-run',
-      [STATE.describeRun]: 'dry-run',
+      [STATE.dryRun]: 'dry-run',
       [STATE.startUnload]: 'start-unload',
       [STATE.checkUnload]: 'check-unload',
       [STATE.createStaging]: 'create-staging',
@@ -141,7 +141,7 @@ describe('the synthesized state machine definition', () => {
       'ResultPath' in group[name]! ? group[name]!.ResultPath : '(replaces $)';
     expect({
       prepareRun: resultPath(states, STATE.prepareRun),
-      describeRun: resultPath(states, STATE.describeRun),
+      dryRun: resultPath(states, STATE.dryRun),
       startUnload: resultPath(states, STATE.startUnload),
       checkUnload: resultPath(states, STATE.checkUnload),
       loadEachTable: resultPath(states, STATE.loadEachTable),
@@ -155,7 +155,7 @@ describe('the synthesized state machine definition', () => {
       failRun: resultPath(states, STATE.failRun),
     }).toEqual({
       prepareRun: '(replaces $)',
-      describeRun: '(replaces $)',
+      dryRun: '(replaces $)',
       startUnload: '$.unload',
       checkUnload: '$.unload',
       loadEachTable: '$.loaded',

@@ -279,7 +279,7 @@ describe('the state machine, run locally', () => {
       STATE.prepareRun,
       STATE.isAnotherRunInProgress,
       STATE.isDryRun,
-      STATE.describeRun,
+      STATE.dryRun,
       STATE.dryRunDone,
     ]);
     expect(result.outcome).toEqual({

@@ -1,4 +1,4 @@
-import { describeRun } from '../pipeline/steps/prepare';
+import { dryRun } from '../pipeline/steps/prepare';
 import { lambdaHandler } from './lambda';
 
-export const handler = lambdaHandler(describeRun);
+export const handler = lambdaHandler(dryRun);

@@ -6,14 +6,14 @@ import type { PipelineDeps } from '../deps';
 import { failRun, finishRun } from './finish';
 import { checkStaging, createStaging, importFiles } from './load';
 import { checkLocks, swapTables, terminateBlockers } from './locks';
-import { describeRun, prepareRun } from './prepare';
+import { dryRun, prepareRun } from './prepare';
 import { checkUnload, startUnload } from './unload';
 
 export type StepFunction = (state: unknown, deps: PipelineDeps) => Promise<unknown>;
 
 export const PIPELINE_STEPS = {
   'prepare-run': prepareRun,
-  'dry-run': describeRun,
+  'dry-run': dryRun,
   'start-unload': startUnload,
   'check-unload': checkUnload,
   'create-staging': createStaging,

@@ -1,7 +1,10 @@
 /**
  * "Prepare the run": validate the execution input against the configuration, refuse a
  * second run of the same environment, clear what a killed run left, and fix the run's plan.
- * "Describe what the run would do": the dry run.
+ * "Describe the dry run": what the run would do, without doing it.
+ *
+ * The two steps that begin every run, before anything is unloaded (functions prepare-run and
+ * dry-run).
  */
 import { parseRuntimeConfig, runtimeConfigJson, selectTables } from '../../core/config';
 import { PreflightError } from '../../core/errors';
@@ -145,7 +148,7 @@ export interface DryRunSummary {
 }
 
 /** Describes what the run would do; nothing is unloaded, created or swapped. */
-export async function describeRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
+export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
   const context = await loadRun(deps, expectRun(state));
   const problems: string[] = [];
   try {
