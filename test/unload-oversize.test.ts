@@ -104,6 +104,7 @@ describe('values too long for their text form', () => {
       expect(unloads).not.toHaveBeenCalled();
       const message = JSON.stringify(harness.sns.published.at(-1));
       expect(message).toContain('nothing was unloaded');
+      expect(message).toContain('65535 bytes of text');
       expect(message).toContain('sales.docs: column doc in 1 row, column blob in 2 rows');
       expect(message).toContain('Sync a view that leaves the column out');
       // The live table keeps what the last good run published.

@@ -53,7 +53,7 @@ export function parseOversized(
     const rows = Number(row[key] ?? Number.NaN);
     if (!Number.isSafeInteger(rows) || rows < 0) {
       throw new Error(
-        `the oversize count ${key} of ${displayQualified(transfer.table.source)} is ${JSON.stringify(row[key])}, not a whole number`,
+        `the oversize count ${key} of ${displayQualified(transfer.table.source)} is ${JSON.stringify(row[key])}, not a whole number; the count query's result is not what it should be.`,
       );
     }
     return rows === 0 ? [] : [{ column: column.name, rows }];
@@ -80,6 +80,6 @@ export function oversizedValuesError(
     });
   if (lines.length === 0) return null;
   return new OversizedValuesError(
-    `nothing was unloaded: some SUPER or VARBYTE values are longer than Redshift can turn into text (${MAX_CONVERTED_BYTES} bytes of JSON, or of \\x and hex, i.e. VARBYTE of more than ${Math.floor((MAX_CONVERTED_BYTES - 2) / 2)} bytes) - ${lines.join('; ')}. Sync a view that leaves the column out (or shortens it, e.g. a part of the JSON) instead of the table, or shorten those values in Redshift, then run again.`,
+    `nothing was unloaded: some values are longer than the ${MAX_CONVERTED_BYTES} bytes of text Redshift can make of them (JSON for SUPER; \\x and two hex digits a byte for VARBYTE, so at most ${Math.floor((MAX_CONVERTED_BYTES - 2) / 2)} bytes) - ${lines.join('; ')}. Sync a view that leaves the column out (or shortens it, e.g. a part of the JSON) instead of the table, or shorten those values in Redshift, then run again.`,
   );
 }
