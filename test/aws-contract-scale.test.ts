@@ -77,6 +77,18 @@ describe('a run of 40 tables through the AWS contract harness', () => {
     const sessions = [...harness.redshiftData.callsPerSession().values()];
     expect(sessions).toHaveLength(1);
     expect(sessions[0]).toBeGreaterThan(1);
+    // What the run is billed by (bench/run-cost.ts prices it): the SDK calls the fakes saw as
+    // the handlers made them, every Task a state transition, every function the template's memory.
+    expect(run.sdkCalls['redshift-data:BatchExecuteStatement']).toBe(sessions[0]);
+    expect(run.sdkCalls['redshift-data:ExecuteStatement']).toBe(TABLES);
+    expect(run.stateTransitions).toBeGreaterThanOrEqual(run.invocations.length);
+    expect(run.stateTransitions).toBeLessThan(run.historyEvents);
+    for (const invocation of run.invocations) {
+      expect(invocation.memoryMb).toBe(512);
+      expect(invocation.durationMs).toBeGreaterThan(0);
+    }
+    // UNLOAD writes at least a file per slice (2) and a manifest per table.
+    expect(run.s3Requests['s3:PutObject']).toBeGreaterThanOrEqual(TABLES * 3);
     expect(run.largestStateBytes).toBeLessThan(AWS_LIMITS.stepFunctions.maxPayloadBytes / 4);
     expect(run.historyEvents).toBeLessThan(AWS_LIMITS.stepFunctions.maxHistoryEvents / 10);
   }, 180_000);

@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../lambdas/core/errors';
 import type { SourceColumn, SyncTable, TargetColumn } from '../lambdas/core/transfer/types';
-import { planColumns, selectExpressionFor } from '../lambdas/core/unload/select-list';
+import {
+  convertedBytesFor,
+  planColumns,
+  selectExpressionFor,
+} from '../lambdas/core/unload/select-list';
 
 function col(name: string, dataType: string, extra: Partial<SourceColumn> = {}): SourceColumn {
   return {
@@ -72,6 +76,16 @@ describe('selectExpressionFor', () => {
 
   it('writes GEOMETRY as hex EWKB', () => {
     expect(selectExpressionFor(col('shape', 'geometry'))).toBe('ST_AsHexEWKB("shape")');
+  });
+});
+
+describe('convertedBytesFor', () => {
+  it('measures the text of SUPER (JSON_SIZE) and VARBYTE (\\x and hex), and of nothing else', () => {
+    expect(convertedBytesFor(col('Doc "1"', 'super'))).toBe('JSON_SIZE("Doc ""1""")');
+    expect(convertedBytesFor(col('raw', 'binary varying'))).toBe('2 + 2 * OCTET_LENGTH("raw")');
+    for (const type of ['character varying', 'numeric', 'geometry', 'unknown type']) {
+      expect(convertedBytesFor(col('x', type))).toBeUndefined();
+    }
   });
 });
 

@@ -271,5 +271,44 @@ describe('buildUnloadSession', () => {
       expect(batch[at.index]).toMatch(new RegExp(`FROM "public"\\."t${n}"$`));
     });
     expect(() => buildUnloadSession([], options)).toThrowError(/no tables/);
+    expect(plan.oversize.every((at) => at === null)).toBe(true);
+  });
+
+  it('counts values too long for their text form in calls of their own, before the first UNLOAD', () => {
+    const plain = many(1);
+    const doc: ColumnTransfer = {
+      ...column('doc'),
+      convertedBytes: 'JSON_SIZE("doc")',
+      figures: 'nulls',
+    };
+    const blob: ColumnTransfer = {
+      ...column('blob'),
+      convertedBytes: '2 + 2 * OCTET_LENGTH("blob")',
+      figures: 'nulls',
+    };
+    const guarded = Array.from({ length: 40 }, (_, n) =>
+      transfer(
+        { schema: 'public', name: `g${n}` },
+        [column('id'), doc, blob],
+        `s3://b-1/runs/r/g${n}/`,
+      ),
+    );
+    const plan = buildUnloadSession([...plain, ...guarded], options);
+    expect(plan.oversize[0]).toBeNull();
+    const counted = plan.oversize.slice(1).map((at) => plan.batches[at!.batch]![at!.index]);
+    expect(counted[0]).toBe(
+      'SELECT CAST(COUNT(CASE WHEN JSON_SIZE("doc") > 65535 THEN 1 END) AS VARCHAR(100)) AS c1_oversized, ' +
+        'CAST(COUNT(CASE WHEN 2 + 2 * OCTET_LENGTH("blob") > 65535 THEN 1 END) AS VARCHAR(100)) AS c2_oversized FROM "public"."g0"',
+    );
+    // 40 counts take two calls (35 fit after BEGIN, the settings and the transaction start);
+    // the UNLOADs start in the third, so the counts are read before any of them runs.
+    const lastCount = Math.max(...plan.oversize.map((at) => at?.batch ?? 0));
+    expect(lastCount).toBe(1);
+    const firstUnload = plan.batches.findIndex((batch) =>
+      batch.some((sql) => sql.startsWith('UNLOAD')),
+    );
+    expect(firstUnload).toBe(2);
+    expect(plan.batches[2]![0]).toBe(TRANSACTION_START_SQL);
+    expect(plan.batches.flat().filter((sql) => sql.startsWith('UNLOAD'))).toHaveLength(41);
   });
 });

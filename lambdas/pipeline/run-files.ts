@@ -41,6 +41,8 @@ export interface UnloadRecord {
   readonly transactionStartIndex: readonly number[];
   /** Per transfer, where its figures query is. */
   readonly figures: readonly SessionStatement[];
+  /** Per transfer, where its oversize count is, or null (buildUnloadSession). */
+  readonly oversize: readonly (SessionStatement | null)[];
   /** Per transfer, the source columns the target does not have (not synced). */
   readonly unsyncedColumns: readonly (readonly string[])[];
 }

@@ -8,10 +8,19 @@
  *   the value's internal bytes (`JSON_SERIALIZE('{"a":1}'::jsonb)` is the one character
  *   U+0001), and no function can take the place of that SQL/JSON syntax, so the warehouse
  *   points calls at this one (pointAtShims). It prints JSON compactly, as Redshift's
- *   JSON_SERIALIZE does for SUPER, and a SQL NULL as the JSON text `null`.
+ *   JSON_SERIALIZE does for SUPER, and a SQL NULL as the JSON text `null`. Like Redshift's
+ *   (docs.aws.amazon.com/redshift/latest/dg/JSON_SERIALIZE.html) it fails when the text
+ *   passes VARCHAR's limit, 65535 bytes.
+ *   (`json_text` is its printer, without the limit.)
+ * - `json_size(jsonb | json)`: the length in bytes of that text, without the limit
+ *   (docs.aws.amazon.com/redshift/latest/dg/r_json_size.html: "functionally identical to
+ *   OCTET_LENGTH(JSON_SERIALIZE)" but "does not have this limitation"); NULL for NULL.
  */
 import type pg from 'pg';
 import { SHIM_SCHEMA } from './redshift-sql';
+
+/** Redshift's VARCHAR holds at most this many bytes (r_Character_types.html). */
+const MAX_VARCHAR_BYTES = 65_535;
 
 export const REDSHIFT_SHIM_STATEMENTS: readonly string[] = [
   `CREATE SCHEMA IF NOT EXISTS ${SHIM_SCHEMA}`,
@@ -38,7 +47,7 @@ BEGIN
   END CASE;
 END
 $$`,
-  `CREATE OR REPLACE FUNCTION ${SHIM_SCHEMA}.json_serialize(value jsonb)
+  `CREATE OR REPLACE FUNCTION ${SHIM_SCHEMA}.json_text(value jsonb)
 RETURNS text
 LANGUAGE plpgsql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
@@ -51,14 +60,29 @@ BEGIN
   END IF;
   CASE jsonb_typeof(value)
     WHEN 'object' THEN
-      SELECT '{' || coalesce(string_agg(to_jsonb(member.key)::text || ':' || ${SHIM_SCHEMA}.json_serialize(member.value), ',' ORDER BY member.n), '') || '}'
+      SELECT '{' || coalesce(string_agg(to_jsonb(member.key)::text || ':' || ${SHIM_SCHEMA}.json_text(member.value), ',' ORDER BY member.n), '') || '}'
         INTO result FROM jsonb_each(value) WITH ORDINALITY AS member(key, value, n);
     WHEN 'array' THEN
-      SELECT '[' || coalesce(string_agg(${SHIM_SCHEMA}.json_serialize(element.value), ',' ORDER BY element.n), '') || ']'
+      SELECT '[' || coalesce(string_agg(${SHIM_SCHEMA}.json_text(element.value), ',' ORDER BY element.n), '') || ']'
         INTO result FROM jsonb_array_elements(value) WITH ORDINALITY AS element(value, n);
     ELSE
       result := value::text;
   END CASE;
+  RETURN result;
+END
+$$`,
+  `CREATE OR REPLACE FUNCTION ${SHIM_SCHEMA}.json_serialize(value jsonb)
+RETURNS text
+LANGUAGE plpgsql IMMUTABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  result text := ${SHIM_SCHEMA}.json_text(value);
+BEGIN
+  IF octet_length(result) > ${MAX_VARCHAR_BYTES} THEN
+    RAISE EXCEPTION 'JSON_SERIALIZE: the JSON text is % bytes, more than VARCHAR holds (${MAX_VARCHAR_BYTES})', octet_length(result)
+      USING ERRCODE = 'string_data_right_truncation';
+  END IF;
   RETURN result;
 END
 $$`,
@@ -67,6 +91,16 @@ RETURNS text
 LANGUAGE sql IMMUTABLE
 SET search_path = pg_catalog, pg_temp
 AS $$ SELECT ${SHIM_SCHEMA}.json_serialize(value::jsonb) $$`,
+  `CREATE OR REPLACE FUNCTION ${SHIM_SCHEMA}.json_size(value jsonb)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT octet_length(${SHIM_SCHEMA}.json_text(value)) $$`,
+  `CREATE OR REPLACE FUNCTION ${SHIM_SCHEMA}.json_size(value json)
+RETURNS integer
+LANGUAGE sql IMMUTABLE STRICT
+SET search_path = pg_catalog, pg_temp
+AS $$ SELECT ${SHIM_SCHEMA}.json_size(value::jsonb) $$`,
 ];
 
 /** Creates or replaces the shims in the database `client` is connected to (needs CREATE there). */

@@ -67,6 +67,14 @@ import { authorizerFromPolicies } from './iam/authorizer';
 import { type LambdaFunction, policiesFromTemplate, type TemplatePolicies } from './iam/template';
 import { AWS_LIMITS, jsonBytes } from './limits';
 import { asPrincipal, callingPrincipal } from './principal';
+import {
+  countHistoryEvents,
+  countStateTransitions,
+  countsSince,
+  functionMemoryMb,
+  type ServiceStubs,
+  sdkCallCounts,
+} from './usage';
 
 /** The stack as synthesized, and its policies with every intrinsic resolved. */
 export interface HarnessStack {
@@ -249,47 +257,28 @@ export interface HarnessRun {
   /** History events as Step Functions would record them (see countHistoryEvents). */
   readonly historyEvents: number;
   readonly events: ExecutionEvent[];
-  /** Every Task's handler invocation, in order of start. */
-  readonly invocations: { handler: PipelineFunctionName; role: string }[];
+  /**
+   * Every Task's handler invocation, in order of start: its function's role and MemorySize,
+   * and how long the handler ran here (wall clock, in process, against the local fakes).
+   */
+  readonly invocations: {
+    handler: PipelineFunctionName;
+    role: string;
+    memoryMb: number;
+    durationMs?: number;
+  }[];
+  /** State transitions as Standard workflows bill them (see countStateTransitions). */
+  readonly stateTransitions: number;
+  /** The run's AWS SDK calls by `service:Operation`, e.g. `rds-data:ExecuteStatement`. */
+  readonly sdkCalls: Readonly<Record<string, number>>;
+  /** Requests S3 authorized during the run by action, callers' and services' alike (S3Fake.requests). */
+  readonly s3Requests: Readonly<Record<string, number>>;
   /** The largest state input or output of the run, in bytes (the limit is 256 KiB). */
   readonly largestStateBytes: number;
 }
 
 /** A limit the service enforces by ending the execution, outside any Catch. */
 class ExecutionLimitError extends Error {}
-
-/**
- * The events the real history would hold for one of aws-local-stepfunctions' events. Real
- * history (API_HistoryEvent.html): a Lambda Task is TaskStateEntered, TaskScheduled,
- * TaskStarted, TaskSucceeded|TaskFailed, TaskStateExited; a retry adds TaskScheduled,
- * TaskStarted and the failed attempt's TaskFailed; a Map adds MapStateStarted, per iteration
- * MapIterationStarted and MapIterationSucceeded|Failed, and MapStateSucceeded|Failed; other
- * states are <Type>StateEntered and <Type>StateExited; the execution ExecutionStarted and
- * ExecutionSucceeded|Failed. The local engine reports states entered/exited/failed/retried and
- * Map iterations, so Task and Map events are derived from those; a Catch adds no event of its own.
- */
-export function countHistoryEvents(event: ExecutionEvent): number {
-  const type = 'state' in event ? event.state.type : undefined;
-  switch (event.type) {
-    case 'ExecutionStarted':
-    case 'ExecutionSucceeded':
-    case 'ExecutionFailed':
-    case 'MapIterationStarted':
-    case 'MapIterationSucceeded':
-    case 'MapIterationFailed':
-      return 1;
-    case 'StateEntered':
-      return type === 'Task' ? 3 : type === 'Map' ? 2 : 1;
-    case 'StateExited':
-      return type === 'Task' || type === 'Map' ? 2 : 1;
-    case 'StateFailed':
-      return type === 'Task' || type === 'Map' ? 1 : 0;
-    case 'StateRetried':
-      return 3;
-    default:
-      return 0;
-  }
-}
 
 export class AwsHarness {
   readonly s3: S3Fake;
@@ -299,7 +288,7 @@ export class AwsHarness {
   readonly sns: SnsFake;
   readonly stack: HarnessStack;
   readonly resources: HarnessResources;
-  private readonly mocks: { restore(): void }[] = [];
+  private readonly mocks: ServiceStubs[number][] = [];
   private readonly savedEnvironment = new Map<string, string | undefined>();
 
   private constructor(private readonly options: AwsHarnessOptions) {
@@ -378,11 +367,19 @@ export class AwsHarness {
       (Object.keys(HANDLER_MODULES) as PipelineFunctionName[]).map((name) => {
         const local: LocalHandler = async (stateInput) => {
           const fn = policies.functions[synthesized.functionLogicalIds[name]]!;
-          invocations.push({ handler: name, role: fn.roleArn });
+          const invocation: HarnessRun['invocations'][number] = {
+            handler: name,
+            role: fn.roleArn,
+            memoryMb: functionMemoryMb(synthesized, name),
+          };
+          invocations.push(invocation);
           await this.options.beforeInvoke?.(name, stateInput);
           const timeoutMs =
             this.options.functionTimeoutMs?.[name] ?? timeoutSecondsFor(name, tableCount) * 1000;
-          const output = await this.invoke(name, fn, stateInput, timeoutMs);
+          const started = performance.now();
+          const output = await this.invoke(name, fn, stateInput, timeoutMs).finally(() => {
+            invocation.durationMs = performance.now() - started;
+          });
           const bytes = jsonBytes(output);
           if (bytes > AWS_LIMITS.stepFunctions.maxPayloadBytes) {
             limit(
@@ -397,7 +394,10 @@ export class AwsHarness {
     );
     const events: ExecutionEvent[] = [];
     let historyEvents = 0;
+    let stateTransitions = 0;
     let largestStateBytes = 0;
+    const sdkCallsBefore = sdkCallCounts(this.mocks);
+    const s3RequestsBefore = new Map(this.s3.requests);
     const startDate = new Date();
     const { stateMachineArn } = this.resources;
     const executionArn = executionArnOf(stateMachineArn, executionName);
@@ -421,6 +421,7 @@ export class AwsHarness {
         onEvent: (event) => {
           events.push(event);
           historyEvents += countHistoryEvents(event);
+          stateTransitions += countStateTransitions(event);
           if (historyEvents > AWS_LIMITS.stepFunctions.maxHistoryEvents) {
             // The error name the service reports here is not documented; the limit is.
             limit(
@@ -460,11 +461,20 @@ export class AwsHarness {
       listed.stopDate = new Date();
     }
     listed.status = outcome.status;
-    return { outcome, historyEvents, events, invocations, largestStateBytes };
+    return {
+      outcome,
+      historyEvents,
+      events,
+      invocations,
+      largestStateBytes,
+      stateTransitions,
+      sdkCalls: countsSince(sdkCallsBefore, sdkCallCounts(this.mocks)),
+      s3Requests: countsSince(s3RequestsBefore, this.s3.requests),
+    };
   }
 
   async close(): Promise<void> {
-    for (const mock of this.mocks) mock.restore();
+    for (const { stub } of this.mocks) stub.restore();
     for (const [name, value] of this.savedEnvironment) {
       if (value === undefined) delete process.env[name];
       else process.env[name] = value;
@@ -494,7 +504,7 @@ export class AwsHarness {
       functionName: fn.arn.slice(fn.arn.lastIndexOf(':') + 1),
       functionVersion: '$LATEST',
       invokedFunctionArn: fn.arn,
-      memoryLimitInMB: '512',
+      memoryLimitInMB: String(functionMemoryMb(this.stack.synthesized, name)),
       awsRequestId: randomUUID(),
       logGroupName: `/aws/lambda/${name}`,
       logStreamName: 'contract-harness',
@@ -589,7 +599,13 @@ export class AwsHarness {
       .callsFake((input) => this.stepFunctions.describeExecution(caller(), input));
     const sns = mockClient(SNSClient);
     sns.on(PublishCommand).callsFake((input) => this.sns.publish(caller(), input));
-    this.mocks.push(rds, redshift, s3, sfn, sns);
+    this.mocks.push(
+      { service: 'rds-data', stub: rds },
+      { service: 'redshift-data', stub: redshift },
+      { service: 's3', stub: s3 },
+      { service: 'states', stub: sfn },
+      { service: 'sns', stub: sns },
+    );
   }
 
   /**

@@ -59,6 +59,12 @@ export interface ColumnTransfer {
   readonly name: string;
   /** The Redshift expression (over the quoted source column) whose text form PostgreSQL COPY accepts. */
   readonly selectExpression: string;
+  /**
+   * Where the expression yields Redshift text that may pass VARCHAR's limit (SUPER, VARBYTE):
+   * the Redshift expression for that text's length in bytes, over the quoted source column.
+   * The unload checks it before any UNLOAD runs (core/unload/oversize.ts).
+   */
+  readonly convertedBytes?: string;
   /** The PostgreSQL type of the target column (from the live table, or the type map on a first run). */
   readonly targetType: string;
   readonly figures: FigureKind;

@@ -27,10 +27,20 @@ export interface ColumnPlan {
   readonly unsynced: readonly string[];
 }
 
+/** The expression for the byte length of the column's converted text, where that can pass VARCHAR's limit. */
+export function convertedBytesFor(column: SourceColumn): string | undefined {
+  return typeMapEntryFor(column)?.convertedBytes?.replaceAll(
+    '{column}',
+    quoteIdentifier(column.name),
+  );
+}
+
 function transfer(column: SourceColumn, targetType: string): ColumnTransfer {
+  const convertedBytes = convertedBytesFor(column);
   return {
     name: column.name,
     selectExpression: selectExpressionFor(column),
+    ...(convertedBytes === undefined ? {} : { convertedBytes }),
     targetType,
     figures: figureKindFor(column, targetType),
   };

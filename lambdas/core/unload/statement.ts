@@ -14,6 +14,7 @@ import {
 import { runScopedName, validateRunId } from '../swap/plan';
 import { buildFiguresQuery } from '../transfer/figures';
 import type { TableTransfer } from '../transfer/types';
+import { buildOversizeQuery } from './oversize';
 
 export interface UnloadOptions {
   /** The role Redshift assumes to write to S3; a chain of roles is written comma-separated. */
@@ -249,12 +250,19 @@ export interface UnloadSessionPlan {
   readonly transactionStartIndex: readonly number[];
   /** Per transfer, in the order given: where its figures query is. */
   readonly figures: readonly SessionStatement[];
+  /**
+   * Per transfer, where its oversize count is (buildOversizeQuery), or null when it has no
+   * column to count. Every count runs in calls before the first UNLOAD's.
+   */
+  readonly oversize: readonly (SessionStatement | null)[];
 }
 
 /**
  * Any number of tables in one transaction spread over calls of at most MAX_BATCH_STATEMENTS:
- * `BEGIN`, the settings, then per table its UNLOAD and its figures query, then `COMMIT`; each
- * call starts by reading the transaction's start.
+ * `BEGIN`, the settings, the oversize counts (if any table has a column to count), then, from
+ * a new call on, per table its UNLOAD and its figures query, then `COMMIT`; each call starts
+ * by reading the transaction's start. The counts are read, and the run refused, before the
+ * call with the first UNLOAD is submitted.
  */
 export function buildUnloadSession(
   transfers: readonly TableTransfer[],
@@ -275,20 +283,28 @@ export function buildUnloadSession(
   }
   const batches: string[][] = [['BEGIN', ...SESSION_SETTINGS, TRANSACTION_START_SQL]];
   const transactionStartIndex = [SESSION_SETTINGS.length + 1];
+  const newCall = () => {
+    batches.push([TRANSACTION_START_SQL]);
+    transactionStartIndex.push(0);
+  };
   const add = (statement: string): SessionStatement => {
-    if (batches.at(-1)!.length === MAX_BATCH_STATEMENTS) {
-      batches.push([TRANSACTION_START_SQL]);
-      transactionStartIndex.push(0);
-    }
+    if (batches.at(-1)!.length === MAX_BATCH_STATEMENTS) newCall();
     const batch = batches.at(-1)!;
     batch.push(statement);
     return { batch: batches.length - 1, index: batch.length - 1 };
   };
+  const oversize = transfers.map((transfer) => {
+    const query = buildOversizeQuery(transfer);
+    return query === null
+      ? null
+      : add(checkLength(query, `the oversize count of ${displayQualified(transfer.table.source)}`));
+  });
+  if (oversize.some((at) => at !== null)) newCall();
   const figures: SessionStatement[] = [];
   for (const transfer of transfers) {
     add(buildUnloadStatement(transfer, options));
     figures.push(add(buildSourceFiguresQuery(transfer)));
   }
   add('COMMIT');
-  return { batches, transactionStartIndex, figures };
+  return { batches, transactionStartIndex, figures, oversize };
 }

@@ -26,6 +26,12 @@ export interface TypeMapEntry {
    * plain column, whose printed form PostgreSQL reads as it is.
    */
   readonly unloadAs?: string;
+  /**
+   * For an `unloadAs` that makes VARCHAR out of a value that can be longer than VARCHAR holds
+   * (65535 bytes): the Redshift expression for the length in bytes that text would have,
+   * `{column}` standing for the quoted column. Checked before the unload (oversize.ts).
+   */
+  readonly convertedBytes?: string;
   /** Which figures the source side can give (the target side must agree, see figureKindFor). */
   readonly figures: FigureKind;
   /** The PostgreSQL type for one column, length, precision and scale filled in. */
@@ -174,6 +180,10 @@ export const TYPE_MAP: readonly TypeMapEntry[] = [
     postgres: 'jsonb',
     note: 'JSON text; a SQL NULL stays NULL (JSON_SERIALIZE alone would write the JSON text null)',
     unloadAs: 'CASE WHEN {column} IS NULL THEN NULL ELSE JSON_SERIALIZE({column}) END',
+    // A SUPER value holds up to about a block (1 MB), and JSON_SERIALIZE fails on one whose
+    // text passes VARCHAR's limit; JSON_SIZE is the same length, in bytes, without that limit
+    // (docs.aws.amazon.com/redshift/latest/dg/JSON_SERIALIZE.html, r_json_size.html).
+    convertedBytes: 'JSON_SIZE({column})',
     figures: 'nulls',
     targetType: () => 'jsonb',
   },
@@ -183,6 +193,9 @@ export const TYPE_MAP: readonly TypeMapEntry[] = [
     postgres: 'bytea',
     note: "PostgreSQL's hex form \\x..., with CHR(92) for the backslash so the SQL holds none",
     unloadAs: "CHR(92) || 'x' || FROM_VARBYTE({column}, 'hex')",
+    // A VARBYTE holds up to 16,777,216 bytes (r_VARBYTE_type.html) and FROM_VARBYTE returns a
+    // VARCHAR (r_FROM_VARBYTE.html): `\x` and two hex digits a byte.
+    convertedBytes: '2 + 2 * OCTET_LENGTH({column})',
     figures: 'nulls',
     targetType: () => 'bytea',
   },

@@ -14,6 +14,7 @@ import { parseFigures } from '../../core/transfer/figures';
 import type { TableTransfer } from '../../core/transfer/types';
 import { parseSourceColumns, SOURCE_COLUMNS_SQL } from '../../core/unload/columns';
 import { parseManifest } from '../../core/unload/manifest';
+import { oversizedValuesError, parseOversized } from '../../core/unload/oversize';
 import { planColumns } from '../../core/unload/select-list';
 import {
   buildUnloadSession,
@@ -107,6 +108,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     batches: plan.batches,
     transactionStartIndex: plan.transactionStartIndex,
     figures: plan.figures,
+    oversize: plan.oversize,
     unsyncedColumns,
   });
   const { statementId, sessionId } = await deps.warehouse.submitInSession(
@@ -182,6 +184,7 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
       context ??= await loadRun(deps, run);
       record ??= await context.files.readUnload();
       const startedAt = await transactionStart(deps, unload, record);
+      await refuseOversized(deps, unload, record);
       for (const [index, transfer] of record.transfers.entries()) {
         if (record.figures[index]!.batch === unload.batch) {
           await collectTable(deps, context, transfer, unload.statementId, record.figures[index]!);
@@ -248,6 +251,34 @@ async function transactionStart(
     );
   }
   return startedAt;
+}
+
+/**
+ * Reads the oversize counts the finished call ran; any value too long to unload fails the run
+ * here, before the call with the first UNLOAD is submitted (buildUnloadSession).
+ */
+async function refuseOversized(
+  deps: PipelineDeps,
+  unload: RunningUnload,
+  record: UnloadRecord,
+): Promise<void> {
+  const found = [];
+  for (const [index, transfer] of record.transfers.entries()) {
+    const at = record.oversize[index];
+    if (!at || at.batch !== unload.batch) continue;
+    const rows = await deps.warehouse.fetchRows(unload.statementId, at.index);
+    if (rows.length !== 1) {
+      throw new UnloadFailedError(
+        `the oversize count of ${displayQualified(transfer.table.source)} returned ${rows.length} rows, not 1.`,
+      );
+    }
+    found.push({ transfer, columns: parseOversized(rows[0]!, transfer) });
+  }
+  const refusal = oversizedValuesError(found);
+  if (refusal) {
+    await rollBack(deps, unload);
+    throw refusal;
+  }
 }
 
 /** Ends the session's transaction after a failure, so it holds no locks until the session closes. */

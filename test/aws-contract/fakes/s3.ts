@@ -70,6 +70,13 @@ async function bodyBytes(value: PutObjectCommandInput['Body']): Promise<Buffer> 
 
 export class S3Fake {
   readonly store: LocalObjectStore;
+  /**
+   * Requests authorized so far by IAM action (s3:GetObject for GET and HEAD, s3:PutObject,
+   * s3:ListBucket for a listing, and the kms: calls S3 makes for SSE-KMS), whoever made them:
+   * the functions, UNLOAD (one PutObject per file) and Aurora's import (one GetObject per file).
+   * DeleteObjects is not counted (S3 does not charge for DELETE).
+   */
+  readonly requests = new Map<string, number>();
 
   constructor(private readonly options: S3FakeOptions) {
     this.store = new LocalObjectStore(options.s3Dir);
@@ -284,6 +291,7 @@ export class S3Fake {
   }
 
   private authorize(principal: AwsPrincipal, request: AwsRequest): void {
+    this.requests.set(request.action, (this.requests.get(request.action) ?? 0) + 1);
     authorizeOrThrow(this.options.authorize, principal, request, (message) =>
       sdkError(AccessDenied, message, 403),
     );
