@@ -92,8 +92,10 @@ export type GateAction =
     };
 
 /** A session's identity across inspections: its pid, or a prepared transaction's gid. */
-export function sessionKey(holder: Pick<LockHolder, 'pid' | 'gid'>): string {
-  return holder.pid === null ? `gid ${holder.gid}` : `pid ${holder.pid}`;
+export function sessionKey(holder: Pick<LockHolder, 'pid' | 'gid' | 'subcluster'>): string {
+  if (holder.pid === null) return `gid ${holder.gid}`;
+  // On Aurora Limitless pids are per node: the same pid on two subclusters is two sessions.
+  return holder.subcluster ? `pid ${holder.pid} on ${holder.subcluster.id}` : `pid ${holder.pid}`;
 }
 
 /**

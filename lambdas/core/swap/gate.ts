@@ -5,6 +5,7 @@
  * decision as states.
  */
 import { inspectLocks, type LockTarget } from '../locks/inspect';
+import { detectLockViews } from '../locks/limitless';
 import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
@@ -165,8 +166,12 @@ export async function swapWhenSafe(
     deadlockTimeoutMs: await deadlockTimeoutMs(db),
   };
   const targets = lockTargets(plan);
+  // Asked once: whether the cluster is Aurora Limitless does not change while we wait.
+  const views = await detectLockViews(db);
   const observe = async () => ({
-    verdict: lockVerdict(await inspectLocks(db, targets), { graceSeconds: settings.graceSeconds }),
+    verdict: lockVerdict(await inspectLocks(db, targets, views), {
+      graceSeconds: settings.graceSeconds,
+    }),
     waitedSeconds: waited(),
   });
   const blockersSeen = new Map<string, Blocker>();

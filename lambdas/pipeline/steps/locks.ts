@@ -7,6 +7,7 @@
  * noticed within about pollIntervalSeconds without paying a state transition per poll.
  */
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
+import { detectLockViews } from '../../core/locks/limitless';
 import { type TerminatedSession, terminateBlockers } from '../../core/locks/terminate';
 import { lockVerdict } from '../../core/locks/verdict';
 import {
@@ -103,8 +104,10 @@ async function openGate(
     lockTimeoutMs: plan.lockTimeoutMs,
     deadlockTimeoutMs: await deadlockTimeoutMs(deps.aurora),
   };
+  // Asked once per step: whether the cluster is Aurora Limitless does not change meanwhile.
+  const views = await detectLockViews(deps.aurora);
   const observe = async (): Promise<GateObservation> => ({
-    verdict: lockVerdict(await inspectLocks(deps.aurora, targets), {
+    verdict: lockVerdict(await inspectLocks(deps.aurora, targets, views), {
       graceSeconds: policy.graceSeconds,
     }),
     waitedSeconds: (deps.now() - firstCheckAt) / 1000,
@@ -129,7 +132,12 @@ function mergeSeen(
 ): BlockerState[] {
   const merged = [...seen];
   for (const blocker of blockers) {
-    if (!merged.some((known) => known.pid === blocker.pid && known.relation === blocker.relation)) {
+    // On Aurora Limitless a pid is unique on its subcluster only.
+    const same = (known: BlockerState) =>
+      known.pid === blocker.pid &&
+      known.relation === blocker.relation &&
+      known.subcluster?.id === blocker.subcluster?.id;
+    if (!merged.some(same)) {
       merged.push(blocker);
     }
   }
