@@ -10,6 +10,7 @@ import type { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { type QualifiedName, quoteQualified } from '../lambdas/core/identifiers';
 import { inspectLocks } from '../lambdas/core/locks/inspect';
 import { detectLockViews } from '../lambdas/core/locks/limitless';
+import { terminateBlockers } from '../lambdas/core/locks/terminate';
 import { lockVerdict } from '../lambdas/core/locks/verdict';
 import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
 import { type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
@@ -157,6 +158,35 @@ describe('the lock check on Aurora Limitless', () => {
     expect(failure).toBeInstanceOf(LockWaitTimeoutError);
     expect((failure as Error).message).toContain(`pid ${pid} on subcluster 6 (shard)`);
     await pipeline.query(`DROP TABLE ${quoteQualified(staging)}`);
+  });
+
+  it('leaves a session on the cluster alone when asked to terminate it, saying why', async () => {
+    const { client, pid } = await reader('notebook');
+    await placeSession(admin, pid, {
+      subclusterId: '4',
+      subclusterType: 'router',
+      state: 'coordinator',
+    });
+    await sleep(300);
+    const verdict = lockVerdict(await inspectLocks(sql, ACCESS_EXCLUSIVE), { graceSeconds: 0.1 });
+    if (verdict.safe) throw new Error('the reader should block');
+    const mine = verdict.blockers.filter((blocker) => blocker.holder.pid === pid);
+    expect(mine[0]!.reason).toMatch(
+      /; end that transaction \(on subcluster 4; onMaxWait "terminate" does not end sessions of an Aurora Limitless cluster\)$/,
+    );
+    const [record] = await terminateBlockers(sql, mine, {
+      graceSeconds: 0,
+      ownApplicationPrefix: 'redshift-aurora-sync',
+    });
+    expect(record).toMatchObject({
+      pid,
+      terminated: false,
+      outcome: 'refused',
+      reason: expect.stringContaining('subcluster 4 of an Aurora Limitless cluster'),
+      subcluster: { id: '4', type: 'router' },
+    });
+    // Still there, still in its transaction.
+    expect((await client.query('SELECT 1 AS alive')).rows).toEqual([{ alive: 1 }]);
   });
 });
 

@@ -115,6 +115,16 @@ function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason 
  * 2, 4)`: pids are per node, and that is where to end it.
  */
 export function blockerReason(holder: LockHolder): string {
+  const sentence = sessionSentence(holder);
+  if (!holder.subcluster) return sentence;
+  // terminateBlockers leaves sessions on a Limitless cluster alone (see terminate.ts).
+  return sentence.replace(
+    /,? or set onMaxWait to terminate$/,
+    ` (on subcluster ${holder.subcluster.id}; onMaxWait "terminate" does not end sessions of an Aurora Limitless cluster)`,
+  );
+}
+
+function sessionSentence(holder: LockHolder): string {
   const relation = displayQualified(holder.relation);
   const age = formatAge(holder);
   const query = holder.query ? `: ${quoteQuery(holder.query)}` : '';
