@@ -183,7 +183,7 @@ export async function declareLimitlessTable(
     [table.schema, table.name, tableType, distributionKey],
   );
   // Checked here so that a typo fails the test that made it, not a later assertion.
-  await client.query(`SELECT ${quoteQualified(table)}::regclass`);
+  await client.query('SELECT $1::regclass', [quoteQualified(table)]);
 }
 
 /**
