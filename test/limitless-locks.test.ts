@@ -12,8 +12,9 @@ import { inspectLocks } from '../lambdas/core/locks/inspect';
 import { detectLockViews } from '../lambdas/core/locks/limitless';
 import { terminateBlockers } from '../lambdas/core/locks/terminate';
 import { lockVerdict } from '../lambdas/core/locks/verdict';
+import { sessionsBlocking } from '../lambdas/core/locks/waiting';
 import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
-import { type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
+import { describeWaitedOn, type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
 import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import { describeBlocker } from '../lambdas/pipeline/state';
@@ -187,6 +188,56 @@ describe('the lock check on Aurora Limitless', () => {
     });
     // Still there, still in its transaction.
     expect((await client.query('SELECT 1 AS alive')).rows).toEqual([{ alive: 1 }]);
+  });
+});
+
+describe('whom an attempt waits for, on Aurora Limitless', () => {
+  it('names the session holding a conflicting lock on the node where the attempt waits', async () => {
+    const { pid: readerPid } = await reader('long report');
+    await placeSession(admin, readerPid, {
+      subclusterId: '3',
+      subclusterType: 'router',
+      state: 'coordinator',
+    });
+    await placeSession(admin, readerPid, {
+      subclusterId: '2',
+      subclusterType: 'shard',
+      state: 'participant',
+    });
+    const attempt = await db.connect('redshift-aurora-sync attempt', {
+      user: roles.pipeline,
+      password: `${roles.pipeline} secret`,
+    });
+    opened.push(attempt);
+    const attemptPid = (attempt as pg.Client & { processID: number }).processID;
+    await placeSession(admin, attemptPid, {
+      subclusterId: '2',
+      subclusterType: 'shard',
+      state: 'coordinator',
+    });
+    await attempt.query(`BEGIN; SET LOCAL lock_timeout = '5s'`);
+    const waiting = attempt
+      .query('LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE')
+      .catch((error: Error) => error);
+    await sleep(300);
+
+    const sessions = await sessionsBlocking(sql, [{ relation: ORDERS }], 'limitless');
+    expect(sessions).toEqual([
+      expect.objectContaining({
+        blockedPid: attemptPid,
+        pid: readerPid,
+        applicationName: 'long report',
+        state: 'idle in transaction',
+        subcluster: { id: '3', type: 'router', lockedOn: ['3'] },
+      }),
+    ]);
+    expect(describeWaitedOn(sessions)).toMatch(
+      new RegExp(
+        `^pid ${readerPid} on subcluster 3 \\(router\\) \\(user postgres, application "long report"\\)`,
+      ),
+    );
+    await admin.query('SELECT pg_cancel_backend($1)', [attemptPid]);
+    expect(await waiting).toBeInstanceOf(Error);
   });
 });
 

@@ -10,6 +10,7 @@
  * coordinator, participant, or NULL for a process outside any distributed session).
  */
 import type { SqlClient } from '../sql-client';
+import { conflicts, LOCK_MODES } from './conflicts';
 import { LOCK_TARGET_CTES } from './targets-sql';
 
 /** Which views show the cluster's locks: PostgreSQL's own, or Limitless's cluster-wide ones. */
@@ -148,4 +149,94 @@ CROSS JOIN mode_list m
 LEFT JOIN representative a ON a.session_key = h.session_key
 ORDER BY h.nspname, h.relname, h.granted DESC, transaction_age_seconds DESC NULLS FIRST,
          subcluster_id, pid
+`;
+
+/** Every (waited-for mode, held mode) pair that conflicts, as SQL VALUES rows. */
+const CONFLICTING_MODES = LOCK_MODES.flatMap((wanted) =>
+  LOCK_MODES.filter((held) => conflicts(wanted, held)).map((held) => `('${wanted}', '${held}')`),
+).join(', ');
+
+/**
+ * SESSIONS_BLOCKING_SQL's columns, read cluster-wide, plus the blocker's subcluster. Our
+ * sessions are the distributed sessions coordinated by the role running this (other than this
+ * one's) with a process waiting for a lock on a target; whom they wait for is, on the same
+ * node, every other session granted a conflicting lock on that relation. pg_blocking_pids
+ * reads this router's lock table only, and a wait for a row lock (a transaction ID) cannot be
+ * tied across nodes from the documented columns, so this sees table locks only. Blockers are
+ * reported as in INSPECT_LIMITLESS_LOCKS_SQL: under their coordinator's pid and subcluster.
+ */
+export const SESSIONS_BLOCKING_LIMITLESS_SQL = `
+WITH wanted AS (
+  SELECT n.nspname::text AS nspname, c.relname::text AS relname
+  FROM jsonb_to_recordset(:targets::jsonb) AS t(schema text, name text)
+  JOIN pg_class c ON c.oid = to_regclass(format('%I.%I', t.schema, t.name))
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+),
+conflicting(waited, held) AS (VALUES ${CONFLICTING_MODES}),
+activity AS MATERIALIZED (
+  SELECT a.subcluster_id::text AS subcluster_id, a.subcluster_type::text AS subcluster_type,
+         a.distributed_session_id::text AS distributed_session_id,
+         a.distributed_session_state::text AS distributed_session_state,
+         a.pid, a.backend_start, a.usename, a.application_name, a.client_addr, a.state,
+         a.xact_start, a.query_start, a.query
+  FROM rds_aurora.limitless_stat_activity a
+),
+own AS (
+  SELECT a.distributed_session_id
+  FROM activity a
+  JOIN pg_stat_activity me ON me.pid = pg_backend_pid()
+  WHERE a.pid = me.pid AND a.backend_start = me.backend_start
+),
+locks AS MATERIALIZED (
+  SELECT l.subcluster_id::text AS subcluster_id,
+         l.distributed_session_id::text AS distributed_session_id,
+         l.pid, l.mode::text AS mode, l.granted, w.nspname, w.relname
+  FROM rds_aurora.limitless_locks l
+  JOIN wanted w ON w.nspname = l.relnspname AND w.relname = l.relname
+  WHERE l.locktype = 'relation' AND l.datname = current_database()
+),
+ours AS (
+  SELECT l.*, c.pid AS coordinator_pid
+  FROM locks l
+  JOIN activity c
+    ON c.distributed_session_id = l.distributed_session_id
+   AND c.distributed_session_state = 'coordinator'
+  WHERE NOT l.granted AND c.usename = session_user
+    AND NOT EXISTS (SELECT 1 FROM own o WHERE o.distributed_session_id = l.distributed_session_id)
+),
+blocking AS (
+  SELECT DISTINCT o.coordinator_pid AS blocked_pid, h.distributed_session_id,
+         h.subcluster_id AS held_on, h.pid AS held_by
+  FROM ours o
+  JOIN locks h
+    ON h.subcluster_id = o.subcluster_id AND h.nspname = o.nspname AND h.relname = o.relname
+   AND h.granted AND h.distributed_session_id IS DISTINCT FROM o.distributed_session_id
+  JOIN conflicting x ON x.waited = o.mode AND x.held = h.mode
+),
+named AS (
+  SELECT DISTINCT ON (b.blocked_pid, coalesce(b.distributed_session_id, b.held_on || ':' || b.held_by))
+         b.blocked_pid, b.held_on, b.held_by, a.*
+  FROM blocking b
+  LEFT JOIN activity a
+    ON (b.distributed_session_id IS NOT NULL
+        AND a.distributed_session_id = b.distributed_session_id
+        AND a.distributed_session_state = 'coordinator')
+    OR (a.subcluster_id = b.held_on AND a.pid = b.held_by)
+  ORDER BY b.blocked_pid, coalesce(b.distributed_session_id, b.held_on || ':' || b.held_by),
+           a.distributed_session_state = 'coordinator' DESC NULLS LAST, a.subcluster_id, a.pid
+)
+SELECT n.blocked_pid::int AS blocked_pid,
+       coalesce(n.pid, n.held_by)::int AS pid,
+       n.usename::text AS user_name,
+       n.application_name::text AS application_name,
+       host(n.client_addr)::text AS client_addr,
+       n.state::text AS state,
+       extract(epoch FROM statement_timestamp() - n.xact_start)::float8 AS transaction_age_seconds,
+       extract(epoch FROM statement_timestamp() - n.query_start)::float8 AS query_age_seconds,
+       (extract(epoch FROM n.xact_start) * 1000000)::bigint::text AS transaction_start_micros,
+       left(n.query, 500)::text AS query,
+       coalesce(n.subcluster_id, n.held_on)::text AS subcluster_id,
+       n.subcluster_type::text AS subcluster_type
+FROM named n
+ORDER BY 1, 2
 `;

@@ -258,11 +258,13 @@ export function recordBusyAttempt(
   atSeconds: number,
   pollIntervalSeconds: number,
   random: number,
-  waitedOn: readonly Pick<LockHolder, 'pid'>[] = [],
+  waitedOn: readonly Pick<LockHolder, 'pid' | 'subcluster'>[] = [],
 ): GateHistory {
   const sessions = new Set([
     ...conflictingHolders(verdict).map(({ holder }) => sessionKey(holder)),
-    ...waitedOn.flatMap(({ pid }) => (pid === null ? [] : [sessionKey({ pid, gid: null })])),
+    ...waitedOn.flatMap(({ pid, subcluster }) =>
+      pid === null ? [] : [sessionKey({ pid, gid: null, subcluster })],
+    ),
   ]);
   const counts = new Map<string, number>();
   // The sessions seen now come first, so that among equal counts the oldest ones are dropped.

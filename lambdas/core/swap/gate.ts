@@ -114,7 +114,10 @@ export function describeWaitedOn(sessions: readonly BlockingSession[]): string {
       const query = session.query
         ? `: ${JSON.stringify(session.query.replace(/\s+/g, ' ').slice(0, 200))}`
         : '';
-      const name = session.pid === null ? 'a prepared transaction' : `pid ${session.pid}`;
+      const node = session.subcluster
+        ? ` on subcluster ${session.subcluster.id}${session.subcluster.type ? ` (${session.subcluster.type})` : ''}`
+        : '';
+      const name = session.pid === null ? 'a prepared transaction' : `pid ${session.pid}${node}`;
       return `${name} (${who.join(', ')}), in a transaction open for ${formatSeconds(session.transactionAgeSeconds)}${query}`;
     })
     .join('; ');
