@@ -9,10 +9,15 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { type QualifiedName, quoteQualified } from '../lambdas/core/identifiers';
 import { inspectLocks } from '../lambdas/core/locks/inspect';
-import { detectLockViews } from '../lambdas/core/locks/limitless';
+import {
+  DETECT_LOCK_VIEWS_SQL,
+  detectLockViews,
+  INSPECT_LIMITLESS_LOCKS_SQL,
+} from '../lambdas/core/locks/limitless';
 import { terminateBlockers } from '../lambdas/core/locks/terminate';
 import { lockVerdict } from '../lambdas/core/locks/verdict';
 import { sessionsBlocking } from '../lambdas/core/locks/waiting';
+import type { SqlClient } from '../lambdas/core/sql-client';
 import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
 import { describeWaitedOn, type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
@@ -65,6 +70,24 @@ async function reader(applicationName: string): Promise<{ client: pg.Client; pid
   await client.query('BEGIN');
   await client.query('SELECT count(*) FROM public.orders');
   return { client, pid: (client as pg.Client & { processID: number }).processID };
+}
+
+/** A SqlClient passing every query to `inner`, counting the detection and the lock checks. */
+function countingQueries(inner: SqlClient): {
+  client: SqlClient;
+  asked: { detect: number; inspect: number };
+} {
+  const asked = { detect: 0, inspect: 0 };
+  return {
+    asked,
+    client: {
+      query: (text, parameters, options) => {
+        if (text === DETECT_LOCK_VIEWS_SQL) asked.detect += 1;
+        if (text === INSPECT_LIMITLESS_LOCKS_SQL) asked.inspect += 1;
+        return inner.query(text, parameters, options);
+      },
+    },
+  };
 }
 
 describe('the lock check on Aurora Limitless', () => {
@@ -150,7 +173,8 @@ describe('the lock check on Aurora Limitless', () => {
       runId: 'limitless-gate',
     });
     await sleep(300);
-    const failure = await swapWhenSafe(sql, plan, {
+    const { client: counting, asked } = countingQueries(sql);
+    const failure = await swapWhenSafe(counting, plan, {
       graceSeconds: 0.1,
       pollIntervalSeconds: 0.2,
       maxWaitSeconds: 0.5,
@@ -158,6 +182,8 @@ describe('the lock check on Aurora Limitless', () => {
     }).catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(LockWaitTimeoutError);
     expect((failure as Error).message).toContain(`pid ${pid} on subcluster 6 (shard)`);
+    expect(asked.detect).toBe(1);
+    expect(asked.inspect).toBeGreaterThanOrEqual(3);
     await pipeline.query(`DROP TABLE ${quoteQualified(staging)}`);
   });
 
@@ -266,13 +292,16 @@ describe('a distributed deadlock', () => {
 
     await failWithDistributedDeadlock(admin, 2);
     const progress: SwapProgress[] = [];
+    const { client: counting, asked } = countingQueries(sql);
     const outcome = await swapWhenSafe(
-      sql,
+      counting,
       plan,
       { graceSeconds: 0.1, pollIntervalSeconds: 0.05, maxWaitSeconds: 30 },
       { onProgress: (step) => progress.push(step) },
     );
     expect(outcome.attempts).toBe(3);
+    // Asked once for the whole wait, not at each check or attempt.
+    expect(asked.detect).toBe(1);
     expect(progress.filter((step) => step.kind === 'busy').map((step) => step.message)).toEqual([
       expect.stringMatching(/^distributed deadlock: .*aborting transaction participating/),
       expect.stringMatching(/^distributed deadlock: .*aborting transaction participating/),

@@ -5,7 +5,7 @@
  * decision as states.
  */
 import { inspectLocks, type LockTarget } from '../locks/inspect';
-import { detectLockViews } from '../locks/limitless';
+import { detectLockViews, type LockViews } from '../locks/limitless';
 import { type TerminatedSession, terminateBlockers } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
@@ -89,6 +89,8 @@ export async function watchedAttempt(
   lockTimeoutMs: number,
   sleep: (ms: number) => Promise<void>,
   follow?: FollowCutOff,
+  /** Which views show the locks (detectLockViews); asked at each watch when not given. */
+  views?: LockViews,
 ): Promise<WatchedAttempt> {
   let settled = false;
   const attempt = attemptSwap(db, { ...plan, lockTimeoutMs }, follow).finally(() => {
@@ -98,7 +100,7 @@ export async function watchedAttempt(
     await sleep(lockTimeoutMs / 2);
     if (settled) return [];
     // A failed look must not turn a busy attempt into an error: it only names people.
-    return sessionsBlocking(db, lockTargets(plan)).catch(() => []);
+    return sessionsBlocking(db, lockTargets(plan), views).catch(() => []);
   })();
   const [outcome, waitedOn] = await Promise.all([attempt, watch]);
   return { attempt: outcome, waitedOn: outcome.status === 'busy' ? waitedOn : [] };
@@ -225,7 +227,14 @@ export async function swapWhenSafe(
       }
       case 'attempt': {
         attempts += 1;
-        const { attempt, waitedOn } = await watchedAttempt(db, plan, decision.lockTimeoutMs, sleep);
+        const { attempt, waitedOn } = await watchedAttempt(
+          db,
+          plan,
+          decision.lockTimeoutMs,
+          sleep,
+          undefined,
+          views,
+        );
         if (attempt.status === 'swapped') {
           return {
             result: attempt.result,

@@ -112,7 +112,7 @@ async function openGate(
     }),
     waitedSeconds: (deps.now() - firstCheckAt) / 1000,
   });
-  return { policy, observe };
+  return { policy, observe, views };
 }
 
 function giveUp(
@@ -293,6 +293,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       decision.lockTimeoutMs,
       deps.sleep,
       follow,
+      gate.views,
     );
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
