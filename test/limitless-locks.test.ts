@@ -20,6 +20,7 @@ import { sessionsBlocking } from '../lambdas/core/locks/waiting';
 import type { SqlClient } from '../lambdas/core/sql-client';
 import { attemptSwap, prepareStaging } from '../lambdas/core/swap/engine';
 import { describeWaitedOn, type SwapProgress, swapWhenSafe } from '../lambdas/core/swap/gate';
+import { sessionKey } from '../lambdas/core/swap/gate-decision';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
 import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import { describeBlocker } from '../lambdas/pipeline/state';
@@ -30,6 +31,7 @@ import {
   placeSession,
 } from '../local/emulators/limitless-shims';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { holder } from './support/lock-holders';
 import { createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';
 
 const ORDERS: QualifiedName = { schema: 'public', name: 'orders' };
@@ -308,5 +310,15 @@ describe('a distributed deadlock', () => {
     ]);
     const [swapped] = (await admin.query(`SELECT count(*)::int AS n FROM public.orders`)).rows;
     expect(swapped.n).toBe(10);
+  });
+});
+
+describe('on Aurora Limitless, a pid is its node’s', () => {
+  it('keeps the same pid on two subclusters apart in the gate’s memory', () => {
+    const on = (id: string) =>
+      holder({ pid: 7, subcluster: { id, type: 'router', lockedOn: [id] } });
+    expect(sessionKey(on('2'))).not.toBe(sessionKey(on('3')));
+    expect(sessionKey(on('2'))).toBe(sessionKey(on('2')));
+    expect(sessionKey(holder({ pid: 7 }))).toBe('pid 7');
   });
 });
