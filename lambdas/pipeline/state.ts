@@ -4,7 +4,7 @@
  * column lists and figures live beside the run's files in the bucket (run-files.ts).
  */
 import { ConfigError } from '../core/errors';
-import type { LockHolder } from '../core/locks/inspect';
+import type { LockHolder, Subcluster } from '../core/locks/inspect';
 import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
 
@@ -83,6 +83,8 @@ export interface BlockerState {
   readonly transactionSeconds: number | null;
   readonly query: string | null;
   readonly reason: string;
+  /** On Aurora Limitless: the node the session runs on, and where it holds the lock. */
+  readonly subcluster?: Subcluster;
 }
 
 /** `$.locks`: set by "Check locks on the live tables". */
@@ -140,6 +142,7 @@ export function describeBlocker(holder: LockHolder, reason: string): BlockerStat
     transactionSeconds: holder.transactionAgeSeconds,
     query: holder.query,
     reason,
+    ...(holder.subcluster ? { subcluster: holder.subcluster } : {}),
   };
 }
 

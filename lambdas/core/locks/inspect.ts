@@ -1,12 +1,15 @@
 /**
  * Who holds, or waits for, a lock on the relations a swap is about to lock: one query over
  * pg_locks, pg_stat_activity and pg_prepared_xacts, so the answer is one consistent picture
- * and runs over the RDS Data API (one statement, scalar parameters) as it does over pg.
+ * and runs over the RDS Data API (one statement, scalar parameters) as it does over pg. On an
+ * Aurora Limitless cluster the same question is asked of its cluster-wide views (limitless.ts).
  */
 import type { QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
 import type { LockMode } from '../swap/types';
 import { isLockMode, LOCK_MODES } from './conflicts';
+import { detectLockViews, INSPECT_LIMITLESS_LOCKS_SQL, type LockViews } from './limitless';
+import { LOCK_TARGET_CTES } from './targets-sql';
 
 export interface LockTarget {
   readonly relation: QualifiedName;
@@ -94,6 +97,18 @@ export interface LockHolder {
    * rather than as holders of their own (0 for a session running no parallel query).
    */
   readonly parallelWorkers: number;
+  /** On an Aurora Limitless cluster, where the session runs; absent on PostgreSQL. */
+  readonly subcluster?: Subcluster;
+}
+
+/** A node of an Aurora Limitless cluster, as rds_aurora.limitless_stat_activity names it. */
+export interface Subcluster {
+  /** subcluster_id of the session's process (its distributed session's coordinator). */
+  readonly id: string;
+  /** `router` or `shard`; null when the process has just ended. */
+  readonly type: string | null;
+  /** Every subcluster where the session holds (or waits for) this lock, ids in order. */
+  readonly lockedOn: readonly string[];
 }
 
 /**
@@ -102,48 +117,7 @@ export interface LockHolder {
  * column is cast to int, float8, text or boolean, which both transports return the same way.
  */
 export const INSPECT_LOCKS_SQL = `
-WITH mode_list AS (
-  SELECT ARRAY[${LOCK_MODES.map((mode) => `'${mode}'`).join(', ')}]::text[] AS modes
-),
-input AS (
-  SELECT t.mode, t.include_dependent_views, coalesce(t.include_owned_sequences, false)
-           AS include_owned_sequences,
-         to_regclass(format('%I.%I', t.schema, t.name))::oid AS relid
-  FROM jsonb_to_recordset(:targets::jsonb)
-       AS t(schema text, name text, mode text, include_dependent_views boolean,
-            include_owned_sequences boolean)
-),
-wanted AS (
-  SELECT relid, mode FROM input WHERE relid IS NOT NULL
-  UNION
-  SELECT r.ev_class, i.mode
-  FROM input i
-  JOIN pg_depend d
-    ON d.refclassid = 'pg_class'::regclass AND d.refobjid = i.relid
-   AND d.classid = 'pg_rewrite'::regclass AND d.deptype = 'n'
-  JOIN pg_rewrite r ON r.oid = d.objid
-  JOIN pg_class v ON v.oid = r.ev_class AND v.relkind IN ('v', 'm')
-  WHERE i.include_dependent_views AND r.ev_class <> i.relid
-  UNION
-  SELECT d.objid, i.mode
-  FROM input i
-  JOIN pg_depend d
-    ON d.refclassid = 'pg_class'::regclass AND d.refobjid = i.relid
-   AND d.classid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
-  JOIN pg_class s ON s.oid = d.objid AND s.relkind = 'S'
-  WHERE i.include_owned_sequences
-),
--- One mode per relation, as combinedMode() in conflicts.ts: the strongest, except that
--- ShareLock (5) with RowExclusiveLock (3) or ShareUpdateExclusiveLock (4) needs
--- ShareRowExclusiveLock (6), because ShareLock does not conflict with itself.
-target AS (
-  SELECT w.relid,
-         CASE WHEN max(w.rank) = 5 AND bool_or(w.rank IN (3, 4)) THEN 6 ELSE max(w.rank) END
-           AS rank
-  FROM (SELECT wanted.relid, array_position(m.modes, wanted.mode) AS rank
-        FROM wanted CROSS JOIN mode_list m) w
-  GROUP BY w.relid
-),
+WITH ${LOCK_TARGET_CTES},
 -- pg_locks read once, so that relation locks and the transaction locks that tie prepared
 -- transactions to them come from the same snapshot.
 lock_rows AS MATERIALIZED (
@@ -246,6 +220,10 @@ interface LockHolderRow {
   query: string | null;
   own_session: boolean;
   parallel_workers: number;
+  /** Only from INSPECT_LIMITLESS_LOCKS_SQL. */
+  subcluster_id?: string | null;
+  subcluster_type?: string | null;
+  lock_subclusters?: string | null;
 }
 
 /**
@@ -256,6 +234,8 @@ interface LockHolderRow {
 export async function inspectLocks(
   db: SqlClient,
   targets: readonly LockTarget[],
+  /** Which views to read (detectLockViews); asked of the database when not given. */
+  views?: LockViews,
 ): Promise<LockHolder[]> {
   for (const target of targets) {
     if (!isLockMode(target.mode)) {
@@ -263,7 +243,9 @@ export async function inspectLocks(
     }
   }
   if (targets.length === 0) return [];
-  const rows = await db.query<LockHolderRow>(INSPECT_LOCKS_SQL, {
+  const limitless = (views ?? (await detectLockViews(db))) === 'limitless';
+  const sql = limitless ? INSPECT_LIMITLESS_LOCKS_SQL : INSPECT_LOCKS_SQL;
+  const rows = await db.query<LockHolderRow>(sql, {
     targets: JSON.stringify(
       targets.map((target) => ({
         schema: target.relation.schema,
@@ -278,6 +260,14 @@ export async function inspectLocks(
 }
 
 function toLockHolder(row: LockHolderRow): LockHolder {
+  const subcluster: Subcluster | undefined =
+    row.subcluster_id === undefined || row.subcluster_id === null
+      ? undefined
+      : {
+          id: row.subcluster_id,
+          type: row.subcluster_type ?? null,
+          lockedOn: row.lock_subclusters ? row.lock_subclusters.split(',') : [row.subcluster_id],
+        };
   return {
     pid: row.pid,
     user: row.user_name,
@@ -298,6 +288,7 @@ function toLockHolder(row: LockHolderRow): LockHolder {
     query: row.query,
     ownSession: row.own_session,
     parallelWorkers: row.parallel_workers,
+    ...(subcluster ? { subcluster } : {}),
   };
 }
 

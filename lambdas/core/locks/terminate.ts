@@ -7,6 +7,7 @@
 import { DatabaseError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
+import type { Subcluster } from './inspect';
 import { type Blocker, sqlLiteral } from './verdict';
 
 /** What happened to one blocking session: for the run's log. */
@@ -33,6 +34,8 @@ export interface TerminatedSession {
   readonly reason: string | null;
   /** What a person can do instead, when it was not terminated and something can be done. */
   readonly advice: string | null;
+  /** On Aurora Limitless, the node the session runs on (as LockHolder.subcluster). */
+  readonly subcluster?: Subcluster;
 }
 
 export interface TerminateOptions {
@@ -166,8 +169,8 @@ export async function terminateBlockingSessions(
 function groupBySession(blockers: readonly Blocker[]): Blocker[][] {
   const groups = new Map<string, Blocker[]>();
   for (const blocker of blockers) {
-    const { pid, gid } = blocker.holder;
-    const key = pid === null ? `gid ${gid}` : `pid ${pid}`;
+    const { pid, gid, subcluster } = blocker.holder;
+    const key = pid === null ? `gid ${gid}` : `pid ${pid} on ${subcluster?.id ?? 'this node'}`;
     groups.set(key, [...(groups.get(key) ?? []), blocker]);
   }
   return [...groups.values()];
@@ -189,6 +192,7 @@ async function terminateOne(
     relations,
     transactionAgeSeconds: holder.transactionAgeSeconds,
     query: holder.query,
+    ...(holder.subcluster ? { subcluster: holder.subcluster } : {}),
   };
   const notTerminated = (reason: string, advice: string | null = null): TerminatedSession => ({
     ...fromInspection,
@@ -198,6 +202,14 @@ async function terminateOne(
     advice,
   });
 
+  if (holder.subcluster) {
+    // Its pid is one of its node's; pg_terminate_backend and the re-check in TERMINATE_SQL
+    // read this router's processes only, and AWS documents no way to end another node's.
+    return notTerminated(
+      `it runs on subcluster ${holder.subcluster.id} of an Aurora Limitless cluster, where the pipeline does not end sessions`,
+      'end its transaction from the application that opened it, or wait for it',
+    );
+  }
   if (holder.pid === null) {
     return notTerminated(
       'a prepared transaction has no session to terminate',

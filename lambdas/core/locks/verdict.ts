@@ -110,9 +110,21 @@ function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason 
 /**
  * e.g. `pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on
  * public.orders for 47 s in an open transaction that is idle: "SELECT ..."; end that
- * transaction or set onMaxWait to terminate`
+ * transaction or set onMaxWait to terminate`. On Aurora Limitless the session's node follows
+ * its pid, e.g. `pid 4242 on subcluster 2 (router) (user alice, ..., its lock on subclusters
+ * 2, 4)`: pids are per node, and that is where to end it.
  */
 export function blockerReason(holder: LockHolder): string {
+  const sentence = sessionSentence(holder);
+  if (!holder.subcluster) return sentence;
+  // terminateBlockers leaves sessions on a Limitless cluster alone (see terminate.ts).
+  return sentence.replace(
+    /,? or set onMaxWait to terminate$/,
+    ` (on subcluster ${holder.subcluster.id}; onMaxWait "terminate" does not end sessions of an Aurora Limitless cluster)`,
+  );
+}
+
+function sessionSentence(holder: LockHolder): string {
   const relation = displayQualified(holder.relation);
   const age = formatAge(holder);
   const query = holder.query ? `: ${quoteQuery(holder.query)}` : '';
@@ -184,7 +196,12 @@ function describeSession(holder: LockHolder): string {
       `leading ${holder.parallelWorkers} parallel worker${holder.parallelWorkers === 1 ? '' : 's'}`,
     );
   }
-  return `pid ${holder.pid ?? 'unknown'} (${details.join(', ')})`;
+  const node = holder.subcluster;
+  if (node?.lockedOn.some((id) => id !== node.id)) {
+    details.push(`its lock on subclusters ${node.lockedOn.join(', ')}`);
+  }
+  const where = node ? ` on subcluster ${node.id}${node.type ? ` (${node.type})` : ''}` : '';
+  return `pid ${holder.pid ?? 'unknown'}${where} (${details.join(', ')})`;
 }
 
 export function formatSeconds(seconds: number | null): string {

@@ -5,7 +5,8 @@
  * behind.
  */
 import type { SqlClient } from '../sql-client';
-import type { LockTarget } from './inspect';
+import type { LockTarget, Subcluster } from './inspect';
+import { detectLockViews, type LockViews, SESSIONS_BLOCKING_LIMITLESS_SQL } from './limitless';
 
 /** A session that one of the pipeline's own sessions is waiting for, on any lock. */
 export interface BlockingSession {
@@ -23,6 +24,8 @@ export interface BlockingSession {
   /** As LockHolder.transactionStartMicros. */
   readonly transactionStartMicros: string | null;
   readonly query: string | null;
+  /** On Aurora Limitless, the node of the blocking session (lockedOn: that node). */
+  readonly subcluster?: Subcluster;
 }
 
 /**
@@ -82,6 +85,9 @@ interface BlockingSessionRow {
   query_age_seconds: number | null;
   transaction_start_micros: string | null;
   query: string | null;
+  /** Only from SESSIONS_BLOCKING_LIMITLESS_SQL. */
+  subcluster_id?: string | null;
+  subcluster_type?: string | null;
 }
 
 /**
@@ -96,9 +102,13 @@ interface BlockingSessionRow {
 export async function sessionsBlocking(
   db: SqlClient,
   targets: readonly Pick<LockTarget, 'relation'>[],
+  /** Which views to read (detectLockViews); asked of the database when not given. */
+  views?: LockViews,
 ): Promise<BlockingSession[]> {
   if (targets.length === 0) return [];
-  const rows = await db.query<BlockingSessionRow>(SESSIONS_BLOCKING_SQL, {
+  const limitless = (views ?? (await detectLockViews(db))) === 'limitless';
+  const sql = limitless ? SESSIONS_BLOCKING_LIMITLESS_SQL : SESSIONS_BLOCKING_SQL;
+  const rows = await db.query<BlockingSessionRow>(sql, {
     targets: JSON.stringify(
       targets.map(({ relation }) => ({ schema: relation.schema, name: relation.name })),
     ),
@@ -114,5 +124,14 @@ export async function sessionsBlocking(
     queryAgeSeconds: row.query_age_seconds,
     transactionStartMicros: row.transaction_start_micros,
     query: row.query,
+    ...(row.subcluster_id
+      ? {
+          subcluster: {
+            id: row.subcluster_id,
+            type: row.subcluster_type ?? null,
+            lockedOn: [row.subcluster_id],
+          },
+        }
+      : {}),
   }));
 }

@@ -10,7 +10,13 @@ export { SYNC_SQLSTATE };
 
 export type BusyReason = 'lock timeout' | 'deadlock' | 'distributed deadlock';
 
-/** Aurora Limitless aborts distributed deadlocks with this message (its SQLSTATE is not documented). */
+/**
+ * Aurora Limitless ends a transaction in a distributed deadlock with "ERROR: aborting
+ * transaction participating in a distributed deadlock"
+ * (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-query.deadlocks.html);
+ * its SQLSTATE is not documented, so the message is what tells it (test/limitless-locks.test.ts
+ * has a real PostgreSQL raise it with SQLSTATE P0001).
+ */
 const DISTRIBUTED_DEADLOCK = /aborting transaction participating in a distributed deadlock/i;
 
 export function busyReason(error: unknown): BusyReason | null {

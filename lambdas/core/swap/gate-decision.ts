@@ -92,8 +92,10 @@ export type GateAction =
     };
 
 /** A session's identity across inspections: its pid, or a prepared transaction's gid. */
-export function sessionKey(holder: Pick<LockHolder, 'pid' | 'gid'>): string {
-  return holder.pid === null ? `gid ${holder.gid}` : `pid ${holder.pid}`;
+export function sessionKey(holder: Pick<LockHolder, 'pid' | 'gid' | 'subcluster'>): string {
+  if (holder.pid === null) return `gid ${holder.gid}`;
+  // On Aurora Limitless pids are per node: the same pid on two subclusters is two sessions.
+  return holder.subcluster ? `pid ${holder.pid} on ${holder.subcluster.id}` : `pid ${holder.pid}`;
 }
 
 /**
@@ -256,11 +258,13 @@ export function recordBusyAttempt(
   atSeconds: number,
   pollIntervalSeconds: number,
   random: number,
-  waitedOn: readonly Pick<LockHolder, 'pid'>[] = [],
+  waitedOn: readonly Pick<LockHolder, 'pid' | 'subcluster'>[] = [],
 ): GateHistory {
   const sessions = new Set([
     ...conflictingHolders(verdict).map(({ holder }) => sessionKey(holder)),
-    ...waitedOn.flatMap(({ pid }) => (pid === null ? [] : [sessionKey({ pid, gid: null })])),
+    ...waitedOn.flatMap(({ pid, subcluster }) =>
+      pid === null ? [] : [sessionKey({ pid, gid: null, subcluster })],
+    ),
   ]);
   const counts = new Map<string, number>();
   // The sessions seen now come first, so that among equal counts the oldest ones are dropped.

@@ -5,6 +5,7 @@
  * decision as states.
  */
 import { inspectLocks, type LockTarget } from '../locks/inspect';
+import { detectLockViews, type LockViews } from '../locks/limitless';
 import { type TerminatedSession, terminateBlockingSessions } from '../locks/terminate';
 import { type Blocker, formatSeconds, lockVerdict } from '../locks/verdict';
 import { type BlockingSession, sessionsBlocking } from '../locks/waiting';
@@ -88,6 +89,8 @@ export async function watchedAttempt(
   lockTimeoutMs: number,
   sleep: (ms: number) => Promise<void>,
   follow?: FollowCutOff,
+  /** Which views show the locks (detectLockViews); asked at each watch when not given. */
+  views?: LockViews,
 ): Promise<WatchedAttempt> {
   let settled = false;
   const attempt = attemptSwap(db, { ...plan, lockTimeoutMs }, follow).finally(() => {
@@ -97,7 +100,7 @@ export async function watchedAttempt(
     await sleep(lockTimeoutMs / 2);
     if (settled) return [];
     // A failed look must not turn a busy attempt into an error: it only names people.
-    return sessionsBlocking(db, lockTargets(plan)).catch(() => []);
+    return sessionsBlocking(db, lockTargets(plan), views).catch(() => []);
   })();
   const [outcome, waitedOn] = await Promise.all([attempt, watch]);
   return { attempt: outcome, waitedOn: outcome.status === 'busy' ? waitedOn : [] };
@@ -113,7 +116,10 @@ export function describeWaitedOn(sessions: readonly BlockingSession[]): string {
       const query = session.query
         ? `: ${JSON.stringify(session.query.replace(/\s+/g, ' ').slice(0, 200))}`
         : '';
-      const name = session.pid === null ? 'a prepared transaction' : `pid ${session.pid}`;
+      const node = session.subcluster
+        ? ` on subcluster ${session.subcluster.id}${session.subcluster.type ? ` (${session.subcluster.type})` : ''}`
+        : '';
+      const name = session.pid === null ? 'a prepared transaction' : `pid ${session.pid}${node}`;
       return `${name} (${who.join(', ')}), in a transaction open for ${formatSeconds(session.transactionAgeSeconds)}${query}`;
     })
     .join('; ');
@@ -165,8 +171,12 @@ export async function swapWhenSafe(
     deadlockTimeoutMs: await deadlockTimeoutMs(db),
   };
   const targets = lockTargets(plan);
+  // Asked once: whether the cluster is Aurora Limitless does not change while we wait.
+  const views = await detectLockViews(db);
   const observe = async () => ({
-    verdict: lockVerdict(await inspectLocks(db, targets), { graceSeconds: settings.graceSeconds }),
+    verdict: lockVerdict(await inspectLocks(db, targets, views), {
+      graceSeconds: settings.graceSeconds,
+    }),
     waitedSeconds: waited(),
   });
   const blockersSeen = new Map<string, Blocker>();
@@ -217,7 +227,14 @@ export async function swapWhenSafe(
       }
       case 'attempt': {
         attempts += 1;
-        const { attempt, waitedOn } = await watchedAttempt(db, plan, decision.lockTimeoutMs, sleep);
+        const { attempt, waitedOn } = await watchedAttempt(
+          db,
+          plan,
+          decision.lockTimeoutMs,
+          sleep,
+          undefined,
+          views,
+        );
         if (attempt.status === 'swapped') {
           return {
             result: attempt.result,

@@ -7,6 +7,7 @@ import { PreflightError } from '../errors';
 import { displayIdentifier, displayQualified } from '../identifiers';
 import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
+import { isLimitlessDatabase, limitlessProblems } from './limitless-preflight';
 import type { OnMaxWait } from './policy';
 import type { TableSwap } from './types';
 
@@ -94,6 +95,7 @@ export async function preflight(
   }
   const schemas = await schemaPrivilegeProblems(db, tables, role!.name);
   problems.push(...schemas.problems);
+  if (await isLimitlessDatabase(db)) problems.push(...(await limitlessProblems(db, tables)));
   for (const table of tables) {
     // Named above; looking the table up would fail with "permission denied for schema".
     if (schemas.unreachable.has(table.live.schema)) continue;

@@ -7,6 +7,7 @@
  * noticed within about pollIntervalSeconds without paying a state transition per poll.
  */
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
+import { detectLockViews } from '../../core/locks/limitless';
 import { type TerminatedSession, terminateBlockingSessions } from '../../core/locks/terminate';
 import { lockVerdict } from '../../core/locks/verdict';
 import {
@@ -103,13 +104,15 @@ async function openGate(
     lockTimeoutMs: plan.lockTimeoutMs,
     deadlockTimeoutMs: await deadlockTimeoutMs(deps.aurora),
   };
+  // Asked once per step: whether the cluster is Aurora Limitless does not change meanwhile.
+  const views = await detectLockViews(deps.aurora);
   const observe = async (): Promise<GateObservation> => ({
-    verdict: lockVerdict(await inspectLocks(deps.aurora, targets), {
+    verdict: lockVerdict(await inspectLocks(deps.aurora, targets, views), {
       graceSeconds: policy.graceSeconds,
     }),
     waitedSeconds: (deps.now() - firstCheckAt) / 1000,
   });
-  return { policy, observe };
+  return { policy, observe, views };
 }
 
 function giveUp(
@@ -129,7 +132,12 @@ function mergeSeen(
 ): BlockerState[] {
   const merged = [...seen];
   for (const blocker of blockers) {
-    if (!merged.some((known) => known.pid === blocker.pid && known.relation === blocker.relation)) {
+    // On Aurora Limitless a pid is unique on its subcluster only.
+    const same = (known: BlockerState) =>
+      known.pid === blocker.pid &&
+      known.relation === blocker.relation &&
+      known.subcluster?.id === blocker.subcluster?.id;
+    if (!merged.some(same)) {
       merged.push(blocker);
     }
   }
@@ -288,6 +296,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       decision.lockTimeoutMs,
       deps.sleep,
       follow,
+      gate.views,
     );
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);

@@ -1,0 +1,117 @@
+/**
+ * What the preflight refuses on an Aurora PostgreSQL Limitless Database cluster, per table type
+ * (rds_aurora.limitless_tables.table_type). Limitless has three
+ * (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-creating.html):
+ * standard (the default, stored whole on one shard), sharded (split over the shards by a shard
+ * key) and reference (copied to every shard). Per AWS's documentation:
+ * - a table is created standard unless the session sets rds_aurora.limitless_create_table_mode
+ *   (limitless-creating-config.html). The staging table is created that way, so strategy
+ *   "rename" would put a standard table in the place of a sharded or reference one: the data
+ *   would end up on one shard, and making it sharded again
+ *   (rds_aurora.limitless_alter_table_type_sharded) moves every row;
+ * - DELETE, UPDATE and INSERT ... SELECT are supported (limitless-reference.DML-support.html),
+ *   except updating a shard key column (limitless-reference.DML-limitations.html, UPDATE).
+ *   Strategy "merge" updates only the columns outside its key, and every primary or unique key
+ *   of a sharded table contains the shard key (limitless-reference.DDL-limitations.html,
+ *   Constraints), so merging by the primary key never updates the shard key;
+ * - the DDL and DML limitations pages say nothing of TRUNCATE on sharded or reference tables,
+ *   strategy "truncate" runs TRUNCATE ONLY, and the ONLY flag is documented as unsupported for
+ *   ALTER TABLE (limitless-reference.DDL-limitations.html): "truncate" is refused there until
+ *   AWS documents it;
+ * - standard tables run DDL and DML as Aurora PostgreSQL does (limitless-creating.html), so all
+ *   three strategies are left to the checks every table gets.
+ */
+import { displayQualified } from '../identifiers';
+import type { SqlClient } from '../sql-client';
+import type { SwapStrategy, TableSwap } from './types';
+
+const DOCS = 'https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide';
+
+/** Why a strategy cannot publish into a sharded or reference table. */
+const REFUSED: Readonly<Partial<Record<SwapStrategy, string>>> = {
+  rename: `the staging table is created as a standard table (rds_aurora.limitless_create_table_mode is "standard" by default, ${DOCS}/limitless-creating-config.html), so renaming it into place would replace the table by a standard one stored on a single shard`,
+  truncate: `it empties the table with TRUNCATE ONLY, which the Limitless reference's DDL and DML limitations do not document for these tables, while they document the ONLY flag as unsupported for ALTER TABLE (${DOCS}/limitless-reference.DDL-limitations.html)`,
+};
+
+const MERGE_WORKS = `Use strategy "merge", whose DELETE, UPDATE and INSERT ... SELECT Limitless supports (${DOCS}/limitless-reference.DML-support.html) and which never updates its key columns`;
+
+interface LimitlessTableRow {
+  [column: string]: unknown;
+  schema_name: string;
+  table_name: string;
+  table_type: string;
+  distribution_key: string | null;
+}
+
+/** Whether the database is an Aurora Limitless one: rds_aurora.limitless_tables exists only there. */
+export async function isLimitlessDatabase(db: SqlClient): Promise<boolean> {
+  const [row] = await db.query<{ limitless: boolean }>(
+    `SELECT to_regclass('rds_aurora.limitless_tables') IS NOT NULL AS limitless`,
+  );
+  return row?.limitless ?? false;
+}
+
+/**
+ * The problems of `tables` on a Limitless database, one sentence each naming the table, its
+ * type, what is refused and the strategy to use. Tables not yet in limitless_tables (a first
+ * publication) are created standard, which every strategy handles.
+ */
+export async function limitlessProblems(
+  db: SqlClient,
+  tables: readonly TableSwap[],
+): Promise<string[]> {
+  if (tables.length === 0) return [];
+  const rows = await db.query<LimitlessTableRow>(
+    `SELECT t.schema_name::text AS schema_name, t.table_name::text AS table_name,
+            t.table_type::text AS table_type, t.distribution_key::text AS distribution_key
+     FROM rds_aurora.limitless_tables t
+     JOIN jsonb_to_recordset(:tables::jsonb) AS w(schema text, name text)
+       ON w.schema = t.schema_name AND w.name = t.table_name`,
+    {
+      tables: JSON.stringify(tables.map(({ live }) => ({ schema: live.schema, name: live.name }))),
+    },
+  );
+  const problems: string[] = [];
+  for (const table of tables) {
+    const row = rows.find(
+      (candidate) =>
+        candidate.schema_name === table.live.schema && candidate.table_name === table.live.name,
+    );
+    if (!row || row.table_type === 'standard') continue;
+    const live = displayQualified(table.live);
+    if (row.table_type !== 'sharded' && row.table_type !== 'reference') {
+      problems.push(
+        `${live} is a ${JSON.stringify(row.table_type)} table of an Aurora Limitless database (rds_aurora.limitless_tables.table_type), a type the pipeline does not know how to publish into; make it a standard, sharded or reference table (${DOCS}/limitless-creating.html).`,
+      );
+      continue;
+    }
+    const refusal = REFUSED[table.strategy];
+    if (refusal) {
+      problems.push(
+        `${live} is a ${row.table_type} table of an Aurora Limitless database; strategy "${table.strategy}" is refused there: ${refusal}. ${MERGE_WORKS}.`,
+      );
+      continue;
+    }
+    const missing = shardKeyOutsideMergeKey(row, table);
+    if (missing.length > 0) {
+      problems.push(
+        `${live} is a sharded table of an Aurora Limitless database whose shard key ${row.distribution_key} has ${missing.join(', ')} outside the "primaryKey" configured for strategy "merge", which would then update shard key columns, and Limitless does not support that (${DOCS}/limitless-reference.DML-limitations.html); add ${missing.join(', ')} to "primaryKey", or leave it unset to use the table's primary key, which Limitless makes contain the shard key.`,
+      );
+    }
+  }
+  return problems;
+}
+
+/**
+ * The shard key columns a configured merge key lacks. limitless_tables shows the key as e.g.
+ * `HASH (order_id)` or `HASH (item_id, item_cat)`; a key it cannot read is left to the server.
+ */
+function shardKeyOutsideMergeKey(row: LimitlessTableRow, table: TableSwap): string[] {
+  if (row.table_type !== 'sharded' || !table.primaryKey || !row.distribution_key) return [];
+  const columns = /^\s*\w+\s*\((.*)\)\s*$/.exec(row.distribution_key)?.[1];
+  if (columns === undefined) return [];
+  return columns
+    .split(',')
+    .map((column) => column.trim().replace(/^"(.*)"$/, '$1'))
+    .filter((column) => column !== '' && !table.primaryKey!.includes(column));
+}
