@@ -298,6 +298,18 @@ export class PipelineFunctions extends Construct {
         wildcards.push({ resource: target.target, reason: target.wildcardReason });
       }
     }
+    if (access.cancelsStatements) {
+      // "Grants permission to cancel a running query": no resource types, condition key
+      // redshift-data:statement-owner-iam-userid only; the Data API lets a role cancel only the
+      // statements it submitted.
+      // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html
+      grant(['redshift-data:CancelStatement'], ['*']);
+      wildcards.push({
+        resource: '*',
+        reason:
+          'redshift-data:CancelStatement supports no resource-level permissions; the Data API lets a role cancel only the statements it submitted.',
+      });
+    }
     if (access.readsRunFiles) {
       grant(['s3:GetObject'], [runFiles]);
       grant(['kms:Decrypt'], [storage.key.keyArn]);

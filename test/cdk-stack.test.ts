@@ -19,8 +19,8 @@ import { SyncStack } from '../lib/sync-stack';
 const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;
 const EXAMPLE_AWS = EXAMPLE.aws as Record<string, unknown>;
 const EXAMPLE_TABLES = (EXAMPLE.tables as unknown[]).length;
-/** The functions that run as the one role submitting and polling Redshift statements. */
-const REDSHIFT_ROLE_FUNCTIONS: PipelineHandlerName[] = ['start-unload', 'check-unload'];
+/** The functions that run as the one role submitting, polling and cancelling Redshift statements. */
+const REDSHIFT_ROLE_FUNCTIONS: PipelineHandlerName[] = ['start-unload', 'check-unload', 'fail-run'];
 
 interface Synthesized {
   readonly app: App;
@@ -201,7 +201,7 @@ describe('the example stack', () => {
     }
   });
 
-  it('runs start-unload and check-unload as one role, since the Data API answers only the submitter', () => {
+  it('runs start-unload, check-unload and fail-run as one role, since the Data API answers only the submitter', () => {
     const roleRef = (handler: PipelineHandlerName) =>
       example.stack.resolve(example.stack.sync.functions[handler].role!.roleArn);
     expect(roleRef('check-unload')).toEqual(roleRef('start-unload'));
@@ -210,7 +210,8 @@ describe('the example stack', () => {
         logicalIdOf(example.stack, example.stack.sync.functions[handler])
       ]!.Properties.Role;
     expect(lambdaRole('check-unload')).toEqual(lambdaRole('start-unload'));
-    // fail-run cancels no statement, so it keeps a role of its own, as every other function.
+    // fail-run cancels the unload start-unload submitted.
+    expect(lambdaRole('fail-run')).toEqual(lambdaRole('start-unload'));
     const others = PIPELINE_HANDLERS.filter((name) => !REDSHIFT_ROLE_FUNCTIONS.includes(name));
     const otherRoles = new Set(others.map((name) => JSON.stringify(lambdaRole(name))));
     expect(otherRoles.size).toBe(others.length);
@@ -241,6 +242,7 @@ describe('the example stack', () => {
       );
       expect(resourcesFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
       expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(handler) ? ['*'] : []);
+      expect(resourcesFor(statements, 'redshift-data:CancelStatement')).toEqual(reads);
     }
     expect(
       resourcesFor(statementsOf(example, 'start-unload'), 'secretsmanager:GetSecretValue'),
@@ -257,7 +259,8 @@ describe('the example stack', () => {
         ],
       ],
     };
-    const writers = ['prepare-run', 'start-unload', 'check-unload'];
+    // fail-run shares their role.
+    const writers = ['prepare-run', 'start-unload', 'check-unload', 'fail-run'];
     // start-unload clears its tables' folders before UNLOAD (ListObjectsV2, DeleteObjects);
     // check-unload shares its role.
     const deleters = [
@@ -317,11 +320,11 @@ describe('the example stack', () => {
     }
   });
 
-  it('lets only fail-run publish to the alarm topic', () => {
+  it('lets only fail-run (and the functions sharing its role) publish to the alarm topic', () => {
     const topic = { Ref: logicalIdOf(example.stack, example.stack.sync.topic) };
     for (const handler of PIPELINE_HANDLERS) {
       expect(resourcesFor(statementsOf(example, handler), 'sns:Publish')).toEqual(
-        handler === 'fail-run' ? [topic] : [],
+        REDSHIFT_ROLE_FUNCTIONS.includes(handler) ? [topic] : [],
       );
     }
   });
