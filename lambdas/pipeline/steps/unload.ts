@@ -254,7 +254,10 @@ async function transactionStart(
   return startedAt;
 }
 
-/** How long fail-run waits for a cancelled unload call to end before it rolls its session back. */
+/**
+ * How long fail-run waits for a cancelled unload call to end, and then for the ROLLBACK (its
+ * function's timeout is 60 s: lib/handlers.ts).
+ */
 export const CANCEL_WAIT_MS = 20_000;
 const CANCEL_POLL_MS = 500;
 
@@ -294,8 +297,17 @@ export async function stopUnload(
     }
     await deps.sleep(Math.min(CANCEL_POLL_MS, CANCEL_WAIT_MS - waited));
   }
-  await deps.warehouse.submitInSession(['ROLLBACK'], 'redshift-aurora-sync rollback', {
-    sessionId: unload.sessionId,
+  const rollback = await deps.warehouse.submitInSession(
+    ['ROLLBACK'],
+    'redshift-aurora-sync rollback',
+    { sessionId: unload.sessionId },
+  );
+  await waitForStatement(deps.warehouse, rollback.statementId, {
+    sleep: deps.sleep,
+    now: deps.now,
+    timeoutMs: CANCEL_WAIT_MS,
+    pollMs: CANCEL_POLL_MS,
+    what: `the ROLLBACK of unload session ${unload.sessionId}`,
   });
   return { cancelled };
 }

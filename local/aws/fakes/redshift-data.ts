@@ -113,6 +113,8 @@ function notFound(): ResourceNotFoundException {
 export class RedshiftDataFake {
   private readonly statements = new Map<string, Statement>();
   private readonly sessions = new Map<string, Session>();
+  /** Every CancelStatement call: the statement, the caller's role, and what it was answered. */
+  readonly cancels: { statementId: string; role: string; answer: string }[] = [];
   private readonly shims = new RedshiftShimInstaller(
     () => new pg.Client({ connectionString: this.options.sourceUrl }),
   );
@@ -279,13 +281,21 @@ export class RedshiftDataFake {
     principal: AwsPrincipal,
     input: CancelStatementCommandInput,
   ): Promise<CancelStatementCommandOutput> {
-    const { statement } = this.find(principal, 'redshift-data:CancelStatement', input.Id);
-    if (!['SUBMITTED', 'PICKED', 'STARTED'].includes(statement.status)) {
-      throw validation(`Could not cancel a query that is already in ${statement.status} state.`);
+    const call = { statementId: input.Id ?? '', role: principal.roleArn };
+    try {
+      const { statement } = this.find(principal, 'redshift-data:CancelStatement', input.Id);
+      if (!['SUBMITTED', 'PICKED', 'STARTED'].includes(statement.status)) {
+        throw validation(`Could not cancel a query that is already in ${statement.status} state.`);
+      }
+      statement.cancelled = true;
+      if (statement.pid) await this.cancelBackend(statement.pid);
+    } catch (error) {
+      this.cancels.push({ ...call, answer: (error as Error).name });
+      throw error;
     }
-    statement.cancelled = true;
-    if (statement.pid) await this.cancelBackend(statement.pid);
-    await statement.done;
+    this.cancels.push({ ...call, answer: 'cancelled' });
+    // The statement ends ABORTED afterwards, as DescribeStatement then shows: the call does
+    // not wait for it ("Cancels a running query", API_CancelStatement.html).
     return { $metadata: { httpStatusCode: 200 }, Status: true };
   }
 
@@ -531,6 +541,8 @@ export class RedshiftDataFake {
         }
         sub.status = 'STARTED';
         try {
+          // A cancel that came between two statements stops the next.
+          if (statement.cancelled) throw new Error('canceling statement due to user request');
           await this.runOne(session, sub, parameters);
           sub.status = 'FINISHED';
         } catch (error) {
