@@ -136,8 +136,8 @@ describe('a run that fails while Redshift still unloads', () => {
   });
 
   it('on a role of its own, fail-run may not cancel it, and still reports the run`s own failure', async () => {
-    const shared = stack.policies.functions[stack.synthesized.functionLogicalIds['fail-run']]!
-      .roleArn;
+    const shared =
+      stack.policies.functions[stack.synthesized.functionLogicalIds['fail-run']]!.roleArn;
     const own = shared.replace(/role\/.*$/, 'role/fail-run-own');
     const failRun = stack.synthesized.functionLogicalIds['fail-run'];
     const policies: TemplatePolicies = {
