@@ -44,6 +44,7 @@ import {
   redshiftGrants,
   secretOf,
   secretPolicyArn,
+  sessionCallGrant,
 } from './redshift-access';
 import { grantImportRead, grantUnloadWrite, type RunFiles } from './run-file-grants';
 
@@ -293,6 +294,12 @@ export class PipelineFunctions extends Construct {
         [target.target],
       );
       grant(target.credentials.actions, target.credentials.resources);
+      role.addToPolicy(new PolicyStatement(sessionCallGrant(role.roleId)));
+      wildcards.push({
+        resource: '*',
+        reason:
+          'A Redshift Data API call on an open session names no cluster or workgroup (optional resource types of ExecuteStatement and BatchExecuteStatement); the condition keeps it to sessions this role opened.',
+      });
       secretOf(redshift)?.encryptionKey?.grantDecrypt(role);
       if (target.wildcardReason) {
         wildcards.push({ resource: target.target, reason: target.wildcardReason });

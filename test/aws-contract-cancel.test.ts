@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness, type HarnessStack, synthesizeStack } from '../local/aws/harness';
+import { listOf, type PolicyStatement } from '../local/aws/iam/policy';
 import type { TemplatePolicies } from '../local/aws/iam/template';
 import { freshDatabase, type TestDatabase } from './support/db';
 
@@ -171,6 +172,33 @@ describe('a run that fails while Redshift still unloads', () => {
         cause: expect.stringContaining(CHECK_FAILURE),
       });
       expect(JSON.stringify(harness.sns.published)).toContain(CHECK_FAILURE);
+    });
+  });
+
+  it('without the grant for calls on its sessions ("*"), the ROLLBACK on the session is refused', async () => {
+    // A call with only SessionId names no cluster: the grant on the cluster does not cover it.
+    const shared =
+      stack.policies.functions[stack.synthesized.functionLogicalIds['fail-run']]!.roleArn;
+    const role = stack.policies.roles[shared]!;
+    const onSessions = (statement: PolicyStatement) =>
+      JSON.stringify(statement.Condition ?? {}).includes('session-owner-iam-userid');
+    const documents = role.policies.map((document) => ({
+      ...document,
+      Statement: listOf(document.Statement).filter((statement) => !onSessions(statement)),
+    }));
+    expect(JSON.stringify(documents)).not.toBe(JSON.stringify(role.policies));
+    const policies: TemplatePolicies = {
+      ...stack.policies,
+      roles: { ...stack.policies.roles, [shared]: { ...role, policies: documents } },
+    };
+    await failDuringUnload({ ...stack, policies }, async (harness) => {
+      expect(harness.redshiftData.cancels).toEqual([
+        { statementId: expect.any(String), role: shared, answer: 'cancelled' },
+      ]);
+      // Cancelled, but its transaction stays open (aborted) until the session closes.
+      expect(await unloadSessions()).toEqual([
+        { state: 'idle in transaction (aborted)', waiting: 'Client' },
+      ]);
     });
   });
 });

@@ -88,6 +88,14 @@ function resourcesFor(statements: Statement[], action: string): unknown[] {
     );
 }
 
+/** The resources `action` is granted on without a condition: where new Data API calls may go. */
+function targetsFor(statements: Statement[], action: string): unknown[] {
+  return resourcesFor(
+    statements.filter((statement) => statement.Condition === undefined),
+    action,
+  );
+}
+
 describe('the example stack', () => {
   let example: Synthesized;
   beforeAll(() => {
@@ -222,7 +230,7 @@ describe('the example stack', () => {
   it('lets only the Redshift role submit Redshift statements and read them', () => {
     for (const handler of PIPELINE_HANDLERS) {
       const statements = statementsOf(example, handler);
-      const submits = resourcesFor(statements, 'redshift-data:ExecuteStatement');
+      const submits = targetsFor(statements, 'redshift-data:ExecuteStatement');
       const reads = resourcesFor(statements, 'redshift-data:DescribeStatement');
       expect(submits).toEqual(
         REDSHIFT_ROLE_FUNCTIONS.includes(handler)
@@ -240,7 +248,35 @@ describe('the example stack', () => {
             ]
           : [],
       );
-      expect(resourcesFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
+      expect(targetsFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
+      // Calls on a session name no cluster: "*", for the sessions of this role only.
+      const role = example.stack.sync.functions[handler].role!;
+      const onSessions = statements.filter(
+        (statement) =>
+          statement.Condition !== undefined &&
+          actionsOf([statement]).includes('redshift-data:ExecuteStatement'),
+      );
+      expect(onSessions).toEqual(
+        REDSHIFT_ROLE_FUNCTIONS.includes(handler)
+          ? [
+              {
+                Effect: 'Allow',
+                Action: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
+                Resource: '*',
+                Condition: {
+                  StringLike: {
+                    'redshift-data:session-owner-iam-userid': {
+                      'Fn::Join': [
+                        '',
+                        [{ 'Fn::GetAtt': [logicalIdOf(example.stack, role), 'RoleId'] }, ':*'],
+                      ],
+                    },
+                  },
+                },
+              },
+            ]
+          : [],
+      );
       expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(handler) ? ['*'] : []);
       expect(resourcesFor(statements, 'redshift-data:CancelStatement')).toEqual(reads);
     }
@@ -556,7 +592,7 @@ describe('stacks for other Redshift and role settings', () => {
       ],
     };
     const statements = statementsOf(synthesized, 'start-unload');
-    expect(resourcesFor(statements, 'redshift-data:ExecuteStatement')).toEqual([workgroupArn]);
+    expect(targetsFor(statements, 'redshift-data:ExecuteStatement')).toEqual([workgroupArn]);
     synthesized.template.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: {
         Statement: [
@@ -582,7 +618,7 @@ describe('stacks for other Redshift and role settings', () => {
   it('covers every workgroup of the account without an id, acknowledged for cdk-nag', () => {
     const synthesized = synth({ redshift: { workgroupName: 'wg-1', database: 'dev' } });
     expect(
-      resourcesFor(statementsOf(synthesized, 'start-unload'), 'redshift-data:ExecuteStatement'),
+      targetsFor(statementsOf(synthesized, 'start-unload'), 'redshift-data:ExecuteStatement'),
     ).toEqual([
       {
         'Fn::Join': [

@@ -70,6 +70,7 @@ describe('cancel', () => {
   it("fails for another role's statement, which the Data API does not show it", async () => {
     const notFound = new ResourceNotFoundException({
       message: 'Query does not exist.',
+      Message: 'Query does not exist.',
       ResourceId: 'stmt-1',
       $metadata: {},
     });

@@ -43,7 +43,7 @@ import { RedshiftShimInstaller } from '../../emulators/redshift-shims';
 import { bindNamedParameters, pointAtShims, significantTokens } from '../../emulators/redshift-sql';
 import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from '../../emulators/session-setup';
 import { isUnload, parseUnload, runUnload } from '../../emulators/unload';
-import type { Authorize, AwsPrincipal } from '../access';
+import { type Authorize, type AwsPrincipal, userIdOf } from '../access';
 import { AWS_LIMITS } from '../limits';
 import type { S3Fake } from './s3';
 import { authorizeOrThrow, namedSdkError, sdkError } from './sdk-errors';
@@ -76,6 +76,8 @@ interface SubStatement {
 interface Session {
   readonly id: string;
   readonly owner: string;
+  /** `aws:userid` of the caller that opened it: redshift-data:session-owner-iam-userid. */
+  readonly ownerUserId: string;
   readonly client: pg.Client;
   readonly openedAt: number;
   readonly keepAliveSeconds: number;
@@ -309,8 +311,19 @@ export class RedshiftDataFake {
 
   /**
    * The session a call runs on: the one its SessionId names (the caller's own, idle and alive),
-   * a new one when it asks to keep one alive, or none. A call on a session names no cluster:
-   * it is authorized on the session's.
+   * a new one when it asks to keep one alive, or none.
+   *
+   * A call on a session names no cluster or workgroup. The Service Authorization Reference lists
+   * cluster and workgroup as OPTIONAL resource types of ExecuteStatement and
+   * BatchExecuteStatement (not `cluster*` as for DescribeTable or ListDatabases), with the
+   * condition key redshift-data:session-owner-iam-userid
+   * (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html),
+   * and the guide's policy for session calls grants them on Resource "*" with that key
+   * (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-iam.html). So such a call is
+   * authorized here on "*", with the session's owner in the request context: a grant on the
+   * cluster's ARN alone does not allow it. Neither page says so in words, nor whether the
+   * credentials (secret, GetClusterCredentials, GetCredentials) are checked again for a session
+   * already signed in: they are not here, since the session's connection exists.
    */
   private async sessionFor(
     principal: AwsPrincipal,
@@ -329,8 +342,13 @@ export class RedshiftDataFake {
       if (input.ClusterIdentifier || input.WorkgroupName || input.Database) {
         throw validation('A call with SessionId names no cluster, workgroup or database.');
       }
-      this.authorize(principal, action, this.resourceArn);
       const session = this.sessions.get(input.SessionId);
+      this.authorize(
+        principal,
+        action,
+        '*',
+        session ? { 'redshift-data:session-owner-iam-userid': session.ownerUserId } : {},
+      );
       if (!session || session.closed || session.owner !== principal.roleArn) {
         throw validation(`Session ${input.SessionId} does not exist or is no longer active.`);
       }
@@ -361,6 +379,7 @@ export class RedshiftDataFake {
     const session: Session = {
       id: randomUUID(),
       owner: principal.roleArn,
+      ownerUserId: userIdOf(principal),
       client,
       openedAt: Date.now(),
       keepAliveSeconds: keepAlive,
@@ -437,8 +456,13 @@ export class RedshiftDataFake {
     }
   }
 
-  private authorize(principal: AwsPrincipal, action: string, resource: string): void {
-    authorizeOrThrow(this.options.authorize, principal, { action, resource }, (message) =>
+  private authorize(
+    principal: AwsPrincipal,
+    action: string,
+    resource: string,
+    context: Record<string, string> = {},
+  ): void {
+    authorizeOrThrow(this.options.authorize, principal, { action, resource, context }, (message) =>
       namedSdkError(RedshiftDataServiceException, 'AccessDeniedException', message, 403),
     );
   }
