@@ -258,7 +258,7 @@ async function transactionStart(
  * How long fail-run waits for a cancelled unload call to end, and then for the ROLLBACK (its
  * function's timeout is 60 s: lib/handlers.ts).
  */
-export const CANCEL_WAIT_MS = 20_000;
+export const CANCEL_WAIT_MS = 15_000;
 const CANCEL_POLL_MS = 500;
 
 /**
