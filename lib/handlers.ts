@@ -139,9 +139,12 @@ export function timeoutSecondsFor(name: PipelineHandlerName, tableCount: number)
  * https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html).
  * ListStatements (RoleLevel, default true) shows that ownership is by role, across sessions
  * (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html), so
- * functions sharing a role see each other's statements. The shared role holds the union of
- * its functions' access: fail-run, which cancels the unload start-unload submitted, may so
- * also write run files, and start-unload and check-unload may publish to the alarm topic.
+ * functions sharing a role see each other's statements; the guide says so of statements and
+ * sessions alike: the Data API "treats the IAM role used when calling ExecuteStatement and
+ * BatchExecuteStatement as the owner" (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-iam.html).
+ * The shared role holds the union of its functions' access: fail-run, which cancels the
+ * unload start-unload submitted, may so also write run files, and start-unload and
+ * check-unload may publish to the alarm topic.
  */
 export function roleGroupOf(name: PipelineHandlerName): string {
   return HANDLER_ACCESS[name].redshift === 'none' ? name : REDSHIFT_STATEMENTS_ROLE;
