@@ -32,6 +32,8 @@ export interface FunctionAccess {
    * `poll` only reads the status and results of statements already submitted.
    */
   readonly redshift: 'none' | 'submit' | 'poll';
+  /** Cancels Redshift statements it (its role) submitted: the unload of a failed run. */
+  readonly cancelsStatements: boolean;
   /** Under `runs/` in the bucket: reads run files (the plan, the unload record, manifests). */
   readonly readsRunFiles: boolean;
   /** Writes run files (the plan, the unload record, figures). */
@@ -51,6 +53,7 @@ const BASE: FunctionAccess = {
   timeoutSeconds: 60,
   aurora: true,
   redshift: 'none',
+  cancelsStatements: false,
   readsRunFiles: true,
   writesRunFiles: false,
   deletesRunFiles: false,
@@ -93,7 +96,15 @@ export const FUNCTION_ACCESS: Readonly<Record<PipelineFunctionName, FunctionAcce
   // for up to 13 minutes (SWAP_FOLLOW_BUDGET_MS).
   'swap-tables': { ...BASE, timeoutSeconds: 900 },
   'finish-run': { ...BASE, deletesRunFiles: true },
-  'fail-run': { ...BASE, deletesRunFiles: true, notifies: true },
+  // Cancels an unload still running and rolls back its session (a call on the session, hence
+  // 'submit'): see stopUnload in lambdas/pipeline/steps/unload.ts.
+  'fail-run': {
+    ...BASE,
+    redshift: 'submit',
+    cancelsStatements: true,
+    deletesRunFiles: true,
+    notifies: true,
+  },
 };
 
 /**
@@ -128,8 +139,12 @@ export function timeoutSecondsFor(name: PipelineFunctionName, tableCount: number
  * https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html).
  * ListStatements (RoleLevel, default true) shows that ownership is by role, across sessions
  * (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html), so
- * functions sharing a role see each other's statements. The shared role holds the union of
- * its functions' access.
+ * functions sharing a role see each other's statements; the guide says so of statements and
+ * sessions alike: the Data API "treats the IAM role used when calling ExecuteStatement and
+ * BatchExecuteStatement as the owner" (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-iam.html).
+ * The shared role holds the union of its functions' access: fail-run, which cancels the
+ * unload start-unload submitted, may so also write run files, and start-unload and
+ * check-unload may publish to the alarm topic.
  */
 export function roleGroupOf(name: PipelineFunctionName): string {
   return FUNCTION_ACCESS[name].redshift === 'none' ? name : REDSHIFT_STATEMENTS_ROLE;

@@ -44,6 +44,7 @@ import {
   redshiftGrants,
   secretOf,
   secretPolicyArn,
+  sessionCallGrant,
 } from './redshift-access';
 import { grantImportRead, grantUnloadWrite, type RunFiles } from './run-file-grants';
 
@@ -293,10 +294,28 @@ export class PipelineFunctions extends Construct {
         [target.target],
       );
       grant(target.credentials.actions, target.credentials.resources);
+      role.addToPolicy(new PolicyStatement(sessionCallGrant(role.roleId)));
+      wildcards.push({
+        resource: '*',
+        reason:
+          'A Redshift Data API call on an open session names no cluster or workgroup (optional resource types of ExecuteStatement and BatchExecuteStatement); the condition keeps it to sessions this role opened.',
+      });
       secretOf(redshift)?.encryptionKey?.grantDecrypt(role);
       if (target.wildcardReason) {
         wildcards.push({ resource: target.target, reason: target.wildcardReason });
       }
+    }
+    if (access.cancelsStatements) {
+      // "Grants permission to cancel a running query": no resource types, condition key
+      // redshift-data:statement-owner-iam-userid only; the Data API lets a role cancel only the
+      // statements it submitted.
+      // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html
+      grant(['redshift-data:CancelStatement'], ['*']);
+      wildcards.push({
+        resource: '*',
+        reason:
+          'redshift-data:CancelStatement supports no resource-level permissions; the Data API lets a role cancel only the statements it submitted.',
+      });
     }
     if (access.readsRunFiles) {
       grant(['s3:GetObject'], [runFiles]);

@@ -88,6 +88,36 @@ function secretCredentials(secret: ISecret): RedshiftGrants['credentials'] {
   return { actions: ['secretsmanager:GetSecretValue'], resources: [secretPolicyArn(secret)] };
 }
 
+/**
+ * What a call on an open Data API session (SessionId only: no cluster, workgroup, database or
+ * credentials; how the unload's later calls and fail-run's ROLLBACK run) is authorized on. The
+ * documentation does not say in words. The Service Authorization Reference lists cluster and
+ * workgroup as OPTIONAL resource types of ExecuteStatement and BatchExecuteStatement, unlike the
+ * required ones of DescribeTable and ListDatabases, with the condition key
+ * redshift-data:session-owner-iam-userid
+ * (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html);
+ * the guide's policy for calls on sessions grants them on Resource "*" with that key
+ * (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-iam.html). A request that names no
+ * resource of an optional type is matched only by a statement on "*", so the grant on the
+ * target alone may not allow it. This grant covers that reading, kept to sessions this role
+ * opened: the key holds the owner's `aws:userid`, `<role id>:<role session name>` (a Lambda's
+ * session name differs per function, hence the `*`). Under the other reading (authorized on
+ * the session's cluster or workgroup) the grant on the target allows the call. Whether the
+ * credentials are checked again on a session already signed in is not documented either; the
+ * role that uses a session is the one that opened it, so it holds them anyway.
+ */
+export function sessionCallGrant(roleId: string): {
+  readonly actions: string[];
+  readonly resources: string[];
+  readonly conditions: Record<string, Record<string, string>>;
+} {
+  return {
+    actions: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
+    resources: ['*'],
+    conditions: { StringLike: { 'redshift-data:session-owner-iam-userid': `${roleId}:*` } },
+  };
+}
+
 export function redshiftGrants(scope: IConstruct, redshift: RedshiftTarget): RedshiftGrants {
   const stack = Stack.of(scope);
   if (isServerless(redshift)) {

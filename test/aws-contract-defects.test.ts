@@ -132,6 +132,16 @@ function withoutRoleActions(
   return { ...policies, roles: { ...policies.roles, [roleArn]: { ...role, policies: changed } } };
 }
 
+/**
+ * `policies` with create-staging unable to reach Aurora, so that a run fails after the unload,
+ * on a role fail-run does not share (it shares start-unload's: lib/handlers.ts, roleGroupOf).
+ */
+function failingAtStaging(policies: TemplatePolicies): TemplatePolicies {
+  return withoutRoleActions(policies, roleOf(policies, 'create-staging'), [
+    'rds-data:ExecuteStatement',
+  ]);
+}
+
 function withPolicies(policies: TemplatePolicies, from: HarnessStack = stack): HarnessStack {
   return { ...from, policies };
 }
@@ -258,11 +268,9 @@ describe('the contract harness catches what would fail in AWS', () => {
 
   it('fail-run without sns:Publish: the failed run cleans up but nobody is told', async () => {
     const failRunRole = roleOf(stack.policies, 'fail-run');
-    const policies = withoutRoleActions(
-      withoutRoleActions(stack.policies, roleOf(stack.policies, 'start-unload'), ['s3:ListBucket']),
-      failRunRole,
-      ['sns:Publish'],
-    );
+    const policies = withoutRoleActions(failingAtStaging(stack.policies), failRunRole, [
+      'sns:Publish',
+    ]);
     const run = await runThrough(withPolicies(policies), {}, 'unnotified');
     expect(run.harness.sns.published).toEqual([]);
     // fail-run cleaned up before it tried to publish: the run's files are gone.
@@ -285,11 +293,9 @@ describe('the contract harness catches what would fail in AWS', () => {
 
   it("fail-run without kms:GenerateDataKey: SNS refuses the message for the alarm topic's key", async () => {
     const failRunRole = roleOf(stack.policies, 'fail-run');
-    const policies = withoutRoleActions(
-      withoutRoleActions(stack.policies, roleOf(stack.policies, 'start-unload'), ['s3:ListBucket']),
-      failRunRole,
-      ['kms:GenerateDataKey'],
-    );
+    const policies = withoutRoleActions(failingAtStaging(stack.policies), failRunRole, [
+      'kms:GenerateDataKey',
+    ]);
     const run = await runThrough(withPolicies(policies));
     expect(run.harness.sns.published).toEqual([]);
     expect(run.outcome).toMatchObject({

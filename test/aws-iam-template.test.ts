@@ -11,7 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig, requireAwsSettings } from '../lambdas/core/config';
 import type { PipelineFunctionName } from '../lib/function-access';
 import { SyncStack } from '../lib/sync-stack';
-import { AccessDeniedError, type Authorize, type AwsRequest } from './aws-contract/access';
+import {
+  AccessDeniedError,
+  type Authorize,
+  type AwsRequest,
+  roleIdOf,
+} from './aws-contract/access';
 import { authorizerFromTemplate } from './aws-contract/iam/authorizer';
 import {
   type CloudFormationTemplate,
@@ -301,6 +306,27 @@ describe('the synthesized stack, through the authorizer', () => {
         resource: cluster,
       }),
     ).toBe('implicit deny');
+  });
+
+  it('lets the Redshift role call on its own Data API sessions, which name no cluster ("*")', () => {
+    const role = roleOf('fail-run');
+    expect(role).toBe(roleOf('start-unload'));
+    const onSession = (owner: string): AwsRequest => ({
+      action: 'redshift-data:BatchExecuteStatement',
+      resource: '*',
+      context: { 'redshift-data:session-owner-iam-userid': owner },
+    });
+    // Opened by start-unload's session of the role, used by fail-run's.
+    expect(outcome(role, onSession(`${roleIdOf(role)}:start-unload`))).toBe('allowed');
+    expect(outcome(role, onSession(`${roleIdOf(roleOf('swap-tables'))}:swap-tables`))).toBe(
+      'implicit deny',
+    );
+    expect(outcome(role, { action: 'redshift-data:BatchExecuteStatement', resource: '*' })).toBe(
+      'implicit deny',
+    );
+    expect(outcome(roleOf('swap-tables'), onSession(`${roleIdOf(role)}:start-unload`))).toBe(
+      'implicit deny',
+    );
   });
 
   it('lets start-unload delete run files only under runs/', () => {

@@ -19,8 +19,12 @@ import { SyncStack } from '../lib/sync-stack';
 const EXAMPLE = JSON.parse(readFileSync('config/example.json', 'utf8')) as Record<string, unknown>;
 const EXAMPLE_AWS = EXAMPLE.aws as Record<string, unknown>;
 const EXAMPLE_TABLES = (EXAMPLE.tables as unknown[]).length;
-/** The functions that run as the one role submitting and polling Redshift statements. */
-const REDSHIFT_ROLE_FUNCTIONS: PipelineFunctionName[] = ['start-unload', 'check-unload'];
+/** The functions that run as the one role submitting, polling and cancelling Redshift statements. */
+const REDSHIFT_ROLE_FUNCTIONS: PipelineFunctionName[] = [
+  'start-unload',
+  'check-unload',
+  'fail-run',
+];
 
 interface Synthesized {
   readonly app: App;
@@ -86,6 +90,14 @@ function resourcesFor(statements: Statement[], action: string): unknown[] {
     .flatMap((statement) =>
       Array.isArray(statement.Resource) ? statement.Resource : [statement.Resource],
     );
+}
+
+/** The resources `action` is granted on without a condition: where new Data API calls may go. */
+function targetsFor(statements: Statement[], action: string): unknown[] {
+  return resourcesFor(
+    statements.filter((statement) => statement.Condition === undefined),
+    action,
+  );
 }
 
 describe('the example stack', () => {
@@ -201,7 +213,7 @@ describe('the example stack', () => {
     }
   });
 
-  it('runs start-unload and check-unload as one role, since the Data API answers only the submitter', () => {
+  it('runs start-unload, check-unload and fail-run as one role, since the Data API answers only the submitter', () => {
     const roleRef = (name: PipelineFunctionName) =>
       example.stack.resolve(example.stack.sync.functions[name].role!.roleArn);
     expect(roleRef('check-unload')).toEqual(roleRef('start-unload'));
@@ -210,7 +222,8 @@ describe('the example stack', () => {
         logicalIdOf(example.stack, example.stack.sync.functions[name])
       ]!.Properties.Role;
     expect(lambdaRole('check-unload')).toEqual(lambdaRole('start-unload'));
-    // fail-run cancels no statement, so it keeps a role of its own, as every other function.
+    // fail-run cancels the unload start-unload submitted.
+    expect(lambdaRole('fail-run')).toEqual(lambdaRole('start-unload'));
     const others = PIPELINE_FUNCTIONS.filter((name) => !REDSHIFT_ROLE_FUNCTIONS.includes(name));
     const otherRoles = new Set(others.map((name) => JSON.stringify(lambdaRole(name))));
     expect(otherRoles.size).toBe(others.length);
@@ -221,7 +234,7 @@ describe('the example stack', () => {
   it('lets only the Redshift role submit Redshift statements and read them', () => {
     for (const name of PIPELINE_FUNCTIONS) {
       const statements = statementsOf(example, name);
-      const submits = resourcesFor(statements, 'redshift-data:ExecuteStatement');
+      const submits = targetsFor(statements, 'redshift-data:ExecuteStatement');
       const reads = resourcesFor(statements, 'redshift-data:DescribeStatement');
       expect(submits).toEqual(
         REDSHIFT_ROLE_FUNCTIONS.includes(name)
@@ -239,8 +252,37 @@ describe('the example stack', () => {
             ]
           : [],
       );
-      expect(resourcesFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
+      expect(targetsFor(statements, 'redshift-data:BatchExecuteStatement')).toEqual(submits);
+      // Calls on a session name no cluster: "*", for the sessions of this role only.
+      const role = example.stack.sync.functions[name].role!;
+      const onSessions = statements.filter(
+        (statement) =>
+          statement.Condition !== undefined &&
+          actionsOf([statement]).includes('redshift-data:ExecuteStatement'),
+      );
+      expect(onSessions).toEqual(
+        REDSHIFT_ROLE_FUNCTIONS.includes(name)
+          ? [
+              {
+                Effect: 'Allow',
+                Action: ['redshift-data:ExecuteStatement', 'redshift-data:BatchExecuteStatement'],
+                Resource: '*',
+                Condition: {
+                  StringLike: {
+                    'redshift-data:session-owner-iam-userid': {
+                      'Fn::Join': [
+                        '',
+                        [{ 'Fn::GetAtt': [logicalIdOf(example.stack, role), 'RoleId'] }, ':*'],
+                      ],
+                    },
+                  },
+                },
+              },
+            ]
+          : [],
+      );
       expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(name) ? ['*'] : []);
+      expect(resourcesFor(statements, 'redshift-data:CancelStatement')).toEqual(reads);
     }
     expect(
       resourcesFor(statementsOf(example, 'start-unload'), 'secretsmanager:GetSecretValue'),
@@ -257,7 +299,8 @@ describe('the example stack', () => {
         ],
       ],
     };
-    const writers = ['prepare-run', 'start-unload', 'check-unload'];
+    // fail-run shares their role.
+    const writers = ['prepare-run', 'start-unload', 'check-unload', 'fail-run'];
     // start-unload clears its tables' folders before UNLOAD (ListObjectsV2, DeleteObjects);
     // check-unload shares its role.
     const deleters = [
@@ -317,11 +360,11 @@ describe('the example stack', () => {
     }
   });
 
-  it('lets only fail-run publish to the alarm topic', () => {
+  it('lets only fail-run (and the functions sharing its role) publish to the alarm topic', () => {
     const topic = { Ref: logicalIdOf(example.stack, example.stack.sync.topic) };
     for (const name of PIPELINE_FUNCTIONS) {
       expect(resourcesFor(statementsOf(example, name), 'sns:Publish')).toEqual(
-        name === 'fail-run' ? [topic] : [],
+        REDSHIFT_ROLE_FUNCTIONS.includes(name) ? [topic] : [],
       );
     }
   });
@@ -553,7 +596,7 @@ describe('stacks for other Redshift and role settings', () => {
       ],
     };
     const statements = statementsOf(synthesized, 'start-unload');
-    expect(resourcesFor(statements, 'redshift-data:ExecuteStatement')).toEqual([workgroupArn]);
+    expect(targetsFor(statements, 'redshift-data:ExecuteStatement')).toEqual([workgroupArn]);
     synthesized.template.hasResourceProperties('AWS::IAM::Role', {
       AssumeRolePolicyDocument: {
         Statement: [
@@ -579,7 +622,7 @@ describe('stacks for other Redshift and role settings', () => {
   it('covers every workgroup of the account without an id, acknowledged for cdk-nag', () => {
     const synthesized = synth({ redshift: { workgroupName: 'wg-1', database: 'dev' } });
     expect(
-      resourcesFor(statementsOf(synthesized, 'start-unload'), 'redshift-data:ExecuteStatement'),
+      targetsFor(statementsOf(synthesized, 'start-unload'), 'redshift-data:ExecuteStatement'),
     ).toEqual([
       {
         'Fn::Join': [

@@ -196,6 +196,37 @@ describe('LocalWarehouse', () => {
     });
   });
 
+  it('cancels a call on a session: it ends ABORTED, and its transaction stays open, aborted, until a ROLLBACK', async () => {
+    await admin.query('SELECT pg_advisory_lock(4545)');
+    const { statementId, sessionId } = await warehouse.submitInSession(
+      ['BEGIN', 'SELECT pg_advisory_xact_lock(4545)'],
+      'unload 1/2',
+      { keepAliveSeconds: 60 },
+    );
+    await waitUntilBlocked();
+    expect(await warehouse.cancel(statementId)).toBe(true);
+    expect(await settle(statementId)).toEqual({
+      state: 'failed',
+      status: 'ABORTED',
+      error: expect.stringContaining('canceling statement due to user request'),
+    });
+    // Ended: nothing left to cancel.
+    expect(await warehouse.cancel(statementId)).toBe(false);
+    const next = await warehouse.submitInSession(['SELECT 1 AS one'], 'next', { sessionId });
+    expect(await settle(next.statementId)).toMatchObject({
+      state: 'failed',
+      error: expect.stringContaining('current transaction is aborted'),
+    });
+    const rollback = await warehouse.submitInSession(['ROLLBACK'], 'rollback', { sessionId });
+    expect(await settle(rollback.statementId)).toEqual({ state: 'done', status: 'FINISHED' });
+    const { rows } = await admin.query(
+      `SELECT state FROM pg_stat_activity WHERE application_name = $1 AND state LIKE 'idle in transaction%'`,
+      [APPLICATION],
+    );
+    expect(rows).toEqual([]);
+    await admin.query('SELECT pg_advisory_unlock(4545)');
+  });
+
   it('refuses what the Data API refuses: unknown ids, batch rows without an index, two statements in one', async () => {
     await expect(warehouse.describe('nope')).rejects.toThrow(LocalWarehouseError);
     const id = await warehouse.submitBatch(["SET timezone TO 'UTC'", 'SELECT 1 AS one'], 'pair');

@@ -11,6 +11,7 @@ function scripted(states: StatementState[]) {
     submitStatement: () => Promise.reject(new Error('not used')),
     submitInSession: () => Promise.reject(new Error('not used')),
     fetchRows: () => Promise.reject(new Error('not used')),
+    cancel: () => Promise.reject(new Error('not used')),
     describe: async (id) => {
       calls.push(id);
       return states[Math.min(calls.length - 1, states.length - 1)]!;

@@ -6,6 +6,7 @@
  */
 import {
   BatchExecuteStatementCommand,
+  CancelStatementCommand,
   DescribeStatementCommand,
   type DescribeStatementResponse,
   ExecuteStatementCommand,
@@ -268,6 +269,38 @@ export class RedshiftDataWarehouse implements Warehouse {
     if (FAILED.has(status)) return { state: 'failed', status, error: failureText(response) };
     throw new WarehouseError(
       `DescribeStatement gave status ${JSON.stringify(status)} for statement ${statementId} on ${describeTarget(this.target)}; expected SUBMITTED, PICKED, STARTED, FINISHED, FAILED or ABORTED.`,
+    );
+  }
+
+  /**
+   * CancelStatement: "Cancels a running query. To be canceled, a query must be running." It
+   * answers `Status` ("whether the cancel statement succeeded (true)") or one of the errors
+   * https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_CancelStatement.html
+   * lists (ValidationException, ResourceNotFoundException, QueryTimeoutException,
+   * DatabaseConnectionException, InternalServerException); which of them a statement that
+   * already ended gives is not documented. So a cancel that was refused or answered false is
+   * followed by DescribeStatement: a statement no longer running had nothing left to stop
+   * (false); one still running is a WarehouseError carrying the cancel's answer.
+   */
+  async cancel(statementId: string): Promise<boolean> {
+    let refused: unknown;
+    try {
+      const response = await this.client.send(new CancelStatementCommand({ Id: statementId }));
+      if (response.Status === true) return true;
+    } catch (error) {
+      refused = error;
+    }
+    const state = await this.describe(statementId);
+    if (state.state !== 'running') return false;
+    const reason =
+      refused === undefined
+        ? 'it answered Status false'
+        : refused instanceof Error
+          ? `${refused.name}: ${refused.message}`
+          : String(refused);
+    throw new WarehouseError(
+      `Redshift Data API CancelStatement on ${describeTarget(this.target)} did not stop statement ${statementId}, still ${state.status}: ${reason}`,
+      refused === undefined ? undefined : { cause: refused },
     );
   }
 

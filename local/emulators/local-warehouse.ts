@@ -57,7 +57,7 @@ const MAX_BATCH_STATEMENTS = 40;
 /** How much of a failed statement's SQL the error quotes (as the Redshift Data API adapter does). */
 const QUOTED_SQL_CHARACTERS = 200;
 
-type Status = 'SUBMITTED' | 'STARTED' | 'FINISHED' | 'FAILED';
+type Status = 'SUBMITTED' | 'STARTED' | 'FINISHED' | 'FAILED' | 'ABORTED';
 
 interface Session {
   readonly id: string;
@@ -78,6 +78,9 @@ interface Submission {
   readonly parameters: Readonly<Record<string, string>>;
   status: Status;
   error: string | null;
+  /** The backend running it, once it has a connection (what cancel interrupts). */
+  pid: number | null;
+  cancelled: boolean;
   /** Per statement: its rows, or null when it returns none (SET, UNLOAD, INSERT, ...). */
   readonly results: (WarehouseRow[] | null)[];
   done: Promise<void>;
@@ -177,10 +180,34 @@ export class LocalWarehouse implements Warehouse {
       case 'FINISHED':
         return { state: 'done', status: submission.status };
       case 'FAILED':
+      case 'ABORTED':
         return { state: 'failed', status: submission.status, error: submission.error ?? '' };
       default:
         return { state: 'running', status: submission.status };
     }
+  }
+
+  /**
+   * As CancelStatement: interrupts the statement's backend (pg_cancel_backend, as Redshift's
+   * CANCEL ends a running query) and returns at once; the statement then ends ABORTED. On a
+   * session, an open transaction is left aborted until a ROLLBACK, as in Redshift ("If the
+   * query that you canceled is associated with a transaction, use the ABORT or ROLLBACK
+   * command", https://docs.aws.amazon.com/redshift/latest/dg/r_CANCEL.html).
+   */
+  async cancel(statementId: string): Promise<boolean> {
+    const submission = this.find(statementId);
+    if (submission.status !== 'SUBMITTED' && submission.status !== 'STARTED') return false;
+    submission.cancelled = true;
+    // Before it has a backend, it sees `cancelled` when it gets one and never starts.
+    if (submission.pid === null) return true;
+    const canceller = this.connect();
+    await canceller.connect();
+    try {
+      await canceller.query('SELECT pg_cancel_backend($1)', [submission.pid]);
+    } finally {
+      await canceller.end();
+    }
+    return true;
   }
 
   async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {
@@ -289,6 +316,8 @@ export class LocalWarehouse implements Warehouse {
       id: randomUUID(),
       status: 'SUBMITTED',
       error: null,
+      pid: null,
+      cancelled: false,
       results: request.statements.map(() => null),
       done: Promise.resolve(),
     };
@@ -310,20 +339,19 @@ export class LocalWarehouse implements Warehouse {
   private async runInSession(submission: Submission, session: Session): Promise<void> {
     try {
       await session.ready;
-      submission.status = 'STARTED';
+      this.start(submission, session.client);
       for (const [index, sql] of submission.statements.entries()) {
         try {
+          if (submission.cancelled) throw new LocalWarehouseError('the statement was cancelled');
           submission.results[index] = await this.runStatement(session.client, sql, {});
         } catch (error) {
-          submission.error = this.failureText(submission, index, error);
-          submission.status = 'FAILED';
+          this.fail(submission, this.failureText(submission, index, error));
           return;
         }
       }
       submission.status = 'FINISHED';
     } catch (error) {
-      submission.error = errorText(error);
-      submission.status = 'FAILED';
+      this.fail(submission, errorText(error));
     } finally {
       this.release(session);
     }
@@ -337,27 +365,39 @@ export class LocalWarehouse implements Warehouse {
       await this.shims.ensure();
       await session.connect();
       await session.query(REDSHIFT_SESSION_SETUP);
-      submission.status = 'STARTED';
+      this.start(submission, session);
       await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       for (const [index, sql] of submission.statements.entries()) {
         try {
+          if (submission.cancelled) throw new LocalWarehouseError('the statement was cancelled');
           submission.results[index] = await this.runStatement(session, sql, submission.parameters);
         } catch (error) {
           await session.query('ROLLBACK').catch(() => {});
-          submission.error = this.failureText(submission, index, error);
-          submission.status = 'FAILED';
+          this.fail(submission, this.failureText(submission, index, error));
           return;
         }
       }
       await session.query('COMMIT');
       submission.status = 'FINISHED';
     } catch (error) {
-      submission.error = errorText(error);
-      submission.status = 'FAILED';
+      this.fail(submission, errorText(error));
     } finally {
       this.sessions.delete(session);
       await session.end().catch(() => {});
     }
+  }
+
+  /** Running on `client` from now on, unless it was cancelled while it waited for it. */
+  private start(submission: Submission, client: pg.Client): void {
+    if (submission.cancelled) throw new LocalWarehouseError('the statement was cancelled');
+    submission.pid = (client as unknown as { processID: number }).processID;
+    submission.status = 'STARTED';
+  }
+
+  /** A cancelled statement ends ABORTED (as the Data API reports it), any other FAILED. */
+  private fail(submission: Submission, error: string): void {
+    submission.error = error;
+    submission.status = submission.cancelled ? 'ABORTED' : 'FAILED';
   }
 
   private async runStatement(

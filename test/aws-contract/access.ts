@@ -6,9 +6,27 @@
  * synthesized stack holds; the fakes (./fakes) answer the request only when it is allowed.
  */
 
-/** Who makes an AWS call: an IAM role, by its ARN. */
+import { createHash } from 'node:crypto';
+
+/** Who makes an AWS call: an IAM role, by its ARN, in a role session. */
 export interface AwsPrincipal {
   readonly roleArn: string;
+  /** The role session's name; a Lambda function's is the function's name. */
+  readonly sessionName?: string;
+}
+
+/**
+ * The stand-in unique id of a role (CloudFormation's `Fn::GetAtt Role.RoleId`): `AROA` and 17
+ * characters, as IAM's role ids look, derived from the ARN so that the template and the fakes
+ * agree. https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_identifiers.html#identifiers-unique-ids
+ */
+export function roleIdOf(roleArn: string): string {
+  return `AROA${createHash('sha256').update(roleArn).digest('hex').slice(0, 17).toUpperCase()}`;
+}
+
+/** `aws:userid` of a role session: `<role id>:<role session name>` (same page). */
+export function userIdOf(principal: AwsPrincipal): string {
+  return `${roleIdOf(principal.roleArn)}:${principal.sessionName ?? 'session'}`;
 }
 
 /** One request as IAM evaluates it. */

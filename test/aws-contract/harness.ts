@@ -531,7 +531,11 @@ export class AwsHarness {
     });
     try {
       const output = await Promise.race([
-        asPrincipal({ roleArn: fn.roleArn }, () => handler(event, context)),
+        // Lambda names the role session after the function (assumed-role/<role>/<function> in
+        // CloudTrail; not found word for word in the Lambda guide).
+        asPrincipal({ roleArn: fn.roleArn, sessionName: context.functionName }, () =>
+          handler(event, context),
+        ),
         timedOut,
       ]);
       return JSON.parse(JSON.stringify(output ?? null));

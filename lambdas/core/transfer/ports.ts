@@ -52,6 +52,12 @@ export interface Warehouse {
   ): Promise<{ readonly statementId: string; readonly sessionId: string }>;
   describe(statementId: string): Promise<StatementState>;
   /**
+   * Asks the warehouse to stop a statement still running; it then ends as failed (ABORTED).
+   * Returns false when the statement had already ended (nothing to stop). An explicit
+   * transaction the statement ran in is left aborted, not closed: roll it back on its session.
+   */
+  cancel(statementId: string): Promise<boolean>;
+  /**
    * Every row of a finished statement; for a batch, of its statement at `index` (0-based,
    * in the order submitted).
    */

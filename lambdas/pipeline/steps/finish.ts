@@ -21,6 +21,7 @@ import {
   type SwapState,
 } from '../state';
 import { blockersFor, type RunSummary, type TableOutcome, type TableSummary } from '../summary';
+import { runningUnloadIn, stopUnload } from './unload';
 
 interface EndState {
   readonly run?: RunState;
@@ -170,6 +171,19 @@ export async function failRun(
         cleanup.push(`${what}: ${(cleanupError as Error).message}`);
       }
     };
+    // First, so that Redshift stops writing into the run's folder before it is deleted, and
+    // lets go of the source tables.
+    const unload = runningUnloadIn(end as Record<string, unknown>);
+    if (unload) {
+      await attempt('cancel the unload still running in Redshift', async () => {
+        const { cancelled } = await stopUnload(deps, unload);
+        deps.log.info('the unload session was rolled back', {
+          sessionId: unload.sessionId,
+          statementId: unload.statementId,
+          cancelled,
+        });
+      });
+    }
     let context: RunContext | null = null;
     if (!run.dryRun) {
       await attempt("read the run's setup", async () => {

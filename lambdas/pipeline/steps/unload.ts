@@ -140,20 +140,24 @@ function batchName(runId: string, batch: number, batches: number): string {
 
 type RunningUnload = Extract<UnloadState, { finished: false }>;
 
+function isRunningUnload(unload: Record<string, unknown>): unload is RunningUnload {
+  return (
+    unload.finished === false &&
+    typeof unload.sessionId === 'string' &&
+    typeof unload.statementId === 'string' &&
+    Number.isInteger(unload.batch) &&
+    Number.isInteger(unload.batches)
+  );
+}
+
 function expectRunningUnload(state: unknown): RunningUnload {
   const unload = expectObject(expectObject(state, 'the step input').unload, '$.unload');
-  if (
-    unload.finished !== false ||
-    typeof unload.sessionId !== 'string' ||
-    typeof unload.statementId !== 'string' ||
-    !Number.isInteger(unload.batch) ||
-    !Number.isInteger(unload.batches)
-  ) {
+  if (!isRunningUnload(unload)) {
     throw new ConfigError(
       `$.unload is not an unload in progress (${JSON.stringify(unload).slice(0, 200)}); it must come from "Unload the tables from Redshift".`,
     );
   }
-  return unload as unknown as RunningUnload;
+  return unload;
 }
 
 /**
@@ -279,6 +283,64 @@ async function refuseOversized(
     await rollBack(deps, unload);
     throw refusal;
   }
+}
+
+/**
+ * How long fail-run waits for a cancelled unload call to end, and then for the ROLLBACK (its
+ * function's timeout is 60 s: lib/function-access.ts).
+ */
+export const CANCEL_WAIT_MS = 15_000;
+const CANCEL_POLL_MS = 500;
+
+/**
+ * The unload still in progress in a failed run's state (`$.unload` with `finished: false`), if
+ * there is one: the Catch that leads to fail-run keeps the state the failed step was given.
+ */
+export function runningUnloadIn(state: Record<string, unknown>): RunningUnload | null {
+  const unload = state.unload;
+  if (typeof unload !== 'object' || unload === null) return null;
+  return isRunningUnload(unload as Record<string, unknown>) ? (unload as RunningUnload) : null;
+}
+
+/**
+ * After a failure during the unload (fail-run): cancels the call running on the unload session,
+ * so Redshift stops writing files, waits for it to end (a session runs one call at a time), then
+ * rolls the session's transaction back, so it holds no locks on the source tables for the rest
+ * of its keep-alive. A call that had already ended is not an error: its transaction is still
+ * open and is rolled back the same way. Data API statements and sessions answer only the role
+ * that submitted them, which is why fail-run shares start-unload's role (lib/function-access.ts,
+ * roleGroupOf). Throws what failed, for the caller to report; nothing is retried.
+ */
+export async function stopUnload(
+  deps: PipelineDeps,
+  unload: RunningUnload,
+): Promise<{ cancelled: boolean }> {
+  const cancelled = await deps.warehouse.cancel(unload.statementId);
+  const started = deps.now();
+  for (;;) {
+    const status = await deps.warehouse.describe(unload.statementId);
+    if (status.state !== 'running') break;
+    const waited = deps.now() - started;
+    if (waited >= CANCEL_WAIT_MS) {
+      throw new UnloadFailedError(
+        `unload call ${unload.batch + 1} of ${unload.batches} (statement ${unload.statementId}) was still ${status.status} ${Math.round(waited / 1000)} s after it was cancelled, so its session ${unload.sessionId} was not rolled back; it ends after its keep-alive (${SESSION_KEEP_ALIVE_SECONDS} s).`,
+      );
+    }
+    await deps.sleep(Math.min(CANCEL_POLL_MS, CANCEL_WAIT_MS - waited));
+  }
+  const rollback = await deps.warehouse.submitInSession(
+    ['ROLLBACK'],
+    'redshift-aurora-sync rollback',
+    { sessionId: unload.sessionId },
+  );
+  await waitForStatement(deps.warehouse, rollback.statementId, {
+    sleep: deps.sleep,
+    now: deps.now,
+    timeoutMs: CANCEL_WAIT_MS,
+    pollMs: CANCEL_POLL_MS,
+    what: `the ROLLBACK of unload session ${unload.sessionId}`,
+  });
+  return { cancelled };
 }
 
 /** Ends the session's transaction after a failure, so it holds no locks until the session closes. */

@@ -1,6 +1,7 @@
 /**
  * The Redshift Data API over a local PostgreSQL standing in for Redshift, with the UNLOAD
- * emulator (local/emulators/unload.ts) writing through the S3 fake as the statement's IAM_ROLE.
+ * emulator (local/emulators/unload.ts) writing through the S3 fake as the statement's IAM_ROLE
+ * (./redshift-data-engine.ts runs them; this file checks requests and who makes them).
  * Statements run in the background and are polled: SUBMITTED, PICKED, STARTED, then FINISHED,
  * FAILED or ABORTED (API_DescribeStatement.html); a batch runs as one transaction and its
  * statements are `<id>:1`, `<id>:2`, ... A statement belongs to the role that submitted it:
@@ -20,7 +21,6 @@
  * session that is busy, expired or another role's is not documented word for word: taken to be
  * a ValidationException naming the session.
  */
-import { randomUUID } from 'node:crypto';
 import {
   type BatchExecuteStatementCommandInput,
   type BatchExecuteStatementCommandOutput,
@@ -37,76 +37,24 @@ import {
   ResourceNotFoundException,
   ValidationException,
 } from '@aws-sdk/client-redshift-data';
-import pg from 'pg';
 import type { LambdaEnvironment } from '../../../lambdas/handlers/environment';
-import { RedshiftShimInstaller } from '../../../local/emulators/redshift-shims';
-import {
-  bindNamedParameters,
-  pointAtShims,
-  significantTokens,
-} from '../../../local/emulators/redshift-sql';
-import {
-  DATA_API_VALUE_TYPES,
-  REDSHIFT_SESSION_SETUP,
-} from '../../../local/emulators/session-setup';
-import { isUnload, parseUnload, runUnload } from '../../../local/emulators/unload';
+import { significantTokens } from '../../../local/emulators/redshift-sql';
 import type { Authorize, AwsPrincipal } from '../access';
 import { AWS_LIMITS } from '../limits';
-import type { S3Fake } from './s3';
+import {
+  RedshiftEngine,
+  type RedshiftEngineOptions,
+  type Session,
+  type Statement,
+} from './redshift-data-engine';
 import { authorizeOrThrow, namedSdkError, sdkError } from './sdk-errors';
 
-export interface RedshiftDataFakeOptions {
-  /** The PostgreSQL database standing in for Redshift. */
-  readonly sourceUrl: string;
-  readonly s3: S3Fake;
+export interface RedshiftDataFakeOptions extends RedshiftEngineOptions {
   readonly authorize: Authorize;
   readonly region: string;
   readonly account: string;
   /** The cluster or workgroup, and how callers sign in: a secret, or DbUser (cluster only). */
   readonly target: LambdaEnvironment['redshift'];
-  /** The cluster's default IAM role, for `IAM_ROLE default`. */
-  readonly defaultIamRole?: string;
-  /** Slices of the emulated cluster (UNLOAD writes a file per slice). Default 2. */
-  readonly slices?: number;
-}
-
-type Status = 'SUBMITTED' | 'PICKED' | 'STARTED' | 'FINISHED' | 'FAILED' | 'ABORTED';
-
-interface SubStatement {
-  readonly sql: string;
-  status: Status;
-  error?: string;
-  rows?: Record<string, unknown>[];
-  columns?: { name: string; typeName: string }[];
-}
-
-interface Session {
-  readonly id: string;
-  readonly owner: string;
-  readonly client: pg.Client;
-  readonly openedAt: number;
-  readonly keepAliveSeconds: number;
-  busy: boolean;
-  closeTimer?: NodeJS.Timeout;
-  closed: boolean;
-}
-
-interface Statement {
-  readonly id: string;
-  readonly owner: string;
-  readonly batch: boolean;
-  /** The session it runs on; none: a connection of its own, for this statement only. */
-  readonly session?: Session;
-  /** AUTO_COMMIT: no transaction around the statements, each commits (or fails) on its own. */
-  readonly autoCommit: boolean;
-  readonly subs: SubStatement[];
-  readonly createdAt: Date;
-  updatedAt: Date;
-  status: Status;
-  error?: string;
-  pid?: number;
-  cancelled: boolean;
-  done: Promise<void>;
 }
 
 function validation(message: string): ValidationException {
@@ -120,11 +68,13 @@ function notFound(): ResourceNotFoundException {
 export class RedshiftDataFake {
   private readonly statements = new Map<string, Statement>();
   private readonly sessions = new Map<string, Session>();
-  private readonly shims = new RedshiftShimInstaller(
-    () => new pg.Client({ connectionString: this.options.sourceUrl }),
-  );
+  /** Every CancelStatement call: the statement, the caller's role, and what it was answered. */
+  readonly cancels: { statementId: string; role: string; answer: string }[] = [];
+  private readonly engine: RedshiftEngine;
 
-  constructor(private readonly options: RedshiftDataFakeOptions) {}
+  constructor(private readonly options: RedshiftDataFakeOptions) {
+    this.engine = new RedshiftEngine(options);
+  }
 
   /** How many calls ran on each session, by session id: what a run asked of the Data API. */
   callsPerSession(): Map<string, number> {
@@ -286,13 +236,21 @@ export class RedshiftDataFake {
     principal: AwsPrincipal,
     input: CancelStatementCommandInput,
   ): Promise<CancelStatementCommandOutput> {
-    const { statement } = this.find(principal, 'redshift-data:CancelStatement', input.Id);
-    if (!['SUBMITTED', 'PICKED', 'STARTED'].includes(statement.status)) {
-      throw validation(`Could not cancel a query that is already in ${statement.status} state.`);
+    const call = { statementId: input.Id ?? '', role: principal.roleArn };
+    try {
+      const { statement } = this.find(principal, 'redshift-data:CancelStatement', input.Id);
+      if (!['SUBMITTED', 'PICKED', 'STARTED'].includes(statement.status)) {
+        throw validation(`Could not cancel a query that is already in ${statement.status} state.`);
+      }
+      statement.cancelled = true;
+      if (statement.pid) await this.engine.cancelBackend(statement.pid);
+    } catch (error) {
+      this.cancels.push({ ...call, answer: (error as Error).name });
+      throw error;
     }
-    statement.cancelled = true;
-    if (statement.pid) await this.cancelBackend(statement.pid);
-    await statement.done;
+    this.cancels.push({ ...call, answer: 'cancelled' });
+    // The statement ends ABORTED afterwards, as DescribeStatement then shows: the call does
+    // not wait for it ("Cancels a running query", API_CancelStatement.html).
     return { $metadata: { httpStatusCode: 200 }, Status: true };
   }
 
@@ -300,14 +258,25 @@ export class RedshiftDataFake {
   async close(): Promise<void> {
     await Promise.allSettled([...this.statements.values()].map((statement) => statement.done));
     await Promise.allSettled(
-      [...this.sessions.values()].map((session) => this.endSession(session)),
+      [...this.sessions.values()].map((session) => this.engine.endSession(session)),
     );
   }
 
   /**
    * The session a call runs on: the one its SessionId names (the caller's own, idle and alive),
-   * a new one when it asks to keep one alive, or none. A call on a session names no cluster:
-   * it is authorized on the session's.
+   * a new one when it asks to keep one alive, or none.
+   *
+   * A call on a session names no cluster or workgroup. The Service Authorization Reference lists
+   * cluster and workgroup as OPTIONAL resource types of ExecuteStatement and
+   * BatchExecuteStatement (not `cluster*` as for DescribeTable or ListDatabases), with the
+   * condition key redshift-data:session-owner-iam-userid
+   * (https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html),
+   * and the guide's policy for session calls grants them on Resource "*" with that key
+   * (https://docs.aws.amazon.com/redshift/latest/mgmt/data-api-iam.html). So such a call is
+   * authorized here on "*", with the session's owner in the request context: a grant on the
+   * cluster's ARN alone does not allow it. Neither page says so in words, nor whether the
+   * credentials (secret, GetClusterCredentials, GetCredentials) are checked again for a session
+   * already signed in: they are not here, since the session's connection exists.
    */
   private async sessionFor(
     principal: AwsPrincipal,
@@ -326,8 +295,13 @@ export class RedshiftDataFake {
       if (input.ClusterIdentifier || input.WorkgroupName || input.Database) {
         throw validation('A call with SessionId names no cluster, workgroup or database.');
       }
-      this.authorize(principal, action, this.resourceArn);
       const session = this.sessions.get(input.SessionId);
+      this.authorize(
+        principal,
+        action,
+        '*',
+        session ? { 'redshift-data:session-owner-iam-userid': session.ownerUserId } : {},
+      );
       if (!session || session.closed || session.owner !== principal.roleArn) {
         throw validation(`Session ${input.SessionId} does not exist or is no longer active.`);
       }
@@ -345,45 +319,9 @@ export class RedshiftDataFake {
         `SessionKeepAliveSeconds must be a whole number from 0 to ${maxSessionKeepAliveSeconds}.`,
       );
     }
-    const client = new pg.Client({
-      connectionString: this.options.sourceUrl,
-      application_name: 'redshift-data-api fake session',
-    });
-    client.on('error', () => {});
-    await this.shims.ensure();
-    await client.connect();
-    await client.query(REDSHIFT_SESSION_SETUP);
-    // Redshift's snapshot isolation: a transaction's snapshot is taken at its first query.
-    await client.query("SET default_transaction_isolation = 'repeatable read'");
-    const session: Session = {
-      id: randomUUID(),
-      owner: principal.roleArn,
-      client,
-      openedAt: Date.now(),
-      keepAliveSeconds: keepAlive,
-      busy: false,
-      closed: false,
-    };
+    const session = await this.engine.openSession(principal, keepAlive);
     this.sessions.set(session.id, session);
     return session;
-  }
-
-  /** After a call: the session lives on for its keep-alive, never past 24 h from its start. */
-  private keepAlive(session: Session): void {
-    session.busy = false;
-    clearTimeout(session.closeTimer);
-    const hardEndMs =
-      session.openedAt + AWS_LIMITS.redshiftData.maxSessionKeepAliveSeconds * 1000 - Date.now();
-    const ms = Math.max(0, Math.min(session.keepAliveSeconds * 1000, hardEndMs));
-    session.closeTimer = setTimeout(() => void this.endSession(session), ms);
-    session.closeTimer.unref();
-  }
-
-  private async endSession(session: Session): Promise<void> {
-    clearTimeout(session.closeTimer);
-    if (session.closed) return;
-    session.closed = true;
-    await session.client.end().catch(() => {});
   }
 
   private authorizeSubmit(
@@ -434,8 +372,13 @@ export class RedshiftDataFake {
     }
   }
 
-  private authorize(principal: AwsPrincipal, action: string, resource: string): void {
-    authorizeOrThrow(this.options.authorize, principal, { action, resource }, (message) =>
+  private authorize(
+    principal: AwsPrincipal,
+    action: string,
+    resource: string,
+    context: Record<string, string> = {},
+  ): void {
+    authorizeOrThrow(this.options.authorize, principal, { action, resource, context }, (message) =>
       namedSdkError(RedshiftDataServiceException, 'AccessDeniedException', message, 403),
     );
   }
@@ -485,142 +428,9 @@ export class RedshiftDataFake {
     session: Session | undefined,
     autoCommit: boolean,
   ): Statement {
-    const now = new Date();
-    if (session) session.busy = true;
-    const statement: Statement = {
-      id: randomUUID(),
-      owner: principal.roleArn,
-      batch,
-      ...(session ? { session } : {}),
-      autoCommit,
-      subs: sqls.map((sql) => ({ sql, status: 'SUBMITTED' })),
-      createdAt: now,
-      updatedAt: now,
-      status: 'SUBMITTED',
-      cancelled: false,
-      done: Promise.resolve(),
-    };
+    const statement = this.engine.submit(principal, sqls, batch, parameters, session, autoCommit);
     this.statements.set(statement.id, statement);
-    statement.done = this.run(statement, parameters);
     return statement;
-  }
-
-  private setStatus(statement: Statement, status: Status): void {
-    statement.status = status;
-    statement.updatedAt = new Date();
-  }
-
-  private async run(statement: Statement, parameters: Record<string, string>): Promise<void> {
-    const own = statement.session === undefined;
-    const session =
-      statement.session?.client ??
-      new pg.Client({
-        connectionString: this.options.sourceUrl,
-        application_name: 'redshift-data-api fake',
-      });
-    if (own) session.on('error', () => {});
-    try {
-      if (own) {
-        await this.shims.ensure();
-        await session.connect();
-        await session.query(REDSHIFT_SESSION_SETUP);
-      }
-      statement.pid = (session as unknown as { processID: number }).processID;
-      this.setStatus(statement, 'PICKED');
-      if (statement.cancelled) throw new Error('cancelled before it started');
-      this.setStatus(statement, 'STARTED');
-      if (!statement.autoCommit) await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-      let failed: { index: number; text: string } | null = null;
-      for (const [index, sub] of statement.subs.entries()) {
-        if (failed && !statement.autoCommit) {
-          sub.status = 'ABORTED';
-          continue;
-        }
-        sub.status = 'STARTED';
-        try {
-          await this.runOne(session, sub, parameters);
-          sub.status = 'FINISHED';
-        } catch (error) {
-          const text = `ERROR: ${(error as Error).message}`;
-          sub.status = statement.cancelled ? 'ABORTED' : 'FAILED';
-          sub.error = text;
-          failed ??= { index, text };
-          if (statement.cancelled) break;
-        }
-      }
-      if (failed) {
-        if (!statement.autoCommit) await session.query('ROLLBACK').catch(() => {});
-        statement.error = statement.batch
-          ? `Query #${failed.index + 1} failed with ${failed.text}`
-          : failed.text;
-        this.setStatus(statement, statement.cancelled ? 'ABORTED' : 'FAILED');
-        return;
-      }
-      if (!statement.autoCommit) await session.query('COMMIT');
-      this.setStatus(statement, 'FINISHED');
-    } catch (error) {
-      statement.error = `ERROR: ${(error as Error).message}`;
-      this.setStatus(statement, statement.cancelled ? 'ABORTED' : 'FAILED');
-    } finally {
-      if (own) await session.end().catch(() => {});
-      else this.keepAlive(statement.session!);
-    }
-  }
-
-  private async runOne(
-    session: pg.Client,
-    sub: SubStatement,
-    parameters: Record<string, string>,
-  ): Promise<void> {
-    if (isUnload(sub.sql)) {
-      const unload = parseUnload(sub.sql);
-      const role =
-        unload.options.iamRole === 'default' ? this.options.defaultIamRole : unload.options.iamRole;
-      if (!role)
-        throw new Error('IAM_ROLE default names no role: the cluster has no default IAM role.');
-      // UNLOAD writes as the role it names, not as the caller.
-      await runUnload(
-        session,
-        unload,
-        this.options.s3.unloadBucketFor({ roleArn: role }, unload.options.kmsKeyId ?? undefined),
-        {
-          slices: this.options.slices ?? 2,
-        },
-      );
-      return;
-    }
-    const { text, values } = bindNamedParameters(pointAtShims(sub.sql), parameters);
-    const result = await session.query({ text, values, types: DATA_API_VALUE_TYPES });
-    if (result.fields.length > 0) {
-      sub.rows = result.rows;
-      const types = await this.typeNames(
-        session,
-        result.fields.map((f) => f.dataTypeID),
-      );
-      sub.columns = result.fields.map((f) => ({
-        name: f.name,
-        typeName: types.get(f.dataTypeID) ?? 'unknown',
-      }));
-    }
-  }
-
-  private async typeNames(session: pg.Client, oids: number[]): Promise<Map<number, string>> {
-    const { rows } = await session.query<{ oid: number; name: string }>(
-      'SELECT oid::int AS oid, typname AS name FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])',
-      [oids],
-    );
-    return new Map(rows.map((row) => [row.oid, row.name]));
-  }
-
-  private async cancelBackend(pid: number): Promise<void> {
-    const canceller = new pg.Client({ connectionString: this.options.sourceUrl });
-    canceller.on('error', () => {});
-    await canceller.connect();
-    try {
-      await canceller.query('SELECT pg_cancel_backend($1)', [pid]);
-    } finally {
-      await canceller.end();
-    }
   }
 }
 

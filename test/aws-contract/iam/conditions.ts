@@ -32,6 +32,8 @@ const KNOWN_KEYS = new Set(
     // https://docs.aws.amazon.com/kms/latest/developerguide/conditions-kms.html
     'kms:ViaService',
     'kms:CallerAccount',
+    // https://docs.aws.amazon.com/service-authorization/latest/reference/list_amazonredshiftdataapi.html
+    'redshift-data:session-owner-iam-userid',
   ].map((key) => key.toLowerCase()),
 );
 

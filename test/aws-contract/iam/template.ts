@@ -8,6 +8,7 @@
  * Return values (Ref, Fn::GetAtt) are those of each resource type's page in the CloudFormation
  * template reference, e.g. https://docs.aws.amazon.com/AWSCloudFormation/latest/TemplateReference/aws-resource-s3-bucket.html#aws-resource-s3-bucket-return-values
  */
+import { roleIdOf } from '../access';
 import { checkedStatements } from './evaluate';
 import type { PolicyDocument } from './policy';
 
@@ -344,6 +345,9 @@ class Resolver {
     }
     if (Type === 'AWS::StepFunctions::StateMachine' && attribute === 'Name') {
       return this.nameOf(logicalId, 'StateMachineName');
+    }
+    if (Type === 'AWS::IAM::Role' && attribute === 'RoleId') {
+      return roleIdOf(this.getAtt(logicalId, 'Arn'));
     }
     if (attribute !== 'Arn') throw unsupported();
     switch (Type) {

@@ -1,0 +1,204 @@
+/**
+ * A run that fails while its UNLOAD is still running, through the AWS contract harness:
+ * fail-run cancels the statement (CancelStatement) and rolls the unload session back, so
+ * Redshift stops and lets go of the source tables. The Data API lets only the role that
+ * submitted a statement cancel it, so this works because fail-run runs as start-unload's role;
+ * on a role of its own the cancel is refused, and the run still reports its own failure.
+ */
+import { chmod, mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRuntimeConfig } from '../lambdas/core/config';
+import { STATE } from '../lib/pipeline-definition';
+import { AwsHarness, type HarnessStack, synthesizeStack } from './aws-contract/harness';
+import { listOf, type PolicyStatement } from './aws-contract/iam/policy';
+import type { TemplatePolicies } from './aws-contract/iam/template';
+import { freshDatabase, type TestDatabase } from './support/db';
+
+let sourceDb: TestDatabase;
+let targetDb: TestDatabase;
+let source: pg.Client;
+/** Reads pg_stat_activity outside the lock holder's transaction, which would see one snapshot of it. */
+let observer: pg.Client;
+let s3Dir: string;
+let stack: HarnessStack;
+
+const CONFIG = parseRuntimeConfig(
+  {
+    tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
+    locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, onMaxWait: 'fail' },
+  },
+  'contract cancel test config',
+);
+/** What "Check whether the unload finished" fails with in these runs. */
+const CHECK_FAILURE = 'the check-unload function crashed';
+
+beforeAll(async () => {
+  sourceDb = await freshDatabase();
+  targetDb = await freshDatabase();
+  source = await sourceDb.connect('test lock holder');
+  observer = await sourceDb.connect('test observer');
+  const target = await targetDb.connect('test setup');
+  s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-cancel-'));
+  await chmod(s3Dir, 0o755);
+  await source.query(`
+    CREATE SCHEMA sales;
+    CREATE TABLE sales.orders (id bigint, customer text);
+    INSERT INTO sales.orders SELECT g, 'customer ' || g FROM generate_series(1, 30) g;
+  `);
+  await target.query(`
+    CREATE TABLE public.orders (id bigint, customer text);
+    GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user};
+    ALTER TABLE public.orders OWNER TO ${targetDb.pipelineLogin.user};
+  `);
+  await target.end();
+  stack = synthesizeStack(CONFIG);
+});
+
+afterAll(async () => {
+  await source?.end();
+  await observer?.end();
+});
+
+/** The source's backends of the Data API fake's sessions: what they wait for, what they hold open. */
+async function unloadSessions(): Promise<{ state: string; waiting: string | null }[]> {
+  const { rows } = await observer.query<{ state: string; waiting: string | null }>(
+    `SELECT state, wait_event_type AS waiting FROM pg_stat_activity
+     WHERE application_name = 'redshift-data-api fake session'`,
+  );
+  return rows;
+}
+
+async function untilUnloadWaitsForLock(): Promise<void> {
+  for (let attempt = 0; attempt < 500; attempt += 1) {
+    if ((await unloadSessions()).some((session) => session.waiting === 'Lock')) return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error('the UNLOAD never waited for the lock on sales.orders');
+}
+
+/**
+ * Runs the pipeline while sales.orders is locked, so the UNLOAD waits; "Check whether the
+ * unload finished" then fails, and the run goes to fail-run with the unload still running.
+ * `check` looks at the harness before it closes (closing ends the fake's sessions).
+ */
+async function failDuringUnload(
+  runStack: HarnessStack,
+  check: (harness: AwsHarness, run: Awaited<ReturnType<AwsHarness['run']>>) => Promise<void>,
+): Promise<void> {
+  await source.query('BEGIN; LOCK TABLE sales.orders IN ACCESS EXCLUSIVE MODE');
+  const harness = await AwsHarness.start({
+    runtimeConfig: CONFIG,
+    sourceUrl: sourceDb.url,
+    targetUrl: targetDb.pipelineUrl,
+    adminUrl: targetDb.url,
+    s3Dir,
+    stack: runStack,
+    waitTimeOverrides: { [STATE.waitForUnload]: 100 },
+    beforeInvoke: async (handler) => {
+      if (handler !== 'check-unload') return;
+      await untilUnloadWaitsForLock();
+      throw new Error(CHECK_FAILURE);
+    },
+  });
+  try {
+    await check(harness, await harness.run({}));
+  } finally {
+    await source.query('ROLLBACK');
+    await harness.close();
+  }
+}
+
+describe('a run that fails while Redshift still unloads', () => {
+  it('has fail-run cancel the UNLOAD as the role that submitted it, and roll its session back', async () => {
+    await failDuringUnload(stack, async (harness, run) => {
+      const shared = harness.roleOf('start-unload');
+      expect(harness.roleOf('fail-run')).toBe(shared);
+      expect(run.outcome).toMatchObject({
+        status: 'FAILED',
+        error: 'Error',
+        cause: expect.stringContaining(CHECK_FAILURE),
+      });
+      expect(harness.redshiftData.cancels).toEqual([
+        { statementId: expect.any(String), role: shared, answer: 'cancelled' },
+      ]);
+      const { statementId } = harness.redshiftData.cancels[0]!;
+      const described = await harness.redshiftData.describeStatement(
+        { roleArn: shared },
+        { Id: statementId },
+      );
+      expect(described.Status).toBe('ABORTED');
+      // The UNLOAD no longer waits for the table, and the session holds no transaction open.
+      expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
+      expect(harness.sns.published).toHaveLength(1);
+    });
+  });
+
+  it('on a role of its own, fail-run may not cancel it, and still reports the run`s own failure', async () => {
+    const shared =
+      stack.policies.functions[stack.synthesized.functionLogicalIds['fail-run']]!.roleArn;
+    const own = shared.replace(/role\/.*$/, 'role/fail-run-own');
+    const failRun = stack.synthesized.functionLogicalIds['fail-run'];
+    const policies: TemplatePolicies = {
+      ...stack.policies,
+      roles: {
+        ...stack.policies.roles,
+        [own]: { ...stack.policies.roles[shared]!, logicalId: 'FailRunOwnRole', arn: own },
+      },
+      functions: {
+        ...stack.policies.functions,
+        [failRun]: { ...stack.policies.functions[failRun]!, roleArn: own },
+      },
+    };
+    await failDuringUnload({ ...stack, policies }, async (harness, run) => {
+      expect(harness.roleOf('fail-run')).toBe(own);
+      // The Data API does not show it another role's statement.
+      expect(harness.redshiftData.cancels).toEqual([
+        { statementId: expect.any(String), role: own, answer: 'ResourceNotFoundException' },
+      ]);
+      const { statementId } = harness.redshiftData.cancels[0]!;
+      const described = await harness.redshiftData.describeStatement(
+        { roleArn: shared },
+        { Id: statementId },
+      );
+      expect(described.Status).toBe('STARTED');
+      expect(await unloadSessions()).toEqual([{ state: 'active', waiting: 'Lock' }]);
+      // The failed cancel is logged as incomplete clean-up; the run reports what failed it.
+      expect(run.outcome).toMatchObject({
+        status: 'FAILED',
+        error: 'Error',
+        cause: expect.stringContaining(CHECK_FAILURE),
+      });
+      expect(JSON.stringify(harness.sns.published)).toContain(CHECK_FAILURE);
+    });
+  });
+
+  it('without the grant for calls on its sessions ("*"), the ROLLBACK on the session is refused', async () => {
+    // A call with only SessionId names no cluster: the grant on the cluster does not cover it.
+    const shared =
+      stack.policies.functions[stack.synthesized.functionLogicalIds['fail-run']]!.roleArn;
+    const role = stack.policies.roles[shared]!;
+    const onSessions = (statement: PolicyStatement) =>
+      JSON.stringify(statement.Condition ?? {}).includes('session-owner-iam-userid');
+    const documents = role.policies.map((document) => ({
+      ...document,
+      Statement: listOf(document.Statement).filter((statement) => !onSessions(statement)),
+    }));
+    expect(JSON.stringify(documents)).not.toBe(JSON.stringify(role.policies));
+    const policies: TemplatePolicies = {
+      ...stack.policies,
+      roles: { ...stack.policies.roles, [shared]: { ...role, policies: documents } },
+    };
+    await failDuringUnload({ ...stack, policies }, async (harness) => {
+      expect(harness.redshiftData.cancels).toEqual([
+        { statementId: expect.any(String), role: shared, answer: 'cancelled' },
+      ]);
+      // Cancelled, but its transaction stays open (aborted) until the session closes.
+      expect(await unloadSessions()).toEqual([
+        { state: 'idle in transaction (aborted)', waiting: 'Client' },
+      ]);
+    });
+  });
+});

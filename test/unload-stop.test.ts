@@ -1,0 +1,153 @@
+/**
+ * Stopping the unload of a failed run (stopUnload, called by fail-run) over a scripted
+ * warehouse: the order of cancel, wait and ROLLBACK, the time limit, and that a failing cancel
+ * never takes the place of the run's own error. The real services are in
+ * test/aws-contract-cancel.test.ts (Data API fake) and test/emulator-local-warehouse.test.ts.
+ */
+import { describe, expect, it } from 'vitest';
+import type { TransactionalSqlClient } from '../lambdas/core/sql-client';
+import type { StatementState, Warehouse } from '../lambdas/core/transfer/ports';
+import type { LogFields, PipelineDeps } from '../lambdas/pipeline/deps';
+import type { RunState, UnloadState } from '../lambdas/pipeline/state';
+import { failRun } from '../lambdas/pipeline/steps/finish';
+import { CANCEL_WAIT_MS, stopUnload, UnloadFailedError } from '../lambdas/pipeline/steps/unload';
+
+const UNLOAD: UnloadState = {
+  finished: false,
+  sessionId: 'session-1',
+  batch: 1,
+  batches: 3,
+  statementId: 'call-2',
+  status: 'STARTED',
+  transactionStartedAt: '2026-01-01 00:00:00',
+};
+
+const RUNNING: StatementState = { state: 'running', status: 'STARTED' };
+const ABORTED: StatementState = { state: 'failed', status: 'ABORTED', error: 'cancelled' };
+
+/**
+ * A warehouse whose unload call goes through `states` (one per describe) once cancelled, and
+ * whose ROLLBACK finishes at once. `calls` lists what was asked of it, in order.
+ */
+function scripted(cancel: () => Promise<boolean>, states: StatementState[]) {
+  const calls: string[] = [];
+  let described = 0;
+  const warehouse: Warehouse = {
+    submitBatch: () => Promise.reject(new Error('not used')),
+    submitStatement: () => Promise.reject(new Error('not used')),
+    fetchRows: () => Promise.reject(new Error('not used')),
+    cancel: async (id) => {
+      calls.push(`cancel ${id}`);
+      return cancel();
+    },
+    describe: async (id) => {
+      calls.push(`describe ${id}`);
+      if (id === 'rollback-1') return { state: 'done', status: 'FINISHED' };
+      return states[Math.min(described++, states.length - 1)]!;
+    },
+    submitInSession: async (statements, _name, session) => {
+      calls.push(`${statements.join('; ')} on ${JSON.stringify(session)}`);
+      return { statementId: 'rollback-1', sessionId: 'session-1' };
+    },
+  };
+  return { warehouse, calls };
+}
+
+function depsWith(warehouse: Warehouse) {
+  let clock = 0;
+  const warnings: { message: string; fields?: LogFields }[] = [];
+  const notices: string[] = [];
+  const refuse = () => Promise.reject(new Error('Aurora is not part of this test'));
+  const deps: PipelineDeps = {
+    aurora: { query: refuse, withTransaction: refuse } as TransactionalSqlClient,
+    warehouse,
+    objects: { getText: refuse, putText: refuse, deletePrefix: refuse },
+    runs: { executionStatus: async () => 'unknown' },
+    notifier: { notify: async (_subject, message) => void notices.push(message) },
+    log: { info: () => {}, warn: (message, fields) => void warnings.push({ message, fields }) },
+    metrics: { record: () => {} },
+    settings: {
+      environment: 'test',
+      bucket: 'bucket',
+      unloadRoleArn: 'arn:aws:iam::1:role/u',
+      region: 'eu-west-1',
+    },
+    sleep: async (ms) => {
+      clock += ms;
+    },
+    now: () => clock,
+  };
+  return { deps, warnings, notices };
+}
+
+describe('stopUnload', () => {
+  it('cancels the running call, waits for it to end, then rolls the session back', async () => {
+    const { warehouse, calls } = scripted(async () => true, [RUNNING, RUNNING, ABORTED]);
+    expect(await stopUnload(depsWith(warehouse).deps, UNLOAD)).toEqual({ cancelled: true });
+    expect(calls).toEqual([
+      'cancel call-2',
+      'describe call-2',
+      'describe call-2',
+      'describe call-2',
+      'ROLLBACK on {"sessionId":"session-1"}',
+      'describe rollback-1',
+    ]);
+  });
+
+  it('rolls back a call that had already ended: its transaction is open all the same', async () => {
+    const { warehouse, calls } = scripted(
+      async () => false,
+      [{ state: 'done', status: 'FINISHED' }],
+    );
+    expect(await stopUnload(depsWith(warehouse).deps, UNLOAD)).toEqual({ cancelled: false });
+    expect(calls).toContain('ROLLBACK on {"sessionId":"session-1"}');
+  });
+
+  it('gives up when the cancelled call is still running after CANCEL_WAIT_MS, without a ROLLBACK the session would refuse', async () => {
+    const { warehouse, calls } = scripted(async () => true, [RUNNING]);
+    const stopping = stopUnload(depsWith(warehouse).deps, UNLOAD);
+    await expect(stopping).rejects.toBeInstanceOf(UnloadFailedError);
+    await expect(stopping).rejects.toThrow(
+      `unload call 2 of 3 (statement call-2) was still STARTED ${CANCEL_WAIT_MS / 1000} s after it was cancelled, so its session session-1 was not rolled back`,
+    );
+    expect(calls.some((call) => call.startsWith('ROLLBACK'))).toBe(false);
+  });
+});
+
+describe('fail-run with an unload still running', () => {
+  const run: RunState = {
+    runId: 'r-1',
+    environment: 'test',
+    startedAt: '2026-01-01T00:00:00Z',
+    dryRun: false,
+    pollIntervalSeconds: 10,
+    maxWaitSeconds: 60,
+    targets: ['public.orders'],
+  };
+  const error = { Error: 'States.Timeout', Cause: 'check-unload timed out' };
+
+  it('reports the run`s own error when the cancel fails, and says the clean-up was incomplete', async () => {
+    const { warehouse } = scripted(() => Promise.reject(new Error('AccessDenied')), [RUNNING]);
+    const { deps, warnings, notices } = depsWith(warehouse);
+    const outcome = await failRun({ run, unload: UNLOAD, error }, deps);
+    expect(outcome).toMatchObject({ error: 'States.Timeout', cause: 'check-unload timed out' });
+    expect(notices[0]).toContain('check-unload timed out');
+    expect(warnings[0]!.fields!.cleanup).toEqual(
+      expect.arrayContaining(['cancel the unload still running in Redshift: AccessDenied']),
+    );
+  });
+
+  it('leaves an unload that finished alone', async () => {
+    const { warehouse, calls } = scripted(async () => true, [RUNNING]);
+    const finished: UnloadState = {
+      finished: true,
+      sessionId: 'session-1',
+      batches: 3,
+      statementId: 'call-3',
+      status: 'FINISHED',
+      tables: [],
+    };
+    await failRun({ run, unload: finished, error }, depsWith(warehouse).deps);
+    expect(calls).toEqual([]);
+  });
+});
