@@ -16,6 +16,30 @@ export interface SyncTable {
   readonly primaryKey?: readonly string[];
   /** Whether an empty source may replace a non-empty live table. */
   readonly allowEmpty: boolean;
+  /** Move only the rows whose cursor passed the last run's watermark; absent: every run is full. */
+  readonly incremental?: IncrementalSettings;
+}
+
+/**
+ * How an increment is applied: `merge` updates the rows whose key live has and inserts the
+ * rest (it needs a key, as strategy `merge` does); `append` inserts every row of the delta.
+ */
+export type IncrementMode = 'merge' | 'append';
+export const INCREMENT_MODES: readonly IncrementMode[] = ['merge', 'append'];
+
+/**
+ * What happens to rows deleted from the source, which a cursor cannot see: `ignore` leaves
+ * them in live until the next full run. The key is a choice so that other ways can be added.
+ */
+export type IncrementDeletes = 'ignore';
+export const INCREMENT_DELETES: readonly IncrementDeletes[] = ['ignore'];
+
+/** `incremental`: a column that grows with every change, and how its delta is applied. */
+export interface IncrementalSettings {
+  /** The cursor column, in source and target: an integer, numeric, date or timestamp(tz) column. */
+  readonly cursor: string;
+  readonly mode: IncrementMode;
+  readonly deletes: IncrementDeletes;
 }
 
 /** A source column as `information_schema.columns` describes it (Redshift, or its local stand-in). */
