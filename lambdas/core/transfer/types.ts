@@ -97,6 +97,21 @@ export interface TableTransfer {
   readonly columns: readonly ColumnTransfer[];
   /** `s3://bucket/prefix/`: the per-run, per-table folder UNLOAD writes to (ends with `/`). */
   readonly s3Prefix: string;
+  /** An incremental run: only the source rows past the watermark are unloaded. */
+  readonly delta?: DeltaFilter;
+}
+
+/**
+ * `<cursor> >= CAST(<watermark> AS <castType>)` (mode merge: rows sharing the watermark's
+ * cursor value may have come after it was taken) or `>` (mode append: each row once).
+ */
+export interface DeltaFilter {
+  readonly cursor: string;
+  readonly operator: '>=' | '>';
+  /** The watermark's text as the figures print it; always sent as a quoted literal. */
+  readonly watermark: string;
+  /** The source type the literal is cast to, from a fixed list (cursorCastType). */
+  readonly castType: string;
 }
 
 /** One data file of an UNLOAD, as its VERBOSE manifest lists it. */
