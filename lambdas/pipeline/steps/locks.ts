@@ -30,7 +30,8 @@ import type { SwapPlan } from '../../core/swap/plan';
 import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError } from '../../core/swap/policy';
 import { preflight } from '../../core/swap/preflight';
 import type { PipelineDeps } from '../deps';
-import { loadRun, type RunContext, runSwapPlan } from '../run-context';
+import { applyIncrementMismatch, publishedRows } from '../increment-mismatch';
+import { loadRun, publishStrategy, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
   describeBlocker,
@@ -145,10 +146,10 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     // First look: everything that would make the swap fail is reported before any waiting.
     await preflight(
       deps.aurora,
-      record.transfers.map((transfer) => ({
+      record.transfers.map((transfer, index) => ({
         live: transfer.table.target,
         staging: transfer.staging,
-        strategy: transfer.table.strategy,
+        strategy: publishStrategy(record, index),
       })),
       { withStaging: true, onMaxWait: context.config.locks.onMaxWait },
     );
@@ -285,7 +286,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       decision.lockTimeoutMs,
       deps.sleep,
       follow,
-    );
+    ).catch((error: unknown) => applyIncrementMismatch(deps, plan, error));
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
       deps.log.info('swapped', {
@@ -300,6 +301,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
         lockWaitMs: outcome.result.lockWaitMs,
         lockHeldMs: outcome.result.lockHeldMs,
         swappedAt: new Date(deps.now()).toISOString(),
+        published: publishedRows(outcome.result),
       };
     }
     reason = `${outcome.reason}: ${outcome.message}${waitedOn.length > 0 ? `; it waited for ${describeWaitedOn(waitedOn)}` : ''}`;

@@ -107,6 +107,7 @@ export async function prepareRun(
     startedAt,
     dryRun: run.dryRun,
     maxWaitSeconds: run.maxWaitSeconds,
+    fullRefresh: request.fullRefresh,
     config: runtimeConfigJson(config),
     targets: run.targets,
   });
