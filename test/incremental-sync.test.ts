@@ -256,6 +256,27 @@ describe('incremental sync', () => {
     );
   });
 
+  it('waits, as merge does, for a session holding a row lock on a row the increment changes', async () => {
+    await source.query(
+      `UPDATE sales.items SET price = 1, updated_at = '2026-03-01 00:00:00+00' WHERE id = 1`,
+    );
+    const holder = await targetDb.connect('row editor');
+    await holder.query('BEGIN');
+    await holder.query('SELECT * FROM public.items WHERE id = 1 FOR UPDATE');
+    const released = new Promise((resolve) => setTimeout(resolve, 4000)).then(() =>
+      holder.query('COMMIT'),
+    );
+    const { summary } = await run();
+    await released;
+    expect(summary.error).toBeNull();
+    expect(table(summary, 'public.items')).toMatchObject({ mode: 'incremental', updated: 1 });
+    expect(table(summary, 'public.items').waitedSeconds).toBeGreaterThan(0.5);
+    expect(table(summary, 'public.items').blockers).toEqual([
+      expect.objectContaining({ application: 'row editor', relation: 'public.items' }),
+    ]);
+    await expectInSync();
+  });
+
   it('fails a cursor that went backwards, leaves live as it was, and refreshes fully next run', async () => {
     await source.query(
       `UPDATE sales.items SET name = 'sneaky', updated_at = '2025-12-31 00:00:00+00' WHERE id = 4`,
@@ -265,7 +286,7 @@ describe('incremental sync', () => {
     const failed = await run();
     expect(failed.summary.status).toBe('FAILED');
     expect(failed.summary.error!.message).toContain(
-      'the increment of "public"."items" was not applied: with it, the live table would not match the whole source table in the same snapshot (updated_at: min: 2025-12-31 00:00:00.000000 in Redshift, 2026-01-01 00:01:00.000001 in live).',
+      'the increment of "public"."items" was not applied: with it, the live table would not match the whole source table in the same snapshot (updated_at: min: 2025-12-31 00:00:00.000000 in Redshift, 2026-01-01 00:04:00.000001 in live).',
     );
     expect(await rowsOf(target, 'public.items', 'id')).toEqual(liveBefore);
     const marked = await watermarks();
