@@ -106,6 +106,55 @@ describe('redshift_sync.check_increment', () => {
   });
 });
 
+async function publish(mode: string, staged: string): Promise<unknown> {
+  await client.query(
+    `DROP TABLE IF EXISTS public.delta; CREATE TABLE public.delta (LIKE public.live)`,
+  );
+  await client.query(`INSERT INTO public.delta VALUES ${staged}`);
+  const { rows } = await client.query(
+    `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], $1) AS result`,
+    [mode],
+  );
+  return rows[0].result;
+}
+
+describe('redshift_sync.publish_increment', () => {
+  it('merges without deleting: changed rows updated, unchanged ones not written, new keys inserted', async () => {
+    await client.query(`CREATE TABLE public.live (id int PRIMARY KEY, v text);
+      INSERT INTO public.live VALUES (1, 'a'), (2, 'b'), (3, 'c')`);
+    const before = await client.query(`SELECT xmin::text FROM public.live WHERE id = 2`);
+    expect(await publish('merge', `(2, 'b'), (3, 'C'), (4, 'd')`)).toEqual({
+      inserted: 1,
+      updated: 1,
+      deleted: 0,
+    });
+    const { rows } = await client.query('SELECT id, v FROM public.live ORDER BY id');
+    expect(rows).toEqual([
+      { id: 1, v: 'a' },
+      { id: 2, v: 'b' },
+      { id: 3, v: 'C' },
+      { id: 4, v: 'd' },
+    ]);
+    expect((await client.query(`SELECT xmin::text FROM public.live WHERE id = 2`)).rows).toEqual(
+      before.rows,
+    );
+  });
+
+  it('appends every row, and names the constraint a row sent twice breaks', async () => {
+    expect(await publish('append', `(5, 'e')`)).toEqual({ inserted: 1, updated: 0, deleted: 0 });
+    await expect(publish('append', `(5, 'again')`)).rejects.toMatchObject({
+      code: 'RS001',
+      message: expect.stringMatching(
+        /^cannot append public\.delta to public\.live: constraint live_pkey rejected the new rows/,
+      ),
+    });
+    await expect(publish('upsert', `(6, 'f')`)).rejects.toMatchObject({
+      code: 'RS112',
+      message: expect.stringMatching(/unknown increment mode upsert/),
+    });
+  });
+});
+
 describe('installing the incremental sync over the version before it', () => {
   it('upgrades over live data: runs gains its columns, rows kept; watermarks created', async () => {
     const fresh = await freshDatabase();

@@ -30,6 +30,11 @@ DECLARE
   v_message text;
   v_detail text;
 BEGIN
+  IF p_live IS NULL OR p_staging IS NULL THEN
+    RAISE EXCEPTION '${ADMIN_SCHEMA}.publish_increment needs a live and a staging table (got live %, staging %)',
+      coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
+      USING ERRCODE = '${invalidArguments}';
+  END IF;
   IF p_mode = 'merge' THEN
     RETURN ${ADMIN_SCHEMA}.merge_rows(p_live, p_staging, p_key_columns, false);
   ELSIF p_mode IS DISTINCT FROM 'append' THEN
