@@ -286,7 +286,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       decision.lockTimeoutMs,
       deps.sleep,
       follow,
-    ).catch((error: unknown) => applyIncrementMismatch(deps, plan, error));
+    ).catch((error: unknown) => applyIncrementMismatch(deps.aurora, deps.log, plan, error));
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
       deps.log.info('swapped', {
