@@ -1,5 +1,5 @@
 /**
- * `npm run trigger -- --env prod [--tables t1,t2] [--dry-run] [--max-wait-seconds N] [--follow]`
+ * `npm run trigger -- --env prod [--tables t1,t2] [--dry-run] [--full-refresh] [--max-wait-seconds N] [--follow]`
  *
  * Starts a run of an environment's deployed state machine (AWS credentials from the usual
  * places: AWS_PROFILE, environment, SSO). With --follow, shows its states and lock waits
@@ -23,6 +23,7 @@ async function main(): Promise<number> {
       env: { type: 'string' },
       tables: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
+      'full-refresh': { type: 'boolean', default: false },
       'max-wait-seconds': { type: 'string' },
       follow: { type: 'boolean', default: false },
     },
@@ -30,7 +31,7 @@ async function main(): Promise<number> {
   });
   if (!values.env) {
     throw new ConfigError(
-      'usage: npm run trigger -- --env <name> [--tables <schema.table,...>] [--dry-run] [--max-wait-seconds <n>] [--follow]',
+      'usage: npm run trigger -- --env <name> [--tables <schema.table,...>] [--dry-run] [--full-refresh] [--max-wait-seconds <n>] [--follow]',
     );
   }
   const environment = loadEnvironment(values.env, '--env');
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
   const request = parseRunRequest({
     ...(tables ? { tables } : {}),
     ...(values['dry-run'] ? { dryRun: true } : {}),
+    ...(values['full-refresh'] ? { fullRefresh: true } : {}),
     ...(values['max-wait-seconds'] !== undefined
       ? { maxWaitSeconds: Number(values['max-wait-seconds']) }
       : {}),

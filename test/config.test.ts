@@ -173,6 +173,53 @@ describe('parseRuntimeConfig', () => {
     );
   });
 
+  it('takes incremental settings, names every bad field by path, and writes them back', () => {
+    const parsed = parseRuntimeConfig(
+      withTables(
+        { ...ORDERS, incremental: { cursor: 'Updated_At', mode: 'merge' }, primaryKey: ['id'] },
+        {
+          source: 'sales.events',
+          target: 'public.events',
+          incremental: { cursor: '"Seq"', mode: 'append', deletes: 'ignore' },
+        },
+      ),
+      FILE,
+    );
+    expect(parsed.tables[0]!.incremental).toEqual({
+      cursor: 'updated_at',
+      mode: 'merge',
+      deletes: 'ignore',
+    });
+    expect(parsed.tables[0]!.primaryKey).toEqual(['id']);
+    expect(parsed.tables[1]!.incremental).toEqual({
+      cursor: 'Seq',
+      mode: 'append',
+      deletes: 'ignore',
+    });
+    expect(parseRuntimeConfig(runtimeConfigJson(parsed), FILE)).toEqual(parsed);
+    const bad = (incremental: unknown) =>
+      errorOf(() => parseRuntimeConfig(withTables({ ...ORDERS, incremental }), FILE));
+    expect(bad({ cursor: 'updated_at' })).toMatch(
+      /^config\/dev\.json: tables\[0\]\.incremental\.mode: is missing; .*"merge".*"append"/,
+    );
+    expect(bad({ cursor: 'updated_at', mode: 'upsert' })).toBe(
+      'config/dev.json: tables[0].incremental.mode: must be one of "merge", "append", not "upsert".',
+    );
+    expect(bad({ mode: 'append' })).toMatch(
+      /^config\/dev\.json: tables\[0\]\.incremental\.cursor: must be a non-empty string/,
+    );
+    expect(bad({ cursor: 'a.b', mode: 'append' })).toMatch(
+      /tables\[0\]\.incremental\.cursor: the cursor column "a\.b" must be a single name/,
+    );
+    expect(bad({ cursor: 'x', mode: 'append', deletes: 'drop' })).toMatch(
+      /tables\[0\]\.incremental\.deletes: must be one of "ignore", not "drop"/,
+    );
+    expect(bad({ cursor: 'x', mode: 'append', curser: 1 })).toMatch(
+      /tables\[0\]\.incremental\.curser: unknown key; did you mean "cursor"\?/,
+    );
+    expect(bad('updated_at')).toMatch(/tables\[0\]\.incremental: must be a JSON object/);
+  });
+
   it('takes primaryKey for merge only, parsed as column names', () => {
     const merged = parseRuntimeConfig(
       withTables({ ...ORDERS, strategy: 'merge', primaryKey: ['Order_ID', '"Line No"'] }),
@@ -185,7 +232,7 @@ describe('parseRuntimeConfig', () => {
     expect(
       errorOf(() => parseRuntimeConfig(withTables({ ...ORDERS, primaryKey: ['id'] }), FILE)),
     ).toMatch(
-      /^config\/dev\.json: tables\[0\]\.primaryKey: only strategy "merge" uses a key; .*strategy is "rename"/,
+      /^config\/dev\.json: tables\[0\]\.primaryKey: only strategy "merge" and incremental mode "merge" use a key; .*strategy is "rename"/,
     );
     expect(
       errorOf(() =>

@@ -5,14 +5,15 @@ import { caughtError } from '../lambdas/pipeline/steps/finish';
 
 describe('parseRunRequest', () => {
   it("takes the schedule's empty input as a full run", () => {
-    expect(parseRunRequest({})).toEqual({ dryRun: false });
-    expect(parseRunRequest(undefined)).toEqual({ dryRun: false });
+    expect(parseRunRequest({})).toEqual({ dryRun: false, fullRefresh: false });
+    expect(parseRunRequest(undefined)).toEqual({ dryRun: false, fullRefresh: false });
   });
 
   it("takes a hand-started run's tables, dry run and wait override", () => {
     expect(
       parseRunRequest({ tables: ['public.orders'], dryRun: true, maxWaitSeconds: 600 }),
-    ).toEqual({ tables: ['public.orders'], dryRun: true, maxWaitSeconds: 600 });
+    ).toEqual({ tables: ['public.orders'], dryRun: true, maxWaitSeconds: 600, fullRefresh: false });
+    expect(parseRunRequest({ fullRefresh: true })).toEqual({ dryRun: false, fullRefresh: true });
   });
 
   it.each([
@@ -20,12 +21,13 @@ describe('parseRunRequest', () => {
     ['public.orders', /must be a JSON object/],
     [
       { table: ['public.orders'] },
-      /unknown key\(s\) "table"; allowed: tables, dryRun, maxWaitSeconds/,
+      /unknown key\(s\) "table"; allowed: tables, dryRun, maxWaitSeconds, fullRefresh/,
     ],
     [{ tables: 'public.orders' }, /"tables" must be a non-empty list/],
     [{ tables: [] }, /"tables" must be a non-empty list/],
     [{ tables: [42] }, /"tables" must be a non-empty list/],
     [{ dryRun: 'yes' }, /"dryRun" must be true or false, not "yes"/],
+    [{ fullRefresh: 1 }, /"fullRefresh" must be true or false, not 1/],
     [
       { maxWaitSeconds: -1 },
       /"maxWaitSeconds" must be a whole number of seconds from 0 to 86400, not -1/,

@@ -81,7 +81,7 @@ describe('resolveMergeKey', () => {
     const error = await resolveMergeKey(db, merge(NO_KEY)).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toBe(
-      '"Sales Dept"."no key": strategy "merge" needs a primary key; set "primaryKey" for this table in the config, or add a primary key to the live table',
+      '"Sales Dept"."no key": a merge (strategy "merge", or incremental mode "merge") needs a primary key; set "primaryKey" for this table in the config, or add a primary key to the live table',
     );
   });
 

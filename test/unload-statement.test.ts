@@ -45,6 +45,44 @@ function transfer(
   };
 }
 
+describe('a delta (an incremental run)', () => {
+  const orders: QualifiedName = { schema: 'sales', name: 'orders' };
+  const base = transfer(orders, [column('id'), column('Updated At')], 's3://bucket/runs/r/orders/');
+  const delta = (operator: '>=' | '>', watermark: string, castType: string): TableTransfer => ({
+    ...base,
+    delta: { cursor: 'Updated At', operator, watermark, castType },
+  });
+
+  it('unloads and counts only the rows past the watermark, whose text is always a quoted literal', () => {
+    const session = buildUnloadSession(
+      [delta('>=', '2026-01-01 00:00:00.000000+00', 'TIMESTAMPTZ')],
+      options,
+    );
+    const [unload, figures, whole] = session.batches[0]!.slice(-4, -1);
+    expect(unload).toContain(
+      `UNLOAD ('SELECT "id" AS "id", "Updated At" AS "Updated At" FROM "sales"."orders" WHERE "Updated At" >= CAST(''2026-01-01 00:00:00.000000+00'' AS TIMESTAMPTZ)')`,
+    );
+    expect(figures).toMatch(
+      /FROM "sales"\."orders" WHERE "Updated At" >= CAST\('2026-01-01 00:00:00\.000000\+00' AS TIMESTAMPTZ\)$/,
+    );
+    // The whole table, in the same transaction: the proof and the next watermark.
+    expect(whole).toMatch(/FROM "sales"\."orders"$/);
+    expect(session.wholeFigures).toEqual([{ batch: 0, index: session.batches[0]!.length - 2 }]);
+    const hostile = buildUnloadStatement(delta('>', "1' OR '1'='1", 'BIGINT'), options);
+    expect(hostile).toContain(`> CAST(''1'''' OR ''''1''''=''''1'' AS BIGINT)`);
+  });
+
+  it('refuses a cast type or operator it did not build, since they are spliced', () => {
+    expect(() =>
+      buildUnloadStatement(delta('>', '1', 'BIGINT); DROP TABLE x; --'), options),
+    ).toThrow(/is not one cursorCastType builds/);
+    expect(() => buildUnloadStatement(delta('<>' as '>', '1', 'BIGINT'), options)).toThrow(
+      /is not one cursorCastType builds/,
+    );
+    expect(buildUnloadSession([base], options).wholeFigures).toEqual([null]);
+  });
+});
+
 describe('redshiftLiteral', () => {
   it('doubles single quotes and backslashes, as Redshift reads both as escapes', () => {
     expect(redshiftLiteral(`it's`)).toBe(`'it''s'`);

@@ -30,11 +30,18 @@ import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
 import { DEFAULT_LOCK_TIMEOUT_MS, validateLockTimeoutMs } from './swap/plan';
 import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/policy';
 import { SWAP_STRATEGIES, type SwapStrategy } from './swap/types';
-import type { SyncTable } from './transfer/types';
+import {
+  INCREMENT_DELETES,
+  INCREMENT_MODES,
+  type IncrementalSettings,
+  type IncrementMode,
+  type SyncTable,
+} from './transfer/types';
 
 /** The one place defaults live; the README's configuration reference cites it. */
 export const CONFIG_DEFAULTS = {
   table: { strategy: 'rename', allowEmpty: false },
+  incremental: { deletes: 'ignore' },
   locks: {
     lockTimeoutMs: DEFAULT_LOCK_TIMEOUT_MS,
     pollIntervalSeconds: DEFAULT_WAIT_POLICY.pollIntervalSeconds,
@@ -47,6 +54,7 @@ export const CONFIG_DEFAULTS = {
   schedule: { expression: 'cron(0 3 * * ? *)', timeZone: 'UTC', enabled: true },
 } as const satisfies {
   table: Pick<SyncTable, 'strategy' | 'allowEmpty'>;
+  incremental: Pick<IncrementalSettings, 'deletes'>;
   locks: LockSettings;
   unload: UnloadSettings;
   retention: RetentionSettings;
@@ -100,7 +108,9 @@ export interface RuntimeConfig {
    * (double quotes keep case and odd characters: `sales."Order Items"`), `strategy`
    * (`rename` default, `truncate`, `merge`), `primaryKey` (`merge` only: key columns; the live
    * table's primary key when absent), `allowEmpty` (default false: an empty source may not
-   * replace a non-empty live table).
+   * replace a non-empty live table), `incremental` (`{"cursor": "updated_at", "mode":
+   * "merge" | "append", "deletes": "ignore"}`: move only the rows whose cursor passed the last
+   * run's watermark; `merge` needs a key, as strategy `merge` does).
    */
   readonly tables: readonly SyncTable[];
   readonly locks: LockSettings;
@@ -178,7 +188,16 @@ export interface SyncConfig extends RuntimeConfig {
 }
 
 const TOP_KEYS = ['tables', 'locks', 'unload', 'retention', 'aws'] as const;
-const TABLE_KEYS = ['source', 'target', 'strategy', 'primaryKey', 'allowEmpty'] as const;
+const TABLE_KEYS = [
+  'source',
+  'target',
+  'strategy',
+  'primaryKey',
+  'allowEmpty',
+  'incremental',
+] as const;
+const INCREMENTAL_KEYS = ['cursor', 'mode', 'deletes'] as const;
+const INCREMENTAL_EXAMPLE = '{"cursor": "updated_at", "mode": "merge"}';
 const LOCK_KEYS = [
   'lockTimeoutMs',
   'pollIntervalSeconds',
@@ -374,12 +393,14 @@ function parseTable(field: Field): SyncTable {
   const strategy = field
     .child('strategy')
     .oneOf<SwapStrategy>(SWAP_STRATEGIES, CONFIG_DEFAULTS.table.strategy);
+  const incrementalField = field.child('incremental');
+  const incremental = incrementalField.present ? parseIncremental(incrementalField) : undefined;
   const keyField = field.child('primaryKey');
   let primaryKey: string[] | undefined;
   if (keyField.present) {
-    if (strategy !== 'merge') {
+    if (strategy !== 'merge' && incremental?.mode !== 'merge') {
       keyField.fail(
-        `only strategy "merge" uses a key; remove primaryKey or set "strategy": "merge" (this table's strategy is "${strategy}").`,
+        `only strategy "merge" and incremental mode "merge" use a key; remove primaryKey or set "strategy": "merge" (this table's strategy is "${strategy}").`,
       );
     }
     const columns = keyField.array('["id"]');
@@ -403,6 +424,26 @@ function parseTable(field: Field): SyncTable {
     strategy,
     ...(primaryKey ? { primaryKey } : {}),
     allowEmpty: field.child('allowEmpty').boolean(CONFIG_DEFAULTS.table.allowEmpty),
+    ...(incremental ? { incremental } : {}),
+  };
+}
+
+/** `incremental`: the cursor is checked against the source's columns when a run starts. */
+function parseIncremental(field: Field): IncrementalSettings {
+  field.object(INCREMENTAL_KEYS, INCREMENTAL_EXAMPLE);
+  const cursorField = field.child('cursor');
+  const cursorText = cursorField.string('"updated_at"');
+  const cursor = cursorField.within(() => parseIdentifier(cursorText, 'the cursor column'));
+  const modeField = field.child('mode');
+  if (!modeField.present) {
+    modeField.fail(
+      `is missing; say how the rows past the watermark are applied: "merge" (update by key, insert new keys) or "append" (insert them all).`,
+    );
+  }
+  return {
+    cursor,
+    mode: modeField.oneOf<IncrementMode>(INCREMENT_MODES, 'merge'),
+    deletes: field.child('deletes').oneOf(INCREMENT_DELETES, CONFIG_DEFAULTS.incremental.deletes),
   };
 }
 
@@ -683,6 +724,15 @@ export function runtimeConfigJson(config: RuntimeConfig): Record<string, unknown
       strategy: table.strategy,
       ...(table.primaryKey ? { primaryKey: table.primaryKey.map(displayIdentifier) } : {}),
       allowEmpty: table.allowEmpty,
+      ...(table.incremental
+        ? {
+            incremental: {
+              cursor: displayIdentifier(table.incremental.cursor),
+              mode: table.incremental.mode,
+              deletes: table.incremental.deletes,
+            },
+          }
+        : {}),
     })),
     locks: { ...config.locks },
     unload: { ...config.unload },

@@ -1,6 +1,7 @@
 /**
  * The execution input of a run started by hand (the schedule sends `{}`):
- * `{ "tables": ["public.orders"], "dryRun": true, "maxWaitSeconds": 600 }`, every key optional.
+ * `{ "tables": ["public.orders"], "dryRun": true, "maxWaitSeconds": 600, "fullRefresh": true }`,
+ * every key optional.
  */
 import { ConfigError } from '../core/errors';
 
@@ -11,14 +12,16 @@ export interface RunRequest {
   readonly dryRun: boolean;
   /** Overrides the configured locks.maxWaitSeconds for this run. */
   readonly maxWaitSeconds?: number;
+  /** Incremental tables are taken whole this run (and their watermarks taken afresh). */
+  readonly fullRefresh: boolean;
 }
 
-const KEYS = ['tables', 'dryRun', 'maxWaitSeconds'];
+const KEYS = ['tables', 'dryRun', 'maxWaitSeconds', 'fullRefresh'];
 /** A Standard execution runs up to a year, but a day of waiting for locks is already a problem. */
 export const MAX_WAIT_SECONDS_LIMIT = 86_400;
 
 export function parseRunRequest(input: unknown): RunRequest {
-  if (input === null || input === undefined) return { dryRun: false };
+  if (input === null || input === undefined) return { dryRun: false, fullRefresh: false };
   if (typeof input !== 'object' || Array.isArray(input)) {
     throw new ConfigError(
       `the execution input must be a JSON object such as {"tables": ["public.orders"], "dryRun": true}, not ${JSON.stringify(input)}.`,
@@ -31,7 +34,7 @@ export function parseRunRequest(input: unknown): RunRequest {
       `the execution input has unknown key(s) ${unknown.map((key) => JSON.stringify(key)).join(', ')}; allowed: ${KEYS.join(', ')}.`,
     );
   }
-  const { tables, dryRun, maxWaitSeconds } = request;
+  const { tables, dryRun, maxWaitSeconds, fullRefresh } = request;
   if (
     tables !== undefined &&
     (!Array.isArray(tables) ||
@@ -45,6 +48,11 @@ export function parseRunRequest(input: unknown): RunRequest {
   if (dryRun !== undefined && typeof dryRun !== 'boolean') {
     throw new ConfigError(
       `the execution input's "dryRun" must be true or false, not ${JSON.stringify(dryRun)}.`,
+    );
+  }
+  if (fullRefresh !== undefined && typeof fullRefresh !== 'boolean') {
+    throw new ConfigError(
+      `the execution input's "fullRefresh" must be true or false, not ${JSON.stringify(fullRefresh)}.`,
     );
   }
   if (
@@ -62,5 +70,6 @@ export function parseRunRequest(input: unknown): RunRequest {
     ...(tables ? { tables: tables as string[] } : {}),
     dryRun: dryRun ?? false,
     ...(maxWaitSeconds !== undefined ? { maxWaitSeconds } : {}),
+    fullRefresh: fullRefresh ?? false,
   };
 }

@@ -6,11 +6,12 @@
 import { parseRuntimeConfig, type RuntimeConfig, selectTables } from '../core/config';
 import { ConfigError } from '../core/errors';
 import { displayQualified, parseQualifiedName, type QualifiedName } from '../core/identifiers';
-import { buildSwapPlan, type SwapPlan } from '../core/swap/plan';
+import { buildSwapPlan, type SwapPlan, type TableToPlan } from '../core/swap/plan';
 import { resolveMergeKey } from '../core/swap/primary-key';
 import type { TableSwap } from '../core/swap/types';
 import type { SyncTable, TableTransfer } from '../core/transfer/types';
 import type { PipelineDeps } from './deps';
+import { plannedIncrement } from './increments';
 import { RunFiles, type RunSetup, type UnloadRecord } from './run-files';
 import type { RunState } from './state';
 
@@ -50,28 +51,41 @@ export function targetName(target: QualifiedName): string {
   return displayQualified(target);
 }
 
-/** The swap of every table of the run, merge keys resolved against the live tables. */
+/**
+ * The swap of every table of the run, merge keys resolved against the live tables; for an
+ * incremental table, its new watermark and, for a delta, the increment and its proof.
+ */
 export async function runSwapPlan(
   deps: PipelineDeps,
   context: RunContext,
   record: UnloadRecord,
 ): Promise<SwapPlan> {
-  const swaps: (TableSwap & { primaryKey?: readonly string[] })[] = [];
-  for (const transfer of record.transfers) {
+  const swaps: TableToPlan[] = [];
+  for (const [index, transfer] of record.transfers.entries()) {
     const swap: TableSwap = {
       live: transfer.table.target,
       staging: transfer.staging,
       strategy: transfer.table.strategy,
       ...(transfer.table.primaryKey ? { primaryKey: transfer.table.primaryKey } : {}),
     };
-    swaps.push(
-      swap.strategy === 'merge'
-        ? { ...swap, primaryKey: await resolveMergeKey(deps.aurora, swap) }
-        : swap,
-    );
+    const increment = record.increments[index];
+    const extra: Pick<TableToPlan, 'increment' | 'watermark'> = increment
+      ? await plannedIncrement(context.files, transfer, increment)
+      : {};
+    const merges = extra.increment ? extra.increment.mode === 'merge' : swap.strategy === 'merge';
+    swaps.push({
+      ...swap,
+      ...extra,
+      ...(merges ? { primaryKey: await resolveMergeKey(deps.aurora, swap) } : {}),
+    });
   }
   return buildSwapPlan(swaps, {
     runId: context.run.runId,
     lockTimeoutMs: context.config.locks.lockTimeoutMs,
   });
+}
+
+/** How a transfer's table is published this run, for the preflight: an increment as a merge. */
+export function publishStrategy(record: UnloadRecord, index: number): TableSwap['strategy'] {
+  return record.transfers[index]!.delta ? 'merge' : record.transfers[index]!.table.strategy;
 }

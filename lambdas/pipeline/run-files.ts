@@ -7,6 +7,7 @@
  */
 import { SyncError } from '../core/errors';
 import type { QualifiedName } from '../core/identifiers';
+import type { TableIncrement } from '../core/increment/mode';
 import { runScopedName } from '../core/swap/plan';
 import type { ObjectStore } from '../core/transfer/ports';
 import type { DataFile, TableFigures, TableTransfer } from '../core/transfer/types';
@@ -25,6 +26,8 @@ export interface RunSetup {
   readonly startedAt: string;
   readonly dryRun: boolean;
   readonly maxWaitSeconds: number;
+  /** Incremental tables are taken whole (the execution input's fullRefresh). */
+  readonly fullRefresh: boolean;
   /** runtimeConfigJson of the configuration the run started with. */
   readonly config: unknown;
   /** Targets chosen for this run, as configured. */
@@ -45,6 +48,10 @@ export interface UnloadRecord {
   readonly oversize: readonly (SessionStatement | null)[];
   /** Per transfer, the source columns the target does not have (not synced). */
   readonly unsyncedColumns: readonly (readonly string[])[];
+  /** Per transfer, for a delta: where its whole-table figures query is. */
+  readonly wholeFigures: readonly (SessionStatement | null)[];
+  /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
+  readonly increments: readonly (TableIncrement | null)[];
 }
 
 /** A run file was missing or unreadable: the run's folder was cleaned or the run is not this one. */
@@ -100,6 +107,18 @@ export class RunFiles {
 
   writeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
     return this.write(`figures/${runScopedName(this.runId, target)}.json`, figures);
+  }
+
+  /**
+   * The whole source table's figures in the snapshot, for a table unloaded as a delta (whose
+   * readFigures describe the delta only).
+   */
+  readWholeFigures(target: QualifiedName): Promise<TableFigures> {
+    return this.read(`whole-figures/${runScopedName(this.runId, target)}.json`);
+  }
+
+  writeWholeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
+    return this.write(`whole-figures/${runScopedName(this.runId, target)}.json`, figures);
   }
 
   /** The data files of a table, as its manifest listed them, in import order. */

@@ -1,7 +1,8 @@
 /**
  * The control table `redshift_sync.runs`: one row per table per run, written when a run ends,
  * so people can ask Aurora itself when a table was last refreshed, from which snapshot, how
- * long the swap waited and for whom.
+ * long the swap waited and for whom, and for an incremental table, how (full or incremental),
+ * from which watermark to which, with how many rows inserted, updated and deleted.
  */
 import type { QualifiedName } from '../core/identifiers';
 import { ADMIN_SCHEMA } from '../core/schema/admin';
@@ -20,6 +21,13 @@ export interface RunRecord {
   readonly waitedSeconds: number | null;
   readonly blockers: readonly BlockerState[];
   readonly error: string | null;
+  readonly mode: 'full' | 'incremental' | null;
+  readonly fullRefreshReason: string | null;
+  readonly watermarkBefore: string | null;
+  readonly watermarkAfter: string | null;
+  readonly inserted: number | null;
+  readonly updated: number | null;
+  readonly deleted: number | null;
 }
 
 /** Writes (or, when a step is retried, rewrites) one table's row for a run. */
@@ -27,14 +35,21 @@ export async function recordRun(db: SqlClient, record: RunRecord): Promise<void>
   await db.query(
     `INSERT INTO ${ADMIN_SCHEMA}.runs AS r
        (run_id, target_schema, target_table, environment, strategy, status, rows,
-        unload_submitted_at, started_at, waited_seconds, blockers, error)
+        unload_submitted_at, started_at, waited_seconds, blockers, error, mode,
+        full_refresh_reason, watermark_before, watermark_after, rows_inserted, rows_updated,
+        rows_deleted)
      VALUES (:runId, :schema, :name, :environment, :strategy, :status, :rows::bigint,
              :unloadSubmittedAt::timestamptz, :startedAt::timestamptz, :waitedSeconds::numeric,
-             :blockers::jsonb, :error)
+             :blockers::jsonb, :error, :mode, :fullRefreshReason, :watermarkBefore,
+             :watermarkAfter, :inserted::bigint, :updated::bigint, :deleted::bigint)
      ON CONFLICT (run_id, target_schema, target_table) DO UPDATE
        SET status = EXCLUDED.status, rows = EXCLUDED.rows, finished_at = clock_timestamp(),
            waited_seconds = EXCLUDED.waited_seconds, blockers = EXCLUDED.blockers,
-           error = EXCLUDED.error`,
+           error = EXCLUDED.error, mode = EXCLUDED.mode,
+           full_refresh_reason = EXCLUDED.full_refresh_reason,
+           watermark_before = EXCLUDED.watermark_before,
+           watermark_after = EXCLUDED.watermark_after, rows_inserted = EXCLUDED.rows_inserted,
+           rows_updated = EXCLUDED.rows_updated, rows_deleted = EXCLUDED.rows_deleted`,
     {
       runId: record.runId,
       schema: record.target.schema,
@@ -48,6 +63,13 @@ export async function recordRun(db: SqlClient, record: RunRecord): Promise<void>
       waitedSeconds: record.waitedSeconds === null ? null : String(record.waitedSeconds),
       blockers: JSON.stringify(record.blockers),
       error: record.error,
+      mode: record.mode,
+      fullRefreshReason: record.fullRefreshReason,
+      watermarkBefore: record.watermarkBefore,
+      watermarkAfter: record.watermarkAfter,
+      inserted: record.inserted === null ? null : String(record.inserted),
+      updated: record.updated === null ? null : String(record.updated),
+      deleted: record.deleted === null ? null : String(record.deleted),
     },
   );
 }

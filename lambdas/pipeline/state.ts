@@ -116,6 +116,8 @@ export type SwapState =
       readonly lockWaitMs: number;
       readonly lockHeldMs: number;
       readonly swappedAt: string;
+      /** Per table, rows the swap inserted, updated and deleted, where its publish counts them. */
+      readonly published?: readonly PublishedRows[];
     }
   | {
       readonly swapped: false;
@@ -123,6 +125,13 @@ export type SwapState =
       readonly reason: string;
       readonly history: GateHistory;
     };
+
+export interface PublishedRows {
+  readonly target: string;
+  readonly inserted: number;
+  readonly updated: number;
+  readonly deleted: number;
+}
 
 /** Step Functions' catch output at `$.error`. */
 export interface CaughtError {

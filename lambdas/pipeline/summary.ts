@@ -18,6 +18,17 @@ export interface TableSummary {
   readonly blockers: readonly BlockerState[];
   /** Source columns the live table does not have, left out. */
   readonly unsyncedColumns: readonly string[];
+  /** An incremental table's mode this run (`rows` then counts the delta); null for other tables. */
+  readonly mode: 'full' | 'incremental' | null;
+  /** Why an incremental table was taken whole. */
+  readonly fullRefreshReason: string | null;
+  /** The watermark the run started from, and the one live now stands at (unchanged unless swapped). */
+  readonly watermarkBefore: string | null;
+  readonly watermarkAfter: string | null;
+  /** Rows the swap inserted, updated and deleted, where its publish counts them (merge, increments). */
+  readonly inserted: number | null;
+  readonly updated: number | null;
+  readonly deleted: number | null;
 }
 
 export interface RunSummary {

@@ -1,5 +1,5 @@
 /**
- * `npm run sync:local -- --config <file> [--tables <t1,t2>] [--dry-run] [--max-wait-seconds N]`
+ * `npm run sync:local -- --config <file> [--tables <t1,t2>] [--dry-run] [--full-refresh] [--max-wait-seconds N]`
  *
  * Runs the pipeline's state machine locally between two PostgreSQL databases:
  * SOURCE_DATABASE_URL stands in for Redshift, TARGET_DATABASE_URL for Aurora (the pipeline runs
@@ -16,7 +16,7 @@ import { localDeps } from './deps';
 import { runLocalPipeline } from './pipeline';
 
 const USAGE =
-  'usage: npm run sync:local -- --config <file> [--tables <schema.table,...>] [--dry-run] [--max-wait-seconds <n>]\n' +
+  'usage: npm run sync:local -- --config <file> [--tables <schema.table,...>] [--dry-run] [--full-refresh] [--max-wait-seconds <n>]\n' +
   'environment: SOURCE_DATABASE_URL (stands in for Redshift), TARGET_DATABASE_URL (for Aurora; the pipeline runs as its role), LOCAL_S3_DIR (for the bucket),\n' +
   '  TARGET_ADMIN_URL (optional: a superuser connection to the target database, used only to install the aws_s3 stand-in; needed when TARGET_DATABASE_URL is not a superuser)';
 
@@ -32,6 +32,7 @@ async function main(): Promise<number> {
       config: { type: 'string' },
       tables: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
+      'full-refresh': { type: 'boolean', default: false },
       'max-wait-seconds': { type: 'string' },
     },
     strict: true,
@@ -45,6 +46,7 @@ async function main(): Promise<number> {
   const request = {
     ...(tables ? { tables } : {}),
     ...(values['dry-run'] ? { dryRun: true } : {}),
+    ...(values['full-refresh'] ? { fullRefresh: true } : {}),
     ...(maxWait !== undefined ? { maxWaitSeconds: Number(maxWait) } : {}),
   };
   const deps = await localDeps({

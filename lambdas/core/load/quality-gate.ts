@@ -311,8 +311,13 @@ export async function checkAndPrepareStaging(
   };
   const figures = await stagingFigures(db, transfer, { ...waits, maxWaitMs: budgetMs });
   // Only the empty guard needs the live count; counting a large live table for nothing could
-  // outlast the Data API's 45 s.
-  const liveRows = sourceFigures.rows === 0 ? await liveRowCount(db, transfer.table.target) : null;
+  // outlast the Data API's 45 s. An empty delta is no empty source: nothing changed. (An
+  // emptied source fails the increment's whole-table proof, and the full run after it meets
+  // this guard.)
+  const liveRows =
+    sourceFigures.rows === 0 && !transfer.delta
+      ? await liveRowCount(db, transfer.table.target)
+      : null;
   const verdict = qualityGate({
     table: transfer.table,
     source: sourceFigures,

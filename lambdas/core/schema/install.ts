@@ -16,14 +16,17 @@ import { DatabaseError } from '../errors';
 import type { SqlClient, TransactionalSqlClient } from '../sql-client';
 import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL } from './admin';
 import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
+import { INCREMENT_PROOF_SQL } from './increment-proof';
 import { INDEX_FUNCTIONS_SQL } from './indexes';
 import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
 import { PUBLISH_CHECKS_SQL } from './publish-checks';
+import { PUBLISH_INCREMENT_SQL } from './publish-increment';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
 import { PUBLISH_BY_TRUNCATE_SQL } from './publish-truncate';
 import { RENAME_SQL } from './rename';
 import { RUN_LEASE_SQL, RUN_RECORDS_SQL } from './runs';
 import { SWAP_FUNCTION_SQL } from './swap';
+import { WATERMARKS_SQL } from './watermarks';
 
 /** Which version is installed, and the last migration applied; one row per installation. */
 const SCHEMA_VERSIONS_SQL: readonly string[] = [
@@ -49,7 +52,10 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   ...RENAME_SQL,
   PUBLISH_CHECKS_SQL,
   PUBLISH_BY_TRUNCATE_SQL,
-  PUBLISH_BY_MERGE_SQL,
+  ...PUBLISH_BY_MERGE_SQL,
+  PUBLISH_INCREMENT_SQL,
+  ...INCREMENT_PROOF_SQL,
+  ...WATERMARKS_SQL,
   ...SWAP_FUNCTION_SQL,
   ...RUN_RECORDS_SQL,
   ...RUN_LEASE_SQL,
@@ -73,6 +79,21 @@ export const MIGRATIONS: readonly Migration[] = [
       'staging_index_statements became staging_index_builds, which also names each index; the result type differs, which CREATE OR REPLACE cannot change',
     statements: [
       `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.staging_index_statements(regclass, regclass)`,
+    ],
+  },
+  {
+    number: 2,
+    description:
+      "incremental sync: runs records each table's mode, watermarks and rows inserted, updated and deleted (the watermarks table itself is created with the objects)",
+    statements: [
+      `ALTER TABLE IF EXISTS ${ADMIN_SCHEMA}.runs
+         ADD COLUMN IF NOT EXISTS mode text,
+         ADD COLUMN IF NOT EXISTS full_refresh_reason text,
+         ADD COLUMN IF NOT EXISTS watermark_before text,
+         ADD COLUMN IF NOT EXISTS watermark_after text,
+         ADD COLUMN IF NOT EXISTS rows_inserted bigint,
+         ADD COLUMN IF NOT EXISTS rows_updated bigint,
+         ADD COLUMN IF NOT EXISTS rows_deleted bigint`,
     ],
   },
 ];

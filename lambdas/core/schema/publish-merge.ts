@@ -1,8 +1,10 @@
 /**
- * `redshift_sync.publish_by_merge(live, staging, key_columns)`: the `merge` strategy's publish
- * step, called by `redshift_sync.swap` in its transaction. Three plain statements make live's
- * rows equal to staging's: DELETE the rows whose key staging lacks, UPDATE the rows whose other
- * values changed, INSERT the rows whose key is new. They take ROW EXCLUSIVE on live, so plain
+ * `redshift_sync.merge_rows(live, staging, key_columns, delete_missing)`: what the `merge`
+ * strategy (`publish_by_merge`, delete_missing true) and an increment in mode merge
+ * (`publish_increment`, false: the delta lacks every unchanged row) share, called by
+ * `redshift_sync.swap` in its transaction. Three plain statements make live's rows equal to
+ * staging's: DELETE the rows whose key staging lacks (only with delete_missing), UPDATE the
+ * rows whose other values changed, INSERT the rows whose key is new. They take ROW EXCLUSIVE on live, so plain
  * readers never wait, and they see the old rows until commit. No ON CONFLICT (so live needs no
  * unique index) and no MERGE statement (so the SQL runs on Aurora PostgreSQL 16).
  * Afterwards live's own rows equal staging's as multisets, or the function fails naming why:
@@ -22,9 +24,9 @@ import { SYNC_SQLSTATE } from './sqlstates';
 
 const { badStagingData, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
-export const PUBLISH_BY_MERGE_SQL = `
-CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_merge(
-  p_live regclass, p_staging regclass, p_key_columns text[])
+const MERGE_ROWS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.merge_rows(
+  p_live regclass, p_staging regclass, p_key_columns text[], p_delete_missing boolean)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -225,10 +227,12 @@ BEGIN
   -- The statements run in a block of their own so that a constraint of live that rejects them
   -- is reported by name, with what to do, instead of as a bare integrity error.
   BEGIN
-    v_step := 'deleting the rows staging no longer has';
-    EXECUTE format('DELETE FROM %s AS l WHERE NOT EXISTS (SELECT FROM %s AS s WHERE %s)',
-                   v_live_rows, v_staging, array_to_string(v_key_match, ' AND '));
-    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    IF p_delete_missing THEN
+      v_step := 'deleting the rows staging no longer has';
+      EXECUTE format('DELETE FROM %s AS l WHERE NOT EXISTS (SELECT FROM %s AS s WHERE %s)',
+                     v_live_rows, v_staging, array_to_string(v_key_match, ' AND '));
+      GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    END IF;
 
     -- Vanished rows are gone first, so UPDATE and INSERT never collide with them. Between rows
     -- that stay, a value of a unique column can still move (row 1 takes row 2's e-mail and row 2
@@ -334,3 +338,20 @@ BEGIN
 END
 $function$
 `;
+
+/** `redshift_sync.publish_by_merge(live, staging, key_columns)`: live's rows become staging's. */
+const PUBLISH_BY_MERGE_FUNCTION_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_merge(
+  p_live regclass, p_staging regclass, p_key_columns text[])
+RETURNS jsonb
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $function$
+  SELECT ${ADMIN_SCHEMA}.merge_rows(p_live, p_staging, p_key_columns, true)
+$function$
+`;
+
+export const PUBLISH_BY_MERGE_SQL: readonly string[] = [
+  MERGE_ROWS_SQL,
+  PUBLISH_BY_MERGE_FUNCTION_SQL,
+];

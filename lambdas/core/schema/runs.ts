@@ -20,10 +20,17 @@ export const RUN_RECORDS_SQL: readonly string[] = [
     waited_seconds numeric,
     blockers jsonb NOT NULL DEFAULT '[]',
     error text,
+    mode text,
+    full_refresh_reason text,
+    watermark_before text,
+    watermark_after text,
+    rows_inserted bigint,
+    rows_updated bigint,
+    rows_deleted bigint,
     PRIMARY KEY (run_id, target_schema, target_table)
   )`,
   `COMMENT ON TABLE ${ADMIN_SCHEMA}.runs IS
-    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait.'`,
+    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait; for incremental tables the mode (full or incremental, and why full), the watermark before and after, and the rows inserted, updated and deleted.'`,
 ];
 
 /**

@@ -5,6 +5,11 @@
 export const SYNC_SQLSTATE = {
   /** The staging rows cannot be published: NULL or duplicate key values. Fix the source data. */
   badStagingData: 'RS001',
+  /**
+   * After an increment was applied, live's whole-table figures are not the source's of the same
+   * snapshot (a cursor went backwards, a delete, a change made in live): everything rolled back.
+   */
+  incrementMismatch: 'RS002',
   /** A dependent of the live table cannot be carried over by rename. */
   uncarriedDependents: 'RS100',
   /** A dependent of the live table uses a column staging lacks or has with another type. */

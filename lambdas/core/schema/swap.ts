@@ -206,7 +206,14 @@ BEGIN
   FOR v_table IN SELECT t FROM jsonb_array_elements(p_plan -> 'tables') t LOOP
     v_live := to_regclass(format('%I.%I', v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name'));
     v_staging := to_regclass(format('%I.%I', v_table -> 'staging' ->> 'schema', v_table -> 'staging' ->> 'name'));
-    IF v_live IS NULL OR v_table ->> 'strategy' = 'rename' THEN
+    IF v_live IS NOT NULL AND jsonb_typeof(v_table -> 'increment') = 'object' THEN
+      v_result := ${ADMIN_SCHEMA}.publish_increment(
+        v_live, v_staging, ARRAY(SELECT jsonb_array_elements_text(v_table -> 'primaryKey')),
+        v_table -> 'increment' ->> 'mode');
+      EXECUTE format('DROP TABLE %s', v_staging);
+      -- Before commit: live with the increment must be the whole source table, or nothing is.
+      PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+    ELSIF v_live IS NULL OR v_table ->> 'strategy' = 'rename' THEN
       v_result := ${ADMIN_SCHEMA}.publish_by_rename(
         v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name', v_staging,
         v_table ->> 'retiredName', v_run_id);
@@ -219,6 +226,18 @@ BEGIN
       EXECUTE format('DROP TABLE %s', v_staging);
     ELSE
       RAISE EXCEPTION 'unknown strategy %', v_table ->> 'strategy';
+    END IF;
+    -- The watermark commits with the rows it stands for (./watermarks.ts).
+    IF jsonb_typeof(v_table -> 'watermark') = 'object' THEN
+      INSERT INTO ${ADMIN_SCHEMA}.watermarks AS w
+        (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id)
+      VALUES (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name',
+              v_table -> 'watermark' ->> 'cursor', v_table -> 'watermark' ->> 'cursorKind',
+              v_table -> 'watermark' ->> 'value', NULL, v_run_id)
+      ON CONFLICT (target_schema, target_table) DO UPDATE
+        SET cursor_column = EXCLUDED.cursor_column, cursor_type = EXCLUDED.cursor_type,
+            watermark = EXCLUDED.watermark, full_refresh_reason = NULL,
+            run_id = EXCLUDED.run_id, updated_at = clock_timestamp();
     END IF;
     v_results := v_results || jsonb_build_object(
       'live', v_table -> 'live', 'strategy', v_table ->> 'strategy', 'result', v_result);

@@ -143,7 +143,9 @@ export async function attemptSwap(
   plan: SwapPlan,
   follow?: FollowCutOff,
 ): Promise<SwapAttempt> {
-  const copies = follow !== undefined && plan.tables.some((table) => table.strategy !== 'rename');
+  const copies =
+    follow !== undefined &&
+    plan.tables.some((table) => table.strategy !== 'rename' || table.increment !== null);
   // The comment names the statement in pg_stat_activity.query while it runs.
   const marker = `redshift-aurora-sync swap ${randomUUID()}`;
   let since = '';

@@ -5,7 +5,27 @@
 import { createHash } from 'node:crypto';
 import { ConfigError, InternalError } from '../errors';
 import { displayQualified, type QualifiedName, sameQualifiedName } from '../identifiers';
+import type { FiguredColumn } from '../transfer/figures';
+import type { IncrementMode } from '../transfer/types';
 import { type LockMode, STRATEGY_LOCKS, type SwapStrategy, type TableSwap } from './types';
+
+/** An incremental run's table: how its delta is applied and what live must equal afterwards. */
+export interface PlannedIncrement {
+  readonly mode: IncrementMode;
+  /** The source's whole-table figures of the snapshot (figuresRow) over these columns. */
+  readonly proof: {
+    readonly columns: readonly FiguredColumn[];
+    readonly figures: Readonly<Record<string, string | null>>;
+  };
+}
+
+/** The watermark the swap writes with an incremental table's rows (every run of it, full or not). */
+export interface PlannedWatermark {
+  readonly cursor: string;
+  readonly cursorKind: string;
+  /** The cursor's max in the snapshot; null when the source is empty. */
+  readonly value: string | null;
+}
 
 /**
  * A reader that arrives while an attempt waits for its locks queues behind it for at most
@@ -28,8 +48,11 @@ export interface PlannedTable {
   readonly stagingSequenceLock: LockMode;
   /** `rename`: the name the replaced live table gets in the retired schema. */
   readonly retiredName: string;
-  /** `merge`: resolved key columns. */
+  /** `merge`, and an increment in mode merge: resolved key columns. */
   readonly primaryKey: readonly string[];
+  /** An incremental run: published by publish_increment instead of the strategy. */
+  readonly increment: PlannedIncrement | null;
+  readonly watermark: PlannedWatermark | null;
 }
 
 export interface SwapPlan {
@@ -75,8 +98,15 @@ export function runScopedName(runId: string, live: QualifiedName): string {
   return `${readable}__${hash}`;
 }
 
+/** A table to plan: its swap, and for an incremental table its increment and watermark. */
+export type TableToPlan = TableSwap & {
+  readonly primaryKey?: readonly string[];
+  readonly increment?: PlannedIncrement;
+  readonly watermark?: PlannedWatermark;
+};
+
 export function buildSwapPlan(
-  tables: readonly (TableSwap & { readonly primaryKey?: readonly string[] })[],
+  tables: readonly TableToPlan[],
   options: { readonly runId: string; readonly lockTimeoutMs?: number },
 ): SwapPlan {
   const runId = validateRunId(options.runId);
@@ -95,26 +125,32 @@ export function buildSwapPlan(
         `tables ${displayQualified(table.live)} and ${displayQualified(tables[clash]!.live)} share a live or staging table; each table may appear once in a run.`,
       );
     }
-    if (table.strategy === 'merge' && (table.primaryKey?.length ?? 0) === 0) {
+    const merges = table.increment ? table.increment.mode === 'merge' : table.strategy === 'merge';
+    if (merges && (table.primaryKey?.length ?? 0) === 0) {
       throw new InternalError(
-        `${displayQualified(table.live)}: strategy "merge" needs its key columns resolved before planning.`,
+        `${displayQualified(table.live)}: a merge needs its key columns resolved before planning.`,
       );
     }
   });
   return {
     runId,
     lockTimeoutMs,
-    tables: tables.map((table) => ({
-      strategy: table.strategy,
-      live: table.live,
-      staging: table.staging,
-      liveLock: STRATEGY_LOCKS[table.strategy].live,
-      stagingLock: STRATEGY_LOCKS[table.strategy].staging,
-      viewLock: STRATEGY_LOCKS[table.strategy].dependentViews,
-      liveSequenceLock: STRATEGY_LOCKS[table.strategy].liveSequences,
-      stagingSequenceLock: STRATEGY_LOCKS[table.strategy].stagingSequences,
-      retiredName: runScopedName(runId, table.live),
-      primaryKey: table.primaryKey ?? [],
-    })),
+    tables: tables.map((table) => {
+      const locks = STRATEGY_LOCKS[table.increment ? 'increment' : table.strategy];
+      return {
+        strategy: table.strategy,
+        live: table.live,
+        staging: table.staging,
+        liveLock: locks.live,
+        stagingLock: locks.staging,
+        viewLock: locks.dependentViews,
+        liveSequenceLock: locks.liveSequences,
+        stagingSequenceLock: locks.stagingSequences,
+        retiredName: runScopedName(runId, table.live),
+        primaryKey: table.primaryKey ?? [],
+        increment: table.increment ?? null,
+        watermark: table.watermark ?? null,
+      };
+    }),
   };
 }

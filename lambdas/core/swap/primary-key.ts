@@ -59,7 +59,7 @@ export async function resolveMergeKey(db: SqlClient, table: TableSwap): Promise<
     const key = configured ?? (await discoverPrimaryKey(db, table.staging));
     if (key) return key;
     throw new ConfigError(
-      `${where}: strategy "merge" needs a primary key; the live table does not exist yet and the staging table ${displayQualified(table.staging)} has no primary key, so set "primaryKey" for this table in the config`,
+      `${where}: a merge (strategy "merge", or incremental mode "merge") needs a primary key; the live table does not exist yet and the staging table ${displayQualified(table.staging)} has no primary key, so set "primaryKey" for this table in the config`,
     );
   }
   if (configured) {
@@ -74,7 +74,7 @@ export async function resolveMergeKey(db: SqlClient, table: TableSwap): Promise<
   const discovered = await discoverPrimaryKey(db, table.live);
   if (discovered) return discovered;
   throw new ConfigError(
-    `${where}: strategy "merge" needs a primary key; set "primaryKey" for this table in the config, or add a primary key to the live table`,
+    `${where}: a merge (strategy "merge", or incremental mode "merge") needs a primary key; set "primaryKey" for this table in the config, or add a primary key to the live table`,
   );
 }
 

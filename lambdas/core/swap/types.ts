@@ -53,7 +53,10 @@ export interface StrategyLocks {
   readonly stagingSequences: LockMode;
 }
 
-export const STRATEGY_LOCKS: Readonly<Record<SwapStrategy, StrategyLocks>> = {
+/** How a table is published: by its strategy, or, in an incremental run, as an increment. */
+export type PublishKind = SwapStrategy | 'increment';
+
+export const STRATEGY_LOCKS: Readonly<Record<PublishKind, StrategyLocks>> = {
   rename: {
     live: 'AccessExclusiveLock',
     staging: 'AccessExclusiveLock',
@@ -69,6 +72,14 @@ export const STRATEGY_LOCKS: Readonly<Record<SwapStrategy, StrategyLocks>> = {
     stagingSequences: 'AccessExclusiveLock',
   },
   merge: {
+    live: 'RowExclusiveLock',
+    staging: 'AccessExclusiveLock',
+    dependentViews: null,
+    liveSequences: null,
+    stagingSequences: 'AccessExclusiveLock',
+  },
+  // UPDATE and INSERT only (publish_increment), as merge without its DELETE.
+  increment: {
     live: 'RowExclusiveLock',
     staging: 'AccessExclusiveLock',
     dependentViews: null,

@@ -100,3 +100,20 @@ export function parseFigures(
     }),
   };
 }
+
+/**
+ * Figures back in the shape of the figures query's one row (every value text), as
+ * `redshift_sync.check_increment` compares them with the live table's.
+ */
+export function figuresRow(figures: TableFigures): Record<string, string | null> {
+  const row: Record<string, string | null> = { row_count: String(figures.rows) };
+  figures.columns.forEach((column, index) => {
+    const prefix = `c${index}_`;
+    row[`${prefix}nulls`] = String(column.nulls);
+    if (column.min !== undefined) row[`${prefix}min`] = column.min;
+    if (column.max !== undefined) row[`${prefix}max`] = column.max;
+    if (column.octets !== undefined) row[`${prefix}octets`] = column.octets;
+    if (column.trues !== undefined) row[`${prefix}trues`] = String(column.trues);
+  });
+  return row;
+}

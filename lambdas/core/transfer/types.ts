@@ -16,6 +16,30 @@ export interface SyncTable {
   readonly primaryKey?: readonly string[];
   /** Whether an empty source may replace a non-empty live table. */
   readonly allowEmpty: boolean;
+  /** Move only the rows whose cursor passed the last run's watermark; absent: every run is full. */
+  readonly incremental?: IncrementalSettings;
+}
+
+/**
+ * How an increment is applied: `merge` updates the rows whose key live has and inserts the
+ * rest (it needs a key, as strategy `merge` does); `append` inserts every row of the delta.
+ */
+export type IncrementMode = 'merge' | 'append';
+export const INCREMENT_MODES: readonly IncrementMode[] = ['merge', 'append'];
+
+/**
+ * What happens to rows deleted from the source, which a cursor cannot see: `ignore` leaves
+ * them in live until the next full run. The key is a choice so that other ways can be added.
+ */
+export type IncrementDeletes = 'ignore';
+export const INCREMENT_DELETES: readonly IncrementDeletes[] = ['ignore'];
+
+/** `incremental`: a column that grows with every change, and how its delta is applied. */
+export interface IncrementalSettings {
+  /** The cursor column, in source and target: an integer, numeric, date or timestamp(tz) column. */
+  readonly cursor: string;
+  readonly mode: IncrementMode;
+  readonly deletes: IncrementDeletes;
 }
 
 /** A source column as `information_schema.columns` describes it (Redshift, or its local stand-in). */
@@ -79,6 +103,21 @@ export interface TableTransfer {
   readonly columns: readonly ColumnTransfer[];
   /** `s3://bucket/prefix/`: the per-run, per-table folder UNLOAD writes to (ends with `/`). */
   readonly s3Prefix: string;
+  /** An incremental run: only the source rows past the watermark are unloaded. */
+  readonly delta?: DeltaFilter;
+}
+
+/**
+ * `<cursor> >= CAST(<watermark> AS <castType>)` (mode merge: rows sharing the watermark's
+ * cursor value may have come after it was taken) or `>` (mode append: each row once).
+ */
+export interface DeltaFilter {
+  readonly cursor: string;
+  readonly operator: '>=' | '>';
+  /** The watermark's text as the figures print it; always sent as a quoted literal. */
+  readonly watermark: string;
+  /** The source type the literal is cast to, from a fixed list (cursorCastType). */
+  readonly castType: string;
 }
 
 /** One data file of an UNLOAD, as its VERBOSE manifest lists it. */

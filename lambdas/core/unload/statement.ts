@@ -129,7 +129,26 @@ export function manifestKey(keyPrefix: string): string {
   return `${keyPrefix}manifest`;
 }
 
-/** The SELECT that UNLOAD runs: the target's columns, in its order, from the source table. */
+/** The cast types a delta's literal may take: spliced into SQL, so nothing else passes. */
+const CAST_TYPE =
+  /^(SMALLINT|INTEGER|BIGINT|NUMERIC|NUMERIC\(\d{1,2},\d{1,2}\)|DATE|TIMESTAMP|TIMESTAMPTZ)$/;
+
+/** ` WHERE <cursor> >= CAST('<watermark>' AS <type>)` for a delta, '' for a whole table. */
+export function deltaWhere(transfer: Pick<TableTransfer, 'delta' | 'table'>): string {
+  const { delta } = transfer;
+  if (!delta) return '';
+  if (!CAST_TYPE.test(delta.castType) || (delta.operator !== '>=' && delta.operator !== '>')) {
+    throw new ConfigError(
+      `${displayQualified(transfer.table.source)}: the delta filter ${JSON.stringify(delta)} is not one cursorCastType builds; unload again.`,
+    );
+  }
+  return ` WHERE ${quoteIdentifier(delta.cursor)} ${delta.operator} CAST(${redshiftLiteral(delta.watermark)} AS ${delta.castType})`;
+}
+
+/**
+ * The SELECT that UNLOAD runs: the target's columns, in its order, from the source table (its
+ * rows past the watermark, for a delta).
+ */
 export function buildUnloadQuery(transfer: TableTransfer): string {
   if (transfer.columns.length === 0) {
     throw new ConfigError(
@@ -139,7 +158,7 @@ export function buildUnloadQuery(transfer: TableTransfer): string {
   const selectList = transfer.columns
     .map((column) => `${column.selectExpression} AS ${quoteIdentifier(column.name)}`)
     .join(', ');
-  return `SELECT ${selectList} FROM ${quoteQualified(transfer.table.source)}`;
+  return `SELECT ${selectList} FROM ${quoteQualified(transfer.table.source)}${deltaWhere(transfer)}`;
 }
 
 function checkLength(statement: string, what: string): string {
@@ -173,13 +192,17 @@ export function buildUnloadStatement(transfer: TableTransfer, options: UnloadOpt
   return checkLength(lines.join('\n'), `the UNLOAD of ${displayQualified(transfer.table.source)}`);
 }
 
-/** One table's figures over the source, read in the same snapshot as its UNLOAD. */
-export function buildSourceFiguresQuery(transfer: TableTransfer): string {
+/**
+ * One table's figures over what its UNLOAD read (the delta's rows, for a delta), read in the
+ * same snapshot; staging is held to them. With `whole`, over the whole source table: what live
+ * must equal once an increment is applied, and where the new watermark comes from.
+ */
+export function buildSourceFiguresQuery(transfer: TableTransfer, whole = false): string {
   return checkLength(
     buildFiguresQuery(
       quoteQualified(transfer.table.source),
       transfer.columns.map((column) => ({ name: column.name, figures: column.figures })),
-    ),
+    ) + (whole ? '' : deltaWhere(transfer)),
     `the figures query of ${displayQualified(transfer.table.source)}`,
   );
 }
@@ -255,6 +278,8 @@ export interface UnloadSessionPlan {
    * column to count. Every count runs in calls before the first UNLOAD's.
    */
   readonly oversize: readonly (SessionStatement | null)[];
+  /** Per transfer: where its whole-table figures query is, for a delta; null otherwise. */
+  readonly wholeFigures: readonly (SessionStatement | null)[];
 }
 
 /**
@@ -301,10 +326,12 @@ export function buildUnloadSession(
   });
   if (oversize.some((at) => at !== null)) newCall();
   const figures: SessionStatement[] = [];
+  const wholeFigures: (SessionStatement | null)[] = [];
   for (const transfer of transfers) {
     add(buildUnloadStatement(transfer, options));
     figures.push(add(buildSourceFiguresQuery(transfer)));
+    wholeFigures.push(transfer.delta ? add(buildSourceFiguresQuery(transfer, true)) : null);
   }
   add('COMMIT');
-  return { batches, transactionStartIndex, figures, oversize };
+  return { batches, transactionStartIndex, figures, oversize, wholeFigures };
 }

@@ -4,9 +4,12 @@
  * produce the run summary. A failure is also sent to the people who operate the pipeline.
  */
 import { displayQualified, parseQualifiedName } from '../../core/identifiers';
+import type { TableIncrement } from '../../core/increment/mode';
 import { dropStaleStaging } from '../../core/load/staging';
 import { dropExpiredVersions } from '../../core/swap/engine';
+import type { TableTransfer } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
+import { plannedIncrement } from '../increments';
 import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
 import { releaseRunLease } from '../run-lease';
@@ -31,17 +34,21 @@ interface EndState {
   readonly error?: CaughtError;
 }
 
-function tableSummaries(
+async function tableSummaries(
   context: RunContext,
   record: UnloadRecord | null,
   end: EndState,
   status: TableOutcome,
-): TableSummary[] {
+): Promise<TableSummary[]> {
   const targets = context.run.targets;
-  return context.tables.map((table, index) => {
+  const swapped = end.swap?.swapped === true ? end.swap : null;
+  const summaries: TableSummary[] = [];
+  for (const [index, table] of context.tables.entries()) {
     const target = displayQualified(table.target);
     const loaded = end.loaded?.find((item) => item.target === target);
-    return {
+    const published = swapped?.published?.find((item) => item.target === target);
+    const increment = record?.increments?.[index] ?? null;
+    summaries.push({
       target,
       source: displayQualified(table.source),
       strategy: table.strategy,
@@ -50,8 +57,29 @@ function tableSummaries(
       waitedSeconds: end.locks ? Math.round(end.locks.waitedSeconds * 10) / 10 : null,
       blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
       unsyncedColumns: record?.unsyncedColumns[index] ?? [],
-    };
-  });
+      mode: increment?.mode ?? null,
+      fullRefreshReason: increment?.fullReason ?? null,
+      watermarkBefore: increment?.watermarkBefore ?? null,
+      watermarkAfter:
+        increment && swapped && record
+          ? await newWatermark(context, record.transfers[index]!, increment)
+          : (increment?.watermarkBefore ?? null),
+      inserted: published?.inserted ?? null,
+      updated: published?.updated ?? null,
+      deleted: published?.deleted ?? null,
+    });
+  }
+  return summaries;
+}
+
+/** The watermark the swap wrote: the cursor's max in the whole source table of the snapshot. */
+async function newWatermark(
+  context: RunContext,
+  transfer: TableTransfer,
+  increment: TableIncrement,
+): Promise<string | null> {
+  const { watermark } = await plannedIncrement(context.files, transfer, increment);
+  return watermark.value;
 }
 
 async function readUnloadIfAny(context: RunContext): Promise<UnloadRecord | null> {
@@ -82,6 +110,13 @@ async function recordTables(
       waitedSeconds: table.waitedSeconds,
       blockers: table.blockers,
       error,
+      mode: table.mode,
+      fullRefreshReason: table.fullRefreshReason,
+      watermarkBefore: table.watermarkBefore,
+      watermarkAfter: table.watermarkAfter,
+      inserted: table.inserted,
+      updated: table.updated,
+      deleted: table.deleted,
     });
   }
 }
@@ -90,7 +125,7 @@ export async function finishRun(state: unknown, deps: PipelineDeps): Promise<Run
   const end = expectObject(state, 'the step input') as EndState;
   const context = await loadRun(deps, expectRun(state));
   const record = await context.files.readUnload();
-  const tables = tableSummaries(context, record, end, 'swapped');
+  const tables = await tableSummaries(context, record, end, 'swapped');
   await recordTables(deps, context, record, tables, null);
   for (const table of context.tables) {
     if (table.strategy !== 'rename') continue;
@@ -194,7 +229,7 @@ export async function failRun(
       const loaded: RunContext = context;
       const record = await readUnloadIfAny(loaded);
       const swapped = end.swap?.swapped === true;
-      const tables = tableSummaries(loaded, record, end, swapped ? 'swapped' : 'failed');
+      const tables = await tableSummaries(loaded, record, end, swapped ? 'swapped' : 'failed');
       summary = { ...summary, tables, unloadSubmittedAt: record?.submittedAt ?? null };
       // Staging belongs to this run alone (it holds the lease), and the live tables were
       // never touched unless the swap went through, in which case staging is already gone.

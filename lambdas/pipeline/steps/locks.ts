@@ -31,7 +31,8 @@ import type { SwapPlan } from '../../core/swap/plan';
 import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError } from '../../core/swap/policy';
 import { preflight } from '../../core/swap/preflight';
 import type { PipelineDeps } from '../deps';
-import { loadRun, type RunContext, runSwapPlan } from '../run-context';
+import { applyIncrementMismatch, publishedRows } from '../increment-mismatch';
+import { loadRun, publishStrategy, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
   describeBlocker,
@@ -153,10 +154,10 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     // First look: everything that would make the swap fail is reported before any waiting.
     await preflight(
       deps.aurora,
-      record.transfers.map((transfer) => ({
+      record.transfers.map((transfer, index) => ({
         live: transfer.table.target,
         staging: transfer.staging,
-        strategy: transfer.table.strategy,
+        strategy: publishStrategy(record, index),
       })),
       { withStaging: true, onMaxWait: context.config.locks.onMaxWait },
     );
@@ -297,7 +298,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
       deps.sleep,
       follow,
       gate.views,
-    );
+    ).catch((error: unknown) => applyIncrementMismatch(deps.aurora, deps.log, plan, error));
     if (outcome.status === 'swapped') {
       deps.metrics.record('SwapLockHeld', 'Milliseconds', outcome.result.lockHeldMs);
       deps.log.info('swapped', {
@@ -312,6 +313,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
         lockWaitMs: outcome.result.lockWaitMs,
         lockHeldMs: outcome.result.lockHeldMs,
         swappedAt: new Date(deps.now()).toISOString(),
+        published: publishedRows(outcome.result),
       };
     }
     reason = `${outcome.reason}: ${outcome.message}${waitedOn.length > 0 ? `; it waited for ${describeWaitedOn(waitedOn)}` : ''}`;

@@ -110,6 +110,7 @@ export async function prepareRun(
     startedAt,
     dryRun: run.dryRun,
     maxWaitSeconds: run.maxWaitSeconds,
+    fullRefresh: request.fullRefresh,
     config: runtimeConfigJson(config),
     targets: run.targets,
   });

@@ -7,11 +7,12 @@
  */
 import { ConfigError, SyncError } from '../../core/errors';
 import { displayQualified } from '../../core/identifiers';
+import { deltaFilter } from '../../core/increment/mode';
 import { targetColumns } from '../../core/load/target';
 import { STAGING_SCHEMA } from '../../core/schema/admin';
 import { runScopedName } from '../../core/swap/plan';
 import { parseFigures } from '../../core/transfer/figures';
-import type { TableTransfer } from '../../core/transfer/types';
+import type { TableFigures, TableTransfer } from '../../core/transfer/types';
 import { parseSourceColumns, SOURCE_COLUMNS_SQL } from '../../core/unload/columns';
 import { parseManifest } from '../../core/unload/manifest';
 import { oversizedValuesError, parseOversized } from '../../core/unload/oversize';
@@ -25,6 +26,7 @@ import {
 } from '../../core/unload/statement';
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
+import { type DiscoveredTable, decideIncrements } from '../increments';
 import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
 import { expectObject, expectRun, type UnloadState } from '../state';
@@ -64,7 +66,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
       ),
     ),
   );
-  const transfers: TableTransfer[] = [];
+  const discovered: DiscoveredTable[] = [];
   const unsyncedColumns: string[][] = [];
   for (const [index, table] of context.tables.entries()) {
     const statementId = submitted[index]!;
@@ -76,11 +78,16 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     const source = parseSourceColumns(await deps.warehouse.fetchRows(statementId), table.source);
     const target = await targetColumns(deps.aurora, table.target);
     const planned = planColumns(table, source, target);
-    transfers.push({
+    discovered.push({
       table,
-      staging: { schema: STAGING_SCHEMA, name: runScopedName(runId, table.target) },
-      columns: planned.columns,
-      s3Prefix: tableS3Prefix(deps.settings.bucket, runId, table.target),
+      source,
+      liveExists: target !== null,
+      transfer: {
+        table,
+        staging: { schema: STAGING_SCHEMA, name: runScopedName(runId, table.target) },
+        columns: planned.columns,
+        s3Prefix: tableS3Prefix(deps.settings.bucket, runId, table.target),
+      },
     });
     unsyncedColumns.push([...planned.unsynced]);
     if (planned.unsynced.length > 0) {
@@ -90,6 +97,11 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
       });
     }
   }
+  const increments = await decideIncrements(deps, discovered, context.setup.fullRefresh);
+  const transfers: TableTransfer[] = discovered.map(({ transfer }, index) => {
+    const delta = increments[index] ? deltaFilter(increments[index]) : undefined;
+    return delta ? { ...transfer, delta } : transfer;
+  });
   const plan = buildUnloadSession(transfers, {
     iamRoleArn: deps.settings.unloadRoleArn,
     ...(deps.settings.kmsKeyArn ? { kmsKeyArn: deps.settings.kmsKeyArn } : {}),
@@ -110,6 +122,8 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     figures: plan.figures,
     oversize: plan.oversize,
     unsyncedColumns,
+    wholeFigures: plan.wholeFigures,
+    increments,
   });
   const { statementId, sessionId } = await deps.warehouse.submitInSession(
     plan.batches[0]!,
@@ -192,6 +206,14 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
       for (const [index, transfer] of record.transfers.entries()) {
         if (record.figures[index]!.batch === unload.batch) {
           await collectTable(deps, context, transfer, unload.statementId, record.figures[index]!);
+        }
+        const whole = record.wholeFigures[index];
+        if (whole && whole.batch === unload.batch) {
+          const rows = await deps.warehouse.fetchRows(unload.statementId, whole.index);
+          await context.files.writeWholeFigures(
+            transfer.table.target,
+            oneFiguresRow(rows, transfer, 'whole-table figures'),
+          );
         }
       }
       const next = unload.batch + 1;
@@ -358,6 +380,19 @@ async function rollBack(deps: PipelineDeps, unload: RunningUnload): Promise<void
   }
 }
 
+function oneFiguresRow(
+  rows: readonly Record<string, unknown>[],
+  transfer: TableTransfer,
+  what: string,
+): TableFigures {
+  if (rows.length !== 1) {
+    throw new UnloadFailedError(
+      `the ${what} query of ${displayQualified(transfer.table.source)} returned ${rows.length} rows, not 1.`,
+    );
+  }
+  return parseFigures(rows[0]!, transfer.columns);
+}
+
 /** One unloaded table: its figures and its file list to the run's folder, checked against each other. */
 async function collectTable(
   deps: PipelineDeps,
@@ -366,13 +401,11 @@ async function collectTable(
   statementId: string,
   figuresAt: SessionStatement,
 ): Promise<void> {
-  const rows = await deps.warehouse.fetchRows(statementId, figuresAt.index);
-  if (rows.length !== 1) {
-    throw new UnloadFailedError(
-      `the figures query of ${displayQualified(transfer.table.source)} returned ${rows.length} rows, not 1.`,
-    );
-  }
-  const figures = parseFigures(rows[0]!, transfer.columns);
+  const figures = oneFiguresRow(
+    await deps.warehouse.fetchRows(statementId, figuresAt.index),
+    transfer,
+    'figures',
+  );
   await context.files.writeFigures(transfer.table.target, figures);
   const { bucket, keyPrefix } = parseS3Prefix(transfer.s3Prefix);
   const key = manifestKey(keyPrefix);

@@ -1,0 +1,212 @@
+/**
+ * Whether a run takes an incremental table whole or only its rows past the watermark, and
+ * which cursor columns can carry a watermark. Pure, but for reading and marking the watermarks
+ * in Aurora (`redshift_sync.watermarks`, written by the swap: ../schema/watermarks.ts).
+ */
+import { ConfigError } from '../errors';
+import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
+import { ADMIN_SCHEMA } from '../schema/admin';
+import type { SqlClient } from '../sql-client';
+import type {
+  ColumnTransfer,
+  DeltaFilter,
+  FigureKind,
+  IncrementMode,
+  SourceColumn,
+  SyncTable,
+  TableFigures,
+} from '../transfer/types';
+
+/** The figure kinds whose max is the exact text of a value, and so can be a watermark. */
+export const CURSOR_KINDS = ['integer', 'decimal', 'date', 'timestamp', 'timestamptz'] as const;
+export type CursorKind = (typeof CURSOR_KINDS)[number];
+
+const SUITABLE =
+  'integer types (smallint, integer, bigint), numeric/decimal, date, timestamp and timestamptz';
+
+/** What a run does with an incremental table, recorded in the unload record. */
+export interface TableIncrement {
+  readonly cursor: string;
+  readonly cursorKind: CursorKind;
+  /** How the delta is applied, as configured. */
+  readonly apply: IncrementMode;
+  readonly mode: 'full' | 'incremental';
+  /** Why the run takes the table whole; null for an incremental run. */
+  readonly fullReason: string | null;
+  /** The watermark the run started from (null: none). */
+  readonly watermarkBefore: string | null;
+  /** The source type the watermark's literal is cast to in Redshift. */
+  readonly castType: string;
+}
+
+/** A row of redshift_sync.watermarks. */
+export interface StoredWatermark {
+  readonly cursorColumn: string;
+  readonly cursorType: string;
+  readonly watermark: string | null;
+  readonly fullRefreshReason: string | null;
+}
+
+/**
+ * The cursor of an incremental table: a column synced (in the source and the live table) whose
+ * figures carry an exact max. Throws ConfigError naming the table, the column and its type.
+ */
+export function checkCursor(
+  table: SyncTable,
+  cursor: string,
+  source: readonly SourceColumn[],
+  columns: readonly ColumnTransfer[],
+): { readonly kind: CursorKind; readonly castType: string } {
+  const where = `${displayQualified(table.target)}: incremental.cursor ${displayIdentifier(cursor)}`;
+  const sourceColumn = source.find((column) => column.name === cursor);
+  if (!sourceColumn) {
+    throw new ConfigError(
+      `${where} is not a column of the source table ${displayQualified(table.source)} (its columns: ${source.map((column) => displayIdentifier(column.name)).join(', ')}); name a column of both tables.`,
+    );
+  }
+  const transfer = columns.find((column) => column.name === cursor);
+  if (!transfer) {
+    throw new ConfigError(
+      `${where} is not synced: the live table ${displayQualified(table.target)} has no such column (or computes it); add it to the live table or name another cursor.`,
+    );
+  }
+  const kind = transfer.figures as FigureKind;
+  if (!(CURSOR_KINDS as readonly string[]).includes(kind)) {
+    throw new ConfigError(
+      `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)}, which cannot be a cursor; use a column of one of ${SUITABLE}, that grows with every change.`,
+    );
+  }
+  return { kind: kind as CursorKind, castType: castType(kind as CursorKind, sourceColumn) };
+}
+
+function castType(kind: CursorKind, column: SourceColumn): string {
+  switch (kind) {
+    case 'integer':
+      return 'BIGINT';
+    case 'decimal':
+      return column.numericPrecision !== null && column.numericScale !== null
+        ? `NUMERIC(${column.numericPrecision},${column.numericScale})`
+        : 'NUMERIC';
+    case 'date':
+      return 'DATE';
+    case 'timestamp':
+      return 'TIMESTAMP';
+    case 'timestamptz':
+      return 'TIMESTAMPTZ';
+  }
+}
+
+/** What each kind's max looks like as the figures print it (../transfer/figures.ts). */
+const WATERMARK_SHAPE: Record<CursorKind, RegExp> = {
+  integer: /^-?\d+$/,
+  decimal: /^-?\d+(\.\d+)?$/,
+  date: /^\d{4}-\d{2}-\d{2}$/,
+  timestamp: /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/,
+  timestamptz: /^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{6}$/,
+};
+
+/**
+ * Full or incremental. Full when asked (`fullRefresh`), when there is no live table or no
+ * watermark, when the cursor column or its kind changed since the watermark was taken, or when
+ * a run marked the table for a full refresh (its whole-table proof failed).
+ */
+export function decideIncrement(
+  table: SyncTable,
+  cursor: { readonly kind: CursorKind; readonly castType: string },
+  stored: StoredWatermark | null,
+  options: { readonly fullRefresh: boolean; readonly liveExists: boolean },
+): TableIncrement {
+  const settings = table.incremental!;
+  const watermarkBefore = stored?.watermark ?? null;
+  const base = {
+    cursor: settings.cursor,
+    cursorKind: cursor.kind,
+    apply: settings.mode,
+    watermarkBefore,
+    castType: cursor.castType,
+  };
+  const full = (reason: string): TableIncrement => ({ ...base, mode: 'full', fullReason: reason });
+  if (options.fullRefresh) return full('the run was started with fullRefresh');
+  if (!options.liveExists) return full('the live table does not exist yet');
+  if (!stored || stored.watermark === null) return full('no watermark yet: the first run');
+  if (stored.fullRefreshReason !== null) return full(stored.fullRefreshReason);
+  if (stored.cursorColumn !== settings.cursor) {
+    return full(
+      `the cursor column changed from ${displayIdentifier(stored.cursorColumn)} to ${displayIdentifier(settings.cursor)}`,
+    );
+  }
+  if (stored.cursorType !== cursor.kind) {
+    return full(`the cursor's type changed from ${stored.cursorType} to ${cursor.kind}`);
+  }
+  if (!WATERMARK_SHAPE[cursor.kind].test(stored.watermark)) {
+    return full(
+      `the stored watermark ${JSON.stringify(stored.watermark)} is not a ${cursor.kind} value`,
+    );
+  }
+  return { ...base, mode: 'incremental', fullReason: null };
+}
+
+/** The unload's filter for an incremental run; undefined for a full one. */
+export function deltaFilter(increment: TableIncrement): DeltaFilter | undefined {
+  if (increment.mode !== 'incremental' || increment.watermarkBefore === null) return undefined;
+  return {
+    cursor: increment.cursor,
+    // merge: rows sharing the watermark's value may have come after it was taken, and one sent
+    // again unchanged is not written; append inserts every row it gets, so each row once.
+    operator: increment.apply === 'merge' ? '>=' : '>',
+    // The figures print timestamptz in UTC without a zone: say so, whatever the session's zone.
+    watermark:
+      increment.cursorKind === 'timestamptz'
+        ? `${increment.watermarkBefore}+00`
+        : increment.watermarkBefore,
+    castType: increment.castType,
+  };
+}
+
+/** The new watermark: the cursor's max in the whole source table of the snapshot. */
+export function watermarkAfter(increment: TableIncrement, whole: TableFigures): string | null {
+  const column = whole.columns.find((figures) => figures.column === increment.cursor);
+  return column?.max ?? null;
+}
+
+/** The stored watermarks of `targets`, by `schema.table` as displayQualified writes it. */
+export async function readWatermarks(
+  db: SqlClient,
+  targets: readonly QualifiedName[],
+): Promise<Map<string, StoredWatermark>> {
+  const rows = await db.query<{
+    schema: string;
+    name: string;
+    cursorColumn: string;
+    cursorType: string;
+    watermark: string | null;
+    fullRefreshReason: string | null;
+  }>(
+    `SELECT w.target_schema::text AS schema, w.target_table::text AS name,
+            w.cursor_column::text AS "cursorColumn", w.cursor_type AS "cursorType",
+            w.watermark, w.full_refresh_reason AS "fullRefreshReason"
+       FROM ${ADMIN_SCHEMA}.watermarks w
+      WHERE (w.target_schema::text, w.target_table::text) IN
+            (SELECT t->>'schema', t->>'name' FROM jsonb_array_elements(:targets::jsonb) t)`,
+    { targets: JSON.stringify(targets) },
+  );
+  return new Map(
+    rows.map(({ schema, name, ...stored }) => [displayQualified({ schema, name }), stored]),
+  );
+}
+
+/**
+ * Marks a table so that its next run is full, saying why. Its own statement, after the swap
+ * that found the mismatch rolled back.
+ */
+export async function requireFullRefresh(
+  db: SqlClient,
+  target: QualifiedName,
+  reason: string,
+): Promise<void> {
+  await db.query(
+    `UPDATE ${ADMIN_SCHEMA}.watermarks SET full_refresh_reason = :reason, updated_at = clock_timestamp()
+      WHERE target_schema = :schema::text::name AND target_table = :name::text::name`,
+    { reason, schema: target.schema, name: target.name },
+  );
+}

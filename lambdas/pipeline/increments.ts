@@ -1,0 +1,96 @@
+/**
+ * The incremental side of a run, between the steps: which tables go as a delta and from which
+ * watermark (decided when the unload starts), what the swap writes and proves for them, and
+ * what the summary says about them.
+ */
+import { displayQualified } from '../core/identifiers';
+import {
+  checkCursor,
+  decideIncrement,
+  readWatermarks,
+  type TableIncrement,
+  watermarkAfter,
+} from '../core/increment/mode';
+import type { PlannedIncrement, PlannedWatermark } from '../core/swap/plan';
+import { figuresRow } from '../core/transfer/figures';
+import type { SourceColumn, SyncTable, TableTransfer } from '../core/transfer/types';
+import type { PipelineDeps } from './deps';
+import type { RunFiles } from './run-files';
+
+export interface DiscoveredTable {
+  readonly table: SyncTable;
+  readonly source: readonly SourceColumn[];
+  readonly transfer: TableTransfer;
+  readonly liveExists: boolean;
+}
+
+/**
+ * Per table, full or incremental (null for a table without `incremental`). Every cursor is
+ * checked first, so a bad one is refused, by name, before anything is unloaded.
+ */
+export async function decideIncrements(
+  deps: PipelineDeps,
+  tables: readonly DiscoveredTable[],
+  fullRefresh: boolean,
+): Promise<(TableIncrement | null)[]> {
+  const cursors = tables.map(({ table, source, transfer }) =>
+    table.incremental
+      ? checkCursor(table, table.incremental.cursor, source, transfer.columns)
+      : null,
+  );
+  const incremental = tables.filter(({ table }) => table.incremental);
+  if (incremental.length === 0) return tables.map(() => null);
+  const stored = await readWatermarks(
+    deps.aurora,
+    incremental.map(({ table }) => table.target),
+  );
+  return tables.map(({ table, liveExists }, index) => {
+    const cursor = cursors[index];
+    if (!cursor) return null;
+    const target = displayQualified(table.target);
+    const increment = decideIncrement(table, cursor, stored.get(target) ?? null, {
+      fullRefresh,
+      liveExists,
+    });
+    if (increment.mode === 'full') {
+      deps.log.info('an incremental table is taken whole this run', {
+        table: target,
+        reason: increment.fullReason,
+      });
+    } else {
+      deps.log.info('an incremental table sends only its rows past the watermark', {
+        table: target,
+        cursor: increment.cursor,
+        watermark: increment.watermarkBefore,
+      });
+    }
+    return increment;
+  });
+}
+
+/** What the swap does for an incremental table beyond its strategy. */
+export async function plannedIncrement(
+  files: RunFiles,
+  transfer: TableTransfer,
+  increment: TableIncrement,
+): Promise<{ increment?: PlannedIncrement; watermark: PlannedWatermark }> {
+  const whole = transfer.delta
+    ? await files.readWholeFigures(transfer.table.target)
+    : await files.readFigures(transfer.table.target);
+  const watermark: PlannedWatermark = {
+    cursor: increment.cursor,
+    cursorKind: increment.cursorKind,
+    value: watermarkAfter(increment, whole),
+  };
+  if (!transfer.delta) return { watermark };
+  return {
+    watermark,
+    increment: {
+      mode: increment.apply,
+      proof: {
+        columns: transfer.columns.map(({ name, figures }) => ({ name, figures })),
+        figures: figuresRow(whole),
+      },
+    },
+  };
+}
