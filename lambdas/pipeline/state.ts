@@ -4,9 +4,11 @@
  * column lists and figures live beside the run's files in the bucket (run-files.ts).
  */
 import { ConfigError } from '../core/errors';
+import type { BlockerClass } from '../core/locks/classes';
 import type { LockHolder } from '../core/locks/inspect';
 import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
+import { maxWaitAction, type OnMaxWait, type OnMaxWaitSetting } from '../core/swap/policy';
 
 /** `$.run`: set by "Prepare the run", read by every later step. */
 export interface RunState {
@@ -83,6 +85,11 @@ export interface BlockerState {
   readonly transactionSeconds: number | null;
   readonly query: string | null;
   readonly reason: string;
+  /** Its kind (blockerClass), the key a per-class onMaxWait uses. */
+  readonly blockerClass: BlockerClass;
+  /** What onMaxWait does with it at maxWaitSeconds, and why not `terminate` when asked (MaxWaitAction). */
+  readonly atMaxWait: OnMaxWait;
+  readonly atMaxWaitException: string | null;
 }
 
 /** `$.locks`: set by "Check locks on the live tables". */
@@ -128,7 +135,12 @@ export interface CaughtError {
   readonly Cause?: string;
 }
 
-export function describeBlocker(holder: LockHolder, reason: string): BlockerState {
+export function describeBlocker(
+  holder: LockHolder,
+  reason: string,
+  onMaxWait: OnMaxWaitSetting,
+): BlockerState {
+  const action = maxWaitAction(holder, onMaxWait);
   return {
     pid: holder.pid,
     user: holder.user,
@@ -140,7 +152,20 @@ export function describeBlocker(holder: LockHolder, reason: string): BlockerStat
     transactionSeconds: holder.transactionAgeSeconds,
     query: holder.query,
     reason,
+    blockerClass: action.blockerClass,
+    atMaxWait: action.action,
+    atMaxWaitException: action.exception,
   };
+}
+
+/**
+ * A blocker as one line for people: its sentence and what onMaxWait does with it, e.g. `...;
+ * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action.
+ */
+export function blockerLine(blocker: BlockerState): string {
+  if (!blocker.atMaxWait) return blocker.reason;
+  const exception = blocker.atMaxWaitException ? ` (${blocker.atMaxWaitException})` : '';
+  return `${blocker.reason}; at maxWaitSeconds: ${blocker.atMaxWait}${exception}`;
 }
 
 /** The state a step was handed, checked for the fields it reads. */

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { RunRequest } from '../../lambdas/pipeline/request';
-import type { LocksState } from '../../lambdas/pipeline/state';
+import { blockerLine, type LocksState } from '../../lambdas/pipeline/state';
 import { PIPELINE_STEPS, type PipelineFunctionName } from '../../lambdas/pipeline/steps';
 import type { DryRunSummary } from '../../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../../lambdas/pipeline/summary';
@@ -31,7 +31,7 @@ function describeOutput(handler: PipelineFunctionName, output: unknown): string 
   if (handler === 'check-locks') {
     const locks = output as LocksState;
     const blockedBy = (blockers: LocksState['blockers']) =>
-      blockers.map((blocker) => `\n    - ${blocker.reason}`).join('');
+      blockers.map((blocker) => `\n    - ${blockerLine(blocker)}`).join('');
     if (locks.decision === 'wait') {
       return `  waiting ${Math.round(locks.waitedSeconds)} s for locks; blocked by:${blockedBy(locks.blockers)}`;
     }

@@ -53,6 +53,13 @@ export interface LockHolder {
   readonly state: SessionState;
   /** An autovacuum run to prevent transaction ID wraparound: it does not give way to other locks. */
   readonly autovacuumWraparound: boolean;
+  /** pg_stat_activity.backend_type (`client backend`, `walsender`, ...); null for a prepared transaction. */
+  readonly backendType: string | null;
+  /**
+   * The maintenance command a progress view reports for the session (`CREATE INDEX`, `REINDEX`,
+   * `CLUSTER`, `VACUUM FULL`, `VACUUM`, `ANALYZE`...), null when it runs none. See blockerClass.
+   */
+  readonly maintenanceCommand: string | null;
   /** The global identifier of a prepared transaction (for COMMIT/ROLLBACK PREPARED); null otherwise. */
   readonly gid: string | null;
   readonly relation: QualifiedName;
@@ -188,6 +195,8 @@ SELECT
   coalesce(a.backend_type = 'autovacuum worker'
            AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
     AS autovacuum_wraparound,
+  a.backend_type::text AS backend_type,
+  mc.command::text AS maintenance_command,
   px.gid::text AS gid,
   n.nspname::text AS relation_schema,
   c.relname::text AS relation_name,
@@ -221,6 +230,21 @@ LEFT JOIN LATERAL (
     AND x.virtualtransaction = h.virtualtransaction
   LIMIT 1
 ) px ON true
+-- The progress views name what a maintenance command is doing; pid and command are shown for
+-- every session to a role with pg_read_all_stats, as the pipeline's role has
+-- (https://www.postgresql.org/docs/current/progress-reporting.html). A session that is not
+-- allowed to see the details gets 'maintenance' from the row's presence alone.
+LEFT JOIN LATERAL (
+  SELECT coalesce(p.command, 'maintenance') AS command
+  FROM (
+    SELECT pid, command::text FROM pg_stat_progress_create_index
+    UNION ALL SELECT pid, command::text FROM pg_stat_progress_cluster
+    UNION ALL SELECT pid, 'VACUUM' FROM pg_stat_progress_vacuum
+    UNION ALL SELECT pid, 'ANALYZE' FROM pg_stat_progress_analyze
+  ) p
+  WHERE p.pid = h.pid
+  LIMIT 1
+) mc ON true
 ORDER BY n.nspname, c.relname, h.granted DESC, transaction_age_seconds DESC NULLS FIRST, h.pid
 `;
 
@@ -232,6 +256,8 @@ interface LockHolderRow {
   client_addr: string | null;
   state: string;
   autovacuum_wraparound: boolean;
+  backend_type: string | null;
+  maintenance_command: string | null;
   gid: string | null;
   relation_schema: string;
   relation_name: string;
@@ -285,6 +311,8 @@ function toLockHolder(row: LockHolderRow): LockHolder {
     clientAddr: row.client_addr,
     state: oneOf(row.state, SESSION_STATES, 'state'),
     autovacuumWraparound: row.autovacuum_wraparound,
+    backendType: row.backend_type,
+    maintenanceCommand: row.maintenance_command,
     gid: row.gid,
     relation: { schema: row.relation_schema, name: row.relation_name },
     targetMode: oneOf(row.target_mode, LOCK_MODES, 'target_mode'),

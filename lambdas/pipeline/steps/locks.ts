@@ -169,7 +169,9 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     checks += 1;
     const decision = gateDecision(observation, gate.policy, history);
     const blockers = decision.action === 'attempt' ? [] : decision.blockers;
-    const described = blockers.map((blocker) => describeBlocker(blocker.holder, blocker.reason));
+    const described = blockers.map((blocker) =>
+      describeBlocker(blocker.holder, blocker.reason, gate.policy.onMaxWait ?? 'fail'),
+    );
     seen = mergeSeen(seen, described);
     const { waitedSeconds } = observation;
     const result = (kind: LocksState['decision']): LocksState => ({
@@ -225,6 +227,7 @@ export async function terminateBlockers(
     }[record.outcome];
     deps.log.warn(message, {
       pid: record.pid,
+      blockerClass: record.blockerClass,
       user: record.user,
       application: record.applicationName,
       transactionSeconds: record.transactionAgeSeconds,
