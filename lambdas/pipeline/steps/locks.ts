@@ -33,6 +33,7 @@ import type { PipelineDeps } from '../deps';
 import { loadRun, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
+  blockerLine,
   describeBlocker,
   expectObject,
   expectRun,
@@ -189,7 +190,7 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     if (decision.why === 'blocked' && checks === (previous?.checks ?? 0) + 1) {
       deps.log.info('waiting for sessions that hold conflicting locks', {
         waitedSeconds: Math.round(waitedSeconds),
-        blockers: described.map((blocker) => blocker.reason),
+        blockers: described.map(blockerLine),
       });
     }
     if (deps.now() - stepStarted + decision.waitMs > LOCK_CHECK_BUDGET_SECONDS * 1000) {
