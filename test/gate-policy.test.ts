@@ -193,9 +193,12 @@ describe('the gate at maxWaitSeconds, with blockers of several classes', () => {
 
   it('names a session once however many relations it blocks on', () => {
     const onView = { ...notebook, relation: { schema: 'public', name: 'orders_view' } };
-    expect(atMaxWait(blockersOf(notebook, onView, report), perClass.onMaxWait).notes).toEqual([
-      'nobody was terminated: onMaxWait fails the run for pid 1002 (activeQuery), so ending pid 1001 (idleInTransaction) would not have let the swap through',
-    ]);
+    expect(atMaxWait(blockersOf(notebook, onView, report), perClass.onMaxWait)).toMatchObject({
+      action: 'give up',
+      notes: [
+        'nobody was terminated: onMaxWait fails the run for pid 1002 (activeQuery), so ending pid 1001 (idleInTransaction) would not have let the swap through',
+      ],
+    });
   });
 
   it('is unchanged with "fail" for everyone: no note, every blocker named', () => {

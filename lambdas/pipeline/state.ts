@@ -107,10 +107,38 @@ export interface LocksState {
   readonly history: GateHistory;
 }
 
+/**
+ * One session onMaxWait had ended, for the run summary: what it was, on what, and what came of
+ * it. Small, since it adds up over the rounds of ending sessions in the state.
+ */
+export interface EndedSessionState {
+  readonly pid: number | null;
+  readonly gid: string | null;
+  readonly blockerClass: BlockerClass;
+  /** The targets it blocked (`schema.table`). */
+  readonly relations: readonly string[];
+  readonly outcome: TerminatedSession['outcome'];
+  readonly reason: string | null;
+}
+
 /** `$.terminated`: set by "Terminate the sessions blocking the swap". */
 export interface TerminatedState {
+  /** This round's records, in full. */
   readonly terminated: readonly TerminatedSession[];
+  /** Every round's, in short; absent in states written before it. */
+  readonly ended?: readonly EndedSessionState[];
   readonly history: GateHistory;
+}
+
+export function endedSession(record: TerminatedSession): EndedSessionState {
+  return {
+    pid: record.pid,
+    gid: record.gid,
+    blockerClass: record.blockerClass,
+    relations: record.relations.map((relation) => `${relation.schema}.${relation.name}`),
+    outcome: record.outcome,
+    reason: record.reason,
+  };
 }
 
 /** `$.swap` */

@@ -19,14 +19,22 @@ import {
   type LocksState,
   type RunState,
   type SwapState,
+  type TerminatedState,
 } from '../state';
-import { blockersFor, type RunSummary, type TableOutcome, type TableSummary } from '../summary';
+import {
+  blockersFor,
+  endedFor,
+  type RunSummary,
+  type TableOutcome,
+  type TableSummary,
+} from '../summary';
 
 interface EndState {
   readonly run?: RunState;
   readonly loaded?: readonly LoadedTableState[];
   readonly locks?: LocksState;
   readonly swap?: SwapState;
+  readonly terminated?: TerminatedState;
   readonly error?: CaughtError;
 }
 
@@ -48,6 +56,7 @@ function tableSummaries(
       rows: loaded?.rows ?? null,
       waitedSeconds: end.locks ? Math.round(end.locks.waitedSeconds * 10) / 10 : null,
       blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
+      terminated: endedFor(target, targets, end.terminated?.ended ?? []),
       unsyncedColumns: record?.unsyncedColumns[index] ?? [],
     };
   });

@@ -35,6 +35,7 @@ import {
   type BlockerState,
   blockerLine,
   describeBlocker,
+  endedSession,
   expectObject,
   expectRun,
   type LocksState,
@@ -213,7 +214,8 @@ export async function terminateBlockers(
   const decision = gateDecision(observation, gate.policy, history);
   if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
   // Nobody to end any more (they finished since the check): the swap step decides afresh.
-  if (decision.action !== 'end blockers') return { terminated: [], history };
+  const endedBefore = stateField<TerminatedState>(state, 'terminated')?.ended ?? [];
+  if (decision.action !== 'end blockers') return { terminated: [], ended: endedBefore, history };
   // The decision already judged them; grace 0 lets terminateBlockingSessions end the young holders
   // that kept colliding with our attempts.
   const records = await terminateBlockingSessions(deps.aurora, decision.blockers, {
@@ -239,6 +241,7 @@ export async function terminateBlockers(
   deps.metrics.record('SessionsTerminated', 'Count', records.filter((r) => r.terminated).length);
   return {
     terminated: records,
+    ended: [...endedBefore, ...records.map(endedSession)],
     history: recordBlockersEnded(history, (deps.now() - firstCheckAt) / 1000),
   };
 }
