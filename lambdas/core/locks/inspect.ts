@@ -162,6 +162,19 @@ lock_rows AS MATERIALIZED (
          AND l.pid IS DISTINCT FROM pg_backend_pid())
      OR (l.locktype = 'transactionid' AND l.pid IS NULL)
 ),
+-- The sessions running a maintenance command, read once: the progress views name it
+-- (https://www.postgresql.org/docs/current/progress-reporting.html). The pid is shown for every
+-- session; the command needs pg_read_all_stats (which the pipeline's role has), else it is
+-- 'maintenance'.
+progress AS MATERIALIZED (
+  SELECT pid, coalesce(command::text, 'maintenance') AS command FROM pg_stat_progress_create_index
+  UNION ALL
+  SELECT pid, coalesce(command::text, 'maintenance') FROM pg_stat_progress_cluster
+  UNION ALL
+  SELECT pid, 'VACUUM' FROM pg_stat_progress_vacuum
+  UNION ALL
+  SELECT pid, 'ANALYZE' FROM pg_stat_progress_analyze
+),
 -- A parallel worker holds the same locks as its leader (group locking) and ends with it: its
 -- rows are reported under the leader's pid, so one parallel query is one holder, and ending
 -- the leader ends its workers. pg_stat_activity.leader_pid exists from PostgreSQL 13
@@ -230,20 +243,8 @@ LEFT JOIN LATERAL (
     AND x.virtualtransaction = h.virtualtransaction
   LIMIT 1
 ) px ON true
--- The progress views name what a maintenance command is doing; pid and command are shown for
--- every session to a role with pg_read_all_stats, as the pipeline's role has
--- (https://www.postgresql.org/docs/current/progress-reporting.html). A session that is not
--- allowed to see the details gets 'maintenance' from the row's presence alone.
 LEFT JOIN LATERAL (
-  SELECT coalesce(p.command, 'maintenance') AS command
-  FROM (
-    SELECT pid, command::text FROM pg_stat_progress_create_index
-    UNION ALL SELECT pid, command::text FROM pg_stat_progress_cluster
-    UNION ALL SELECT pid, 'VACUUM' FROM pg_stat_progress_vacuum
-    UNION ALL SELECT pid, 'ANALYZE' FROM pg_stat_progress_analyze
-  ) p
-  WHERE p.pid = h.pid
-  LIMIT 1
+  SELECT p.command FROM progress p WHERE p.pid = h.pid LIMIT 1
 ) mc ON true
 ORDER BY n.nspname, c.relname, h.granted DESC, transaction_age_seconds DESC NULLS FIRST, h.pid
 `;

@@ -53,11 +53,6 @@ export function mayTerminate(setting: OnMaxWaitSetting | undefined): boolean {
   );
 }
 
-/** e.g. `idleInTransaction, at maxWaitSeconds: terminate` */
-export function describeMaxWaitAction(action: MaxWaitAction): string {
-  return `${action.blockerClass}, at maxWaitSeconds: ${action.action}${action.exception ? ` (${action.exception})` : ''}`;
-}
-
 export interface WaitPolicy {
   /** Conflicting holders younger than this do not make us wait. Default 2. */
   readonly graceSeconds?: number;
