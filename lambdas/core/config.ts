@@ -468,6 +468,13 @@ function parseOnMaxWait(field: Field, fallback: OnMaxWait): OnMaxWaitSetting {
       `must be "fail", "terminate" or an object with one of them per class, such as {"idleInTransaction": "terminate"}, not ${describe(field.value)}.`,
     );
   }
+  if (Object.hasOwn(field.value, 'autovacuum')) {
+    field
+      .child('autovacuum')
+      .fail(
+        'a plain autovacuum never holds the swap up: it gives way when the swap asks for its lock. One run to prevent wraparound is antiWraparoundVacuum, which is never terminated.',
+      );
+  }
   field.object(BLOCKER_CLASSES, '{"idleInTransaction": "terminate", "activeQuery": "fail"}');
   const policy: Partial<Record<BlockerClass, OnMaxWait>> = {};
   for (const kind of BLOCKER_CLASSES) {
