@@ -12,6 +12,7 @@ import {
   gateDecision,
   NO_HISTORY,
   recordBlockersEnded,
+  recordBusyAttempt,
 } from '../lambdas/core/swap/gate-decision';
 import { maxWaitAction, mayTerminate } from '../lambdas/core/swap/policy';
 import { holder } from './support/lock-holders';
@@ -198,6 +199,34 @@ describe('the gate at maxWaitSeconds, with blockers of several classes', () => {
       notes: [
         'nobody was terminated: onMaxWait fails the run for pid 1002 (activeQuery), so ending pid 1001 (idleInTransaction) would not have let the swap through',
       ],
+    });
+  });
+
+  it('past maxWaitSeconds with a busy attempt and nobody in sight, fails with "fail" and goes on with a policy that ends sessions', () => {
+    const busyThere = recordBusyAttempt(
+      NO_HISTORY,
+      lockVerdict([], { graceSeconds: 2 }),
+      60.5,
+      1,
+      0,
+    );
+    expect(gateDecision(look([], 61), policy, busyThere)).toEqual({
+      action: 'give up',
+      blockers: [],
+      notes: [],
+    });
+    expect(
+      gateDecision(look([], 61), { ...policy, onMaxWait: { activeQuery: 'fail' } }, busyThere),
+    ).toMatchObject({
+      action: 'give up',
+    });
+    expect(gateDecision(look([], 61), perClass, busyThere)).toEqual({
+      action: 'end blockers',
+      blockers: [],
+    });
+    expect(gateDecision(look([], 61), { ...policy, onMaxWait: 'terminate' }, busyThere)).toEqual({
+      action: 'end blockers',
+      blockers: [],
     });
   });
 

@@ -9,6 +9,7 @@ import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict'
 import {
   DEFAULT_WAIT_POLICY,
   maxWaitAction,
+  mayTerminate,
   type OnMaxWaitSetting,
   type WaitPolicy,
 } from './policy';
@@ -218,6 +219,11 @@ export function atMaxWait(
     ...maxWaitAction(blocker.holder, onMaxWait),
   }));
   const failing = judged.filter((entry) => entry.action === 'fail');
+  // Nobody to judge (a busy attempt past maxWaitSeconds with no holder in sight): a policy that
+  // ends sessions lets the loop end whoever shows up next, as before; one that only fails, fails.
+  if (blockers.length === 0 && !mayTerminate(onMaxWait)) {
+    return { action: 'give up', blockers, notes: [] };
+  }
   if (failing.length === 0) return { action: 'end blockers', blockers };
   const spared = judged.filter((entry) => entry.action === 'terminate');
   const name = (entry: (typeof judged)[number]) =>
