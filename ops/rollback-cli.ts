@@ -78,7 +78,7 @@ function describeProgress(progress: SwapProgress): string {
     case 'busy':
       return `attempt was busy (${progress.message}); nothing changed, trying again`;
     case 'terminated':
-      return `ended blocking sessions: ${(progress.terminated ?? []).map((t) => `pid ${t.pid} ${t.terminated ? 'ended' : `not ended (${t.reason})`}`).join(', ')}`;
+      return `ended blocking sessions: ${(progress.terminated ?? []).map((t) => `pid ${t.pid} (${t.blockerClass}) ${t.terminated ? 'ended' : `not ended (${t.reason})`}`).join(', ')}`;
   }
 }
 

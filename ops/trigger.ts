@@ -10,7 +10,7 @@ import {
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
 import type { RunRequest } from '../lambdas/pipeline/request';
-import type { LocksState } from '../lambdas/pipeline/state';
+import { blockerLine, type LocksState } from '../lambdas/pipeline/state';
 
 export async function startRun(
   sfn: SFNClient,
@@ -48,7 +48,7 @@ export function describeEvent(event: HistoryEvent): string[] {
     if (locks?.decision === 'wait') {
       return [
         `  waiting ${Math.round(locks.waitedSeconds)} s for locks; blocked by:`,
-        ...locks.blockers.map((blocker) => `    - ${blocker.reason}`),
+        ...locks.blockers.map((blocker) => `    - ${blockerLine(blocker)}`),
       ];
     }
   }

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
+import type { OnMaxWaitSetting } from '../lambdas/core/swap/policy';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
@@ -74,7 +75,7 @@ async function backToBackReaders() {
   };
 }
 
-async function run(onMaxWait: 'fail' | 'terminate'): Promise<RunSummary> {
+async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
   const deps = await localDeps({
     sourceUrl: sourceDb.url,
     targetUrl: targetDb.url,
@@ -92,7 +93,7 @@ async function run(onMaxWait: 'fail' | 'terminate'): Promise<RunSummary> {
       ),
       request: { maxWaitSeconds: 4 },
       deps,
-      onProgress: () => {},
+      onProgress: (line) => progress.push(line),
     })) as RunSummary;
   } finally {
     await deps.close();
@@ -115,21 +116,37 @@ describe('a run against back-to-back short readers', () => {
     expect(summary.status).toBe('FAILED');
     expect(summary.error).toMatchObject({ name: 'LockWaitTimeoutError' });
     expect(summary.error!.message).toMatch(
-      /application "back-to-back".*held the lock through \d+ swap attempts/,
+      /activeQuery: pid \d+ \(user \w+, application "back-to-back".*held the lock through \d+ swap attempts/,
     );
+    expect(summary.tables[0]!.terminated).toEqual([]);
     // maxWaitSeconds 4, plus the run's other stages and a bounded margin.
     expect(tookSeconds).toBeLessThan(4 + 30);
     expect(await liveNotes()).toEqual(['old']);
   });
 
-  it('ends them and swaps (onMaxWait "terminate")', async () => {
+  it('ends them and swaps (onMaxWait terminating activeQuery), saying so in the summary', async () => {
     const readers = await backToBackReaders();
     const started = performance.now();
-    const summary = await run('terminate');
+    const progress: string[] = [];
+    const summary = await run({ activeQuery: 'terminate' }, progress);
     const tookSeconds = (performance.now() - started) / 1000;
     const ends = await readers.stop();
 
     expect(summary.status).toBe('SUCCEEDED');
+    // The summary says whom onMaxWait ended, of what class, and what came of it.
+    expect(summary.tables[0]!.terminated).toContainEqual({
+      pid: expect.any(Number),
+      gid: null,
+      blockerClass: 'activeQuery',
+      relations: ['public.orders'],
+      outcome: 'terminated',
+      reason: null,
+    });
+    expect(progress).toContainEqual(
+      expect.stringMatching(
+        /onMaxWait ended the blocking sessions:\n {4}- pid \d+ \(activeQuery\): terminated/,
+      ),
+    );
     expect(ends).toContain('ended by the server');
     expect(tookSeconds).toBeLessThan(4 + 30);
     expect(await liveNotes()).toEqual(['new']);

@@ -135,11 +135,15 @@ describe('the lock check on Aurora Limitless', () => {
     const [blocker] = verdict.blockers;
     expect(blocker!.reason).toMatch(
       new RegExp(
-        `^pid ${pid} on subcluster 3 \\(router\\) \\(user postgres, application "dashboard", from 127\\.0\\.0\\.1, its lock on subclusters 3, 5\\) has held AccessShareLock on public\\.orders for \\d\\.\\d s in an open transaction that is idle`,
+        `^idleInTransaction: pid ${pid} on subcluster 3 \\(router\\) \\(user postgres, application "dashboard", from 127\\.0\\.0\\.1, its lock on subclusters 3, 5\\) has held AccessShareLock on public\\.orders for \\d\\.\\d s in an open transaction that is idle`,
       ),
     );
     // The run summary carries the node too.
-    expect(describeBlocker(blocker!.holder, blocker!.reason).subcluster).toEqual({
+    expect(describeBlocker(blocker!.holder, blocker!.reason, 'terminate')).toMatchObject({
+      atMaxWait: 'fail',
+      atMaxWaitException: 'sessions of an Aurora Limitless cluster are never terminated',
+    });
+    expect(describeBlocker(blocker!.holder, blocker!.reason, 'fail').subcluster).toEqual({
       id: '3',
       type: 'router',
       lockedOn: ['3', '5'],

@@ -230,25 +230,53 @@ describe('a local run', () => {
     expect(staging.rows[0].n).toBe(0);
   });
 
-  it('describes a dry run: the locks each table needs and who holds them now', async () => {
+  it('describes a dry run: the locks each table needs, who holds them now, of what class, and what onMaxWait would do', async () => {
     const reader = await targetDb.connect('open transaction');
     await reader.query('BEGIN');
     await reader.query('SELECT 1 FROM public.orders LIMIT 1');
+    const report = await targetDb.connect('running report');
+    const running = report
+      .query('SELECT pg_sleep(30) FROM public.orders LIMIT 1')
+      .catch((error: Error) => error);
     await new Promise((resolve) => setTimeout(resolve, 2500));
     try {
-      const { summary } = await run<DryRunSummary>({ dryRun: true });
+      const { summary } = await run<DryRunSummary>(
+        { dryRun: true },
+        {
+          ...CONFIG,
+          locks: {
+            ...CONFIG.locks,
+            onMaxWait: { idleInTransaction: 'terminate', activeQuery: 'fail' },
+          },
+        },
+      );
       expect(summary.status).toBe('DRY_RUN');
       expect(summary.wouldWait).toBe(true);
       const orders = summary.tables.find((table) => table.target === 'public.orders')!;
       expect(orders.locks[0]).toEqual({ relation: 'public.orders', mode: 'AccessExclusiveLock' });
-      expect(orders.blockers).toEqual([
-        expect.objectContaining({ application: 'open transaction', mode: 'AccessShareLock' }),
-      ]);
+      const byApplication = (application: string) =>
+        orders.blockers.find((blocker) => blocker.application === application);
+      expect(orders.blockers).toHaveLength(2);
+      expect(byApplication('open transaction')).toMatchObject({
+        mode: 'AccessShareLock',
+        blockerClass: 'idleInTransaction',
+        atMaxWait: 'terminate',
+        reason: expect.stringMatching(/^idleInTransaction: pid \d+ /),
+      });
+      expect(byApplication('running report')).toMatchObject({
+        blockerClass: 'activeQuery',
+        atMaxWait: 'fail',
+        reason: expect.stringMatching(/^activeQuery: pid \d+ /),
+      });
       const lines = summary.tables.find((table) => table.target === 'public."Order Lines"')!;
       expect(lines.locks[0]!.mode).toBe('RowExclusiveLock');
       expect(lines.blockers).toEqual([]);
     } finally {
       await reader.query('COMMIT');
+      await target.query(
+        `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'running report'`,
+      );
+      await running;
     }
   });
 

@@ -101,7 +101,7 @@ describe('blockers of a merge', () => {
     for (const blocker of verdict.blockers) {
       expect(blocker.reason).toMatch(
         new RegExp(
-          `^pid ${blocker.holder.pid} \\(user ${USER.user}, application "(row locker|writer)", from 127\\.0\\.0\\.1\\) has held ${blocker.holder.mode} on public\\.accounts for \\d\\.\\d s in an open transaction that is idle: ".+"; it may hold row locks the merge needs \\(our RowExclusiveLock does not conflict with its ${blocker.holder.mode}, but changing a row it locked waits until its transaction ends\\); end that transaction or set onMaxWait to terminate$`,
+          `^idleInTransaction: pid ${blocker.holder.pid} \\(user ${USER.user}, application "(row locker|writer)", from 127\\.0\\.0\\.1\\) has held ${blocker.holder.mode} on public\\.accounts for \\d\\.\\d s in an open transaction that is idle: ".+"; it may hold row locks the merge needs \\(our RowExclusiveLock does not conflict with its ${blocker.holder.mode}, but changing a row it locked waits until its transaction ends\\); end that transaction or set onMaxWait to terminate$`,
         ),
       );
     }

@@ -77,6 +77,8 @@ describe('inspectLocks', () => {
         clientAddr: '127.0.0.1',
         state: 'idle in transaction',
         autovacuumWraparound: false,
+        backendType: 'client backend',
+        maintenanceCommand: null,
         gid: null,
         relation: ITEMS,
         targetMode: 'AccessExclusiveLock',
@@ -103,7 +105,7 @@ describe('inspectLocks', () => {
     expect(verdict.blockers.map((blocker) => blocker.reason)).toEqual([
       expect.stringMatching(
         new RegExp(
-          `^pid ${pid} \\(user postgres, application "report \\\\"app\\\\"", from 127\\.0\\.0\\.1\\) has held AccessShareLock on "Sales Dept"\\."Order ""Items""" for \\d\\.\\d s in an open transaction that is idle: "SELECT \\* FROM \\\\"Sales Dept\\\\"\\.\\\\"Order \\\\"\\\\"Items\\\\"\\\\"\\\\""; end that transaction or set onMaxWait to terminate$`,
+          `^idleInTransaction: pid ${pid} \\(user postgres, application "report \\\\"app\\\\"", from 127\\.0\\.0\\.1\\) has held AccessShareLock on "Sales Dept"\\."Order ""Items""" for \\d\\.\\d s in an open transaction that is idle: "SELECT \\* FROM \\\\"Sales Dept\\\\"\\.\\\\"Order \\\\"\\\\"Items\\\\"\\\\"\\\\""; end that transaction or set onMaxWait to terminate$`,
         ),
       ),
     ]);
@@ -251,6 +253,8 @@ describe('inspectLocks', () => {
           clientAddr: null,
           state: 'prepared',
           autovacuumWraparound: false,
+          backendType: null,
+          maintenanceCommand: null,
           gid,
           relation: ITEMS,
           targetMode: 'AccessExclusiveLock',

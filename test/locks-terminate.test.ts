@@ -107,6 +107,7 @@ describe('terminateBlockingSessions', () => {
         user: REPORT.user,
         applicationName: 'report tool',
         clientAddr: '127.0.0.1',
+        blockerClass: 'idleInTransaction',
         relations: [{ schema: 'Sales Dept', name: 'Items "View"' }, ITEMS],
         transactionAgeSeconds: expect.any(Number),
         query: 'SELECT * FROM "Sales Dept"."Items ""View"""',

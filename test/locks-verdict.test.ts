@@ -19,7 +19,7 @@ describe('lockVerdict', () => {
         {
           holder: holder(),
           reason:
-            'pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT * FROM orders"; end that transaction or set onMaxWait to terminate',
+            'idleInTransaction: pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT * FROM orders"; end that transaction or set onMaxWait to terminate',
         },
       ],
     });
@@ -46,7 +46,7 @@ describe('lockVerdict', () => {
     expect(verdict.safe).toBe(false);
     if (verdict.safe) return;
     expect(verdict.blockers[0]!.reason).toBe(
-      'pid 4242 (user alice, application "psql", from 10.0.0.7) has waited for AccessShareLock on public.orders in a transaction open for 47 s, itself blocked by pids 77, 0 (0 is a prepared transaction); our AccessExclusiveLock would queue behind it: "SELECT * FROM orders"; end what it waits for, end that transaction, or set onMaxWait to terminate',
+      'activeQuery: pid 4242 (user alice, application "psql", from 10.0.0.7) has waited for AccessShareLock on public.orders in a transaction open for 47 s, itself blocked by pids 77, 0 (0 is a prepared transaction); our AccessExclusiveLock would queue behind it: "SELECT * FROM orders"; end what it waits for, end that transaction, or set onMaxWait to terminate',
     );
     const harmless = holder({ granted: false, targetMode: 'RowExclusiveLock' });
     expect(lockVerdict([harmless]).ignored).toEqual([
@@ -101,7 +101,7 @@ describe('lockVerdict', () => {
       {
         holder: wraparound,
         reason:
-          'pid 99 (autovacuum worker) has held ShareUpdateExclusiveLock on public.orders for 600 s as an autovacuum run to prevent transaction ID wraparound, which does not give way to other locks: "autovacuum: VACUUM public.orders (to prevent wraparound)"; let it finish (it protects the database) and retry later',
+          'antiWraparoundVacuum: pid 99 (autovacuum worker) has held ShareUpdateExclusiveLock on public.orders for 600 s as an autovacuum run to prevent transaction ID wraparound, which does not give way to other locks: "autovacuum: VACUUM public.orders (to prevent wraparound)"; let it finish (it protects the database) and retry later',
       },
     ]);
     // A plain autovacuum's lock does not conflict with a merge's RowExclusiveLock anyway.
@@ -125,7 +125,7 @@ describe('lockVerdict', () => {
     expect(verdict.safe).toBe(false);
     if (verdict.safe) return;
     expect(verdict.blockers[0]!.reason).toBe(
-      "prepared transaction 'nightly''42' (owner alice) has held AccessShareLock on public.orders for 3.3 s; a prepared transaction has no session to end and survives restarts: finish it with COMMIT PREPARED 'nightly''42' or ROLLBACK PREPARED 'nightly''42' (as its owner or a superuser, in its database)",
+      "preparedTransaction: prepared transaction 'nightly''42' (owner alice) has held AccessShareLock on public.orders for 3.3 s; a prepared transaction has no session to end and survives restarts: finish it with COMMIT PREPARED 'nightly''42' or ROLLBACK PREPARED 'nightly''42' (as its owner or a superuser, in its database)",
     );
   });
 
@@ -138,8 +138,8 @@ describe('lockVerdict', () => {
     expect(verdict.safe).toBe(false);
     if (verdict.safe) return;
     expect(verdict.blockers.map((b) => b.reason)).toEqual([
-      'pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a transaction whose current query has run for 12 s: "UPDATE x SET y = 1"; wait for it, cancel it, or set onMaxWait to terminate',
-      'pid 4242 (user alice, application "psql") has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a failed transaction that is idle and waits for a ROLLBACK: "SELECT * FROM orders"; end that transaction or set onMaxWait to terminate',
+      'activeQuery: pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a transaction whose current query has run for 12 s: "UPDATE x SET y = 1"; wait for it, cancel it, or set onMaxWait to terminate',
+      'idleInTransaction: pid 4242 (user alice, application "psql") has held AccessShareLock on "Sales Dept"."Order ""Items""" for 47 s in a failed transaction that is idle and waits for a ROLLBACK: "SELECT * FROM orders"; end that transaction or set onMaxWait to terminate',
     ]);
   });
 
@@ -180,7 +180,7 @@ describe('lockVerdict', () => {
       prepared,
     ]);
     expect(verdict.blockers[0]!.reason).toBe(
-      'pid 4242 (user alice, application "psql", from 10.0.0.7) has held RowShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT * FROM orders WHERE id = 1 FOR UPDATE"; it may hold row locks the merge needs (our RowExclusiveLock does not conflict with its RowShareLock, but changing a row it locked waits until its transaction ends); end that transaction or set onMaxWait to terminate',
+      'idleInTransaction: pid 4242 (user alice, application "psql", from 10.0.0.7) has held RowShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT * FROM orders WHERE id = 1 FOR UPDATE"; it may hold row locks the merge needs (our RowExclusiveLock does not conflict with its RowShareLock, but changing a row it locked waits until its transaction ends); end that transaction or set onMaxWait to terminate',
     );
     expect(verdict.blockers[3]!.reason).toContain(
       'has held RowExclusiveLock on public.orders for 47 s; it may hold row locks the merge needs',
@@ -227,8 +227,8 @@ describe('lockVerdict', () => {
     expect(verdict.safe).toBe(false);
     if (verdict.safe) return;
     expect(verdict.blockers.map((b) => b.reason)).toEqual([
-      `pid 4242 (user sync_pipeline, the pipeline's own role) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "CREATE INDEX ON staging (id)"; it is one of the pipeline's own sessions (a statement of this or an earlier run still going), which are never terminated: wait for it to finish`,
-      'pid 4242 (user alice, application "psql", from 10.0.0.7, leading 2 parallel workers) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "SELECT * FROM orders"; wait for it, cancel it, or set onMaxWait to terminate',
+      `activeQuery: pid 4242 (user sync_pipeline, the pipeline's own role) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "CREATE INDEX ON staging (id)"; it is one of the pipeline's own sessions (a statement of this or an earlier run still going), which are never terminated: wait for it to finish`,
+      'activeQuery: pid 4242 (user alice, application "psql", from 10.0.0.7, leading 2 parallel workers) has held AccessShareLock on public.orders for 47 s in a transaction whose current query has run for 40 s: "SELECT * FROM orders"; wait for it, cancel it, or set onMaxWait to terminate',
     ]);
   });
 

@@ -103,7 +103,7 @@ describe('rollback under a long reader', () => {
 
     expect(error).toBeInstanceOf(LockWaitTimeoutError);
     expect((error as Error).message).toMatch(
-      /live tables are unchanged.*\n- pid \d+ .*application "month-end-report".*in an open transaction that is idle/s,
+      /live tables are unchanged.*\n- idleInTransaction: pid \d+ .*application "month-end-report".*in an open transaction that is idle/s,
     );
     expect(await contents(table.quoted)).toEqual({ n: 50, v: 'new' });
   });

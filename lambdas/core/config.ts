@@ -25,10 +25,11 @@ import {
   type QualifiedName,
   sameQualifiedName,
 } from './identifiers';
+import { BLOCKER_CLASSES, type BlockerClass, NEVER_TERMINATED } from './locks/classes';
 import { DEFAULT_GRACE_SECONDS } from './locks/verdict';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
 import { DEFAULT_LOCK_TIMEOUT_MS, validateLockTimeoutMs } from './swap/plan';
-import { DEFAULT_WAIT_POLICY, type OnMaxWait } from './swap/policy';
+import { DEFAULT_WAIT_POLICY, type OnMaxWait, type OnMaxWaitSetting } from './swap/policy';
 import { SWAP_STRATEGIES, type SwapStrategy } from './swap/types';
 import {
   INCREMENT_DELETES,
@@ -81,8 +82,14 @@ export interface LockSettings {
   readonly pollIntervalSeconds: number;
   /** How long to wait for blockers in all, in whole seconds (0 to 86400). Default 3600. A hand-started run may override it. */
   readonly maxWaitSeconds: number;
-  /** When blockers outlast maxWaitSeconds: `fail` (default; live tables untouched) or `terminate` (end the blocking sessions). */
-  readonly onMaxWait: OnMaxWait;
+  /**
+   * When blockers outlast maxWaitSeconds: `fail` (default; live tables untouched) or `terminate`
+   * (end the blocking sessions), for every class of blocker that can be ended; or one of them per
+   * class (`BLOCKER_CLASSES`), e.g. `{"idleInTransaction": "terminate"}`, a class left out
+   * failing. `antiWraparoundVacuum` and `preparedTransaction` always fail. The run ends blockers
+   * only when it ends them all; when one's class fails, nobody is ended.
+   */
+  readonly onMaxWait: OnMaxWaitSetting;
   /** Conflicting lock holders younger than this many seconds (0 to 600) do not make the swap wait. Default 2. */
   readonly graceSeconds: number;
 }
@@ -485,11 +492,41 @@ function parseLocks(field: Field): LockSettings {
     maxWaitSeconds: field
       .child('maxWaitSeconds')
       .number(defaults.maxWaitSeconds, CONFIG_LIMITS.maxWaitSeconds, 'seconds'),
-    onMaxWait: field.child('onMaxWait').oneOf(ON_MAX_WAIT, defaults.onMaxWait),
+    onMaxWait: parseOnMaxWait(field.child('onMaxWait'), defaults.onMaxWait),
     graceSeconds: field
       .child('graceSeconds')
       .number(defaults.graceSeconds, CONFIG_LIMITS.graceSeconds, 'seconds', false),
   };
+}
+
+/** `"fail"`, `"terminate"`, or `{"<class>": "fail" | "terminate", ...}`, kept as written. */
+function parseOnMaxWait(field: Field, fallback: OnMaxWait): OnMaxWaitSetting {
+  if (typeof field.value !== 'object' || field.value === null) {
+    return field.oneOf(ON_MAX_WAIT, fallback);
+  }
+  if (Array.isArray(field.value)) {
+    field.fail(
+      `must be "fail", "terminate" or an object with one of them per class, such as {"idleInTransaction": "terminate"}, not ${describe(field.value)}.`,
+    );
+  }
+  if (Object.hasOwn(field.value, 'autovacuum')) {
+    field
+      .child('autovacuum')
+      .fail(
+        'a plain autovacuum never holds the swap up: it gives way when the swap asks for its lock. One run to prevent wraparound is antiWraparoundVacuum, which is never terminated.',
+      );
+  }
+  field.object(BLOCKER_CLASSES, '{"idleInTransaction": "terminate", "activeQuery": "fail"}');
+  const policy: Partial<Record<BlockerClass, OnMaxWait>> = {};
+  for (const kind of BLOCKER_CLASSES) {
+    const entry = field.child(kind);
+    if (!entry.present) continue;
+    const action = entry.oneOf(ON_MAX_WAIT, 'fail');
+    const never = NEVER_TERMINATED[kind];
+    if (action === 'terminate' && never) entry.fail(`${never}; only "fail" is allowed here.`);
+    policy[kind] = action;
+  }
+  return policy;
 }
 
 function parseUnload(field: Field): UnloadSettings {

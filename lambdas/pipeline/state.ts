@@ -4,9 +4,11 @@
  * column lists and figures live beside the run's files in the bucket (run-files.ts).
  */
 import { ConfigError } from '../core/errors';
+import type { BlockerClass } from '../core/locks/classes';
 import type { LockHolder, Subcluster } from '../core/locks/inspect';
 import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
+import { maxWaitAction, type OnMaxWait, type OnMaxWaitSetting } from '../core/swap/policy';
 
 /** `$.run`: set by "Prepare the run", read by every later step. */
 export interface RunState {
@@ -85,6 +87,11 @@ export interface BlockerState {
   readonly reason: string;
   /** On Aurora Limitless: the node the session runs on, and where it holds the lock. */
   readonly subcluster?: Subcluster;
+  /** Its kind (blockerClass), the key a per-class onMaxWait uses. */
+  readonly blockerClass: BlockerClass;
+  /** What onMaxWait does with it at maxWaitSeconds, and why not `terminate` when asked (MaxWaitAction). */
+  readonly atMaxWait: OnMaxWait;
+  readonly atMaxWaitException: string | null;
 }
 
 /** `$.locks`: set by "Check locks on the live tables". */
@@ -102,10 +109,38 @@ export interface LocksState {
   readonly history: GateHistory;
 }
 
+/**
+ * One session onMaxWait had ended, for the run summary: what it was, on what, and what came of
+ * it. Small, since it adds up over the rounds of ending sessions in the state.
+ */
+export interface EndedSessionState {
+  readonly pid: number | null;
+  readonly gid: string | null;
+  readonly blockerClass: BlockerClass;
+  /** The targets it blocked (`schema.table`). */
+  readonly relations: readonly string[];
+  readonly outcome: TerminatedSession['outcome'];
+  readonly reason: string | null;
+}
+
 /** `$.terminated`: set by "Terminate the sessions blocking the swap". */
 export interface TerminatedState {
+  /** This round's records, in full. */
   readonly terminated: readonly TerminatedSession[];
+  /** Every round's, in short; absent in states written before it. */
+  readonly ended?: readonly EndedSessionState[];
   readonly history: GateHistory;
+}
+
+export function endedSession(record: TerminatedSession): EndedSessionState {
+  return {
+    pid: record.pid,
+    gid: record.gid,
+    blockerClass: record.blockerClass,
+    relations: record.relations.map((relation) => `${relation.schema}.${relation.name}`),
+    outcome: record.outcome,
+    reason: record.reason,
+  };
 }
 
 /** `$.swap` */
@@ -139,7 +174,12 @@ export interface CaughtError {
   readonly Cause?: string;
 }
 
-export function describeBlocker(holder: LockHolder, reason: string): BlockerState {
+export function describeBlocker(
+  holder: LockHolder,
+  reason: string,
+  onMaxWait: OnMaxWaitSetting,
+): BlockerState {
+  const action = maxWaitAction(holder, onMaxWait);
   return {
     pid: holder.pid,
     user: holder.user,
@@ -152,7 +192,20 @@ export function describeBlocker(holder: LockHolder, reason: string): BlockerStat
     query: holder.query,
     reason,
     ...(holder.subcluster ? { subcluster: holder.subcluster } : {}),
+    blockerClass: action.blockerClass,
+    atMaxWait: action.action,
+    atMaxWaitException: action.exception,
   };
+}
+
+/**
+ * A blocker as one line for people: its sentence and what onMaxWait does with it, e.g. `...;
+ * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action.
+ */
+export function blockerLine(blocker: BlockerState): string {
+  if (!blocker.atMaxWait) return blocker.reason;
+  const exception = blocker.atMaxWaitException ? ` (${blocker.atMaxWaitException})` : '';
+  return `${blocker.reason}; at maxWaitSeconds: ${blocker.atMaxWait}${exception}`;
 }
 
 /** The state a step was handed, checked for the fields it reads. */

@@ -2,7 +2,7 @@
  * The run summary: the execution's output, the last line a local run prints, and what the
  * failure notice says. One shape for success and failure, one row per table.
  */
-import type { BlockerState } from './state';
+import type { BlockerState, EndedSessionState } from './state';
 
 export type TableOutcome = 'swapped' | 'failed' | 'not swapped';
 
@@ -14,8 +14,10 @@ export interface TableSummary {
   /** Rows now live (swapped), or staged when the run failed after loading; null when unknown. */
   readonly rows: number | null;
   readonly waitedSeconds: number | null;
-  /** Sessions that made the swap wait. */
+  /** Sessions that made the swap wait, each with its class and what onMaxWait does with it. */
   readonly blockers: readonly BlockerState[];
+  /** Sessions onMaxWait had ended (their class said terminate), and what came of it. */
+  readonly terminated: readonly EndedSessionState[];
   /** Source columns the live table does not have, left out. */
   readonly unsyncedColumns: readonly string[];
   /** An incremental table's mode this run (`rows` then counts the delta); null for other tables. */
@@ -52,5 +54,16 @@ export function blockersFor(
 ): BlockerState[] {
   return seen.filter(
     (blocker) => blocker.relation === target || !targets.includes(blocker.relation),
+  );
+}
+
+/** The ended sessions that concern one target, as blockersFor. */
+export function endedFor(
+  target: string,
+  targets: readonly string[],
+  ended: readonly EndedSessionState[],
+): EndedSessionState[] {
+  return ended.filter((session) =>
+    session.relations.some((relation) => relation === target || !targets.includes(relation)),
   );
 }

@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import type { RuntimeConfig } from '../../lambdas/core/config';
 import type { RunRequest } from '../../lambdas/pipeline/request';
-import type { LocksState } from '../../lambdas/pipeline/state';
+import { blockerLine, type LocksState, type TerminatedState } from '../../lambdas/pipeline/state';
 import { PIPELINE_STEPS, type PipelineFunctionName } from '../../lambdas/pipeline/steps';
 import type { DryRunSummary } from '../../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../../lambdas/pipeline/summary';
@@ -31,7 +31,7 @@ function describeOutput(handler: PipelineFunctionName, output: unknown): string 
   if (handler === 'check-locks') {
     const locks = output as LocksState;
     const blockedBy = (blockers: LocksState['blockers']) =>
-      blockers.map((blocker) => `\n    - ${blocker.reason}`).join('');
+      blockers.map((blocker) => `\n    - ${blockerLine(blocker)}`).join('');
     if (locks.decision === 'wait') {
       return `  waiting ${Math.round(locks.waitedSeconds)} s for locks; blocked by:${blockedBy(locks.blockers)}`;
     }
@@ -41,6 +41,17 @@ function describeOutput(handler: PipelineFunctionName, output: unknown): string 
     return locks.blockersSeen.length > 0
       ? `  waited ${Math.round(locks.waitedSeconds)} s for locks; blocked by:${blockedBy(locks.blockersSeen)}`
       : '  no long-running lock holders';
+  }
+  if (handler === 'terminate-blockers') {
+    const { terminated } = output as TerminatedState;
+    return terminated.length > 0
+      ? `  onMaxWait ended the blocking sessions:${terminated
+          .map(
+            (record) =>
+              `\n    - ${record.pid === null ? `prepared transaction ${record.gid}` : `pid ${record.pid}`} (${record.blockerClass}): ${record.outcome}${record.reason ? `, ${record.reason}` : ''}`,
+          )
+          .join('')}`
+      : null;
   }
   if (handler === 'swap-tables') {
     const swap = output as { swapped: boolean; lockHeldMs?: number; reason?: string };

@@ -10,6 +10,8 @@ export function holder(overrides: Partial<LockHolder> = {}): LockHolder {
     clientAddr: '10.0.0.7',
     state: 'idle in transaction',
     autovacuumWraparound: false,
+    backendType: 'client backend',
+    maintenanceCommand: null,
     gid: null,
     relation: { schema: 'public', name: 'orders' },
     targetMode: 'AccessExclusiveLock',

@@ -56,6 +56,13 @@ export interface LockHolder {
   readonly state: SessionState;
   /** An autovacuum run to prevent transaction ID wraparound: it does not give way to other locks. */
   readonly autovacuumWraparound: boolean;
+  /** pg_stat_activity.backend_type (`client backend`, `walsender`, ...); null for a prepared transaction. */
+  readonly backendType: string | null;
+  /**
+   * The maintenance command a progress view reports for the session (`CREATE INDEX`, `REINDEX`,
+   * `CLUSTER`, `VACUUM FULL`, `VACUUM`, `ANALYZE`...), null when it runs none. See blockerClass.
+   */
+  readonly maintenanceCommand: string | null;
   /** The global identifier of a prepared transaction (for COMMIT/ROLLBACK PREPARED); null otherwise. */
   readonly gid: string | null;
   readonly relation: QualifiedName;
@@ -129,6 +136,19 @@ lock_rows AS MATERIALIZED (
          AND l.pid IS DISTINCT FROM pg_backend_pid())
      OR (l.locktype = 'transactionid' AND l.pid IS NULL)
 ),
+-- The sessions running a maintenance command, read once: the progress views name it
+-- (https://www.postgresql.org/docs/current/progress-reporting.html). The pid is shown for every
+-- session; the command needs pg_read_all_stats (which the pipeline's role has), else it is
+-- 'maintenance'.
+progress AS MATERIALIZED (
+  SELECT pid, coalesce(command::text, 'maintenance') AS command FROM pg_stat_progress_create_index
+  UNION ALL
+  SELECT pid, coalesce(command::text, 'maintenance') FROM pg_stat_progress_cluster
+  UNION ALL
+  SELECT pid, 'VACUUM' FROM pg_stat_progress_vacuum
+  UNION ALL
+  SELECT pid, 'ANALYZE' FROM pg_stat_progress_analyze
+),
 -- A parallel worker holds the same locks as its leader (group locking) and ends with it: its
 -- rows are reported under the leader's pid, so one parallel query is one holder, and ending
 -- the leader ends its workers. pg_stat_activity.leader_pid exists from PostgreSQL 13
@@ -162,6 +182,8 @@ SELECT
   coalesce(a.backend_type = 'autovacuum worker'
            AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
     AS autovacuum_wraparound,
+  a.backend_type::text AS backend_type,
+  mc.command::text AS maintenance_command,
   px.gid::text AS gid,
   n.nspname::text AS relation_schema,
   c.relname::text AS relation_name,
@@ -195,6 +217,9 @@ LEFT JOIN LATERAL (
     AND x.virtualtransaction = h.virtualtransaction
   LIMIT 1
 ) px ON true
+LEFT JOIN LATERAL (
+  SELECT p.command FROM progress p WHERE p.pid = h.pid LIMIT 1
+) mc ON true
 ORDER BY n.nspname, c.relname, h.granted DESC, transaction_age_seconds DESC NULLS FIRST, h.pid
 `;
 
@@ -206,6 +231,8 @@ interface LockHolderRow {
   client_addr: string | null;
   state: string;
   autovacuum_wraparound: boolean;
+  backend_type: string | null;
+  maintenance_command: string | null;
   gid: string | null;
   relation_schema: string;
   relation_name: string;
@@ -275,6 +302,8 @@ function toLockHolder(row: LockHolderRow): LockHolder {
     clientAddr: row.client_addr,
     state: oneOf(row.state, SESSION_STATES, 'state'),
     autovacuumWraparound: row.autovacuum_wraparound,
+    backendType: row.backend_type,
+    maintenanceCommand: row.maintenance_command,
     gid: row.gid,
     relation: { schema: row.relation_schema, name: row.relation_name },
     targetMode: oneOf(row.target_mode, LOCK_MODES, 'target_mode'),

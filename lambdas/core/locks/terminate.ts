@@ -7,6 +7,7 @@
 import { DatabaseError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
+import { type BlockerClass, blockerClass } from './classes';
 import type { Subcluster } from './inspect';
 import { type Blocker, sqlLiteral } from './verdict';
 
@@ -19,6 +20,8 @@ export interface TerminatedSession {
   readonly user: string | null;
   readonly applicationName: string | null;
   readonly clientAddr: string | null;
+  /** What kind of blocker it was (blockerClass), as onMaxWait's per-class policy names it. */
+  readonly blockerClass: BlockerClass;
   /** The target relations it held or waited for locks on. */
   readonly relations: readonly QualifiedName[];
   readonly transactionAgeSeconds: number | null;
@@ -189,6 +192,7 @@ async function terminateOne(
     user: holder.user,
     applicationName: holder.applicationName,
     clientAddr: holder.clientAddr,
+    blockerClass: blockerClass(holder),
     relations,
     transactionAgeSeconds: holder.transactionAgeSeconds,
     query: holder.query,

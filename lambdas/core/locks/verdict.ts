@@ -3,6 +3,7 @@
  * Pure: no I/O, so every rule is unit-tested on hand-built holders.
  */
 import { displayQualified } from '../identifiers';
+import { blockerClass } from './classes';
 import { conflicts } from './conflicts';
 import type { LockHolder } from './inspect';
 
@@ -108,23 +109,25 @@ function ignoredReason(holder: LockHolder, graceSeconds: number): IgnoredReason 
 }
 
 /**
- * e.g. `pid 4242 (user alice, application "psql", from 10.0.0.7) has held AccessShareLock on
- * public.orders for 47 s in an open transaction that is idle: "SELECT ..."; end that
- * transaction or set onMaxWait to terminate`. On Aurora Limitless the session's node follows
- * its pid, e.g. `pid 4242 on subcluster 2 (router) (user alice, ..., its lock on subclusters
- * 2, 4)`: pids are per node, and that is where to end it.
+/**
+ * e.g. `idleInTransaction: pid 4242 (user alice, application "psql", from 10.0.0.7) has held
+ * AccessShareLock on public.orders for 47 s in an open transaction that is idle: "SELECT ...";
+ * end that transaction or set onMaxWait to terminate`. It starts with the holder's class
+ * (blockerClass), the key a per-class onMaxWait uses. On Aurora Limitless the session's node
+ * follows its pid, e.g. `pid 4242 on subcluster 2 (router) (user alice, ..., its lock on
+ * subclusters 2, 4)`: pids are per node, and that is where to end it.
  */
 export function blockerReason(holder: LockHolder): string {
-  const sentence = sessionSentence(holder);
+  const sentence = `${blockerClass(holder)}: ${describeHolding(holder)}`;
   if (!holder.subcluster) return sentence;
-  // terminateBlockers leaves sessions on a Limitless cluster alone (see terminate.ts).
+  // terminateBlockingSessions leaves sessions on a Limitless cluster alone (see terminate.ts).
   return sentence.replace(
     /,? or set onMaxWait to terminate$/,
     ` (on subcluster ${holder.subcluster.id}; onMaxWait "terminate" does not end sessions of an Aurora Limitless cluster)`,
   );
 }
 
-function sessionSentence(holder: LockHolder): string {
+function describeHolding(holder: LockHolder): string {
   const relation = displayQualified(holder.relation);
   const age = formatAge(holder);
   const query = holder.query ? `: ${quoteQuery(holder.query)}` : '';
@@ -191,6 +194,10 @@ function describeSession(holder: LockHolder): string {
   if (holder.ownSession) details.push("the pipeline's own role");
   if (holder.applicationName) details.push(`application ${JSON.stringify(holder.applicationName)}`);
   if (holder.clientAddr) details.push(`from ${holder.clientAddr}`);
+  if (holder.backendType === 'walsender') details.push('on a replication connection');
+  if (holder.maintenanceCommand !== null && holder.state !== 'autovacuum') {
+    details.push(`running ${holder.maintenanceCommand}`);
+  }
   if (holder.parallelWorkers > 0) {
     details.push(
       `leading ${holder.parallelWorkers} parallel worker${holder.parallelWorkers === 1 ? '' : 's'}`,

@@ -24,7 +24,7 @@ import {
   type SwapPlan,
   validateLockTimeoutMs,
 } from './plan';
-import type { OnMaxWait } from './policy';
+import type { OnMaxWaitSetting } from './policy';
 import { preflight } from './preflight';
 import type { SwapStrategy, TableSwap } from './types';
 
@@ -255,7 +255,7 @@ export async function prepareRollback(
   options: {
     readonly runId: string;
     readonly lockTimeoutMs?: number;
-    readonly onMaxWait?: OnMaxWait;
+    readonly onMaxWait?: OnMaxWaitSetting;
   },
 ): Promise<SwapPlan> {
   const [newest] = await retiredVersions(db, live);

@@ -6,7 +6,13 @@
  */
 import type { LockHolder } from '../locks/inspect';
 import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict';
-import { DEFAULT_WAIT_POLICY, type WaitPolicy } from './policy';
+import {
+  DEFAULT_WAIT_POLICY,
+  maxWaitAction,
+  mayTerminate,
+  type OnMaxWaitSetting,
+  type WaitPolicy,
+} from './policy';
 
 /**
  * Busy attempts a session may collide with before it counts as a blocker although each of its
@@ -133,12 +139,13 @@ function collisionsOf(history: GateHistory, holder: LockHolder): number {
 /**
  * The next step. In order:
  * - after the blocking sessions were ended (onMaxWait terminate): anyone still blocking, or a
- *   busy attempt since, is ended in turn, up to MAX_TERMINATION_ROUNDS rounds, then `give up`;
- *   otherwise `attempt`;
+ *   busy attempt since, is ended in turn (as at maxWaitSeconds: unless the policy fails one of
+ *   them), up to MAX_TERMINATION_ROUNDS rounds, then `give up`; otherwise `attempt`;
  * - blockers before maxWaitSeconds: `wait` a poll interval (at most until maxWaitSeconds);
- * - blockers at maxWaitSeconds: `end blockers` (terminate) or `give up` (fail);
+ * - blockers at maxWaitSeconds: `end blockers` when onMaxWait terminates the class of every
+ *   one of them, else `give up` (see atMaxWait: nobody is ended for a run that fails anyway);
  * - past maxWaitSeconds with an attempt already busy there: grace no longer protects anyone,
- *   every conflicting holder is ended (terminate) or named (fail);
+ *   every conflicting holder is judged the same way;
  * - otherwise `attempt`, after the backoff pause that follows a busy attempt.
  * So every loop driving it ends within maxWaitSeconds plus MAX_TERMINATION_ROUNDS rounds of
  * ending sessions and attempting.
@@ -157,7 +164,7 @@ export function gateDecision(
     const roundsLeft = (history.terminationRounds ?? 1) < MAX_TERMINATION_ROUNDS;
     if (blockers.length > 0) {
       return roundsLeft
-        ? { action: 'end blockers', blockers }
+        ? atMaxWait(blockers, settings.onMaxWait)
         : {
             action: 'give up',
             blockers,
@@ -169,7 +176,7 @@ export function gateDecision(
     if (lastBusy !== null && lastBusy >= ended) {
       const inTheWay = conflictingHolders(verdict);
       return roundsLeft && inTheWay.length > 0
-        ? { action: 'end blockers', blockers: inTheWay }
+        ? atMaxWait(inTheWay, settings.onMaxWait)
         : {
             action: 'give up',
             blockers: inTheWay,
@@ -185,15 +192,10 @@ export function gateDecision(
       const waitMs = Math.max(1, Math.min(settings.pollIntervalSeconds * 1000, remainingMs));
       return { action: 'wait', why: 'blocked', waitMs, blockers };
     }
-    return settings.onMaxWait === 'terminate'
-      ? { action: 'end blockers', blockers }
-      : { action: 'give up', blockers, notes: [] };
+    return atMaxWait(blockers, settings.onMaxWait);
   }
   if (overdue && lastBusy !== null && lastBusy >= settings.maxWaitSeconds) {
-    const inTheWay = conflictingHolders(verdict);
-    return settings.onMaxWait === 'terminate'
-      ? { action: 'end blockers', blockers: inTheWay }
-      : { action: 'give up', blockers: inTheWay, notes: [] };
+    return atMaxWait(conflictingHolders(verdict), settings.onMaxWait);
   }
   if (lastBusy !== null) {
     const pauseLeftMs = Math.round(history.retryAfterMs - (waitedSeconds - lastBusy) * 1000);
@@ -202,6 +204,43 @@ export function gateDecision(
     }
   }
   return { action: 'attempt', lockTimeoutMs: attemptLockTimeoutMs(verdict, blockers, policy) };
+}
+
+/**
+ * What onMaxWait does with these blockers: end them all when it terminates every one's class,
+ * else give up without ending any. Ending some and failing anyway would cost their users their
+ * work (a notebook's session, a report) and still leave live tables as they were; the run fails
+ * naming the blockers whose class fails, and the ones spared for that reason.
+ */
+export function atMaxWait(
+  blockers: readonly Blocker[],
+  onMaxWait: OnMaxWaitSetting | undefined,
+): Extract<GateAction, { action: 'end blockers' | 'give up' }> {
+  const judged = blockers.map((blocker) => ({
+    blocker,
+    ...maxWaitAction(blocker.holder, onMaxWait),
+  }));
+  const failing = judged.filter((entry) => entry.action === 'fail');
+  // Nobody to judge (a busy attempt past maxWaitSeconds with no holder in sight): a policy that
+  // ends sessions lets the loop end whoever shows up next, as before; one that only fails, fails.
+  if (blockers.length === 0 && !mayTerminate(onMaxWait)) {
+    return { action: 'give up', blockers, notes: [] };
+  }
+  if (failing.length === 0) return { action: 'end blockers', blockers };
+  const spared = judged.filter((entry) => entry.action === 'terminate');
+  const name = (entry: (typeof judged)[number]) =>
+    `${entry.blocker.holder.pid === null ? `prepared transaction ${entry.blocker.holder.gid}` : `pid ${entry.blocker.holder.pid}`} (${entry.blockerClass}${entry.exception ? `: ${entry.exception}` : ''})`;
+  const unique = (names: string[]) => [...new Set(names)].join(', ');
+  return {
+    action: 'give up',
+    blockers,
+    notes:
+      spared.length === 0
+        ? []
+        : [
+            `nobody was terminated: onMaxWait fails the run for ${unique(failing.map(name))}, so ending ${unique(spared.map(name))} would not have let the swap through`,
+          ],
+  };
 }
 
 /**

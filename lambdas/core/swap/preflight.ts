@@ -8,7 +8,7 @@ import { displayIdentifier, displayQualified } from '../identifiers';
 import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { isLimitlessDatabase, limitlessProblems } from './limitless-preflight';
-import type { OnMaxWait } from './policy';
+import { mayTerminate, type OnMaxWaitSetting } from './policy';
 import type { TableSwap } from './types';
 
 /** What the rename strategy cannot carry over, and what to do instead. */
@@ -42,7 +42,7 @@ export interface PreflightOptions {
   /** Check the staging tables too (their columns against what depends on live). */
   readonly withStaging?: boolean;
   /** With 'terminate', the pipeline's role must be allowed to end other sessions. */
-  readonly onMaxWait?: OnMaxWait;
+  readonly onMaxWait?: OnMaxWaitSetting;
 }
 
 /**
@@ -71,9 +71,9 @@ export async function preflight(
       `the pipeline's database role ${role!.name} cannot see how long other sessions have held their locks, so every reader would look like a long blocker; run GRANT pg_read_all_stats TO ${role!.name}.`,
     );
   }
-  if (options.onMaxWait === 'terminate' && !role!.canSignal) {
+  if (mayTerminate(options.onMaxWait) && !role!.canSignal) {
     problems.push(
-      `onMaxWait is "terminate", but the pipeline's database role ${role!.name} may not end other sessions; run GRANT pg_signal_backend TO ${role!.name}, or set onMaxWait to "fail".`,
+      `onMaxWait says "terminate", but the pipeline's database role ${role!.name} may not end other sessions; run GRANT pg_signal_backend TO ${role!.name}, or set onMaxWait to "fail" (for every class).`,
     );
   }
   // FOR TABLES IN SCHEMA (PostgreSQL 15+, pg_publication_namespace) over the staging schema

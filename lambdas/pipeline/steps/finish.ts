@@ -22,8 +22,15 @@ import {
   type LocksState,
   type RunState,
   type SwapState,
+  type TerminatedState,
 } from '../state';
-import { blockersFor, type RunSummary, type TableOutcome, type TableSummary } from '../summary';
+import {
+  blockersFor,
+  endedFor,
+  type RunSummary,
+  type TableOutcome,
+  type TableSummary,
+} from '../summary';
 import { runningUnloadIn, stopUnload } from './unload';
 
 interface EndState {
@@ -31,6 +38,7 @@ interface EndState {
   readonly loaded?: readonly LoadedTableState[];
   readonly locks?: LocksState;
   readonly swap?: SwapState;
+  readonly terminated?: TerminatedState;
   readonly error?: CaughtError;
 }
 
@@ -56,6 +64,7 @@ async function tableSummaries(
       rows: loaded?.rows ?? null,
       waitedSeconds: end.locks ? Math.round(end.locks.waitedSeconds * 10) / 10 : null,
       blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
+      terminated: endedFor(target, targets, end.terminated?.ended ?? []),
       unsyncedColumns: record?.unsyncedColumns[index] ?? [],
       mode: increment?.mode ?? null,
       fullRefreshReason: increment?.fullReason ?? null,

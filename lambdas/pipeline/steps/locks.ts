@@ -35,7 +35,9 @@ import { applyIncrementMismatch, publishedRows } from '../increment-mismatch';
 import { loadRun, publishStrategy, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
+  blockerLine,
   describeBlocker,
+  endedSession,
   expectObject,
   expectRun,
   type LocksState,
@@ -178,7 +180,9 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     checks += 1;
     const decision = gateDecision(observation, gate.policy, history);
     const blockers = decision.action === 'attempt' ? [] : decision.blockers;
-    const described = blockers.map((blocker) => describeBlocker(blocker.holder, blocker.reason));
+    const described = blockers.map((blocker) =>
+      describeBlocker(blocker.holder, blocker.reason, gate.policy.onMaxWait ?? 'fail'),
+    );
     seen = mergeSeen(seen, described);
     const { waitedSeconds } = observation;
     const result = (kind: LocksState['decision']): LocksState => ({
@@ -196,7 +200,7 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
     if (decision.why === 'blocked' && checks === (previous?.checks ?? 0) + 1) {
       deps.log.info('waiting for sessions that hold conflicting locks', {
         waitedSeconds: Math.round(waitedSeconds),
-        blockers: described.map((blocker) => blocker.reason),
+        blockers: described.map(blockerLine),
       });
     }
     if (deps.now() - stepStarted + decision.waitMs > LOCK_CHECK_BUDGET_SECONDS * 1000) {
@@ -219,7 +223,8 @@ export async function terminateBlockers(
   const decision = gateDecision(observation, gate.policy, history);
   if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
   // Nobody to end any more (they finished since the check): the swap step decides afresh.
-  if (decision.action !== 'end blockers') return { terminated: [], history };
+  const endedBefore = stateField<TerminatedState>(state, 'terminated')?.ended ?? [];
+  if (decision.action !== 'end blockers') return { terminated: [], ended: endedBefore, history };
   // The decision already judged them; grace 0 lets terminateBlockingSessions end the young holders
   // that kept colliding with our attempts.
   const records = await terminateBlockingSessions(deps.aurora, decision.blockers, {
@@ -234,6 +239,7 @@ export async function terminateBlockers(
     }[record.outcome];
     deps.log.warn(message, {
       pid: record.pid,
+      blockerClass: record.blockerClass,
       user: record.user,
       application: record.applicationName,
       transactionSeconds: record.transactionAgeSeconds,
@@ -244,6 +250,7 @@ export async function terminateBlockers(
   deps.metrics.record('SessionsTerminated', 'Count', records.filter((r) => r.terminated).length);
   return {
     terminated: records,
+    ended: [...endedBefore, ...records.map(endedSession)],
     history: recordBlockersEnded(history, (deps.now() - firstCheckAt) / 1000),
   };
 }

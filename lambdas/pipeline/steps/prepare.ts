@@ -207,7 +207,9 @@ export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRun
       ],
       blockers: blockers
         .filter((blocker) => sameQualifiedName(blocker.holder.relation, table.target))
-        .map((blocker) => describeBlocker(blocker.holder, blocker.reason)),
+        .map((blocker) =>
+          describeBlocker(blocker.holder, blocker.reason, context.config.locks.onMaxWait),
+        ),
     })),
   };
 }
