@@ -127,6 +127,10 @@ SELECT
   coalesce(a.backend_type = 'autovacuum worker'
            AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
     AS autovacuum_wraparound,
+  a.backend_type::text AS backend_type,
+  -- The progress views are per node and AWS documents no cluster-wide ones, so a maintenance
+  -- command on a Limitless node is classed by its session's state (activeQuery).
+  NULL::text AS maintenance_command,
   NULL::text AS gid,
   h.nspname AS relation_schema,
   h.relname AS relation_name,
