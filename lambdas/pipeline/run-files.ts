@@ -86,8 +86,15 @@ export class RunFiles {
     return this.write('run.json', setup);
   }
 
-  readUnload(): Promise<UnloadRecord> {
-    return this.read('unload.json');
+  /**
+   * A record written before oversize counts existed has no `oversize`: a run in progress across
+   * a deploy reads it as "no table has a count", which is what that version ran.
+   */
+  async readUnload(): Promise<UnloadRecord> {
+    const record = await this.read<UnloadRecord>('unload.json');
+    return record.oversize === undefined
+      ? { ...record, oversize: record.transfers.map(() => null) }
+      : record;
   }
 
   writeUnload(record: UnloadRecord): Promise<void> {
