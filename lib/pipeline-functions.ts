@@ -318,8 +318,10 @@ export class PipelineFunctions extends Construct {
       });
       // ListStatements finds the run's statements by name, also those the failed state does not
       // name (lambdas/pipeline/steps/unload-stop.ts). The same page gives it no resource type
-      // (so "*" only) and no condition key; the Data API lists only the caller's role's
-      // statements ("all statements run by the caller's IAM role",
+      // (so "*" only; ListTables, by contrast, has cluster), only the condition key
+      // redshift-data:statement-owner-iam-userid, whose value for a listing is not documented,
+      // so no condition here; the Data API lists only the caller's role's statements anyway
+      // ("all statements run by the caller's IAM role",
       // https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html).
       grant(['redshift-data:ListStatements'], ['*']);
       wildcards.push({
