@@ -32,7 +32,10 @@ export interface FunctionAccess {
    * `poll` only reads the status and results of statements already submitted.
    */
   readonly redshift: 'none' | 'submit' | 'poll';
-  /** Cancels Redshift statements it (its role) submitted: the unload of a failed run. */
+  /**
+   * Lists (by name) and cancels Redshift statements it (its role) submitted: what a failed run
+   * still runs.
+   */
   readonly cancelsStatements: boolean;
   /** Under `runs/` in the bucket: reads run files (the plan, the unload record, manifests). */
   readonly readsRunFiles: boolean;
@@ -96,8 +99,9 @@ export const FUNCTION_ACCESS: Readonly<Record<PipelineFunctionName, FunctionAcce
   // for up to 13 minutes (SWAP_FOLLOW_BUDGET_MS).
   'swap-tables': { ...BASE, timeoutSeconds: 900 },
   'finish-run': { ...BASE, deletesRunFiles: true },
-  // Cancels an unload still running and rolls back its session (a call on the session, hence
-  // 'submit'): see stopUnload in lambdas/pipeline/steps/unload.ts.
+  // Finds the run's statements still running (ListStatements), cancels them and rolls back
+  // their sessions (a call on the session, hence 'submit'): see stopRunStatements in
+  // lambdas/pipeline/steps/unload-stop.ts.
   'fail-run': {
     ...BASE,
     redshift: 'submit',

@@ -316,6 +316,19 @@ export class PipelineFunctions extends Construct {
         reason:
           'redshift-data:CancelStatement supports no resource-level permissions; the Data API lets a role cancel only the statements it submitted.',
       });
+      // ListStatements finds the run's statements by name, also those the failed state does not
+      // name (lambdas/pipeline/steps/unload-stop.ts). The same page gives it no resource type
+      // (so "*" only; ListTables, by contrast, has cluster), only the condition key
+      // redshift-data:statement-owner-iam-userid, whose value for a listing is not documented,
+      // so no condition here; the Data API lists only the caller's role's statements anyway
+      // ("all statements run by the caller's IAM role",
+      // https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html).
+      grant(['redshift-data:ListStatements'], ['*']);
+      wildcards.push({
+        resource: '*',
+        reason:
+          "redshift-data:ListStatements supports no resource-level permissions; the Data API lists only the statements of the caller's own role.",
+      });
     }
     if (access.readsRunFiles) {
       grant(['s3:GetObject'], [runFiles]);

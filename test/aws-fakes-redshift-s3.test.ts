@@ -9,6 +9,7 @@ import {
   AccessDeniedError,
   ALLOW_ALL,
   type Authorize,
+  type AwsPrincipal,
   type AwsRequest,
 } from './aws-contract/access';
 import { RedshiftDataFake } from './aws-contract/fakes/redshift-data';
@@ -131,6 +132,61 @@ describe('the Redshift Data API fake', () => {
     expect((await fake.getStatementResult(SUBMITTER, { Id })).Records).toEqual([
       [{ longValue: 1 }],
     ]);
+  });
+
+  it('lists statements by case-sensitive name prefix and status, the caller`s role only, 100 a page', async () => {
+    const fake = redshift();
+    const named = async (principal: AwsPrincipal, name: string, sql = 'SELECT 1') =>
+      (await fake.executeStatement(principal, { ...TARGET, Sql: sql, StatementName: name })).Id!;
+    const ids: string[] = [];
+    for (let i = 0; i < 105; i += 1) ids.push(await named(SUBMITTER, `run r-1 columns ${i}`));
+    // Another session of the same role: RoleLevel (default true) lists it, false does not.
+    const sameRole = await named({ ...SUBMITTER, sessionName: 'other-function' }, 'run r-1 x');
+    await named(SUBMITTER, 'Run r-1 upper case');
+    await named(SUBMITTER, 'run r-10 longer id');
+    await named(OTHER, 'run r-1 of another role');
+    const running = await named(SUBMITTER, 'run r-1 sleeps', 'SELECT pg_sleep(5)');
+    for (const id of [...ids, sameRole]) await finished(fake, id);
+    await fake.cancelStatement(SUBMITTER, { Id: running });
+    await finished(fake, running);
+    const list = async (input: Parameters<RedshiftDataFake['listStatements']>[1]) => {
+      const seen: string[] = [];
+      const pages: number[] = [];
+      let token: string | undefined;
+      do {
+        const page = await fake.listStatements(SUBMITTER, { ...input, NextToken: token });
+        seen.push(...page.Statements!.map((statement) => statement.Id!));
+        pages.push(page.Statements!.length);
+        token = page.NextToken;
+      } while (token);
+      return { seen, pages };
+    };
+    // By default only FINISHED ones; the prefix `run r-1 ` leaves out `run r-10`, `Run r-1`.
+    const byDefault = await list({ StatementName: 'run r-1 ' });
+    expect(byDefault.pages).toEqual([100, 6]);
+    expect(new Set(byDefault.seen)).toEqual(new Set([...ids, sameRole]));
+    expect((await list({ StatementName: 'run r-1 ', Status: 'ABORTED' })).seen).toEqual([running]);
+    expect((await list({ StatementName: 'run r-1 ', Status: 'ALL' })).seen).toHaveLength(107);
+    expect(
+      (await list({ StatementName: 'run r-1 ', RoleLevel: false, MaxResults: 50 })).pages,
+    ).toEqual([50, 50, 5]);
+    const page = await fake.listStatements(SUBMITTER, {
+      StatementName: 'run r-1 sleeps',
+      Status: 'ALL',
+    });
+    expect(page.Statements).toEqual([
+      expect.objectContaining({
+        Id: running,
+        StatementName: 'run r-1 sleeps',
+        IsBatchStatement: false,
+      }),
+    ]);
+    await expect(fake.listStatements(SUBMITTER, { MaxResults: 101 })).rejects.toBeInstanceOf(
+      ValidationException,
+    );
+    expect(requests.at(-1)).toMatchObject({
+      request: { action: 'redshift-data:ListStatements', resource: '*' },
+    });
   });
 
   it('writes UNLOAD files through S3 as the statement`s IAM_ROLE, not as the caller', async () => {

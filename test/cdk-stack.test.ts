@@ -283,6 +283,8 @@ describe('the example stack', () => {
       );
       expect(reads).toEqual(REDSHIFT_ROLE_FUNCTIONS.includes(name) ? ['*'] : []);
       expect(resourcesFor(statements, 'redshift-data:CancelStatement')).toEqual(reads);
+      // fail-run finds its run's statements by name: ListStatements has no resource type.
+      expect(resourcesFor(statements, 'redshift-data:ListStatements')).toEqual(reads);
     }
     expect(
       resourcesFor(statementsOf(example, 'start-unload'), 'secretsmanager:GetSecretValue'),

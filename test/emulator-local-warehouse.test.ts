@@ -204,14 +204,20 @@ describe('LocalWarehouse', () => {
       { keepAliveSeconds: 60 },
     );
     await waitUntilBlocked();
+    // Found by its name's prefix while it runs (as ListStatements), with its session.
+    expect(await warehouse.runningStatements('unload ')).toEqual([
+      { statementId, name: 'unload 1/2', status: 'STARTED', sessionId },
+    ]);
+    expect(await warehouse.runningStatements('Unload ')).toEqual([]);
     expect(await warehouse.cancel(statementId)).toBe(true);
     expect(await settle(statementId)).toEqual({
       state: 'failed',
       status: 'ABORTED',
       error: expect.stringContaining('canceling statement due to user request'),
     });
-    // Ended: nothing left to cancel.
+    // Ended: nothing left to cancel, nor listed as running.
     expect(await warehouse.cancel(statementId)).toBe(false);
+    expect(await warehouse.runningStatements('unload ')).toEqual([]);
     const next = await warehouse.submitInSession(['SELECT 1 AS one'], 'next', { sessionId });
     expect(await settle(next.statementId)).toMatchObject({
       state: 'failed',

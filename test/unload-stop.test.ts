@@ -1,16 +1,18 @@
 /**
- * Stopping the unload of a failed run (stopUnload, called by fail-run) over a scripted
- * warehouse: the order of cancel, wait and ROLLBACK, the time limit, and that a failing cancel
- * never takes the place of the run's own error. The real services are in
+ * Stopping what a failed run still runs in Redshift (stopRunStatements, called by fail-run)
+ * over a scripted warehouse: the statements found by the run's name prefix as well as the one
+ * the state names, the order of cancel, wait and ROLLBACK, the time limit, and that a failing
+ * cancel never takes the place of the run's own error. The real services are in
  * test/aws-contract-cancel.test.ts (Data API fake) and test/emulator-local-warehouse.test.ts.
  */
 import { describe, expect, it } from 'vitest';
 import type { TransactionalSqlClient } from '../lambdas/core/sql-client';
-import type { StatementState, Warehouse } from '../lambdas/core/transfer/ports';
+import type { RunningStatement, StatementState, Warehouse } from '../lambdas/core/transfer/ports';
 import type { LogFields, PipelineDeps } from '../lambdas/pipeline/deps';
 import type { RunState, UnloadState } from '../lambdas/pipeline/state';
 import { failRun } from '../lambdas/pipeline/steps/finish';
-import { CANCEL_WAIT_MS, stopUnload, UnloadFailedError } from '../lambdas/pipeline/steps/unload';
+import { UnloadFailedError } from '../lambdas/pipeline/steps/unload';
+import { CANCEL_WAIT_MS, stopRunStatements } from '../lambdas/pipeline/steps/unload-stop';
 
 const UNLOAD: UnloadState = {
   finished: false,
@@ -29,13 +31,21 @@ const ABORTED: StatementState = { state: 'failed', status: 'ABORTED', error: 'ca
  * A warehouse whose unload call goes through `states` (one per describe) once cancelled, and
  * whose ROLLBACK finishes at once. `calls` lists what was asked of it, in order.
  */
-function scripted(cancel: () => Promise<boolean>, states: StatementState[]) {
+function scripted(
+  cancel: () => Promise<boolean>,
+  states: StatementState[],
+  listed: RunningStatement[] = [],
+) {
   const calls: string[] = [];
   let described = 0;
   const warehouse: Warehouse = {
     submitBatch: () => Promise.reject(new Error('not used')),
     submitStatement: () => Promise.reject(new Error('not used')),
     fetchRows: () => Promise.reject(new Error('not used')),
+    runningStatements: async (prefix) => {
+      calls.push(`list ${JSON.stringify(prefix)}`);
+      return listed;
+    },
     cancel: async (id) => {
       calls.push(`cancel ${id}`);
       return cancel();
@@ -45,8 +55,10 @@ function scripted(cancel: () => Promise<boolean>, states: StatementState[]) {
       if (id === 'rollback-1') return { state: 'done', status: 'FINISHED' };
       return states[Math.min(described++, states.length - 1)]!;
     },
-    submitInSession: async (statements, _name, session) => {
-      calls.push(`${statements.join('; ')} on ${JSON.stringify(session)}`);
+    submitInSession: async (statements, name, session) => {
+      calls.push(
+        `${statements.join('; ')} on ${JSON.stringify(session)} as ${JSON.stringify(name)}`,
+      );
       return { statementId: 'rollback-1', sessionId: 'session-1' };
     },
   };
@@ -80,16 +92,23 @@ function depsWith(warehouse: Warehouse) {
   return { deps, warnings, notices };
 }
 
-describe('stopUnload', () => {
+const LIST = 'list "redshift-aurora-sync r-1 "';
+const ROLLBACK = 'ROLLBACK on {"sessionId":"session-1"} as "redshift-aurora-sync r-1 rollback"';
+
+describe('stopRunStatements', () => {
   it('cancels the running call, waits for it to end, then rolls the session back', async () => {
     const { warehouse, calls } = scripted(async () => true, [RUNNING, RUNNING, ABORTED]);
-    expect(await stopUnload(depsWith(warehouse).deps, UNLOAD)).toEqual({ cancelled: true });
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD)).toEqual({
+      cancelled: ['call-2'],
+      rolledBack: ['session-1'],
+    });
     expect(calls).toEqual([
+      LIST,
       'cancel call-2',
       'describe call-2',
       'describe call-2',
       'describe call-2',
-      'ROLLBACK on {"sessionId":"session-1"}',
+      ROLLBACK,
       'describe rollback-1',
     ]);
   });
@@ -99,18 +118,81 @@ describe('stopUnload', () => {
       async () => false,
       [{ state: 'done', status: 'FINISHED' }],
     );
-    expect(await stopUnload(depsWith(warehouse).deps, UNLOAD)).toEqual({ cancelled: false });
-    expect(calls).toContain('ROLLBACK on {"sessionId":"session-1"}');
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD)).toEqual({
+      cancelled: [],
+      rolledBack: ['session-1'],
+    });
+    expect(calls).toContain(ROLLBACK);
+  });
+
+  it('cancels the call the state does not name (submitted just before the step failed), once', async () => {
+    const { warehouse, calls } = scripted(
+      async () => true,
+      [ABORTED],
+      [
+        {
+          statementId: 'call-3',
+          name: 'redshift-aurora-sync r-1 unload 3/3',
+          status: 'STARTED',
+          sessionId: 'session-1',
+        },
+        {
+          statementId: 'call-2',
+          name: 'redshift-aurora-sync r-1 unload 2/3',
+          status: 'STARTED',
+          sessionId: 'session-1',
+        },
+      ],
+    );
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD)).toEqual({
+      cancelled: ['call-2', 'call-3'],
+      rolledBack: ['session-1'],
+    });
+    expect(calls.filter((call) => call.startsWith('cancel'))).toEqual([
+      'cancel call-2',
+      'cancel call-3',
+    ]);
+    expect(calls.filter((call) => call.startsWith('ROLLBACK'))).toEqual([ROLLBACK]);
+  });
+
+  it('without a state, stops what the listing finds; a statement without a session is only cancelled', async () => {
+    const { warehouse, calls } = scripted(
+      async () => true,
+      [ABORTED],
+      [
+        {
+          statementId: 'columns-1',
+          name: 'redshift-aurora-sync r-1 columns of sales.orders',
+          status: 'SUBMITTED',
+          sessionId: null,
+        },
+      ],
+    );
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', null)).toEqual({
+      cancelled: ['columns-1'],
+      rolledBack: [],
+    });
+    expect(calls).toEqual([LIST, 'cancel columns-1', 'describe columns-1']);
   });
 
   it('gives up when the cancelled call is still running after CANCEL_WAIT_MS, without a ROLLBACK the session would refuse', async () => {
     const { warehouse, calls } = scripted(async () => true, [RUNNING]);
-    const stopping = stopUnload(depsWith(warehouse).deps, UNLOAD);
+    const stopping = stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD);
     await expect(stopping).rejects.toBeInstanceOf(UnloadFailedError);
     await expect(stopping).rejects.toThrow(
       `unload call 2 of 3 (statement call-2) was still STARTED ${CANCEL_WAIT_MS / 1000} s after it was cancelled, so its session session-1 was not rolled back`,
     );
     expect(calls.some((call) => call.startsWith('ROLLBACK'))).toBe(false);
+  });
+
+  it('still stops the call the state names when the listing is refused, and says so', async () => {
+    const { warehouse, calls } = scripted(async () => true, [ABORTED]);
+    warehouse.runningStatements = () => Promise.reject(new Error('AccessDenied: ListStatements'));
+    const stopping = stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD);
+    await expect(stopping).rejects.toThrow(
+      "could not list the run's statements still running: AccessDenied: ListStatements",
+    );
+    expect(calls).toEqual(['cancel call-2', 'describe call-2', ROLLBACK, 'describe rollback-1']);
   });
 });
 
@@ -137,7 +219,7 @@ describe('fail-run with an unload still running', () => {
     );
   });
 
-  it('leaves an unload that finished alone', async () => {
+  it('leaves an unload that finished alone: nothing of the run is running', async () => {
     const { warehouse, calls } = scripted(async () => true, [RUNNING]);
     const finished: UnloadState = {
       finished: true,
@@ -148,6 +230,6 @@ describe('fail-run with an unload still running', () => {
       tables: [],
     };
     await failRun({ run, unload: finished, error }, depsWith(warehouse).deps);
-    expect(calls).toEqual([]);
+    expect(calls).toEqual([LIST]);
   });
 });

@@ -12,12 +12,14 @@ import {
   ExecuteStatementCommand,
   type Field,
   GetStatementResultCommand,
+  ListStatementsCommand,
   RedshiftDataClient,
   type RedshiftDataClientConfig,
   type SubStatementData,
 } from '@aws-sdk/client-redshift-data';
 import { ConfigError } from '../core/errors';
 import type {
+  RunningStatement,
   StatementState,
   Warehouse,
   WarehouseRow,
@@ -120,6 +122,8 @@ function describeTarget(target: TargetParameters): string {
 
 const RUNNING = new Set(['SUBMITTED', 'PICKED', 'STARTED']);
 const FAILED = new Set(['FAILED', 'ABORTED']);
+/** ListStatements' "Valid Range: Minimum value of 0. Maximum value of 100." */
+const LIST_PAGE_SIZE = 100;
 /** How much of a failed sub-statement's SQL the error quotes. */
 const QUOTED_SQL_CHARACTERS = 200;
 
@@ -302,6 +306,51 @@ export class RedshiftDataWarehouse implements Warehouse {
       `Redshift Data API CancelStatement on ${describeTarget(this.target)} did not stop statement ${statementId}, still ${state.status}: ${reason}`,
       refused === undefined ? undefined : { cause: refused },
     );
+  }
+
+  /**
+   * ListStatements
+   * (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html):
+   * `StatementName` lists "multiple statements by providing a prefix that matches the beginning
+   * of the statement name" ("a case-sensitive match"); `RoleLevel` (default true) returns "all
+   * statements run by the caller's IAM role", not only this role session's, so one function
+   * finds what another of its role submitted; each item names its `SessionId`. "By default,
+   * only finished statements are shown", and `Status` takes one value: `ALL`, filtered here to
+   * the running ones, so that a statement moving from SUBMITTED to STARTED between two listings
+   * is not missed. Pages of at most 100, followed by `NextToken` until it is empty.
+   */
+  async runningStatements(namePrefix: string): Promise<RunningStatement[]> {
+    const running: RunningStatement[] = [];
+    let nextToken: string | undefined;
+    do {
+      const token = nextToken;
+      const page = await this.call('ListStatements', () =>
+        this.client.send(
+          new ListStatementsCommand({
+            StatementName: namePrefix,
+            Status: 'ALL',
+            RoleLevel: true,
+            MaxResults: LIST_PAGE_SIZE,
+            ...(token ? { NextToken: token } : {}),
+          }),
+        ),
+      );
+      for (const statement of page.Statements ?? []) {
+        const name = statement.StatementName ?? '';
+        // The prefix is the service's filter; checked again so that a name it matched
+        // otherwise (not case-sensitively, say) is never cancelled.
+        if (!statement.Id || !RUNNING.has(statement.Status ?? '') || !name.startsWith(namePrefix))
+          continue;
+        running.push({
+          statementId: statement.Id,
+          name,
+          status: statement.Status!,
+          sessionId: statement.SessionId || null,
+        });
+      }
+      nextToken = page.NextToken || undefined;
+    } while (nextToken);
+    return running;
   }
 
   async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {

@@ -93,8 +93,23 @@ export class RunFiles {
     return this.write('run.json', setup);
   }
 
-  readUnload(): Promise<UnloadRecord> {
-    return this.read('unload.json');
+  /**
+   * A record written before oversize counts existed has no `oversize`: a run in progress across
+   * a deploy reads it as "no table has a count", which is what that version ran.
+   */
+  async readUnload(): Promise<UnloadRecord> {
+    // A run in progress across a deploy reads a record an earlier version wrote: the fields
+    // added since (oversize counts, deltas) read as absent for every table.
+    const record = await this.read<Partial<UnloadRecord> & Pick<UnloadRecord, 'transfers'>>(
+      'unload.json',
+    );
+    const none = record.transfers.map(() => null);
+    return {
+      ...record,
+      oversize: record.oversize ?? none,
+      wholeFigures: record.wholeFigures ?? none,
+      increments: record.increments ?? none,
+    } as UnloadRecord;
   }
 
   writeUnload(record: UnloadRecord): Promise<void> {

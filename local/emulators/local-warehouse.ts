@@ -21,6 +21,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { SyncError } from '../../lambdas/core/errors';
 import type {
+  RunningStatement,
   StatementState,
   Warehouse,
   WarehouseRow,
@@ -208,6 +209,22 @@ export class LocalWarehouse implements Warehouse {
       await canceller.end();
     }
     return true;
+  }
+
+  /** As ListStatements by name prefix (case-sensitive), keeping those not yet ended. */
+  async runningStatements(namePrefix: string): Promise<RunningStatement[]> {
+    return [...this.submissions.values()]
+      .filter(
+        (submission) =>
+          submission.name.startsWith(namePrefix) &&
+          (submission.status === 'SUBMITTED' || submission.status === 'STARTED'),
+      )
+      .map((submission) => ({
+        statementId: submission.id,
+        name: submission.name,
+        status: submission.status,
+        sessionId: submission.session?.id ?? null,
+      }));
   }
 
   async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {

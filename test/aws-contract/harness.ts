@@ -22,6 +22,7 @@ import {
   CancelStatementCommand,
   DescribeStatementCommand,
   GetStatementResultCommand,
+  ListStatementsCommand,
   RedshiftDataClient,
   ExecuteStatementCommand as RedshiftExecuteStatementCommand,
 } from '@aws-sdk/client-redshift-data';
@@ -588,6 +589,9 @@ export class AwsHarness {
     redshift
       .on(CancelStatementCommand)
       .callsFake((input) => this.redshiftData.cancelStatement(caller(), input));
+    redshift
+      .on(ListStatementsCommand)
+      .callsFake((input) => this.redshiftData.listStatements(caller(), input));
     const s3 = mockClient(S3Client);
     s3.on(GetObjectCommand).callsFake((input) => this.s3.getObject(caller(), input));
     s3.on(HeadObjectCommand).callsFake((input) => this.s3.headObject(caller(), input));

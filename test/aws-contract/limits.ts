@@ -37,6 +37,11 @@ export const AWS_LIMITS = {
      */
     maxSessionKeepAliveSeconds: 24 * 60 * 60,
     /**
+     * ListStatements MaxResults: "Valid Range: Minimum value of 0. Maximum value of 100."
+     * https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html
+     */
+    maxListResults: 100,
+    /**
      * GetStatementResult returns pages of at most 100 MB (documented); the fake pages by rows
      * so that paging is exercised on small results.
      * https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_GetStatementResult.html

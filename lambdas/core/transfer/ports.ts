@@ -26,6 +26,16 @@ export type WarehouseSession =
   | { readonly keepAliveSeconds: number }
   | { readonly sessionId: string };
 
+/** A statement still running in the warehouse, as a listing by name finds it. */
+export interface RunningStatement {
+  readonly statementId: string;
+  /** The name it was submitted with. */
+  readonly name: string;
+  readonly status: string;
+  /** The session it runs on; null when it runs on a connection of its own. */
+  readonly sessionId: string | null;
+}
+
 /** Redshift through its Data API (asynchronous: submit, then poll). */
 export interface Warehouse {
   /**
@@ -57,6 +67,12 @@ export interface Warehouse {
    * transaction the statement ran in is left aborted, not closed: roll it back on its session.
    */
   cancel(statementId: string): Promise<boolean>;
+  /**
+   * Every statement still running (not yet finished, failed or aborted) whose name starts with
+   * `namePrefix` (case-sensitive) and that this caller may cancel: the ones its identity
+   * submitted.
+   */
+  runningStatements(namePrefix: string): Promise<RunningStatement[]>;
   /**
    * Every row of a finished statement; for a batch, of its statement at `index` (0-based,
    * in the order submitted).

@@ -31,7 +31,7 @@ import {
   type TableOutcome,
   type TableSummary,
 } from '../summary';
-import { runningUnloadIn, stopUnload } from './unload';
+import { runningUnloadIn, stopRunStatements } from './unload-stop';
 
 interface EndState {
   readonly run?: RunState;
@@ -216,16 +216,18 @@ export async function failRun(
       }
     };
     // First, so that Redshift stops writing into the run's folder before it is deleted, and
-    // lets go of the source tables.
-    const unload = runningUnloadIn(end as Record<string, unknown>);
-    if (unload) {
+    // lets go of the source tables. Not only what $.unload names: the failed step may have
+    // submitted a call the state does not know of (stopRunStatements).
+    if (!run.dryRun) {
       await attempt('cancel the unload still running in Redshift', async () => {
-        const { cancelled } = await stopUnload(deps, unload);
-        deps.log.info('the unload session was rolled back', {
-          sessionId: unload.sessionId,
-          statementId: unload.statementId,
-          cancelled,
-        });
+        const stopped = await stopRunStatements(
+          deps,
+          run.runId,
+          runningUnloadIn(end as Record<string, unknown>),
+        );
+        if (stopped.cancelled.length > 0 || stopped.rolledBack.length > 0) {
+          deps.log.info("the run's Redshift statements were stopped", { ...stopped });
+        }
       });
     }
     let context: RunContext | null = null;

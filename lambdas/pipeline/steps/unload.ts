@@ -62,7 +62,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
       deps.warehouse.submitStatement(
         SOURCE_COLUMNS_SQL,
         { schema: table.source.schema, table: table.source.name },
-        `columns of ${displayQualified(table.source)}`.slice(0, 500),
+        `${runStatementPrefix(runId)}columns of ${displayQualified(table.source)}`.slice(0, 500),
       ),
     ),
   );
@@ -148,13 +148,27 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
   };
 }
 
-function batchName(runId: string, batch: number, batches: number): string {
-  return `redshift-aurora-sync ${runId} unload ${batch + 1}/${batches}`.slice(0, 500);
+/**
+ * How every Data API statement a run submits is named, so that fail-run finds them all by
+ * this prefix (ListStatements' StatementName, see stopRunStatements), whatever the state it is
+ * given says. The space after the run id keeps one run's prefix from matching a longer id.
+ */
+export function runStatementPrefix(runId: string): string {
+  return `redshift-aurora-sync ${runId} `;
 }
 
-type RunningUnload = Extract<UnloadState, { finished: false }>;
+function batchName(runId: string, batch: number, batches: number): string {
+  return `${runStatementPrefix(runId)}unload ${batch + 1}/${batches}`.slice(0, 500);
+}
 
-function isRunningUnload(unload: Record<string, unknown>): unload is RunningUnload {
+/** The name of a ROLLBACK on the run's unload session. */
+export function rollbackName(runId: string): string {
+  return `${runStatementPrefix(runId)}rollback`.slice(0, 500);
+}
+
+export type RunningUnload = Extract<UnloadState, { finished: false }>;
+
+export function isRunningUnload(unload: Record<string, unknown>): unload is RunningUnload {
   return (
     unload.finished === false &&
     typeof unload.sessionId === 'string' &&
@@ -193,7 +207,7 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
   for (;;) {
     const status = await deps.warehouse.describe(unload.statementId);
     if (status.state === 'failed') {
-      await rollBack(deps, unload);
+      await rollBack(deps, run.runId, unload);
       throw new UnloadFailedError(
         `Redshift did not unload the tables (call ${unload.batch + 1} of ${unload.batches}, statement ${unload.statementId}, ${status.status}): ${status.error}`,
       );
@@ -201,8 +215,8 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
     if (status.state === 'done') {
       context ??= await loadRun(deps, run);
       record ??= await context.files.readUnload();
-      const startedAt = await transactionStart(deps, unload, record);
-      await refuseOversized(deps, unload, record);
+      const startedAt = await transactionStart(deps, run.runId, unload, record);
+      await refuseOversized(deps, run.runId, unload, record);
       for (const [index, transfer] of record.transfers.entries()) {
         if (record.figures[index]!.batch === unload.batch) {
           await collectTable(deps, context, transfer, unload.statementId, record.figures[index]!);
@@ -256,6 +270,7 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
  */
 async function transactionStart(
   deps: PipelineDeps,
+  runId: string,
   unload: RunningUnload,
   record: UnloadRecord,
 ): Promise<string> {
@@ -271,7 +286,7 @@ async function transactionStart(
   }
   const startedAt = String(value);
   if (unload.transactionStartedAt !== null && startedAt !== unload.transactionStartedAt) {
-    await rollBack(deps, unload);
+    await rollBack(deps, runId, unload);
     throw new UnloadFailedError(
       `call ${unload.batch + 1} of the unload ran in a transaction that started at ${startedAt}, not in the first call's (started at ${unload.transactionStartedAt}): Redshift committed between calls of the session, so the tables would not come from one snapshot. Nothing was loaded; report this with the session id ${unload.sessionId}.`,
     );
@@ -285,6 +300,7 @@ async function transactionStart(
  */
 async function refuseOversized(
   deps: PipelineDeps,
+  runId: string,
   unload: RunningUnload,
   record: UnloadRecord,
 ): Promise<void> {
@@ -302,73 +318,15 @@ async function refuseOversized(
   }
   const refusal = oversizedValuesError(found);
   if (refusal) {
-    await rollBack(deps, unload);
+    await rollBack(deps, runId, unload);
     throw refusal;
   }
 }
 
-/**
- * How long fail-run waits for a cancelled unload call to end, and then for the ROLLBACK (its
- * function's timeout is 60 s: lib/function-access.ts).
- */
-export const CANCEL_WAIT_MS = 15_000;
-const CANCEL_POLL_MS = 500;
-
-/**
- * The unload still in progress in a failed run's state (`$.unload` with `finished: false`), if
- * there is one: the Catch that leads to fail-run keeps the state the failed step was given.
- */
-export function runningUnloadIn(state: Record<string, unknown>): RunningUnload | null {
-  const unload = state.unload;
-  if (typeof unload !== 'object' || unload === null) return null;
-  return isRunningUnload(unload as Record<string, unknown>) ? (unload as RunningUnload) : null;
-}
-
-/**
- * After a failure during the unload (fail-run): cancels the call running on the unload session,
- * so Redshift stops writing files, waits for it to end (a session runs one call at a time), then
- * rolls the session's transaction back, so it holds no locks on the source tables for the rest
- * of its keep-alive. A call that had already ended is not an error: its transaction is still
- * open and is rolled back the same way. Data API statements and sessions answer only the role
- * that submitted them, which is why fail-run shares start-unload's role (lib/function-access.ts,
- * roleGroupOf). Throws what failed, for the caller to report; nothing is retried.
- */
-export async function stopUnload(
-  deps: PipelineDeps,
-  unload: RunningUnload,
-): Promise<{ cancelled: boolean }> {
-  const cancelled = await deps.warehouse.cancel(unload.statementId);
-  const started = deps.now();
-  for (;;) {
-    const status = await deps.warehouse.describe(unload.statementId);
-    if (status.state !== 'running') break;
-    const waited = deps.now() - started;
-    if (waited >= CANCEL_WAIT_MS) {
-      throw new UnloadFailedError(
-        `unload call ${unload.batch + 1} of ${unload.batches} (statement ${unload.statementId}) was still ${status.status} ${Math.round(waited / 1000)} s after it was cancelled, so its session ${unload.sessionId} was not rolled back; it ends after its keep-alive (${SESSION_KEEP_ALIVE_SECONDS} s).`,
-      );
-    }
-    await deps.sleep(Math.min(CANCEL_POLL_MS, CANCEL_WAIT_MS - waited));
-  }
-  const rollback = await deps.warehouse.submitInSession(
-    ['ROLLBACK'],
-    'redshift-aurora-sync rollback',
-    { sessionId: unload.sessionId },
-  );
-  await waitForStatement(deps.warehouse, rollback.statementId, {
-    sleep: deps.sleep,
-    now: deps.now,
-    timeoutMs: CANCEL_WAIT_MS,
-    pollMs: CANCEL_POLL_MS,
-    what: `the ROLLBACK of unload session ${unload.sessionId}`,
-  });
-  return { cancelled };
-}
-
 /** Ends the session's transaction after a failure, so it holds no locks until the session closes. */
-async function rollBack(deps: PipelineDeps, unload: RunningUnload): Promise<void> {
+async function rollBack(deps: PipelineDeps, runId: string, unload: RunningUnload): Promise<void> {
   try {
-    await deps.warehouse.submitInSession(['ROLLBACK'], 'redshift-aurora-sync rollback', {
+    await deps.warehouse.submitInSession(['ROLLBACK'], rollbackName(runId), {
       sessionId: unload.sessionId,
     });
   } catch (error) {

@@ -53,6 +53,10 @@ export interface Session {
 export interface Statement {
   readonly id: string;
   readonly owner: string;
+  /** `aws:userid` of the caller that submitted it: the role session (ListStatements' RoleLevel false). */
+  readonly ownerUserId: string;
+  /** StatementName as submitted ('' when none was given). */
+  readonly name: string;
   readonly batch: boolean;
   /** The session it runs on; none: a connection of its own, for this statement only. */
   readonly session?: Session;
@@ -120,6 +124,7 @@ export class RedshiftEngine {
   /** A statement of `principal`, started in the background (`done` settles when it ends). */
   submit(
     principal: AwsPrincipal,
+    name: string,
     sqls: string[],
     batch: boolean,
     parameters: Record<string, string>,
@@ -131,6 +136,8 @@ export class RedshiftEngine {
     const statement: Statement = {
       id: randomUUID(),
       owner: principal.roleArn,
+      ownerUserId: userIdOf(principal),
+      name,
       batch,
       ...(session ? { session } : {}),
       autoCommit,

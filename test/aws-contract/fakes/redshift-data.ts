@@ -33,13 +33,15 @@ import {
   type Field,
   type GetStatementResultCommandInput,
   type GetStatementResultCommandOutput,
+  type ListStatementsCommandInput,
+  type ListStatementsCommandOutput,
   RedshiftDataServiceException,
   ResourceNotFoundException,
   ValidationException,
 } from '@aws-sdk/client-redshift-data';
 import type { LambdaEnvironment } from '../../../lambdas/handlers/environment';
 import { significantTokens } from '../../../local/emulators/redshift-sql';
-import type { Authorize, AwsPrincipal } from '../access';
+import { type Authorize, type AwsPrincipal, userIdOf } from '../access';
 import { AWS_LIMITS } from '../limits';
 import {
   RedshiftEngine,
@@ -107,7 +109,15 @@ export class RedshiftDataFake {
       );
     }
     const parameters = Object.fromEntries((input.Parameters ?? []).map((p) => [p.name!, p.value!]));
-    const statement = this.submit(principal, [sql], false, parameters, session, false);
+    const statement = this.submit(
+      principal,
+      input.StatementName,
+      [sql],
+      false,
+      parameters,
+      session,
+      false,
+    );
     return {
       $metadata: { httpStatusCode: 200 },
       Id: statement.id,
@@ -132,6 +142,7 @@ export class RedshiftDataFake {
     }
     const statement = this.submit(
       principal,
+      input.StatementName,
       sqls.map((sql, i) => this.checkSql(sql, `Sqls[${i}]`)),
       true,
       {},
@@ -252,6 +263,64 @@ export class RedshiftDataFake {
     // The statement ends ABORTED afterwards, as DescribeStatement then shows: the call does
     // not wait for it ("Cancels a running query", API_CancelStatement.html).
     return { $metadata: { httpStatusCode: 200 }, Status: true };
+  }
+
+  /**
+   * ListStatements (https://docs.aws.amazon.com/redshift-data/latest/APIReference/API_ListStatements.html):
+   * `StatementName` is a case-sensitive prefix of the names; `Status` one status or `ALL`, and
+   * without it "only finished statements are shown"; `RoleLevel` true (the default) lists "all
+   * statements run by the caller's IAM role", false only those "in the current IAM session";
+   * `MaxResults` 0 to 100 per page, then `NextToken`; each item names its `SessionId`. The
+   * action has no resource type, so it is authorized on "*". Not documented, taken here: the
+   * order (newest first), and that MaxResults 0 or none gives pages of 100.
+   */
+  async listStatements(
+    principal: AwsPrincipal,
+    input: ListStatementsCommandInput,
+  ): Promise<ListStatementsCommandOutput> {
+    this.authorize(principal, 'redshift-data:ListStatements', '*');
+    const { maxListResults } = AWS_LIMITS.redshiftData;
+    const max = input.MaxResults ?? 0;
+    if (!Number.isInteger(max) || max < 0 || max > maxListResults) {
+      throw validation(
+        `1 validation error detected: Value '${max}' at 'maxResults' failed to satisfy constraint: Member must have value less than or equal to ${maxListResults}`,
+      );
+    }
+    const pageSize = max === 0 ? maxListResults : max;
+    const status = input.Status ?? 'FINISHED';
+    const roleLevel = input.RoleLevel ?? true;
+    const caller = userIdOf(principal);
+    const matching = [...this.statements.values()]
+      .filter(
+        (statement) =>
+          statement.owner === principal.roleArn &&
+          (roleLevel || statement.ownerUserId === caller) &&
+          statement.name.startsWith(input.StatementName ?? '') &&
+          (status === 'ALL' || statement.status === status),
+      )
+      .reverse();
+    const start = input.NextToken
+      ? Number(Buffer.from(input.NextToken, 'base64url').toString())
+      : 0;
+    const end = start + pageSize;
+    return {
+      $metadata: { httpStatusCode: 200 },
+      Statements: matching.slice(start, end).map((statement) => ({
+        Id: statement.id,
+        StatementName: statement.name,
+        Status: statement.status,
+        CreatedAt: statement.createdAt,
+        UpdatedAt: statement.updatedAt,
+        IsBatchStatement: statement.batch,
+        ...(statement.batch
+          ? { QueryStrings: statement.subs.map((sub) => sub.sql) }
+          : { QueryString: statement.subs[0]!.sql }),
+        ...(statement.session ? { SessionId: statement.session.id } : {}),
+      })),
+      ...(end < matching.length
+        ? { NextToken: Buffer.from(String(end)).toString('base64url') }
+        : {}),
+    };
   }
 
   /** Waits for every statement still running, then closes the sessions. */
@@ -422,13 +491,22 @@ export class RedshiftDataFake {
 
   private submit(
     principal: AwsPrincipal,
+    name: string | undefined,
     sqls: string[],
     batch: boolean,
     parameters: Record<string, string>,
     session: Session | undefined,
     autoCommit: boolean,
   ): Statement {
-    const statement = this.engine.submit(principal, sqls, batch, parameters, session, autoCommit);
+    const statement = this.engine.submit(
+      principal,
+      name ?? '',
+      sqls,
+      batch,
+      parameters,
+      session,
+      autoCommit,
+    );
     this.statements.set(statement.id, statement);
     return statement;
   }

@@ -1,0 +1,163 @@
+/**
+ * After a failure (fail-run): stop what the run still has running in Redshift, so that it
+ * stops writing into the run's folder and lets go of the source tables. The state fail-run is
+ * given can be behind: "Check whether the unload finished" may have submitted the next call of
+ * the session and then failed (`$.unload` names the call before), and "Unload the tables from
+ * Redshift" may have failed after submitting the first call (no `$.unload` at all). So the
+ * run's statements are found by name as well (runStatementPrefix), and every one still running
+ * is cancelled and every session found rolled back.
+ */
+import { waitForStatement } from '../../core/unload/wait';
+import type { PipelineDeps } from '../deps';
+import {
+  isRunningUnload,
+  type RunningUnload,
+  rollbackName,
+  runStatementPrefix,
+  SESSION_KEEP_ALIVE_SECONDS,
+  UnloadFailedError,
+} from './unload';
+
+/**
+ * How long fail-run waits for the cancelled statements to end, and then for the ROLLBACKs
+ * (its function's timeout is 60 s: lib/function-access.ts).
+ */
+export const CANCEL_WAIT_MS = 15_000;
+const CANCEL_POLL_MS = 500;
+
+/**
+ * The unload still in progress in a failed run's state (`$.unload` with `finished: false`), if
+ * there is one: the Catch that leads to fail-run keeps the state the failed step was given.
+ */
+export function runningUnloadIn(state: Record<string, unknown>): RunningUnload | null {
+  const unload = state.unload;
+  if (typeof unload !== 'object' || unload === null) return null;
+  return isRunningUnload(unload as Record<string, unknown>) ? (unload as RunningUnload) : null;
+}
+
+interface Target {
+  readonly statementId: string;
+  /** How messages name it. */
+  readonly label: string;
+  readonly sessionId: string | null;
+}
+
+function message(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** The run's statements to stop: the state's unload call and every running one of the run. */
+async function targetsOf(
+  deps: PipelineDeps,
+  runId: string,
+  unload: RunningUnload | null,
+  problems: string[],
+): Promise<Target[]> {
+  const targets = new Map<string, Target>();
+  if (unload) {
+    targets.set(unload.statementId, {
+      statementId: unload.statementId,
+      label: `unload call ${unload.batch + 1} of ${unload.batches}`,
+      sessionId: unload.sessionId,
+    });
+  }
+  try {
+    for (const found of await deps.warehouse.runningStatements(runStatementPrefix(runId))) {
+      if (targets.has(found.statementId)) continue;
+      targets.set(found.statementId, {
+        statementId: found.statementId,
+        label: JSON.stringify(found.name),
+        sessionId: found.sessionId,
+      });
+    }
+  } catch (error) {
+    problems.push(`could not list the run's statements still running: ${message(error)}`);
+  }
+  return [...targets.values()];
+}
+
+/**
+ * Cancels every statement of the run still running (and the call the state names, which may
+ * have ended: its transaction is still open), waits for them to end (a session runs one call
+ * at a time), then rolls back each session they ran on, so it holds no locks on the source
+ * tables for the rest of its keep-alive. A session with a statement that could not be stopped
+ * is not rolled back (it would refuse: busy). Data API statements and sessions answer only the
+ * role that submitted them, which is why fail-run shares start-unload's role
+ * (lib/function-access.ts, roleGroupOf). Tries everything, then throws what failed, for the
+ * caller to report; nothing is retried.
+ */
+export async function stopRunStatements(
+  deps: PipelineDeps,
+  runId: string,
+  unload: RunningUnload | null,
+): Promise<{ cancelled: string[]; rolledBack: string[] }> {
+  const problems: string[] = [];
+  const targets = await targetsOf(deps, runId, unload, problems);
+  const cancelled: string[] = [];
+  const stuck = new Set<string | null>();
+  const pending: Target[] = [];
+  for (const target of targets) {
+    try {
+      if (await deps.warehouse.cancel(target.statementId)) cancelled.push(target.statementId);
+      pending.push(target);
+    } catch (error) {
+      problems.push(message(error));
+      stuck.add(target.sessionId);
+    }
+  }
+  const started = deps.now();
+  const lastStatus = new Map<string, string>();
+  while (pending.length > 0) {
+    for (const target of [...pending]) {
+      const status = await deps.warehouse.describe(target.statementId);
+      lastStatus.set(target.statementId, status.status);
+      if (status.state !== 'running') pending.splice(pending.indexOf(target), 1);
+    }
+    if (pending.length === 0) break;
+    const waited = deps.now() - started;
+    if (waited >= CANCEL_WAIT_MS) {
+      for (const target of pending) {
+        stuck.add(target.sessionId);
+        problems.push(
+          `${target.label} (statement ${target.statementId}) was still ${lastStatus.get(target.statementId)} ${Math.round(waited / 1000)} s after it was cancelled${target.sessionId ? `, so its session ${target.sessionId} was not rolled back; it ends after its keep-alive (${SESSION_KEEP_ALIVE_SECONDS} s)` : ''}.`,
+        );
+      }
+      break;
+    }
+    await deps.sleep(Math.min(CANCEL_POLL_MS, CANCEL_WAIT_MS - waited));
+  }
+  const sessions = [
+    ...new Set(targets.flatMap((target) => (target.sessionId ? [target.sessionId] : []))),
+  ].filter((sessionId) => !stuck.has(sessionId));
+  const rollbacks: { sessionId: string; statementId: string }[] = [];
+  for (const sessionId of sessions) {
+    try {
+      const { statementId } = await deps.warehouse.submitInSession(
+        ['ROLLBACK'],
+        rollbackName(runId),
+        { sessionId },
+      );
+      rollbacks.push({ sessionId, statementId });
+    } catch (error) {
+      problems.push(message(error));
+    }
+  }
+  const rollbackStarted = deps.now();
+  const rolledBack: string[] = [];
+  for (const { sessionId, statementId } of rollbacks) {
+    try {
+      await waitForStatement(deps.warehouse, statementId, {
+        sleep: deps.sleep,
+        now: deps.now,
+        timeoutMs: Math.max(0, CANCEL_WAIT_MS - (deps.now() - rollbackStarted)),
+        pollMs: CANCEL_POLL_MS,
+        what: `the ROLLBACK of unload session ${sessionId}`,
+      });
+      rolledBack.push(sessionId);
+    } catch (error) {
+      problems.push(message(error));
+    }
+  }
+  if (problems.length > 0) throw new UnloadFailedError(problems.join(' '));
+  return { cancelled, rolledBack };
+}
