@@ -6,7 +6,7 @@
  * (redshift_sync.delete_missing_keys). No indexes: the anti-join hashes it once.
  */
 import { ConfigError } from '../errors';
-import { displayQualified } from '../identifiers';
+import { displayQualified, quoteQualified } from '../identifiers';
 import { STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import type { TableTransfer } from '../transfer/types';
@@ -53,4 +53,13 @@ export async function createKeyTable(db: SqlClient, transfer: TableTransfer): Pr
   );
   await dropStaging(db, keys.table);
   await db.query(statement);
+}
+
+/**
+ * Gives the planner the key table's size once its files are in (autovacuum would come too
+ * late): the swap's anti-join then hashes the key table and scans live once (a hash anti-join).
+ */
+export async function analyzeKeyTable(db: SqlClient, transfer: TableTransfer): Promise<void> {
+  if (!transfer.keys) return;
+  await db.query(`ANALYZE ${quoteQualified(transfer.keys.table)}`);
 }

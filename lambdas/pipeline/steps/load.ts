@@ -7,7 +7,7 @@
 import { ConfigError } from '../../core/errors';
 import { displayQualified, type QualifiedName } from '../../core/identifiers';
 import { importFile } from '../../core/load/import';
-import { createKeyTable } from '../../core/load/key-table';
+import { analyzeKeyTable, createKeyTable } from '../../core/load/key-table';
 import { checkAndPrepareStaging } from '../../core/load/quality-gate';
 import { createStagingTable } from '../../core/load/staging';
 import type { DataFile } from '../../core/transfer/types';
@@ -127,6 +127,7 @@ export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<
     now: deps.now,
     sleep: deps.sleep,
   });
+  await analyzeKeyTable(deps.aurora, transfer);
   deps.log.info('staging table passed the quality gate', {
     table: target,
     rows: checked.rows,
