@@ -197,6 +197,21 @@ describe('parseRuntimeConfig', () => {
       deletes: 'ignore',
     });
     expect(parseRuntimeConfig(runtimeConfigJson(parsed), FILE)).toEqual(parsed);
+    // reconcile takes a key in mode append too; written back as it came.
+    const reconciled = parseRuntimeConfig(
+      withTables({
+        source: 'sales.events',
+        target: 'public.events',
+        primaryKey: ['Code', '"Region"'],
+        incremental: { cursor: 'seq', mode: 'append', deletes: 'reconcile' },
+      }),
+      FILE,
+    );
+    expect(reconciled.tables[0]).toMatchObject({
+      primaryKey: ['code', 'Region'],
+      incremental: { mode: 'append', deletes: 'reconcile' },
+    });
+    expect(parseRuntimeConfig(runtimeConfigJson(reconciled), FILE)).toEqual(reconciled);
     const bad = (incremental: unknown) =>
       errorOf(() => parseRuntimeConfig(withTables({ ...ORDERS, incremental }), FILE));
     expect(bad({ cursor: 'updated_at' })).toMatch(

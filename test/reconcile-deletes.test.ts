@@ -3,19 +3,24 @@
  * PostgreSQL as the pipeline's own role: keys matched as merge_rows matches them (numeric by
  * its text form, text under "C"), live's own rows only (a table inheriting from live keeps its
  * rows), deletes before the merge (a key deleted and sent again is updated), NULL keys refused,
- * and a foreign key that still references a deleted row named.
+ * and a foreign key that still references a deleted row named; the key table takes live's key
+ * column types, and is UNLOGGED where staging is.
  */
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { createKeyTable } from '../lambdas/core/load/key-table';
+import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
 import { installSchema } from '../lambdas/core/schema/install';
+import type { TableTransfer } from '../lambdas/core/transfer/types';
 import { freshDatabase, type TestDatabase } from './support/db';
 
 let client: pg.Client;
+let admin: pg.Client;
 
 beforeAll(async () => {
   const db: TestDatabase = await freshDatabase();
-  const admin = await db.connect('test setup');
+  admin = await db.connect('test setup');
   await admin.query(`GRANT CREATE ON SCHEMA public TO ${db.pipelineLogin.user}`);
   client = await db.connect('redshift-aurora-sync', db.pipelineLogin);
   await installSchema(new PgSqlClient(client));
@@ -109,5 +114,58 @@ describe('redshift_sync.publish_increment with a key table', () => {
       { id: 3, v: 'c' },
       { id: 4, v: 'd' },
     ]);
+  });
+});
+
+describe('the key table', () => {
+  it("takes the live table's key column types, and is UNLOGGED under a FOR ALL TABLES publication", async () => {
+    await client.query(
+      `CREATE TABLE public.keyed ("Amount" numeric(12,2), code varchar(8), note text)`,
+    );
+    const keyTable = { schema: STAGING_SCHEMA, name: 'keyed__0123456789ab_keys' };
+    const column = (name: string) => ({
+      name,
+      selectExpression: `"${name}"`,
+      targetType: 'text',
+      figures: 'nulls' as const,
+    });
+    const transfer: TableTransfer = {
+      table: {
+        source: { schema: 'sales', name: 'keyed' },
+        target: { schema: 'public', name: 'keyed' },
+        strategy: 'rename',
+        allowEmpty: false,
+      },
+      staging: { schema: STAGING_SCHEMA, name: 'keyed__0123456789ab' },
+      columns: [column('Amount'), column('code'), column('note')],
+      s3Prefix: 's3://bucket/runs/r/keyed/',
+      keys: {
+        columns: [column('code'), column('Amount')],
+        table: keyTable,
+        s3Prefix: 's3://bucket/runs/r/keyed/keys/',
+      },
+    };
+    const shape = async () =>
+      (
+        await client.query(
+          `SELECT c.relpersistence, array_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) AS columns
+             FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+            WHERE c.oid = $1::regclass GROUP BY c.relpersistence`,
+          [`${STAGING_SCHEMA}.${keyTable.name}`],
+        )
+      ).rows[0];
+    const db = new PgSqlClient(client);
+    await createKeyTable(db, transfer);
+    expect(await shape()).toEqual({
+      relpersistence: 'p',
+      columns: ['code character varying(8)', 'Amount numeric(12,2)'],
+    });
+    await admin.query('CREATE PUBLICATION everything FOR ALL TABLES');
+    try {
+      await createKeyTable(db, transfer);
+      expect((await shape()).relpersistence).toBe('u');
+    } finally {
+      await admin.query('DROP PUBLICATION everything');
+    }
   });
 });
