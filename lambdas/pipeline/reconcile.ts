@@ -83,7 +83,7 @@ export async function collectKeys(
   const whole = await files.readWholeFigures(transfer.table.target);
   if (keyRows !== whole.rows) {
     throw new KeyCountError(
-      `${displayQualified(transfer.table.source)}: the key manifest lists ${keyRows} keys but the same snapshot counted ${whole.rows} rows; the key unload is incomplete, and deleting by it would remove rows the source still has. Run again.`,
+      `${displayQualified(transfer.table.source)}: the key manifest lists ${keyRows} keys but the same snapshot counted ${whole.rows} rows; the key unload does not match the snapshot, and deleting by it could remove rows the source still has. Run again.`,
     );
   }
   await files.writeKeyFiles(transfer.table.target, listed);
