@@ -197,6 +197,21 @@ describe('parseRuntimeConfig', () => {
       deletes: 'ignore',
     });
     expect(parseRuntimeConfig(runtimeConfigJson(parsed), FILE)).toEqual(parsed);
+    // reconcile takes a key in mode append too; written back as it came.
+    const reconciled = parseRuntimeConfig(
+      withTables({
+        source: 'sales.events',
+        target: 'public.events',
+        primaryKey: ['Code', '"Region"'],
+        incremental: { cursor: 'seq', mode: 'append', deletes: 'reconcile' },
+      }),
+      FILE,
+    );
+    expect(reconciled.tables[0]).toMatchObject({
+      primaryKey: ['code', 'Region'],
+      incremental: { mode: 'append', deletes: 'reconcile' },
+    });
+    expect(parseRuntimeConfig(runtimeConfigJson(reconciled), FILE)).toEqual(reconciled);
     const bad = (incremental: unknown) =>
       errorOf(() => parseRuntimeConfig(withTables({ ...ORDERS, incremental }), FILE));
     expect(bad({ cursor: 'updated_at' })).toMatch(
@@ -212,7 +227,7 @@ describe('parseRuntimeConfig', () => {
       /tables\[0\]\.incremental\.cursor: the cursor column "a\.b" must be a single name/,
     );
     expect(bad({ cursor: 'x', mode: 'append', deletes: 'drop' })).toMatch(
-      /tables\[0\]\.incremental\.deletes: must be one of "ignore", not "drop"/,
+      /tables\[0\]\.incremental\.deletes: must be one of "ignore", "reconcile", not "drop"/,
     );
     expect(bad({ cursor: 'x', mode: 'append', curser: 1 })).toMatch(
       /tables\[0\]\.incremental\.curser: unknown key; did you mean "cursor"\?/,
@@ -232,7 +247,7 @@ describe('parseRuntimeConfig', () => {
     expect(
       errorOf(() => parseRuntimeConfig(withTables({ ...ORDERS, primaryKey: ['id'] }), FILE)),
     ).toMatch(
-      /^config\/dev\.json: tables\[0\]\.primaryKey: only strategy "merge" and incremental mode "merge" use a key; .*strategy is "rename"/,
+      /^config\/dev\.json: tables\[0\]\.primaryKey: only strategy "merge", incremental mode "merge" and incremental deletes "reconcile" use a key; .*strategy is "rename"/,
     );
     expect(
       errorOf(() =>

@@ -112,7 +112,7 @@ async function publish(mode: string, staged: string): Promise<unknown> {
   );
   await client.query(`INSERT INTO public.delta VALUES ${staged}`);
   const { rows } = await client.query(
-    `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], $1) AS result`,
+    `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], $1, NULL) AS result`,
     [mode],
   );
   return rows[0].result;
@@ -177,7 +177,7 @@ describe('installing the incremental sync over the version before it', () => {
        VALUES ('run-1', 'public', 'orders', 'prod', 'rename', 'swapped', now())`,
     );
     const upgrade = await installSchema(sql);
-    expect(upgrade.migrationsApplied).toEqual([2]);
+    expect(upgrade.migrationsApplied).toEqual([2, 3]);
     const { rows } = await pipeline.query(
       'SELECT run_id, mode, watermark_before, rows_inserted FROM redshift_sync.runs',
     );

@@ -81,6 +81,30 @@ describe('a delta (an incremental run)', () => {
     );
     expect(buildUnloadSession([base], options).wholeFigures).toEqual([null]);
   });
+
+  it("unloads the whole source table's keys last, into its own folder, for a reconcile", () => {
+    const reconciled: TableTransfer = {
+      ...delta('>', '7', 'BIGINT'),
+      keys: {
+        columns: [column('id')],
+        table: { schema: 'redshift_sync_staging', name: 'x_keys' },
+        s3Prefix: 's3://bucket/runs/r/orders/keys/',
+      },
+    };
+    const session = buildUnloadSession([reconciled], options);
+    const statements = session.batches[0]!;
+    const keysAt = statements.length - 2;
+    expect(session.keyUnloads).toEqual([{ batch: 0, index: keysAt }]);
+    expect(session.wholeFigures).toEqual([{ batch: 0, index: keysAt - 1 }]);
+    expect(statements[keysAt]!.split('\n').slice(0, 2)).toEqual([
+      `UNLOAD ('SELECT "id" AS "id" FROM "sales"."orders"')`,
+      `TO 's3://bucket/runs/r/orders/keys/'`,
+    ]);
+    expect(statements[keysAt]).toContain('MANIFEST VERBOSE PARALLEL ON MAXFILESIZE 100 MB');
+    // Only with a delta: a full run replaces every row and needs no key set.
+    const { delta: _, ...full } = reconciled;
+    expect(buildUnloadSession([full], options).keyUnloads).toEqual([null]);
+  });
 });
 
 describe('redshiftLiteral', () => {

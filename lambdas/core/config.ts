@@ -116,8 +116,9 @@ export interface RuntimeConfig {
    * (`rename` default, `truncate`, `merge`), `primaryKey` (`merge` only: key columns; the live
    * table's primary key when absent), `allowEmpty` (default false: an empty source may not
    * replace a non-empty live table), `incremental` (`{"cursor": "updated_at", "mode":
-   * "merge" | "append", "deletes": "ignore"}`: move only the rows whose cursor passed the last
-   * run's watermark; `merge` needs a key, as strategy `merge` does).
+   * "merge" | "append", "deletes": "ignore" | "reconcile"}`: move only the rows whose cursor
+   * passed the last run's watermark; `merge` and `reconcile` need a key, as strategy `merge`
+   * does).
    */
   readonly tables: readonly SyncTable[];
   readonly locks: LockSettings;
@@ -405,9 +406,13 @@ function parseTable(field: Field): SyncTable {
   const keyField = field.child('primaryKey');
   let primaryKey: string[] | undefined;
   if (keyField.present) {
-    if (strategy !== 'merge' && incremental?.mode !== 'merge') {
+    if (
+      strategy !== 'merge' &&
+      incremental?.mode !== 'merge' &&
+      incremental?.deletes !== 'reconcile'
+    ) {
       keyField.fail(
-        `only strategy "merge" and incremental mode "merge" use a key; remove primaryKey or set "strategy": "merge" (this table's strategy is "${strategy}").`,
+        `only strategy "merge", incremental mode "merge" and incremental deletes "reconcile" use a key; remove primaryKey or set "strategy": "merge" (this table's strategy is "${strategy}").`,
       );
     }
     const columns = keyField.array('["id"]');

@@ -91,6 +91,7 @@ export async function plannedIncrement(
         columns: transfer.columns.map(({ name, figures }) => ({ name, figures })),
         figures: figuresRow(whole),
       },
+      ...(transfer.keys ? { keys: transfer.keys.table } : {}),
     },
   };
 }

@@ -73,11 +73,13 @@ export async function runSwapPlan(
       ? await plannedIncrement(context.files, transfer, increment)
       : {};
     const merges = extra.increment ? extra.increment.mode === 'merge' : swap.strategy === 'merge';
-    swaps.push({
-      ...swap,
-      ...extra,
-      ...(merges ? { primaryKey: await resolveMergeKey(deps.aurora, swap) } : {}),
-    });
+    // A reconcile matches by the key its key table was unloaded with (resolved at the unload).
+    const key = transfer.keys
+      ? transfer.keys.columns.map(({ name }) => name)
+      : merges
+        ? await resolveMergeKey(deps.aurora, swap)
+        : undefined;
+    swaps.push({ ...swap, ...extra, ...(key ? { primaryKey: key } : {}) });
   }
   return buildSwapPlan(swaps, {
     runId: context.run.runId,

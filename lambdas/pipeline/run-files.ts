@@ -52,6 +52,8 @@ export interface UnloadRecord {
   readonly wholeFigures: readonly (SessionStatement | null)[];
   /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
   readonly increments: readonly (TableIncrement | null)[];
+  /** Per transfer, for a delta that reconciles deletes: where its key UNLOAD is. */
+  readonly keyUnloads: readonly (SessionStatement | null)[];
 }
 
 /** A run file was missing or unreadable: the run's folder was cleaned or the run is not this one. */
@@ -143,6 +145,15 @@ export class RunFiles {
 
   writeFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {
     return this.write(`files/${runScopedName(this.runId, target)}.json`, files);
+  }
+
+  /** The key files of a table that reconciles deletes, as their manifest listed them. */
+  readKeyFiles(target: QualifiedName): Promise<DataFile[]> {
+    return this.read(`key-files/${runScopedName(this.runId, target)}.json`);
+  }
+
+  writeKeyFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {
+    return this.write(`key-files/${runScopedName(this.runId, target)}.json`, files);
   }
 
   deleteAll(): Promise<number> {

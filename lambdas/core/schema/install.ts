@@ -23,6 +23,7 @@ import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_INCREMENT_SQL } from './publish-increment';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
 import { PUBLISH_BY_TRUNCATE_SQL } from './publish-truncate';
+import { RECONCILE_DELETES_SQL } from './reconcile-deletes';
 import { RENAME_SQL } from './rename';
 import { RUN_LEASE_SQL, RUN_RECORDS_SQL } from './runs';
 import { SWAP_FUNCTION_SQL } from './swap';
@@ -53,6 +54,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   PUBLISH_CHECKS_SQL,
   PUBLISH_BY_TRUNCATE_SQL,
   ...PUBLISH_BY_MERGE_SQL,
+  RECONCILE_DELETES_SQL,
   PUBLISH_INCREMENT_SQL,
   ...INCREMENT_PROOF_SQL,
   ...WATERMARKS_SQL,
@@ -94,6 +96,14 @@ export const MIGRATIONS: readonly Migration[] = [
          ADD COLUMN IF NOT EXISTS rows_inserted bigint,
          ADD COLUMN IF NOT EXISTS rows_updated bigint,
          ADD COLUMN IF NOT EXISTS rows_deleted bigint`,
+    ],
+  },
+  {
+    number: 3,
+    description:
+      'publish_increment takes the key table of deletes "reconcile" as a fifth argument; CREATE OR REPLACE would leave the four-argument one beside it',
+    statements: [
+      `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.publish_increment(regclass, regclass, text[], text)`,
     ],
   },
 ];

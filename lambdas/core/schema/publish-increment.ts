@@ -1,13 +1,15 @@
 /**
- * `redshift_sync.publish_increment(live, staging, key_columns, mode)`: applies an increment
+ * `redshift_sync.publish_increment(live, staging, key_columns, mode, keys)`: applies an increment
  * (staging holds only the rows past the watermark), called by `redshift_sync.swap` in its
  * transaction, which then writes the watermark and proves the whole table (./swap.ts).
  * - `merge`: merge_rows without its DELETE (./publish-merge.ts): rows whose key live has are
  *   updated when their values changed (a row sent again unchanged is not written), the rest
  *   inserted. The same checks of keys and constraints, and the same comparison of values.
  * - `append`: every row of staging inserted.
- * Both take ROW EXCLUSIVE on live only, so readers never wait. Returns rows inserted, updated
- * and deleted (0: deletes are not applied by an increment).
+ * With a key table (`deletes: "reconcile"`), the live rows whose key the source no longer has
+ * are deleted first (./reconcile-deletes.ts), so a key deleted and inserted again is updated.
+ * All take ROW EXCLUSIVE on live only, so readers never wait. Returns rows inserted, updated
+ * and deleted (0 without a key table).
  */
 import { ADMIN_SCHEMA } from './admin';
 import { SYNC_SQLSTATE } from './sqlstates';
@@ -16,7 +18,7 @@ const { badStagingData, invalidArguments } = SYNC_SQLSTATE;
 
 export const PUBLISH_INCREMENT_SQL = `
 CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_increment(
-  p_live regclass, p_staging regclass, p_key_columns text[], p_mode text)
+  p_live regclass, p_staging regclass, p_key_columns text[], p_mode text, p_keys regclass)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -26,6 +28,7 @@ DECLARE
   v_staging text;
   v_columns text;
   v_inserted bigint := 0;
+  v_deleted bigint := 0;
   v_constraint text;
   v_message text;
   v_detail text;
@@ -35,11 +38,16 @@ BEGIN
       coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
       USING ERRCODE = '${invalidArguments}';
   END IF;
-  IF p_mode = 'merge' THEN
-    RETURN ${ADMIN_SCHEMA}.merge_rows(p_live, p_staging, p_key_columns, false);
-  ELSIF p_mode IS DISTINCT FROM 'append' THEN
+  IF p_mode IS DISTINCT FROM 'merge' AND p_mode IS DISTINCT FROM 'append' THEN
     RAISE EXCEPTION 'unknown increment mode % for %: give "merge" or "append"', coalesce(p_mode, 'NULL'), p_live
       USING ERRCODE = '${invalidArguments}';
+  END IF;
+  IF p_keys IS NOT NULL THEN
+    v_deleted := ${ADMIN_SCHEMA}.delete_missing_keys(p_live, p_keys, p_key_columns);
+  END IF;
+  IF p_mode = 'merge' THEN
+    RETURN ${ADMIN_SCHEMA}.merge_rows(p_live, p_staging, p_key_columns, false)
+           || jsonb_build_object('deleted', v_deleted);
   END IF;
   SELECT c.live, c.staging INTO v_live, v_staging
     FROM ${ADMIN_SCHEMA}.publish_pair('increment', p_live, p_staging) c;
@@ -59,7 +67,7 @@ BEGIN
       concat_ws(': ', v_message, nullif(v_detail, ''))
       USING ERRCODE = '${badStagingData}';
   END;
-  RETURN jsonb_build_object('inserted', v_inserted, 'updated', 0, 'deleted', 0);
+  RETURN jsonb_build_object('inserted', v_inserted, 'updated', 0, 'deleted', v_deleted);
 END
 $function$
 `;

@@ -24,6 +24,56 @@ import { SYNC_SQLSTATE } from './sqlstates';
 
 const { badStagingData, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
+/**
+ * `redshift_sync.column_comparisons(relation)`: per column of a table (in column order), how
+ * merge_rows compares its values, as a format() template over (table alias, column name): plain
+ * where the type's default B-tree equality is image equality, `COLLATE "C"` for collatable
+ * ones, the text form for the rest (see above). Whatever else matches rows by key (the deletes
+ * of an increment, ./reconcile-deletes.ts) reads the same templates, so keys equal here are
+ * equal there.
+ */
+const COLUMN_COMPARISONS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.column_comparisons(p_relation regclass)
+RETURNS TABLE (attname name, attgenerated "char", attidentity "char", template text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $function$
+  WITH RECURSIVE columns AS (
+    SELECT a.attnum, a.attname, a.attgenerated, a.attidentity, a.atttypid
+      FROM pg_attribute a
+     WHERE a.attrelid = p_relation AND a.attnum > 0 AND NOT a.attisdropped
+  ), base_types(attnum, type_oid) AS (  -- domains resolved to their base type
+    SELECT attnum, atttypid FROM columns
+    UNION ALL
+    SELECT b.attnum, t.typbasetype FROM base_types b JOIN pg_type t ON t.oid = b.type_oid
+     WHERE t.typtype = 'd'
+  )
+  SELECT c.attname, c.attgenerated, c.attidentity,
+         CASE
+           WHEN NOT EXISTS (
+             SELECT 1
+               FROM pg_opclass oc
+               JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
+               JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 3
+                AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
+               JOIN pg_operator op ON op.oid = ao.amopopr
+                AND op.oprnamespace = 'pg_catalog'::regnamespace
+               JOIN pg_amproc ap ON ap.amprocfamily = oc.opcfamily AND ap.amprocnum = 4
+                AND ap.amproclefttype = oc.opcintype AND ap.amprocrighttype = oc.opcintype
+                AND ap.amproc IN ('pg_catalog.btequalimage'::regproc,
+                                  'pg_catalog.btvarstrequalimage'::regproc)
+              WHERE oc.opcdefault AND oc.opcintype = b.type_oid)
+             THEN '(%1$s.%2$I::pg_catalog.text COLLATE pg_catalog."C")'
+           WHEN t.typcollation <> 0 THEN '(%1$s.%2$I COLLATE pg_catalog."C")'
+           ELSE '%1$s.%2$I'
+         END AS template
+    FROM columns c
+    JOIN base_types b ON b.attnum = c.attnum
+    JOIN pg_type t ON t.oid = b.type_oid AND t.typtype <> 'd'
+   ORDER BY c.attnum
+$function$
+`;
+
 const MERGE_ROWS_SQL = `
 CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.merge_rows(
   p_live regclass, p_staging regclass, p_key_columns text[], p_delete_missing boolean)
@@ -95,40 +145,7 @@ BEGIN
   END IF;
 
   -- Live's columns with how each is compared: a format() template over (table alias, column).
-  FOR v_column IN
-    WITH RECURSIVE columns AS (
-      SELECT a.attnum, a.attname, a.attgenerated, a.attidentity, a.atttypid
-        FROM pg_attribute a
-       WHERE a.attrelid = p_live AND a.attnum > 0 AND NOT a.attisdropped
-    ), base_types(attnum, type_oid) AS (  -- domains resolved to their base type
-      SELECT attnum, atttypid FROM columns
-      UNION ALL
-      SELECT b.attnum, t.typbasetype FROM base_types b JOIN pg_type t ON t.oid = b.type_oid
-       WHERE t.typtype = 'd'
-    )
-    SELECT c.attname, c.attgenerated, c.attidentity,
-           CASE
-             WHEN NOT EXISTS (
-               SELECT 1
-                 FROM pg_opclass oc
-                 JOIN pg_am am ON am.oid = oc.opcmethod AND am.amname = 'btree'
-                 JOIN pg_amop ao ON ao.amopfamily = oc.opcfamily AND ao.amopstrategy = 3
-                  AND ao.amoplefttype = oc.opcintype AND ao.amoprighttype = oc.opcintype
-                 JOIN pg_operator op ON op.oid = ao.amopopr
-                  AND op.oprnamespace = 'pg_catalog'::regnamespace
-                 JOIN pg_amproc ap ON ap.amprocfamily = oc.opcfamily AND ap.amprocnum = 4
-                  AND ap.amproclefttype = oc.opcintype AND ap.amprocrighttype = oc.opcintype
-                  AND ap.amproc IN ('pg_catalog.btequalimage'::regproc,
-                                    'pg_catalog.btvarstrequalimage'::regproc)
-                WHERE oc.opcdefault AND oc.opcintype = b.type_oid)
-               THEN '(%1$s.%2$I::pg_catalog.text COLLATE pg_catalog."C")'
-             WHEN t.typcollation <> 0 THEN '(%1$s.%2$I COLLATE pg_catalog."C")'
-             ELSE '%1$s.%2$I'
-           END AS template
-      FROM columns c
-      JOIN base_types b ON b.attnum = c.attnum
-      JOIN pg_type t ON t.oid = b.type_oid AND t.typtype <> 'd'
-     ORDER BY c.attnum
+  FOR v_column IN SELECT * FROM ${ADMIN_SCHEMA}.column_comparisons(p_live)
   LOOP
     IF v_column.attname = ANY (p_key_columns) THEN
       v_key_templates := v_key_templates || jsonb_build_object(v_column.attname, v_column.template);
@@ -352,6 +369,7 @@ $function$
 `;
 
 export const PUBLISH_BY_MERGE_SQL: readonly string[] = [
+  COLUMN_COMPARISONS_SQL,
   MERGE_ROWS_SQL,
   PUBLISH_BY_MERGE_FUNCTION_SQL,
 ];

@@ -146,6 +146,7 @@ DECLARE
   v_table jsonb;
   v_live regclass;
   v_staging regclass;
+  v_keys regclass;
   v_result jsonb;
   v_results jsonb := '[]';
   v_run_id text := p_plan ->> 'runId';
@@ -207,10 +208,24 @@ BEGIN
     v_live := to_regclass(format('%I.%I', v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name'));
     v_staging := to_regclass(format('%I.%I', v_table -> 'staging' ->> 'schema', v_table -> 'staging' ->> 'name'));
     IF v_live IS NOT NULL AND jsonb_typeof(v_table -> 'increment') = 'object' THEN
+      -- The key table of deletes "reconcile" is the pipeline's alone, like staging: not
+      -- locked up front, dropped with staging.
+      v_keys := NULL;
+      IF jsonb_typeof(v_table -> 'increment' -> 'keys') = 'object' THEN
+        v_keys := to_regclass(format('%I.%I', v_table -> 'increment' -> 'keys' ->> 'schema',
+                                     v_table -> 'increment' -> 'keys' ->> 'name'));
+        IF v_keys IS NULL THEN
+          RAISE EXCEPTION 'key table %.% does not exist', quote_ident(v_table -> 'increment' -> 'keys' ->> 'schema'),
+            quote_ident(v_table -> 'increment' -> 'keys' ->> 'name') USING ERRCODE = '${SYNC_SQLSTATE.stagingMissing}';
+        END IF;
+      END IF;
       v_result := ${ADMIN_SCHEMA}.publish_increment(
         v_live, v_staging, ARRAY(SELECT jsonb_array_elements_text(v_table -> 'primaryKey')),
-        v_table -> 'increment' ->> 'mode');
+        v_table -> 'increment' ->> 'mode', v_keys);
       EXECUTE format('DROP TABLE %s', v_staging);
+      IF v_keys IS NOT NULL THEN
+        EXECUTE format('DROP TABLE %s', v_keys);
+      END IF;
       -- Before commit: live with the increment must be the whole source table, or nothing is.
       PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
     ELSIF v_live IS NULL OR v_table ->> 'strategy' = 'rename' THEN

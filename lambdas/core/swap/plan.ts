@@ -17,6 +17,11 @@ export interface PlannedIncrement {
     readonly columns: readonly FiguredColumn[];
     readonly figures: Readonly<Record<string, string | null>>;
   };
+  /**
+   * `deletes: "reconcile"`: the table holding the source's keys of the snapshot; live's rows
+   * whose key it lacks are deleted (primaryKey names the key columns).
+   */
+  readonly keys?: QualifiedName;
 }
 
 /** The watermark the swap writes with an incremental table's rows (every run of it, full or not). */
@@ -48,7 +53,7 @@ export interface PlannedTable {
   readonly stagingSequenceLock: LockMode;
   /** `rename`: the name the replaced live table gets in the retired schema. */
   readonly retiredName: string;
-  /** `merge`, and an increment in mode merge: resolved key columns. */
+  /** `merge`, an increment in mode merge, and one with a key table: resolved key columns. */
   readonly primaryKey: readonly string[];
   /** An incremental run: published by publish_increment instead of the strategy. */
   readonly increment: PlannedIncrement | null;
@@ -126,9 +131,9 @@ export function buildSwapPlan(
       );
     }
     const merges = table.increment ? table.increment.mode === 'merge' : table.strategy === 'merge';
-    if (merges && (table.primaryKey?.length ?? 0) === 0) {
+    if ((merges || table.increment?.keys) && (table.primaryKey?.length ?? 0) === 0) {
       throw new InternalError(
-        `${displayQualified(table.live)}: a merge needs its key columns resolved before planning.`,
+        `${displayQualified(table.live)}: a merge or a reconcile needs its key columns resolved before planning.`,
       );
     }
   });

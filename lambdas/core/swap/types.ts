@@ -78,7 +78,8 @@ export const STRATEGY_LOCKS: Readonly<Record<PublishKind, StrategyLocks>> = {
     liveSequences: null,
     stagingSequences: 'AccessExclusiveLock',
   },
-  // UPDATE and INSERT only (publish_increment), as merge without its DELETE.
+  // UPDATE and INSERT (publish_increment), and with deletes "reconcile" merge's kind of DELETE:
+  // row-level writes only, as merge.
   increment: {
     live: 'RowExclusiveLock',
     staging: 'AccessExclusiveLock',

@@ -29,10 +29,12 @@ export const INCREMENT_MODES: readonly IncrementMode[] = ['merge', 'append'];
 
 /**
  * What happens to rows deleted from the source, which a cursor cannot see: `ignore` leaves
- * them in live until the next full run. The key is a choice so that other ways can be added.
+ * them in live (the whole-table proof then fails and the next run is full); `reconcile`
+ * unloads the source's keys with every increment and deletes the live rows whose key is gone
+ * (it needs a key: `primaryKey` or the live table's primary key).
  */
-export type IncrementDeletes = 'ignore';
-export const INCREMENT_DELETES: readonly IncrementDeletes[] = ['ignore'];
+export type IncrementDeletes = 'ignore' | 'reconcile';
+export const INCREMENT_DELETES: readonly IncrementDeletes[] = ['ignore', 'reconcile'];
 
 /** `incremental`: a column that grows with every change, and how its delta is applied. */
 export interface IncrementalSettings {
@@ -105,6 +107,22 @@ export interface TableTransfer {
   readonly s3Prefix: string;
   /** An incremental run: only the source rows past the watermark are unloaded. */
   readonly delta?: DeltaFilter;
+  /** A delta with `deletes: "reconcile"`: the whole source table's keys, unloaded alongside. */
+  readonly keys?: KeyTransfer;
+}
+
+/**
+ * The source's key set of one snapshot: a key-only UNLOAD into a folder of its own, imported
+ * into a key table next to staging, against which the swap deletes the live rows gone from
+ * the source (redshift_sync.publish_increment).
+ */
+export interface KeyTransfer {
+  /** The key columns, in key order, as `columns` transfers them. */
+  readonly columns: readonly ColumnTransfer[];
+  /** The key table in STAGING_SCHEMA. */
+  readonly table: QualifiedName;
+  /** `s3://bucket/prefix/keys/`: under the table's folder, written after its data files. */
+  readonly s3Prefix: string;
 }
 
 /**

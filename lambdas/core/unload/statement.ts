@@ -173,8 +173,44 @@ function checkLength(statement: string, what: string): string {
 
 /** One table's UNLOAD, in the contract's shape (one group of options per line, fixed order). */
 export function buildUnloadStatement(transfer: TableTransfer, options: UnloadOptions): string {
+  return unloadStatement(
+    buildUnloadQuery(transfer),
+    transfer.s3Prefix,
+    options,
+    `the UNLOAD of ${displayQualified(transfer.table.source)}`,
+  );
+}
+
+/**
+ * The key-only UNLOAD of `deletes: "reconcile"`: the key columns of every row of the source
+ * table (no delta filter), into the key folder, in the same shape and transaction as the data.
+ */
+export function buildKeyUnloadStatement(transfer: TableTransfer, options: UnloadOptions): string {
+  const { keys } = transfer;
+  if (!keys || keys.columns.length === 0) {
+    throw new ConfigError(
+      `${displayQualified(transfer.table.source)} has no key to unload; resolve the key of deletes "reconcile" first.`,
+    );
+  }
+  const selectList = keys.columns
+    .map((column) => `${column.selectExpression} AS ${quoteIdentifier(column.name)}`)
+    .join(', ');
+  return unloadStatement(
+    `SELECT ${selectList} FROM ${quoteQualified(transfer.table.source)}`,
+    keys.s3Prefix,
+    options,
+    `the key UNLOAD of ${displayQualified(transfer.table.source)}`,
+  );
+}
+
+function unloadStatement(
+  query: string,
+  s3Prefix: string,
+  options: UnloadOptions,
+  what: string,
+): string {
   const valid = validateUnloadOptions(options);
-  parseS3Prefix(transfer.s3Prefix);
+  parseS3Prefix(s3Prefix);
   const optional = [
     ...(valid.kmsKeyArn === undefined
       ? []
@@ -182,14 +218,14 @@ export function buildUnloadStatement(transfer: TableTransfer, options: UnloadOpt
     ...(valid.region === undefined ? [] : [`REGION ${redshiftLiteral(valid.region)}`]),
   ];
   const lines = [
-    `UNLOAD (${redshiftLiteral(buildUnloadQuery(transfer))})`,
-    `TO ${redshiftLiteral(transfer.s3Prefix)}`,
+    `UNLOAD (${redshiftLiteral(query)})`,
+    `TO ${redshiftLiteral(s3Prefix)}`,
     `IAM_ROLE ${redshiftLiteral(valid.iamRoleArn)}`,
     `DELIMITER AS ${redshiftLiteral('|')} NULL AS ${redshiftLiteral('\\N')} ESCAPE`,
     `MANIFEST VERBOSE PARALLEL ON MAXFILESIZE ${valid.maxFileSizeMb} MB`,
     ...(optional.length > 0 ? [optional.join(' ')] : []),
   ];
-  return checkLength(lines.join('\n'), `the UNLOAD of ${displayQualified(transfer.table.source)}`);
+  return checkLength(lines.join('\n'), what);
 }
 
 /**
@@ -280,6 +316,8 @@ export interface UnloadSessionPlan {
   readonly oversize: readonly (SessionStatement | null)[];
   /** Per transfer: where its whole-table figures query is, for a delta; null otherwise. */
   readonly wholeFigures: readonly (SessionStatement | null)[];
+  /** Per transfer: where its key UNLOAD is, for a delta that reconciles deletes; null otherwise. */
+  readonly keyUnloads: readonly (SessionStatement | null)[];
 }
 
 /**
@@ -327,11 +365,18 @@ export function buildUnloadSession(
   if (oversize.some((at) => at !== null)) newCall();
   const figures: SessionStatement[] = [];
   const wholeFigures: (SessionStatement | null)[] = [];
+  const keyUnloads: (SessionStatement | null)[] = [];
   for (const transfer of transfers) {
     add(buildUnloadStatement(transfer, options));
     figures.push(add(buildSourceFiguresQuery(transfer)));
     wholeFigures.push(transfer.delta ? add(buildSourceFiguresQuery(transfer, true)) : null);
+    // After the whole-table figures, whose row count the key files are held to, and after the
+    // data UNLOAD: its destination prefix covers the key folder, and UNLOAD refuses a
+    // destination that already holds files ("Specified unload destination on S3 is not empty").
+    keyUnloads.push(
+      transfer.delta && transfer.keys ? add(buildKeyUnloadStatement(transfer, options)) : null,
+    );
   }
   add('COMMIT');
-  return { batches, transactionStartIndex, figures, oversize, wholeFigures };
+  return { batches, transactionStartIndex, figures, oversize, wholeFigures, keyUnloads };
 }

@@ -5,8 +5,9 @@
  * indexes on it.
  */
 import { ConfigError } from '../../core/errors';
-import { displayQualified } from '../../core/identifiers';
+import { displayQualified, type QualifiedName } from '../../core/identifiers';
 import { importFile } from '../../core/load/import';
+import { analyzeKeyTable, createKeyTable } from '../../core/load/key-table';
 import { checkAndPrepareStaging } from '../../core/load/quality-gate';
 import { createStagingTable } from '../../core/load/staging';
 import type { DataFile } from '../../core/transfer/types';
@@ -56,9 +57,11 @@ export async function createStaging(state: unknown, deps: PipelineDeps): Promise
   const context = await loadRun(deps, expectRun(state));
   const transfer = transferFor(await context.files.readUnload(), tableItem(state).target);
   await createStagingTable(deps.aurora, transfer);
+  await createKeyTable(deps.aurora, transfer);
   deps.log.info('staging table created', {
     table: displayQualified(transfer.table.target),
     staging: displayQualified(transfer.staging),
+    ...(transfer.keys ? { keys: displayQualified(transfer.keys.table) } : {}),
   });
 }
 
@@ -72,18 +75,28 @@ export async function importFiles(state: unknown, deps: PipelineDeps): Promise<I
   const context = await loadRun(deps, expectRun(state));
   const { target } = tableItem(state);
   const transfer = transferFor(await context.files.readUnload(), target);
-  const files = await context.files.readFiles(transfer.table.target);
+  // The data files into staging, then a reconcile's key files into its key table.
+  const columns = transfer.columns.map((column) => column.name);
+  const files: { file: DataFile; staging: QualifiedName; columns: readonly string[] }[] = (
+    await context.files.readFiles(transfer.table.target)
+  ).map((file) => ({ file, staging: transfer.staging, columns }));
+  if (transfer.keys) {
+    const { table, columns: keyColumns } = transfer.keys;
+    for (const file of await context.files.readKeyFiles(transfer.table.target)) {
+      files.push({ file, staging: table, columns: keyColumns.map((column) => column.name) });
+    }
+  }
   const started = deps.now();
   let { next, rows } = importedSoFar(state);
-  const importOne = async (file: DataFile): Promise<void> => {
-    const imported = await importFile(deps.aurora, {
-      staging: transfer.staging,
-      columns: transfer.columns.map((column) => column.name),
-      file,
-      region: deps.settings.region,
-    });
-    deps.metrics.record('RowsImported', 'Count', imported.rows);
-    rows += imported.rows;
+  const importOne = async (item: (typeof files)[number]): Promise<void> => {
+    const imported = await importFile(deps.aurora, { ...item, region: deps.settings.region });
+    // `rows` counts the table's rows; keys are counted apart.
+    if (item.staging === transfer.staging) {
+      deps.metrics.record('RowsImported', 'Count', imported.rows);
+      rows += imported.rows;
+    } else {
+      deps.metrics.record('KeysImported', 'Count', imported.rows);
+    }
   };
   let failed = false;
   const worker = async (): Promise<void> => {
@@ -114,6 +127,7 @@ export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<
     now: deps.now,
     sleep: deps.sleep,
   });
+  await analyzeKeyTable(deps.aurora, transfer);
   deps.log.info('staging table passed the quality gate', {
     table: target,
     rows: checked.rows,

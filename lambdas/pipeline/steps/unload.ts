@@ -27,6 +27,7 @@ import {
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
 import { type DiscoveredTable, decideIncrements } from '../increments';
+import { collectKeys, keyTransfer } from '../reconcile';
 import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
 import { expectObject, expectRun, type UnloadState } from '../state';
@@ -98,10 +99,13 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     }
   }
   const increments = await decideIncrements(deps, discovered, context.setup.fullRefresh);
-  const transfers: TableTransfer[] = discovered.map(({ transfer }, index) => {
-    const delta = increments[index] ? deltaFilter(increments[index]) : undefined;
-    return delta ? { ...transfer, delta } : transfer;
-  });
+  const transfers: TableTransfer[] = [];
+  for (const [index, table] of discovered.entries()) {
+    const increment = increments[index] ?? null;
+    const delta = increment ? deltaFilter(increment) : undefined;
+    const keys = await keyTransfer(deps, runId, table, increment);
+    transfers.push({ ...table.transfer, ...(delta ? { delta } : {}), ...(keys ? { keys } : {}) });
+  }
   const plan = buildUnloadSession(transfers, {
     iamRoleArn: deps.settings.unloadRoleArn,
     ...(deps.settings.kmsKeyArn ? { kmsKeyArn: deps.settings.kmsKeyArn } : {}),
@@ -124,6 +128,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     unsyncedColumns,
     wholeFigures: plan.wholeFigures,
     increments,
+    keyUnloads: plan.keyUnloads,
   });
   const { statementId, sessionId } = await deps.warehouse.submitInSession(
     plan.batches[0]!,
@@ -229,13 +234,21 @@ export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<U
             oneFiguresRow(rows, transfer, 'whole-table figures'),
           );
         }
+        if (record.keyUnloads[index]?.batch === unload.batch) {
+          await collectKeys(deps, context.files, transfer);
+        }
       }
       const next = unload.batch + 1;
       if (next === unload.batches) {
         const tables = [];
         for (const transfer of record.transfers) {
+          // The key files of a reconcile are imported after the data files, by the same loop.
           const files = await context.files.readFiles(transfer.table.target);
-          tables.push({ target: displayQualified(transfer.table.target), files: files.length });
+          const keys = transfer.keys ? await context.files.readKeyFiles(transfer.table.target) : [];
+          tables.push({
+            target: displayQualified(transfer.table.target),
+            files: files.length + keys.length,
+          });
         }
         deps.log.info('unload finished', { runId: run.runId, tables: tables.length });
         const { sessionId, batches, statementId } = unload;
