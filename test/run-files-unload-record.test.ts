@@ -54,16 +54,17 @@ const RECORD: UnloadRecord = {
   oversize: [null, { batch: 0, index: 1 }],
   wholeFigures: [null, null],
   increments: [null, null],
+  keyUnloads: [null, null],
   unsyncedColumns: [[], []],
 };
 
 describe('RunFiles.readUnload', () => {
-  it('reads a record an earlier version wrote, without oversize counts or deltas, as none of either', async () => {
+  it('reads a record an earlier version wrote, without oversize counts, deltas or key unloads, as none of them', async () => {
     const store = memoryStore();
     const files = new RunFiles(store, 'bucket', 'r-1');
     await files.writeUnload(RECORD);
     const [key] = [...store.objects.keys()];
-    const { oversize: _o, wholeFigures: _w, increments: _i, ...previous } = RECORD;
+    const { oversize: _o, wholeFigures: _w, increments: _i, keyUnloads: _k, ...previous } = RECORD;
     store.objects.set(key!, JSON.stringify(previous));
     const read = await files.readUnload();
     expect(read.oversize).toEqual([null, null]);

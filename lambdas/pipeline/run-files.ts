@@ -101,7 +101,7 @@ export class RunFiles {
    */
   async readUnload(): Promise<UnloadRecord> {
     // A run in progress across a deploy reads a record an earlier version wrote: the fields
-    // added since (oversize counts, deltas) read as absent for every table.
+    // added since (oversize counts, deltas, key unloads) read as absent for every table.
     const record = await this.read<Partial<UnloadRecord> & Pick<UnloadRecord, 'transfers'>>(
       'unload.json',
     );
@@ -111,6 +111,7 @@ export class RunFiles {
       oversize: record.oversize ?? none,
       wholeFigures: record.wholeFigures ?? none,
       increments: record.increments ?? none,
+      keyUnloads: record.keyUnloads ?? none,
     } as UnloadRecord;
   }
 
