@@ -68,7 +68,7 @@ async function installLocalStandIns(options: LocalDepsOptions): Promise<ShimObje
     ).rows;
     if (options.adminUrl === undefined && !me!.superuser) {
       throw new ConfigError(
-        `TARGET_DATABASE_URL's role ${me!.role} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for the stand-in; the pipeline still runs as ${me!.role}).`,
+        `TARGET_DATABASE_URL's role ${me!.role} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${me!.role}).`,
       );
     }
     const admin = new pg.Client({ connectionString: options.adminUrl ?? options.targetUrl });
