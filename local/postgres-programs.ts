@@ -120,7 +120,7 @@ async function cachedCopy(native: string): Promise<string> {
     .update(await readFile(programsIn(native).postgres))
     .digest('hex')
     .slice(0, 12);
-  const cache = join(tmpdir(), `redshift-aurora-sync-pg-${version}-${hash}`);
+  const cache = join(tmpdir(), `redshift-aurora-sync-postgres-${version}-${hash}`);
   if (await isOurs(cache)) return cache;
   const partial = `${cache}.partial-${randomBytes(4).toString('hex')}`;
   try {

@@ -77,7 +77,9 @@ describe.runIf(SERVER_IS_ANOTHER_USER)('as root, from a clone in a private folde
     expect(stdout).toContain('public.orders now has 50000 rows');
     // Ran from the copy of the programs made for the server's user.
     expect(
-      (await readdir(temporary)).filter((name) => name.startsWith('redshift-aurora-sync-pg-1')),
+      (await readdir(temporary)).filter((name) =>
+        name.startsWith('redshift-aurora-sync-postgres-'),
+      ),
     ).toHaveLength(1);
   }, 180_000);
 
