@@ -98,7 +98,6 @@ export async function startLocalPostgres(
     throw error;
   }
   const running = server;
-  RUNNING.add(running);
   const stop = async () => {
     if (running.exitCode === null && running.signalCode === null) {
       const exited = new Promise((resolve) => running.once('exit', resolve));
@@ -109,6 +108,7 @@ export async function startLocalPostgres(
     RUNNING.delete(running);
     await rm(runDir, { recursive: true, force: true });
   };
+  RUNNING.set(running, stop);
 
   const urlFor = (database: string) =>
     `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
@@ -134,21 +134,22 @@ export async function startLocalPostgres(
 }
 
 /**
- * Servers still running when this process ends are told to shut down (their owners stop them;
- * this covers a process ended early: by process.exit, or by SIGINT, SIGTERM or SIGHUP, which
- * end the process as they would have, unless someone else listens for them and decides).
+ * Servers still running when this process ends, and how to stop them (their owners do; this
+ * covers a process ended early). On process.exit they are only told to shut down (nothing
+ * asynchronous runs then), leaving their folders under the temporary folder. SIGINT, SIGTERM
+ * and SIGHUP stop them and remove their folders, then end the process by the same signal, as
+ * it would have ended; unless someone else listens for the signal and decides.
  */
-const RUNNING = new Set<ChildProcess>();
-function stopAllNow(): void {
-  for (const server of RUNNING) server.kill('SIGINT');
-}
-process.on('exit', stopAllNow);
+const RUNNING = new Map<ChildProcess, () => Promise<void>>();
+process.on('exit', () => {
+  for (const server of RUNNING.keys()) server.kill('SIGINT');
+});
 for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   const onSignal = () => {
-    stopAllNow();
+    const stopped = Promise.allSettled([...RUNNING.values()].map((stop) => stop()));
     if (process.listenerCount(signal) === 1) {
       process.off(signal, onSignal);
-      process.kill(process.pid, signal);
+      void stopped.then(() => process.kill(process.pid, signal));
     }
   };
   process.on(signal, onSignal);
