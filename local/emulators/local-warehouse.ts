@@ -47,6 +47,11 @@ export interface LocalWarehouseOptions {
   readonly sourceUrl: string;
   /** The local bucket folder: `s3://bucket/key` is `<s3Dir>/bucket/key`. */
   readonly s3Dir: string;
+  /**
+   * The store UNLOAD writes through, when its writes must also reach the target database
+   * (see LocalObjectStore); by default a plain one over `s3Dir`.
+   */
+  readonly bucket?: LocalObjectStore;
   /** Slices of the emulated cluster: UNLOAD writes at least one file per slice. Default 2. */
   readonly slices?: number;
   /** The sessions' application_name (visible in pg_stat_activity). */
@@ -113,7 +118,7 @@ export class LocalWarehouse implements Warehouse {
   private closed = false;
 
   constructor(private readonly options: LocalWarehouseOptions) {
-    this.bucket = new LocalObjectStore(options.s3Dir);
+    this.bucket = options.bucket ?? new LocalObjectStore(options.s3Dir);
     this.slices = options.slices ?? 2;
     if (!Number.isInteger(this.slices) || this.slices < 1) {
       throw new LocalWarehouseError(

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { parseRuntimeConfig } from '../../lambdas/core/config';
+import { ConfigError } from '../../lambdas/core/errors';
 import { provisionPipelineRole, urlAs } from '../pipeline-role';
 import { startLocalPostgres } from '../postgres';
 import { localDeps } from './deps';
@@ -196,9 +197,14 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (error: unknown) => {
-    process.stderr.write(
-      `${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`,
-    );
+    // What the user must fix (a missing OS user, an unreachable TMPDIR) in one line; a bug in full.
+    const shown =
+      error instanceof ConfigError
+        ? `${error.name}: ${error.message}`
+        : error instanceof Error
+          ? (error.stack ?? error.message)
+          : String(error);
+    process.stderr.write(`${shown}\n`);
     process.exit(1);
   },
 );

@@ -7,7 +7,11 @@ import pg from 'pg';
 import { PgSqlClient } from '../../lambdas/adapters/pg-sql-client';
 import { ConfigError } from '../../lambdas/core/errors';
 import type { LogFields, PipelineDeps, PipelineSettings } from '../../lambdas/pipeline/deps';
-import { installAwsS3Shim } from '../emulators/aws-s3-shim';
+import {
+  DatabaseObjectCopy,
+  installAwsS3Shim,
+  type ShimObjectSource,
+} from '../emulators/aws-s3-shim';
 import { LocalObjectStore } from '../emulators/local-object-store';
 import { LocalWarehouse } from '../emulators/local-warehouse';
 import { LocalRunRegistry } from './run-registry';
@@ -17,9 +21,10 @@ export interface LocalDepsOptions {
   /** The pipeline's own connection: the role it runs as, as on Aurora (not a superuser). */
   readonly targetUrl: string;
   /**
-   * A superuser connection to the same database, used only to install the local stand-in for
-   * aws_s3 (its import reads server files, which only a superuser may). Without it the stand-in
-   * is installed through `targetUrl`, which then must be a superuser's.
+   * A superuser connection to the same database, used only for the local stand-in for aws_s3:
+   * to install it (its import reads server files, which only a superuser may) and, when the
+   * server cannot read `s3Dir`, to write the objects' copies it imports instead. Without it,
+   * `targetUrl` is used, which then must be a superuser's.
    */
   readonly adminUrl?: string;
   readonly s3Dir: string;
@@ -48,10 +53,12 @@ export const LOCAL_SETTINGS: Omit<PipelineSettings, 'environment'> = {
 /**
  * Installs the aws_s3 stand-in through `adminUrl` (or `targetUrl` when not given), then checks
  * that the pipeline's role, connected through `targetUrl`, may call it in the same database.
+ * Returns where the stand-in reads objects (see aws-s3-shim.ts).
  */
-async function installLocalStandIns(options: LocalDepsOptions): Promise<void> {
+async function installLocalStandIns(options: LocalDepsOptions): Promise<ShimObjectSource> {
   const pipeline = new pg.Client({ connectionString: options.targetUrl });
   await pipeline.connect();
+  let source: ShimObjectSource;
   try {
     const [me] = (
       await pipeline.query<{ role: string; database: string; superuser: boolean }>(
@@ -75,7 +82,7 @@ async function installLocalStandIns(options: LocalDepsOptions): Promise<void> {
           `TARGET_ADMIN_URL connects to database ${where!.database}, TARGET_DATABASE_URL to ${me!.database}; point both at the database standing in for Aurora.`,
         );
       }
-      await installAwsS3Shim(admin, { s3Dir: options.s3Dir });
+      source = await installAwsS3Shim(admin, { s3Dir: options.s3Dir });
     } finally {
       await admin.end();
     }
@@ -97,10 +104,26 @@ async function installLocalStandIns(options: LocalDepsOptions): Promise<void> {
   } finally {
     await pipeline.end();
   }
+  return source;
 }
 
 export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
-  await installLocalStandIns(options);
+  const source = await installLocalStandIns(options);
+  // A server that cannot read the folder reads the objects' copies, written as the superuser
+  // that installed the stand-in (S3 is written by Redshift, not by the pipeline's role).
+  const copyPool =
+    source === 'database'
+      ? new pg.Pool({
+          connectionString: options.adminUrl ?? options.targetUrl,
+          application_name: 'redshift-aurora-sync local bucket',
+          max: 4,
+        })
+      : undefined;
+  copyPool?.on('error', () => {});
+  const objects = new LocalObjectStore(
+    options.s3Dir,
+    copyPool ? new DatabaseObjectCopy(copyPool) : undefined,
+  );
   const pool = new pg.Pool({
     connectionString: options.targetUrl,
     application_name: 'redshift-aurora-sync local',
@@ -108,7 +131,11 @@ export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
   });
   // A session ended from outside (a test killing connections) must not crash the run.
   pool.on('error', () => {});
-  const warehouse = new LocalWarehouse({ sourceUrl: options.sourceUrl, s3Dir: options.s3Dir });
+  const warehouse = new LocalWarehouse({
+    sourceUrl: options.sourceUrl,
+    s3Dir: options.s3Dir,
+    bucket: objects,
+  });
   const log =
     options.onLog ??
     ((level: 'info' | 'warn', message: string, fields?: LogFields) =>
@@ -117,7 +144,7 @@ export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
   return {
     aurora: new PgSqlClient(pool),
     warehouse,
-    objects: new LocalObjectStore(options.s3Dir),
+    objects,
     runs: new LocalRunRegistry(options.s3Dir),
     notifier: {
       async notify(subject, message) {
@@ -138,7 +165,7 @@ export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
     sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
     now: Date.now,
     async close() {
-      await Promise.allSettled([warehouse.close(), pool.end()]);
+      await Promise.allSettled([warehouse.close(), pool.end(), copyPool?.end()]);
     },
   };
 }

@@ -3,9 +3,10 @@
  *
  * Runs the pipeline's state machine locally between two PostgreSQL databases:
  * SOURCE_DATABASE_URL stands in for Redshift, TARGET_DATABASE_URL for Aurora (the pipeline runs
- * as its role, which need not be a superuser), LOCAL_S3_DIR for the bucket; TARGET_ADMIN_URL, a
- * superuser's connection to the target database, is used only to install the aws_s3 stand-in. Progress goes to stderr; the last line of stdout is the run summary as
- * one JSON object. Exit code 0 only when every table was swapped (or a dry run succeeded).
+ * as its role, which need not be a superuser), LOCAL_S3_DIR for the bucket (the target server need not
+ * read it); TARGET_ADMIN_URL, a superuser's connection to the target database, is used only
+ * for the aws_s3 stand-in. Progress goes to stderr; the last line of stdout is the run summary
+ * as one JSON object. Exit code 0 only when every table was swapped (or a dry run succeeded).
  */
 import { parseArgs } from 'node:util';
 import { selectTables } from '../../lambdas/core/config';
@@ -18,7 +19,7 @@ import { runLocalPipeline } from './pipeline';
 const USAGE =
   'usage: npm run sync:local -- --config <file> [--tables <schema.table,...>] [--dry-run] [--full-refresh] [--max-wait-seconds <n>]\n' +
   'environment: SOURCE_DATABASE_URL (stands in for Redshift), TARGET_DATABASE_URL (for Aurora; the pipeline runs as its role), LOCAL_S3_DIR (for the bucket),\n' +
-  '  TARGET_ADMIN_URL (optional: a superuser connection to the target database, used only to install the aws_s3 stand-in; needed when TARGET_DATABASE_URL is not a superuser)';
+  '  TARGET_ADMIN_URL (optional: a superuser connection to the target database, used only for the aws_s3 stand-in; needed when TARGET_DATABASE_URL is not a superuser)';
 
 function requiredEnv(name: string): string {
   const value = process.env[name];
