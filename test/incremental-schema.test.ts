@@ -155,6 +155,41 @@ describe('redshift_sync.publish_increment', () => {
   });
 });
 
+describe('redshift_sync.publish_pair for an increment', () => {
+  it('names the function that exists, publish_increment, not a publish_by_increment', async () => {
+    await expect(
+      client.query(`SELECT * FROM redshift_sync.publish_pair('increment', NULL, 'public.live')`),
+    ).rejects.toMatchObject({
+      code: 'RS112',
+      message:
+        'redshift_sync.publish_increment needs a live and a staging table (got live NULL, staging public.live)',
+    });
+    // The other strategies keep their functions' names.
+    await expect(
+      client.query(`SELECT * FROM redshift_sync.publish_pair('truncate', 'public.live', NULL)`),
+    ).rejects.toMatchObject({
+      message: expect.stringMatching(/^redshift_sync\.publish_by_truncate needs a live/),
+    });
+  });
+
+  it('refuses an appended increment whose staging columns differ, naming the columns', async () => {
+    await client.query(
+      `DROP TABLE IF EXISTS public.delta; CREATE TABLE public.delta (id int, v text, extra int)`,
+    );
+    const error = await client
+      .query(
+        `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], 'append')`,
+      )
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'RS110',
+      message:
+        'cannot publish public.delta into public.live: the staging table has column(s) extra that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.',
+    });
+    expect((error as Error).message).not.toContain('publish_by_');
+  });
+});
+
 describe('installing the incremental sync over the version before it', () => {
   it('upgrades over live data: runs gains its columns, rows kept; watermarks created', async () => {
     const fresh = await freshDatabase();
