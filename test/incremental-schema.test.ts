@@ -186,7 +186,8 @@ describe('an increment merged into a large live table', () => {
       }
     };
     // The planner left to itself scans live for this delta: the case this is about.
-    const plain = await seqScansOf(`UPDATE ONLY public.big AS l SET v = s.v, at = s.at FROM public.big_delta AS s
+    const plain =
+      await seqScansOf(`UPDATE ONLY public.big AS l SET v = s.v, at = s.at FROM public.big_delta AS s
        WHERE l.id = s.id AND (l.v IS DISTINCT FROM s.v OR l.at IS DISTINCT FROM s.at)`);
     expect(plain.scans).toBe(1);
     const merged = await seqScansOf(
