@@ -229,7 +229,7 @@ describe('an incremental local run killed', () => {
         run,
       );
       // Inside the swap's transaction, which already wrote to the log (appended first).
-      const [{ pid }] = await swapping();
+      const pid = (await swapping())[0]?.pid;
       const { rows: held } = await target.query(
         `SELECT mode FROM pg_locks WHERE pid = $1 AND relation = 'public.log'::regclass AND granted`,
         [pid],
