@@ -310,7 +310,10 @@ describe('incremental sync', () => {
       fullReason: expect.stringMatching(/^the last increment failed the whole-table check/),
       locks: [
         { relation: 'public.items', mode: 'AccessExclusiveLock' },
-        { relation: expect.stringMatching(/^redshift_sync_staging\./), mode: 'AccessExclusiveLock' },
+        {
+          relation: expect.stringMatching(/^redshift_sync_staging\./),
+          mode: 'AccessExclusiveLock',
+        },
         { relation: 'each view on it', mode: 'AccessExclusiveLock' },
       ],
     });
@@ -321,7 +324,10 @@ describe('incremental sync', () => {
       watermark: watermarksBefore[1]!.watermark,
       locks: [
         { relation: 'public.log', mode: 'RowExclusiveLock' },
-        { relation: expect.stringMatching(/^redshift_sync_staging\./), mode: 'AccessExclusiveLock' },
+        {
+          relation: expect.stringMatching(/^redshift_sync_staging\./),
+          mode: 'AccessExclusiveLock',
+        },
       ],
     });
     const dryFull = (await run({ dryRun: true, fullRefresh: true })) as unknown as {
