@@ -300,9 +300,18 @@ describe('incremental sync', () => {
     // The other table of the run was not advanced either: one transaction.
     expect(marked[1]).toEqual(watermarksBefore[1]);
 
-    // A dry run says which mode each table would run in, why full, and that mode's locks.
+    // A dry run says which mode each table would run in, why full, and that mode's locks, and
+    // whom each would wait for: a reader of both tables (older than the grace) holds up only
+    // the full run's ACCESS EXCLUSIVE, not the increment's ROW EXCLUSIVE.
+    const reader = await targetDb.connect('dry run reader');
+    await reader.query('BEGIN');
+    await reader.query('SELECT 1 FROM public.items, public.log LIMIT 1');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
     const dry = (await run({ dryRun: true })) as unknown as { summary: DryRunSummary };
+    await reader.query('COMMIT');
+    await reader.end();
     expect(dry.summary.status).toBe('DRY_RUN');
+    expect(dry.summary.wouldWait).toBe(true);
     const dryTable = (target: string) => dry.summary.tables.find((t) => t.target === target)!;
     expect(dryTable('public.items')).toMatchObject({
       strategy: 'rename',
@@ -317,7 +326,11 @@ describe('incremental sync', () => {
         { relation: 'each view on it', mode: 'AccessExclusiveLock' },
       ],
     });
+    expect(dryTable('public.items').blockers).toEqual([
+      expect.objectContaining({ application: 'dry run reader', mode: 'AccessShareLock' }),
+    ]);
     expect(dryTable('public.log')).toMatchObject({
+      blockers: [],
       strategy: 'rename',
       mode: 'incremental',
       fullReason: null,
