@@ -155,6 +155,88 @@ describe('redshift_sync.publish_increment', () => {
   });
 });
 
+describe('an increment merged into a large live table', () => {
+  it('looks its rows up by key instead of scanning all of live, as the planner would', async () => {
+    await client.query(`
+      CREATE TABLE public.big (id bigint PRIMARY KEY, v integer, at timestamptz);
+      INSERT INTO public.big SELECT g, g, timestamptz '2026-01-01' + g * interval '1 s'
+        FROM generate_series(1, 100000) g;
+      CREATE TABLE public.big_delta (LIKE public.big);
+      INSERT INTO public.big_delta SELECT id, v + 1, at + interval '1 day' FROM public.big WHERE id % 100 = 0;
+      INSERT INTO public.big_delta VALUES (100001, 0, timestamptz '2027-01-01');
+      ANALYZE public.big; ANALYZE public.big_delta;`);
+    // Live scans during the statement (the backend's pending counts: a difference within one
+    // transaction is that transaction's).
+    const seqScansOf = async (statement: string) => {
+      const count = `SELECT seq_scan::int AS n FROM pg_stat_xact_user_tables WHERE relid = 'public.big'::regclass`;
+      await client.query('BEGIN');
+      try {
+        // A 2 M-row live table makes the planner hash the delta and scan live (bench/incremental.ts);
+        // at this test's size, key lookups costed as very dear random reads do the same.
+        await client.query('SET LOCAL random_page_cost = 1000');
+        const before = (await client.query(count)).rows[0].n;
+        const { rows } = await client.query(statement);
+        const after = (await client.query(count)).rows[0].n;
+        const settings = await client.query(
+          `SELECT current_setting('enable_hashjoin') AS hash, current_setting('enable_mergejoin') AS merge`,
+        );
+        return { scans: after - before, result: rows[0]?.result, settings: settings.rows[0] };
+      } finally {
+        await client.query('ROLLBACK');
+      }
+    };
+    // The planner left to itself scans live for this delta: the case this is about.
+    const plain =
+      await seqScansOf(`UPDATE ONLY public.big AS l SET v = s.v, at = s.at FROM public.big_delta AS s
+       WHERE l.id = s.id AND (l.v IS DISTINCT FROM s.v OR l.at IS DISTINCT FROM s.at)`);
+    expect(plain.scans).toBe(1);
+    const merged = await seqScansOf(
+      `SELECT redshift_sync.publish_increment('public.big', 'public.big_delta', ARRAY['id'], 'merge') AS result`,
+    );
+    expect(merged).toEqual({
+      scans: 0,
+      result: { inserted: 1, updated: 1000, deleted: 0 },
+      // Set back for the rest of the swap's transaction (the proof, the watermark).
+      settings: { hash: 'on', merge: 'on' },
+    });
+  });
+});
+
+describe('redshift_sync.publish_pair for an increment', () => {
+  it('names the function that exists, publish_increment, not a publish_by_increment', async () => {
+    await expect(
+      client.query(`SELECT * FROM redshift_sync.publish_pair('increment', NULL, 'public.live')`),
+    ).rejects.toMatchObject({
+      code: 'RS112',
+      message:
+        'redshift_sync.publish_increment needs a live and a staging table (got live NULL, staging public.live)',
+    });
+    // The other strategies keep their functions' names.
+    await expect(
+      client.query(`SELECT * FROM redshift_sync.publish_pair('truncate', 'public.live', NULL)`),
+    ).rejects.toMatchObject({
+      message: expect.stringMatching(/^redshift_sync\.publish_by_truncate needs a live/),
+    });
+  });
+
+  it('refuses an appended increment whose staging columns differ, naming the columns', async () => {
+    await client.query(
+      `DROP TABLE IF EXISTS public.delta; CREATE TABLE public.delta (id int, v text, extra int)`,
+    );
+    const error = await client
+      .query(
+        `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], 'append')`,
+      )
+      .catch((e: unknown) => e);
+    expect(error).toMatchObject({
+      code: 'RS110',
+      message:
+        'cannot publish public.delta into public.live: the staging table has column(s) extra that the live table lacks, so their data would be lost. Add them to the live table or leave them out of staging.',
+    });
+    expect((error as Error).message).not.toContain('publish_by_');
+  });
+});
+
 describe('installing the incremental sync over the version before it', () => {
   it('upgrades over live data: runs gains its columns, rows kept; watermarks created', async () => {
     const fresh = await freshDatabase();

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
+import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary, TableSummary } from '../lambdas/pipeline/summary';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
@@ -298,6 +299,59 @@ describe('incremental sync', () => {
     });
     // The other table of the run was not advanced either: one transaction.
     expect(marked[1]).toEqual(watermarksBefore[1]);
+
+    // A dry run says which mode each table would run in, why full, and that mode's locks, and
+    // whom each would wait for: a reader of both tables (older than the grace) holds up only
+    // the full run's ACCESS EXCLUSIVE, not the increment's ROW EXCLUSIVE.
+    const reader = await targetDb.connect('dry run reader');
+    await reader.query('BEGIN');
+    await reader.query('SELECT 1 FROM public.items, public.log LIMIT 1');
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    const dry = (await run({ dryRun: true })) as unknown as { summary: DryRunSummary };
+    await reader.query('COMMIT');
+    await reader.end();
+    expect(dry.summary.status).toBe('DRY_RUN');
+    expect(dry.summary.wouldWait).toBe(true);
+    const dryTable = (target: string) => dry.summary.tables.find((t) => t.target === target)!;
+    expect(dryTable('public.items')).toMatchObject({
+      strategy: 'rename',
+      mode: 'full',
+      fullReason: expect.stringMatching(/^the last increment failed the whole-table check/),
+      locks: [
+        { relation: 'public.items', mode: 'AccessExclusiveLock' },
+        {
+          relation: expect.stringMatching(/^redshift_sync_staging\./),
+          mode: 'AccessExclusiveLock',
+        },
+        { relation: 'each view on it', mode: 'AccessExclusiveLock' },
+      ],
+    });
+    expect(dryTable('public.items').blockers).toEqual([
+      expect.objectContaining({ application: 'dry run reader', mode: 'AccessShareLock' }),
+    ]);
+    expect(dryTable('public.log')).toMatchObject({
+      blockers: [],
+      strategy: 'rename',
+      mode: 'incremental',
+      fullReason: null,
+      watermark: watermarksBefore[1]!.watermark,
+      locks: [
+        { relation: 'public.log', mode: 'RowExclusiveLock' },
+        {
+          relation: expect.stringMatching(/^redshift_sync_staging\./),
+          mode: 'AccessExclusiveLock',
+        },
+      ],
+    });
+    const dryFull = (await run({ dryRun: true, fullRefresh: true })) as unknown as {
+      summary: DryRunSummary;
+    };
+    expect(dryFull.summary.tables.find((t) => t.target === 'public.log')).toMatchObject({
+      mode: 'full',
+      fullReason: 'the run was started with fullRefresh',
+      locks: expect.arrayContaining([{ relation: 'public.log', mode: 'AccessExclusiveLock' }]),
+    });
+    expect(await watermarks()).toEqual(marked); // a dry run writes nothing
 
     const { summary } = await run();
     expect(summary.error).toBeNull();

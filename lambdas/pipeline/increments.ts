@@ -7,6 +7,7 @@ import { displayQualified } from '../core/identifiers';
 import {
   checkCursor,
   decideIncrement,
+  incrementMode,
   readWatermarks,
   type TableIncrement,
   watermarkAfter,
@@ -65,6 +66,40 @@ export async function decideIncrements(
       });
     }
     return increment;
+  });
+}
+
+/** The mode a dry run says an incremental table would run in, and why full. */
+export interface DryRunIncrement {
+  readonly mode: 'full' | 'incremental';
+  readonly fullReason: string | null;
+  /** The watermark an incremental run would start from. */
+  readonly watermark: string | null;
+}
+
+/**
+ * decideIncrements as far as Aurora can tell, for a dry run, which asks nothing of Redshift:
+ * the cursor's type in the source is not looked at (the run checks it before it unloads).
+ * Null for a table without `incremental`.
+ */
+export async function dryRunIncrements(
+  deps: PipelineDeps,
+  tables: readonly { readonly table: SyncTable; readonly liveExists: boolean }[],
+  fullRefresh: boolean,
+): Promise<(DryRunIncrement | null)[]> {
+  const incremental = tables.filter(({ table }) => table.incremental);
+  if (incremental.length === 0) return tables.map(() => null);
+  const stored = await readWatermarks(
+    deps.aurora,
+    incremental.map(({ table }) => table.target),
+  );
+  return tables.map(({ table, liveExists }) => {
+    if (!table.incremental) return null;
+    const watermark = stored.get(displayQualified(table.target)) ?? null;
+    return {
+      ...incrementMode(table, watermark, { fullRefresh, liveExists, cursorKind: null }),
+      watermark: watermark?.watermark ?? null,
+    };
   });
 }
 

@@ -117,33 +117,53 @@ export function decideIncrement(
   options: { readonly fullRefresh: boolean; readonly liveExists: boolean },
 ): TableIncrement {
   const settings = table.incremental!;
-  const watermarkBefore = stored?.watermark ?? null;
-  const base = {
+  return {
     cursor: settings.cursor,
     cursorKind: cursor.kind,
     apply: settings.mode,
-    watermarkBefore,
+    watermarkBefore: stored?.watermark ?? null,
     castType: cursor.castType,
+    ...incrementMode(table, stored, { ...options, cursorKind: cursor.kind }),
   };
-  const full = (reason: string): TableIncrement => ({ ...base, mode: 'full', fullReason: reason });
+}
+
+/**
+ * decideIncrement's choice alone. `cursorKind` null: the cursor's type in the source is not
+ * known (a dry run does not ask Redshift), so a change of it is not looked for and the stored
+ * watermark is read as the kind it was taken as.
+ */
+export function incrementMode(
+  table: SyncTable,
+  stored: StoredWatermark | null,
+  options: {
+    readonly fullRefresh: boolean;
+    readonly liveExists: boolean;
+    readonly cursorKind: CursorKind | null;
+  },
+): Pick<TableIncrement, 'mode' | 'fullReason'> {
+  const cursor = table.incremental!.cursor;
+  const full = (reason: string) => ({ mode: 'full' as const, fullReason: reason });
   if (options.fullRefresh) return full('the run was started with fullRefresh');
   if (!options.liveExists) return full('the live table does not exist yet');
   if (!stored || stored.watermark === null) return full('no watermark yet: the first run');
   if (stored.fullRefreshReason !== null) return full(stored.fullRefreshReason);
-  if (stored.cursorColumn !== settings.cursor) {
+  if (stored.cursorColumn !== cursor) {
     return full(
-      `the cursor column changed from ${displayIdentifier(stored.cursorColumn)} to ${displayIdentifier(settings.cursor)}`,
+      `the cursor column changed from ${displayIdentifier(stored.cursorColumn)} to ${displayIdentifier(cursor)}`,
     );
   }
-  if (stored.cursorType !== cursor.kind) {
-    return full(`the cursor's type changed from ${stored.cursorType} to ${cursor.kind}`);
+  const kind = options.cursorKind ?? stored.cursorType;
+  if (stored.cursorType !== kind) {
+    return full(`the cursor's type changed from ${stored.cursorType} to ${kind}`);
   }
-  if (!WATERMARK_SHAPE[cursor.kind].test(stored.watermark)) {
-    return full(
-      `the stored watermark ${JSON.stringify(stored.watermark)} is not a ${cursor.kind} value`,
-    );
+  if (!isCursorKind(kind) || !WATERMARK_SHAPE[kind].test(stored.watermark)) {
+    return full(`the stored watermark ${JSON.stringify(stored.watermark)} is not a ${kind} value`);
   }
-  return { ...base, mode: 'incremental', fullReason: null };
+  return { mode: 'incremental', fullReason: null };
+}
+
+function isCursorKind(kind: string): kind is CursorKind {
+  return (CURSOR_KINDS as readonly string[]).includes(kind);
 }
 
 /** The unload's filter for an incremental run; undefined for a full one. */

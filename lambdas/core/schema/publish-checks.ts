@@ -7,8 +7,9 @@
  * and nothing more, whose data would silently be lost. Returns both tables' names,
  * "schema"."table", quoted from the catalog, for the caller's dynamic SQL.
  *
- * strategy names the calling function in the message for missing arguments
- * (`redshift_sync.publish_by_<strategy>`). The function pins its search_path, so the caller's
+ * strategy names the calling function in the message for missing arguments:
+ * `redshift_sync.publish_by_<strategy>`, or `redshift_sync.publish_increment` for 'increment'
+ * (there is no publish_by_increment). The function pins its search_path, so the caller's
  * search_path changes nothing.
  */
 import { ADMIN_SCHEMA } from './admin';
@@ -29,8 +30,9 @@ DECLARE
   v_problem text;
 BEGIN
   IF p_live IS NULL OR p_staging IS NULL THEN
-    RAISE EXCEPTION '${ADMIN_SCHEMA}.publish_by_% needs a live and a staging table (got live %, staging %)',
-      p_strategy, coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
+    RAISE EXCEPTION '${ADMIN_SCHEMA}.% needs a live and a staging table (got live %, staging %)',
+      CASE p_strategy WHEN 'increment' THEN 'publish_increment' ELSE 'publish_by_' || p_strategy END,
+      coalesce(p_live::text, 'NULL'), coalesce(p_staging::text, 'NULL')
       USING ERRCODE = '${invalidArguments}';
   END IF;
   SELECT format('%I.%I', n.nspname, c.relname) INTO v_live

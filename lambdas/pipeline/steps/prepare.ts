@@ -16,8 +16,9 @@ import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../../core/schema/admin';
 import { installSchema } from '../../core/schema/install';
 import { runScopedName, validateRunId } from '../../core/swap/plan';
 import { preflight } from '../../core/swap/preflight';
-import { STRATEGY_LOCKS } from '../../core/swap/types';
+import { type PublishKind, STRATEGY_LOCKS } from '../../core/swap/types';
 import type { PipelineDeps } from '../deps';
+import { dryRunIncrements } from '../increments';
 import { parseRunRequest } from '../request';
 import { loadRun } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
@@ -134,7 +135,15 @@ export interface DryRunTable {
   readonly source: string;
   readonly strategy: string;
   readonly liveTableExists: boolean;
-  /** The locks the swap would take, per relation. */
+  /**
+   * For a table with `incremental`: whether the run would take it whole (`full`, by its
+   * strategy) or as an increment, and why full; null for other tables.
+   */
+  readonly mode: 'full' | 'incremental' | null;
+  readonly fullReason: string | null;
+  /** The watermark an incremental run would start from (null: none, or not incremental). */
+  readonly watermark: string | null;
+  /** The locks the swap would take, per relation, in the mode the table would run in. */
   readonly locks: readonly { readonly relation: string; readonly mode: string }[];
   /** Sessions that would make the swap wait now. */
   readonly blockers: readonly ReturnType<typeof describeBlocker>[];
@@ -151,14 +160,32 @@ export interface DryRunSummary {
 /** Describes what the run would do; nothing is unloaded, created or swapped. */
 export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
   const context = await loadRun(deps, expectRun(state));
+  const existing = await deps.aurora.query<{ schema: string; name: string }>(
+    `SELECT n.nspname::text AS schema, c.relname::text AS name
+       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE (n.nspname::text, c.relname::text) IN
+            (SELECT t->>'schema', t->>'name' FROM jsonb_array_elements(:targets::jsonb) t)`,
+    { targets: JSON.stringify(context.tables.map((table) => table.target)) },
+  );
+  const tables = context.tables.map((table) => ({
+    table,
+    liveExists: existing.some((row) => sameQualifiedName(row, table.target)),
+  }));
+  const increments = await dryRunIncrements(deps, tables, context.setup.fullRefresh);
+  // An increment is published under ROW EXCLUSIVE whatever the table's strategy.
+  const publish = tables.map(
+    ({ table }, index): PublishKind =>
+      increments[index]?.mode === 'incremental' ? 'increment' : table.strategy,
+  );
   const problems: string[] = [];
   try {
     await preflight(
       deps.aurora,
-      context.tables.map((table) => ({
+      context.tables.map((table, index) => ({
         live: table.target,
         staging: { schema: STAGING_SCHEMA, name: runScopedName(context.run.runId, table.target) },
-        strategy: table.strategy,
+        // As "Check locks" does (publishStrategy): an increment is checked as a merge.
+        strategy: publish[index] === 'increment' ? 'merge' : table.strategy,
       })),
       { onMaxWait: context.config.locks.onMaxWait },
     );
@@ -167,22 +194,15 @@ export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRun
     problems.push(...error.problems);
   }
   // Staging tables do not exist before a run, so only the live side can have holders now.
-  const locks = context.tables.map((table) => ({
+  const locks = context.tables.map((table, index) => ({
     relation: table.target,
-    mode: STRATEGY_LOCKS[table.strategy].live,
-    includeDependentViews: table.strategy === 'rename',
+    mode: STRATEGY_LOCKS[publish[index]!].live,
+    includeDependentViews: publish[index] === 'rename',
   }));
   const verdict = lockVerdict(await inspectLocks(deps.aurora, locks), {
     graceSeconds: context.config.locks.graceSeconds,
   });
   const blockers = verdict.safe ? [] : verdict.blockers;
-  const existing = await deps.aurora.query<{ schema: string; name: string }>(
-    `SELECT n.nspname::text AS schema, c.relname::text AS name
-       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE (n.nspname::text, c.relname::text) IN
-            (SELECT t->>'schema', t->>'name' FROM jsonb_array_elements(:targets::jsonb) t)`,
-    { targets: JSON.stringify(context.tables.map((table) => table.target)) },
-  );
   await context.files.deleteAll();
   await releaseRunLease(deps.aurora, context.run.environment, context.run.runId);
   return {
@@ -190,26 +210,33 @@ export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRun
     runId: context.run.runId,
     wouldWait: blockers.length > 0,
     problems,
-    tables: context.tables.map((table) => ({
-      target: displayQualified(table.target),
-      source: displayQualified(table.source),
-      strategy: table.strategy,
-      liveTableExists: existing.some((row) => sameQualifiedName(row, table.target)),
-      locks: [
-        { relation: displayQualified(table.target), mode: STRATEGY_LOCKS[table.strategy].live },
-        {
-          relation: `${STAGING_SCHEMA}.${runScopedName(context.run.runId, table.target)}`,
-          mode: STRATEGY_LOCKS[table.strategy].staging,
-        },
-        ...(STRATEGY_LOCKS[table.strategy].dependentViews
-          ? [{ relation: 'each view on it', mode: STRATEGY_LOCKS[table.strategy].dependentViews! }]
-          : []),
-      ],
-      blockers: blockers
-        .filter((blocker) => sameQualifiedName(blocker.holder.relation, table.target))
-        .map((blocker) =>
-          describeBlocker(blocker.holder, blocker.reason, context.config.locks.onMaxWait),
-        ),
-    })),
+    tables: tables.map(({ table, liveExists }, index) => {
+      const taken = STRATEGY_LOCKS[publish[index]!];
+      const increment = increments[index];
+      return {
+        target: displayQualified(table.target),
+        source: displayQualified(table.source),
+        strategy: table.strategy,
+        liveTableExists: liveExists,
+        mode: increment?.mode ?? null,
+        fullReason: increment?.fullReason ?? null,
+        watermark: increment?.watermark ?? null,
+        locks: [
+          { relation: displayQualified(table.target), mode: taken.live },
+          {
+            relation: `${STAGING_SCHEMA}.${runScopedName(context.run.runId, table.target)}`,
+            mode: taken.staging,
+          },
+          ...(taken.dependentViews
+            ? [{ relation: 'each view on it', mode: taken.dependentViews }]
+            : []),
+        ],
+        blockers: blockers
+          .filter((blocker) => sameQualifiedName(blocker.holder.relation, table.target))
+          .map((blocker) =>
+            describeBlocker(blocker.holder, blocker.reason, context.config.locks.onMaxWait),
+          ),
+      };
+    }),
   };
 }
