@@ -191,7 +191,7 @@ describe('an increment merged into a large live table', () => {
        WHERE l.id = s.id AND (l.v IS DISTINCT FROM s.v OR l.at IS DISTINCT FROM s.at)`);
     expect(plain.scans).toBe(1);
     const merged = await seqScansOf(
-      `SELECT redshift_sync.publish_increment('public.big', 'public.big_delta', ARRAY['id'], 'merge') AS result`,
+      `SELECT redshift_sync.publish_increment('public.big', 'public.big_delta', ARRAY['id'], 'merge', NULL) AS result`,
     );
     expect(merged).toEqual({
       scans: 0,
@@ -225,7 +225,7 @@ describe('redshift_sync.publish_pair for an increment', () => {
     );
     const error = await client
       .query(
-        `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], 'append')`,
+        `SELECT redshift_sync.publish_increment('public.live', 'public.delta', ARRAY['id'], 'append', NULL)`,
       )
       .catch((e: unknown) => e);
     expect(error).toMatchObject({
