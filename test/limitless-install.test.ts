@@ -13,12 +13,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { installedVersion, installSchema, SCHEMA_VERSION } from '../lambdas/core/schema/install';
+import type { RunSummary } from '../lambdas/pipeline/summary';
 import {
   installLimitlessShims,
   LIMITLESS_UNSUPPORTED_DDL,
   unsupportedDdlMessage,
 } from '../local/emulators/limitless-shims';
-import type { RunSummary } from '../lambdas/pipeline/summary';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
 import { freshDatabase, type TestDatabase } from './support/db';
