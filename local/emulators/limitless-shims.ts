@@ -20,7 +20,7 @@
  * sharded or reference (`declareLimitlessTable`). `failWithDistributedDeadlock` makes the next
  * DDL statements fail with the error Limitless gives the victim of a distributed deadlock.
  * DDL that Limitless does not support is refused, as on a cluster (see LIMITLESS_UNSUPPORTED_DDL
- * and `shim_refuse_identity`), by every role: the pipeline's, the tests' superuser's alike.
+ * and `shim_refuse_unsupported_table_ddl`), by every role: the pipeline's, the tests' superuser's alike.
  */
 import type pg from 'pg';
 import { type QualifiedName, quoteQualified } from '../../lambdas/core/identifiers';
@@ -194,14 +194,20 @@ export const LIMITLESS_SHIM_STATEMENTS: readonly string[] = [
   `CREATE EVENT TRIGGER shim_limitless_unsupported_ddl ON ddl_command_start
    WHEN TAG IN (${SQL_TAGS})
    EXECUTE FUNCTION ${S}.shim_refuse_unsupported_ddl()`,
-  // Identity columns are an option of CREATE TABLE and ALTER TABLE (ADD GENERATED, ADD COLUMN
-  // ... IDENTITY), which a tag cannot tell: the table the command made or changed is looked at
-  // once it is done, in the same transaction, which the exception rolls back.
-  `CREATE OR REPLACE FUNCTION ${S}.shim_refuse_identity() RETURNS event_trigger
+  // Identity columns (CREATE TABLE, ALTER TABLE ADD GENERATED or ADD COLUMN ... IDENTITY) and
+  // ALTER TABLE ... RENAME CONSTRAINT are forms of commands a tag cannot tell: the command's
+  // objects are looked at once it is done, in its transaction, which the exception rolls back.
+  // RENAME CONSTRAINT is the one ALTER TABLE whose object is a constraint.
+  `CREATE OR REPLACE FUNCTION ${S}.shim_refuse_unsupported_table_ddl() RETURNS event_trigger
    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
    DECLARE
      v_column text;
    BEGIN
+     IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands()
+                WHERE command_tag = 'ALTER TABLE' AND object_type = 'table constraint') THEN
+       RAISE EXCEPTION 'ALTER TABLE ... RENAME CONSTRAINT is not supported in Aurora PostgreSQL Limitless Database'
+         USING ERRCODE = 'feature_not_supported', HINT = 'See ${DDL_LIMITATIONS}';
+     END IF;
      SELECT format('%s.%I', c.objid::regclass, a.attname) INTO v_column
      FROM pg_event_trigger_ddl_commands() c
      JOIN pg_attribute a ON a.attrelid = c.objid
@@ -213,10 +219,10 @@ export const LIMITLESS_SHIM_STATEMENTS: readonly string[] = [
          USING ERRCODE = 'feature_not_supported', HINT = 'See ${DDL_LIMITATIONS}';
      END IF;
    END $$`,
-  `DROP EVENT TRIGGER IF EXISTS shim_limitless_identity`,
-  `CREATE EVENT TRIGGER shim_limitless_identity ON ddl_command_end
+  `DROP EVENT TRIGGER IF EXISTS shim_limitless_table_ddl`,
+  `CREATE EVENT TRIGGER shim_limitless_table_ddl ON ddl_command_end
    WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
-   EXECUTE FUNCTION ${S}.shim_refuse_identity()`,
+   EXECUTE FUNCTION ${S}.shim_refuse_unsupported_table_ddl()`,
 ];
 
 /** Installs the stand-in views; `client` must be a superuser's session on the database. */
@@ -226,7 +232,7 @@ export async function installLimitlessShims(client: pg.Client): Promise<void> {
 
 /** Removes them (the event trigger is database-wide, the rest lives in `rds_aurora`). */
 export async function removeLimitlessShims(client: pg.Client): Promise<void> {
-  for (const trigger of ['distributed_deadlock', 'unsupported_ddl', 'identity']) {
+  for (const trigger of ['distributed_deadlock', 'unsupported_ddl', 'table_ddl']) {
     await client.query(`DROP EVENT TRIGGER IF EXISTS shim_limitless_${trigger}`);
   }
   await client.query(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
