@@ -100,6 +100,20 @@ describe('the preflight on Aurora Limitless', () => {
     expect(await problemsOf([swap({ schema: 'public', name: 'first_run' }, 'rename')])).toEqual([]);
   });
 
+  it('refuses rename of a table in a FOR TABLE publication (ALTER PUBLICATION is unsupported), not merge or truncate', async () => {
+    await admin.query(`CREATE TABLE public.published (id int PRIMARY KEY, body text)`);
+    await admin.query(`ALTER TABLE public.published OWNER TO ${roles.pipeline}`);
+    await admin.query(`CREATE PUBLICATION "to lake" FOR TABLE public.published`);
+    const published = { schema: 'public', name: 'published' };
+    const limitlessOnly = async (strategy: SwapStrategy) =>
+      (await problemsOf([swap(published, strategy)])).filter((p) => p.includes('Limitless'));
+    expect(await limitlessOnly('rename')).toEqual([
+      `public.published is in publication "to lake" (FOR TABLE) on an Aurora Limitless database; strategy "rename" would keep the new version there with ALTER PUBLICATION ... ADD TABLE, which Limitless does not support (${DOCS}/limitless-reference.DDL-support.html). Use strategy "merge" or "truncate", which keep the table itself in its publications.`,
+    ]);
+    expect(await limitlessOnly('merge')).toEqual([]);
+    expect(await limitlessOnly('truncate')).toEqual([]);
+  });
+
   it('lists every refusal of a run at once', async () => {
     const problems = await problemsOf([
       swap(SHARDED, 'rename'),

@@ -19,6 +19,8 @@
  * coordinates a distributed session of its own. A table is standard unless the test declares it
  * sharded or reference (`declareLimitlessTable`). `failWithDistributedDeadlock` makes the next
  * DDL statements fail with the error Limitless gives the victim of a distributed deadlock.
+ * DDL that Limitless does not support is refused, as on a cluster (see LIMITLESS_UNSUPPORTED_DDL
+ * and `shim_refuse_unsupported_table_ddl`), by every role: the pipeline's, the tests' superuser's alike.
  */
 import type pg from 'pg';
 import { type QualifiedName, quoteQualified } from '../../lambdas/core/identifiers';
@@ -38,6 +40,53 @@ export const DISTRIBUTED_DEADLOCK_MESSAGE =
   'aborting transaction participating in a distributed deadlock';
 
 const S = LIMITLESS_SHIM_SCHEMA;
+
+const DDL_SUPPORT =
+  'https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-reference.DDL-support.html';
+const DDL_LIMITATIONS =
+  'https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-reference.DDL-limitations.html';
+
+/**
+ * Commands the DDL support table marks "No" (checked in its stored copies, English and Chinese,
+ * down to CREATE AGGREGATE, where the copies read here end), by PostgreSQL's command tag, less
+ * those on shared objects (databases, tablespaces), which fire no event trigger.
+ */
+export const LIMITLESS_UNSUPPORTED_DDL: readonly string[] = [
+  'ALTER AGGREGATE',
+  'ALTER DEFAULT PRIVILEGES',
+  'ALTER DOMAIN',
+  'ALTER FOREIGN DATA WRAPPER',
+  'ALTER FOREIGN TABLE',
+  'ALTER LANGUAGE',
+  'ALTER LARGE OBJECT',
+  'ALTER MATERIALIZED VIEW',
+  'ALTER POLICY',
+  'ALTER PUBLICATION',
+  'ALTER ROUTINE',
+  'ALTER RULE',
+  'ALTER SERVER',
+  'ALTER STATISTICS',
+  'ALTER SUBSCRIPTION',
+  'ALTER TEXT SEARCH CONFIGURATION',
+  'ALTER TEXT SEARCH DICTIONARY',
+  'ALTER TEXT SEARCH PARSER',
+  'ALTER TEXT SEARCH TEMPLATE',
+  'ALTER TRIGGER',
+  'ALTER USER MAPPING',
+  'COMMENT',
+  'CREATE ACCESS METHOD',
+  'CREATE AGGREGATE',
+];
+
+/**
+ * How the stand-in refuses them. Limitless's own wording is not documented, so this is the
+ * stand-in's, with SQLSTATE 0A000 (feature_not_supported); tests match on what it names.
+ */
+export function unsupportedDdlMessage(what: string): string {
+  return `${what} is not supported in Aurora PostgreSQL Limitless Database`;
+}
+
+const SQL_TAGS = LIMITLESS_UNSUPPORTED_DDL.map((tag) => `'${tag}'`).join(', ');
 
 /** pg_stat_activity's columns on every major Aurora runs (14 to 17), datname first. */
 const ACTIVITY_COLUMNS = [
@@ -135,6 +184,45 @@ export const LIMITLESS_SHIM_STATEMENTS: readonly string[] = [
   `DROP EVENT TRIGGER IF EXISTS shim_limitless_distributed_deadlock`,
   `CREATE EVENT TRIGGER shim_limitless_distributed_deadlock ON ddl_command_start
    EXECUTE FUNCTION ${S}.shim_abort_distributed_deadlock()`,
+  `CREATE OR REPLACE FUNCTION ${S}.shim_refuse_unsupported_ddl() RETURNS event_trigger
+   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+   BEGIN
+     RAISE EXCEPTION '% is not supported in Aurora PostgreSQL Limitless Database', tg_tag
+       USING ERRCODE = 'feature_not_supported', HINT = 'See ${DDL_SUPPORT}';
+   END $$`,
+  `DROP EVENT TRIGGER IF EXISTS shim_limitless_unsupported_ddl`,
+  `CREATE EVENT TRIGGER shim_limitless_unsupported_ddl ON ddl_command_start
+   WHEN TAG IN (${SQL_TAGS})
+   EXECUTE FUNCTION ${S}.shim_refuse_unsupported_ddl()`,
+  // Identity columns (CREATE TABLE, ALTER TABLE ADD GENERATED or ADD COLUMN ... IDENTITY) and
+  // ALTER TABLE ... RENAME CONSTRAINT are forms of commands a tag cannot tell: the command's
+  // objects are looked at once it is done, in its transaction, which the exception rolls back.
+  // RENAME CONSTRAINT is the one ALTER TABLE whose object is a constraint.
+  `CREATE OR REPLACE FUNCTION ${S}.shim_refuse_unsupported_table_ddl() RETURNS event_trigger
+   LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+   DECLARE
+     v_column text;
+   BEGIN
+     IF EXISTS (SELECT FROM pg_event_trigger_ddl_commands()
+                WHERE command_tag = 'ALTER TABLE' AND object_type = 'table constraint') THEN
+       RAISE EXCEPTION 'ALTER TABLE ... RENAME CONSTRAINT is not supported in Aurora PostgreSQL Limitless Database'
+         USING ERRCODE = 'feature_not_supported', HINT = 'See ${DDL_LIMITATIONS}';
+     END IF;
+     SELECT format('%s.%I', c.objid::regclass, a.attname) INTO v_column
+     FROM pg_event_trigger_ddl_commands() c
+     JOIN pg_attribute a ON a.attrelid = c.objid
+     WHERE c.classid = 'pg_class'::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       AND a.attidentity <> ''
+     LIMIT 1;
+     IF v_column IS NOT NULL THEN
+       RAISE EXCEPTION 'IDENTITY column % is not supported in Aurora PostgreSQL Limitless Database', v_column
+         USING ERRCODE = 'feature_not_supported', HINT = 'See ${DDL_LIMITATIONS}';
+     END IF;
+   END $$`,
+  `DROP EVENT TRIGGER IF EXISTS shim_limitless_table_ddl`,
+  `CREATE EVENT TRIGGER shim_limitless_table_ddl ON ddl_command_end
+   WHEN TAG IN ('CREATE TABLE', 'ALTER TABLE')
+   EXECUTE FUNCTION ${S}.shim_refuse_unsupported_table_ddl()`,
 ];
 
 /** Installs the stand-in views; `client` must be a superuser's session on the database. */
@@ -144,7 +232,9 @@ export async function installLimitlessShims(client: pg.Client): Promise<void> {
 
 /** Removes them (the event trigger is database-wide, the rest lives in `rds_aurora`). */
 export async function removeLimitlessShims(client: pg.Client): Promise<void> {
-  await client.query('DROP EVENT TRIGGER IF EXISTS shim_limitless_distributed_deadlock');
+  for (const trigger of ['distributed_deadlock', 'unsupported_ddl', 'table_ddl']) {
+    await client.query(`DROP EVENT TRIGGER IF EXISTS shim_limitless_${trigger}`);
+  }
   await client.query(`DROP SCHEMA IF EXISTS ${S} CASCADE`);
 }
 

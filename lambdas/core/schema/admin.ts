@@ -10,20 +10,59 @@ export const STAGING_SCHEMA = 'redshift_sync_staging';
 /** Previous versions of live tables replaced by `rename`, kept for rollback. */
 export const RETIRED_SCHEMA = 'redshift_sync_retired';
 
+/**
+ * What each control table is for. Not a COMMENT: Aurora PostgreSQL Limitless Database does not
+ * support COMMENT
+ * (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-reference.DDL-support.html),
+ * so the install keeps the descriptions in a table, the same on every cluster:
+ * `SELECT * FROM redshift_sync.descriptions`.
+ */
+export const DESCRIPTIONS_SQL = `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.descriptions (
+    object text PRIMARY KEY,
+    description text NOT NULL
+  )`;
+
+/** The statement recording what control table `table` (of the admin schema) is for. */
+export function describeTable(table: string, description: string): string {
+  return `INSERT INTO ${ADMIN_SCHEMA}.descriptions (object, description)
+    VALUES ('${ADMIN_SCHEMA}.${table}', '${description.replaceAll("'", "''")}')
+    ON CONFLICT (object) DO UPDATE SET description = excluded.description`;
+}
+
+/**
+ * A sequence for a control table's `id`. Not an identity column: Limitless does not support
+ * IDENTITY columns in CREATE TABLE
+ * (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-reference.DDL-limitations.html).
+ * There a sequence is distributed (each router takes its own chunk of values, unique but ordered
+ * only within a session), so "newest" is read by timestamp first, never by id alone.
+ */
+export function idSequence(table: string): string {
+  return `CREATE SEQUENCE IF NOT EXISTS ${ADMIN_SCHEMA}.${table}_id_seq AS bigint`;
+}
+
+/** The `id` column of a control table, numbered by `idSequence(table)`. */
+export function idColumn(table: string): string {
+  return `id bigint NOT NULL DEFAULT nextval('${ADMIN_SCHEMA}.${table}_id_seq') PRIMARY KEY`;
+}
+
 export const ADMIN_SCHEMA_SQL: readonly string[] = [
   `CREATE SCHEMA IF NOT EXISTS ${ADMIN_SCHEMA}`,
   `CREATE SCHEMA IF NOT EXISTS ${STAGING_SCHEMA}`,
   `CREATE SCHEMA IF NOT EXISTS ${RETIRED_SCHEMA}`,
+  DESCRIPTIONS_SQL,
+  idSequence('retired_versions'),
   `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.retired_versions (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ${idColumn('retired_versions')},
     live_schema name NOT NULL,
     live_table name NOT NULL,
     retired_table name NOT NULL UNIQUE,
     run_id text NOT NULL,
     retired_at timestamptz NOT NULL DEFAULT clock_timestamp()
   )`,
-  `COMMENT ON TABLE ${ADMIN_SCHEMA}.retired_versions IS
-    'Previous versions of live tables replaced by a rename swap; each is a table in ${RETIRED_SCHEMA}, kept for rollback.'`,
+  describeTable(
+    'retired_versions',
+    `Previous versions of live tables replaced by a rename swap; each is a table in ${RETIRED_SCHEMA}, kept for rollback.`,
+  ),
   // The quality gate's figures of a staging table, written by the figures statement itself so
   // that they outlive a call the transport cut off (see load/quality-gate.ts). One row per
   // staging table; statement_marker tells this attempt's row from an earlier one's.

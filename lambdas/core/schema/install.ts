@@ -9,12 +9,15 @@
  * differs: pending migrations, then every object, then a row in `redshift_sync.schema_versions`,
  * all in one transaction, serialized by an advisory lock so that two installers cannot
  * interleave. Anyone can ask the database what is installed:
- * `SELECT * FROM redshift_sync.schema_versions ORDER BY id DESC LIMIT 1`.
+ * `SELECT * FROM redshift_sync.schema_versions ORDER BY installed_at DESC, id DESC LIMIT 1`.
+ *
+ * The statements are the same on every cluster, Aurora PostgreSQL Limitless Database included:
+ * none of them is DDL Limitless refuses (COMMENT, identity columns; see docs/design.md).
  */
 import { createHash } from 'node:crypto';
 import { DatabaseError } from '../errors';
 import type { SqlClient, TransactionalSqlClient } from '../sql-client';
-import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL } from './admin';
+import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL, describeTable, idColumn, idSequence } from './admin';
 import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
 import { INCREMENT_PROOF_SQL } from './increment-proof';
 import { INDEX_FUNCTIONS_SQL } from './indexes';
@@ -32,21 +35,24 @@ import { WATERMARKS_SQL } from './watermarks';
 /** Which version is installed, and the last migration applied; one row per installation. */
 const SCHEMA_VERSIONS_SQL: readonly string[] = [
   `CREATE SCHEMA IF NOT EXISTS ${ADMIN_SCHEMA}`,
+  idSequence('schema_versions'),
   `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.schema_versions (
-    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    ${idColumn('schema_versions')},
     version text NOT NULL,
     last_migration integer NOT NULL,
     installed_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     installed_by name NOT NULL DEFAULT current_user
   )`,
-  `COMMENT ON TABLE ${ADMIN_SCHEMA}.schema_versions IS
-    'Each installation of the pipeline''s objects by redshift-aurora-sync: the version (a hash of their SQL) and the last numbered migration applied. The newest row is what is installed.'`,
 ];
 
 /** Every object of the pipeline's schemas, in creation order. */
 export const SCHEMA_OBJECTS: readonly string[] = [
   ...SCHEMA_VERSIONS_SQL,
   ...ADMIN_SCHEMA_SQL,
+  describeTable(
+    'schema_versions',
+    "Each installation of the pipeline's objects by redshift-aurora-sync: the version (a hash of their SQL) and the last numbered migration applied. The newest row (by installed_at) is what is installed.",
+  ),
   ...DEPENDENTS_FUNCTIONS_SQL,
   ...INDEX_FUNCTIONS_SQL,
   ...PRIVILEGE_FUNCTIONS_SQL,
@@ -106,6 +112,54 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.publish_increment(regclass, regclass, text[], text)`,
     ],
   },
+  {
+    number: 4,
+    description:
+      'the same DDL on Aurora Limitless, which supports neither identity columns nor COMMENT: the id of schema_versions and retired_versions becomes a plain sequence default continuing after the ids given, and the control tables lose their comments (now in redshift_sync.descriptions)',
+    // A function rather than a DO block: CREATE FUNCTION is documented as supported on
+    // Limitless. There no control table has an identity column or a comment (they cannot), so
+    // it does nothing; elsewhere it changes only the pipeline's own control tables.
+    statements: [
+      `CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.migration_4() RETURNS void
+       LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+       DECLARE
+         r record;
+         v_next bigint;
+         v_sequence text;
+       BEGIN
+         FOR r IN
+           SELECT c.oid::regclass AS tbl, c.relname, a.attname,
+                  pg_get_serial_sequence(c.oid::regclass::text, a.attname) AS identity_sequence
+           FROM pg_attribute a
+           JOIN pg_class c ON c.oid = a.attrelid
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = '${ADMIN_SCHEMA}' AND c.relname IN ('schema_versions', 'retired_versions')
+             AND a.attname = 'id' AND a.attidentity <> ''
+         LOOP
+           -- Past every id given and every value drawn, so ids stay unique and keep growing.
+           EXECUTE format('SELECT greatest(coalesce(max(id), 0), coalesce(pg_sequence_last_value(%L), 0)) + 1 FROM %s',
+                          r.identity_sequence, r.tbl) INTO v_next;
+           EXECUTE format('ALTER TABLE %s ALTER COLUMN id DROP IDENTITY', r.tbl);
+           v_sequence := format('%I.%I', '${ADMIN_SCHEMA}', r.relname || '_id_seq');
+           EXECUTE format('CREATE SEQUENCE IF NOT EXISTS %s AS bigint', v_sequence);
+           PERFORM setval(v_sequence, v_next, false);
+           EXECUTE format('ALTER TABLE %s ALTER COLUMN id SET DEFAULT nextval(%L)', r.tbl, v_sequence);
+         END LOOP;
+         FOR r IN
+           SELECT c.oid::regclass AS tbl
+           FROM pg_description d
+           JOIN pg_class c ON c.oid = d.objoid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = '${ADMIN_SCHEMA}'
+         LOOP
+           EXECUTE format('COMMENT ON TABLE %s IS NULL', r.tbl);
+         END LOOP;
+       END
+       $fn$`,
+      `SELECT ${ADMIN_SCHEMA}.migration_4()`,
+      `DROP FUNCTION ${ADMIN_SCHEMA}.migration_4()`,
+    ],
+  },
 ];
 
 /** What is installed: a hash of every object's and migration's SQL. */
@@ -127,7 +181,7 @@ export interface InstalledVersion {
 }
 
 const INSTALLED_VERSION_SQL = `SELECT version, last_migration AS "lastMigration"
-  FROM ${ADMIN_SCHEMA}.schema_versions ORDER BY id DESC LIMIT 1`;
+  FROM ${ADMIN_SCHEMA}.schema_versions ORDER BY installed_at DESC, id DESC LIMIT 1`;
 
 /** undefined_table and invalid_schema_name: nothing installed yet. */
 const NOT_INSTALLED_SQLSTATES = new Set(['42P01', '3F000']);

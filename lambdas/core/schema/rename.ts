@@ -41,7 +41,6 @@ DECLARE
   v_statement text;
   v_live_indexes name[];
   v_staging_indexes name[];
-  v_index_is_constraint boolean[];
   v_index integer;
   v_privileges integer;
   v_sequence record;
@@ -322,9 +321,8 @@ BEGIN
 
     -- Which staging index becomes which live index, paired by definition.
     SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
-           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}'),
-           coalesce(array_agg(p.is_constraint ORDER BY p.live_index), '{}')
-      INTO v_live_indexes, v_staging_indexes, v_index_is_constraint
+           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}')
+      INTO v_live_indexes, v_staging_indexes
       FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
 
     -- Retire the live table: its indexes and itself get names of their own, then it moves out.
@@ -348,14 +346,13 @@ BEGIN
     RETURN jsonb_build_object('created', true);
   END IF;
 
+  -- ALTER INDEX renames the constraint an index backs (primary key, unique, exclusion) with it
+  -- (https://www.postgresql.org/docs/current/sql-alterindex.html, RENAME), so no ALTER TABLE
+  -- ... RENAME CONSTRAINT, which Aurora Limitless does not support
+  -- (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/limitless-reference.DDL-limitations.html).
   FOR v_index IN 1 .. coalesce(array_length(v_live_indexes, 1), 0) LOOP
-    IF v_index_is_constraint[v_index] THEN
-      EXECUTE format('ALTER TABLE %s RENAME CONSTRAINT %I TO %I', v_live_qualified,
-                     v_staging_indexes[v_index], v_live_indexes[v_index]);
-    ELSE
-      EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_live_schema,
-                     v_staging_indexes[v_index], v_live_indexes[v_index]);
-    END IF;
+    EXECUTE format('ALTER INDEX %I.%I RENAME TO %I', p_live_schema,
+                   v_staging_indexes[v_index], v_live_indexes[v_index]);
   END LOOP;
 
   IF v_owner <> (SELECT r.rolname FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE c.oid = p_staging) THEN

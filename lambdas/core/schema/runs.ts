@@ -3,7 +3,7 @@
  * (see lambdas/pipeline/run-records.ts), so people can ask Aurora itself when a table was last
  * refreshed, from which snapshot, how long the swap waited and for whom.
  */
-import { ADMIN_SCHEMA } from './admin';
+import { ADMIN_SCHEMA, describeTable } from './admin';
 
 export const RUN_RECORDS_SQL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.runs (
@@ -29,8 +29,10 @@ export const RUN_RECORDS_SQL: readonly string[] = [
     rows_deleted bigint,
     PRIMARY KEY (run_id, target_schema, target_table)
   )`,
-  `COMMENT ON TABLE ${ADMIN_SCHEMA}.runs IS
-    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait; for incremental tables the mode (full or incremental, and why full), the watermark before and after, and the rows inserted, updated and deleted.'`,
+  describeTable(
+    'runs',
+    'One row per table per run of the Redshift-to-Aurora sync: when, from which unload, how many rows, who made the swap wait; for incremental tables the mode (full or incremental, and why full), the watermark before and after, and the rows inserted, updated and deleted.',
+  ),
 ];
 
 /**
@@ -45,6 +47,8 @@ export const RUN_LEASE_SQL: readonly string[] = [
     execution_arn text NOT NULL,
     taken_at timestamptz NOT NULL DEFAULT clock_timestamp()
   )`,
-  `COMMENT ON TABLE ${ADMIN_SCHEMA}.run_lease IS
-    'The run of the Redshift-to-Aurora sync in progress, per environment. A row left by a run that was stopped is taken over by the next run once Step Functions reports that execution ended; delete it by hand only if that execution no longer exists.'`,
+  describeTable(
+    'run_lease',
+    'The run of the Redshift-to-Aurora sync in progress, per environment. A row left by a run that was stopped is taken over by the next run once Step Functions reports that execution ended; delete it by hand only if that execution no longer exists.',
+  ),
 ];

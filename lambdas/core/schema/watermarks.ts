@@ -4,7 +4,7 @@
  * watermark and the rows it stands for commit together or not at all: a killed or failed run
  * neither skips nor applies a change twice.
  */
-import { ADMIN_SCHEMA } from './admin';
+import { ADMIN_SCHEMA, describeTable } from './admin';
 
 export const WATERMARKS_SQL: readonly string[] = [
   `CREATE TABLE IF NOT EXISTS ${ADMIN_SCHEMA}.watermarks (
@@ -18,6 +18,8 @@ export const WATERMARKS_SQL: readonly string[] = [
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (target_schema, target_table)
   )`,
-  `COMMENT ON TABLE ${ADMIN_SCHEMA}.watermarks IS
-    'Per incremental table of the Redshift-to-Aurora sync: the cursor column, its figure kind, the largest cursor value applied (NULL: none, so the next run is full), and why the next run must be full (full_refresh_reason), if it must. Delete a row to make the next run of that table full.'`,
+  describeTable(
+    'watermarks',
+    'Per incremental table of the Redshift-to-Aurora sync: the cursor column, its figure kind, the largest cursor value applied (NULL: none, so the next run is full), and why the next run must be full (full_refresh_reason), if it must. Delete a row to make the next run of that table full.',
+  ),
 ];

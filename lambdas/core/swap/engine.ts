@@ -227,7 +227,10 @@ export interface RetiredVersion {
   readonly retiredAt: string;
 }
 
-/** The retired versions of a live table, newest first. */
+/**
+ * The retired versions of a live table, newest first: by time, since on Aurora Limitless ids
+ * come from a distributed sequence, ordered only within a session (see schema/admin.ts).
+ */
 export async function retiredVersions(
   db: SqlClient,
   live: QualifiedName,
@@ -238,7 +241,7 @@ export async function retiredVersions(
     `SELECT retired_table::text AS "retiredTable", run_id AS "runId", retired_at::text AS "retiredAt"
      FROM ${ADMIN_SCHEMA}.retired_versions
      WHERE live_schema = :schema AND live_table = :name
-     ORDER BY id DESC`,
+     ORDER BY retired_at DESC, id DESC`,
     { schema: live.schema, name: live.name },
   );
 }

@@ -19,7 +19,14 @@
  *   ALTER TABLE (limitless-reference.DDL-limitations.html): "truncate" is refused there until
  *   AWS documents it;
  * - standard tables run DDL and DML as Aurora PostgreSQL does (limitless-creating.html), so all
- *   three strategies are left to the checks every table gets.
+ *   three strategies are left to the checks every table gets, but for one statement "rename"
+ *   would make: ALTER PUBLICATION ... ADD TABLE, to keep the new version in a FOR TABLE
+ *   publication of the old, is not supported (limitless-reference.DDL-support.html), so such a
+ *   table is refused before any data moves rather than failing the swap under its locks.
+ *   The other statements the DDL support table and limitations refuse and "rename" carries
+ *   with (COMMENT; ADD GENERATED for an identity column; ALTER COLUMN SET STATISTICS and SET
+ *   (n_distinct)) carry what no table there can have, since the same statements are the only
+ *   way to give it; "truncate" and "merge" issue none of them (TRUNCATE and DML only).
  */
 import { displayQualified } from '../identifiers';
 import type { SqlClient } from '../sql-client';
@@ -71,7 +78,7 @@ export async function limitlessProblems(
       tables: JSON.stringify(tables.map(({ live }) => ({ schema: live.schema, name: live.name }))),
     },
   );
-  const problems: string[] = [];
+  const problems: string[] = await publicationProblems(db, tables);
   for (const table of tables) {
     const row = rows.find(
       (candidate) =>
@@ -100,6 +107,28 @@ export async function limitlessProblems(
     }
   }
   return problems;
+}
+
+/** Tables published FOR TABLE that strategy "rename" would have to re-add to their publications. */
+async function publicationProblems(db: SqlClient, tables: readonly TableSwap[]): Promise<string[]> {
+  const renamed = tables.filter((table) => table.strategy === 'rename');
+  if (renamed.length === 0) return [];
+  const rows = await db.query<{ schema: string; name: string; publications: string }>(
+    `SELECT w.schema, w.name, string_agg(quote_ident(p.pubname), ', ' ORDER BY p.pubname) AS publications
+     FROM jsonb_to_recordset(:tables::jsonb) AS w(schema text, name text)
+     JOIN pg_namespace n ON n.nspname = w.schema
+     JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+     JOIN pg_publication_rel pr ON pr.prrelid = c.oid
+     JOIN pg_publication p ON p.oid = pr.prpubid
+     GROUP BY w.schema, w.name`,
+    {
+      tables: JSON.stringify(renamed.map(({ live }) => ({ schema: live.schema, name: live.name }))),
+    },
+  );
+  return rows.map(
+    (row) =>
+      `${displayQualified({ schema: row.schema, name: row.name })} is in publication ${row.publications} (FOR TABLE) on an Aurora Limitless database; strategy "rename" would keep the new version there with ALTER PUBLICATION ... ADD TABLE, which Limitless does not support (${DOCS}/limitless-reference.DDL-support.html). Use strategy "merge" or "truncate", which keep the table itself in its publications.`,
+  );
 }
 
 /**
