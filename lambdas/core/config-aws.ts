@@ -62,7 +62,9 @@ const redshift = object(
       .describe(
         "Serverless only: the workgroup's id (a UUID, shown in the console). With it the IAM grants name this workgroup; without it they cover every workgroup of the account in the region.",
       ),
-    database: matching(/^[A-Za-z_][A-Za-z0-9_$]{0,63}$/, 'a Redshift database name'),
+    database: matching(/^[A-Za-z_][A-Za-z0-9_$]{0,63}$/, 'a Redshift database name').describe(
+      'The Redshift database holding the source tables.',
+    ),
     secretArn: secretArn.optional(),
     dbUser: matching(/^[A-Za-z_][A-Za-z0-9_.@+-]{0,127}$/, 'a Redshift user name')
       .optional()

@@ -256,11 +256,23 @@ const runtimeShape = {
 };
 const ROOT_EXAMPLE = `{"tables": [${TABLE_EXAMPLE}]}`;
 
-/** The whole file; the JSON Schema of config/*.json is generated from it. */
-export const configSchema = object(
-  { ...runtimeShape, aws: awsSchema.optional() },
-  ROOT_EXAMPLE,
-).transform(({ $schema, ...config }) => config);
+/** The whole file. */
+const configSchema = object({ ...runtimeShape, aws: awsSchema.optional() }, ROOT_EXAMPLE)
+  .transform(({ $schema, ...config }) => config)
+  .meta({
+    title: 'redshift-aurora-sync configuration',
+    description:
+      'One environment of redshift-aurora-sync (config/<env>.json). Generated from lambdas/core/config.ts by npm run config:schema; do not edit by hand.',
+  });
+
+/**
+ * The JSON Schema of config/*.json, for editors: what a file may hold, as the parser reads it
+ * (the input side: defaults are optional). Checks no JSON Schema can express (identifiers as
+ * PostgreSQL parses them, combinations of fields) are the parser's alone.
+ */
+export function configJsonSchema(): Record<string, unknown> {
+  return z.toJSONSchema(configSchema, { io: 'input' });
+}
 
 /** The runtime part; the `aws` section may be there and is not looked at. */
 const runtimeSchema = object(
