@@ -5,6 +5,12 @@ import { describe, expect, it } from 'vitest';
 import { configJsonSchema, parseConfig } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import { CONFIG_DIRECTORY, CONFIG_SCHEMA_FILE, loadEnvironment } from '../lib/environments';
+import {
+  configReference,
+  REFERENCE_END,
+  REFERENCE_START,
+  withConfigReference,
+} from '../ops/config-reference';
 
 const readJson = (path: string) =>
   JSON.parse(readFileSync(path, 'utf8')) as Record<string, unknown>;
@@ -46,6 +52,39 @@ describe('config/schema.json', () => {
     expect(() => loadEnvironment('schema', '-c env')).toThrow(ConfigError);
     expect(() => loadEnvironment('schema', '-c env')).toThrow(
       '-c env=schema: there is no config/schema.json; environments: dev, example, prod.',
+    );
+  });
+});
+
+describe('the README’s configuration reference', () => {
+  it('is the table npm run config:schema writes from the schema today', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const section = readme.slice(
+      readme.indexOf(REFERENCE_START),
+      readme.indexOf(REFERENCE_END) + REFERENCE_END.length,
+    );
+    expect(section, 'README.md is stale: run npm run config:schema').toBe(
+      configReference(configJsonSchema()),
+    );
+  });
+
+  it('has a row per key with its default, range and choices', () => {
+    const reference = configReference(configJsonSchema());
+    expect(reference).toContain(
+      '| `locks.pollIntervalSeconds` | `1` | How often to look at the locks again while blocked, in seconds. From 1 to 300. |',
+    );
+    expect(reference).toMatch(
+      /\| `tables\[\]\.strategy` \| `rename` \| .* One of `rename`, `truncate`, `merge`\. \|/,
+    );
+    expect(reference).toMatch(/\| `aws\.redshift\.database` \| required \|/);
+    expect(reference).not.toContain('$schema');
+  });
+
+  it('replaces only the section between the markers, and refuses a README without them', () => {
+    const readme = `intro\n${REFERENCE_START}\nold\n${REFERENCE_END}\noutro\n`;
+    expect(withConfigReference(readme, 'new')).toBe('intro\nnew\noutro\n');
+    expect(() => withConfigReference('intro\n', 'new')).toThrow(
+      /has no configuration reference section/,
     );
   });
 });

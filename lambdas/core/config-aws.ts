@@ -45,14 +45,14 @@ const redshift = object(
       'a cluster identifier (lower-case letters, digits, hyphens)',
     )
       .optional()
-      .describe('A provisioned cluster; with secretArn or dbUser.'),
+      .describe('A provisioned cluster; with `secretArn` or `dbUser`.'),
     workgroupName: matching(
       /^[a-z0-9-]{3,64}$/,
       'a workgroup name (3 to 64 lower-case letters, digits, hyphens)',
     )
       .optional()
       .describe(
-        "Redshift Serverless; with secretArn, or else the caller's IAM identity (redshift-serverless:GetCredentials).",
+        "Redshift Serverless; with `secretArn`, or else the caller's IAM identity (`redshift-serverless:GetCredentials`).",
       ),
     workgroupId: matching(
       /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/,
@@ -69,7 +69,7 @@ const redshift = object(
     dbUser: matching(/^[A-Za-z_][A-Za-z0-9_.@+-]{0,127}$/, 'a Redshift user name')
       .optional()
       .describe(
-        'A cluster only: sign in as this database user (redshift:GetClusterCredentials) instead of with a secret.',
+        'A cluster only: sign in as this database user (`redshift:GetClusterCredentials`) instead of with a secret.',
       ),
   },
   '{"clusterIdentifier": "analytics", "database": "dev", "secretArn": "arn:aws:secretsmanager:..."}',
@@ -93,7 +93,9 @@ const redshift = object(
     }
   })
   .transform((value) => value as RedshiftSettings)
-  .describe('How the Lambdas reach Redshift through the Redshift Data API.');
+  .describe(
+    'How the Lambdas reach Redshift (Redshift Data API): `{clusterIdentifier, database, secretArn}`, or `{clusterIdentifier, database, dbUser}`, or Serverless `{workgroupName, database, secretArn?, workgroupId?}`.',
+  );
 
 const aurora = object(
   {
@@ -101,7 +103,7 @@ const aurora = object(
       CLUSTER_ARN,
       'an Aurora cluster ARN (arn:aws:rds:<region>:<account>:cluster:<name>)',
     ).describe(
-      "arn:aws:rds:<region>:<account>:cluster:<id>, in the stack's region (the RDS Data API is regional).",
+      "`arn:aws:rds:<region>:<account>:cluster:<id>`, in the stack's region (the RDS Data API is regional).",
     ),
     secretArn,
     database: parsedBy('"app"', (name) => parseIdentifier(name, 'the database')).describe(
@@ -109,7 +111,9 @@ const aurora = object(
     ),
   },
   '{"clusterArn": "arn:aws:rds:...:cluster:...", "secretArn": "arn:aws:secretsmanager:...", "database": "app"}',
-).describe('The Aurora cluster; it needs the RDS Data API and aws_s3.');
+).describe(
+  'The Aurora cluster: `{clusterArn, secretArn, database}`; it needs the RDS Data API and `aws_s3`.',
+);
 
 function isTimeZone(name: string): boolean {
   try {
@@ -127,16 +131,20 @@ const schedule = object(
       'an EventBridge Scheduler expression: "cron(0 3 * * ? *)", "rate(1 day)" or "at(2030-01-01T03:00:00)"',
     )
       .default(CONFIG_DEFAULTS.schedule.expression)
-      .describe('cron(min hour day-of-month month day-of-week year), rate(n unit) or at(...).'),
+      .describe(
+        'An EventBridge Scheduler expression: `cron(min hour day-of-month month day-of-week year)`, `rate(n unit)` or `at(...)`.',
+      ),
     timeZone: text('"Europe/Berlin"')
       .refine(isTimeZone, {
         error: (issue) =>
           `${JSON.stringify(issue.input)} is not an IANA time zone; use a name such as "Europe/Berlin", "America/New_York" or "UTC".`,
       })
       .default(CONFIG_DEFAULTS.schedule.timeZone)
-      .describe('An IANA time zone such as Europe/Berlin; cron follows its daylight saving time.'),
+      .describe(
+        'An IANA time zone such as `Europe/Berlin`; cron follows its daylight saving time.',
+      ),
     enabled: flag(CONFIG_DEFAULTS.schedule.enabled).describe(
-      'false deploys the schedule switched off (runs only by hand).',
+      '`false` deploys the schedule switched off (runs only by hand).',
     ),
   },
   '{"expression": "cron(0 3 * * ? *)", "timeZone": "Europe/Berlin"}',
@@ -150,7 +158,7 @@ export const awsSchema = object(
       'The 12-digit account the stack deploys to.',
     ),
     region: matching(/^[a-z]{2}(-[a-z]+)+-\d{1,2}$/, 'an AWS region such as "eu-west-1"').describe(
-      'The region the stack deploys to, e.g. eu-west-1.',
+      'The region the stack deploys to, e.g. `eu-west-1`.',
     ),
     redshift,
     unloadRoleArn: matching(
@@ -181,7 +189,9 @@ export const awsSchema = object(
       });
     }
   })
-  .describe('Where the stack deploys and what it connects to; needed by the CDK app only.');
+  .describe(
+    'Where the stack deploys and what it connects to; needed to deploy, ignored by the local run.',
+  );
 
 export type AwsSettings = z.output<typeof awsSchema>;
 export type AuroraSettings = AwsSettings['aurora'];

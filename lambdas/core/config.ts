@@ -45,23 +45,23 @@ const tableName = parsedBy('"public.orders"', (name) => parseQualifiedName(name,
 const incremental = object(
   {
     cursor: parsedBy('"updated_at"', (name) => parseIdentifier(name, 'the cursor column')).describe(
-      'A column of source and target that grows with every change: integer types, numeric/decimal, date, timestamp, timestamptz.',
+      'A column of source and target that grows with every change: integer types, `numeric`/`decimal`, `date`, `timestamp`, `timestamptz`.',
     ),
     mode: oneOf(
       ['merge', 'append'],
       'is missing; say how the rows past the watermark are applied: "merge" (update by key, insert new keys) or "append" (insert them all).',
     ).describe(
-      'merge: rows with cursor >= the watermark, updated by key or inserted (needs a key, as strategy merge does). append: rows with cursor > the watermark, all inserted.',
+      '`merge`: rows with cursor ≥ the watermark, updated by key (only changed rows are written) or inserted; needs a key as strategy `merge` does. `append`: rows with cursor > the watermark, all inserted.',
     ),
     deletes: oneOf(['ignore', 'reconcile'])
       .default(CONFIG_DEFAULTS.incremental.deletes)
       .describe(
-        "ignore: a row deleted from the source fails the run's whole-table check, and the next run is full. reconcile: every increment also unloads the source's keys and deletes the live rows whose key is gone (needs a key).",
+        "`ignore`: a row deleted from the source fails the run's whole-table check, and the next run is full. `reconcile`: every increment also unloads the source's keys and deletes the live rows whose key is gone; needs a key (`primaryKey`, allowed for it in mode `append` too, else the live table's primary key). See [what each costs](#incremental-sync).",
       ),
   },
   '{"cursor": "updated_at", "mode": "merge"}',
 ).describe(
-  "Move only the rows whose cursor passed the last run's watermark; absent: every run is full.",
+  "Move only the rows whose cursor passed the last run's watermark (see [Incremental sync](#incremental-sync)); absent: every run is full.",
 );
 
 const primaryKey = z
@@ -85,13 +85,13 @@ const primaryKey = z
     });
   })
   .describe(
-    "The key columns, for strategy merge, incremental mode merge or incremental deletes reconcile; absent: the live table's primary key.",
+    "The key columns, where a key is used (strategy `merge`, incremental mode `merge`, incremental deletes `reconcile`); absent: the live table's primary key.",
   );
 
 const table = object(
   {
     source: tableName.describe(
-      'The Redshift table, schema.table; double quotes keep case and odd characters (sales."Order Items").',
+      'The Redshift table, `schema.table`; double quotes keep case and odd characters (`sales."Order Items"`). Redshift folds unquoted names to lower case unless `enable_case_sensitive_identifier` is on.',
     ),
     target: tableName
       .refine((name) => !RESERVED_SCHEMAS.includes(name.schema), {
@@ -100,11 +100,13 @@ const table = object(
         abort: true,
       })
       .describe(
-        "The live Aurora table, same syntax; each target once, not in the pipeline's own schemas.",
+        "The live Aurora table, same syntax; each target once; not in the pipeline's own schemas.",
       ),
     strategy: oneOf(['rename', 'truncate', 'merge'])
       .default(CONFIG_DEFAULTS.table.strategy)
-      .describe('How the new rows replace the live ones (docs/design.md#strategies).'),
+      .describe(
+        'How the new rows replace the live ones (see [Strategies](docs/design.md#strategies)).',
+      ),
     primaryKey: primaryKey.optional(),
     allowEmpty: flag(CONFIG_DEFAULTS.table.allowEmpty).describe(
       'Whether an empty source may replace a non-empty live table.',
@@ -183,13 +185,13 @@ const locks = object(
       'milliseconds',
       CONFIG_DEFAULTS.locks.lockTimeoutMs,
     ).describe(
-      "lock_timeout of every lock-taking statement: a reader queues behind the swap for at most this long plus the swap's own hold.",
+      "`lock_timeout` of every lock-taking statement, in ms: a reader queues behind the swap for at most this plus the swap's own hold (15 to 30 ms for `rename`).",
     ),
     pollIntervalSeconds: seconds('pollIntervalSeconds').describe(
-      'How often to look at the locks again while blocked.',
+      'How often to look at the locks again while blocked, in seconds.',
     ),
     maxWaitSeconds: seconds('maxWaitSeconds').describe(
-      'How long to wait for blockers in all; a hand-started run may override it.',
+      'How long to wait for blockers in all, in seconds; a hand-started run may override it.',
     ),
     onMaxWait: z
       .union([action, perClass], {
@@ -200,7 +202,7 @@ const locks = object(
       })
       .default(CONFIG_DEFAULTS.locks.onMaxWait)
       .describe(
-        `When blockers outlast maxWaitSeconds: fail (live tables untouched) or terminate (end the blocking sessions), for every class of blocker that can be ended; or one of them per class (${BLOCKER_CLASSES.join(', ')}), a class left out failing. antiWraparoundVacuum and preparedTransaction always fail; blockers are ended only when all of them can be.`,
+        `When blockers outlast maxWaitSeconds: \`fail\` (live tables untouched) or \`terminate\` (end the blocking sessions), for every kind of blocker; or one of them per kind (${BLOCKER_CLASSES.map((kind) => `\`${kind}\``).join(', ')}), e.g. \`{"idleInTransaction": "terminate"}\`, a kind left out failing (see [below](#a-policy-per-kind-of-blocker)).`,
       ),
     graceSeconds: bounded(
       CONFIG_LIMITS.graceSeconds,
@@ -222,7 +224,9 @@ const unload = object(
       CONFIG_LIMITS.maxFileSizeMb,
       'MB',
       CONFIG_DEFAULTS.unload.maxFileSizeMb,
-    ).describe("UNLOAD's MAXFILESIZE: one file must import within one 45 s RDS Data API call."),
+    ).describe(
+      "UNLOAD's `MAXFILESIZE`, in MB: one file must import within one 45 s RDS Data API call.",
+    ),
   },
   '{"maxFileSizeMb": 100}',
 )
@@ -235,12 +239,12 @@ const retention = object(
       CONFIG_LIMITS.keepVersions,
       'versions',
       CONFIG_DEFAULTS.retention.keepVersions,
-    ).describe('Retired versions of each rename table kept for rollback.'),
+    ).describe('Retired versions of each `rename` table kept for rollback.'),
     runFilesDays: bounded(
       CONFIG_LIMITS.runFilesDays,
       'days',
       CONFIG_DEFAULTS.retention.runFilesDays,
-    ).describe("Days the bucket keeps a run's files it could not delete."),
+    ).describe("Days until the bucket's lifecycle expires run files a run could not delete."),
   },
   '{"keepVersions": 2, "runFilesDays": 7}',
 )
