@@ -2,7 +2,7 @@
  * The `aws` section of a configuration file: where the stack deploys and what it connects to.
  * Only the CDK app reads it (through `parseConfig`); a local run ignores it.
  */
-import type { z } from 'zod';
+import type * as z from 'zod';
 import { CONFIG_DEFAULTS } from './config-defaults';
 import { flag, matching, object, parsedBy, text } from './config-fields';
 import { parseIdentifier } from './identifiers';

@@ -5,7 +5,9 @@
  * and what to do. The checks are zod's, so the JSON Schema generated from the same schema
  * (config/schema.json) says what the parser says.
  */
-import { z } from 'zod';
+// A namespace import, not `{ z }`: through `z` every locale of zod is reachable, and esbuild
+// would bundle them all into each Lambda (test/lambda-bundle.test.ts).
+import * as z from 'zod';
 import { ConfigError } from './errors';
 
 /** A value as the message quotes it, cut short. */

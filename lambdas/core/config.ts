@@ -16,7 +16,9 @@
  * default. `$schema`, which points editors at the JSON Schema, is the one key allowed and
  * ignored.
  */
-import { z } from 'zod';
+// A namespace import, not `{ z }`: through `z` every locale of zod is reachable, and esbuild
+// would bundle them all into each Lambda (test/lambda-bundle.test.ts).
+import * as z from 'zod';
 import { type AwsSettings, awsSchema } from './config-aws';
 import { CONFIG_DEFAULTS, CONFIG_LIMITS } from './config-defaults';
 import { bounded, flag, object, oneOf, parsedBy, parseWith } from './config-fields';
