@@ -1,9 +1,10 @@
 /**
  * The configuration of one environment (`config/<env>.json`), as a zod schema. Pure: the caller
  * reads the file and names it (`origin`), so every message starts with the file and the path of
- * the bad field (`config/dev.json: tables[1].target: ...`) and says what to do (the messages
- * are the schema's building blocks', config-fields.ts). The same schema generates the JSON
- * Schema editors check the files with (config/schema.json, `npm run config:schema`).
+ * the bad field (`config/dev.json: tables[1].target: ...`) and says what to do; each building
+ * block of the schema (config-fields.ts) carries its message. The same schema generates the
+ * JSON Schema editors check the files with (config/schema.json) and the README's
+ * configuration reference (`npm run config:schema` writes both).
  *
  * Two readers, one format:
  * - `parseRuntimeConfig`: what a run needs (tables, locks, unload, retention). The local run
@@ -21,7 +22,7 @@
 import * as z from 'zod';
 import { type AwsSettings, awsSchema } from './config-aws';
 import { CONFIG_DEFAULTS, CONFIG_LIMITS } from './config-defaults';
-import { bounded, flag, object, oneOf, parsedBy, parseWith } from './config-fields';
+import { bounded, describe, flag, object, oneOf, parsedBy, parseWith } from './config-fields';
 import { ConfigError } from './errors';
 import {
   displayIdentifier,
@@ -69,7 +70,7 @@ const incremental = object(
 const primaryKey = z
   .array(
     parsedBy('"id"', (name) => parseIdentifier(name, 'the column')),
-    { error: (issue) => `must be a list such as ["id"], not ${JSON.stringify(issue.input)}.` },
+    { error: (issue) => `must be a list such as ["id"], not ${describe(issue.input)}.` },
   )
   .min(1, {
     error: "must name at least one column; leave it out to use the live table's primary key.",
@@ -135,7 +136,7 @@ const tables = z
     error: (issue) =>
       issue.input === undefined
         ? `is missing; list the tables to sync, e.g. [${TABLE_EXAMPLE}].`
-        : `must be a list such as [${TABLE_EXAMPLE}], not ${JSON.stringify(issue.input)}.`,
+        : `must be a list such as [${TABLE_EXAMPLE}], not ${describe(issue.input)}.`,
   })
   .min(1, { error: `is empty; list at least one table, e.g. [${TABLE_EXAMPLE}].`, abort: true })
   .superRefine((list, context) => {
@@ -199,8 +200,8 @@ const locks = object(
       .union([action, perClass], {
         error: (issue) =>
           Array.isArray(issue.input)
-            ? `must be "fail", "terminate" or an object with one of them per class, such as {"idleInTransaction": "terminate"}, not ${JSON.stringify(issue.input)}.`
-            : `must be one of "fail", "terminate", not ${JSON.stringify(issue.input)}.`,
+            ? `must be "fail", "terminate" or an object with one of them per class, such as {"idleInTransaction": "terminate"}, not ${describe(issue.input)}.`
+            : `must be one of "fail", "terminate", not ${describe(issue.input)}.`,
       })
       .default(CONFIG_DEFAULTS.locks.onMaxWait)
       .describe(
@@ -268,7 +269,9 @@ const configSchema = object({ ...runtimeShape, aws: awsSchema.optional() }, ROOT
   .meta({
     title: 'redshift-aurora-sync configuration',
     description:
-      'One environment of redshift-aurora-sync (config/<env>.json). Generated from lambdas/core/config.ts by npm run config:schema; do not edit by hand.',
+      "One environment of redshift-aurora-sync (config/<env>.json); see the README's Configuration section.",
+    $comment:
+      'Generated from lambdas/core/config.ts by npm run config:schema; do not edit by hand.',
   });
 
 /**
