@@ -3,7 +3,7 @@
  * (`cdk deploy -c env=<name>`) and `npm run trigger -- --env <name>`, so both read and check
  * a configuration the same way.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   type AwsSettings,
@@ -14,6 +14,8 @@ import {
 import { ConfigError } from '../lambdas/core/errors';
 
 export const CONFIG_DIRECTORY = 'config';
+/** The JSON Schema of the environments' files (`npm run config:schema`); not an environment. */
+export const CONFIG_SCHEMA_FILE = join(CONFIG_DIRECTORY, 'schema.json');
 const ENVIRONMENT_NAME = /^[a-z][a-z0-9-]{0,31}$/;
 
 export interface Environment {
@@ -29,10 +31,10 @@ export function loadEnvironment(
   directory = CONFIG_DIRECTORY,
 ): Environment {
   const available = readdirSync(directory)
-    .filter((file) => file.endsWith('.json'))
+    .filter((file) => file.endsWith('.json') && join(directory, file) !== CONFIG_SCHEMA_FILE)
     .map((file) => file.slice(0, -'.json'.length));
   const origin = join(directory, `${name}.json`);
-  if (!ENVIRONMENT_NAME.test(name) || !existsSync(origin)) {
+  if (!ENVIRONMENT_NAME.test(name) || !available.includes(name)) {
     throw new ConfigError(
       `${flag}=${name}: there is no ${origin}; environments: ${available.join(', ')}. Environment names are lower-case letters, digits and hyphens.`,
     );

@@ -3,6 +3,8 @@
  * what it receives. Only small things travel in the state (256 KB limit): the run's plan,
  * column lists and figures live beside the run's files in the bucket (run-files.ts).
  */
+// A namespace import: see lambdas/core/config-fields.ts.
+import * as z from 'zod';
 import { ConfigError } from '../core/errors';
 import type { BlockerClass } from '../core/locks/classes';
 import type { LockHolder, Subcluster } from '../core/locks/inspect';
@@ -10,17 +12,18 @@ import type { TerminatedSession } from '../core/locks/terminate';
 import type { GateHistory } from '../core/swap/gate-decision';
 import { maxWaitAction, type OnMaxWait, type OnMaxWaitSetting } from '../core/swap/policy';
 
-/** `$.run`: set by "Prepare the run", read by every later step. */
-export interface RunState {
-  readonly runId: string;
-  readonly environment: string;
-  readonly startedAt: string;
-  readonly dryRun: boolean;
-  readonly pollIntervalSeconds: number;
-  readonly maxWaitSeconds: number;
+/** `$.run`: set by "Prepare the run", read by every later step; checked by `expectRun`. */
+const runState = z.object({
+  runId: z.string().min(1),
+  environment: z.string(),
+  startedAt: z.string(),
+  dryRun: z.boolean(),
+  pollIntervalSeconds: z.number(),
+  maxWaitSeconds: z.number(),
   /** The targets of this run, as configured (`schema.table`). */
-  readonly targets: readonly string[];
-}
+  targets: z.array(z.string()),
+});
+export type RunState = Readonly<z.output<typeof runState>>;
 
 /**
  * `$.unload`: the unload session's progress (its calls run one after another on one session,
@@ -216,12 +219,15 @@ export function expectObject(value: unknown, what: string): Record<string, unkno
   return value as Record<string, unknown>;
 }
 
+/** `$.run` of a step's input, every field checked: a step handed anything else stops before it acts. */
 export function expectRun(state: unknown): RunState {
-  const run = expectObject(expectObject(state, 'the step input').run, '$.run');
-  if (typeof run.runId !== 'string' || !Array.isArray(run.targets)) {
+  const result = runState.safeParse(expectObject(state, 'the step input').run);
+  if (!result.success) {
+    const issue = result.error.issues[0]!;
+    const path = ['$.run', ...issue.path.map(String)].join('.');
     throw new ConfigError(
-      '$.run is not a run this pipeline started: the step input must come from "Prepare the run".',
+      `$.run is not a run this pipeline started (${path}: ${issue.message}): the step input must come from "Prepare the run".`,
     );
   }
-  return run as unknown as RunState;
+  return result.data;
 }

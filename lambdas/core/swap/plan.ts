@@ -40,6 +40,9 @@ export interface PlannedWatermark {
  */
 export const DEFAULT_LOCK_TIMEOUT_MS = 50;
 
+/** The `lock_timeout` a run may ask for, in ms. */
+export const LOCK_TIMEOUT_MS_LIMITS = { min: 10, max: 60_000 } as const;
+
 export interface PlannedTable {
   readonly strategy: SwapStrategy;
   readonly live: QualifiedName;
@@ -78,9 +81,10 @@ export function validateRunId(runId: string): string {
 }
 
 export function validateLockTimeoutMs(value: number, what = 'lockTimeoutMs'): number {
-  if (!Number.isInteger(value) || value < 10 || value > 60_000) {
+  const { min, max } = LOCK_TIMEOUT_MS_LIMITS;
+  if (!Number.isInteger(value) || value < min || value > max) {
     throw new ConfigError(
-      `${what} is ${JSON.stringify(value)}; give a whole number of milliseconds from 10 to 60000 (default ${DEFAULT_LOCK_TIMEOUT_MS}). Readers queue behind the swap for up to this long.`,
+      `${what} is ${JSON.stringify(value)}; give a whole number of milliseconds from ${min} to ${max} (default ${DEFAULT_LOCK_TIMEOUT_MS}). Readers queue behind the swap for up to this long.`,
     );
   }
   return value;
