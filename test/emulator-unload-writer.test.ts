@@ -293,7 +293,7 @@ describe('UnloadFileWriter', () => {
       { parallel: false, maxFileSizeBytes: 10, slices: 3 },
     );
     for (const line of ['aaaa\n', 'bbbb\n', 'c\n', 'dddddddddddddd\n', 'e\n'])
-      await writer.write(line);
+      writer.add(Buffer.from(line));
     const files = await writer.finish();
     expect(files).toEqual([
       { url: 's3://b/p/000', key: 'p/000', bytes: 10, records: 2 },
@@ -312,7 +312,7 @@ describe('UnloadFileWriter', () => {
       { bucket: 'b', keyPrefix: 'p/t_' },
       { parallel: true, maxFileSizeBytes: 100, slices: 3 },
     );
-    for (const line of ['1\n', '2\n', '3\n', '4\n']) await writer.write(line);
+    for (const line of ['1\n', '2\n', '3\n', '4\n']) writer.add(Buffer.from(line));
     await writer.finish();
     expect(Object.fromEntries(bucket.objects)).toEqual({
       'p/t_0000_part_00': '1\n4\n',

@@ -19,6 +19,7 @@
  * - a destination that already has files is refused unless ALLOWOVERWRITE.
  */
 import type pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { SyncError } from '../../lambdas/core/errors';
 import {
   describePosition,
@@ -355,12 +356,12 @@ export const MAX_EXTRA_FLOAT_DIGITS = 2;
 /**
  * A float printed as C's `printf("%.*g", digits, value)`, which is how PostgreSQL printed
  * floats before version 12 and Redshift still describes its output (FLT_DIG or DBL_DIG plus
- * extra_float_digits significant digits). `text` is the server's exact text of the value;
- * a REAL is first rounded back to float4 (Math.fround), so its digits are the float4's own.
+ * extra_float_digits significant digits). A REAL is first rounded to float4 (Math.fround), so
+ * its digits are the float4's own.
  */
-export function floatText(text: string, digits: number, float4: boolean): string {
-  if (text === 'NaN' || text === 'Infinity' || text === '-Infinity') return text;
-  const value = float4 ? Math.fround(Number(text)) : Number(text);
+export function floatText(number: number, digits: number, float4: boolean): string {
+  if (!Number.isFinite(number)) return Number.isNaN(number) ? 'NaN' : String(number);
+  const value = float4 ? Math.fround(number) : number;
   if (value === 0) return Object.is(value, -0) ? '-0' : '0';
   const precision = Math.max(1, Math.min(digits, 100));
   const exponent = Math.floor(Math.log10(Math.abs(Number(value.toPrecision(precision)))));
@@ -380,7 +381,11 @@ function stripZeros(fixed: string): string {
 
 export type LineFormat = Pick<UnloadOptions, 'delimiter' | 'nullAs' | 'escape'>;
 
-/** One row as the line UNLOAD writes for it (with its LF). Values are the server's text forms. */
+/**
+ * One row as the line UNLOAD writes for it (with its LF), from the server's text forms: the
+ * writer's rules in one place, value by value. The emulator itself has PostgreSQL build the
+ * lines (lineQuery); the tests hold the two to the same bytes.
+ */
 export function formatUnloadLine(
   values: readonly (string | null)[],
   columns: readonly UnloadColumn[],
@@ -392,7 +397,7 @@ export function formatUnloadLine(
     const column = columns[index]!;
     if (column.binary) return value.startsWith('\\x') ? value.slice(2) : value;
     if (column.significantDigits !== undefined) {
-      return floatText(value, column.significantDigits, FLOAT_DIGITS[column.type]!.float4);
+      return floatText(Number(value), column.significantDigits, FLOAT_DIGITS[column.type]!.float4);
     }
     if (!format.escape || !column.character) return value;
     return value.replace(special, '\\$&');
@@ -400,13 +405,18 @@ export function formatUnloadLine(
   return `${fields.join(format.delimiter)}\n`;
 }
 
-/** What ESCAPE puts a backslash before: backslash, LF, CR and the delimiter (one pattern per delimiter). */
+/** What ESCAPE puts a backslash before: backslash, LF, CR and the delimiter. */
+function escapedSet(delimiter: string): string[] {
+  return [...new Set(['\\', '\n', '\r', delimiter])];
+}
+
+/** The characters of escapedSet as one pattern per delimiter. */
 const ESCAPED_CHARACTERS = new Map<string, RegExp>();
 
 function escapedCharacters(delimiter: string): RegExp {
   let pattern = ESCAPED_CHARACTERS.get(delimiter);
   if (!pattern) {
-    const quoted = [...new Set(['\\', '\n', '\r', delimiter])]
+    const quoted = escapedSet(delimiter)
       .map((character) => character.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&'))
       .join('|');
     pattern = new RegExp(quoted, 'g');
@@ -440,24 +450,32 @@ export function parseS3Location(url: string): { bucket: string; keyPrefix: strin
   return { bucket: match[1]!, keyPrefix: match[2]! };
 }
 
-const FLUSH_BYTES = 256 * 1024;
+/** Lines are gathered in blocks of this size (or one line, if longer) before they are written. */
+const BLOCK_BYTES = 1024 * 1024;
+/** Once this much waits in blocks, the caller should flush. */
+const FLUSH_BYTES = 8 * 1024 * 1024;
 
 interface OpenFile {
-  key: string;
+  readonly key: string;
   bytes: number;
   records: number;
-  pending: Buffer[];
-  pendingBytes: number;
+  created: boolean;
+  /** Full blocks waiting to be written, then `block`, filled up to `fill`. */
+  readonly full: Buffer[];
+  block: Buffer | null;
+  fill: number;
 }
 
 /**
- * Writes rows into UNLOAD's files: dealt round-robin over the slices (or one series with
- * PARALLEL OFF), each file closed before it would pass the size limit. Writes are buffered
- * and handed to the bucket in order.
+ * Writes lines into UNLOAD's files: dealt round-robin over the slices (or one series with
+ * PARALLEL OFF), each file closed before it would pass the size limit. `add` copies a line's
+ * bytes into memory and returns at once; `flush` hands what waits to the bucket, file by file
+ * in order (call it when `flushDue`), `finish` writes the rest.
  */
 export class UnloadFileWriter {
   private readonly streams: OpenFile[][];
   private row = 0;
+  private waiting = 0;
 
   constructor(
     private readonly bucket: UnloadBucket,
@@ -475,60 +493,78 @@ export class UnloadFileWriter {
     return `${this.location.keyPrefix}${String(stream).padStart(4, '0')}_part_${String(part).padStart(2, '0')}`;
   }
 
-  private async flush(file: OpenFile): Promise<void> {
-    if (file.pendingBytes === 0) return;
-    await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(file.pending));
-    file.pending = [];
-    file.pendingBytes = 0;
-  }
-
-  private async open(stream: number): Promise<OpenFile> {
+  private open(stream: number): OpenFile {
     const files = this.streams[stream]!;
     const file: OpenFile = {
       key: this.fileKey(stream, files.length),
       bytes: 0,
       records: 0,
-      pending: [],
-      pendingBytes: 0,
+      created: false,
+      full: [],
+      block: null,
+      fill: 0,
     };
-    await this.bucket.createObject(this.location.bucket, file.key);
     files.push(file);
     return file;
   }
 
-  async write(line: string): Promise<void> {
-    const bytes = Buffer.from(line, 'utf8');
-    const stream = this.options.parallel ? this.row % this.options.slices : 0;
-    this.row += 1;
-    const files = this.streams[stream]!;
-    let file = files.at(-1) ?? (await this.open(stream));
-    if (file.bytes > 0 && file.bytes + bytes.length > this.options.maxFileSizeBytes) {
-      await this.flush(file);
-      file = await this.open(stream);
-    }
-    file.pending.push(bytes);
-    file.pendingBytes += bytes.length;
-    file.bytes += bytes.length;
-    file.records += 1;
-    if (file.pendingBytes >= FLUSH_BYTES) await this.flush(file);
+  /** True once enough waits in memory that the caller should flush before adding more. */
+  get flushDue(): boolean {
+    return this.waiting >= FLUSH_BYTES;
   }
 
-  /** Flushes every file, creates the empty ones of slices without rows, and lists them all. */
-  async finish(): Promise<UnloadedFile[]> {
-    const written: UnloadedFile[] = [];
-    for (let stream = 0; stream < this.streams.length; stream += 1) {
-      if (this.streams[stream]!.length === 0) await this.open(stream);
-      for (const file of this.streams[stream]!) {
-        await this.flush(file);
-        written.push({
-          url: `s3://${this.location.bucket}/${file.key}`,
-          key: file.key,
-          bytes: file.bytes,
-          records: file.records,
-        });
+  /** Adds one line, the bytes `start` to `end` of `source` (LF included). */
+  add(source: Buffer, start = 0, end = source.length): void {
+    const length = end - start;
+    const stream = this.options.parallel ? this.row % this.options.slices : 0;
+    this.row += 1;
+    let file = this.streams[stream]!.at(-1) ?? this.open(stream);
+    if (file.bytes > 0 && file.bytes + length > this.options.maxFileSizeBytes) {
+      file = this.open(stream);
+    }
+    if (file.block === null || file.fill + length > file.block.length) {
+      if (file.block !== null && file.fill > 0) file.full.push(file.block.subarray(0, file.fill));
+      file.block = Buffer.allocUnsafe(Math.max(BLOCK_BYTES, length));
+      file.fill = 0;
+    }
+    source.copy(file.block, file.fill, start, end);
+    file.fill += length;
+    file.bytes += length;
+    file.records += 1;
+    this.waiting += length;
+  }
+
+  /** Writes every file's waiting lines, creating each file the first time. */
+  async flush(): Promise<void> {
+    for (const files of this.streams) {
+      for (const file of files) {
+        if (!file.created) {
+          await this.bucket.createObject(this.location.bucket, file.key);
+          file.created = true;
+        }
+        if (file.fill === 0 && file.full.length === 0) continue;
+        const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
+        await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
+        file.full.length = 0;
+        // The bucket is done with the block once appendToObject returns: it is filled anew.
+        file.fill = 0;
       }
     }
-    return written;
+    this.waiting = 0;
+  }
+
+  /** Writes what waits, creates the empty files of slices without rows, and lists them all. */
+  async finish(): Promise<UnloadedFile[]> {
+    this.streams.forEach((files, stream) => {
+      if (files.length === 0) this.open(stream);
+    });
+    await this.flush();
+    return this.streams.flat().map((file) => ({
+      url: `s3://${this.location.bucket}/${file.key}`,
+      key: file.key,
+      bytes: file.bytes,
+      records: file.records,
+    }));
   }
 }
 
@@ -575,12 +611,6 @@ export function buildManifest(
   ].join('\n');
 }
 
-/** Every value as the server's text: the emulator writes what PostgreSQL prints. */
-const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
-
-const FETCH_ROWS = 1000;
-const CURSOR = 'redshift_unload_emulator';
-
 async function describeColumns(
   client: pg.ClientBase,
   fields: readonly pg.FieldDef[],
@@ -603,6 +633,162 @@ async function describeColumns(
       ...(float ? { significantDigits: float.base + extraFloatDigits } : {}),
     };
   });
+}
+
+/** A string as a PostgreSQL literal that reads the same whatever standard_conforming_strings is. */
+function literal(text: string): string {
+  return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+/** Text and character varying are text already; every other type goes through its output function. */
+const TEXT_TYPES = new Set(['text', 'character varying']);
+
+/**
+ * One value as its field, in SQL: NULL as the NULL AS text; bytes as bare hex; anything else
+ * as its type's output function prints it (concat calls it; the cast to text would print a
+ * boolean as true/false and cut a CHAR's padding), with ESCAPE's backslashes in character
+ * values. Each replace puts a backslash before one character; only the first, the backslash's
+ * own, sees backslashes, so the result is the single pass formatUnloadLine makes.
+ */
+function fieldSql(column: UnloadColumn, ref: string, format: LineFormat): string {
+  let value: string;
+  if (column.binary) value = `pg_catalog.encode(${ref}, 'hex')`;
+  else if (TEXT_TYPES.has(column.type)) value = `${ref}::pg_catalog.text`;
+  else value = `pg_catalog.concat(${ref})`;
+  if (format.escape && column.character) {
+    for (const character of escapedSet(format.delimiter)) {
+      value = `pg_catalog.replace(${value}, ${literal(character)}, ${literal(`\\${character}`)})`;
+    }
+  }
+  return `CASE WHEN ${ref} IS NULL THEN ${literal(format.nullAs)} ELSE ${value} END`;
+}
+
+/** A piece of a line: text PostgreSQL made, or a float Node prints (see floatText). */
+type LinePart =
+  | { readonly kind: 'text' }
+  | { readonly kind: 'float'; readonly column: UnloadColumn };
+
+/**
+ * The query whose rows are the lines, for `COPY ... TO STDOUT (FORMAT binary)`: PostgreSQL
+ * formats and escapes every value in C and joins the fields, LF included, into one text per
+ * row, so Node only copies bytes. A REAL or DOUBLE PRECISION column breaks the text: it comes
+ * as its binary float, which Node prints with Redshift's digits (PostgreSQL 12 and later print
+ * no `%g` form past extra_float_digits 0). The query's columns are renamed by position, so
+ * repeated or odd names need no care.
+ */
+export function lineQuery(
+  query: string,
+  columns: readonly UnloadColumn[],
+  format: LineFormat,
+): { sql: string; parts: LinePart[] } {
+  const selected: string[] = [];
+  const parts: LinePart[] = [];
+  let pieces: string[] = [];
+  const closeText = () => {
+    if (pieces.length === 0) return;
+    selected.push(`pg_catalog.concat(${pieces.join(', ')})`);
+    parts.push({ kind: 'text' });
+    pieces = [];
+  };
+  columns.forEach((column, index) => {
+    if (index > 0) pieces.push(literal(format.delimiter));
+    const ref = `unloaded.c${index + 1}`;
+    if (column.significantDigits === undefined) {
+      pieces.push(fieldSql(column, ref, format));
+      return;
+    }
+    closeText();
+    selected.push(`${ref}::pg_catalog.${FLOAT_DIGITS[column.type]!.float4 ? 'float4' : 'float8'}`);
+    parts.push({ kind: 'float', column });
+  });
+  pieces.push(literal('\n'));
+  closeText();
+  const names = columns.map((_, index) => `c${index + 1}`).join(', ');
+  const from =
+    columns.length > 0 ? `(\n${query}\n) AS unloaded(${names})` : `(\n${query}\n) AS unloaded`;
+  return { sql: `SELECT ${selected.join(', ')} FROM ${from}`, parts };
+}
+
+/** The start of binary COPY output: signature, flags, header extension length (sql-copy.html, "Binary Format"). */
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
+
+/**
+ * Reads binary COPY output (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
+ * Format": a header, then per row a 16-bit field count and each field as a 32-bit length, -1
+ * for NULL, and its bytes; -1 as the count ends it) and hands each row's line to the writer.
+ * A row with only text is copied straight from the network's buffer.
+ */
+async function writeLines(
+  copy: AsyncIterable<Buffer>,
+  parts: readonly LinePart[],
+  format: LineFormat,
+  writer: UnloadFileWriter,
+): Promise<void> {
+  const nullAs = Buffer.from(format.nullAs, 'utf8');
+  const onlyText = parts.length === 1;
+  let rest: Buffer | null = null;
+  let header = true;
+  for await (const chunk of copy) {
+    const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let at = 0;
+    if (header) {
+      if (data.length < COPY_HEADER_BYTES) {
+        rest = data;
+        continue;
+      }
+      if (!data.subarray(0, COPY_SIGNATURE.length).equals(COPY_SIGNATURE)) {
+        throw new UnloadError('the COPY output does not start with the binary format signature');
+      }
+      const extension = data.readInt32BE(COPY_SIGNATURE.length + 4);
+      if (data.length < COPY_HEADER_BYTES + extension) {
+        rest = data;
+        continue;
+      }
+      at = COPY_HEADER_BYTES + extension;
+      header = false;
+    }
+    while (at + 2 <= data.length) {
+      const count = data.readInt16BE(at);
+      if (count === -1) {
+        at += 2;
+        break;
+      }
+      if (onlyText) {
+        if (at + 6 > data.length) break;
+        const length = data.readInt32BE(at + 2);
+        if (at + 6 + length > data.length) break;
+        writer.add(data, at + 6, at + 6 + length);
+        at += 6 + length;
+        continue;
+      }
+      let end = at + 2;
+      const pieces: Buffer[] = [];
+      for (const part of parts) {
+        if (end + 4 > data.length) break;
+        const length = data.readInt32BE(end);
+        const start = end + 4;
+        end = start + Math.max(length, 0);
+        if (end > data.length) break;
+        if (part.kind === 'text') pieces.push(data.subarray(start, end));
+        else if (length === -1) pieces.push(nullAs);
+        else {
+          const float4 = length === 4;
+          const number = float4 ? data.readFloatBE(start) : data.readDoubleBE(start);
+          pieces.push(Buffer.from(floatText(number, part.column.significantDigits!, float4)));
+        }
+      }
+      if (pieces.length < parts.length || end > data.length) break;
+      const line = Buffer.concat(pieces);
+      writer.add(line);
+      at = end;
+    }
+    rest = at < data.length ? data.subarray(at) : null;
+    if (writer.flushDue) await writer.flush();
+  }
+  if (header || rest !== null) {
+    throw new UnloadError('the COPY output ended in the middle of a row');
+  }
 }
 
 /**
@@ -633,20 +819,15 @@ export async function runUnload(
     `SELECT current_setting('extra_float_digits') AS digits`,
   );
   const extraFloatDigits = Number(setting.rows[0]!.digits);
-  await client.query(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${pointAtShims(statement.query)}`);
-  let columns: UnloadColumn[] | null = null;
-  for (;;) {
-    const batch = await client.query<string[]>({
-      text: `FETCH FORWARD ${FETCH_ROWS} FROM ${CURSOR}`,
-      rowMode: 'array',
-      types: RAW_TEXT,
-    });
-    columns ??= await describeColumns(client, batch.fields, extraFloatDigits);
-    for (const row of batch.rows) await writer.write(formatUnloadLine(row, columns, options));
-    if (batch.rows.length < FETCH_ROWS) break;
-  }
-  // On failure the caller's rollback discards the cursor; closing it here would only hide the error.
-  await client.query(`CLOSE ${CURSOR}`);
+  const query = pointAtShims(statement.query);
+  const described = await client.query({
+    text: `SELECT * FROM (\n${query}\n) AS unloaded LIMIT 0`,
+    rowMode: 'array',
+  });
+  const columns = await describeColumns(client, described.fields, extraFloatDigits);
+  const lines = lineQuery(query, columns, options);
+  const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+  await writeLines(copy, lines.parts, options, writer);
   const files = await writer.finish();
   if (options.manifest !== 'none') {
     const manifestKey = `${location.keyPrefix}manifest`;
@@ -654,7 +835,7 @@ export async function runUnload(
     await bucket.appendToObject(
       location.bucket,
       manifestKey,
-      Buffer.from(buildManifest(files, columns ?? [], options.manifest), 'utf8'),
+      Buffer.from(buildManifest(files, columns, options.manifest), 'utf8'),
     );
   }
   return files;
