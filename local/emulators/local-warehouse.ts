@@ -428,7 +428,14 @@ export class LocalWarehouse implements Warehouse {
           'UNLOAD takes no parameters; write the values into the query.',
         );
       }
-      await runUnload(session, parseUnload(sql), this.bucket, { slices: this.slices });
+      await runUnload(session, parseUnload(sql), this.bucket, {
+        slices: this.slices,
+        connect: async () => {
+          const slice = this.connect();
+          await slice.connect();
+          return slice;
+        },
+      });
       return null;
     }
     refuseOutOfRangeFloatDigits(sql);

@@ -341,6 +341,8 @@ export interface UnloadColumn {
   readonly binary: boolean;
   /** REAL or DOUBLE PRECISION: how many significant digits Redshift prints (see floatText). */
   readonly significantDigits?: number;
+  /** True when a cast to text prints what the output function prints (no cast function of its own). */
+  readonly castPrints?: boolean;
 }
 
 /** FLT_DIG and DBL_DIG, the digits extra_float_digits is added to. */
@@ -474,8 +476,8 @@ interface OpenFile {
  */
 export class UnloadFileWriter {
   private readonly streams: OpenFile[][];
+  private readonly waiting: number[];
   private row = 0;
-  private waiting = 0;
 
   constructor(
     private readonly bucket: UnloadBucket,
@@ -486,6 +488,12 @@ export class UnloadFileWriter {
       throw new UnloadError(`the emulated cluster needs at least one slice; got ${options.slices}`);
     }
     this.streams = Array.from({ length: options.parallel ? options.slices : 1 }, () => []);
+    this.waiting = this.streams.map(() => 0);
+  }
+
+  /** How many series of files there are: one per slice, or one with PARALLEL OFF. */
+  get streamCount(): number {
+    return this.streams.length;
   }
 
   private fileKey(stream: number, part: number): string {
@@ -508,16 +516,20 @@ export class UnloadFileWriter {
     return file;
   }
 
-  /** True once enough waits in memory that the caller should flush before adding more. */
-  get flushDue(): boolean {
-    return this.waiting >= FLUSH_BYTES;
+  /** True once enough of `stream` waits in memory that the caller should flush it. */
+  flushDue(stream: number): boolean {
+    return this.waiting[stream]! >= FLUSH_BYTES;
   }
 
-  /** Adds one line, the bytes `start` to `end` of `source` (LF included). */
+  /** Adds one line, the bytes `start` to `end` of `source` (LF included), to the next slice in turn. */
   add(source: Buffer, start = 0, end = source.length): void {
-    const length = end - start;
-    const stream = this.options.parallel ? this.row % this.options.slices : 0;
+    this.addTo(this.row % this.streams.length, source, start, end);
     this.row += 1;
+  }
+
+  /** Adds one line to `stream`'s files (a slice that reads its own rows). */
+  addTo(stream: number, source: Buffer, start = 0, end = source.length): void {
+    const length = end - start;
     let file = this.streams[stream]!.at(-1) ?? this.open(stream);
     if (file.bytes > 0 && file.bytes + length > this.options.maxFileSizeBytes) {
       file = this.open(stream);
@@ -531,26 +543,24 @@ export class UnloadFileWriter {
     file.fill += length;
     file.bytes += length;
     file.records += 1;
-    this.waiting += length;
+    this.waiting[stream]! += length;
   }
 
-  /** Writes every file's waiting lines, creating each file the first time. */
-  async flush(): Promise<void> {
-    for (const files of this.streams) {
-      for (const file of files) {
-        if (!file.created) {
-          await this.bucket.createObject(this.location.bucket, file.key);
-          file.created = true;
-        }
-        if (file.fill === 0 && file.full.length === 0) continue;
-        const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
-        await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
-        file.full.length = 0;
-        // The bucket is done with the block once appendToObject returns: it is filled anew.
-        file.fill = 0;
+  /** Writes the waiting lines of `stream`'s files, creating each file the first time. */
+  async flush(stream: number): Promise<void> {
+    for (const file of this.streams[stream]!) {
+      if (!file.created) {
+        await this.bucket.createObject(this.location.bucket, file.key);
+        file.created = true;
       }
+      if (file.fill === 0 && file.full.length === 0) continue;
+      const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
+      await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
+      file.full.length = 0;
+      // The bucket is done with the block once appendToObject returns: it is filled anew.
+      file.fill = 0;
     }
-    this.waiting = 0;
+    this.waiting[stream] = 0;
   }
 
   /** Writes what waits, creates the empty files of slices without rows, and lists them all. */
@@ -558,7 +568,7 @@ export class UnloadFileWriter {
     this.streams.forEach((files, stream) => {
       if (files.length === 0) this.open(stream);
     });
-    await this.flush();
+    for (let stream = 0; stream < this.streams.length; stream += 1) await this.flush(stream);
     return this.streams.flat().map((file) => ({
       url: `s3://${this.location.bucket}/${file.key}`,
       key: file.key,
@@ -616,9 +626,17 @@ async function describeColumns(
   fields: readonly pg.FieldDef[],
   extraFloatDigits: number,
 ): Promise<UnloadColumn[]> {
-  const types = await client.query<{ oid: number; name: string; category: string }>({
-    text: `SELECT oid::int AS oid, format_type(oid, NULL) AS name, typcategory::text AS category
-             FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])`,
+  const types = await client.query<{
+    oid: number;
+    name: string;
+    category: string;
+    castPrints: boolean;
+  }>({
+    text: `SELECT t.oid::int AS oid, format_type(t.oid, NULL) AS name, t.typcategory::text AS category,
+                  NOT EXISTS (SELECT FROM pg_catalog.pg_cast AS c
+                               WHERE c.castsource = t.oid AND c.casttarget = 'pg_catalog.text'::pg_catalog.regtype
+                                 AND c.castmethod = 'f') AS "castPrints"
+             FROM pg_catalog.pg_type AS t WHERE t.oid = ANY($1::oid[])`,
     values: [fields.map((field) => field.dataTypeID)],
   });
   const byOid = new Map(types.rows.map((type) => [type.oid, type]));
@@ -631,6 +649,7 @@ async function describeColumns(
       character: type?.category === 'S',
       binary: type?.name === 'bytea',
       ...(float ? { significantDigits: float.base + extraFloatDigits } : {}),
+      castPrints: type?.castPrints ?? false,
     };
   });
 }
@@ -640,27 +659,28 @@ function literal(text: string): string {
   return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
 }
 
-/** Text and character varying are text already; every other type goes through its output function. */
-const TEXT_TYPES = new Set(['text', 'character varying']);
-
 /**
  * One value as its field, in SQL: NULL as the NULL AS text; bytes as bare hex; anything else
- * as its type's output function prints it (concat calls it; the cast to text would print a
- * boolean as true/false and cut a CHAR's padding), with ESCAPE's backslashes in character
- * values. Each replace puts a backslash before one character; only the first, the backslash's
- * own, sees backslashes, so the result is the single pass formatUnloadLine makes.
+ * as its type's output function prints it, with ESCAPE's backslashes in character values. A
+ * cast to text prints as the output function unless the type has a cast function of its own
+ * (a boolean's says true/false, a CHAR's cuts the padding): those go through concat, which
+ * calls the output function, booleans through t/f directly. Each replace puts a backslash
+ * before one character; only the first, the backslash's own, sees backslashes, so the result
+ * is the single pass formatUnloadLine makes.
  */
 function fieldSql(column: UnloadColumn, ref: string, format: LineFormat): string {
   let value: string;
   if (column.binary) value = `pg_catalog.encode(${ref}, 'hex')`;
-  else if (TEXT_TYPES.has(column.type)) value = `${ref}::pg_catalog.text`;
-  else value = `pg_catalog.concat(${ref})`;
+  else if (column.type === 'boolean')
+    value = `CASE WHEN ${ref} THEN 't' WHEN NOT ${ref} THEN 'f' END`;
+  else if (column.castPrints) value = `${ref}::pg_catalog.text`;
+  else value = `CASE WHEN ${ref} IS NOT NULL THEN pg_catalog.concat(${ref}) END`;
   if (format.escape && column.character) {
     for (const character of escapedSet(format.delimiter)) {
       value = `pg_catalog.replace(${value}, ${literal(character)}, ${literal(`\\${character}`)})`;
     }
   }
-  return `CASE WHEN ${ref} IS NULL THEN ${literal(format.nullAs)} ELSE ${value} END`;
+  return `COALESCE(${value}, ${literal(format.nullAs)})`;
 }
 
 /** A piece of a line: text PostgreSQL made, or a float Node prints (see floatText). */
@@ -668,25 +688,33 @@ type LinePart =
   | { readonly kind: 'text' }
   | { readonly kind: 'float'; readonly column: UnloadColumn };
 
+/** Which of the slices' rows a query reads: every `count`th row from the `index`th (from 0). */
+interface SliceRows {
+  readonly index: number;
+  readonly count: number;
+}
+
 /**
  * The query whose rows are the lines, for `COPY ... TO STDOUT (FORMAT binary)`: PostgreSQL
  * formats and escapes every value in C and joins the fields, LF included, into one text per
  * row, so Node only copies bytes. A REAL or DOUBLE PRECISION column breaks the text: it comes
  * as its binary float, which Node prints with Redshift's digits (PostgreSQL 12 and later print
  * no `%g` form past extra_float_digits 0). The query's columns are renamed by position, so
- * repeated or odd names need no care.
+ * repeated or odd names need no care. With `slice`, only that slice's rows: the rows are
+ * numbered in the query's order and dealt round-robin, as UnloadFileWriter.add deals them.
  */
 export function lineQuery(
   query: string,
   columns: readonly UnloadColumn[],
   format: LineFormat,
+  slice?: SliceRows,
 ): { sql: string; parts: LinePart[] } {
   const selected: string[] = [];
   const parts: LinePart[] = [];
   let pieces: string[] = [];
   const closeText = () => {
     if (pieces.length === 0) return;
-    selected.push(`pg_catalog.concat(${pieces.join(', ')})`);
+    selected.push(pieces.join(' || '));
     parts.push({ kind: 'text' });
     pieces = [];
   };
@@ -704,8 +732,11 @@ export function lineQuery(
   pieces.push(literal('\n'));
   closeText();
   const names = columns.map((_, index) => `c${index + 1}`).join(', ');
-  const from =
-    columns.length > 0 ? `(\n${query}\n) AS unloaded(${names})` : `(\n${query}\n) AS unloaded`;
+  const source = `(\n${query}\n) AS unloaded${columns.length > 0 ? `(${names})` : ''}`;
+  const from = slice
+    ? `(SELECT pg_catalog.row_number() OVER () AS unload_row, unloaded.* FROM ${source}) AS unloaded
+        WHERE (unloaded.unload_row - 1) % ${slice.count} = ${slice.index}`
+    : source;
   return { sql: `SELECT ${selected.join(', ')} FROM ${from}`, parts };
 }
 
@@ -713,17 +744,24 @@ export function lineQuery(
 const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
 const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
 
+/** Where a stream of lines goes: a slice's own files, or dealt over the slices in turn. */
+interface LineSink {
+  add(source: Buffer, start: number, end: number): void;
+  flushDue(): boolean;
+  flush(): Promise<void>;
+}
+
 /**
  * Reads binary COPY output (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
  * Format": a header, then per row a 16-bit field count and each field as a 32-bit length, -1
- * for NULL, and its bytes; -1 as the count ends it) and hands each row's line to the writer.
+ * for NULL, and its bytes; -1 as the count ends it) and hands each row's line to `sink`.
  * A row with only text is copied straight from the network's buffer.
  */
 async function writeLines(
   copy: AsyncIterable<Buffer>,
   parts: readonly LinePart[],
   format: LineFormat,
-  writer: UnloadFileWriter,
+  sink: LineSink,
 ): Promise<void> {
   const nullAs = Buffer.from(format.nullAs, 'utf8');
   const onlyText = parts.length === 1;
@@ -758,7 +796,7 @@ async function writeLines(
         if (at + 6 > data.length) break;
         const length = data.readInt32BE(at + 2);
         if (at + 6 + length > data.length) break;
-        writer.add(data, at + 6, at + 6 + length);
+        sink.add(data, at + 6, at + 6 + length);
         at += 6 + length;
         continue;
       }
@@ -780,26 +818,92 @@ async function writeLines(
       }
       if (pieces.length < parts.length || end > data.length) break;
       const line = Buffer.concat(pieces);
-      writer.add(line);
+      sink.add(line, 0, line.length);
       at = end;
     }
     rest = at < data.length ? data.subarray(at) : null;
-    if (writer.flushDue) await writer.flush();
+    if (sink.flushDue()) await sink.flush();
   }
   if (header || rest !== null) {
     throw new UnloadError('the COPY output ended in the middle of a row');
   }
 }
 
+/** A session of its own for one slice, connected to the source; ended by the caller. */
+export type SliceConnection = pg.ClientBase & { end(): Promise<void> };
+
+export interface UnloadEmulation {
+  /** Slices of the emulated cluster. */
+  readonly slices: number;
+  /** Opens a session for a slice (its settings and snapshot are copied from the caller's). */
+  readonly connect: () => Promise<SliceConnection>;
+}
+
+/**
+ * Whether other sessions can read what the caller's transaction reads: not if it changed
+ * anything (its own changes are invisible to a snapshot's importers, "Snapshot Synchronization
+ * Functions" in https://www.postgresql.org/docs/current/functions-admin.html) or has temporary
+ * tables (other sessions cannot see them).
+ */
+async function snapshotShareable(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ shareable: boolean }>(
+    `SELECT pg_catalog.txid_current_if_assigned() IS NULL
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+            AS shareable`,
+  );
+  return rows[0]!.shareable;
+}
+
+/**
+ * Opens a session per further slice, each in a REPEATABLE READ transaction on the caller's
+ * snapshot (pg_export_snapshot, SET TRANSACTION SNAPSHOT) with the caller's session settings,
+ * so every slice reads the same rows and prints them alike, as a cluster's slices do.
+ */
+async function openSlices(
+  client: pg.ClientBase,
+  emulation: UnloadEmulation,
+  count: number,
+): Promise<SliceConnection[]> {
+  const { rows } = await client.query<{ snapshot: string; settings: [string, string][] }>(
+    `SELECT pg_catalog.pg_export_snapshot() AS snapshot,
+            (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(name, pg_catalog.current_setting(name))), '[]'::pg_catalog.json)
+               FROM pg_catalog.pg_settings
+              WHERE source = 'session' AND pg_catalog.left(name, 12) <> 'transaction_') AS settings`,
+  );
+  const { snapshot, settings } = rows[0]!;
+  const sessions: SliceConnection[] = [];
+  try {
+    for (let slice = 1; slice < count; slice += 1) {
+      const session = await emulation.connect();
+      sessions.push(session);
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await session.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
+      await session.query({
+        text: `SELECT pg_catalog.set_config(setting->>0, setting->>1, true)
+                 FROM pg_catalog.json_array_elements($1::pg_catalog.json) AS setting`,
+        values: [JSON.stringify(settings)],
+      });
+    }
+  } catch (error) {
+    await Promise.allSettled(sessions.map((session) => session.end()));
+    throw error;
+  }
+  return sessions;
+}
+
 /**
  * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
  * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
+ * With PARALLEL ON each slice reads and writes its own rows on a session of its own, all on
+ * the caller's snapshot, the first slice on `client` (so cancelling the caller's statement
+ * stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
+ * `client`, dealt in turn.
  */
 export async function runUnload(
   client: pg.ClientBase,
   statement: UnloadStatement,
   bucket: UnloadBucket,
-  emulation: { slices: number },
+  emulation: UnloadEmulation,
 ): Promise<UnloadedFile[]> {
   const { options } = statement;
   const location = parseS3Location(statement.to);
@@ -825,9 +929,38 @@ export async function runUnload(
     rowMode: 'array',
   });
   const columns = await describeColumns(client, described.fields, extraFloatDigits);
-  const lines = lineQuery(query, columns, options);
-  const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
-  await writeLines(copy, lines.parts, options, writer);
+  const count = writer.streamCount;
+  if (count === 1 || !(await snapshotShareable(client))) {
+    const lines = lineQuery(query, columns, options);
+    const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+    await writeLines(copy, lines.parts, options, {
+      add: (source, start, end) => writer.add(source, start, end),
+      flushDue: () => Array.from({ length: count }, (_, s) => s).some((s) => writer.flushDue(s)),
+      flush: async () => {
+        for (let stream = 0; stream < count; stream += 1) await writer.flush(stream);
+      },
+    });
+  } else {
+    const others = await openSlices(client, emulation, count);
+    try {
+      await Promise.all(
+        [client, ...others].map((session, index) => {
+          const lines = lineQuery(query, columns, options, { index, count });
+          const copy = session.query(
+            copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`),
+          );
+          return writeLines(copy, lines.parts, options, {
+            add: (source, start, end) => writer.addTo(index, source, start, end),
+            flushDue: () => writer.flushDue(index),
+            flush: () => writer.flush(index),
+          });
+        }),
+      );
+    } finally {
+      // Ending a slice's session ends its transaction (it only read) and any COPY still running.
+      await Promise.allSettled(others.map((session) => session.end()));
+    }
+  }
   const files = await writer.finish();
   if (options.manifest !== 'none') {
     const manifestKey = `${location.keyPrefix}manifest`;
