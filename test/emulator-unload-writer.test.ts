@@ -6,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatementState } from '../lambdas/core/transfer/ports';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
-import { type UnloadBucket, UnloadFileWriter } from '../local/emulators/unload';
+import {
+  formatUnloadLine,
+  type UnloadBucket,
+  type UnloadColumn,
+  UnloadFileWriter,
+} from '../local/emulators/unload';
 import { freshDatabase } from './support/db';
 
 const MB = 1024 * 1024;
@@ -152,6 +157,111 @@ describe('UNLOAD emulator: bytes', () => {
     const prefix = await unload(`SELECT id, note FROM sales."Notes" WHERE id = 11`, CONTRACT);
     expect(await file(`${prefix}0000_part_00`)).toBe(`11|${'x'.repeat(65536)}\n`);
     expect(await file(`${prefix}0001_part_00`)).toBe('');
+  });
+});
+
+describe('UNLOAD emulator: PostgreSQL builds the lines', () => {
+  const mixed = `SELECT id, flag, code, addr, doc, tags, span, amount, blob, note, r, d, day
+                   FROM sales.mixed ORDER BY id`;
+  const columns: UnloadColumn[] = [
+    ['id', 'integer'],
+    ['flag', 'boolean'],
+    ['code', 'character', true],
+    ['addr', 'inet'],
+    ['doc', 'jsonb'],
+    ['tags', 'text[]'],
+    ['span', 'interval'],
+    ['amount', 'numeric'],
+    ['blob', 'bytea'],
+    ['note', 'character varying', true],
+    ['r', 'real'],
+    ['d', 'double precision'],
+    ['day', 'date'],
+  ].map(([name, type, character]) => ({
+    name: name as string,
+    type: type as string,
+    character: character === true,
+    binary: type === 'bytea',
+    ...(type === 'real' ? { significantDigits: 6 } : {}),
+    ...(type === 'double precision' ? { significantDigits: 15 } : {}),
+  }));
+
+  beforeAll(async () => {
+    await source.query(
+      `CREATE TABLE sales.mixed (id int, flag boolean, code char(5), addr inet, doc jsonb, tags text[],
+         span interval, amount numeric, blob bytea, note varchar(100), r real, d double precision, day date)`,
+    );
+    await source.query(
+      `INSERT INTO sales.mixed VALUES
+         (1, true, 'ab', '10.0.0.1', '{"a": "b\\\\c | d"}', ARRAY['x y', 'q"u', NULL, 'b\\\\s'],
+          '1 day 02:03:04', 1.50, '\\x00ff', E'a|b\\\\c\\nd\\re\\tf\\bg', 0.1, 1e-300, '2024-02-29'),
+         (2, false, 'abcde', '10.0.0.0/8', 'null', '{}', '-1 mons', -0.0001, '\\x', '', '-0', 'NaN', '0001-01-01'),
+         (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+         (4, true, '|\\\\', '::1', '[1, "|"]', ARRAY['|'], '0', 1e20, '\\x5c7c', '\\N', 'Infinity', '-Infinity', '9999-12-31')`,
+    );
+  });
+
+  /** The rows as the server prints them, each through formatUnloadLine, dealt over `streams`. */
+  async function expectedFiles(streams: number): Promise<string[]> {
+    const { rows } = await source.query<string[]>({
+      text: mixed,
+      rowMode: 'array',
+      types: { getTypeParser: () => (value: string) => value },
+    });
+    const files = Array.from({ length: streams }, () => '');
+    rows.forEach((row, index) => {
+      files[index % streams] += formatUnloadLine(row, columns, {
+        delimiter: '|',
+        nullAs: '\\N',
+        escape: true,
+      });
+    });
+    return files;
+  }
+
+  it('writes the bytes formatUnloadLine writes, value by value, for types whose text needs care', async () => {
+    const serial = await unload(mixed, `${CONTRACT} PARALLEL OFF`);
+    expect([await file(`${serial}000`)]).toEqual(await expectedFiles(1));
+    const parallel = await unload(mixed, CONTRACT);
+    expect([await file(`${parallel}0000_part_00`), await file(`${parallel}0001_part_00`)]).toEqual(
+      await expectedFiles(2),
+    );
+  });
+
+  it('reads every slice on the snapshot the batch took first, not rows committed since', async () => {
+    await source.query(
+      `CREATE TABLE sales.growing AS SELECT g AS id FROM generate_series(1, 100) AS g`,
+    );
+    const prefix = 'runs/snapshot/t/';
+    const id = await warehouse.submitBatch(
+      [
+        'SELECT count(*) FROM sales.growing',
+        'SELECT pg_sleep(1)',
+        `UNLOAD ('SELECT id FROM sales.growing ORDER BY id') TO 's3://${BUCKET}/${prefix}' IAM_ROLE 'r' ${CONTRACT}`,
+      ],
+      'snapshot',
+    );
+    // Committed while the batch sleeps: after its snapshot, before its UNLOAD.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await source.query('INSERT INTO sales.growing SELECT g FROM generate_series(101, 200) AS g');
+    expect(await settle(id)).toEqual({ state: 'done', status: 'FINISHED' });
+    expect(JSON.parse(await file(`${prefix}manifest`)).meta.record_count).toBe(100);
+    const lines = `${await file(`${prefix}0000_part_00`)}${await file(`${prefix}0001_part_00`)}`;
+    expect(
+      lines
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 100 }, (_, index) => index + 1));
+  });
+
+  it("reads the batch's own changes and temporary tables, which other sessions cannot see, on its own session", async () => {
+    const prefix = await unload(`SELECT id FROM scratch ORDER BY id`, CONTRACT, undefined, [
+      'CREATE TEMPORARY TABLE scratch AS SELECT g AS id FROM generate_series(1, 5) AS g',
+    ]);
+    expect(await file(`${prefix}0000_part_00`)).toBe('1\n3\n5\n');
+    expect(await file(`${prefix}0001_part_00`)).toBe('2\n4\n');
   });
 });
 
