@@ -256,6 +256,25 @@ describe('UNLOAD emulator: PostgreSQL builds the lines', () => {
     ).toEqual(Array.from({ length: 100 }, (_, index) => index + 1));
   });
 
+  it('gives every row to exactly one slice when the plan would read in parallel', async () => {
+    await source.query(
+      `CREATE TABLE sales.wide AS SELECT g AS id, repeat('w', 200) AS pad FROM generate_series(1, 50000) AS g`,
+    );
+    await source.query('ANALYZE sales.wide');
+    // Plans that read the table with parallel workers, whose rows arrive in no fixed order.
+    const parallelPlans = [
+      'SET parallel_setup_cost TO 0',
+      'SET parallel_tuple_cost TO 0',
+      'SET min_parallel_table_scan_size TO 0',
+      'SET max_parallel_workers_per_gather TO 4',
+    ];
+    const prefix = await unload('SELECT id FROM sales.wide', CONTRACT, undefined, parallelPlans);
+    const lines = `${await file(`${prefix}0000_part_00`)}${await file(`${prefix}0001_part_00`)}`;
+    const ids = lines.split('\n').filter(Boolean).map(Number);
+    expect(ids.length).toBe(50000);
+    expect(new Set(ids).size).toBe(50000);
+  });
+
   it("reads the batch's own changes and temporary tables, which other sessions cannot see, on its own session", async () => {
     const prefix = await unload(`SELECT id FROM scratch ORDER BY id`, CONTRACT, undefined, [
       'CREATE TEMPORARY TABLE scratch AS SELECT g AS id FROM generate_series(1, 5) AS g',

@@ -37,6 +37,7 @@ import {
   MIN_EXTRA_FLOAT_DIGITS,
   parseUnload,
   runUnload,
+  type UnloadProgress,
 } from './unload';
 
 /** A call the Data API would refuse (bad id, a result asked for too early, ...). */
@@ -51,6 +52,8 @@ export interface LocalWarehouseOptions {
   readonly slices?: number;
   /** The sessions' application_name (visible in pg_stat_activity). */
   readonly applicationName?: string;
+  /** Where a long UNLOAD's progress line goes (rows and MiB written, with rates); none: nowhere. */
+  readonly onProgress?: (line: string) => void;
 }
 
 /** BatchExecuteStatement takes 1 to 40 statements. */
@@ -435,6 +438,9 @@ export class LocalWarehouse implements Warehouse {
           await slice.connect();
           return slice;
         },
+        ...(this.options.onProgress
+          ? { onProgress: unloadProgressLine(this.options.onProgress) }
+          : {}),
       });
       return null;
     }
@@ -452,6 +458,17 @@ export class LocalWarehouse implements Warehouse {
       sql.length > QUOTED_SQL_CHARACTERS ? `${sql.slice(0, QUOTED_SQL_CHARACTERS)}...` : sql;
     return `statement ${index + 1} of ${submission.statements.length} (${quoted}) failed: ${errorText(error)}`;
   }
+}
+
+/** An UNLOAD's progress as one line: rows and MiB written so far, with their rates. */
+function unloadProgressLine(write: (line: string) => void): (progress: UnloadProgress) => void {
+  return ({ to, rows, bytes, seconds, done }) => {
+    const per = (amount: number) => (seconds > 0 ? amount / seconds : 0);
+    const mib = (amount: number) => (amount / 2 ** 20).toFixed(1);
+    write(
+      `  UNLOAD to ${to}: ${rows.toLocaleString('en-US')} rows, ${mib(bytes)} MiB ${done ? 'written' : 'so far'} in ${seconds.toFixed(1)} s (${Math.round(per(rows)).toLocaleString('en-US')} rows/s, ${mib(per(bytes))} MiB/s)`,
+    );
+  };
 }
 
 /**

@@ -18,6 +18,8 @@
  * - `<prefix>manifest` listing every file (with VERBOSE: sizes, record counts, the columns);
  * - a destination that already has files is refused unless ALLOWOVERWRITE.
  */
+
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { SyncError } from '../../lambdas/core/errors';
@@ -747,8 +749,8 @@ const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
 /** Where a stream of lines goes: a slice's own files, or dealt over the slices in turn. */
 interface LineSink {
   add(source: Buffer, start: number, end: number): void;
-  flushDue(): boolean;
-  flush(): Promise<void>;
+  /** After each piece of COPY output: writes what is due, reports progress. */
+  pieceDone(): Promise<void>;
 }
 
 /**
@@ -822,7 +824,7 @@ async function writeLines(
       at = end;
     }
     rest = at < data.length ? data.subarray(at) : null;
-    if (sink.flushDue()) await sink.flush();
+    await sink.pieceDone();
   }
   if (header || rest !== null) {
     throw new UnloadError('the COPY output ended in the middle of a row');
@@ -837,21 +839,64 @@ export interface UnloadEmulation {
   readonly slices: number;
   /** Opens a session for a slice (its settings and snapshot are copied from the caller's). */
   readonly connect: () => Promise<SliceConnection>;
+  /** Told the lines and bytes written so far, every PROGRESS_MS while it runs and once at the end. */
+  readonly onProgress?: (progress: UnloadProgress) => void;
 }
 
+export interface UnloadProgress {
+  /** The TO location. */
+  readonly to: string;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly done: boolean;
+}
+
+/** How often a long UNLOAD reports its progress. */
+const PROGRESS_MS = 2000;
+
 /**
- * Whether other sessions can read what the caller's transaction reads: not if it changed
- * anything (its own changes are invisible to a snapshot's importers, "Snapshot Synchronization
- * Functions" in https://www.postgresql.org/docs/current/functions-admin.html) or has temporary
- * tables (other sessions cannot see them).
+ * Whether other sessions can read what the caller's transaction reads: only in a transaction
+ * block (outside one the UNLOAD is a transaction of its own, and an exported snapshot ends
+ * with the statement that exports it; in a block now(), the block's start, comes before this
+ * statement's), and not if it changed anything (its own changes are invisible to a snapshot's
+ * importers, "Snapshot Synchronization Functions" in
+ * https://www.postgresql.org/docs/current/functions-admin.html) or has temporary tables
+ * (other sessions cannot see them).
  */
 async function snapshotShareable(client: pg.ClientBase): Promise<boolean> {
   const { rows } = await client.query<{ shareable: boolean }>(
-    `SELECT pg_catalog.txid_current_if_assigned() IS NULL
+    `SELECT pg_catalog.now() <> pg_catalog.statement_timestamp()
+            AND pg_catalog.txid_current_if_assigned() IS NULL
             AND NOT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
             AS shareable`,
   );
   return rows[0]!.shareable;
+}
+
+/**
+ * Settings under which every slice's session reads the query's rows in one order, so their
+ * row numbers agree: no synchronized scans (a second scan of a big table starts where the
+ * first one is, https://www.postgresql.org/docs/current/runtime-config-compatible.html) and
+ * no parallel workers (a Gather returns rows as the workers deliver them).
+ */
+const SAME_ORDER: readonly [string, string][] = [
+  ['synchronize_seqscans', 'off'],
+  ['max_parallel_workers_per_gather', '0'],
+];
+
+/** Sets `settings` for the rest of the transaction; returns what they were. */
+async function setLocally(
+  client: pg.ClientBase,
+  settings: readonly [string, string][],
+): Promise<[string, string][]> {
+  const { rows } = await client.query<{ name: string; was: string }>({
+    text: `SELECT setting->>0 AS name, pg_catalog.current_setting(setting->>0) AS was,
+                  pg_catalog.set_config(setting->>0, setting->>1, true)
+             FROM pg_catalog.json_array_elements($1::pg_catalog.json) AS setting`,
+    values: [JSON.stringify(settings)],
+  });
+  return rows.map((row) => [row.name, row.was]);
 }
 
 /**
@@ -878,11 +923,7 @@ async function openSlices(
       sessions.push(session);
       await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       await session.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
-      await session.query({
-        text: `SELECT pg_catalog.set_config(setting->>0, setting->>1, true)
-                 FROM pg_catalog.json_array_elements($1::pg_catalog.json) AS setting`,
-        values: [JSON.stringify(settings)],
-      });
+      await setLocally(session, [...settings, ...SAME_ORDER]);
     }
   } catch (error) {
     await Promise.allSettled(sessions.map((session) => session.end()));
@@ -930,17 +971,36 @@ export async function runUnload(
   });
   const columns = await describeColumns(client, described.fields, extraFloatDigits);
   const count = writer.streamCount;
+  const started = performance.now();
+  let reported = started;
+  let rows = 0;
+  let bytes = 0;
+  const report = (done: boolean) => {
+    const now = performance.now();
+    if (!emulation.onProgress || (!done && now - reported < PROGRESS_MS)) return;
+    reported = now;
+    emulation.onProgress({ to: statement.to, rows, bytes, seconds: (now - started) / 1000, done });
+  };
+  const sinkFor = (stream: number | null): LineSink => ({
+    add: (source, start, end) => {
+      if (stream === null) writer.add(source, start, end);
+      else writer.addTo(stream, source, start, end);
+      rows += 1;
+      bytes += end - start;
+    },
+    pieceDone: async () => {
+      for (let s = stream ?? 0; s <= (stream ?? count - 1); s += 1) {
+        if (writer.flushDue(s)) await writer.flush(s);
+      }
+      report(false);
+    },
+  });
   if (count === 1 || !(await snapshotShareable(client))) {
     const lines = lineQuery(query, columns, options);
     const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
-    await writeLines(copy, lines.parts, options, {
-      add: (source, start, end) => writer.add(source, start, end),
-      flushDue: () => Array.from({ length: count }, (_, s) => s).some((s) => writer.flushDue(s)),
-      flush: async () => {
-        for (let stream = 0; stream < count; stream += 1) await writer.flush(stream);
-      },
-    });
+    await writeLines(copy, lines.parts, options, sinkFor(null));
   } else {
+    const previous = await setLocally(client, SAME_ORDER);
     const others = await openSlices(client, emulation, count);
     try {
       await Promise.all(
@@ -949,19 +1009,17 @@ export async function runUnload(
           const copy = session.query(
             copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`),
           );
-          return writeLines(copy, lines.parts, options, {
-            add: (source, start, end) => writer.addTo(index, source, start, end),
-            flushDue: () => writer.flushDue(index),
-            flush: () => writer.flush(index),
-          });
+          return writeLines(copy, lines.parts, options, sinkFor(index));
         }),
       );
     } finally {
       // Ending a slice's session ends its transaction (it only read) and any COPY still running.
       await Promise.allSettled(others.map((session) => session.end()));
     }
+    await setLocally(client, previous);
   }
   const files = await writer.finish();
+  report(true);
   if (options.manifest !== 'none') {
     const manifestKey = `${location.keyPrefix}manifest`;
     await bucket.createObject(location.bucket, manifestKey);
