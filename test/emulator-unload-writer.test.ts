@@ -275,6 +275,33 @@ describe('UNLOAD emulator: PostgreSQL builds the lines', () => {
     expect(new Set(ids).size).toBe(50000);
   });
 
+  it('stops every slice when the UNLOAD is cancelled', async () => {
+    const slow = `SELECT g, pg_sleep(0.01) FROM generate_series(1, 2000) AS g`;
+    const id = await warehouse.submitBatch(
+      [`UNLOAD ('${slow}') TO 's3://${BUCKET}/runs/cancelled/t/' IAM_ROLE 'r' ${CONTRACT}`],
+      'cancelled',
+    );
+    const sessions = async () => {
+      const { rows } = await source.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY (%pg_sleep%'`,
+      );
+      return rows[0]!.n;
+    };
+    for (let attempt = 0; attempt < 100 && (await sessions()) < 2; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await sessions()).toBe(2);
+    const cancelled = Date.now();
+    expect(await warehouse.cancel(id)).toBe(true);
+    expect(await settle(id)).toMatchObject({ state: 'failed', status: 'ABORTED' });
+    // Each slice alone would sleep 20 s.
+    expect(Date.now() - cancelled).toBeLessThan(5000);
+    for (let attempt = 0; attempt < 100 && (await sessions()) > 0; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await sessions()).toBe(0);
+  });
+
   it("reads the batch's own changes and temporary tables, which other sessions cannot see, on its own session", async () => {
     const prefix = await unload(`SELECT id FROM scratch ORDER BY id`, CONTRACT, undefined, [
       'CREATE TEMPORARY TABLE scratch AS SELECT g AS id FROM generate_series(1, 5) AS g',

@@ -17,6 +17,11 @@
  *   would pass MAXFILESIZE; with PARALLEL OFF one series `<prefix>000`, `<prefix>001`, ...;
  * - `<prefix>manifest` listing every file (with VERBOSE: sizes, record counts, the columns);
  * - a destination that already has files is refused unless ALLOWOVERWRITE.
+ *
+ * The work is PostgreSQL's: it prints, escapes and joins each row's values into its line in C
+ * (lineQuery) and streams the lines out with binary COPY; Node only strips the framing and
+ * copies the bytes into the files. With PARALLEL ON each slice reads its own rows on a session
+ * of its own, all on one snapshot, as a cluster's slices unload theirs side by side.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -908,7 +913,7 @@ async function openSlices(
   client: pg.ClientBase,
   emulation: UnloadEmulation,
   count: number,
-): Promise<SliceConnection[]> {
+): Promise<{ sessions: SliceConnection[]; pids: number[] }> {
   const { rows } = await client.query<{ snapshot: string; settings: [string, string][] }>(
     `SELECT pg_catalog.pg_export_snapshot() AS snapshot,
             (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(name, pg_catalog.current_setting(name))), '[]'::pg_catalog.json)
@@ -917,10 +922,13 @@ async function openSlices(
   );
   const { snapshot, settings } = rows[0]!;
   const sessions: SliceConnection[] = [];
+  const pids: number[] = [];
   try {
     for (let slice = 1; slice < count; slice += 1) {
       const session = await emulation.connect();
       sessions.push(session);
+      const pid = await session.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+      pids.push(pid.rows[0]!.pid);
       await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
       await session.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
       await setLocally(session, [...settings, ...SAME_ORDER]);
@@ -929,7 +937,31 @@ async function openSlices(
     await Promise.allSettled(sessions.map((session) => session.end()));
     throw error;
   }
-  return sessions;
+  return { sessions, pids };
+}
+
+/**
+ * Stops the slices' sessions: their statements are cancelled first (a backend whose client
+ * went away notices only when it next sends, which a COPY does once it has filled its
+ * buffer), then the sessions end, which ends their transactions (they only read).
+ */
+async function endSlices(
+  emulation: UnloadEmulation,
+  slices: { sessions: SliceConnection[]; pids: number[] },
+  running: boolean,
+): Promise<void> {
+  if (running) {
+    const canceller = await emulation.connect();
+    try {
+      await canceller.query(
+        'SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.unnest($1::int[]) AS pid',
+        [slices.pids],
+      );
+    } finally {
+      await canceller.end();
+    }
+  }
+  await Promise.allSettled(slices.sessions.map((session) => session.end()));
 }
 
 /**
@@ -1002,19 +1034,26 @@ export async function runUnload(
   } else {
     const previous = await setLocally(client, SAME_ORDER);
     const others = await openSlices(client, emulation, count);
+    let stopping: Promise<void> | null = null;
+    // The first failure is the cause; the slices it ended fail after it.
+    const failures: unknown[] = [];
     try {
-      await Promise.all(
-        [client, ...others].map((session, index) => {
-          const lines = lineQuery(query, columns, options, { index, count });
-          const copy = session.query(
-            copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`),
-          );
-          return writeLines(copy, lines.parts, options, sinkFor(index));
-        }),
-      );
+      const slices = [client, ...others.sessions].map(async (session, index) => {
+        const lines = lineQuery(query, columns, options, { index, count });
+        const copy = session.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+        try {
+          await writeLines(copy, lines.parts, options, sinkFor(index));
+        } catch (error) {
+          // One slice failed (or was cancelled, on the caller's session): the others stop too.
+          failures.push(error);
+          stopping ??= endSlices(emulation, others, true);
+          await stopping;
+        }
+      });
+      await Promise.all(slices);
+      if (failures.length > 0) throw failures[0];
     } finally {
-      // Ending a slice's session ends its transaction (it only read) and any COPY still running.
-      await Promise.allSettled(others.map((session) => session.end()));
+      await (stopping ?? endSlices(emulation, others, false));
     }
     await setLocally(client, previous);
   }
