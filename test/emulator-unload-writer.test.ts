@@ -312,6 +312,25 @@ describe('UNLOAD emulator: PostgreSQL builds the lines', () => {
 });
 
 describe('UNLOAD emulator: files and manifest', () => {
+  it('reports its progress at the end: rows and MiB written, with rates', async () => {
+    const lines: string[] = [];
+    const reporting = new LocalWarehouse({
+      sourceUrl,
+      s3Dir,
+      onProgress: (line) => lines.push(line),
+    });
+    try {
+      const statement = `UNLOAD ('SELECT id FROM sales."Notes" WHERE id <= 5') TO 's3://${BUCKET}/runs/progress/t/' IAM_ROLE 'r' ${CONTRACT}`;
+      const id = await reporting.submitBatch([statement], 'progress');
+      expect(await settle(id, reporting)).toEqual({ state: 'done', status: 'FINISHED' });
+    } finally {
+      await reporting.close();
+    }
+    expect(lines.at(-1)).toMatch(
+      /^ {2}UNLOAD to s3:\/\/unload-bucket\/runs\/progress\/t\/: 5 rows, 0\.0 MiB written in \d+\.\d s \([\d,]+ rows\/s, \d+\.\d MiB\/s\)$/,
+    );
+  });
+
   it('leaves a 0-byte file for each slice without rows and lists it in the VERBOSE manifest', async () => {
     const fourSlices = new LocalWarehouse({ sourceUrl, s3Dir, slices: 4 });
     try {
