@@ -375,6 +375,21 @@ describe('UNLOAD emulator: files and manifest', () => {
     expect(await file(`${prefix}0001_part_00`)).toBe(`9|quotes ' and "\n`);
   });
 
+  it('deals the rows over more slices than it opens sessions for, each line into its slice', async () => {
+    const sixSlices = new LocalWarehouse({ sourceUrl, s3Dir, slices: 6 });
+    try {
+      const statement = `UNLOAD ('SELECT g FROM generate_series(1, 14) AS g ORDER BY g') TO 's3://${BUCKET}/runs/six/t/' IAM_ROLE 'r' ${CONTRACT}`;
+      const id = await sixSlices.submitBatch([statement], 'six slices');
+      expect(await settle(id, sixSlices)).toEqual({ state: 'done', status: 'FINISHED' });
+    } finally {
+      await sixSlices.close();
+    }
+    const files = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((slice) => file(`runs/six/t/000${slice}_part_00`)),
+    );
+    expect(files).toEqual(['1\n7\n13\n', '2\n8\n14\n', '3\n9\n', '4\n10\n', '5\n11\n', '6\n12\n']);
+  });
+
   it('writes only empty files for no rows, and a plain manifest without VERBOSE', async () => {
     const prefix = await unload(
       `SELECT id FROM sales."Notes" WHERE false`,

@@ -20,8 +20,9 @@
  *
  * The work is PostgreSQL's: it prints, escapes and joins each row's values into its line in C
  * (lineQuery) and streams the lines out with binary COPY; Node only strips the framing and
- * copies the bytes into the files. With PARALLEL ON each slice reads its own rows on a session
- * of its own, all on one snapshot, as a cluster's slices unload theirs side by side.
+ * copies the bytes into the files. With PARALLEL ON the slices read their own rows on sessions
+ * of their own (up to MAX_SLICE_SESSIONS), all on one snapshot, as a cluster's slices unload
+ * theirs side by side.
  */
 
 import { performance } from 'node:perf_hooks';
@@ -690,15 +691,24 @@ function fieldSql(column: UnloadColumn, ref: string, format: LineFormat): string
   return `COALESCE(${value}, ${literal(format.nullAs)})`;
 }
 
-/** A piece of a line: text PostgreSQL made, or a float Node prints (see floatText). */
+/**
+ * A piece of a line: text PostgreSQL made, or a float Node prints (see floatText); or, first,
+ * the slice the line goes to, when a session reads for several slices.
+ */
 type LinePart =
   | { readonly kind: 'text' }
-  | { readonly kind: 'float'; readonly column: UnloadColumn };
+  | { readonly kind: 'float'; readonly column: UnloadColumn }
+  | { readonly kind: 'slice' };
 
-/** Which of the slices' rows a query reads: every `count`th row from the `index`th (from 0). */
+/**
+ * Which rows a session reads: the rows are numbered in the query's order and dealt over
+ * `slices` slices in turn; the session reads those of every slice `s` with
+ * `s % sessions = index`, and says which slice each row is for.
+ */
 interface SliceRows {
   readonly index: number;
-  readonly count: number;
+  readonly sessions: number;
+  readonly slices: number;
 }
 
 /**
@@ -707,8 +717,8 @@ interface SliceRows {
  * row, so Node only copies bytes. A REAL or DOUBLE PRECISION column breaks the text: it comes
  * as its binary float, which Node prints with Redshift's digits (PostgreSQL 12 and later print
  * no `%g` form past extra_float_digits 0). The query's columns are renamed by position, so
- * repeated or odd names need no care. With `slice`, only that slice's rows: the rows are
- * numbered in the query's order and dealt round-robin, as UnloadFileWriter.add deals them.
+ * repeated or odd names need no care. With `slice`, only the rows of one session's slices
+ * (SliceRows), dealt round-robin as UnloadFileWriter.add deals them.
  */
 export function lineQuery(
   query: string,
@@ -718,6 +728,10 @@ export function lineQuery(
 ): { sql: string; parts: LinePart[] } {
   const selected: string[] = [];
   const parts: LinePart[] = [];
+  if (slice) {
+    selected.push(`((unloaded.unload_row - 1) % ${slice.slices})::pg_catalog.int4`);
+    parts.push({ kind: 'slice' });
+  }
   let pieces: string[] = [];
   const closeText = () => {
     if (pieces.length === 0) return;
@@ -742,7 +756,7 @@ export function lineQuery(
   const source = `(\n${query}\n) AS unloaded${columns.length > 0 ? `(${names})` : ''}`;
   const from = slice
     ? `(SELECT pg_catalog.row_number() OVER () AS unload_row, unloaded.* FROM ${source}) AS unloaded
-        WHERE (unloaded.unload_row - 1) % ${slice.count} = ${slice.index}`
+        WHERE (unloaded.unload_row - 1) % ${slice.slices} % ${slice.sessions} = ${slice.index}`
     : source;
   return { sql: `SELECT ${selected.join(', ')} FROM ${from}`, parts };
 }
@@ -753,7 +767,8 @@ const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
 
 /** Where a stream of lines goes: a slice's own files, or dealt over the slices in turn. */
 interface LineSink {
-  add(source: Buffer, start: number, end: number): void;
+  /** One line; `slice` is the slice it is for, when its session reads for several. */
+  add(source: Buffer, start: number, end: number, slice: number | null): void;
   /** After each piece of COPY output: writes what is due, reports progress. */
   pieceDone(): Promise<void>;
 }
@@ -772,6 +787,8 @@ async function writeLines(
 ): Promise<void> {
   const nullAs = Buffer.from(format.nullAs, 'utf8');
   const onlyText = parts.length === 1;
+  // [slice, text]: a slice number of 4 bytes, then the line.
+  const slicedText = parts.length === 2 && parts[0]!.kind === 'slice';
   let rest: Buffer | null = null;
   let header = true;
   for await (const chunk of copy) {
@@ -803,19 +820,31 @@ async function writeLines(
         if (at + 6 > data.length) break;
         const length = data.readInt32BE(at + 2);
         if (at + 6 + length > data.length) break;
-        sink.add(data, at + 6, at + 6 + length);
+        sink.add(data, at + 6, at + 6 + length, null);
         at += 6 + length;
+        continue;
+      }
+      if (slicedText) {
+        if (at + 14 > data.length) break;
+        const length = data.readInt32BE(at + 10);
+        if (at + 14 + length > data.length) break;
+        sink.add(data, at + 14, at + 14 + length, data.readInt32BE(at + 6));
+        at += 14 + length;
         continue;
       }
       let end = at + 2;
       const pieces: Buffer[] = [];
+      let slice: number | null = null;
+      let read = 0;
       for (const part of parts) {
         if (end + 4 > data.length) break;
         const length = data.readInt32BE(end);
         const start = end + 4;
         end = start + Math.max(length, 0);
         if (end > data.length) break;
-        if (part.kind === 'text') pieces.push(data.subarray(start, end));
+        read += 1;
+        if (part.kind === 'slice') slice = data.readInt32BE(start);
+        else if (part.kind === 'text') pieces.push(data.subarray(start, end));
         else if (length === -1) pieces.push(nullAs);
         else {
           const float4 = length === 4;
@@ -823,9 +852,9 @@ async function writeLines(
           pieces.push(Buffer.from(floatText(number, part.column.significantDigits!, float4)));
         }
       }
-      if (pieces.length < parts.length || end > data.length) break;
+      if (read < parts.length || end > data.length) break;
       const line = Buffer.concat(pieces);
-      sink.add(line, 0, line.length);
+      sink.add(line, 0, line.length, slice);
       at = end;
     }
     rest = at < data.length ? data.subarray(at) : null;
@@ -859,6 +888,13 @@ export interface UnloadProgress {
 
 /** How often a long UNLOAD reports its progress. */
 const PROGRESS_MS = 2000;
+
+/**
+ * At most this many sessions read for the slices (a cluster may have thousands of slices; the
+ * stand-in's server takes a hundred connections by default): beyond it a session reads for
+ * several slices.
+ */
+const MAX_SLICE_SESSIONS = 4;
 
 /**
  * Whether other sessions can read what the caller's transaction reads: only in a transaction
@@ -905,14 +941,14 @@ async function setLocally(
 }
 
 /**
- * Opens a session per further slice, each in a REPEATABLE READ transaction on the caller's
+ * Opens the further sessions the slices read on, each in a REPEATABLE READ transaction on the caller's
  * snapshot (pg_export_snapshot, SET TRANSACTION SNAPSHOT) with the caller's session settings,
  * so every slice reads the same rows and prints them alike, as a cluster's slices do.
  */
 async function openSlices(
   client: pg.ClientBase,
   emulation: UnloadEmulation,
-  count: number,
+  sessionCount: number,
 ): Promise<{ sessions: SliceConnection[]; pids: number[] }> {
   const { rows } = await client.query<{ snapshot: string; settings: [string, string][] }>(
     `SELECT pg_catalog.pg_export_snapshot() AS snapshot,
@@ -924,7 +960,7 @@ async function openSlices(
   const sessions: SliceConnection[] = [];
   const pids: number[] = [];
   try {
-    for (let slice = 1; slice < count; slice += 1) {
+    for (let opened = 1; opened < sessionCount; opened += 1) {
       const session = await emulation.connect();
       sessions.push(session);
       const pid = await session.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
@@ -967,9 +1003,9 @@ async function endSlices(
 /**
  * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
  * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
- * With PARALLEL ON each slice reads and writes its own rows on a session of its own, all on
- * the caller's snapshot, the first slice on `client` (so cancelling the caller's statement
- * stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
+ * With PARALLEL ON the slices read and write their own rows on sessions of their own (one per
+ * slice, up to MAX_SLICE_SESSIONS), all on the caller's snapshot, the first on `client` (so
+ * cancelling the caller's statement stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
  * `client`, dealt in turn.
  */
 export async function runUnload(
@@ -1013,15 +1049,16 @@ export async function runUnload(
     reported = now;
     emulation.onProgress({ to: statement.to, rows, bytes, seconds: (now - started) / 1000, done });
   };
-  const sinkFor = (stream: number | null): LineSink => ({
-    add: (source, start, end) => {
-      if (stream === null) writer.add(source, start, end);
-      else writer.addTo(stream, source, start, end);
+  /** Where a session's lines go: its slices' own files (`session`), or dealt over them all. */
+  const sinkFor = (session: number | null, sessions: number): LineSink => ({
+    add: (source, start, end, slice) => {
+      if (slice === null) writer.add(source, start, end);
+      else writer.addTo(slice, source, start, end);
       rows += 1;
       bytes += end - start;
     },
     pieceDone: async () => {
-      for (let s = stream ?? 0; s <= (stream ?? count - 1); s += 1) {
+      for (let s = session ?? 0; s < count; s += session === null ? 1 : sessions) {
         if (writer.flushDue(s)) await writer.flush(s);
       }
       report(false);
@@ -1030,19 +1067,20 @@ export async function runUnload(
   if (count === 1 || !(await snapshotShareable(client))) {
     const lines = lineQuery(query, columns, options);
     const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
-    await writeLines(copy, lines.parts, options, sinkFor(null));
+    await writeLines(copy, lines.parts, options, sinkFor(null, 1));
   } else {
     const previous = await setLocally(client, SAME_ORDER);
-    const others = await openSlices(client, emulation, count);
+    const sessions = Math.min(count, MAX_SLICE_SESSIONS);
+    const others = await openSlices(client, emulation, sessions);
     let stopping: Promise<void> | null = null;
     // The first failure is the cause; the slices it ended fail after it.
     const failures: unknown[] = [];
     try {
       const slices = [client, ...others.sessions].map(async (session, index) => {
-        const lines = lineQuery(query, columns, options, { index, count });
+        const lines = lineQuery(query, columns, options, { index, sessions, slices: count });
         const copy = session.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
         try {
-          await writeLines(copy, lines.parts, options, sinkFor(index));
+          await writeLines(copy, lines.parts, options, sinkFor(index, sessions));
         } catch (error) {
           // One slice failed (or was cancelled, on the caller's session): the others stop too.
           failures.push(error);
