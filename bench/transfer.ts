@@ -409,7 +409,7 @@ async function main(): Promise<void> {
     const machine = machineDescription();
     const postgres = facts!.version;
     const caption = `${rowsText} rows (bigint, integer, numeric(12,2), varchar(200) with NULLs, empty strings and escaped characters, timestamptz, boolean; ${facts!.size} on disk), source and target databases on one embedded PostgreSQL; UNLOAD on ${SLICES} slices with MAXFILESIZE ${DEFAULT_MAX_FILE_SIZE_MB} MB, import concurrency ${DEFAULT_IMPORT_CONCURRENCY}; median of ${runs} interleaved run(s), each row of the table its own median.`;
-    const ratios = `The pipe takes ${fmt((pipeSeconds / median(movedSeconds)) * 100, 0)} % of the product's unload + import time and ${fmt((pipeSeconds / median(totals)) * 100, 0)} % of its total.`;
+    const ratios = `The pipe takes ${fmt((pipeSeconds / median(movedSeconds)) * 100, 0)} % of the product's unload + import time and ${fmt((pipeSeconds / median(totals)) * 100, 0)} % of its total. Ratio, product / pipe: total ${fmt(median(totals) / pipeSeconds, 2)}x, unload + import ${fmt(median(movedSeconds) / pipeSeconds, 2)}x.`;
 
     console.log('');
     console.log(caption);

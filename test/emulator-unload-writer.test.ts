@@ -6,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatementState } from '../lambdas/core/transfer/ports';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
-import { type UnloadBucket, UnloadFileWriter } from '../local/emulators/unload';
+import {
+  formatUnloadLine,
+  type UnloadBucket,
+  type UnloadColumn,
+  UnloadFileWriter,
+} from '../local/emulators/unload';
 import { freshDatabase } from './support/db';
 
 const MB = 1024 * 1024;
@@ -155,7 +160,177 @@ describe('UNLOAD emulator: bytes', () => {
   });
 });
 
+describe('UNLOAD emulator: PostgreSQL builds the lines', () => {
+  const mixed = `SELECT id, flag, code, addr, doc, tags, span, amount, blob, note, r, d, day
+                   FROM sales.mixed ORDER BY id`;
+  const columns: UnloadColumn[] = [
+    ['id', 'integer'],
+    ['flag', 'boolean'],
+    ['code', 'character', true],
+    ['addr', 'inet'],
+    ['doc', 'jsonb'],
+    ['tags', 'text[]'],
+    ['span', 'interval'],
+    ['amount', 'numeric'],
+    ['blob', 'bytea'],
+    ['note', 'character varying', true],
+    ['r', 'real'],
+    ['d', 'double precision'],
+    ['day', 'date'],
+  ].map(([name, type, character]) => ({
+    name: name as string,
+    type: type as string,
+    character: character === true,
+    binary: type === 'bytea',
+    ...(type === 'real' ? { significantDigits: 6 } : {}),
+    ...(type === 'double precision' ? { significantDigits: 15 } : {}),
+  }));
+
+  beforeAll(async () => {
+    await source.query(
+      `CREATE TABLE sales.mixed (id int, flag boolean, code char(5), addr inet, doc jsonb, tags text[],
+         span interval, amount numeric, blob bytea, note varchar(100), r real, d double precision, day date)`,
+    );
+    await source.query(
+      `INSERT INTO sales.mixed VALUES
+         (1, true, 'ab', '10.0.0.1', '{"a": "b\\\\c | d"}', ARRAY['x y', 'q"u', NULL, 'b\\\\s'],
+          '1 day 02:03:04', 1.50, '\\x00ff', E'a|b\\\\c\\nd\\re\\tf\\bg', 0.1, 1e-300, '2024-02-29'),
+         (2, false, 'abcde', '10.0.0.0/8', 'null', '{}', '-1 mons', -0.0001, '\\x', '', '-0', 'NaN', '0001-01-01'),
+         (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+         (4, true, '|\\\\', '::1', '[1, "|"]', ARRAY['|'], '0', 1e20, '\\x5c7c', '\\N', 'Infinity', '-Infinity', '9999-12-31')`,
+    );
+  });
+
+  /** The rows as the server prints them, each through formatUnloadLine, dealt over `streams`. */
+  async function expectedFiles(streams: number): Promise<string[]> {
+    const { rows } = await source.query<string[]>({
+      text: mixed,
+      rowMode: 'array',
+      types: { getTypeParser: () => (value: string) => value },
+    });
+    const files = Array.from({ length: streams }, () => '');
+    rows.forEach((row, index) => {
+      files[index % streams] += formatUnloadLine(row, columns, {
+        delimiter: '|',
+        nullAs: '\\N',
+        escape: true,
+      });
+    });
+    return files;
+  }
+
+  it('writes the bytes formatUnloadLine writes, value by value, for types whose text needs care', async () => {
+    const serial = await unload(mixed, `${CONTRACT} PARALLEL OFF`);
+    expect([await file(`${serial}000`)]).toEqual(await expectedFiles(1));
+    const parallel = await unload(mixed, CONTRACT);
+    expect([await file(`${parallel}0000_part_00`), await file(`${parallel}0001_part_00`)]).toEqual(
+      await expectedFiles(2),
+    );
+  });
+
+  it('reads every slice on the snapshot the batch took first, not rows committed since', async () => {
+    await source.query(
+      `CREATE TABLE sales.growing AS SELECT g AS id FROM generate_series(1, 100) AS g`,
+    );
+    const prefix = 'runs/snapshot/t/';
+    const id = await warehouse.submitBatch(
+      [
+        'SELECT count(*) FROM sales.growing',
+        'SELECT pg_sleep(1)',
+        `UNLOAD ('SELECT id FROM sales.growing ORDER BY id') TO 's3://${BUCKET}/${prefix}' IAM_ROLE 'r' ${CONTRACT}`,
+      ],
+      'snapshot',
+    );
+    // Committed while the batch sleeps: after its snapshot, before its UNLOAD.
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await source.query('INSERT INTO sales.growing SELECT g FROM generate_series(101, 200) AS g');
+    expect(await settle(id)).toEqual({ state: 'done', status: 'FINISHED' });
+    expect(JSON.parse(await file(`${prefix}manifest`)).meta.record_count).toBe(100);
+    const lines = `${await file(`${prefix}0000_part_00`)}${await file(`${prefix}0001_part_00`)}`;
+    expect(
+      lines
+        .split('\n')
+        .filter(Boolean)
+        .map(Number)
+        .sort((a, b) => a - b),
+    ).toEqual(Array.from({ length: 100 }, (_, index) => index + 1));
+  });
+
+  it('gives every row to exactly one slice when the plan would read in parallel', async () => {
+    await source.query(
+      `CREATE TABLE sales.wide AS SELECT g AS id, repeat('w', 200) AS pad FROM generate_series(1, 50000) AS g`,
+    );
+    await source.query('ANALYZE sales.wide');
+    // Plans that read the table with parallel workers, whose rows arrive in no fixed order.
+    const parallelPlans = [
+      'SET parallel_setup_cost TO 0',
+      'SET parallel_tuple_cost TO 0',
+      'SET min_parallel_table_scan_size TO 0',
+      'SET max_parallel_workers_per_gather TO 4',
+    ];
+    const prefix = await unload('SELECT id FROM sales.wide', CONTRACT, undefined, parallelPlans);
+    const lines = `${await file(`${prefix}0000_part_00`)}${await file(`${prefix}0001_part_00`)}`;
+    const ids = lines.split('\n').filter(Boolean).map(Number);
+    expect(ids.length).toBe(50000);
+    expect(new Set(ids).size).toBe(50000);
+  });
+
+  it('stops every slice when the UNLOAD is cancelled', async () => {
+    const slow = `SELECT g, pg_sleep(0.01) FROM generate_series(1, 2000) AS g`;
+    const id = await warehouse.submitBatch(
+      [`UNLOAD ('${slow}') TO 's3://${BUCKET}/runs/cancelled/t/' IAM_ROLE 'r' ${CONTRACT}`],
+      'cancelled',
+    );
+    const sessions = async () => {
+      const { rows } = await source.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_stat_activity WHERE query LIKE 'COPY (%pg_sleep%'`,
+      );
+      return rows[0]!.n;
+    };
+    for (let attempt = 0; attempt < 100 && (await sessions()) < 2; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await sessions()).toBe(2);
+    const cancelled = Date.now();
+    expect(await warehouse.cancel(id)).toBe(true);
+    expect(await settle(id)).toMatchObject({ state: 'failed', status: 'ABORTED' });
+    // Each slice alone would sleep 20 s.
+    expect(Date.now() - cancelled).toBeLessThan(5000);
+    for (let attempt = 0; attempt < 100 && (await sessions()) > 0; attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(await sessions()).toBe(0);
+  });
+
+  it("reads the batch's own changes and temporary tables, which other sessions cannot see, on its own session", async () => {
+    const prefix = await unload(`SELECT id FROM scratch ORDER BY id`, CONTRACT, undefined, [
+      'CREATE TEMPORARY TABLE scratch AS SELECT g AS id FROM generate_series(1, 5) AS g',
+    ]);
+    expect(await file(`${prefix}0000_part_00`)).toBe('1\n3\n5\n');
+    expect(await file(`${prefix}0001_part_00`)).toBe('2\n4\n');
+  });
+});
+
 describe('UNLOAD emulator: files and manifest', () => {
+  it('reports its progress at the end: rows and MiB written, with rates', async () => {
+    const lines: string[] = [];
+    const reporting = new LocalWarehouse({
+      sourceUrl,
+      s3Dir,
+      onProgress: (line) => lines.push(line),
+    });
+    try {
+      const statement = `UNLOAD ('SELECT id FROM sales."Notes" WHERE id <= 5') TO 's3://${BUCKET}/runs/progress/t/' IAM_ROLE 'r' ${CONTRACT}`;
+      const id = await reporting.submitBatch([statement], 'progress');
+      expect(await settle(id, reporting)).toEqual({ state: 'done', status: 'FINISHED' });
+    } finally {
+      await reporting.close();
+    }
+    expect(lines.at(-1)).toMatch(
+      /^ {2}UNLOAD to s3:\/\/unload-bucket\/runs\/progress\/t\/: 5 rows, 0\.0 MiB written in \d+\.\d s \([\d,]+ rows\/s, \d+\.\d MiB\/s\)$/,
+    );
+  });
+
   it('leaves a 0-byte file for each slice without rows and lists it in the VERBOSE manifest', async () => {
     const fourSlices = new LocalWarehouse({ sourceUrl, s3Dir, slices: 4 });
     try {
@@ -198,6 +373,21 @@ describe('UNLOAD emulator: files and manifest', () => {
     expect(await file(`${prefix}0002_part_00`)).toBe('');
     expect(await file(`${prefix}0000_part_00`)).toBe('5|a\\|b\n');
     expect(await file(`${prefix}0001_part_00`)).toBe(`9|quotes ' and "\n`);
+  });
+
+  it('deals the rows over more slices than it opens sessions for, each line into its slice', async () => {
+    const sixSlices = new LocalWarehouse({ sourceUrl, s3Dir, slices: 6 });
+    try {
+      const statement = `UNLOAD ('SELECT g FROM generate_series(1, 14) AS g ORDER BY g') TO 's3://${BUCKET}/runs/six/t/' IAM_ROLE 'r' ${CONTRACT}`;
+      const id = await sixSlices.submitBatch([statement], 'six slices');
+      expect(await settle(id, sixSlices)).toEqual({ state: 'done', status: 'FINISHED' });
+    } finally {
+      await sixSlices.close();
+    }
+    const files = await Promise.all(
+      [0, 1, 2, 3, 4, 5].map((slice) => file(`runs/six/t/000${slice}_part_00`)),
+    );
+    expect(files).toEqual(['1\n7\n13\n', '2\n8\n14\n', '3\n9\n', '4\n10\n', '5\n11\n', '6\n12\n']);
   });
 
   it('writes only empty files for no rows, and a plain manifest without VERBOSE', async () => {
@@ -293,7 +483,7 @@ describe('UnloadFileWriter', () => {
       { parallel: false, maxFileSizeBytes: 10, slices: 3 },
     );
     for (const line of ['aaaa\n', 'bbbb\n', 'c\n', 'dddddddddddddd\n', 'e\n'])
-      await writer.write(line);
+      writer.add(Buffer.from(line));
     const files = await writer.finish();
     expect(files).toEqual([
       { url: 's3://b/p/000', key: 'p/000', bytes: 10, records: 2 },
@@ -312,7 +502,7 @@ describe('UnloadFileWriter', () => {
       { bucket: 'b', keyPrefix: 'p/t_' },
       { parallel: true, maxFileSizeBytes: 100, slices: 3 },
     );
-    for (const line of ['1\n', '2\n', '3\n', '4\n']) await writer.write(line);
+    for (const line of ['1\n', '2\n', '3\n', '4\n']) writer.add(Buffer.from(line));
     await writer.finish();
     expect(Object.fromEntries(bucket.objects)).toEqual({
       'p/t_0000_part_00': '1\n4\n',

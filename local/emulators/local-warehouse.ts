@@ -37,6 +37,7 @@ import {
   MIN_EXTRA_FLOAT_DIGITS,
   parseUnload,
   runUnload,
+  type UnloadProgress,
 } from './unload';
 
 /** A call the Data API would refuse (bad id, a result asked for too early, ...). */
@@ -56,6 +57,8 @@ export interface LocalWarehouseOptions {
   readonly slices?: number;
   /** The sessions' application_name (visible in pg_stat_activity). */
   readonly applicationName?: string;
+  /** Where a long UNLOAD's progress line goes (rows and MiB written, with rates); none: nowhere. */
+  readonly onProgress?: (line: string) => void;
 }
 
 /** BatchExecuteStatement takes 1 to 40 statements. */
@@ -433,7 +436,17 @@ export class LocalWarehouse implements Warehouse {
           'UNLOAD takes no parameters; write the values into the query.',
         );
       }
-      await runUnload(session, parseUnload(sql), this.bucket, { slices: this.slices });
+      await runUnload(session, parseUnload(sql), this.bucket, {
+        slices: this.slices,
+        connect: async () => {
+          const slice = this.connect();
+          await slice.connect();
+          return slice;
+        },
+        ...(this.options.onProgress
+          ? { onProgress: unloadProgressLine(this.options.onProgress) }
+          : {}),
+      });
       return null;
     }
     refuseOutOfRangeFloatDigits(sql);
@@ -450,6 +463,17 @@ export class LocalWarehouse implements Warehouse {
       sql.length > QUOTED_SQL_CHARACTERS ? `${sql.slice(0, QUOTED_SQL_CHARACTERS)}...` : sql;
     return `statement ${index + 1} of ${submission.statements.length} (${quoted}) failed: ${errorText(error)}`;
   }
+}
+
+/** An UNLOAD's progress as one line: rows and MiB written so far, with their rates. */
+function unloadProgressLine(write: (line: string) => void): (progress: UnloadProgress) => void {
+  return ({ to, rows, bytes, seconds, done }) => {
+    const per = (amount: number) => (seconds > 0 ? amount / seconds : 0);
+    const mib = (amount: number) => (amount / 2 ** 20).toFixed(1);
+    write(
+      `  UNLOAD to ${to}: ${rows.toLocaleString('en-US')} rows, ${mib(bytes)} MiB ${done ? 'written' : 'so far'} in ${seconds.toFixed(1)} s (${Math.round(per(rows)).toLocaleString('en-US')} rows/s, ${mib(per(bytes))} MiB/s)`,
+    );
+  };
 }
 
 /**

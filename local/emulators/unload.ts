@@ -17,8 +17,17 @@
  *   would pass MAXFILESIZE; with PARALLEL OFF one series `<prefix>000`, `<prefix>001`, ...;
  * - `<prefix>manifest` listing every file (with VERBOSE: sizes, record counts, the columns);
  * - a destination that already has files is refused unless ALLOWOVERWRITE.
+ *
+ * The work is PostgreSQL's: it prints, escapes and joins each row's values into its line in C
+ * (lineQuery) and streams the lines out with binary COPY; Node only strips the framing and
+ * copies the bytes into the files. With PARALLEL ON the slices read their own rows on sessions
+ * of their own (up to MAX_SLICE_SESSIONS), all on one snapshot, as a cluster's slices unload
+ * theirs side by side.
  */
+
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
+import copyStreams from 'pg-copy-streams';
 import { SyncError } from '../../lambdas/core/errors';
 import {
   describePosition,
@@ -340,6 +349,8 @@ export interface UnloadColumn {
   readonly binary: boolean;
   /** REAL or DOUBLE PRECISION: how many significant digits Redshift prints (see floatText). */
   readonly significantDigits?: number;
+  /** True when a cast to text prints what the output function prints (no cast function of its own). */
+  readonly castPrints?: boolean;
 }
 
 /** FLT_DIG and DBL_DIG, the digits extra_float_digits is added to. */
@@ -355,12 +366,12 @@ export const MAX_EXTRA_FLOAT_DIGITS = 2;
 /**
  * A float printed as C's `printf("%.*g", digits, value)`, which is how PostgreSQL printed
  * floats before version 12 and Redshift still describes its output (FLT_DIG or DBL_DIG plus
- * extra_float_digits significant digits). `text` is the server's exact text of the value;
- * a REAL is first rounded back to float4 (Math.fround), so its digits are the float4's own.
+ * extra_float_digits significant digits). A REAL is first rounded to float4 (Math.fround), so
+ * its digits are the float4's own.
  */
-export function floatText(text: string, digits: number, float4: boolean): string {
-  if (text === 'NaN' || text === 'Infinity' || text === '-Infinity') return text;
-  const value = float4 ? Math.fround(Number(text)) : Number(text);
+export function floatText(number: number, digits: number, float4: boolean): string {
+  if (!Number.isFinite(number)) return Number.isNaN(number) ? 'NaN' : String(number);
+  const value = float4 ? Math.fround(number) : number;
   if (value === 0) return Object.is(value, -0) ? '-0' : '0';
   const precision = Math.max(1, Math.min(digits, 100));
   const exponent = Math.floor(Math.log10(Math.abs(Number(value.toPrecision(precision)))));
@@ -380,7 +391,11 @@ function stripZeros(fixed: string): string {
 
 export type LineFormat = Pick<UnloadOptions, 'delimiter' | 'nullAs' | 'escape'>;
 
-/** One row as the line UNLOAD writes for it (with its LF). Values are the server's text forms. */
+/**
+ * One row as the line UNLOAD writes for it (with its LF), from the server's text forms: the
+ * writer's rules in one place, value by value. The emulator itself has PostgreSQL build the
+ * lines (lineQuery); the tests hold the two to the same bytes.
+ */
 export function formatUnloadLine(
   values: readonly (string | null)[],
   columns: readonly UnloadColumn[],
@@ -392,7 +407,7 @@ export function formatUnloadLine(
     const column = columns[index]!;
     if (column.binary) return value.startsWith('\\x') ? value.slice(2) : value;
     if (column.significantDigits !== undefined) {
-      return floatText(value, column.significantDigits, FLOAT_DIGITS[column.type]!.float4);
+      return floatText(Number(value), column.significantDigits, FLOAT_DIGITS[column.type]!.float4);
     }
     if (!format.escape || !column.character) return value;
     return value.replace(special, '\\$&');
@@ -400,13 +415,18 @@ export function formatUnloadLine(
   return `${fields.join(format.delimiter)}\n`;
 }
 
-/** What ESCAPE puts a backslash before: backslash, LF, CR and the delimiter (one pattern per delimiter). */
+/** What ESCAPE puts a backslash before: backslash, LF, CR and the delimiter. */
+function escapedSet(delimiter: string): string[] {
+  return [...new Set(['\\', '\n', '\r', delimiter])];
+}
+
+/** The characters of escapedSet as one pattern per delimiter. */
 const ESCAPED_CHARACTERS = new Map<string, RegExp>();
 
 function escapedCharacters(delimiter: string): RegExp {
   let pattern = ESCAPED_CHARACTERS.get(delimiter);
   if (!pattern) {
-    const quoted = [...new Set(['\\', '\n', '\r', delimiter])]
+    const quoted = escapedSet(delimiter)
       .map((character) => character.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&'))
       .join('|');
     pattern = new RegExp(quoted, 'g');
@@ -440,23 +460,31 @@ export function parseS3Location(url: string): { bucket: string; keyPrefix: strin
   return { bucket: match[1]!, keyPrefix: match[2]! };
 }
 
-const FLUSH_BYTES = 256 * 1024;
+/** Lines are gathered in blocks of this size (or one line, if longer) before they are written. */
+const BLOCK_BYTES = 1024 * 1024;
+/** Once this much waits in blocks, the caller should flush. */
+const FLUSH_BYTES = 8 * 1024 * 1024;
 
 interface OpenFile {
-  key: string;
+  readonly key: string;
   bytes: number;
   records: number;
-  pending: Buffer[];
-  pendingBytes: number;
+  created: boolean;
+  /** Full blocks waiting to be written, then `block`, filled up to `fill`. */
+  readonly full: Buffer[];
+  block: Buffer | null;
+  fill: number;
 }
 
 /**
- * Writes rows into UNLOAD's files: dealt round-robin over the slices (or one series with
- * PARALLEL OFF), each file closed before it would pass the size limit. Writes are buffered
- * and handed to the bucket in order.
+ * Writes lines into UNLOAD's files: dealt round-robin over the slices (or one series with
+ * PARALLEL OFF), each file closed before it would pass the size limit. `add` copies a line's
+ * bytes into memory and returns at once; `flush` hands what waits to the bucket, file by file
+ * in order (call it when `flushDue`), `finish` writes the rest.
  */
 export class UnloadFileWriter {
   private readonly streams: OpenFile[][];
+  private readonly waiting: number[];
   private row = 0;
 
   constructor(
@@ -468,6 +496,12 @@ export class UnloadFileWriter {
       throw new UnloadError(`the emulated cluster needs at least one slice; got ${options.slices}`);
     }
     this.streams = Array.from({ length: options.parallel ? options.slices : 1 }, () => []);
+    this.waiting = this.streams.map(() => 0);
+  }
+
+  /** How many series of files there are: one per slice, or one with PARALLEL OFF. */
+  get streamCount(): number {
+    return this.streams.length;
   }
 
   private fileKey(stream: number, part: number): string {
@@ -475,60 +509,80 @@ export class UnloadFileWriter {
     return `${this.location.keyPrefix}${String(stream).padStart(4, '0')}_part_${String(part).padStart(2, '0')}`;
   }
 
-  private async flush(file: OpenFile): Promise<void> {
-    if (file.pendingBytes === 0) return;
-    await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(file.pending));
-    file.pending = [];
-    file.pendingBytes = 0;
-  }
-
-  private async open(stream: number): Promise<OpenFile> {
+  private open(stream: number): OpenFile {
     const files = this.streams[stream]!;
     const file: OpenFile = {
       key: this.fileKey(stream, files.length),
       bytes: 0,
       records: 0,
-      pending: [],
-      pendingBytes: 0,
+      created: false,
+      full: [],
+      block: null,
+      fill: 0,
     };
-    await this.bucket.createObject(this.location.bucket, file.key);
     files.push(file);
     return file;
   }
 
-  async write(line: string): Promise<void> {
-    const bytes = Buffer.from(line, 'utf8');
-    const stream = this.options.parallel ? this.row % this.options.slices : 0;
-    this.row += 1;
-    const files = this.streams[stream]!;
-    let file = files.at(-1) ?? (await this.open(stream));
-    if (file.bytes > 0 && file.bytes + bytes.length > this.options.maxFileSizeBytes) {
-      await this.flush(file);
-      file = await this.open(stream);
-    }
-    file.pending.push(bytes);
-    file.pendingBytes += bytes.length;
-    file.bytes += bytes.length;
-    file.records += 1;
-    if (file.pendingBytes >= FLUSH_BYTES) await this.flush(file);
+  /** True once enough of `stream` waits in memory that the caller should flush it. */
+  flushDue(stream: number): boolean {
+    return this.waiting[stream]! >= FLUSH_BYTES;
   }
 
-  /** Flushes every file, creates the empty ones of slices without rows, and lists them all. */
-  async finish(): Promise<UnloadedFile[]> {
-    const written: UnloadedFile[] = [];
-    for (let stream = 0; stream < this.streams.length; stream += 1) {
-      if (this.streams[stream]!.length === 0) await this.open(stream);
-      for (const file of this.streams[stream]!) {
-        await this.flush(file);
-        written.push({
-          url: `s3://${this.location.bucket}/${file.key}`,
-          key: file.key,
-          bytes: file.bytes,
-          records: file.records,
-        });
-      }
+  /** Adds one line, the bytes `start` to `end` of `source` (LF included), to the next slice in turn. */
+  add(source: Buffer, start = 0, end = source.length): void {
+    this.addTo(this.row % this.streams.length, source, start, end);
+    this.row += 1;
+  }
+
+  /** Adds one line to `stream`'s files (a slice that reads its own rows). */
+  addTo(stream: number, source: Buffer, start = 0, end = source.length): void {
+    const length = end - start;
+    let file = this.streams[stream]!.at(-1) ?? this.open(stream);
+    if (file.bytes > 0 && file.bytes + length > this.options.maxFileSizeBytes) {
+      file = this.open(stream);
     }
-    return written;
+    if (file.block === null || file.fill + length > file.block.length) {
+      if (file.block !== null && file.fill > 0) file.full.push(file.block.subarray(0, file.fill));
+      file.block = Buffer.allocUnsafe(Math.max(BLOCK_BYTES, length));
+      file.fill = 0;
+    }
+    source.copy(file.block, file.fill, start, end);
+    file.fill += length;
+    file.bytes += length;
+    file.records += 1;
+    this.waiting[stream]! += length;
+  }
+
+  /** Writes the waiting lines of `stream`'s files, creating each file the first time. */
+  async flush(stream: number): Promise<void> {
+    for (const file of this.streams[stream]!) {
+      if (!file.created) {
+        await this.bucket.createObject(this.location.bucket, file.key);
+        file.created = true;
+      }
+      if (file.fill === 0 && file.full.length === 0) continue;
+      const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
+      await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
+      file.full.length = 0;
+      // The bucket is done with the block once appendToObject returns: it is filled anew.
+      file.fill = 0;
+    }
+    this.waiting[stream] = 0;
+  }
+
+  /** Writes what waits, creates the empty files of slices without rows, and lists them all. */
+  async finish(): Promise<UnloadedFile[]> {
+    this.streams.forEach((files, stream) => {
+      if (files.length === 0) this.open(stream);
+    });
+    for (let stream = 0; stream < this.streams.length; stream += 1) await this.flush(stream);
+    return this.streams.flat().map((file) => ({
+      url: `s3://${this.location.bucket}/${file.key}`,
+      key: file.key,
+      bytes: file.bytes,
+      records: file.records,
+    }));
   }
 }
 
@@ -575,20 +629,22 @@ export function buildManifest(
   ].join('\n');
 }
 
-/** Every value as the server's text: the emulator writes what PostgreSQL prints. */
-const RAW_TEXT: pg.CustomTypesConfig = { getTypeParser: () => (value: string) => value };
-
-const FETCH_ROWS = 1000;
-const CURSOR = 'redshift_unload_emulator';
-
 async function describeColumns(
   client: pg.ClientBase,
   fields: readonly pg.FieldDef[],
   extraFloatDigits: number,
 ): Promise<UnloadColumn[]> {
-  const types = await client.query<{ oid: number; name: string; category: string }>({
-    text: `SELECT oid::int AS oid, format_type(oid, NULL) AS name, typcategory::text AS category
-             FROM pg_catalog.pg_type WHERE oid = ANY($1::oid[])`,
+  const types = await client.query<{
+    oid: number;
+    name: string;
+    category: string;
+    castPrints: boolean;
+  }>({
+    text: `SELECT t.oid::int AS oid, format_type(t.oid, NULL) AS name, t.typcategory::text AS category,
+                  NOT EXISTS (SELECT FROM pg_catalog.pg_cast AS c
+                               WHERE c.castsource = t.oid AND c.casttarget = 'pg_catalog.text'::pg_catalog.regtype
+                                 AND c.castmethod = 'f') AS "castPrints"
+             FROM pg_catalog.pg_type AS t WHERE t.oid = ANY($1::oid[])`,
     values: [fields.map((field) => field.dataTypeID)],
   });
   const byOid = new Map(types.rows.map((type) => [type.oid, type]));
@@ -601,19 +657,362 @@ async function describeColumns(
       character: type?.category === 'S',
       binary: type?.name === 'bytea',
       ...(float ? { significantDigits: float.base + extraFloatDigits } : {}),
+      castPrints: type?.castPrints ?? false,
     };
   });
+}
+
+/** A string as a PostgreSQL literal that reads the same whatever standard_conforming_strings is. */
+function literal(text: string): string {
+  return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
+}
+
+/**
+ * One value as its field, in SQL: NULL as the NULL AS text; bytes as bare hex; anything else
+ * as its type's output function prints it, with ESCAPE's backslashes in character values. A
+ * cast to text prints as the output function unless the type has a cast function of its own
+ * (a boolean's says true/false, a CHAR's cuts the padding): those go through concat, which
+ * calls the output function, booleans through t/f directly. Each replace puts a backslash
+ * before one character; only the first, the backslash's own, sees backslashes, so the result
+ * is the single pass formatUnloadLine makes.
+ */
+function fieldSql(column: UnloadColumn, ref: string, format: LineFormat): string {
+  let value: string;
+  if (column.binary) value = `pg_catalog.encode(${ref}, 'hex')`;
+  else if (column.type === 'boolean')
+    value = `CASE WHEN ${ref} THEN 't' WHEN NOT ${ref} THEN 'f' END`;
+  else if (column.castPrints) value = `${ref}::pg_catalog.text`;
+  else value = `CASE WHEN ${ref} IS NOT NULL THEN pg_catalog.concat(${ref}) END`;
+  if (format.escape && column.character) {
+    for (const character of escapedSet(format.delimiter)) {
+      value = `pg_catalog.replace(${value}, ${literal(character)}, ${literal(`\\${character}`)})`;
+    }
+  }
+  return `COALESCE(${value}, ${literal(format.nullAs)})`;
+}
+
+/**
+ * A piece of a line: text PostgreSQL made, or a float Node prints (see floatText); or, first,
+ * the slice the line goes to, when a session reads for several slices.
+ */
+type LinePart =
+  | { readonly kind: 'text' }
+  | { readonly kind: 'float'; readonly column: UnloadColumn }
+  | { readonly kind: 'slice' };
+
+/**
+ * Which rows a session reads: the rows are numbered in the query's order and dealt over
+ * `slices` slices in turn; the session reads those of every slice `s` with
+ * `s % sessions = index`, and says which slice each row is for.
+ */
+interface SliceRows {
+  readonly index: number;
+  readonly sessions: number;
+  readonly slices: number;
+}
+
+/**
+ * The query whose rows are the lines, for `COPY ... TO STDOUT (FORMAT binary)`: PostgreSQL
+ * formats and escapes every value in C and joins the fields, LF included, into one text per
+ * row, so Node only copies bytes. A REAL or DOUBLE PRECISION column breaks the text: it comes
+ * as its binary float, which Node prints with Redshift's digits (PostgreSQL 12 and later print
+ * no `%g` form past extra_float_digits 0). The query's columns are renamed by position, so
+ * repeated or odd names need no care. With `slice`, only the rows of one session's slices
+ * (SliceRows), dealt round-robin as UnloadFileWriter.add deals them.
+ */
+export function lineQuery(
+  query: string,
+  columns: readonly UnloadColumn[],
+  format: LineFormat,
+  slice?: SliceRows,
+): { sql: string; parts: LinePart[] } {
+  const selected: string[] = [];
+  const parts: LinePart[] = [];
+  if (slice) {
+    selected.push(`((unloaded.unload_row - 1) % ${slice.slices})::pg_catalog.int4`);
+    parts.push({ kind: 'slice' });
+  }
+  let pieces: string[] = [];
+  const closeText = () => {
+    if (pieces.length === 0) return;
+    selected.push(pieces.join(' || '));
+    parts.push({ kind: 'text' });
+    pieces = [];
+  };
+  columns.forEach((column, index) => {
+    if (index > 0) pieces.push(literal(format.delimiter));
+    const ref = `unloaded.c${index + 1}`;
+    if (column.significantDigits === undefined) {
+      pieces.push(fieldSql(column, ref, format));
+      return;
+    }
+    closeText();
+    selected.push(`${ref}::pg_catalog.${FLOAT_DIGITS[column.type]!.float4 ? 'float4' : 'float8'}`);
+    parts.push({ kind: 'float', column });
+  });
+  pieces.push(literal('\n'));
+  closeText();
+  const names = columns.map((_, index) => `c${index + 1}`).join(', ');
+  const source = `(\n${query}\n) AS unloaded${columns.length > 0 ? `(${names})` : ''}`;
+  const from = slice
+    ? `(SELECT pg_catalog.row_number() OVER () AS unload_row, unloaded.* FROM ${source}) AS unloaded
+        WHERE (unloaded.unload_row - 1) % ${slice.slices} % ${slice.sessions} = ${slice.index}`
+    : source;
+  return { sql: `SELECT ${selected.join(', ')} FROM ${from}`, parts };
+}
+
+/** The start of binary COPY output: signature, flags, header extension length (sql-copy.html, "Binary Format"). */
+const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
+const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
+
+/** Where a stream of lines goes: a slice's own files, or dealt over the slices in turn. */
+interface LineSink {
+  /** One line; `slice` is the slice it is for, when its session reads for several. */
+  add(source: Buffer, start: number, end: number, slice: number | null): void;
+  /** After each piece of COPY output: writes what is due, reports progress. */
+  pieceDone(): Promise<void>;
+}
+
+/**
+ * Reads binary COPY output (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
+ * Format": a header, then per row a 16-bit field count and each field as a 32-bit length, -1
+ * for NULL, and its bytes; -1 as the count ends it) and hands each row's line to `sink`.
+ * A row with only text is copied straight from the network's buffer.
+ */
+async function writeLines(
+  copy: AsyncIterable<Buffer>,
+  parts: readonly LinePart[],
+  format: LineFormat,
+  sink: LineSink,
+): Promise<void> {
+  const nullAs = Buffer.from(format.nullAs, 'utf8');
+  const onlyText = parts.length === 1;
+  // [slice, text]: a slice number of 4 bytes, then the line.
+  const slicedText = parts.length === 2 && parts[0]!.kind === 'slice';
+  let rest: Buffer | null = null;
+  let header = true;
+  for await (const chunk of copy) {
+    const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
+    let at = 0;
+    if (header) {
+      if (data.length < COPY_HEADER_BYTES) {
+        rest = data;
+        continue;
+      }
+      if (!data.subarray(0, COPY_SIGNATURE.length).equals(COPY_SIGNATURE)) {
+        throw new UnloadError('the COPY output does not start with the binary format signature');
+      }
+      const extension = data.readInt32BE(COPY_SIGNATURE.length + 4);
+      if (data.length < COPY_HEADER_BYTES + extension) {
+        rest = data;
+        continue;
+      }
+      at = COPY_HEADER_BYTES + extension;
+      header = false;
+    }
+    while (at + 2 <= data.length) {
+      const count = data.readInt16BE(at);
+      if (count === -1) {
+        at += 2;
+        break;
+      }
+      if (onlyText) {
+        if (at + 6 > data.length) break;
+        const length = data.readInt32BE(at + 2);
+        if (at + 6 + length > data.length) break;
+        sink.add(data, at + 6, at + 6 + length, null);
+        at += 6 + length;
+        continue;
+      }
+      if (slicedText) {
+        if (at + 14 > data.length) break;
+        const length = data.readInt32BE(at + 10);
+        if (at + 14 + length > data.length) break;
+        sink.add(data, at + 14, at + 14 + length, data.readInt32BE(at + 6));
+        at += 14 + length;
+        continue;
+      }
+      let end = at + 2;
+      const pieces: Buffer[] = [];
+      let slice: number | null = null;
+      let read = 0;
+      for (const part of parts) {
+        if (end + 4 > data.length) break;
+        const length = data.readInt32BE(end);
+        const start = end + 4;
+        end = start + Math.max(length, 0);
+        if (end > data.length) break;
+        read += 1;
+        if (part.kind === 'slice') slice = data.readInt32BE(start);
+        else if (part.kind === 'text') pieces.push(data.subarray(start, end));
+        else if (length === -1) pieces.push(nullAs);
+        else {
+          const float4 = length === 4;
+          const number = float4 ? data.readFloatBE(start) : data.readDoubleBE(start);
+          pieces.push(Buffer.from(floatText(number, part.column.significantDigits!, float4)));
+        }
+      }
+      if (read < parts.length || end > data.length) break;
+      const line = Buffer.concat(pieces);
+      sink.add(line, 0, line.length, slice);
+      at = end;
+    }
+    rest = at < data.length ? data.subarray(at) : null;
+    await sink.pieceDone();
+  }
+  if (header || rest !== null) {
+    throw new UnloadError('the COPY output ended in the middle of a row');
+  }
+}
+
+/** A session of its own for one slice, connected to the source; ended by the caller. */
+export type SliceConnection = pg.ClientBase & { end(): Promise<void> };
+
+export interface UnloadEmulation {
+  /** Slices of the emulated cluster. */
+  readonly slices: number;
+  /** Opens a session for a slice (its settings and snapshot are copied from the caller's). */
+  readonly connect: () => Promise<SliceConnection>;
+  /** Told the lines and bytes written so far, every PROGRESS_MS while it runs and once at the end. */
+  readonly onProgress?: (progress: UnloadProgress) => void;
+}
+
+export interface UnloadProgress {
+  /** The TO location. */
+  readonly to: string;
+  readonly rows: number;
+  readonly bytes: number;
+  readonly seconds: number;
+  readonly done: boolean;
+}
+
+/** How often a long UNLOAD reports its progress. */
+const PROGRESS_MS = 2000;
+
+/**
+ * At most this many sessions read for the slices (a cluster may have thousands of slices; the
+ * stand-in's server takes a hundred connections by default): beyond it a session reads for
+ * several slices.
+ */
+const MAX_SLICE_SESSIONS = 4;
+
+/**
+ * Whether other sessions can read what the caller's transaction reads: only in a transaction
+ * block (outside one the UNLOAD is a transaction of its own, and an exported snapshot ends
+ * with the statement that exports it; in a block now(), the block's start, comes before this
+ * statement's), and not if it changed anything (its own changes are invisible to a snapshot's
+ * importers, "Snapshot Synchronization Functions" in
+ * https://www.postgresql.org/docs/current/functions-admin.html) or has temporary tables
+ * (other sessions cannot see them).
+ */
+async function snapshotShareable(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ shareable: boolean }>(
+    `SELECT pg_catalog.now() <> pg_catalog.statement_timestamp()
+            AND pg_catalog.txid_current_if_assigned() IS NULL
+            AND NOT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = pg_catalog.pg_my_temp_schema())
+            AS shareable`,
+  );
+  return rows[0]!.shareable;
+}
+
+/**
+ * Settings under which every slice's session reads the query's rows in one order, so their
+ * row numbers agree: no synchronized scans (a second scan of a big table starts where the
+ * first one is, https://www.postgresql.org/docs/current/runtime-config-compatible.html) and
+ * no parallel workers (a Gather returns rows as the workers deliver them).
+ */
+const SAME_ORDER: readonly [string, string][] = [
+  ['synchronize_seqscans', 'off'],
+  ['max_parallel_workers_per_gather', '0'],
+];
+
+/** Sets `settings` for the rest of the transaction; returns what they were. */
+async function setLocally(
+  client: pg.ClientBase,
+  settings: readonly [string, string][],
+): Promise<[string, string][]> {
+  const { rows } = await client.query<{ name: string; was: string }>({
+    text: `SELECT setting->>0 AS name, pg_catalog.current_setting(setting->>0) AS was,
+                  pg_catalog.set_config(setting->>0, setting->>1, true)
+             FROM pg_catalog.json_array_elements($1::pg_catalog.json) AS setting`,
+    values: [JSON.stringify(settings)],
+  });
+  return rows.map((row) => [row.name, row.was]);
+}
+
+/**
+ * Opens the further sessions the slices read on, each in a REPEATABLE READ transaction on the caller's
+ * snapshot (pg_export_snapshot, SET TRANSACTION SNAPSHOT) with the caller's session settings,
+ * so every slice reads the same rows and prints them alike, as a cluster's slices do.
+ */
+async function openSlices(
+  client: pg.ClientBase,
+  emulation: UnloadEmulation,
+  sessionCount: number,
+): Promise<{ sessions: SliceConnection[]; pids: number[] }> {
+  const { rows } = await client.query<{ snapshot: string; settings: [string, string][] }>(
+    `SELECT pg_catalog.pg_export_snapshot() AS snapshot,
+            (SELECT COALESCE(pg_catalog.json_agg(pg_catalog.json_build_array(name, pg_catalog.current_setting(name))), '[]'::pg_catalog.json)
+               FROM pg_catalog.pg_settings
+              WHERE source = 'session' AND pg_catalog.left(name, 12) <> 'transaction_') AS settings`,
+  );
+  const { snapshot, settings } = rows[0]!;
+  const sessions: SliceConnection[] = [];
+  const pids: number[] = [];
+  try {
+    for (let opened = 1; opened < sessionCount; opened += 1) {
+      const session = await emulation.connect();
+      sessions.push(session);
+      const pid = await session.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+      pids.push(pid.rows[0]!.pid);
+      await session.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await session.query(`SET TRANSACTION SNAPSHOT ${literal(snapshot)}`);
+      await setLocally(session, [...settings, ...SAME_ORDER]);
+    }
+  } catch (error) {
+    await Promise.allSettled(sessions.map((session) => session.end()));
+    throw error;
+  }
+  return { sessions, pids };
+}
+
+/**
+ * Stops the slices' sessions: their statements are cancelled first (a backend whose client
+ * went away notices only when it next sends, which a COPY does once it has filled its
+ * buffer), then the sessions end, which ends their transactions (they only read).
+ */
+async function endSlices(
+  emulation: UnloadEmulation,
+  slices: { sessions: SliceConnection[]; pids: number[] },
+  running: boolean,
+): Promise<void> {
+  if (running) {
+    const canceller = await emulation.connect();
+    try {
+      await canceller.query(
+        'SELECT pg_catalog.pg_cancel_backend(pid) FROM pg_catalog.unnest($1::int[]) AS pid',
+        [slices.pids],
+      );
+    } finally {
+      await canceller.end();
+    }
+  }
+  await Promise.allSettled(slices.sessions.map((session) => session.end()));
 }
 
 /**
  * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
  * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
+ * With PARALLEL ON the slices read and write their own rows on sessions of their own (one per
+ * slice, up to MAX_SLICE_SESSIONS), all on the caller's snapshot, the first on `client` (so
+ * cancelling the caller's statement stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
+ * `client`, dealt in turn.
  */
 export async function runUnload(
   client: pg.ClientBase,
   statement: UnloadStatement,
   bucket: UnloadBucket,
-  emulation: { slices: number },
+  emulation: UnloadEmulation,
 ): Promise<UnloadedFile[]> {
   const { options } = statement;
   const location = parseS3Location(statement.to);
@@ -633,28 +1032,78 @@ export async function runUnload(
     `SELECT current_setting('extra_float_digits') AS digits`,
   );
   const extraFloatDigits = Number(setting.rows[0]!.digits);
-  await client.query(`DECLARE ${CURSOR} NO SCROLL CURSOR FOR ${pointAtShims(statement.query)}`);
-  let columns: UnloadColumn[] | null = null;
-  for (;;) {
-    const batch = await client.query<string[]>({
-      text: `FETCH FORWARD ${FETCH_ROWS} FROM ${CURSOR}`,
-      rowMode: 'array',
-      types: RAW_TEXT,
-    });
-    columns ??= await describeColumns(client, batch.fields, extraFloatDigits);
-    for (const row of batch.rows) await writer.write(formatUnloadLine(row, columns, options));
-    if (batch.rows.length < FETCH_ROWS) break;
+  const query = pointAtShims(statement.query);
+  const described = await client.query({
+    text: `SELECT * FROM (\n${query}\n) AS unloaded LIMIT 0`,
+    rowMode: 'array',
+  });
+  const columns = await describeColumns(client, described.fields, extraFloatDigits);
+  const count = writer.streamCount;
+  const started = performance.now();
+  let reported = started;
+  let rows = 0;
+  let bytes = 0;
+  const report = (done: boolean) => {
+    const now = performance.now();
+    if (!emulation.onProgress || (!done && now - reported < PROGRESS_MS)) return;
+    reported = now;
+    emulation.onProgress({ to: statement.to, rows, bytes, seconds: (now - started) / 1000, done });
+  };
+  /** Where a session's lines go: its slices' own files (`session`), or dealt over them all. */
+  const sinkFor = (session: number | null, sessions: number): LineSink => ({
+    add: (source, start, end, slice) => {
+      if (slice === null) writer.add(source, start, end);
+      else writer.addTo(slice, source, start, end);
+      rows += 1;
+      bytes += end - start;
+    },
+    pieceDone: async () => {
+      for (let s = session ?? 0; s < count; s += session === null ? 1 : sessions) {
+        if (writer.flushDue(s)) await writer.flush(s);
+      }
+      report(false);
+    },
+  });
+  if (count === 1 || !(await snapshotShareable(client))) {
+    const lines = lineQuery(query, columns, options);
+    const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+    await writeLines(copy, lines.parts, options, sinkFor(null, 1));
+  } else {
+    const previous = await setLocally(client, SAME_ORDER);
+    const sessions = Math.min(count, MAX_SLICE_SESSIONS);
+    const others = await openSlices(client, emulation, sessions);
+    let stopping: Promise<void> | null = null;
+    // The first failure is the cause; the slices it ended fail after it.
+    const failures: unknown[] = [];
+    try {
+      const slices = [client, ...others.sessions].map(async (session, index) => {
+        const lines = lineQuery(query, columns, options, { index, sessions, slices: count });
+        const copy = session.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+        try {
+          await writeLines(copy, lines.parts, options, sinkFor(index, sessions));
+        } catch (error) {
+          // One slice failed (or was cancelled, on the caller's session): the others stop too.
+          failures.push(error);
+          stopping ??= endSlices(emulation, others, true);
+          await stopping;
+        }
+      });
+      await Promise.all(slices);
+      if (failures.length > 0) throw failures[0];
+    } finally {
+      await (stopping ?? endSlices(emulation, others, false));
+    }
+    await setLocally(client, previous);
   }
-  // On failure the caller's rollback discards the cursor; closing it here would only hide the error.
-  await client.query(`CLOSE ${CURSOR}`);
   const files = await writer.finish();
+  report(true);
   if (options.manifest !== 'none') {
     const manifestKey = `${location.keyPrefix}manifest`;
     await bucket.createObject(location.bucket, manifestKey);
     await bucket.appendToObject(
       location.bucket,
       manifestKey,
-      Buffer.from(buildManifest(files, columns ?? [], options.manifest), 'utf8'),
+      Buffer.from(buildManifest(files, columns, options.manifest), 'utf8'),
     );
   }
   return files;

@@ -131,15 +131,17 @@ export async function localDeps(options: LocalDepsOptions): Promise<LocalDeps> {
   });
   // A session ended from outside (a test killing connections) must not crash the run.
   pool.on('error', () => {});
-  const warehouse = new LocalWarehouse({
-    sourceUrl: options.sourceUrl,
-    s3Dir: options.s3Dir,
-    bucket: objects,
-  });
   const log =
     options.onLog ??
     ((level: 'info' | 'warn', message: string, fields?: LogFields) =>
       process.stderr.write(`${level}: ${message}${fields ? ` ${JSON.stringify(fields)}` : ''}\n`));
+  const warehouse = new LocalWarehouse({
+    sourceUrl: options.sourceUrl,
+    s3Dir: options.s3Dir,
+    bucket: objects,
+    // A long UNLOAD says how far it got (rows, MiB, rates), as the log does, on stderr.
+    onProgress: (line) => log('info', line.trim()),
+  });
   const recordedMetrics: LocalDeps['recordedMetrics'] = [];
   return {
     aurora: new PgSqlClient(pool),

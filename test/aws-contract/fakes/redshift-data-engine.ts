@@ -234,6 +234,11 @@ export class RedshiftEngine {
         this.options.s3.unloadBucketFor({ roleArn: role }, unload.options.kmsKeyId ?? undefined),
         {
           slices: this.options.slices ?? 2,
+          connect: async () => {
+            const slice = new pg.Client({ connectionString: this.options.sourceUrl });
+            await slice.connect();
+            return slice;
+          },
         },
       );
       return;
