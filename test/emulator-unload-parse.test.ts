@@ -5,12 +5,8 @@ import {
   RedshiftSqlSyntaxError,
   tokenize,
 } from '../local/emulators/redshift-sql';
-import {
-  formatUnloadLine,
-  parseUnload,
-  type UnloadColumn,
-  UnsupportedUnloadOptionError,
-} from '../local/emulators/unload';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload-format';
+import { parseUnload, UnsupportedUnloadOptionError } from '../local/emulators/unload-parse';
 
 const MB = 1024 * 1024;
 

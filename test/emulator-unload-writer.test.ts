@@ -6,12 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { StatementState } from '../lambdas/core/transfer/ports';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
-import {
-  formatUnloadLine,
-  type UnloadBucket,
-  type UnloadColumn,
-  UnloadFileWriter,
-} from '../local/emulators/unload';
+import { type UnloadBucket, UnloadFileWriter } from '../local/emulators/unload-files';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload-format';
 import { freshDatabase } from './support/db';
 
 const MB = 1024 * 1024;

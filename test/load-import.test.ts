@@ -32,7 +32,7 @@ import { installSchema } from '../lambdas/core/schema/install';
 import type { DataFile, TableTransfer } from '../lambdas/core/transfer/types';
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
-import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload-format';
 import { freshDatabase } from './support/db';
 
 const BUCKET = 'run-files';

@@ -35,7 +35,7 @@ import type {
 } from '../lambdas/core/transfer/types';
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
-import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload';
+import { formatUnloadLine, type UnloadColumn } from '../local/emulators/unload-format';
 import { CutOffSqlClient, holdLock, until } from './support/data-api-cutoff';
 import { freshDatabase, type TestDatabase } from './support/db';
 

@@ -11,7 +11,7 @@ import { appendFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/pro
 import { dirname, join, relative, sep } from 'node:path';
 import { ConfigError, SyncError } from '../../lambdas/core/errors';
 import type { ObjectStore } from '../../lambdas/core/transfer/ports';
-import type { UnloadBucket } from './unload';
+import type { UnloadBucket } from './unload-files';
 
 /** The object does not exist (S3's NoSuchKey). */
 export class ObjectNotFoundError extends SyncError {}

@@ -31,14 +31,9 @@ import { LocalObjectStore } from './local-object-store';
 import { RedshiftShimInstaller } from './redshift-shims';
 import { bindNamedParameters, pointAtShims, significantTokens } from './redshift-sql';
 import { DATA_API_VALUE_TYPES, REDSHIFT_SESSION_SETUP } from './session-setup';
-import {
-  isUnload,
-  MAX_EXTRA_FLOAT_DIGITS,
-  MIN_EXTRA_FLOAT_DIGITS,
-  parseUnload,
-  runUnload,
-  type UnloadProgress,
-} from './unload';
+import { runUnload, type UnloadProgress } from './unload';
+import { MAX_EXTRA_FLOAT_DIGITS, MIN_EXTRA_FLOAT_DIGITS } from './unload-format';
+import { isUnload, parseUnload } from './unload-parse';
 
 /** A call the Data API would refuse (bad id, a result asked for too early, ...). */
 export class LocalWarehouseError extends SyncError {}

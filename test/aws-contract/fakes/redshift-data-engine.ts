@@ -12,7 +12,8 @@ import {
   DATA_API_VALUE_TYPES,
   REDSHIFT_SESSION_SETUP,
 } from '../../../local/emulators/session-setup';
-import { isUnload, parseUnload, runUnload } from '../../../local/emulators/unload';
+import { runUnload } from '../../../local/emulators/unload';
+import { isUnload, parseUnload } from '../../../local/emulators/unload-parse';
 import { type AwsPrincipal, userIdOf } from '../access';
 import { AWS_LIMITS } from '../limits';
 import type { S3Fake } from './s3';

@@ -29,7 +29,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3';
 import { LocalObjectStore } from '../../../local/emulators/local-object-store';
-import type { UnloadBucket } from '../../../local/emulators/unload';
+import type { UnloadBucket } from '../../../local/emulators/unload-files';
 import type { Authorize, AwsPrincipal, AwsRequest } from '../access';
 import { AWS_LIMITS } from '../limits';
 import { authorizeOrThrow, namedSdkError, sdkError } from './sdk-errors';
