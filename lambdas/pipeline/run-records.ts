@@ -8,8 +8,9 @@ import type { QualifiedName } from '../core/identifiers';
 import { ADMIN_SCHEMA } from '../core/schema/admin';
 import type { SqlClient } from '../core/sql-client';
 import type { BlockerState } from './state';
+import type { IncrementOutcome } from './summary';
 
-export interface RunRecord {
+export interface RunRecord extends IncrementOutcome {
   readonly runId: string;
   readonly target: QualifiedName;
   readonly environment: string;
@@ -21,13 +22,6 @@ export interface RunRecord {
   readonly waitedSeconds: number | null;
   readonly blockers: readonly BlockerState[];
   readonly error: string | null;
-  readonly mode: 'full' | 'incremental' | null;
-  readonly fullRefreshReason: string | null;
-  readonly watermarkBefore: string | null;
-  readonly watermarkAfter: string | null;
-  readonly inserted: number | null;
-  readonly updated: number | null;
-  readonly deleted: number | null;
 }
 
 /** Writes (or, when a step is retried, rewrites) one table's row for a run. */

@@ -6,7 +6,7 @@ import type { BlockerState, EndedSessionState } from './state';
 
 export type TableOutcome = 'swapped' | 'failed' | 'not swapped';
 
-export interface TableSummary {
+export interface TableSummary extends IncrementOutcome {
   readonly target: string;
   readonly source: string;
   readonly strategy: string;
@@ -20,6 +20,10 @@ export interface TableSummary {
   readonly terminated: readonly EndedSessionState[];
   /** Source columns the live table does not have, left out. */
   readonly unsyncedColumns: readonly string[];
+}
+
+/** How a table's rows moved this run: in the summary and in `redshift_sync.runs` alike. */
+export interface IncrementOutcome {
   /** An incremental table's mode this run (`rows` then counts the delta); null for other tables. */
   readonly mode: 'full' | 'incremental' | null;
   /** Why an incremental table was taken whole. */
