@@ -1,7 +1,8 @@
 /**
  * What the benchmarks share: a session to the embedded server, a progress line, the median,
  * number formatting, the two table printers (aligned text for the terminal, Markdown for
- * bench/RESULTS.md) and the machine line that goes with every set of numbers.
+ * bench/RESULTS.md), the machine line that goes with every set of numbers, and the reading of
+ * whole-number flags (`--rows N`, `--rows=N`).
  */
 import os from 'node:os';
 import pg from 'pg';
@@ -57,4 +58,41 @@ export function markdownTable(
 export function machineDescription(): string {
   const cpus = os.cpus();
   return `${cpus.length} × ${cpus[0]?.model.trim() ?? 'unknown CPU'}, ${fmt(os.totalmem() / 2 ** 30)} GiB RAM, ${os.type()} ${os.release()} ${os.arch()}, Node ${process.version}`;
+}
+
+/** A whole-number flag: its value when not given, and the least value it takes. */
+export interface WholeNumberFlag<D extends number | null> {
+  readonly default: D;
+  readonly least: number;
+}
+
+/**
+ * Reads `--name N` or `--name=N` for each flag, `--help` (prints `usage`, exits), and refuses
+ * anything else by name.
+ */
+export function parseWholeNumberFlags<F extends Record<string, WholeNumberFlag<number | null>>>(
+  argv: readonly string[],
+  flags: F,
+  usage: string,
+): { [K in keyof F]: F[K]['default'] | number } {
+  const values: Record<string, number | null> = Object.fromEntries(
+    Object.entries(flags).map(([name, flag]) => [name, flag.default]),
+  );
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--help' || arg === '-h') {
+      console.log(usage);
+      process.exit(0);
+    }
+    const [flag, inline] = arg.split('=', 2);
+    const name = flag!.slice(2);
+    const spec = flag!.startsWith('--') ? flags[name] : undefined;
+    if (!spec) throw new Error(`unknown argument ${JSON.stringify(arg)}; try --help`);
+    const value = Number(inline ?? argv[++i]);
+    if (!Number.isInteger(value) || value < spec.least) {
+      throw new Error(`${flag} must be a whole number, at least ${spec.least}`);
+    }
+    values[name] = value;
+  }
+  return values as { [K in keyof F]: F[K]['default'] | number };
 }

@@ -22,7 +22,16 @@ import { provisionPipelineRole, urlAs } from '../local/pipeline-role';
 import { type LocalPostgres, startLocalPostgres } from '../local/postgres';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
-import { connect, fmt, log, machineDescription, markdownTable, median, textTable } from './common';
+import {
+  connect,
+  fmt,
+  log,
+  machineDescription,
+  markdownTable,
+  median,
+  parseWholeNumberFlags,
+  textTable,
+} from './common';
 
 const PIPELINE_LOGIN = { user: 'bench_pipeline', password: 'bench-pipeline' };
 /** Every run of a round changes this share of the rows. */
@@ -38,37 +47,6 @@ const CONFIG = {
   ],
   locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 60, onMaxWait: 'fail' },
 };
-
-function parseArgs(argv: readonly string[]): { rows: number; runs: number; slowMs: number | null } {
-  let rows = 2_000_000;
-  let runs = 3;
-  let slowMs: number | null = null;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.split('=', 2);
-    if (flag === '--slow-ms') {
-      slowMs = Number(inline ?? argv[++i]);
-      if (!Number.isInteger(slowMs) || slowMs < 0)
-        throw new Error('--slow-ms must be a whole number');
-    } else if (flag === '--rows' || flag === '--runs') {
-      const value = Number(inline ?? argv[++i]);
-      const least = flag === '--rows' ? 10_000 : 1;
-      if (!Number.isInteger(value) || value < least) {
-        throw new Error(`${flag} must be a whole number, at least ${least}`);
-      }
-      if (flag === '--rows') rows = value;
-      else runs = value;
-    } else if (arg === '--help' || arg === '-h') {
-      console.log(
-        "usage: tsx bench/incremental.ts [--rows N] [--runs N] [--slow-ms N]  (default 2000000 rows, 3 rounds; --slow-ms: print the server's statements that took longer than N ms)",
-      );
-      process.exit(0);
-    } else {
-      throw new Error(`unknown argument ${JSON.stringify(arg)}; try --help`);
-    }
-  }
-  return { rows, runs, slowMs };
-}
 
 /** The source's columns: a fact table's mix, `updated_at` the cursor every change moves. */
 const COLUMNS = `id bigint NOT NULL PRIMARY KEY,
@@ -149,7 +127,19 @@ async function timedRun(
 }
 
 async function main(): Promise<void> {
-  const { rows, runs, slowMs } = parseArgs(process.argv.slice(2));
+  const {
+    rows,
+    runs,
+    'slow-ms': slowMs,
+  } = parseWholeNumberFlags(
+    process.argv.slice(2),
+    {
+      rows: { default: 2_000_000, least: 10_000 },
+      runs: { default: 3, least: 1 },
+      'slow-ms': { default: null, least: 0 },
+    },
+    "usage: tsx bench/incremental.ts [--rows N] [--runs N] [--slow-ms N]  (default 2000000 rows, 3 rounds; --slow-ms: print the server's statements that took longer than N ms)",
+  );
   const benchStarted = performance.now();
   const rowsText = rows.toLocaleString('en-US');
   const changed = Math.round(rows * CHANGED_SHARE);

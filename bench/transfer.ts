@@ -45,7 +45,16 @@ import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
 import { type LocalPostgres, startLocalPostgres } from '../local/postgres';
-import { connect, fmt, log, machineDescription, markdownTable, median, textTable } from './common';
+import {
+  connect,
+  fmt,
+  log,
+  machineDescription,
+  markdownTable,
+  median,
+  parseWholeNumberFlags,
+  textTable,
+} from './common';
 
 const BUCKET = 'bench-bucket';
 const REGION = 'eu-west-1';
@@ -57,32 +66,6 @@ const SLICES = 2;
 /** How often the benchmark asks the local warehouse whether the batch is done. */
 const POLL_MS = 10;
 const MIB = 2 ** 20;
-
-function parseArgs(argv: readonly string[]): { rows: number; runs: number } {
-  let rows = 1_000_000;
-  let runs = 3;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    const [flag, inline] = arg.split('=', 2);
-    if (flag === '--rows' || flag === '--runs') {
-      const value = Number(inline ?? argv[++i]);
-      const least = flag === '--rows' ? 1000 : 1;
-      if (!Number.isInteger(value) || value < least) {
-        throw new Error(`${flag} must be a whole number, at least ${least}`);
-      }
-      if (flag === '--rows') rows = value;
-      else runs = value;
-    } else if (arg === '--help' || arg === '-h') {
-      console.log(
-        'usage: tsx bench/transfer.ts [--rows N] [--runs N]  (default 1000000 rows, 3 runs)',
-      );
-      process.exit(0);
-    } else {
-      throw new Error(`unknown argument ${JSON.stringify(arg)}; try --help`);
-    }
-  }
-  return { rows, runs };
-}
 
 /**
  * A source table with the column mix of a typical fact table. Values are derived from the row
@@ -271,7 +254,11 @@ async function pipeRun(setup: Setup, run: number, sourceFigures: TableFigures): 
 const rate = (rows: number, seconds: number) => Math.round(rows / seconds).toLocaleString('en-US');
 
 async function main(): Promise<void> {
-  const { rows, runs } = parseArgs(process.argv.slice(2));
+  const { rows, runs } = parseWholeNumberFlags(
+    process.argv.slice(2),
+    { rows: { default: 1_000_000, least: 1000 }, runs: { default: 3, least: 1 } },
+    'usage: tsx bench/transfer.ts [--rows N] [--runs N]  (default 1000000 rows, 3 runs)',
+  );
   const benchStarted = performance.now();
   const rowsText = rows.toLocaleString('en-US');
   console.log(
