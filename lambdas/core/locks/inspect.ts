@@ -9,7 +9,7 @@ import type { SqlClient } from '../sql-client';
 import type { LockMode } from '../swap/types';
 import { isLockMode, LOCK_MODES } from './conflicts';
 import { detectLockViews, INSPECT_LIMITLESS_LOCKS_SQL, type LockViews } from './limitless';
-import { LOCK_TARGET_CTES } from './targets-sql';
+import { LOCK_TARGET_CTES, SESSION_STATE_CASES, WRAPAROUND_AUTOVACUUM } from './targets-sql';
 
 export interface LockTarget {
   readonly relation: QualifiedName;
@@ -174,14 +174,9 @@ SELECT
   host(a.client_addr)::text AS client_addr,
   CASE
     WHEN h.pid IS NULL AND px.gid IS NOT NULL THEN 'prepared'
-    WHEN a.backend_type = 'autovacuum worker' THEN 'autovacuum'
-    WHEN a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
-      THEN a.state
-    ELSE 'other'
+    ${SESSION_STATE_CASES}
   END::text AS state,
-  coalesce(a.backend_type = 'autovacuum worker'
-           AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
-    AS autovacuum_wraparound,
+  ${WRAPAROUND_AUTOVACUUM} AS autovacuum_wraparound,
   a.backend_type::text AS backend_type,
   mc.command::text AS maintenance_command,
   px.gid::text AS gid,

@@ -11,7 +11,7 @@
  */
 import type { SqlClient } from '../sql-client';
 import { conflicts, LOCK_MODES } from './conflicts';
-import { LOCK_TARGET_CTES } from './targets-sql';
+import { LOCK_TARGET_CTES, SESSION_STATE_CASES, WRAPAROUND_AUTOVACUUM } from './targets-sql';
 
 /** Which views show the cluster's locks: PostgreSQL's own, or Limitless's cluster-wide ones. */
 export type LockViews = 'postgres' | 'limitless';
@@ -119,14 +119,9 @@ SELECT
   a.application_name::text AS application_name,
   host(a.client_addr)::text AS client_addr,
   CASE
-    WHEN a.backend_type = 'autovacuum worker' THEN 'autovacuum'
-    WHEN a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
-      THEN a.state
-    ELSE 'other'
+    ${SESSION_STATE_CASES}
   END::text AS state,
-  coalesce(a.backend_type = 'autovacuum worker'
-           AND a.query LIKE '%(to prevent wraparound)%', false)::boolean
-    AS autovacuum_wraparound,
+  ${WRAPAROUND_AUTOVACUUM} AS autovacuum_wraparound,
   a.backend_type::text AS backend_type,
   -- The progress views are per node and AWS documents no cluster-wide ones, so a maintenance
   -- command on a Limitless node is classed by its session's state (activeQuery).

@@ -1,6 +1,7 @@
 /**
- * The relations a lock check looks at, as SQL common to both lock queries (pg_locks on
- * PostgreSQL, rds_aurora.limitless_locks on Aurora Limitless): `mode_list` (the table lock
+ * SQL common to both lock queries (pg_locks on PostgreSQL, rds_aurora.limitless_locks on
+ * Aurora Limitless): how a session's state is read, and the relations a lock check looks at:
+ * `mode_list` (the table lock
  * modes, weakest first), `wanted` (each target, and when asked the views selecting from it and
  * the sequences it owns, in the target's mode) and `target` (one mode per relation, by its rank
  * in mode_list). `:targets` is a JSON array of
@@ -51,3 +52,17 @@ target AS (
         FROM wanted CROSS JOIN mode_list m) w
   GROUP BY w.relid
 )`;
+
+/**
+ * The `WHEN`s and `ELSE` of a holder's `state`, over the session's pg_stat_activity row (or
+ * limitless_stat_activity's, which has the same columns) as `a`: an autovacuum worker, one of
+ * the states a transaction can be in, or 'other'. A query may put its own WHENs before them.
+ */
+export const SESSION_STATE_CASES = `WHEN a.backend_type = 'autovacuum worker' THEN 'autovacuum'
+    WHEN a.state IN ('active', 'idle in transaction', 'idle in transaction (aborted)')
+      THEN a.state
+    ELSE 'other'`;
+
+/** Whether the session `a` is an autovacuum run to prevent wraparound (it does not give way). */
+export const WRAPAROUND_AUTOVACUUM = `coalesce(a.backend_type = 'autovacuum worker'
+           AND a.query LIKE '%(to prevent wraparound)%', false)::boolean`;

@@ -9,6 +9,7 @@ import { displayQualified, type QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
 import { type BlockerClass, blockerClass } from './classes';
 import type { Subcluster } from './inspect';
+import { WRAPAROUND_AUTOVACUUM } from './targets-sql';
 import { type Blocker, sqlLiteral } from './verdict';
 
 /** What happened to one blocking session: for the run's log. */
@@ -68,8 +69,7 @@ WITH wanted AS (
 session AS (
   SELECT a.pid, a.usename, a.application_name, host(a.client_addr) AS client_addr,
          left(a.query, 500) AS query,
-         a.backend_type = 'autovacuum worker'
-           AND a.query LIKE '%(to prevent wraparound)%' AS wraparound,
+         ${WRAPAROUND_AUTOVACUUM} AS wraparound,
          (extract(epoch FROM a.xact_start) * 1000000)::bigint::text AS transaction_start_micros,
          extract(epoch FROM statement_timestamp() - a.xact_start)::float8 AS age,
          EXISTS (
