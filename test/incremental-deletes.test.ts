@@ -13,12 +13,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
-import type { RunSummary, TableSummary } from '../lambdas/pipeline/summary';
-import { localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
+import type { RunSummary } from '../lambdas/pipeline/summary';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 let sourceDb: TestDatabase;
@@ -81,32 +79,8 @@ beforeAll(async () => {
   `);
 });
 
-async function run(config: unknown = RECONCILED): Promise<RunSummary> {
-  const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
-    onLog: () => {},
-  });
-  try {
-    return (await runLocalPipeline({
-      config: parseRuntimeConfig(config, 'test config'),
-      request: {},
-      deps,
-    })) as RunSummary;
-  } finally {
-    await deps.close();
-  }
-}
-
-function table(summary: RunSummary, name: string): TableSummary {
-  return summary.tables.find((candidate) => candidate.target === name)!;
-}
-
-async function rowsOf(client: pg.Client, relation: string, order: string): Promise<string[]> {
-  const { rows } = await client.query(`SELECT t::text AS row FROM ${relation} t ORDER BY ${order}`);
-  return rows.map((row: { row: string }) => row.row);
+function run(config: unknown = RECONCILED): Promise<RunSummary> {
+  return runLocally({ source: sourceDb, target: targetDb, s3Dir, config });
 }
 
 async function expectInSync(): Promise<void> {
@@ -142,8 +116,8 @@ describe('incremental deletes "reconcile"', () => {
   it('takes the tables whole on their first run', async () => {
     const summary = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({ mode: 'full', rows: 6 });
-    expect(table(summary, 'public.events')).toMatchObject({ mode: 'full', rows: 4 });
+    expect(tableOf(summary, 'public.items')).toMatchObject({ mode: 'full', rows: 6 });
+    expect(tableOf(summary, 'public.events')).toMatchObject({ mode: 'full', rows: 4 });
     await expectInSync();
   });
 
@@ -160,14 +134,14 @@ describe('incremental deletes "reconcile"', () => {
     const events = await versions('public.events', 'code, region');
     const summary = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       mode: 'incremental',
       inserted: 0,
       updated: 1,
       deleted: 2,
     });
     // 'b' only: 'B' differs from it under the "C" comparison, and stays.
-    expect(table(summary, 'public.events')).toMatchObject({
+    expect(tableOf(summary, 'public.events')).toMatchObject({
       mode: 'incremental',
       rows: 2,
       inserted: 2,
@@ -201,7 +175,11 @@ describe('incremental deletes "reconcile"', () => {
     const summary = await run();
     expect(summary.error).toBeNull();
     for (const name of ['public.items', 'public.events']) {
-      expect(table(summary, name)).toMatchObject({ mode: 'incremental', inserted: 0, deleted: 0 });
+      expect(tableOf(summary, name)).toMatchObject({
+        mode: 'incremental',
+        inserted: 0,
+        deleted: 0,
+      });
     }
     expect({
       items: await versions('public.items', 'id'),
@@ -232,7 +210,7 @@ describe('incremental deletes "ignore"', () => {
     expect(await rowsOf(target, 'public.notes', 'id')).toHaveLength(3);
     const summary = await run(config);
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.notes')).toMatchObject({
+    expect(tableOf(summary, 'public.notes')).toMatchObject({
       mode: 'full',
       fullRefreshReason: expect.stringMatching(/^the last increment failed the whole-table check/),
     });

@@ -13,6 +13,7 @@ import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { rowsOf } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 const ROWS = 5_000;
@@ -110,11 +111,6 @@ function syncLocal(): { child: ChildProcess; output: () => string; exit: Promise
   });
   const exit = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   return { child, output: () => output, exit };
-}
-
-async function rowsOf(client: pg.Client, relation: string, order: string): Promise<string[]> {
-  const { rows } = await client.query(`SELECT t::text AS row FROM ${relation} t ORDER BY ${order}`);
-  return rows.map((row: { row: string }) => row.row);
 }
 
 async function expectInSync(): Promise<void> {

@@ -11,12 +11,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
-import type { RunSummary, TableSummary } from '../lambdas/pipeline/summary';
-import { localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
+import type { RunSummary } from '../lambdas/pipeline/summary';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 let sourceDb: TestDatabase;
@@ -73,35 +71,16 @@ async function run(
   request: Record<string, unknown> = {},
   config: unknown = CONFIG,
 ): Promise<{ summary: RunSummary; progress: string[] }> {
-  const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
-    onLog: () => {},
-  });
   const progress: string[] = [];
-  try {
-    const summary = await runLocalPipeline({
-      config: parseRuntimeConfig(config, 'test config'),
-      request,
-      deps,
-      onProgress: (line) => progress.push(line),
-    });
-    return { summary: summary as RunSummary, progress };
-  } finally {
-    await deps.close();
-  }
-}
-
-function table(summary: RunSummary, target: string): TableSummary {
-  return summary.tables.find((candidate) => candidate.target === target)!;
-}
-
-/** Every row as text, ordered, from one side. */
-async function rowsOf(client: pg.Client, relation: string, order: string): Promise<string[]> {
-  const { rows } = await client.query(`SELECT t::text AS row FROM ${relation} t ORDER BY ${order}`);
-  return rows.map((row: { row: string }) => row.row);
+  const summary = await runLocally({
+    source: sourceDb,
+    target: targetDb,
+    s3Dir,
+    config,
+    request,
+    onProgress: (line) => progress.push(line),
+  });
+  return { summary, progress };
 }
 
 async function expectInSync(): Promise<void> {
@@ -133,7 +112,7 @@ describe('incremental sync', () => {
   it('takes a table whole on its first run, and records its watermark with the rows', async () => {
     const { summary } = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       status: 'swapped',
       mode: 'full',
       fullRefreshReason: 'no watermark yet: the first run',
@@ -141,7 +120,7 @@ describe('incremental sync', () => {
       watermarkAfter: '2026-01-01 00:05:00.000001',
       rows: 5,
     });
-    expect(table(summary, 'public.log')).toMatchObject({ mode: 'full', watermarkAfter: '4' });
+    expect(tableOf(summary, 'public.log')).toMatchObject({ mode: 'full', watermarkAfter: '4' });
     await expectInSync();
     expect(await watermarks()).toEqual([
       {
@@ -171,7 +150,7 @@ describe('incremental sync', () => {
     const { summary } = await run();
     expect(summary.error).toBeNull();
     // The row at the watermark comes again (>=), unchanged, so it is not written.
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       mode: 'incremental',
       fullRefreshReason: null,
       watermarkBefore: '2026-01-01 00:05:00.000001',
@@ -181,7 +160,7 @@ describe('incremental sync', () => {
       updated: 1,
       deleted: 0,
     });
-    expect(table(summary, 'public.log')).toMatchObject({
+    expect(tableOf(summary, 'public.log')).toMatchObject({
       mode: 'incremental',
       watermarkBefore: '4',
       watermarkAfter: '6',
@@ -229,7 +208,7 @@ describe('incremental sync', () => {
     `);
     const { summary } = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       mode: 'incremental',
       watermarkAfter: '2026-02-01 00:00:01.000000',
       inserted: 1,
@@ -242,12 +221,12 @@ describe('incremental sync', () => {
     const before = { items: await versions('public.items'), log: await versions('public.log') };
     const { summary } = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       mode: 'incremental',
       inserted: 0,
       updated: 0,
     });
-    expect(table(summary, 'public.log')).toMatchObject({
+    expect(tableOf(summary, 'public.log')).toMatchObject({
       mode: 'incremental',
       rows: 0,
       inserted: 0,
@@ -270,9 +249,9 @@ describe('incremental sync', () => {
     const { summary } = await run();
     await released;
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({ mode: 'incremental', updated: 1 });
-    expect(table(summary, 'public.items').waitedSeconds).toBeGreaterThan(0.5);
-    expect(table(summary, 'public.items').blockers).toEqual([
+    expect(tableOf(summary, 'public.items')).toMatchObject({ mode: 'incremental', updated: 1 });
+    expect(tableOf(summary, 'public.items').waitedSeconds).toBeGreaterThan(0.5);
+    expect(tableOf(summary, 'public.items').blockers).toEqual([
       expect.objectContaining({ application: 'row editor', relation: 'public.items' }),
     ]);
     await expectInSync();
@@ -355,11 +334,11 @@ describe('incremental sync', () => {
 
     const { summary } = await run();
     expect(summary.error).toBeNull();
-    expect(table(summary, 'public.items')).toMatchObject({
+    expect(tableOf(summary, 'public.items')).toMatchObject({
       mode: 'full',
       fullRefreshReason: expect.stringMatching(/^the last increment failed the whole-table check/),
     });
-    expect(table(summary, 'public.log')).toMatchObject({ mode: 'incremental' });
+    expect(tableOf(summary, 'public.log')).toMatchObject({ mode: 'incremental' });
     await expectInSync();
     expect((await watermarks())[0]).toMatchObject({ full_refresh_reason: null });
   });
@@ -368,7 +347,7 @@ describe('incremental sync', () => {
     const { summary } = await run({ fullRefresh: true });
     expect(summary.error).toBeNull();
     for (const target of ['public.items', 'public.log']) {
-      expect(table(summary, target)).toMatchObject({
+      expect(tableOf(summary, target)).toMatchObject({
         mode: 'full',
         fullRefreshReason: 'the run was started with fullRefresh',
       });

@@ -11,17 +11,14 @@ import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import { installedVersion, installSchema, SCHEMA_VERSION } from '../lambdas/core/schema/install';
-import type { RunSummary } from '../lambdas/pipeline/summary';
 import {
   installLimitlessShims,
   LIMITLESS_UNSUPPORTED_DDL,
   unsupportedDdlMessage,
 } from '../local/emulators/limitless-shims';
-import { localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 const roles = uniqueRoles('owner');
@@ -192,13 +189,6 @@ describe('a local run on Aurora Limitless', () => {
     `);
     const s3Dir = await mkdtemp(join(tmpdir(), 'limitless-run-bucket-'));
     await chmod(s3Dir, 0o755);
-    const deps = await localDeps({
-      sourceUrl: source.url,
-      targetUrl: target.pipelineUrl,
-      adminUrl: target.url,
-      s3Dir,
-      onLog: () => {},
-    });
     const config = {
       tables: [
         { source: 'sales.orders', target: 'public.orders', strategy: 'rename' },
@@ -206,18 +196,9 @@ describe('a local run on Aurora Limitless', () => {
       ],
       locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, onMaxWait: 'fail' },
     };
-    try {
-      const summary = (await runLocalPipeline({
-        config: parseRuntimeConfig(config, 'test config'),
-        request: {},
-        deps,
-        onProgress: () => {},
-      })) as RunSummary;
-      expect(summary.error).toBeNull();
-      expect(summary.status).toBe('SUCCEEDED');
-    } finally {
-      await deps.close();
-    }
+    const summary = await runLocally({ source, target, s3Dir, config });
+    expect(summary.error).toBeNull();
+    expect(summary.status).toBe('SUCCEEDED');
     const { rows } = await targetAdmin.query(
       `SELECT (SELECT array_agg(id ORDER BY id) FROM public.orders) AS orders,
               (SELECT array_agg(order_id ORDER BY order_id) FROM public.lines) AS lines,

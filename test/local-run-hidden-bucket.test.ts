@@ -8,12 +8,10 @@
 import { rm } from 'node:fs/promises';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
-import type { RunSummary } from '../lambdas/pipeline/summary';
-import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
+import { LOCAL_BUCKET } from '../local/run/deps';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { localBucketFolder, SERVER_IS_ANOTHER_USER } from './support/local-bucket';
+import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 /** Enough rows for files of more than one 256 KiB write each (UNLOAD's emulator flushes so). */
@@ -66,33 +64,20 @@ describe.runIf(SERVER_IS_ANOTHER_USER)(
       await expect(target.query('SELECT pg_ls_dir($1)', [s3Dir])).rejects.toThrow(
         /permission denied/i,
       );
-      const deps = await localDeps({
-        sourceUrl: sourceDb.url,
-        targetUrl: targetDb.pipelineUrl,
-        adminUrl: targetDb.url,
+      const summary = await runLocally({
+        source: sourceDb,
+        target: targetDb,
         s3Dir,
-        onLog: () => {},
+        config: {
+          tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
+          locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30 },
+        },
       });
-      try {
-        const summary = (await runLocalPipeline({
-          config: parseRuntimeConfig(
-            {
-              tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
-              locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30 },
-            },
-            'test config',
-          ),
-          deps,
-          onProgress: () => {},
-        })) as RunSummary;
-        expect(summary.error).toBeNull();
-        expect(summary.status).toBe('SUCCEEDED');
-        expect(summary.tables.map((table) => [table.status, table.rows])).toEqual([
-          ['swapped', ROWS],
-        ]);
-      } finally {
-        await deps.close();
-      }
+      expect(summary.error).toBeNull();
+      expect(summary.status).toBe('SUCCEEDED');
+      expect(summary.tables.map((table) => [table.status, table.rows])).toEqual([
+        ['swapped', ROWS],
+      ]);
       // Every value, as PostgreSQL prints it, on both sides.
       const digest = (client: pg.Client, table: string) =>
         client

@@ -11,14 +11,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
 import { LocalRunRegistry } from '../local/run/run-registry';
 import { freshDatabase, type TestDatabase } from './support/db';
+import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 let sourceDb: TestDatabase;
@@ -86,25 +85,16 @@ async function run<Summary = RunSummary>(
   request: Record<string, unknown> = {},
   config: unknown = CONFIG,
 ): Promise<{ summary: Summary; progress: string[] }> {
-  const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
-    onLog: () => {},
-  });
   const progress: string[] = [];
-  try {
-    const summary = await runLocalPipeline({
-      config: parseRuntimeConfig(config, 'test config'),
-      request,
-      deps,
-      onProgress: (line) => progress.push(line),
-    });
-    return { summary: summary as Summary, progress };
-  } finally {
-    await deps.close();
-  }
+  const summary = await runLocally<Summary>({
+    source: sourceDb,
+    target: targetDb,
+    s3Dir,
+    config,
+    request,
+    onProgress: (line) => progress.push(line),
+  });
+  return { summary, progress };
 }
 
 describe('a local run', () => {
