@@ -1,7 +1,7 @@
 /**
  * The lock gate as production runs it: the synthesized state machine executed locally, its
  * "Check locks", "Terminate the sessions" and "Swap" states bound to the real step code, against a
- * table that four sessions read in back-to-back short transactions, each longer than
+ * table that six sessions read in back-to-back short transactions, each longer than
  * lock_timeout and shorter than the grace period. The run must end within maxWaitSeconds plus
  * a bounded margin: failing with the readers named, or after ending them.
  */
@@ -15,6 +15,7 @@ import type { OnMaxWaitSetting } from '../lambdas/core/swap/policy';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
+import { backToBackReaders } from './support/back-to-back-readers';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { uniqueRoles } from './support/swap-fixtures';
 
@@ -23,8 +24,6 @@ let targetDb: TestDatabase;
 let target: pg.Client;
 let s3Dir: string;
 const roles = uniqueRoles('looper');
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
   sourceDb = await freshDatabase();
@@ -45,35 +44,6 @@ beforeAll(async () => {
     GRANT SELECT ON public.orders TO ${roles.looper};
   `);
 });
-
-/** As in swap-concurrency.test.ts: every 200 ms attempt times out, every transaction is young. */
-async function backToBackReaders() {
-  const login = { user: roles.looper, password: 'looper' };
-  const sessions = await Promise.all(
-    [0, 1, 2, 3].map(() => targetDb.connect('back-to-back', login)),
-  );
-  let running = true;
-  const loops = sessions.map(async (session, index) => {
-    await sleep(index * 250);
-    try {
-      while (running) {
-        const seconds = (0.7 + Math.random() * 0.5).toFixed(2);
-        await session.query(
-          `BEGIN; LOCK TABLE public.orders IN ACCESS SHARE MODE; SELECT pg_sleep(${seconds}); COMMIT`,
-        );
-      }
-      return 'stopped';
-    } catch {
-      return 'ended by the server';
-    }
-  });
-  return {
-    async stop() {
-      running = false;
-      return Promise.all(loops);
-    },
-  };
-}
 
 async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
   const deps = await localDeps({
@@ -107,7 +77,10 @@ async function liveNotes(): Promise<string[]> {
 
 describe('a run against back-to-back short readers', () => {
   it('fails after maxWaitSeconds naming them (onMaxWait "fail"), live table untouched', async () => {
-    const readers = await backToBackReaders();
+    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+      user: roles.looper,
+      password: 'looper',
+    });
     const started = performance.now();
     const summary = await run('fail');
     const tookSeconds = (performance.now() - started) / 1000;
@@ -125,7 +98,10 @@ describe('a run against back-to-back short readers', () => {
   });
 
   it('ends them and swaps (onMaxWait terminating activeQuery), saying so in the summary', async () => {
-    const readers = await backToBackReaders();
+    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+      user: roles.looper,
+      password: 'looper',
+    });
     const started = performance.now();
     const progress: string[] = [];
     const summary = await run({ activeQuery: 'terminate' }, progress);

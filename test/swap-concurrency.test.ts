@@ -13,6 +13,7 @@ import { COLLISIONS_BEFORE_BLOCKER } from '../lambdas/core/swap/gate-decision';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
 import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import type { SwapStrategy } from '../lambdas/core/swap/types';
+import { backToBackReaders } from './support/back-to-back-readers';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';
 
@@ -88,46 +89,6 @@ async function editorOf(quoted: string): Promise<{ user: string; password: strin
 async function count(quoted: string): Promise<{ n: number; v: string }> {
   const { rows } = await admin.query(`SELECT count(*)::int AS n, min(v) AS v FROM ${quoted}`);
   return rows[0];
-}
-
-/**
- * Four sessions, each running back-to-back transactions that hold ACCESS SHARE for 0.7 to 1.2 s
- * (drawn anew each time, so that they do not fall into step): an attempt under a 200 ms
- * lock_timeout gets through only if all four end within 200 ms of it, which is rare, while
- * each transaction stays younger than a 2 s grace. Runs until stopped or until the server ends
- * the session.
- */
-async function backToBackReaders(quoted: string, login?: { user: string; password: string }) {
-  const sessions = await Promise.all([0, 1, 2, 3].map(() => db.connect('back-to-back', login)));
-  const pids = await Promise.all(
-    sessions.map(
-      async (session) =>
-        (await session.query('SELECT pg_backend_pid() AS pid')).rows[0].pid as number,
-    ),
-  );
-  let running = true;
-  const loops = sessions.map(async (session, index) => {
-    await sleep(index * 250);
-    try {
-      while (running) {
-        const seconds = (0.7 + Math.random() * 0.5).toFixed(2);
-        await session.query(
-          `BEGIN; LOCK TABLE ${quoted} IN ACCESS SHARE MODE; SELECT pg_sleep(${seconds}); COMMIT`,
-        );
-      }
-      return 'stopped';
-    } catch {
-      return 'ended by the server';
-    }
-  });
-  await sleep(1200);
-  return {
-    pids,
-    async stop() {
-      running = false;
-      return Promise.all(loops);
-    },
-  };
 }
 
 beforeAll(async () => {
@@ -253,7 +214,7 @@ describe('swap under concurrent sessions', () => {
 
   it('names back-to-back short readers that make every attempt time out, and ends within maxWaitSeconds (onMaxWait "fail")', async () => {
     const table = await liveAndStaging();
-    const readers = await backToBackReaders(table.quoted);
+    const readers = await backToBackReaders(db, table.quoted, admin);
     let busy = 0;
 
     const started = performance.now();
@@ -288,7 +249,10 @@ describe('swap under concurrent sessions', () => {
     const analyst = `looper_${roles.pipeline.split('_')[1]}`;
     await admin.query(`CREATE ROLE ${analyst} LOGIN PASSWORD 'looper'`);
     await admin.query(`GRANT SELECT ON ${table.quoted} TO ${analyst}`);
-    const readers = await backToBackReaders(table.quoted, { user: analyst, password: 'looper' });
+    const readers = await backToBackReaders(db, table.quoted, admin, {
+      user: analyst,
+      password: 'looper',
+    });
 
     const started = performance.now();
     const outcome = await swapWhenSafe(
