@@ -11,9 +11,6 @@
  * Locking one of them keeps the call that reads it running.
  */
 
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type {
   BatchExecuteStatementCommandInput,
   BatchExecuteStatementCommandOutput,
@@ -24,13 +21,11 @@ import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import type { AwsPrincipal } from './aws-contract/access';
 import { AwsHarness, type HarnessRun, synthesizeStack } from './aws-contract/harness';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 let observer: pg.Client;
-let s3Dir: string;
 
 const CONFIG = parseRuntimeConfig(
   {
@@ -47,13 +42,10 @@ const stack = synthesizeStack(CONFIG);
 const LOST = 'the connection closed before the response arrived';
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test lock holder');
-  observer = await sourceDb.connect('test observer');
-  const target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-unseen-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-unseen');
+  source = await ground.sourceDb.connect('test lock holder');
+  observer = await ground.sourceDb.connect('test observer');
+  const target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
@@ -64,9 +56,9 @@ beforeAll(async () => {
   await target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
     CREATE TABLE public.docs (id bigint, blob bytea);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user};
-    ALTER TABLE public.orders OWNER TO ${targetDb.pipelineLogin.user};
-    ALTER TABLE public.docs OWNER TO ${targetDb.pipelineLogin.user};
+    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
+    ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
+    ALTER TABLE public.docs OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
   await target.end();
 });
@@ -107,10 +99,7 @@ async function loseAnswer(
   await source.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     stack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
   });

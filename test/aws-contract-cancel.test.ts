@@ -1,13 +1,3 @@
-/**
- * A run that fails while its UNLOAD is still running, through the AWS contract harness:
- * fail-run cancels the statement (CancelStatement) and rolls the unload session back, so
- * Redshift stops and lets go of the source tables. The Data API lets only the role that
- * submitted a statement cancel it, so this works because fail-run runs as start-unload's role;
- * on a role of its own the cancel is refused, and the run still reports its own failure.
- */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
@@ -15,14 +5,12 @@ import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness, type HarnessStack, synthesizeStack } from './aws-contract/harness';
 import { listOf, type PolicyStatement } from './aws-contract/iam/policy';
 import type { TemplatePolicies } from './aws-contract/iam/template';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 /** Reads pg_stat_activity outside the lock holder's transaction, which would see one snapshot of it. */
 let observer: pg.Client;
-let s3Dir: string;
 let stack: HarnessStack;
 
 const CONFIG = parseRuntimeConfig(
@@ -36,13 +24,10 @@ const CONFIG = parseRuntimeConfig(
 const CHECK_FAILURE = 'the check-unload function crashed';
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test lock holder');
-  observer = await sourceDb.connect('test observer');
-  const target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-cancel-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-cancel');
+  source = await ground.sourceDb.connect('test lock holder');
+  observer = await ground.sourceDb.connect('test observer');
+  const target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
@@ -50,8 +35,8 @@ beforeAll(async () => {
   `);
   await target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user};
-    ALTER TABLE public.orders OWNER TO ${targetDb.pipelineLogin.user};
+    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
+    ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
   await target.end();
   stack = synthesizeStack(CONFIG);
@@ -91,10 +76,7 @@ async function failDuringUnload(
   await source.query('BEGIN; LOCK TABLE sales.orders IN ACCESS EXCLUSIVE MODE');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     stack: runStack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
     beforeInvoke: async (handler) => {

@@ -4,8 +4,7 @@
  * through the harness, and shows the run fails where it would fail in AWS, naming the action.
  * The last one runs into a Step Functions limit instead of IAM.
  */
-import { chmod, mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
@@ -23,12 +22,10 @@ import {
 import { listOf, type PolicyDocument, type PolicyStatement } from './aws-contract/iam/policy';
 import type { TemplatePolicies } from './aws-contract/iam/template';
 import { AWS_LIMITS } from './aws-contract/limits';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
-let s3Dir: string;
 /** The stack as lib/ synthesizes it for CONFIG; each test changes a copy of its policies. */
 let stack: HarnessStack;
 
@@ -41,12 +38,9 @@ const CONFIG = parseRuntimeConfig(
 );
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  const target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-defects-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-defects');
+  source = await ground.sourceDb.connect('test setup');
+  const target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
@@ -54,8 +48,8 @@ beforeAll(async () => {
   `);
   await target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user};
-    ALTER TABLE public.orders OWNER TO ${targetDb.pipelineLogin.user};
+    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
+    ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
   await target.end();
   stack = synthesizeStack(CONFIG);
@@ -73,10 +67,7 @@ async function runThrough(
 ): Promise<HarnessRun & { harness: AwsHarness }> {
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     stack: runStack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 200 },
     ...options,
@@ -177,7 +168,7 @@ describe('the contract harness catches what would fail in AWS', () => {
           stack.policies.functions[stack.synthesized.functionLogicalIds[handler]]!.environment
             .RUN_BUCKET!;
         const folder = tableS3Prefix(bucket, runId, CONFIG.tables[0]!.target);
-        const path = join(s3Dir, folder.slice('s3://'.length));
+        const path = join(ground.s3Dir, folder.slice('s3://'.length));
         await mkdir(path, { recursive: true });
         await writeFile(join(path, '0000_part_00'), 'left');
       },
@@ -274,7 +265,7 @@ describe('the contract harness catches what would fail in AWS', () => {
     const run = await runThrough(withPolicies(policies), {}, 'unnotified');
     expect(run.harness.sns.published).toEqual([]);
     // fail-run cleaned up before it tried to publish: the run's files are gone.
-    const runDir = join(s3Dir, run.harness.resources.bucket, 'runs', 'unnotified');
+    const runDir = join(ground.s3Dir, run.harness.resources.bucket, 'runs', 'unnotified');
     const left = await readdir(runDir, { recursive: true, withFileTypes: true });
     expect(left.filter((entry) => entry.isFile())).toEqual([]);
     const failures = run.events.filter((event) => event.type === 'StateFailed');

@@ -1,42 +1,28 @@
-/**
- * Incremental deletes "reconcile" through the AWS contract harness: the key-only UNLOAD goes
- * out on the Redshift Data API session with the delta, its files land in the table's run
- * folder and are imported by "Import files into staging" (the same loop, the state carrying
- * only counts), every call made as its function's role under the synthesized stack's IAM
- * policies; the rows gone from the source are deleted from live and counted.
- */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness } from './aws-contract/harness';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 let target: pg.Client;
 let harness: AwsHarness;
 const roles = uniqueRoles('owner');
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  const s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-reconcile-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-reconcile');
+  source = await ground.sourceDb.connect('test setup');
+  target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint PRIMARY KEY, amount numeric(12,2), seq bigint);
     INSERT INTO sales.orders SELECT g, g * 1.5, g FROM generate_series(1, 40) g;
   `);
-  const pipeline = targetDb.pipelineLogin.user;
+  const pipeline = ground.targetDb.pipelineLogin.user;
   await target.query(`
     CREATE ROLE ${roles.owner} NOLOGIN;
     CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), seq bigint);
@@ -58,10 +44,7 @@ beforeAll(async () => {
       },
       'contract test config',
     ),
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });

@@ -1,11 +1,3 @@
-/**
- * A run of 40 tables through the AWS contract harness: more tables than one Redshift Data API
- * batch holds (40 statements), so the unload spans several calls of one session, each
- * authorized, owned and limited as AWS does, and every table still comes from one snapshot.
- */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
@@ -13,24 +5,20 @@ import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness } from './aws-contract/harness';
 import { AWS_LIMITS } from './aws-contract/limits';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 
 const TABLES = 40;
 const names = Array.from({ length: TABLES }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 let target: pg.Client;
 let harness: AwsHarness;
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  const s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-scale-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-scale');
+  source = await ground.sourceDb.connect('test setup');
+  target = await ground.targetDb.connect('test setup');
   await source.query(
     `CREATE SCHEMA sales; ${names
       .map(
@@ -40,7 +28,9 @@ beforeAll(async () => {
       )
       .join('\n')}`,
   );
-  await target.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user}`);
+  await target.query(
+    `GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user}`,
+  );
   harness = await AwsHarness.start({
     runtimeConfig: parseRuntimeConfig(
       {
@@ -49,10 +39,7 @@ beforeAll(async () => {
       },
       'scale test config',
     ),
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });

@@ -5,8 +5,7 @@
  * targets are real PostgreSQL databases; the pipeline signs in to
  * "Aurora" as its non-superuser role.
  */
-import { chmod, mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,15 +14,13 @@ import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { executionArnOf } from '../local/run/definition';
 import { AwsHarness } from './aws-contract/harness';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 let target: pg.Client;
 let harness: AwsHarness;
-let s3Dir: string;
 const roles = uniqueRoles('analyst', 'owner');
 
 const CONFIG = parseRuntimeConfig(
@@ -38,12 +35,9 @@ const CONFIG = parseRuntimeConfig(
 );
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'aws-contract-bucket-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('aws-contract-bucket');
+  source = await ground.sourceDb.connect('test setup');
+  target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text, amount numeric(12,2));
@@ -51,7 +45,7 @@ beforeAll(async () => {
     CREATE TABLE sales.lines (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO sales.lines SELECT g, 1, 'sku-' || g FROM generate_series(1, 20) g;
   `);
-  const pipeline = targetDb.pipelineLogin.user;
+  const pipeline = ground.targetDb.pipelineLogin.user;
   await target.query(`
     CREATE ROLE ${roles.analyst} NOLOGIN;
     CREATE ROLE ${roles.owner} NOLOGIN;
@@ -69,10 +63,7 @@ beforeAll(async () => {
   `);
   harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
@@ -102,7 +93,7 @@ describe('the pipeline through the AWS contract harness', () => {
     expect(new Set(invocations.map((call) => call.role)).size).toBeGreaterThan(3);
     expect(harness.roleOf('check-unload')).toBe(harness.roleOf('start-unload'));
     expect(historyEvents).toBeLessThan(25_000);
-    const left = await readdir(join(s3Dir, harness.resources.bucket), {
+    const left = await readdir(join(ground.s3Dir, harness.resources.bucket), {
       recursive: true,
       withFileTypes: true,
     });
@@ -110,7 +101,7 @@ describe('the pipeline through the AWS contract harness', () => {
   });
 
   it('waits for a reader holding the live table, then swaps', async () => {
-    const reader = await targetDb.connect('nightly report');
+    const reader = await ground.targetDb.connect('nightly report');
     await reader.query('BEGIN');
     await reader.query('SELECT count(*) FROM public.orders');
     const released = new Promise((resolve) => setTimeout(resolve, 4000)).then(() =>

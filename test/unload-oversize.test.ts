@@ -1,19 +1,10 @@
-/**
- * SUPER and VARBYTE values whose text form is longer than a Redshift VARCHAR (65535 bytes):
- * the run is refused before any UNLOAD, naming table, column and rows; values at the limit go
- * through. Through the AWS contract harness (the deployed wiring over the Redshift Data API
- * fake), with the stand-in's JSON_SIZE and JSON_SERIALIZE shims following Redshift's docs.
- */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import { installRedshiftShims } from '../local/emulators/redshift-shims';
 import { AwsHarness } from './aws-contract/harness';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type ContractDatabases, contractDatabases } from './support/contract-databases';
 
 // Text of exactly 65535 bytes: a JSON string of 65533 characters and its quotes; hex of
 // 32766 bytes and `\x`. One byte more is one too many.
@@ -22,26 +13,24 @@ const JSON_OVER_LIMIT = `to_jsonb(repeat('a', 65534))`;
 const BYTES_AT_LIMIT = `decode(repeat('ab', 32766), 'hex')`;
 const BYTES_OVER_LIMIT = `decode(repeat('ab', 32767), 'hex')`;
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
+let ground: ContractDatabases;
 let source: pg.Client;
 let target: pg.Client;
 let harness: AwsHarness;
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  const s3Dir = await mkdtemp(join(tmpdir(), 'unload-oversize-'));
-  await chmod(s3Dir, 0o755);
+  ground = await contractDatabases('unload-oversize');
+  source = await ground.sourceDb.connect('test setup');
+  target = await ground.targetDb.connect('test setup');
   await source.query(`CREATE SCHEMA sales;
     CREATE TABLE sales.docs (id bigint, doc jsonb, blob bytea);
     INSERT INTO sales.docs VALUES
       (1, ${JSON_AT_LIMIT}, ${BYTES_AT_LIMIT}),
       (2, '{"small": [1, 2]}', '\\x00ff'),
       (3, NULL, NULL);`);
-  await target.query(`GRANT USAGE, CREATE ON SCHEMA public TO ${targetDb.pipelineLogin.user}`);
+  await target.query(
+    `GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user}`,
+  );
   harness = await AwsHarness.start({
     runtimeConfig: parseRuntimeConfig(
       {
@@ -50,10 +39,7 @@ beforeAll(async () => {
       },
       'oversize test config',
     ),
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.harnessGround,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
