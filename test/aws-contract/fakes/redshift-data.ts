@@ -67,6 +67,21 @@ function notFound(): ResourceNotFoundException {
   return sdkError(ResourceNotFoundException, 'Query does not exist.', 400, { ResourceId: '' });
 }
 
+/** What ExecuteStatement and BatchExecuteStatement answer: the statement, and its session if any. */
+function submitted(
+  statement: Statement,
+  database: string | undefined,
+  session: Session | undefined,
+) {
+  return {
+    $metadata: { httpStatusCode: 200 },
+    Id: statement.id,
+    CreatedAt: statement.createdAt,
+    Database: database,
+    ...(session ? { SessionId: session.id } : {}),
+  };
+}
+
 export class RedshiftDataFake {
   private readonly statements = new Map<string, Statement>();
   private readonly sessions = new Map<string, Session>();
@@ -118,13 +133,7 @@ export class RedshiftDataFake {
       session,
       false,
     );
-    return {
-      $metadata: { httpStatusCode: 200 },
-      Id: statement.id,
-      CreatedAt: statement.createdAt,
-      Database: input.Database,
-      ...(session ? { SessionId: session.id } : {}),
-    };
+    return submitted(statement, input.Database, session);
   }
 
   async batchExecuteStatement(
@@ -149,13 +158,7 @@ export class RedshiftDataFake {
       session,
       input.ExecutionMode === 'AUTO_COMMIT',
     );
-    return {
-      $metadata: { httpStatusCode: 200 },
-      Id: statement.id,
-      CreatedAt: statement.createdAt,
-      Database: input.Database,
-      ...(session ? { SessionId: session.id } : {}),
-    };
+    return submitted(statement, input.Database, session);
   }
 
   async describeStatement(
