@@ -86,17 +86,17 @@ async function untilUnloadWaitsForLock(): Promise<void> {
 }
 
 /**
- * Runs the pipeline with `table` locked; the BatchExecuteStatement that `lose` picks is taken by
- * the service (it runs, and waits for the lock) but its caller gets an error instead of the
- * answer. Returns the run and the id of the call whose answer was lost; `check` runs before
- * the harness closes (closing ends the fake's sessions).
+ * Runs the pipeline with `table` locked (or nothing locked: null); the BatchExecuteStatement
+ * that `lose` picks is taken by the service (it runs, and waits for the lock, or finishes) but
+ * its caller gets an error instead of the answer. Returns the run and the id of the call whose
+ * answer was lost; `check` runs before the harness closes (closing ends the fake's sessions).
  */
 async function loseAnswer(
-  table: string,
+  table: string | null,
   lose: (input: BatchExecuteStatementCommandInput) => boolean,
   check: (harness: AwsHarness, run: HarnessRun, lostId: string) => Promise<void>,
 ): Promise<void> {
-  await source.query(`BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE`);
+  await source.query(table ? `BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE` : 'BEGIN');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
     ...ground.harnessGround,
@@ -113,7 +113,8 @@ async function loseAnswer(
     const output = await submit(principal, input);
     if (lostId === undefined && lose(input)) {
       lostId = output.Id;
-      await untilUnloadWaitsForLock();
+      if (table) await untilUnloadWaitsForLock();
+      else await untilFinished(fake, principal, output.Id!);
       throw Object.assign(new Error(LOST), { name: 'TimeoutError' });
     }
     return output;
@@ -126,6 +127,19 @@ async function loseAnswer(
     await source.query('ROLLBACK');
     await harness.close();
   }
+}
+
+async function untilFinished(
+  fake: AwsHarness['redshiftData'],
+  principal: AwsPrincipal,
+  statementId: string,
+): Promise<void> {
+  for (let attempt = 0; attempt < 500; attempt += 1) {
+    const { Status } = await fake.describeStatement(principal, { Id: statementId });
+    if (Status === 'FINISHED') return;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  throw new Error(`the unload call ${statementId} never finished`);
 }
 
 async function statusOf(harness: AwsHarness, statementId: string): Promise<string | undefined> {
@@ -196,6 +210,24 @@ describe('a run that fails right after submitting a call its state does not name
             `redshift-aurora-sync ${runId} rollback`,
           ]),
         );
+      },
+    );
+  });
+
+  it("start-unload's first call had finished: fail-run, with no $.unload and nothing running, rolls back the transaction it left open", async () => {
+    await loseAnswer(
+      null,
+      (input) => input.SessionKeepAliveSeconds !== undefined,
+      async (harness, run, lostId) => {
+        expect(run.outcome).toMatchObject({
+          status: 'FAILED',
+          cause: expect.stringContaining(LOST),
+        });
+        expect(await statusOf(harness, lostId)).toBe('FINISHED');
+        expect(harness.redshiftData.cancels).toEqual([]);
+        // Without the ROLLBACK the session would sit 'idle in transaction', holding its locks
+        // on the source tables for the rest of its keep-alive.
+        expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
       },
     );
   });

@@ -205,19 +205,21 @@ describe('LocalWarehouse', () => {
     );
     await waitUntilBlocked();
     // Found by its name's prefix while it runs (as ListStatements), with its session.
-    expect(await warehouse.runningStatements('unload ')).toEqual([
-      { statementId, name: 'unload 1/2', status: 'STARTED', sessionId },
+    expect(await warehouse.listStatements('unload ')).toEqual([
+      { statementId, name: 'unload 1/2', state: 'running', status: 'STARTED', sessionId },
     ]);
-    expect(await warehouse.runningStatements('Unload ')).toEqual([]);
+    expect(await warehouse.listStatements('Unload ')).toEqual([]);
     expect(await warehouse.cancel(statementId)).toBe(true);
     expect(await settle(statementId)).toEqual({
       state: 'failed',
       status: 'ABORTED',
       error: expect.stringContaining('canceling statement due to user request'),
     });
-    // Ended: nothing left to cancel, nor listed as running.
+    // Ended: nothing left to cancel, and listed as ended.
     expect(await warehouse.cancel(statementId)).toBe(false);
-    expect(await warehouse.runningStatements('unload ')).toEqual([]);
+    expect(await warehouse.listStatements('unload ')).toEqual([
+      { statementId, name: 'unload 1/2', state: 'failed', status: 'ABORTED', sessionId },
+    ]);
     const next = await warehouse.submitInSession(['SELECT 1 AS one'], 'next', { sessionId });
     expect(await settle(next.statementId)).toMatchObject({
       state: 'failed',

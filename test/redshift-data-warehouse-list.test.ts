@@ -1,7 +1,7 @@
 /**
- * The Redshift Data API adapter's runningStatements: ListStatements by name prefix with
- * `Status: ALL`, followed page by page through NextToken, keeping only the running statements
- * of that prefix (API_ListStatements.html).
+ * The Redshift Data API adapter's listStatements: ListStatements by name prefix with
+ * `Status: ALL`, followed page by page through NextToken, keeping every statement of that
+ * prefix, running or ended, and no other (API_ListStatements.html).
  */
 import {
   ListStatementsCommand,
@@ -25,8 +25,8 @@ beforeEach(() => {
   redshift.reset();
 });
 
-describe('runningStatements', () => {
-  it('follows every page and keeps the running statements of the prefix, with their sessions', async () => {
+describe('listStatements', () => {
+  it('follows every page and keeps the statements of the prefix, running or ended, with their sessions', async () => {
     redshift
       .on(ListStatementsCommand, { NextToken: undefined })
       .resolves({
@@ -53,15 +53,42 @@ describe('runningStatements', () => {
         ],
         NextToken: '',
       });
-    await expect(warehouse.runningStatements(PREFIX)).resolves.toEqual([
-      { statementId: 'a', name: `${PREFIX}unload 2/2`, status: 'STARTED', sessionId: 's-1' },
+    await expect(warehouse.listStatements(PREFIX)).resolves.toEqual([
+      {
+        statementId: 'a',
+        name: `${PREFIX}unload 2/2`,
+        state: 'running',
+        status: 'STARTED',
+        sessionId: 's-1',
+      },
+      {
+        statementId: 'b',
+        name: `${PREFIX}unload 1/2`,
+        state: 'done',
+        status: 'FINISHED',
+        sessionId: 's-1',
+      },
       {
         statementId: 'c',
         name: `${PREFIX}columns of sales.orders`,
+        state: 'running',
         status: 'SUBMITTED',
         sessionId: null,
       },
-      { statementId: 'e', name: `${PREFIX}unload 1/1`, status: 'PICKED', sessionId: 's-2' },
+      {
+        statementId: 'd',
+        name: `${PREFIX}rollback`,
+        state: 'failed',
+        status: 'ABORTED',
+        sessionId: 's-0',
+      },
+      {
+        statementId: 'e',
+        name: `${PREFIX}unload 1/1`,
+        state: 'running',
+        status: 'PICKED',
+        sessionId: 's-2',
+      },
     ]);
     const inputs = redshift.commandCalls(ListStatementsCommand).map((call) => call.args[0].input);
     expect(inputs).toEqual([
@@ -87,7 +114,7 @@ describe('runningStatements', () => {
     redshift
       .on(ListStatementsCommand)
       .rejects(new ValidationException({ message: 'bad request', $metadata: {} }));
-    const listing = warehouse.runningStatements(PREFIX);
+    const listing = warehouse.listStatements(PREFIX);
     await expect(listing).rejects.toBeInstanceOf(WarehouseError);
     await expect(listing).rejects.toThrow(
       'Redshift Data API ListStatements on workgroup wg, database dev failed: ValidationException: bad request',

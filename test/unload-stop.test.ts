@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { TransactionalSqlClient } from '../lambdas/core/sql-client';
-import type { RunningStatement, StatementState, Warehouse } from '../lambdas/core/transfer/ports';
+import type { ListedStatement, StatementState, Warehouse } from '../lambdas/core/transfer/ports';
 import type { LogFields, PipelineDeps } from '../lambdas/pipeline/deps';
 import type { RunState, UnloadState } from '../lambdas/pipeline/state';
 import { failRun } from '../lambdas/pipeline/steps/finish';
@@ -34,7 +34,7 @@ const ABORTED: StatementState = { state: 'failed', status: 'ABORTED', error: 'ca
 function scripted(
   cancel: () => Promise<boolean>,
   states: StatementState[],
-  listed: RunningStatement[] = [],
+  listed: ListedStatement[] = [],
 ) {
   const calls: string[] = [];
   let described = 0;
@@ -42,7 +42,7 @@ function scripted(
     submitBatch: () => Promise.reject(new Error('not used')),
     submitStatement: () => Promise.reject(new Error('not used')),
     fetchRows: () => Promise.reject(new Error('not used')),
-    runningStatements: async (prefix) => {
+    listStatements: async (prefix) => {
       calls.push(`list ${JSON.stringify(prefix)}`);
       return listed;
     },
@@ -133,12 +133,14 @@ describe('stopRunStatements', () => {
         {
           statementId: 'call-3',
           name: 'redshift-aurora-sync r-1 unload 3/3',
+          state: 'running',
           status: 'STARTED',
           sessionId: 'session-1',
         },
         {
           statementId: 'call-2',
           name: 'redshift-aurora-sync r-1 unload 2/3',
+          state: 'running',
           status: 'STARTED',
           sessionId: 'session-1',
         },
@@ -163,6 +165,7 @@ describe('stopRunStatements', () => {
         {
           statementId: 'columns-1',
           name: 'redshift-aurora-sync r-1 columns of sales.orders',
+          state: 'running',
           status: 'SUBMITTED',
           sessionId: null,
         },
@@ -173,6 +176,43 @@ describe('stopRunStatements', () => {
       rolledBack: [],
     });
     expect(calls).toEqual([LIST, 'cancel columns-1', 'describe columns-1']);
+  });
+
+  it('without a state, rolls back the session of an unload call that had finished: its transaction waits for the next call', async () => {
+    const { warehouse, calls } = scripted(
+      async () => true,
+      [],
+      [
+        {
+          statementId: 'call-1',
+          name: 'redshift-aurora-sync r-1 unload 1/2',
+          state: 'done',
+          status: 'FINISHED',
+          sessionId: 'session-1',
+        },
+      ],
+    );
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', null)).toEqual({
+      cancelled: [],
+      rolledBack: ['session-1'],
+    });
+    expect(calls).toEqual([LIST, ROLLBACK, 'describe rollback-1']);
+  });
+
+  it('leaves a session alone whose last unload call finished: it committed', async () => {
+    const ended = (call: number): ListedStatement => ({
+      statementId: `call-${call}`,
+      name: `redshift-aurora-sync r-1 unload ${call}/2`,
+      state: 'done',
+      status: 'FINISHED',
+      sessionId: 'session-1',
+    });
+    const { warehouse, calls } = scripted(async () => true, [], [ended(2), ended(1)]);
+    expect(await stopRunStatements(depsWith(warehouse).deps, 'r-1', null)).toEqual({
+      cancelled: [],
+      rolledBack: [],
+    });
+    expect(calls).toEqual([LIST]);
   });
 
   it('gives up when the cancelled call is still running after CANCEL_WAIT_MS, without a ROLLBACK the session would refuse', async () => {
@@ -187,10 +227,10 @@ describe('stopRunStatements', () => {
 
   it('still stops the call the state names when the listing is refused, and says so', async () => {
     const { warehouse, calls } = scripted(async () => true, [ABORTED]);
-    warehouse.runningStatements = () => Promise.reject(new Error('AccessDenied: ListStatements'));
+    warehouse.listStatements = () => Promise.reject(new Error('AccessDenied: ListStatements'));
     const stopping = stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD);
     await expect(stopping).rejects.toThrow(
-      "could not list the run's statements still running: AccessDenied: ListStatements",
+      "could not list the run's statements: AccessDenied: ListStatements",
     );
     expect(calls).toEqual(['cancel call-2', 'describe call-2', ROLLBACK, 'describe rollback-1']);
   });

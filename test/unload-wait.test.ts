@@ -12,7 +12,7 @@ function scripted(states: StatementState[]) {
     submitInSession: () => Promise.reject(new Error('not used')),
     fetchRows: () => Promise.reject(new Error('not used')),
     cancel: () => Promise.reject(new Error('not used')),
-    runningStatements: () => Promise.reject(new Error('not used')),
+    listStatements: () => Promise.reject(new Error('not used')),
     describe: async (id) => {
       calls.push(id);
       return states[Math.min(calls.length - 1, states.length - 1)]!;

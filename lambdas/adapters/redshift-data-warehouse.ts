@@ -19,7 +19,7 @@ import {
 } from '@aws-sdk/client-redshift-data';
 import { ConfigError } from '../core/errors';
 import type {
-  RunningStatement,
+  ListedStatement,
   StatementState,
   Warehouse,
   WarehouseRow,
@@ -315,12 +315,11 @@ export class RedshiftDataWarehouse implements Warehouse {
    * of the statement name" ("a case-sensitive match"); `RoleLevel` (default true) returns "all
    * statements run by the caller's IAM role", not only this role session's, so one function
    * finds what another of its role submitted; each item names its `SessionId`. "By default,
-   * only finished statements are shown", and `Status` takes one value: `ALL`, filtered here to
-   * the running ones, so that a statement moving from SUBMITTED to STARTED between two listings
-   * is not missed. Pages of at most 100, followed by `NextToken` until it is empty.
+   * only finished statements are shown", and `Status` takes one value: `ALL`, so that a
+   * statement moving from SUBMITTED to STARTED between two listings is not missed. Pages of at most 100, followed by `NextToken` until it is empty.
    */
-  async runningStatements(namePrefix: string): Promise<RunningStatement[]> {
-    const running: RunningStatement[] = [];
+  async listStatements(namePrefix: string): Promise<ListedStatement[]> {
+    const listed: ListedStatement[] = [];
     let nextToken: string | undefined;
     do {
       const token = nextToken;
@@ -339,18 +338,19 @@ export class RedshiftDataWarehouse implements Warehouse {
         const name = statement.StatementName ?? '';
         // The prefix is the service's filter; checked again so that a name it matched
         // otherwise (not case-sensitively, say) is never cancelled.
-        if (!statement.Id || !RUNNING.has(statement.Status ?? '') || !name.startsWith(namePrefix))
-          continue;
-        running.push({
+        if (!statement.Id || !name.startsWith(namePrefix)) continue;
+        const status = statement.Status ?? 'unknown';
+        listed.push({
           statementId: statement.Id,
           name,
-          status: statement.Status!,
+          state: RUNNING.has(status) ? 'running' : FAILED.has(status) ? 'failed' : 'done',
+          status,
           sessionId: statement.SessionId || null,
         });
       }
       nextToken = page.NextToken || undefined;
     } while (nextToken);
-    return running;
+    return listed;
   }
 
   async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {

@@ -21,7 +21,7 @@ import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { SyncError } from '../../lambdas/core/errors';
 import type {
-  RunningStatement,
+  ListedStatement,
   StatementState,
   Warehouse,
   WarehouseRow,
@@ -214,20 +214,20 @@ export class LocalWarehouse implements Warehouse {
     return true;
   }
 
-  /** As ListStatements by name prefix (case-sensitive), keeping those not yet ended. */
-  async runningStatements(namePrefix: string): Promise<RunningStatement[]> {
-    return [...this.submissions.values()]
-      .filter(
-        (submission) =>
-          submission.name.startsWith(namePrefix) &&
-          (submission.status === 'SUBMITTED' || submission.status === 'STARTED'),
-      )
-      .map((submission) => ({
+  /** As ListStatements by name prefix (case-sensitive), of every status. */
+  async listStatements(namePrefix: string): Promise<ListedStatement[]> {
+    const listed: ListedStatement[] = [];
+    for (const submission of this.submissions.values()) {
+      if (!submission.name.startsWith(namePrefix)) continue;
+      listed.push({
         statementId: submission.id,
         name: submission.name,
+        state: (await this.describe(submission.id)).state,
         status: submission.status,
         sessionId: submission.session?.id ?? null,
-      }));
+      });
+    }
+    return listed;
   }
 
   async fetchRows(statementId: string, index?: number): Promise<WarehouseRow[]> {

@@ -26,13 +26,15 @@ export type WarehouseSession =
   | { readonly keepAliveSeconds: number }
   | { readonly sessionId: string };
 
-/** A statement still running in the warehouse, as a listing by name finds it. */
-export interface RunningStatement {
+/** A statement the warehouse knows, as a listing by name finds it. */
+export interface ListedStatement {
   readonly statementId: string;
   /** The name it was submitted with. */
   readonly name: string;
+  /** Running, or ended: done (FINISHED as listed) or failed. */
+  readonly state: StatementState['state'];
   readonly status: string;
-  /** The session it runs on; null when it runs on a connection of its own. */
+  /** The session it ran on; null when it ran on a connection of its own. */
   readonly sessionId: string | null;
 }
 
@@ -68,11 +70,10 @@ export interface Warehouse {
    */
   cancel(statementId: string): Promise<boolean>;
   /**
-   * Every statement still running (not yet finished, failed or aborted) whose name starts with
-   * `namePrefix` (case-sensitive) and that this caller may cancel: the ones its identity
-   * submitted.
+   * Every statement, running or ended, whose name starts with `namePrefix` (case-sensitive)
+   * and that this caller may cancel or roll back: the ones its identity submitted.
    */
-  runningStatements(namePrefix: string): Promise<RunningStatement[]>;
+  listStatements(namePrefix: string): Promise<ListedStatement[]>;
   /**
    * Every row of a finished statement; for a batch, of its statement at `index` (0-based,
    * in the order submitted).

@@ -3,9 +3,11 @@
  * stops writing into the run's folder and lets go of the source tables. The state fail-run is
  * given can be behind: "Check whether the unload finished" may have submitted the next call of
  * the session and then failed (`$.unload` names the call before), and "Unload the tables from
- * Redshift" may have failed after submitting the first call (no `$.unload` at all). So the
- * run's statements are found by name as well (runStatementPrefix), and every one still running
- * is cancelled and every session found rolled back.
+ * Redshift" may have failed after submitting the first call (no `$.unload` at all), or even
+ * after that call had finished, its transaction left open for the next. So the run's
+ * statements are found by name as well (runStatementPrefix): every one still running is
+ * cancelled, and every session found rolled back, but for one whose last unload call finished
+ * (it committed).
  */
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
@@ -16,6 +18,7 @@ import {
   runStatementPrefix,
   SESSION_KEEP_ALIVE_SECONDS,
   UnloadFailedError,
+  unloadCallOf,
 } from './unload';
 
 /**
@@ -46,14 +49,20 @@ function message(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-/** The run's statements to stop: the state's unload call and every running one of the run. */
+/**
+ * The run's statements to stop (the state's unload call and every running one of the run), and
+ * the sessions of unload calls that ended with their transaction still open: every one but a
+ * session whose last call finished, since that call ended with COMMIT.
+ */
 async function targetsOf(
   deps: PipelineDeps,
   runId: string,
   unload: RunningUnload | null,
   problems: string[],
-): Promise<Target[]> {
+): Promise<{ targets: Target[]; openSessions: string[] }> {
   const targets = new Map<string, Target>();
+  const ended = new Set<string>();
+  const committed = new Set<string>();
   if (unload) {
     targets.set(unload.statementId, {
       statementId: unload.statementId,
@@ -62,7 +71,15 @@ async function targetsOf(
     });
   }
   try {
-    for (const found of await deps.warehouse.runningStatements(runStatementPrefix(runId))) {
+    for (const found of await deps.warehouse.listStatements(runStatementPrefix(runId))) {
+      if (found.state !== 'running') {
+        const call = unloadCallOf(runId, found.name);
+        if (call && found.sessionId) {
+          ended.add(found.sessionId);
+          if (call.call === call.calls && found.state === 'done') committed.add(found.sessionId);
+        }
+        continue;
+      }
       if (targets.has(found.statementId)) continue;
       targets.set(found.statementId, {
         statementId: found.statementId,
@@ -71,9 +88,12 @@ async function targetsOf(
       });
     }
   } catch (error) {
-    problems.push(`could not list the run's statements still running: ${message(error)}`);
+    problems.push(`could not list the run's statements: ${message(error)}`);
   }
-  return [...targets.values()];
+  return {
+    targets: [...targets.values()],
+    openSessions: [...ended].filter((sessionId) => !committed.has(sessionId)),
+  };
 }
 
 /**
@@ -92,7 +112,7 @@ export async function stopRunStatements(
   unload: RunningUnload | null,
 ): Promise<{ cancelled: string[]; rolledBack: string[] }> {
   const problems: string[] = [];
-  const targets = await targetsOf(deps, runId, unload, problems);
+  const { targets, openSessions } = await targetsOf(deps, runId, unload, problems);
   const cancelled: string[] = [];
   const stuck = new Set<string | null>();
   const pending: Target[] = [];
@@ -127,7 +147,10 @@ export async function stopRunStatements(
     await deps.sleep(Math.min(CANCEL_POLL_MS, CANCEL_WAIT_MS - waited));
   }
   const sessions = [
-    ...new Set(targets.flatMap((target) => (target.sessionId ? [target.sessionId] : []))),
+    ...new Set([
+      ...targets.flatMap((target) => (target.sessionId ? [target.sessionId] : [])),
+      ...openSessions,
+    ]),
   ].filter((sessionId) => !stuck.has(sessionId));
   const rollbacks: { sessionId: string; statementId: string }[] = [];
   for (const sessionId of sessions) {

@@ -173,6 +173,16 @@ function batchName(runId: string, batch: number, batches: number): string {
   return `${runStatementPrefix(runId)}unload ${batch + 1}/${batches}`.slice(0, 500);
 }
 
+/** Which call of the run's unload session a statement named by batchName is: 1-based, of how many. */
+export function unloadCallOf(
+  runId: string,
+  name: string,
+): { readonly call: number; readonly calls: number } | null {
+  if (!name.startsWith(runStatementPrefix(runId))) return null;
+  const match = /^unload (\d+)\/(\d+)$/.exec(name.slice(runStatementPrefix(runId).length));
+  return match ? { call: Number(match[1]), calls: Number(match[2]) } : null;
+}
+
 /** The name of a ROLLBACK on the run's unload session. */
 export function rollbackName(runId: string): string {
   return `${runStatementPrefix(runId)}rollback`.slice(0, 500);
