@@ -80,10 +80,13 @@ describe('selectExpressionFor', () => {
 });
 
 describe('convertedBytesFor', () => {
-  it('measures the text of SUPER (JSON_SIZE) and VARBYTE (\\x and hex), and of nothing else', () => {
+  it('measures the text of SUPER (JSON_SIZE), VARBYTE (\\x and hex) and GEOMETRY (hex EWKB), and of nothing else', () => {
     expect(convertedBytesFor(col('Doc "1"', 'super'))).toBe('JSON_SIZE("Doc ""1""")');
     expect(convertedBytesFor(col('raw', 'binary varying'))).toBe('2 + 2 * OCTET_LENGTH("raw")');
-    for (const type of ['character varying', 'numeric', 'geometry', 'unknown type']) {
+    expect(convertedBytesFor(col('shape', 'geometry'))).toBe(
+      '2 * OCTET_LENGTH(ST_AsEWKB("shape"))',
+    );
+    for (const type of ['character varying', 'numeric', 'unknown type']) {
       expect(convertedBytesFor(col('x', type))).toBeUndefined();
     }
   });

@@ -1,6 +1,6 @@
 /**
- * Values too long to unload. SUPER and VARBYTE columns go out as text (JSON, `\x` hex) that
- * Redshift makes a VARCHAR, which holds at most 65535 bytes
+ * Values too long to unload. SUPER, VARBYTE and GEOMETRY columns go out as text (JSON, `\x`
+ * hex, hex EWKB) that Redshift makes a VARCHAR, which holds at most 65535 bytes
  * (https://docs.aws.amazon.com/redshift/latest/dg/r_Character_types.html). A longer one fails
  * the UNLOAD, and with it the whole one-snapshot transaction, with an error that names neither
  * table, column nor row: JSON_SERIALIZE "returns an error when the JSON format exceeds the

@@ -205,6 +205,11 @@ export const TYPE_MAP: readonly TypeMapEntry[] = [
     postgres: 'text',
     note: "hex EWKB; PostGIS's geometry type reads this text too, so a live table may declare the column geometry",
     unloadAs: 'ST_AsHexEWKB({column})',
+    // ST_AsHexEWKB returns a VARCHAR and "if the result is larger than a 64-KB VARCHAR, then an
+    // error is returned" (ST_AsHexEWKB-function.html), while a GEOMETRY holds up to about 1 MB.
+    // ST_AsEWKB gives the same EWKB as VARBYTE (ST_AsEWKB-function.html), whose bytes
+    // OCTET_LENGTH counts (r_OCTET_LENGTH.html): two hex digits a byte.
+    convertedBytes: '2 * OCTET_LENGTH(ST_AsEWKB({column}))',
     figures: 'nulls',
     targetType: () => 'text',
   },
