@@ -80,6 +80,6 @@ export function oversizedValuesError(
     });
   if (lines.length === 0) return null;
   return new OversizedValuesError(
-    `nothing was unloaded: some values are longer than the ${MAX_CONVERTED_BYTES} bytes of text Redshift can make of them (JSON for SUPER; \\x and two hex digits a byte for VARBYTE, so at most ${Math.floor((MAX_CONVERTED_BYTES - 2) / 2)} bytes) - ${lines.join('; ')}. Sync a view that leaves the column out (or shortens it, e.g. a part of the JSON) instead of the table, or shorten those values in Redshift, then run again.`,
+    `nothing was unloaded: some values are longer than the ${MAX_CONVERTED_BYTES} bytes of text Redshift can make of them (JSON for SUPER; \\x and two hex digits a byte for VARBYTE, so at most ${Math.floor((MAX_CONVERTED_BYTES - 2) / 2)} bytes; hex EWKB for GEOMETRY, at most ${Math.floor(MAX_CONVERTED_BYTES / 2)} bytes of EWKB) - ${lines.join('; ')}. Sync a view that leaves the column out (or shortens it, e.g. a part of the JSON) instead of the table, or shorten those values in Redshift, then run again.`,
   );
 }
