@@ -54,16 +54,22 @@ async function liveAndStaging(strategy: SwapStrategy = 'rename', name = `t${++ta
   };
 }
 
-/** Reads the table every `intervalMs` on its own session until stopped; records each read's latency. */
+/**
+ * Reads the table every `intervalMs` on its own session until stopped; records how long each
+ * read spent in the server, lock wait included (from the statement's arrival to the end of its
+ * execution). Measured there rather than around the call, so that this process's own pauses on
+ * a loaded machine do not count as waiting behind the swap.
+ */
 async function prober(quoted: string, intervalMs: number) {
   const client = await db.connect('prober');
   const latencies: number[] = [];
   let running = true;
   const loop = (async () => {
     while (running) {
-      const started = performance.now();
-      await client.query(`SELECT count(*) FROM ${quoted}`);
-      latencies.push(performance.now() - started);
+      const { rows } = await client.query<{ ms: number }>(
+        `SELECT count(*), max(extract(epoch FROM clock_timestamp() - statement_timestamp()) * 1000)::float8 AS ms FROM ${quoted}`,
+      );
+      latencies.push(rows[0]!.ms);
       await sleep(intervalMs);
     }
   })();
