@@ -333,7 +333,12 @@ export async function checkAndPrepareStaging(
   }
   const { statements } = await prepareStaging(
     db,
-    { live: transfer.table.target, staging: transfer.staging, strategy: transfer.table.strategy },
+    {
+      live: transfer.table.target,
+      staging: transfer.staging,
+      // A delta is applied row by row, as a merge, whatever the table's strategy.
+      strategy: transfer.delta ? 'merge' : transfer.table.strategy,
+    },
     { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
   );
   return { rows: verdict.rows, indexStatements: statements, figures };

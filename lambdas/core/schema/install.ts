@@ -22,6 +22,7 @@ import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
 import { INCREMENT_PROOF_SQL } from './increment-proof';
 import { INDEX_FUNCTIONS_SQL } from './indexes';
 import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
+import { PARTITION_FUNCTIONS_SQL } from './partitions';
 import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_INCREMENT_SQL } from './publish-increment';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';
@@ -57,6 +58,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   ...INDEX_FUNCTIONS_SQL,
   ...PRIVILEGE_FUNCTIONS_SQL,
   ...RENAME_SQL,
+  ...PARTITION_FUNCTIONS_SQL,
   PUBLISH_CHECKS_SQL,
   PUBLISH_BY_TRUNCATE_SQL,
   ...PUBLISH_BY_MERGE_SQL,

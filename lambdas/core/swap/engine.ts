@@ -7,6 +7,8 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigError, DatabaseError, InternalError, SyncError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
+import { readPartitionLayout } from '../partitions/layout';
+import { preparePartitions } from '../partitions/prepare';
 import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
@@ -40,6 +42,16 @@ export async function prepareStaging(
   table: Pick<TableSwap, 'live' | 'staging'> & { readonly strategy?: SwapStrategy },
   options: LongStatementOptions = {},
 ): Promise<{ readonly statements: readonly string[] }> {
+  // A partitioned live table is published partition by partition: staging is only read, by
+  // range, to build the replacements of the partitions it changes (../partitions).
+  const layout =
+    table.strategy === 'rename' || table.strategy === undefined
+      ? await readPartitionLayout(db, table.live)
+      : null;
+  if (layout) {
+    await preparePartitions(db, table, layout, options);
+    return { statements: [] };
+  }
   const budget = startWaitBudget(options);
   const parameters = {
     liveSchema: table.live.schema,

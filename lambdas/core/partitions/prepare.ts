@@ -1,0 +1,156 @@
+/**
+ * Before the swap of a partitioned live table: finish detaches a dead run left pending, find
+ * the partitions whose rows staging changes (exactly: see partition_changes in
+ * ../schema/partitions.ts), and build a replacement for each changed one, with the partition's
+ * indexes and a CHECK of its bounds, so that the swap only detaches, renames and attaches.
+ * Equal partitions are left alone: no lock, same storage. Then, when the swap is planned, the
+ * replacements are found again by name (plannedPartitions).
+ */
+import { displayQualified, type QualifiedName, quoteQualified } from '../identifiers';
+import { ADMIN_SCHEMA } from '../schema/admin';
+import type { SqlClient } from '../sql-client';
+import {
+  analyzeStaging,
+  buildStagingIndex,
+  type LongStatementOptions,
+  startWaitBudget,
+} from '../swap/long-statements';
+import { PreflightError, SyncError } from '../errors';
+import { type PartitionLayout, readPartitionLayout, replacementName } from './layout';
+
+/** Rows of staging that no partition of the live table takes (and it has no DEFAULT). */
+export class RowsOutsidePartitionsError extends SyncError {}
+
+export interface PartitionChange {
+  readonly partition: QualifiedName;
+  readonly stagingRows: number;
+  readonly liveRows: number;
+  readonly changed: boolean;
+}
+
+export interface PreparedPartitions {
+  readonly changes: readonly PartitionChange[];
+  /** Partitions whose pending detach was finished (DETACH ... FINALIZE). */
+  readonly finishedDetaches: readonly string[];
+}
+
+/** How long FINALIZE may wait for each lock: it waits for the queries using the parent. */
+const FINALIZE_LOCK_TIMEOUT_MS = 5_000;
+
+export async function preparePartitions(
+  db: SqlClient,
+  table: { readonly live: QualifiedName; readonly staging: QualifiedName },
+  layout: PartitionLayout,
+  options: LongStatementOptions = {},
+): Promise<PreparedPartitions> {
+  const live = displayQualified(table.live);
+  const nested = layout.partitions.filter((partition) => partition.subPartitioned);
+  if (nested.length > 0) {
+    throw new PreflightError(
+      `${live}: partition ${nested.map(({ partition }) => displayQualified(partition)).join(', ')} is itself partitioned, which publishing partition by partition does not do; use strategy "merge" for this table.`,
+      [`${live} has sub-partitioned partitions`],
+    );
+  }
+  const parameters = {
+    schema: table.live.schema,
+    name: table.live.name,
+    stagingSchema: table.staging.schema,
+    stagingName: table.staging.name,
+  };
+  let finishedDetaches: string[] = [];
+  if (layout.partitions.some((partition) => partition.detachPending)) {
+    finishedDetaches = (
+      await db.query<{ partition: string }>(
+        `SELECT f AS partition FROM ${ADMIN_SCHEMA}.finish_pending_detaches(
+           format('%I.%I', :schema::text, :name::text)::regclass, :timeout) f`,
+        { schema: table.live.schema, name: table.live.name, timeout: FINALIZE_LOCK_TIMEOUT_MS },
+      )
+    ).map((row) => row.partition);
+  }
+  const rows = await db.query<{
+    schema: string | null;
+    name: string | null;
+    stagingRows: string;
+    liveRows: string | null;
+    changed: boolean | null;
+    keyRange: string | null;
+  }>(
+    `SELECT partition_schema AS schema, partition_name AS name, staging_rows::text AS "stagingRows",
+            live_rows::text AS "liveRows", changed, key_range AS "keyRange"
+     FROM ${ADMIN_SCHEMA}.partition_changes(
+       format('%I.%I', :schema::text, :name::text)::regclass,
+       format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass)`,
+    parameters,
+  );
+  const outside = rows.find((row) => row.schema === null);
+  if (outside && Number(outside.stagingRows) > 0) {
+    throw new RowsOutsidePartitionsError(
+      `${live}: ${outside.stagingRows} rows of the source fall outside every partition (partition key ${layout.key}, values ${outside.keyRange}), and the table has no DEFAULT partition; nothing was published. Create the partitions for that range (CREATE TABLE ... PARTITION OF ${live} FOR VALUES ...) or a DEFAULT partition, then run again.`,
+    );
+  }
+  const changes = rows
+    .filter((row) => row.schema !== null)
+    .map((row) => ({
+      partition: { schema: row.schema!, name: row.name! },
+      stagingRows: Number(row.stagingRows),
+      liveRows: Number(row.liveRows),
+      changed: row.changed === true,
+    }));
+  const budget = startWaitBudget(options);
+  for (const change of changes) {
+    const replacement = replacementName(table.staging, change.partition);
+    const names = {
+      partitionSchema: change.partition.schema,
+      partitionName: change.partition.name,
+      replacementSchema: replacement.schema,
+      replacementName: replacement.name,
+    };
+    if (!change.changed) {
+      // A replacement left by an earlier attempt of this run, when the partition differed then.
+      await db.query(`DROP TABLE IF EXISTS ${quoteQualified(replacement)}`);
+      continue;
+    }
+    await db.query(
+      `SELECT ${ADMIN_SCHEMA}.build_partition_replacement(
+         format('%I.%I', :partitionSchema::text, :partitionName::text)::regclass,
+         format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass,
+         :replacementSchema, :replacementName)`,
+      { stagingSchema: table.staging.schema, stagingName: table.staging.name, ...names },
+    );
+    const builds = await db.query<{ statement: string; indexName: string | null }>(
+      `SELECT s.statement, s.index_name AS "indexName"
+       FROM ${ADMIN_SCHEMA}.staging_index_builds(
+         format('%I.%I', :partitionSchema::text, :partitionName::text)::regclass,
+         format('%I.%I', :replacementSchema::text, :replacementName::text)::regclass) s`,
+      names,
+    );
+    for (const { statement, indexName } of builds) {
+      if (indexName === null) await db.query(statement);
+      else await buildStagingIndex(db, replacement, { statement, indexName }, budget);
+    }
+    await analyzeStaging(db, replacement, budget);
+  }
+  return { changes, finishedDetaches };
+}
+
+/**
+ * The changed partitions of a partitioned live table, as the swap is planned: those for which
+ * preparePartitions built a replacement (null when `live` is not partitioned).
+ */
+export async function plannedPartitions(
+  db: SqlClient,
+  table: { readonly live: QualifiedName; readonly staging: QualifiedName },
+): Promise<{ partition: QualifiedName; replacement: QualifiedName }[] | null> {
+  const layout = await readPartitionLayout(db, table.live);
+  if (!layout) return null;
+  const planned = layout.partitions.map(({ partition }) => ({
+    partition,
+    replacement: replacementName(table.staging, partition),
+  }));
+  const [found] = await db.query<{ exists: boolean[] }>(
+    `SELECT array_agg(to_regclass(format('%I.%I', r ->> 'schema', r ->> 'name')) IS NOT NULL ORDER BY n) AS exists
+     FROM jsonb_array_elements(:replacements::jsonb) WITH ORDINALITY AS e(r, n)`,
+    { replacements: JSON.stringify(planned.map(({ replacement }) => replacement)) },
+  );
+  return planned.filter((_, index) => found?.exists?.[index] === true);
+}
