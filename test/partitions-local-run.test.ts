@@ -81,7 +81,9 @@ beforeAll(async () => {
 describe('a partitioned live table in a local run', () => {
   it('replaces only the partition whose rows changed in the source', async () => {
     const before = await filenodes();
-    await source.query(`UPDATE sales.events SET payload = 'v2' WHERE day = '2024-01-02' AND id = 7`);
+    await source.query(
+      `UPDATE sales.events SET payload = 'v2' WHERE day = '2024-01-02' AND id = 7`,
+    );
     const summary = await run();
     expect(summary.error).toBeNull();
     expect(summary.tables.map((table) => [table.target, table.status, table.rows])).toEqual([
@@ -107,7 +109,9 @@ describe('a partitioned live table in a local run', () => {
   });
 
   it('keeps keepVersions replaced versions per partition', async () => {
-    await source.query(`UPDATE sales.events SET payload = 'v3' WHERE day = '2024-01-02' AND id = 7`);
+    await source.query(
+      `UPDATE sales.events SET payload = 'v3' WHERE day = '2024-01-02' AND id = 7`,
+    );
     expect((await run()).error).toBeNull();
     const { rows } = await target.query(
       `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = '${RETIRED_SCHEMA}'`,

@@ -40,15 +40,21 @@ async function partitionFacts(): Promise<Record<string, { oid: number; filenode:
      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
      WHERE i.inhparent = 'public.events'::regclass ORDER BY 1`,
   );
-  return Object.fromEntries(rows.map((row) => [row.name, { oid: row.oid, filenode: row.filenode }]));
+  return Object.fromEntries(
+    rows.map((row) => [row.name, { oid: row.oid, filenode: row.filenode }]),
+  );
 }
 
 /** The pipeline's steps for one table: staging, preflight, prepare, plan, one swap attempt. */
-async function publish(fill: string, options: { lockTimeoutMs?: number } = {}) {
+async function publish(
+  fill: string,
+  options: { lockTimeoutMs?: number; live?: QualifiedName } = {},
+) {
   runs += 1;
   const runId = `run-${runs}`;
-  const staging = await createStaging(pipeline, events, `events_staging_${runs}`, fill);
-  const table = { live: events, staging, strategy: 'rename' as const };
+  const live = options.live ?? events;
+  const staging = await createStaging(pipeline, live, `${live.name}_staging_${runs}`, fill);
+  const table = { live, staging, strategy: 'rename' as const };
   await preflight(sql, [table], { withStaging: true });
   await prepareStaging(sql, table);
   const partitions = await plannedPartitions(sql, table);
@@ -154,7 +160,9 @@ describe('a day-partitioned live table', () => {
 
   it('changes nothing and locks nothing when no partition changed', async () => {
     const before = await partitionFacts();
-    const { attempt, plan } = await publish(DAYS.map((day) => dayRows(day, 'v1')).join(' UNION ALL '));
+    const { attempt, plan } = await publish(
+      DAYS.map((day) => dayRows(day, 'v1')).join(' UNION ALL '),
+    );
     expect(plan.tables[0]!.partitions).toEqual([]);
     expect(lockTargets(plan).map((target) => target.relation.name)).toEqual([
       plan.tables[0]!.staging.name,
@@ -267,18 +275,101 @@ describe('a day-partitioned live table', () => {
     expect((await attempt()).status).toBe('swapped');
   });
 
-  it('refuses rows outside every partition, naming their range; a DEFAULT partition takes them', async () => {
-    const outside = [dayRows(DAYS[0]!, 'v1'), dayRows('2024-01-09', 'v1'), dayRows('2024-01-07', 'v1')];
+  it('creates the partition of a new day like its neighbours, and fills it', async () => {
+    const { attempt } = await publish(
+      [...DAYS, '2024-01-05'].map((day) => dayRows(day, 'v1')).join(' UNION ALL '),
+    );
+    const { rows: created } = await admin.query(
+      `SELECT pg_get_expr(c.relpartbound, c.oid) AS bound, pg_get_userbyid(c.relowner) = $1 AS owned,
+              (SELECT count(*)::int FROM public.events_2024_01_05) AS n
+       FROM pg_class c WHERE c.oid = 'public.events_2024_01_05'::regclass`,
+      [roles.owner],
+    );
+    // Attached empty before the swap: readers saw no rows of that day before, and see none yet.
+    expect(created).toEqual([
+      { bound: "FOR VALUES FROM ('2024-01-05') TO ('2024-01-06')", owned: true, n: 0 },
+    ]);
+    expect((await attempt()).status).toBe('swapped');
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n, (SELECT count(*)::int FROM pg_index x JOIN pg_inherits i ON i.inhrelid = x.indexrelid
+                                  WHERE x.indrelid = 'public.events_2024_01_05'::regclass) AS "attachedIndexes"
+       FROM public.events WHERE day = '2024-01-05'`,
+    );
+    expect(rows).toEqual([{ n: 3, attachedIndexes: 2 }]);
+  });
+
+  it('refuses rows outside every partition of an irregular table, naming their range; a DEFAULT partition takes them', async () => {
+    // Two days in one partition: no regular interval to create partitions by.
+    await admin.query(
+      `SET ROLE ${roles.owner}; CREATE TABLE public.events_later PARTITION OF public.events FOR VALUES FROM ('2024-01-04') TO ('2024-01-06'); RESET ROLE`,
+    );
+    const outside = [
+      dayRows(DAYS[0]!, 'v1'),
+      dayRows('2024-01-09', 'v1'),
+      dayRows('2024-01-07', 'v1'),
+    ];
     const error = await publish(outside.join(' UNION ALL ')).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RowsOutsidePartitionsError);
     expect((error as Error).message).toContain('6 rows of the source fall outside every partition');
     expect((error as Error).message).toContain('(2024-01-07) to (2024-01-09)');
-    await admin.query(`SET ROLE ${roles.owner}; CREATE TABLE public.events_other PARTITION OF public.events DEFAULT; RESET ROLE`);
+    await admin.query(
+      `SET ROLE ${roles.owner}; CREATE TABLE public.events_other PARTITION OF public.events DEFAULT; RESET ROLE`,
+    );
     const { attempt } = await publish(
       [...outside, dayRows(DAYS[1]!, 'v1'), dayRows(DAYS[2]!, 'v1')].join(' UNION ALL '),
     );
     expect((await attempt()).status).toBe('swapped');
     const { rows } = await admin.query('SELECT count(*)::int AS n FROM public.events_other');
     expect(rows[0]).toEqual({ n: 6 });
+  });
+});
+
+describe('a month-partitioned live table', () => {
+  const sales: QualifiedName = { schema: 'public', name: 'sales' };
+
+  beforeEach(async () => {
+    await admin.query(`
+      SET ROLE ${roles.owner};
+      CREATE TABLE public.sales (sold_at timestamp NOT NULL, amount numeric) PARTITION BY RANGE (sold_at);
+      CREATE TABLE public.sales_2024_01 PARTITION OF public.sales FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+      CREATE TABLE public.sales_2024_02 PARTITION OF public.sales FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+      INSERT INTO public.sales SELECT '2024-01-01'::timestamp + g * interval '1 day', g FROM generate_series(0, 59) g;
+      GRANT SELECT ON public.sales_2024_02 TO ${roles.analyst};
+      RESET ROLE;
+    `);
+  });
+
+  it('replaces the changed month only, and creates a new month like the latest one', async () => {
+    const { rows: before } = await admin.query(
+      `SELECT 'public.sales_2024_01'::regclass::oid::int AS january, 'public.sales_2024_02'::regclass::oid::int AS february`,
+    );
+    const { attempt } = await publish(
+      `SELECT '2024-01-01'::timestamp + g * interval '1 day', CASE WHEN g = 40 THEN -1 ELSE g END
+       FROM generate_series(0, 75) g`,
+      { live: sales },
+    );
+    expect((await attempt()).status).toBe('swapped');
+    const { rows } = await admin.query(
+      `SELECT c.relname AS name, c.oid::int AS oid, pg_get_expr(c.relpartbound, c.oid) AS bound,
+              has_table_privilege($1, c.oid, 'SELECT') AS granted
+       FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+       WHERE i.inhparent = 'public.sales'::regclass ORDER BY 1`,
+      [roles.analyst],
+    );
+    expect(rows.map((row) => [row.name, row.bound, row.granted])).toEqual([
+      [
+        'sales_2024_01',
+        "FOR VALUES FROM ('2024-01-01 00:00:00') TO ('2024-02-01 00:00:00')",
+        false,
+      ],
+      ['sales_2024_02', "FOR VALUES FROM ('2024-02-01 00:00:00') TO ('2024-03-01 00:00:00')", true],
+      ['sales_2024_03', "FOR VALUES FROM ('2024-03-01 00:00:00') TO ('2024-04-01 00:00:00')", true],
+    ]);
+    expect(rows[0].oid).toBe(before[0].january);
+    expect(rows[1].oid).not.toBe(before[0].february);
+    const { rows: totals } = await admin.query(
+      `SELECT count(*)::int AS n, min(amount)::int AS least FROM public.sales`,
+    );
+    expect(totals).toEqual([{ n: 76, least: -1 }]);
   });
 });

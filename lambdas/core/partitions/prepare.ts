@@ -6,6 +6,8 @@
  * Equal partitions are left alone: no lock, same storage. Then, when the swap is planned, the
  * replacements are found again by name (plannedPartitions).
  */
+
+import { PreflightError, SyncError } from '../errors';
 import { displayQualified, type QualifiedName, quoteQualified } from '../identifiers';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
@@ -15,7 +17,7 @@ import {
   type LongStatementOptions,
   startWaitBudget,
 } from '../swap/long-statements';
-import { PreflightError, SyncError } from '../errors';
+import { newPartitionName, nextStart, regularInterval } from './interval';
 import { type PartitionLayout, readPartitionLayout, replacementName } from './layout';
 
 /** Rows of staging that no partition of the live table takes (and it has no DEFAULT). */
@@ -32,17 +34,26 @@ export interface PreparedPartitions {
   readonly changes: readonly PartitionChange[];
   /** Partitions whose pending detach was finished (DETACH ... FINALIZE). */
   readonly finishedDetaches: readonly string[];
+  /** New partitions made for days or months the source has and live had not. */
+  readonly created: readonly string[];
 }
 
 /** How long FINALIZE may wait for each lock: it waits for the queries using the parent. */
 const FINALIZE_LOCK_TIMEOUT_MS = 5_000;
 
+/**
+ * How long creating a partition may wait for SHARE UPDATE EXCLUSIVE on the parent: only other
+ * DDL, VACUUM and ANALYZE hold a conflicting lock, and no reader or writer queues behind it.
+ */
+const CREATE_LOCK_TIMEOUT_MS = 5_000;
+
 export async function preparePartitions(
   db: SqlClient,
   table: { readonly live: QualifiedName; readonly staging: QualifiedName },
-  layout: PartitionLayout,
+  found: PartitionLayout,
   options: LongStatementOptions = {},
 ): Promise<PreparedPartitions> {
+  let layout = found;
   const live = displayQualified(table.live);
   const nested = layout.partitions.filter((partition) => partition.subPartitioned);
   if (nested.length > 0) {
@@ -66,7 +77,9 @@ export async function preparePartitions(
         { schema: table.live.schema, name: table.live.name, timeout: FINALIZE_LOCK_TIMEOUT_MS },
       )
     ).map((row) => row.partition);
+    layout = (await readPartitionLayout(db, table.live)) ?? layout;
   }
+  const created = await createMissingPartitions(db, table, layout);
   const rows = await db.query<{
     schema: string | null;
     name: string | null;
@@ -85,7 +98,7 @@ export async function preparePartitions(
   const outside = rows.find((row) => row.schema === null);
   if (outside && Number(outside.stagingRows) > 0) {
     throw new RowsOutsidePartitionsError(
-      `${live}: ${outside.stagingRows} rows of the source fall outside every partition (partition key ${layout.key}, values ${outside.keyRange}), and the table has no DEFAULT partition; nothing was published. Create the partitions for that range (CREATE TABLE ... PARTITION OF ${live} FOR VALUES ...) or a DEFAULT partition, then run again.`,
+      `${live}: ${outside.stagingRows} rows of the source fall outside every partition (partition key ${layout.key}, values ${outside.keyRange}), and the table has no DEFAULT partition; nothing was published. Partitions are created only for a table partitioned by RANGE on one date or timestamp column into whole days or whole months, and for rows whose key is not null. Create the partitions for that range (CREATE TABLE ... PARTITION OF ${live} FOR VALUES ...) or a DEFAULT partition, then run again.`,
     );
   }
   const changes = rows
@@ -130,7 +143,60 @@ export async function preparePartitions(
     }
     await analyzeStaging(db, replacement, budget);
   }
-  return { changes, finishedDetaches };
+  return { changes, finishedDetaches, created };
+}
+
+/**
+ * For staging's rows outside every partition of a table partitioned by day or by month
+ * (./interval.ts), the missing days or months as new, empty partitions made like the latest
+ * one; partition_changes then finds them changed, and the swap fills them. Returns their names.
+ */
+async function createMissingPartitions(
+  db: SqlClient,
+  table: { readonly live: QualifiedName; readonly staging: QualifiedName },
+  layout: PartitionLayout,
+): Promise<string[]> {
+  const interval = regularInterval(layout.partitions);
+  if (!interval) return [];
+  const parameters = {
+    schema: table.live.schema,
+    name: table.live.name,
+    stagingSchema: table.staging.schema,
+    stagingName: table.staging.name,
+  };
+  const [column] = await db.query<{ name: string }>(
+    `SELECT column_name AS name FROM ${ADMIN_SCHEMA}.partition_range_column(
+       format('%I.%I', :schema::text, :name::text)::regclass)`,
+    { schema: table.live.schema, name: table.live.name },
+  );
+  if (!column) return [];
+  const buckets = await db.query<{ start: string }>(
+    `SELECT b AS start FROM ${ADMIN_SCHEMA}.outside_buckets(
+       format('%I.%I', :schema::text, :name::text)::regclass,
+       format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass, :unit) b`,
+    { ...parameters, unit: interval.unit },
+  );
+  const created: string[] = [];
+  for (const { start } of buckets) {
+    const [row] = await db.query<{ created: string }>(
+      `SELECT ${ADMIN_SCHEMA}.create_partition(
+         format('%I.%I', :schema::text, :name::text)::regclass,
+         format('%I.%I', :templateSchema::text, :templateName::text)::regclass,
+         :partition, :from, :to, :timeout) AS created`,
+      {
+        schema: table.live.schema,
+        name: table.live.name,
+        templateSchema: interval.template.schema,
+        templateName: interval.template.name,
+        partition: newPartitionName(table.live, interval, start),
+        from: `${start}${interval.suffix}`,
+        to: `${nextStart(start, interval.unit)}${interval.suffix}`,
+        timeout: CREATE_LOCK_TIMEOUT_MS,
+      },
+    );
+    created.push(row!.created);
+  }
+  return created;
 }
 
 /**

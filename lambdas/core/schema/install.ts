@@ -21,8 +21,8 @@ import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL, describeTable, idColumn, idSequence } f
 import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
 import { INCREMENT_PROOF_SQL } from './increment-proof';
 import { INDEX_FUNCTIONS_SQL } from './indexes';
-import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
 import { PARTITION_FUNCTIONS_SQL } from './partitions';
+import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
 import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_INCREMENT_SQL } from './publish-increment';
 import { PUBLISH_BY_MERGE_SQL } from './publish-merge';

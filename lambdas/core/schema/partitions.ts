@@ -29,6 +29,9 @@ RETURNS TABLE (partition_schema name, partition_name name, bound text, is_defaul
                detach_pending boolean, sub_partitioned boolean)
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
+-- Bounds on a timestamptz key print in the session's time zone: always UTC here, as in
+-- outside_buckets and create_partition, so that days and months mean the same in all three.
+SET timezone = 'UTC'
 AS $fn$
   SELECT n.nspname, c.relname, pg_get_expr(c.relpartbound, c.oid),
          pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', i.inhdetachpending, c.relkind = 'p'
@@ -53,6 +56,99 @@ AS $fn$
 $fn$`;
 
 /**
+ * The condition (over the parent's columns) that holds for a row no partition takes: none of
+ * the partitions' constraints holds. 'true' when there is no partition.
+ */
+const OUTSIDE_CONDITION_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.partition_outside_condition(p_parent regclass)
+RETURNS text
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT coalesce(string_agg(format('NOT coalesce((%s), false)', pg_get_partition_constraintdef(i.inhrelid)),
+                             ' AND ' ORDER BY i.inhrelid), 'true')
+  FROM pg_inherits i WHERE i.inhparent = p_parent AND NOT i.inhdetachpending
+$fn$`;
+
+/**
+ * The partition key when it is one column of type date, timestamp or timestamptz under RANGE
+ * partitioning: the case where a missing day or month can be created. No row otherwise.
+ */
+const PARTITION_KEY_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.partition_range_column(p_parent regclass)
+RETURNS TABLE (column_name name, type_name text)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+  SELECT a.attname, format_type(a.atttypid, NULL)
+  FROM pg_partitioned_table pt
+  JOIN pg_attribute a ON a.attrelid = pt.partrelid AND a.attnum = pt.partattrs[0]
+  WHERE pt.partrelid = p_parent AND pt.partstrat = 'r' AND pt.partnatts = 1
+    AND a.atttypid IN ('date'::regtype, 'timestamp'::regtype, 'timestamptz'::regtype)
+$fn$`;
+
+/**
+ * The days ('day') or months ('month') of the range column, as 'YYYY-MM-DD' (a month by its
+ * first day), of staging's rows that no partition takes; in UTC for timestamptz.
+ */
+const OUTSIDE_BUCKETS_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.outside_buckets(p_parent regclass, p_staging regclass, p_unit text)
+RETURNS SETOF text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+AS $fn$
+DECLARE
+  v_column name := (SELECT k.column_name FROM ${ADMIN_SCHEMA}.partition_range_column(p_parent) k);
+BEGIN
+  IF v_column IS NULL OR p_unit NOT IN ('day', 'month') THEN
+    RAISE EXCEPTION '% has no range column of a date or time type, or % is not day or month', p_parent, p_unit
+      USING ERRCODE = '${SYNC_SQLSTATE.invalidArguments}';
+  END IF;
+  RETURN QUERY EXECUTE format(
+    'SELECT DISTINCT to_char(date_trunc(%L, %I), ''YYYY-MM-DD'') FROM %s WHERE %I IS NOT NULL AND %s ORDER BY 1',
+    p_unit, v_column, p_staging, v_column, ${ADMIN_SCHEMA}.partition_outside_condition(p_parent));
+END
+$fn$`;
+
+/**
+ * A new, empty partition of p_parent for [p_from, p_to), named p_name in the parent's schema,
+ * made LIKE p_template (a neighbouring partition) with its owner and grants. Attaching an empty
+ * table changes nothing a reader sees (no rows had that range), and takes SHARE UPDATE
+ * EXCLUSIVE on the parent, which conflicts with no reader or writer, and ACCESS EXCLUSIVE on the
+ * new table only (https://www.postgresql.org/docs/current/sql-altertable.html, ATTACH
+ * PARTITION); CREATE TABLE ... PARTITION OF would take ACCESS EXCLUSIVE on the parent. The swap
+ * then fills it as any changed partition. Waits at most p_lock_timeout_ms for its locks.
+ */
+const CREATE_PARTITION_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.create_partition(
+  p_parent regclass, p_template regclass, p_name name, p_from text, p_to text, p_lock_timeout_ms integer)
+RETURNS text
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+SET timezone = 'UTC'
+AS $fn$
+DECLARE
+  v_schema name := (SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                    WHERE c.oid = p_parent);
+  v_owner name := (SELECT pg_get_userbyid(c.relowner) FROM pg_class c WHERE c.oid = p_template);
+  v_new regclass;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM pg_inherits i WHERE i.inhrelid = p_template AND i.inhparent = p_parent) THEN
+    RAISE EXCEPTION '% is not a partition of %', p_template, p_parent USING ERRCODE = '${SYNC_SQLSTATE.invalidArguments}';
+  END IF;
+  PERFORM set_config('lock_timeout', p_lock_timeout_ms || 'ms', true);
+  EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING GENERATED '
+                 'INCLUDING STORAGE INCLUDING COMPRESSION INCLUDING STATISTICS)', v_schema, p_name, p_template);
+  v_new := format('%I.%I', v_schema, p_name)::regclass;
+  EXECUTE format('ALTER TABLE %s OWNER TO %I', v_new, v_owner);
+  PERFORM ${ADMIN_SCHEMA}.copy_privileges(p_template, v_new);
+  EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, v_new, p_from, p_to);
+  RETURN v_new::text;
+END
+$fn$`;
+
+/**
  * Per partition: its rows and staging's rows in its range, and whether they differ. A row is
  * compared by its text (ROW(columns)::text over the parent's columns, so a partition whose
  * columns sit in another physical order compares the same): equal partitions have equal
@@ -71,7 +167,6 @@ DECLARE
   v_columns text := ${ADMIN_SCHEMA}.partition_columns(p_parent, false);
   v_partition record;
   v_condition text;
-  v_outside text := 'true';
   v_staging_figures record;
   v_live_figures record;
   v_figures text := 'SELECT count(*) AS n,
@@ -88,7 +183,6 @@ BEGIN
     ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
   LOOP
     v_condition := format('coalesce((%s), false)', coalesce(v_partition.condition, 'true'));
-    v_outside := v_outside || format(' AND NOT %s', v_condition);
     EXECUTE format(v_figures, v_columns, p_staging, v_condition) INTO v_staging_figures;
     EXECUTE format(v_figures, v_columns, v_partition.relation, 'true') INTO v_live_figures;
     partition_schema := v_partition.nspname;
@@ -107,7 +201,7 @@ BEGIN
   live_rows := NULL;
   changed := NULL;
   EXECUTE format('SELECT count(*), min(ROW(%1$s)::text) || '' to '' || max(ROW(%1$s)::text) FROM %2$s WHERE %3$s',
-                 v_key, p_staging, v_outside)
+                 v_key, p_staging, ${ADMIN_SCHEMA}.partition_outside_condition(p_parent))
     INTO staging_rows, key_range;
   RETURN NEXT;
 END
@@ -238,6 +332,10 @@ $fn$`;
 export const PARTITION_FUNCTIONS_SQL: readonly string[] = [
   PARTITIONS_SQL,
   PARTITION_COLUMNS_SQL,
+  OUTSIDE_CONDITION_SQL,
+  PARTITION_KEY_SQL,
+  OUTSIDE_BUCKETS_SQL,
+  CREATE_PARTITION_SQL,
   PARTITION_CHANGES_SQL,
   BUILD_REPLACEMENT_SQL,
   PUBLISH_PARTITIONS_SQL,

@@ -7,9 +7,9 @@
 import { randomUUID } from 'node:crypto';
 import { ConfigError, DatabaseError, InternalError, SyncError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
+import { DataApiTimeoutError } from '../load/errors';
 import { readPartitionLayout } from '../partitions/layout';
 import { preparePartitions } from '../partitions/prepare';
-import { DataApiTimeoutError } from '../load/errors';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
