@@ -86,9 +86,14 @@ describe('a partitioned live table in a local run', () => {
     );
     const summary = await run();
     expect(summary.error).toBeNull();
-    expect(summary.tables.map((table) => [table.target, table.status, table.rows])).toEqual([
-      ['public.events', 'swapped', 150],
-    ]);
+    expect(
+      summary.tables.map((table) => [
+        table.target,
+        table.status,
+        table.rows,
+        table.partitionsReplaced,
+      ]),
+    ).toEqual([['public.events', 'swapped', 150, ['public.events_20240102']]]);
     const after = await filenodes();
     expect(after.events_20240101).toBe(before.events_20240101);
     expect(after.events_20240103).toBe(before.events_20240103);
@@ -104,6 +109,7 @@ describe('a partitioned live table in a local run', () => {
     const before = await filenodes();
     const summary = await run();
     expect(summary.error).toBeNull();
+    expect(summary.tables[0]!.partitionsReplaced).toEqual([]);
     expect(await filenodes()).toEqual(before);
     expect(await retired()).toEqual(['events_20240102']);
   });

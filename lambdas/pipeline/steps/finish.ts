@@ -67,6 +67,8 @@ async function tableSummaries(
       blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
       terminated: endedFor(target, targets, end.terminated?.ended ?? []),
       unsyncedColumns: record?.unsyncedColumns[index] ?? [],
+      partitionsReplaced:
+        swapped?.replaced?.find((item) => item.target === target)?.partitions ?? null,
       mode: increment?.mode ?? null,
       fullRefreshReason: increment?.fullReason ?? null,
       watermarkBefore: increment?.watermarkBefore ?? null,
