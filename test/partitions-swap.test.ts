@@ -11,7 +11,12 @@ import type { QualifiedName } from '../lambdas/core/identifiers';
 import { inspectLocks } from '../lambdas/core/locks/inspect';
 import { plannedPartitions, RowsOutsidePartitionsError } from '../lambdas/core/partitions/prepare';
 import { RETIRED_SCHEMA } from '../lambdas/core/schema/admin';
-import { attemptSwap, prepareStaging, retiredVersions } from '../lambdas/core/swap/engine';
+import {
+  attemptSwap,
+  prepareStaging,
+  retiredVersions,
+  rollback,
+} from '../lambdas/core/swap/engine';
 import { lockTargets } from '../lambdas/core/swap/gate';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
 import { preflight } from '../lambdas/core/swap/preflight';
@@ -156,6 +161,38 @@ describe('a day-partitioned live table', () => {
       `SELECT count(*)::int AS n FROM ${RETIRED_SCHEMA}.${retired!.retiredTable}`,
     );
     expect(old.rows[0]).toEqual({ n: 3 });
+  });
+
+  it('rolls one partition back to the version it replaced, keeping the one it leaves', async () => {
+    const second = { schema: 'public', name: 'events_2024_01_02' };
+    const { attempt } = await publish(
+      [dayRows(DAYS[0]!, 'v1'), dayRows(DAYS[1]!, 'v2', 4), dayRows(DAYS[2]!, 'v1')].join(
+        ' UNION ALL ',
+      ),
+    );
+    expect((await attempt()).status).toBe('swapped');
+    const before = await partitionFacts();
+    const outcome = await rollback(sql, second, { runId: 'rollback-1' });
+    expect(outcome.status).toBe('swapped');
+    const after = await partitionFacts();
+    expect(after.events_2024_01_01).toEqual(before.events_2024_01_01);
+    expect(after.events_2024_01_03).toEqual(before.events_2024_01_03);
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n, min(payload) AS payload,
+              has_table_privilege($1, 'public.events_2024_01_02', 'SELECT') AS granted,
+              obj_description('public.events_2024_01_02'::regclass, 'pg_class') AS comment
+       FROM public.events WHERE day = '2024-01-02'`,
+      [roles.analyst],
+    );
+    expect(rows).toEqual([{ n: 3, payload: 'v1 1', granted: true, comment: 'The second day' }]);
+    // The version rolled back from is kept, so the rollback can be rolled back.
+    const versions = await retiredVersions(sql, second);
+    expect(versions.map((version) => version.runId)).toEqual(['rollback-1']);
+    expect((await rollback(sql, second, { runId: 'rollback-2' })).status).toBe('swapped');
+    const { rows: again } = await admin.query(
+      `SELECT count(*)::int AS n FROM public.events WHERE day = '2024-01-02'`,
+    );
+    expect(again).toEqual([{ n: 4 }]);
   });
 
   it('changes nothing and locks nothing when no partition changed', async () => {

@@ -239,10 +239,29 @@ BEGIN
   EXECUTE format('INSERT INTO %I.%I (%s) SELECT %s FROM %s WHERE coalesce((%s), false)',
                  p_schema, p_name, v_columns, v_columns, p_staging, coalesce(v_condition, 'true'));
   GET DIAGNOSTICS v_rows = ROW_COUNT;
-  IF v_condition IS NOT NULL THEN
-    EXECUTE format('ALTER TABLE %I.%I ADD CONSTRAINT ${BOUNDS_CHECK_NAME} CHECK (%s)', p_schema, p_name, v_condition);
-  END IF;
+  PERFORM ${ADMIN_SCHEMA}.add_bounds_check(p_partition, format('%I.%I', p_schema, p_name)::regclass);
   RETURN v_rows;
+END
+$fn$`;
+
+/**
+ * Gives p_table a CHECK equal to p_partition's partition constraint (replacing one it had), so
+ * that attaching p_table with p_partition's bounds needs no scan. A partition whose constraint
+ * is empty (the only partition, a DEFAULT alone) gets none.
+ */
+const ADD_BOUNDS_CHECK_SQL = `
+CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.add_bounds_check(p_partition regclass, p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+  v_condition text := pg_get_partition_constraintdef(p_partition);
+BEGIN
+  EXECUTE format('ALTER TABLE %s DROP CONSTRAINT IF EXISTS ${BOUNDS_CHECK_NAME}', p_table);
+  IF v_condition IS NOT NULL THEN
+    EXECUTE format('ALTER TABLE %s ADD CONSTRAINT ${BOUNDS_CHECK_NAME} CHECK (%s)', p_table, v_condition);
+  END IF;
 END
 $fn$`;
 
@@ -337,6 +356,7 @@ export const PARTITION_FUNCTIONS_SQL: readonly string[] = [
   OUTSIDE_BUCKETS_SQL,
   CREATE_PARTITION_SQL,
   PARTITION_CHANGES_SQL,
+  ADD_BOUNDS_CHECK_SQL,
   BUILD_REPLACEMENT_SQL,
   PUBLISH_PARTITIONS_SQL,
   FINISH_PENDING_DETACHES_SQL,

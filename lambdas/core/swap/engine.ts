@@ -10,6 +10,7 @@ import { displayQualified, type QualifiedName } from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
 import { readPartitionLayout } from '../partitions/layout';
 import { preparePartitions } from '../partitions/prepare';
+import { parentOf, preparePartitionRollback } from '../partitions/rollback';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
@@ -278,6 +279,14 @@ export async function prepareRollback(
     throw new ConfigError(
       `${displayQualified(live)} has no retired version to roll back to; only tables swapped with strategy "rename" keep one.`,
     );
+  }
+  // A partition goes back into place as a changed partition of its table (../partitions).
+  const parent = await parentOf(db, live);
+  if (parent) {
+    await preflight(db, [{ live: parent, staging: parent, strategy: 'rename' }], {
+      onMaxWait: options.onMaxWait,
+    });
+    return preparePartitionRollback(db, live, parent, newest.retiredTable, options);
   }
   const table: TableSwap = {
     live,
