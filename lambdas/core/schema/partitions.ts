@@ -165,44 +165,59 @@ SET search_path = pg_catalog, pg_temp
 AS $fn$
 DECLARE
   v_columns text := ${ADMIN_SCHEMA}.partition_columns(p_parent, false);
+  v_figures text := format('count(*), coalesce(sum(hashtextextended(ROW(%1$s)::text, 0)::numeric), 0),
+                            coalesce(sum(hashtextextended(ROW(%1$s)::text, 1)::numeric), 0)', v_columns);
+  v_route text;
+  v_staging jsonb;
+  v_live jsonb;
   v_partition record;
-  v_condition text;
-  v_staging_figures record;
-  v_live_figures record;
-  v_figures text := 'SELECT count(*) AS n,
-      coalesce(sum(hashtextextended(ROW(%1$s)::text, 0)::numeric), 0) AS h0,
-      coalesce(sum(hashtextextended(ROW(%1$s)::text, 1)::numeric), 0) AS h1 FROM %2$s WHERE %3$s';
+  v_empty jsonb := '[0, "0", "0"]';
   v_key text;
 BEGIN
+  -- One pass over staging, each row routed to the partition whose constraint it meets (a
+  -- CASE over their constraints; NULL when none does), and one over live, grouped by
+  -- partition (tableoid): not one scan per partition.
+  SELECT coalesce('CASE ' || string_agg(format('WHEN coalesce((%s), false) THEN %s',
+                                               coalesce(pg_get_partition_constraintdef(i.inhrelid), 'true'),
+                                               i.inhrelid), ' ' ORDER BY i.inhrelid) || ' END', 'NULL::oid')
+    INTO v_route
+    FROM pg_inherits i WHERE i.inhparent = p_parent AND NOT i.inhdetachpending;
+  EXECUTE format('SELECT coalesce(jsonb_object_agg(coalesce(f.p::text, %L), jsonb_build_array(f.n, f.h0::text, f.h1::text)), %L)
+                  FROM (SELECT %s AS p, %s FROM %s GROUP BY 1) f (p, n, h0, h1)',
+                 'outside', '{}', v_route, v_figures, p_staging)
+    INTO v_staging;
+  EXECUTE format('SELECT coalesce(jsonb_object_agg(f.p::text, jsonb_build_array(f.n, f.h0::text, f.h1::text)), %L)
+                  FROM (SELECT tableoid::oid, %s FROM %s GROUP BY 1) f (p, n, h0, h1)',
+                 '{}', v_figures, p_parent)
+    INTO v_live;
   FOR v_partition IN
-    SELECT c.oid::regclass AS relation, n.nspname, c.relname,
-           pg_get_partition_constraintdef(c.oid) AS condition
+    SELECT c.oid::text AS id, n.nspname, c.relname
     FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE i.inhparent = p_parent AND NOT i.inhdetachpending
     ORDER BY n.nspname COLLATE "C", c.relname COLLATE "C"
   LOOP
-    v_condition := format('coalesce((%s), false)', coalesce(v_partition.condition, 'true'));
-    EXECUTE format(v_figures, v_columns, p_staging, v_condition) INTO v_staging_figures;
-    EXECUTE format(v_figures, v_columns, v_partition.relation, 'true') INTO v_live_figures;
     partition_schema := v_partition.nspname;
     partition_name := v_partition.relname;
-    staging_rows := v_staging_figures.n;
-    live_rows := v_live_figures.n;
-    changed := (v_staging_figures.n, v_staging_figures.h0, v_staging_figures.h1)
-               IS DISTINCT FROM (v_live_figures.n, v_live_figures.h0, v_live_figures.h1);
+    staging_rows := (coalesce(v_staging -> v_partition.id, v_empty) ->> 0)::bigint;
+    live_rows := (coalesce(v_live -> v_partition.id, v_empty) ->> 0)::bigint;
+    changed := coalesce(v_staging -> v_partition.id, v_empty) <> coalesce(v_live -> v_partition.id, v_empty);
     key_range := NULL;
     RETURN NEXT;
   END LOOP;
-  -- The partition key's columns and expressions, as the parent declares them.
-  SELECT substring(pg_get_partkeydef(p_parent) FROM '\\((.*)\\)$') INTO v_key;
   partition_schema := NULL;
   partition_name := NULL;
   live_rows := NULL;
   changed := NULL;
-  EXECUTE format('SELECT count(*), min(ROW(%1$s)::text) || '' to '' || max(ROW(%1$s)::text) FROM %2$s WHERE %3$s',
-                 v_key, p_staging, ${ADMIN_SCHEMA}.partition_outside_condition(p_parent))
-    INTO staging_rows, key_range;
+  staging_rows := (coalesce(v_staging -> 'outside', v_empty) ->> 0)::bigint;
+  key_range := NULL;
+  IF staging_rows > 0 THEN
+    -- The partition key's columns and expressions, as the parent declares them.
+    SELECT substring(pg_get_partkeydef(p_parent) FROM '\\((.*)\\)$') INTO v_key;
+    EXECUTE format('SELECT min(ROW(%1$s)::text) || '' to '' || max(ROW(%1$s)::text) FROM %2$s WHERE %3$s',
+                   v_key, p_staging, ${ADMIN_SCHEMA}.partition_outside_condition(p_parent))
+      INTO key_range;
+  END IF;
   RETURN NEXT;
 END
 $fn$`;
