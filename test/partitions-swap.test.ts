@@ -17,8 +17,9 @@ import {
   retiredVersions,
   rollback,
 } from '../lambdas/core/swap/engine';
-import { lockTargets } from '../lambdas/core/swap/gate';
+import { lockTargets, swapWhenSafe } from '../lambdas/core/swap/gate';
 import { buildSwapPlan } from '../lambdas/core/swap/plan';
+import { LockWaitTimeoutError } from '../lambdas/core/swap/policy';
 import { preflight } from '../lambdas/core/swap/preflight';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { createStaging, pipelineSession, uniqueRoles } from './support/swap-fixtures';
@@ -238,6 +239,32 @@ describe('a day-partitioned live table', () => {
       `SELECT min(payload) AS payload FROM public.events WHERE day = '2024-01-02'`,
     );
     expect(rows[0]).toEqual({ payload: 'v3 1' });
+  });
+
+  it('through the gate: swaps past a long reader of an unchanged partition, gives up naming one of the changed partition', async () => {
+    const fill = [dayRows(DAYS[0]!, 'v1'), dayRows(DAYS[1]!, 'v6'), dayRows(DAYS[2]!, 'v1')].join(
+      ' UNION ALL ',
+    );
+    const { plan } = await publish(fill);
+    const policy = { graceSeconds: 0.2, pollIntervalSeconds: 0.2, maxWaitSeconds: 1 };
+    const changedReader = await db.connect('month-end-report');
+    await changedReader.query('BEGIN');
+    await changedReader.query('SELECT count(*) FROM public.events_2024_01_02');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const error = await swapWhenSafe(sql, plan, policy).catch((e: unknown) => e);
+    await changedReader.query('COMMIT');
+    expect(error).toBeInstanceOf(LockWaitTimeoutError);
+    expect((error as Error).message).toMatch(
+      /application "month-end-report".*AccessShareLock on public\.events_2024_01_02/s,
+    );
+    const unchangedReader = await db.connect('day-one-report');
+    await unchangedReader.query('BEGIN');
+    await unchangedReader.query('SELECT count(*) FROM public.events_2024_01_01');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    const outcome = await swapWhenSafe(sql, plan, policy);
+    await unchangedReader.query('COMMIT');
+    expect(outcome.attempts).toBe(1);
+    expect(outcome.blockersSeen).toEqual([]);
   });
 
   it('leaves live as it was when the swap is killed', async () => {
