@@ -19,6 +19,7 @@ import {
 } from '../swap/long-statements';
 import { newPartitionName, nextStart, regularInterval } from './interval';
 import { type PartitionLayout, readPartitionLayout, replacementName } from './layout';
+import { comparePartitions, fillReplacement } from './long-calls';
 
 /** Rows of staging that no partition of the live table takes (and it has no DEFAULT). */
 export class RowsOutsidePartitionsError extends SyncError {}
@@ -62,12 +63,6 @@ export async function preparePartitions(
       [`${live} has sub-partitioned partitions`],
     );
   }
-  const parameters = {
-    schema: table.live.schema,
-    name: table.live.name,
-    stagingSchema: table.staging.schema,
-    stagingName: table.staging.name,
-  };
   let finishedDetaches: string[] = [];
   if (layout.partitions.some((partition) => partition.detachPending)) {
     finishedDetaches = (
@@ -80,36 +75,22 @@ export async function preparePartitions(
     layout = (await readPartitionLayout(db, table.live)) ?? layout;
   }
   const created = await createMissingPartitions(db, table, layout);
-  const rows = await db.query<{
-    schema: string | null;
-    name: string | null;
-    stagingRows: string;
-    liveRows: string | null;
-    changed: boolean | null;
-    keyRange: string | null;
-  }>(
-    `SELECT partition_schema AS schema, partition_name AS name, staging_rows::text AS "stagingRows",
-            live_rows::text AS "liveRows", changed, key_range AS "keyRange"
-     FROM ${ADMIN_SCHEMA}.partition_changes(
-       format('%I.%I', :schema::text, :name::text)::regclass,
-       format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass)`,
-    parameters,
-  );
-  const outside = rows.find((row) => row.schema === null);
-  if (outside && Number(outside.stagingRows) > 0) {
+  const budget = startWaitBudget(options);
+  const rows = await comparePartitions(db, table, budget);
+  const outside = rows.find((row) => row.partition_schema === null);
+  if (outside && outside.staging_rows > 0) {
     throw new RowsOutsidePartitionsError(
-      `${live}: ${outside.stagingRows} rows of the source fall outside every partition (partition key ${layout.key}, values ${outside.keyRange}), and the table has no DEFAULT partition; nothing was published. Partitions are created only for a table partitioned by RANGE on one date or timestamp column into whole days or whole months, and for rows whose key is not null. Create the partitions for that range (CREATE TABLE ... PARTITION OF ${live} FOR VALUES ...) or a DEFAULT partition, then run again.`,
+      `${live}: ${outside.staging_rows} rows of the source fall outside every partition (partition key ${layout.key}, values ${outside.key_range}), and the table has no DEFAULT partition; nothing was published. Partitions are created only for a table partitioned by RANGE on one date or timestamp column into whole days or whole months, and for rows whose key is not null. Create the partitions for that range (CREATE TABLE ... PARTITION OF ${live} FOR VALUES ...) or a DEFAULT partition, then run again.`,
     );
   }
   const changes = rows
-    .filter((row) => row.schema !== null)
+    .filter((row) => row.partition_schema !== null)
     .map((row) => ({
-      partition: { schema: row.schema!, name: row.name! },
-      stagingRows: Number(row.stagingRows),
-      liveRows: Number(row.liveRows),
+      partition: { schema: row.partition_schema!, name: row.partition_name! },
+      stagingRows: row.staging_rows,
+      liveRows: row.live_rows ?? 0,
       changed: row.changed === true,
     }));
-  const budget = startWaitBudget(options);
   for (const change of changes) {
     const replacement = replacementName(table.staging, change.partition);
     const names = {
@@ -123,12 +104,11 @@ export async function preparePartitions(
       await db.query(`DROP TABLE IF EXISTS ${quoteQualified(replacement)}`);
       continue;
     }
-    await db.query(
-      `SELECT ${ADMIN_SCHEMA}.build_partition_replacement(
-         format('%I.%I', :partitionSchema::text, :partitionName::text)::regclass,
-         format('%I.%I', :stagingSchema::text, :stagingName::text)::regclass,
-         :replacementSchema, :replacementName)`,
-      { stagingSchema: table.staging.schema, stagingName: table.staging.name, ...names },
+    await fillReplacement(
+      db,
+      { partition: change.partition, staging: table.staging },
+      replacement,
+      budget,
     );
     const builds = await db.query<{ statement: string; indexName: string | null }>(
       `SELECT s.statement, s.index_name AS "indexName"
