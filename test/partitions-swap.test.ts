@@ -306,7 +306,7 @@ describe('a day-partitioned live table', () => {
   });
 
   it('finishes a detach a dead session left pending (DETACH ... FINALIZE)', async () => {
-    // A DETACH ... CONCURRENTLY waits for a reader of the parent, and is cancelled meanwhile.
+    // A DETACH ... CONCURRENTLY waits for a reader of the parent, and its session is killed.
     const reader = await db.connect('reader');
     await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
     await reader.query('SELECT count(*) FROM public.events');
@@ -324,10 +324,14 @@ describe('a day-partitioned live table', () => {
       })
       .toBe(1);
     await admin.query(
-      `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'detacher'`,
+      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'detacher'`,
     );
     expect(await detaching).toBeInstanceOf(Error);
     await reader.query('COMMIT');
+    const { rows: pending } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass AND inhdetachpending`,
+    );
+    expect(pending).toEqual([{ n: 1 }]);
     // The next run finishes it (the source no longer has day 3 either) and publishes.
     const { attempt } = await publish(
       [dayRows(DAYS[0]!, 'v1'), dayRows(DAYS[1]!, 'v5')].join(' UNION ALL '),
