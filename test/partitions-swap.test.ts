@@ -7,6 +7,7 @@
 import type pg from 'pg';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
+import { PreflightError } from '../lambdas/core/errors';
 import type { QualifiedName } from '../lambdas/core/identifiers';
 import { inspectLocks } from '../lambdas/core/locks/inspect';
 import { plannedPartitions, RowsOutsidePartitionsError } from '../lambdas/core/partitions/prepare';
@@ -389,6 +390,29 @@ describe('a day-partitioned live table', () => {
     expect((await attempt()).status).toBe('swapped');
     const { rows } = await admin.query('SELECT count(*)::int AS n FROM public.events_other');
     expect(rows[0]).toEqual({ n: 6 });
+  });
+});
+
+describe('the preflight of a partitioned live table', () => {
+  it('names an owner the pipeline cannot act as, and refuses truncate', async () => {
+    const stranger = uniqueRoles('stranger').stranger;
+    await admin.query(
+      `CREATE ROLE ${stranger}; ALTER TABLE public.events_2024_01_03 OWNER TO ${stranger}`,
+    );
+    const staging = { schema: 'redshift_sync_staging', name: 'unused' };
+    const error = await preflight(sql, [{ live: events, staging, strategy: 'rename' }]).catch(
+      (e: unknown) => e,
+    );
+    expect(error).toBeInstanceOf(PreflightError);
+    expect((error as PreflightError).problems).toEqual([
+      `public.events: the pipeline's database role must act as role ${stranger} (which owns partition public.events_2024_01_03) to detach, replace and attach partitions; run GRANT ${stranger} TO <pipeline role>.`,
+    ]);
+    const truncate = await preflight(sql, [{ live: events, staging, strategy: 'truncate' }]).catch(
+      (e: unknown) => e,
+    );
+    expect((truncate as PreflightError).problems).toEqual([
+      'public.events is a partitioned table, which strategy "truncate" does not publish into (TRUNCATE would empty every partition and lock them all for the whole copy); remove "strategy" (the default, "rename", replaces only the partitions whose rows changed) or use "merge".',
+    ]);
   });
 });
 

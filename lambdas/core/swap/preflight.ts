@@ -190,6 +190,29 @@ export async function preflight(
         }
       }
     }
+    if (table.strategy === 'rename' && exists.partitioned) {
+      // DETACH and ATTACH PARTITION need the owner of the parent and of each partition; the
+      // replacement is handed to the partition's owner, as rename hands a table to its owner.
+      const owners = await db.query<{ role: string; of: string }>(
+        `SELECT DISTINCT pg_get_userbyid(c.relowner) AS role,
+                CASE WHEN c.relkind = 'p' THEN 'the partitioned table'
+                     ELSE 'partition ' || format('%I.%I', n.nspname, c.relname) END AS of
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE (c.oid = format('%I.%I', :schema::text, :name::text)::regclass
+                OR c.oid IN (SELECT inhrelid FROM pg_inherits
+                             WHERE inhparent = format('%I.%I', :schema::text, :name::text)::regclass))
+           AND (NOT pg_has_role(current_user, c.relowner, 'USAGE')
+                OR (current_setting('server_version_num')::int >= 160000
+                    AND NOT pg_has_role(current_user, c.relowner, 'SET')))
+         ORDER BY 1, 2`,
+        liveParameters,
+      );
+      for (const owner of owners) {
+        problems.push(
+          `${live}: the pipeline's database role must act as role ${displayIdentifier(owner.role)} (which owns ${owner.of}) to detach, replace and attach partitions; run GRANT ${displayIdentifier(owner.role)} TO <pipeline role>.`,
+        );
+      }
+    }
     if (table.strategy === 'truncate' && exists.partitioned) {
       problems.push(
         `${live} is a partitioned table, which strategy "truncate" does not publish into (TRUNCATE would empty every partition and lock them all for the whole copy); remove "strategy" (the default, "rename", replaces only the partitions whose rows changed) or use "merge".`,
