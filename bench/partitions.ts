@@ -5,8 +5,8 @@
  * exact comparison of every partition with staging, and the replacement of the changed day
  * with its indexes), the swap's lock wait and hold, and what it locked. Prints numbers.
  *
- *   npx tsx bench/partitions.ts                              # 30 days of 100,000 rows
- *   npx tsx bench/partitions.ts -- --days 10 --rows 20000    # a quick check
+ *   npm run bench:partitions                                  # 30 days of 100,000 rows
+ *   npm run bench:partitions -- --days 10 --rows 20000        # a quick check
  */
 import { performance } from 'node:perf_hooks';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
