@@ -271,7 +271,7 @@ describe('truncate', () => {
     ]);
   });
 
-  it('refuses a partitioned table, suggesting merge, and leaves its partitions alone', async () => {
+  it('refuses a partitioned table, suggesting rename (partition by partition) or merge, and leaves its partitions alone', async () => {
     const t = await setUp(
       `CREATE TABLE %s (id int, v text) PARTITION BY LIST (id);
        CREATE TABLE %s_one PARTITION OF %s FOR VALUES IN (1);
@@ -282,7 +282,7 @@ describe('truncate', () => {
     const error = await failure(t.swap('truncate'));
     expect(error).toBeInstanceOf(PreflightError);
     expect(error.message).toBe(
-      `cannot publish into ${t.quoted} by truncate: it is a partitioned table, and strategy "truncate" does not publish into partitioned tables yet. Use strategy "merge" for this table.`,
+      `cannot publish into ${t.quoted} by truncate: it is a partitioned table, and strategy "truncate" does not publish into partitioned tables. Use the default strategy "rename" (partition by partition) or "merge" for this table.`,
     );
     expect(await t.rows()).toEqual([
       { id: 1, v: 'old' },

@@ -6,6 +6,7 @@
 import { parseRuntimeConfig, type RuntimeConfig, selectTables } from '../core/config';
 import { ConfigError } from '../core/errors';
 import { displayQualified, parseQualifiedName, type QualifiedName } from '../core/identifiers';
+import { plannedPartitions } from '../core/partitions/prepare';
 import { buildSwapPlan, type SwapPlan, type TableToPlan } from '../core/swap/plan';
 import { resolveMergeKey } from '../core/swap/primary-key';
 import type { TableSwap } from '../core/swap/types';
@@ -79,7 +80,17 @@ export async function runSwapPlan(
       : merges
         ? await resolveMergeKey(deps.aurora, swap)
         : undefined;
-    swaps.push({ ...swap, ...extra, ...(key ? { primaryKey: key } : {}) });
+    // A partitioned live table under "rename": the partitions prepareStaging found changed.
+    const partitions =
+      swap.strategy === 'rename' && !extra.increment
+        ? await plannedPartitions(deps.aurora, swap)
+        : null;
+    swaps.push({
+      ...swap,
+      ...extra,
+      ...(key ? { primaryKey: key } : {}),
+      ...(partitions ? { partitions } : {}),
+    });
   }
   return buildSwapPlan(swaps, {
     runId: context.run.runId,

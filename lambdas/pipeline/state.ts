@@ -156,6 +156,8 @@ export type SwapState =
       readonly swappedAt: string;
       /** Per table, rows the swap inserted, updated and deleted, where its publish counts them. */
       readonly published?: readonly PublishedRows[];
+      /** Per partitioned table, the partitions the swap replaced (the others are untouched). */
+      readonly replaced?: readonly ReplacedPartitions[];
     }
   | {
       readonly swapped: false;
@@ -169,6 +171,11 @@ export interface PublishedRows {
   readonly inserted: number;
   readonly updated: number;
   readonly deleted: number;
+}
+
+export interface ReplacedPartitions {
+  readonly target: string;
+  readonly partitions: readonly string[];
 }
 
 /** Step Functions' catch output at `$.error`. */

@@ -20,6 +20,11 @@ export interface TableSummary extends IncrementOutcome {
   readonly terminated: readonly EndedSessionState[];
   /** Source columns the live table does not have, left out. */
   readonly unsyncedColumns: readonly string[];
+  /**
+   * A partitioned live table: the partitions the swap replaced (their rows changed, or the
+   * range was new); every other partition was left as it was. Null for other tables.
+   */
+  readonly partitionsReplaced: readonly string[] | null;
 }
 
 /** How a table's rows moved this run: in the summary and in `redshift_sync.runs` alike. */

@@ -39,6 +39,11 @@ const SOURCE_SQL = [
   `CREATE TABLE sales."Customer Regions" (customer_id integer, region text, since date)`,
   `INSERT INTO sales."Customer Regions"
    SELECT g, (ARRAY['north','south','east','west'])[1 + g % 4], date '2020-01-01' + g FROM generate_series(1, 500) g`,
+  // Four days of page views; in Aurora, the third day was loaded before it was complete.
+  'CREATE TABLE sales.page_views (day date NOT NULL, id integer NOT NULL, url text)',
+  `INSERT INTO sales.page_views
+   SELECT d::date, g, '/page/' || g % 50 FROM generate_series(date '2026-01-01', date '2026-01-04', '1 day') d,
+          generate_series(1, 2000) g`,
 ];
 
 const TARGET_SQL = [
@@ -56,8 +61,25 @@ const TARGET_SQL = [
   `CREATE VIEW public.open_orders AS SELECT id, customer_id, amount FROM public.orders WHERE status = 'open'`,
   'GRANT SELECT ON public.open_orders TO analyst',
   'GRANT SELECT ON public.orders TO analyst',
+  // Partitioned by day: the run replaces only the day whose rows changed and creates the new day.
+  `CREATE TABLE public.page_views (day date NOT NULL, id integer NOT NULL, url text,
+     PRIMARY KEY (day, id)) PARTITION BY RANGE (day)`,
+  ...['01', '02', '03'].map(
+    (day) =>
+      `CREATE TABLE public.page_views_2026_01_${day} PARTITION OF public.page_views
+       FOR VALUES FROM ('2026-01-${day}') TO ('2026-01-${day}'::date + 1)`,
+  ),
+  `INSERT INTO public.page_views
+   SELECT d::date, g, '/page/' || g % 50 FROM generate_series(date '2026-01-01', date '2026-01-03', '1 day') d,
+          generate_series(1, CASE WHEN d = '2026-01-03' THEN 700 ELSE 2000 END) g`,
+  'GRANT SELECT ON public.page_views TO analyst',
   'RESET ROLE',
 ];
+
+/** Each partition of public.page_views with its storage (relfilenode): kept unless replaced. */
+const PARTITIONS_SQL = `SELECT c.relname AS name, c.relfilenode::text AS filenode
+  FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+  WHERE i.inhparent = 'public.page_views'::regclass ORDER BY 1`;
 
 /**
  * What a user gives the pipeline's role on their database, beyond local/pipeline-role.ts's
@@ -73,6 +95,7 @@ const CONFIG = {
   tables: [
     { source: 'sales.orders', target: 'public.orders', strategy: 'rename' },
     { source: 'sales."Customer Regions"', target: 'public.customer_regions', strategy: 'rename' },
+    { source: 'sales.page_views', target: 'public.page_views' },
   ],
   locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 60, onMaxWait: 'fail' },
 };
@@ -108,9 +131,20 @@ async function main(): Promise<void> {
     });
     for (const statement of USER_GRANTS) await target.query(statement);
     const pipelineUrl = urlAs(targetUrl, PIPELINE_LOGIN);
-    say('Source: sales.orders (50,000 rows) and sales."Customer Regions" (500 rows).');
     say(
-      'Target: public.orders (1,000 old rows, owned by app_owner), a view public.open_orders on it, granted to analyst.',
+      'Source: sales.orders (50,000 rows), sales."Customer Regions" (500 rows), sales.page_views (4 days of 2,000 rows).',
+    );
+    say(
+      'Target: public.orders (1,000 old rows, owned by app_owner), a view public.open_orders on it, granted to analyst;',
+    );
+    say(
+      '        public.page_views, partitioned by day: 2026-01-01 and 02 as in the source, 03 loaded when it had 700 rows, no 04.',
+    );
+    const partitionsBefore = new Map(
+      (await target.query<{ name: string; filenode: string }>(PARTITIONS_SQL)).rows.map((row) => [
+        row.name,
+        row.filenode,
+      ]),
     );
     say(
       `The pipeline runs as ${PIPELINE_LOGIN.user}: not a superuser; pg_read_all_stats, pg_signal_backend, CREATE on the database, member of app_owner.`,
@@ -187,6 +221,19 @@ async function main(): Promise<void> {
     say(
       `The pipeline ran as ${facts.installer} (it owns the redshift_sync schema it installed); public.orders is still owned by ${facts.owner}.`,
     );
+    say('public.page_views, partition by partition:');
+    for (const { name, filenode } of (await check.query(PARTITIONS_SQL)).rows) {
+      const before = partitionsBefore.get(name);
+      say(
+        `  ${name}: ${
+          before === undefined
+            ? 'created for the new day, then filled'
+            : before === filenode
+              ? 'unchanged: same storage, not locked'
+              : 'rows changed: replaced (its old version kept for rollback)'
+        }`,
+      );
+    }
   } finally {
     await Promise.allSettled(clients.map((client) => client.end()));
     await postgres.stop();

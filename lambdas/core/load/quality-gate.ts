@@ -13,6 +13,7 @@ import {
   DEFAULT_MAX_WAIT_MS,
   type LongStatementOptions,
   LongStatementStoppedError,
+  MARKED_RUNNING_SQL,
   sendLongRunning,
   startWaitBudget,
   waitWhileRunning,
@@ -62,15 +63,6 @@ export function buildStoreFiguresStatement(
       computed_at = clock_timestamp()`;
 }
 
-/** Client backends other than ours whose running statement carries the marker. */
-const FIGURES_RUNNING_SQL = `SELECT a.pid,
-         coalesce(extract(epoch FROM clock_timestamp() - a.query_start), 0)::int AS seconds,
-         NULL::text AS phase, a.wait_event_type AS "waitEventType", left(a.query, 300) AS query
-  FROM pg_stat_activity a
-  WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
-    AND a.state <> 'idle' AND strpos(a.query, :marker::text) > 0
-  ORDER BY a.pid`;
-
 /**
  * This attempt's stored figures are read with a SELECT and then removed with a DELETE: over
  * the RDS Data API, formatRecordsAs (how rows come back) "only applies to SELECT statements
@@ -115,7 +107,7 @@ export async function stagingFigures(
         what: 'the figures query',
         waiter: "the staging check's",
         progressHint: 'pg_stat_activity shows it',
-        runningSql: FIGURES_RUNNING_SQL,
+        runningSql: MARKED_RUNNING_SQL,
         runningParameters: { marker },
       },
       budget,
@@ -333,7 +325,12 @@ export async function checkAndPrepareStaging(
   }
   const { statements } = await prepareStaging(
     db,
-    { live: transfer.table.target, staging: transfer.staging, strategy: transfer.table.strategy },
+    {
+      live: transfer.table.target,
+      staging: transfer.staging,
+      // A delta is applied row by row, as a merge, whatever the table's strategy.
+      strategy: transfer.delta ? 'merge' : transfer.table.strategy,
+    },
     { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
   );
   return { rows: verdict.rows, indexStatements: statements, figures };

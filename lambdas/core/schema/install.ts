@@ -21,6 +21,7 @@ import { ADMIN_SCHEMA, ADMIN_SCHEMA_SQL, describeTable, idColumn, idSequence } f
 import { DEPENDENTS_FUNCTIONS_SQL } from './dependents';
 import { INCREMENT_PROOF_SQL } from './increment-proof';
 import { INDEX_FUNCTIONS_SQL } from './indexes';
+import { PARTITION_FUNCTIONS_SQL } from './partitions';
 import { PRIVILEGE_FUNCTIONS_SQL } from './privileges';
 import { PUBLISH_CHECKS_SQL } from './publish-checks';
 import { PUBLISH_INCREMENT_SQL } from './publish-increment';
@@ -57,6 +58,7 @@ export const SCHEMA_OBJECTS: readonly string[] = [
   ...INDEX_FUNCTIONS_SQL,
   ...PRIVILEGE_FUNCTIONS_SQL,
   ...RENAME_SQL,
+  ...PARTITION_FUNCTIONS_SQL,
   PUBLISH_CHECKS_SQL,
   PUBLISH_BY_TRUNCATE_SQL,
   ...PUBLISH_BY_MERGE_SQL,

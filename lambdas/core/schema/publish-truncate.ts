@@ -42,7 +42,7 @@ BEGIN
   -- is a later feature; merge already publishes into them row by row.
   SELECT c.relkind INTO v_kind FROM pg_class c WHERE c.oid = p_live;
   IF v_kind = 'p' THEN
-    RAISE EXCEPTION 'cannot publish into % by truncate: it is a partitioned table, and strategy "truncate" does not publish into partitioned tables yet. Use strategy "merge" for this table.', v_live
+    RAISE EXCEPTION 'cannot publish into % by truncate: it is a partitioned table, and strategy "truncate" does not publish into partitioned tables. Use the default strategy "rename" (partition by partition) or "merge" for this table.', v_live
       USING ERRCODE = '${strategyNotPossible}';
   END IF;
 

@@ -19,11 +19,13 @@ import { SYNC_SQLSTATE } from './sqlstates';
  * Locking in that same order, each relation in the strongest mode any later statement of the
  * swap needs, leaves no lock to wait for or upgrade once the work starts, so readers and
  * writers can make the swap wait (for at most lock_timeout) but never deadlock with it:
- * 1. staging tables, then 2. the sequences their columns own: only the pipeline uses them;
+ * 1. staging tables (and the replacements of changed partitions), then 2. the sequences their
+ *    columns own: only the pipeline uses them;
  * 3. the views that rename re-points with CREATE OR REPLACE VIEW (those selecting directly
  *    from a live table), outermost first (a view over another of them comes before it,
  *    depth counted through every view in between), since a reader locks the outer view first;
- * 4. the live tables;
+ * 4. the live tables, a partitioned table before its changed partitions (which a reader of
+ *    the parent locks after it);
  * 5. the sequences the live tables' columns own (serial or identity), after their tables.
  * Within each step: schema, then name, bytewise, so two runs cannot deadlock on each other.
  * Relations that do not exist are left out (a first publication creates the live table).
@@ -41,8 +43,18 @@ AS $fn$
            t ->> 'stagingLock' AS staging_lock,
            t ->> 'viewLock' AS view_lock,
            t ->> 'liveSequenceLock' AS live_sequence_lock,
-           t ->> 'stagingSequenceLock' AS staging_sequence_lock
+           t ->> 'stagingSequenceLock' AS staging_sequence_lock,
+           1 AS level
     FROM jsonb_array_elements(p_plan -> 'tables') t
+    UNION ALL
+    -- A partitioned table's changed partitions, each replaced as by rename: locked after
+    -- their parent (level 0), as a reader of the parent locks it, then its partitions.
+    SELECT to_regclass(format('%I.%I', p -> 'partition' ->> 'schema', p -> 'partition' ->> 'name'))::oid,
+           to_regclass(format('%I.%I', p -> 'replacement' ->> 'schema', p -> 'replacement' ->> 'name'))::oid,
+           'AccessExclusiveLock', 'AccessExclusiveLock', 'AccessExclusiveLock', 'AccessExclusiveLock',
+           'AccessExclusiveLock', 0
+    FROM jsonb_array_elements(p_plan -> 'tables') t,
+         jsonb_array_elements(CASE jsonb_typeof(t -> 'partitions') WHEN 'array' THEN t -> 'partitions' ELSE '[]' END) p
   ),
   -- Every view over a live table whose views are re-pointed, at each depth it sits: 1 when it
   -- selects from the table, n + 1 when it selects from a view at depth n.
@@ -80,7 +92,7 @@ AS $fn$
     GROUP BY w.view_oid, w.mode
     HAVING bool_or(w.direct)
     UNION ALL
-    SELECT 4, 0, p.live, p.live_lock FROM planned p WHERE p.live IS NOT NULL
+    SELECT 4, p.level, p.live, p.live_lock FROM planned p WHERE p.live IS NOT NULL
     UNION ALL
     SELECT 5, 0, o.sequence_oid, p.live_sequence_lock
     FROM planned p JOIN owned_sequences o ON o.table_oid = p.live
@@ -90,6 +102,8 @@ AS $fn$
   FROM wanted w
   JOIN pg_class c ON c.oid = w.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
+  -- A partitioned table none of whose partitions changed is not locked at all.
+  WHERE w.mode IS NOT NULL
   ORDER BY w.step, w.depth DESC, n.nspname COLLATE "C", c.relname COLLATE "C"
 $fn$`;
 
@@ -116,7 +130,15 @@ BEGIN
   SELECT c.relkind, pg_get_userbyid(c.relowner) INTO v_kind, v_owner
   FROM pg_class c WHERE c.oid = p_relation;
   IF v_kind IN ('r', 'p') THEN
-    EXECUTE format('LOCK TABLE %s IN %s MODE', p_relation,
+    -- LOCK TABLE locks a partitioned table's partitions too ("If a table is ... partitioned ...
+    -- the command also locks ... all its descendant tables", unless ONLY is given:
+    -- https://www.postgresql.org/docs/current/sql-lock.html). ACCESS EXCLUSIVE on a partitioned
+    -- table is taken for DETACH PARTITION only (rename and truncate refuse such a table), which
+    -- needs the parent and the changed partitions, locked on their own: ONLY, so that a reader
+    -- of an unchanged partition is not waited for.
+    EXECUTE format('LOCK TABLE %s%s IN %s MODE',
+                   CASE WHEN v_kind = 'p' AND p_mode = 'AccessExclusiveLock' THEN 'ONLY ' ELSE '' END,
+                   p_relation,
                    CASE p_mode
                      WHEN 'AccessShareLock' THEN 'ACCESS SHARE'
                      WHEN 'RowExclusiveLock' THEN 'ROW EXCLUSIVE'
@@ -228,6 +250,9 @@ BEGIN
       END IF;
       -- Before commit: live with the increment must be the whole source table, or nothing is.
       PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+    ELSIF v_live IS NOT NULL AND jsonb_typeof(v_table -> 'partitions') = 'array' THEN
+      v_result := ${ADMIN_SCHEMA}.publish_partitions(v_live, v_table -> 'partitions', v_run_id);
+      EXECUTE format('DROP TABLE %s', v_staging);
     ELSIF v_live IS NULL OR v_table ->> 'strategy' = 'rename' THEN
       v_result := ${ADMIN_SCHEMA}.publish_by_rename(
         v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name', v_staging,

@@ -8,6 +8,9 @@ import { randomUUID } from 'node:crypto';
 import { ConfigError, DatabaseError, InternalError, SyncError } from '../errors';
 import { displayQualified, type QualifiedName } from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
+import { readPartitionLayout } from '../partitions/layout';
+import { preparePartitions } from '../partitions/prepare';
+import { parentOf, preparePartitionRollback } from '../partitions/rollback';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { asPreflightError, type BusyReason, busyReason } from './errors';
@@ -40,6 +43,16 @@ export async function prepareStaging(
   table: Pick<TableSwap, 'live' | 'staging'> & { readonly strategy?: SwapStrategy },
   options: LongStatementOptions = {},
 ): Promise<{ readonly statements: readonly string[] }> {
+  // A partitioned live table is published partition by partition: staging is only read, by
+  // range, to build the replacements of the partitions it changes (../partitions).
+  const layout =
+    table.strategy === 'rename' || table.strategy === undefined
+      ? await readPartitionLayout(db, table.live)
+      : null;
+  if (layout) {
+    await preparePartitions(db, table, layout, options);
+    return { statements: [] };
+  }
   const budget = startWaitBudget(options);
   const parameters = {
     liveSchema: table.live.schema,
@@ -266,6 +279,14 @@ export async function prepareRollback(
     throw new ConfigError(
       `${displayQualified(live)} has no retired version to roll back to; only tables swapped with strategy "rename" keep one.`,
     );
+  }
+  // A partition goes back into place as a changed partition of its table (../partitions).
+  const parent = await parentOf(db, live);
+  if (parent) {
+    await preflight(db, [{ live: parent, staging: parent, strategy: 'rename' }], {
+      onMaxWait: options.onMaxWait,
+    });
+    return preparePartitionRollback(db, live, parent, newest.retiredTable, options);
   }
   const table: TableSwap = {
     live,

@@ -28,19 +28,39 @@ import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError, type WaitPolicy } from './po
  * gives them wherever they are locked at all.
  */
 export function lockTargets(plan: SwapPlan): LockTarget[] {
-  return plan.tables.flatMap((table) => [
+  return plan.tables.flatMap((table): LockTarget[] => [
     {
       relation: table.staging,
       mode: table.stagingLock,
       includeDependentViews: false,
       includeOwnedSequences: true,
     },
-    {
-      relation: table.live,
-      mode: table.liveLock,
-      includeDependentViews: table.viewLock !== null,
-      includeOwnedSequences: table.liveSequenceLock !== null,
-    },
+    // A partitioned table none of whose partitions changed is not locked: nobody blocks it.
+    ...(table.liveLock === null
+      ? []
+      : [
+          {
+            relation: table.live,
+            mode: table.liveLock,
+            includeDependentViews: table.viewLock !== null,
+            includeOwnedSequences: table.liveSequenceLock !== null,
+          },
+        ]),
+    // Only the changed partitions: a reader holding an unchanged one never holds the run up.
+    ...(table.partitions ?? []).flatMap((planned): LockTarget[] => [
+      {
+        relation: planned.replacement,
+        mode: 'AccessExclusiveLock',
+        includeDependentViews: false,
+        includeOwnedSequences: true,
+      },
+      {
+        relation: planned.partition,
+        mode: 'AccessExclusiveLock',
+        includeDependentViews: true,
+        includeOwnedSequences: true,
+      },
+    ]),
   ]);
 }
 

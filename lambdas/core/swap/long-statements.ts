@@ -193,6 +193,18 @@ export function describeBackends(backends: readonly ServerBackend[]): string {
 }
 
 /** Why a statement whose call failed can still have run: the opening of a stopped-statement message. */
+/**
+ * Client backends other than ours whose running statement carries `:marker`, a comment the
+ * statement opens with (so pg_stat_activity's truncated text still holds it).
+ */
+export const MARKED_RUNNING_SQL = `SELECT a.pid,
+         coalesce(extract(epoch FROM clock_timestamp() - a.query_start), 0)::int AS seconds,
+         NULL::text AS phase, a.wait_event_type AS "waitEventType", left(a.query, 300) AS query
+  FROM pg_stat_activity a
+  WHERE a.backend_type = 'client backend' AND a.pid <> pg_backend_pid()
+    AND a.state <> 'idle' AND strpos(a.query, :marker::text) > 0
+  ORDER BY a.pid`;
+
 export const CUT_OFF =
   "The call was cut off at the transport's time limit (45 s over the RDS Data API) and the statement kept running in the database";
 

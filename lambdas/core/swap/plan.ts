@@ -43,11 +43,21 @@ export const DEFAULT_LOCK_TIMEOUT_MS = 50;
 /** The `lock_timeout` a run may ask for, in ms. */
 export const LOCK_TIMEOUT_MS_LIMITS = { min: 10, max: 60_000 } as const;
 
+/** A changed partition of a partitioned live table, and the table that replaces it. */
+export interface PlannedPartition {
+  readonly partition: QualifiedName;
+  /** Built by preparePartitions in the staging schema: the partition's rows from staging. */
+  readonly replacement: QualifiedName;
+  /** The name the replaced partition gets in the retired schema. */
+  readonly retiredName: string;
+}
+
 export interface PlannedTable {
   readonly strategy: SwapStrategy;
   readonly live: QualifiedName;
   readonly staging: QualifiedName;
-  readonly liveLock: LockMode;
+  /** Null for a partitioned table none of whose partitions changed: it is not locked at all. */
+  readonly liveLock: LockMode | null;
   readonly stagingLock: LockMode;
   /** Views on live, locked before the tables; null when the strategy leaves them alone. */
   readonly viewLock: LockMode | null;
@@ -61,6 +71,11 @@ export interface PlannedTable {
   /** An incremental run: published by publish_increment instead of the strategy. */
   readonly increment: PlannedIncrement | null;
   readonly watermark: PlannedWatermark | null;
+  /**
+   * A partitioned live table published partition by partition (../partitions): the changed
+   * ones; null for any other table.
+   */
+  readonly partitions: readonly PlannedPartition[] | null;
 }
 
 export interface SwapPlan {
@@ -112,6 +127,8 @@ export type TableToPlan = TableSwap & {
   readonly primaryKey?: readonly string[];
   readonly increment?: PlannedIncrement;
   readonly watermark?: PlannedWatermark;
+  /** A partitioned live table: its changed partitions and their replacements. */
+  readonly partitions?: readonly Pick<PlannedPartition, 'partition' | 'replacement'>[];
 };
 
 export function buildSwapPlan(
@@ -145,20 +162,33 @@ export function buildSwapPlan(
     runId,
     lockTimeoutMs,
     tables: tables.map((table) => {
+      const partitioned = table.partitions !== undefined && !table.increment;
       const locks = STRATEGY_LOCKS[table.increment ? 'increment' : table.strategy];
       return {
         strategy: table.strategy,
         live: table.live,
         staging: table.staging,
-        liveLock: locks.live,
+        // DETACH PARTITION (without CONCURRENTLY) takes ACCESS EXCLUSIVE on the parent; the
+        // parent's views and sequences stay as they are (only partitions are replaced).
+        liveLock: partitioned
+          ? table.partitions!.length > 0
+            ? 'AccessExclusiveLock'
+            : null
+          : locks.live,
         stagingLock: locks.staging,
-        viewLock: locks.dependentViews,
-        liveSequenceLock: locks.liveSequences,
+        viewLock: partitioned ? null : locks.dependentViews,
+        liveSequenceLock: partitioned ? null : locks.liveSequences,
         stagingSequenceLock: locks.stagingSequences,
         retiredName: runScopedName(runId, table.live),
         primaryKey: table.primaryKey ?? [],
         increment: table.increment ?? null,
         watermark: table.watermark ?? null,
+        partitions: partitioned
+          ? table.partitions!.map((planned) => ({
+              ...planned,
+              retiredName: runScopedName(runId, planned.partition),
+            }))
+          : null,
       };
     }),
   };

@@ -32,8 +32,6 @@ const RENAME_ADVICE: Readonly<Record<string, string>> = {
     'use strategy "truncate" or "merge", or make the table logged (ALTER TABLE ... SET LOGGED)',
   tablespace:
     'use strategy "truncate" or "merge", or move the table and its indexes to the database\'s default tablespace (ALTER TABLE ... SET TABLESPACE pg_default)',
-  'partitioned table':
-    'use strategy "merge" (truncate refuses a partitioned table: TRUNCATE would empty every partition)',
   'inheritance parent': 'use strategy "truncate" or "merge"',
   'inheriting table': 'use strategy "truncate" or "merge"',
 };
@@ -101,12 +99,16 @@ export async function preflight(
     if (schemas.unreachable.has(table.live.schema)) continue;
     const live = displayQualified(table.live);
     const liveParameters = { schema: table.live.schema, name: table.live.name };
-    const [exists] = await db.query<{ exists: boolean }>(
-      `SELECT to_regclass(format('%I.%I', :schema::text, :name::text)) IS NOT NULL AS exists`,
+    const [exists] = await db.query<{ exists: boolean; partitioned: boolean }>(
+      `SELECT c.oid IS NOT NULL AS exists, coalesce(c.relkind = 'p', false) AS partitioned
+       FROM (SELECT to_regclass(format('%I.%I', :schema::text, :name::text)) AS oid) r
+       LEFT JOIN pg_class c ON c.oid = r.oid`,
       liveParameters,
     );
     if (!exists?.exists) continue; // a first publication: nothing is there to lose
-    if (table.strategy === 'rename') {
+    // Strategy "rename" on a partitioned table replaces its changed partitions one by one
+    // (../partitions): each is checked, under the swap's locks, as rename checks a table.
+    if (table.strategy === 'rename' && !exists.partitioned) {
       const dependents = await db.query<{ kind: string; object: string }>(
         `SELECT kind, object FROM ${ADMIN_SCHEMA}.dependents(format('%I.%I', :schema::text, :name::text)::regclass)
          WHERE NOT carried`,
@@ -187,6 +189,34 @@ export async function preflight(
           );
         }
       }
+    }
+    if (table.strategy === 'rename' && exists.partitioned) {
+      // DETACH and ATTACH PARTITION need the owner of the parent and of each partition; the
+      // replacement is handed to the partition's owner, as rename hands a table to its owner.
+      const owners = await db.query<{ role: string; of: string }>(
+        `SELECT DISTINCT pg_get_userbyid(c.relowner) AS role,
+                CASE WHEN c.relkind = 'p' THEN 'the partitioned table'
+                     ELSE 'partition ' || format('%I.%I', n.nspname, c.relname) END AS of
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE (c.oid = format('%I.%I', :schema::text, :name::text)::regclass
+                OR c.oid IN (SELECT inhrelid FROM pg_inherits
+                             WHERE inhparent = format('%I.%I', :schema::text, :name::text)::regclass))
+           AND (NOT pg_has_role(current_user, c.relowner, 'USAGE')
+                OR (current_setting('server_version_num')::int >= 160000
+                    AND NOT pg_has_role(current_user, c.relowner, 'SET')))
+         ORDER BY 1, 2`,
+        liveParameters,
+      );
+      for (const owner of owners) {
+        problems.push(
+          `${live}: the pipeline's database role must act as role ${displayIdentifier(owner.role)} (which owns ${owner.of}) to detach, replace and attach partitions; run GRANT ${displayIdentifier(owner.role)} TO <pipeline role>.`,
+        );
+      }
+    }
+    if (table.strategy === 'truncate' && exists.partitioned) {
+      problems.push(
+        `${live} is a partitioned table, which strategy "truncate" does not publish into (TRUNCATE would empty every partition and lock them all for the whole copy); remove "strategy" (the default, "rename", replaces only the partitions whose rows changed) or use "merge".`,
+      );
     }
     if (table.strategy === 'truncate') {
       const references = await db.query<{ constraint: string }>(

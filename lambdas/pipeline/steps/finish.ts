@@ -6,6 +6,7 @@
 import { displayQualified, parseQualifiedName } from '../../core/identifiers';
 import type { TableIncrement } from '../../core/increment/mode';
 import { dropStaleStaging } from '../../core/load/staging';
+import { readPartitionLayout } from '../../core/partitions/layout';
 import { dropExpiredVersions } from '../../core/swap/engine';
 import type { TableTransfer } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
@@ -66,6 +67,8 @@ async function tableSummaries(
       blockers: blockersFor(target, targets, end.locks?.blockersSeen ?? []),
       terminated: endedFor(target, targets, end.terminated?.ended ?? []),
       unsyncedColumns: record?.unsyncedColumns[index] ?? [],
+      partitionsReplaced:
+        swapped?.replaced?.find((item) => item.target === target)?.partitions ?? null,
       mode: increment?.mode ?? null,
       fullRefreshReason: increment?.fullReason ?? null,
       watermarkBefore: increment?.watermarkBefore ?? null,
@@ -138,22 +141,27 @@ export async function finishRun(state: unknown, deps: PipelineDeps): Promise<Run
   await recordTables(deps, context, record, tables, null);
   for (const table of context.tables) {
     if (table.strategy !== 'rename') continue;
-    const expired = await dropExpiredVersions(deps.aurora, table.target, {
-      keep: context.config.retention.keepVersions,
-      lockTimeoutMs: context.config.locks.lockTimeoutMs,
-    });
-    if (expired.leftForLater.length > 0) {
-      deps.log.warn('old versions still in use are left for the next run', {
-        table: displayQualified(table.target),
-        versions: expired.leftForLater,
+    // A partitioned table keeps the replaced versions of each partition, under its name.
+    const layout = await readPartitionLayout(deps.aurora, table.target);
+    const versioned = layout ? layout.partitions.map(({ partition }) => partition) : [table.target];
+    for (const live of versioned) {
+      const expired = await dropExpiredVersions(deps.aurora, live, {
+        keep: context.config.retention.keepVersions,
+        lockTimeoutMs: context.config.locks.lockTimeoutMs,
       });
-    }
-    for (const blocked of expired.blockedByDependents) {
-      deps.log.warn('an old version is kept: objects still depend on it', {
-        table: displayQualified(table.target),
-        version: blocked.retiredTable,
-        dependents: blocked.dependents,
-      });
+      if (expired.leftForLater.length > 0) {
+        deps.log.warn('old versions still in use are left for the next run', {
+          table: displayQualified(live),
+          versions: expired.leftForLater,
+        });
+      }
+      for (const blocked of expired.blockedByDependents) {
+        deps.log.warn('an old version is kept: objects still depend on it', {
+          table: displayQualified(live),
+          version: blocked.retiredTable,
+          dependents: blocked.dependents,
+        });
+      }
     }
   }
   await context.files.deleteAll();

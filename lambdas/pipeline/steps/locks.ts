@@ -32,6 +32,7 @@ import { DEFAULT_WAIT_POLICY, LockWaitTimeoutError } from '../../core/swap/polic
 import { preflight } from '../../core/swap/preflight';
 import type { PipelineDeps } from '../deps';
 import { applyIncrementMismatch, publishedRows } from '../increment-mismatch';
+import { replacedPartitions } from '../replaced-partitions';
 import { loadRun, publishStrategy, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
@@ -321,6 +322,7 @@ export async function swapTables(state: unknown, deps: PipelineDeps): Promise<Sw
         lockHeldMs: outcome.result.lockHeldMs,
         swappedAt: new Date(deps.now()).toISOString(),
         published: publishedRows(outcome.result),
+        replaced: replacedPartitions(outcome.result),
       };
     }
     reason = `${outcome.reason}: ${outcome.message}${waitedOn.length > 0 ? `; it waited for ${describeWaitedOn(waitedOn)}` : ''}`;
