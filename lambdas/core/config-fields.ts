@@ -133,7 +133,7 @@ export function parsedBy<T>(example: string, parse: (text: string) => T) {
 }
 
 /** `tables[1].target` */
-function pathText(path: readonly PropertyKey[]): string {
+export function pathText(path: readonly PropertyKey[]): string {
   return path.reduce<string>(
     (text, key) =>
       typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key),

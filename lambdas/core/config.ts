@@ -34,6 +34,7 @@ import {
 } from './identifiers';
 import { BLOCKER_CLASSES, NEVER_TERMINATED } from './locks/classes';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
+import { ON_MAX_WAIT } from './swap/policy';
 import type { SyncTable } from './transfer/types';
 
 export type { AuroraSettings, AwsSettings, RedshiftSettings, ScheduleSettings } from './config-aws';
@@ -153,7 +154,6 @@ const tables = z
   })
   .describe('The tables to sync, each target once.');
 
-const ON_MAX_WAIT = ['fail', 'terminate'] as const;
 const action = oneOf(ON_MAX_WAIT);
 const perClass = object(
   Object.fromEntries(BLOCKER_CLASSES.map((kind) => [kind, action.optional()])) as Record<
