@@ -24,8 +24,8 @@ export interface SyncTable {
  * How an increment is applied: `merge` updates the rows whose key live has and inserts the
  * rest (it needs a key, as strategy `merge` does); `append` inserts every row of the delta.
  */
-export type IncrementMode = 'merge' | 'append';
-export const INCREMENT_MODES: readonly IncrementMode[] = ['merge', 'append'];
+export const INCREMENT_MODES = ['merge', 'append'] as const;
+export type IncrementMode = (typeof INCREMENT_MODES)[number];
 
 /**
  * What happens to rows deleted from the source, which a cursor cannot see: `ignore` leaves
@@ -33,8 +33,8 @@ export const INCREMENT_MODES: readonly IncrementMode[] = ['merge', 'append'];
  * unloads the source's keys with every increment and deletes the live rows whose key is gone
  * (it needs a key: `primaryKey` or the live table's primary key).
  */
-export type IncrementDeletes = 'ignore' | 'reconcile';
-export const INCREMENT_DELETES: readonly IncrementDeletes[] = ['ignore', 'reconcile'];
+export const INCREMENT_DELETES = ['ignore', 'reconcile'] as const;
+export type IncrementDeletes = (typeof INCREMENT_DELETES)[number];
 
 /** `incremental`: a column that grows with every change, and how its delta is applied. */
 export interface IncrementalSettings {
@@ -67,17 +67,19 @@ export interface SourceColumn {
  * - `boolean`: null count and how many are true;
  * - `nulls`: null count only (time, SUPER, VARBYTE, GEOMETRY, char(n) and anything else).
  */
-export type FigureKind =
-  | 'integer'
-  | 'decimal'
-  | 'date'
-  | 'timestamp'
-  | 'timestamptz'
-  | 'float4'
-  | 'float8'
-  | 'octets'
-  | 'boolean'
-  | 'nulls';
+export const FIGURE_KINDS = [
+  'integer',
+  'decimal',
+  'date',
+  'timestamp',
+  'timestamptz',
+  'float4',
+  'float8',
+  'octets',
+  'boolean',
+  'nulls',
+] as const;
+export type FigureKind = (typeof FIGURE_KINDS)[number];
 
 /** How one target column is filled from the source and checked. */
 export interface ColumnTransfer {
