@@ -341,9 +341,11 @@ export function describeBlocker(
 
 /**
  * A blocker as one line for people: its sentence and what onMaxWait does with it, e.g. `...;
- * at maxWaitSeconds: terminate`.
+ * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action
+ * (`npm run trigger -- --follow` reads them from an execution's history, unparsed).
  */
 export function blockerLine(blocker: BlockerState): string {
+  if (!blocker.atMaxWait) return blocker.reason;
   const exception = blocker.atMaxWaitException ? ` (${blocker.atMaxWaitException})` : '';
   return `${blocker.reason}; at maxWaitSeconds: ${blocker.atMaxWait}${exception}`;
 }
