@@ -97,4 +97,24 @@ describe('RunFiles.readUnload', () => {
       /is not a run file this version reads \(\[0\]\.bytes: Invalid input: expected number, received undefined\)/,
     );
   });
+
+  it('gives back the figures and the file lists as written', async () => {
+    const files = new RunFiles(memoryStore(), 'bucket', 'r-1');
+    const orders = { schema: 'public', name: 'orders' };
+    const figures = {
+      rows: 2,
+      columns: [
+        { column: 'id', kind: 'integer' as const, nulls: 0, min: '1', max: '2' },
+        { column: 'paid', kind: 'boolean' as const, nulls: 1, trues: 1 },
+      ],
+    };
+    await files.writeFigures(orders, figures);
+    await files.writeWholeFigures(orders, { ...figures, rows: 5 });
+    await files.writeKeyFiles(orders, [{ bucket: 'b', key: 'k', bytes: 10, records: 2 }]);
+    expect(await files.readFigures(orders)).toEqual(figures);
+    expect(await files.readWholeFigures(orders)).toEqual({ ...figures, rows: 5 });
+    expect(await files.readKeyFiles(orders)).toEqual([
+      { bucket: 'b', key: 'k', bytes: 10, records: 2 },
+    ]);
+  });
 });

@@ -10,19 +10,17 @@ import * as z from 'zod';
 import { pathText } from '../core/config-fields';
 import { SyncError } from '../core/errors';
 import type { QualifiedName } from '../core/identifiers';
-import { CURSOR_KINDS, type TableIncrement } from '../core/increment/mode';
+import { tableIncrement } from '../core/increment/mode';
 import { runScopedName } from '../core/swap/plan';
-import { SWAP_STRATEGIES } from '../core/swap/types';
 import type { ObjectStore } from '../core/transfer/ports';
 import {
   type DataFile,
-  FIGURE_KINDS,
-  INCREMENT_DELETES,
-  INCREMENT_MODES,
+  dataFile,
   type TableFigures,
-  type TableTransfer,
+  tableFigures,
+  tableTransfer,
 } from '../core/transfer/types';
-import type { SessionStatement } from '../core/unload/statement';
+import { sessionStatement } from '../core/unload/statement';
 
 export const RUNS_PREFIX = 'runs/';
 
@@ -31,74 +29,11 @@ export function runPrefix(runId: string): string {
 }
 
 /*
- * The run files as zod schemas: each is parsed when read back, since a run in progress across
- * a deploy reads what the version before wrote. Unknown keys are dropped, not refused, for the
- * same reason (state.ts). The types the core defines are kept (the schemas are held to them).
+ * Each run file is parsed by its schema when read back: a run in progress across a deploy
+ * reads what the version before wrote. Unknown keys are dropped, not refused, for the same
+ * reason (state.ts).
  */
 const count = z.int().min(0);
-const name = z.object({ schema: z.string(), name: z.string() });
-const column = z.object({
-  name: z.string(),
-  selectExpression: z.string(),
-  convertedBytes: z.string().optional(),
-  targetType: z.string(),
-  figures: z.enum(FIGURE_KINDS),
-});
-const tableTransfer: z.ZodType<TableTransfer> = z.object({
-  table: z.object({
-    source: name,
-    target: name,
-    strategy: z.enum(SWAP_STRATEGIES),
-    primaryKey: z.array(z.string()).optional(),
-    allowEmpty: z.boolean(),
-    incremental: z
-      .object({
-        cursor: z.string(),
-        mode: z.enum(INCREMENT_MODES),
-        deletes: z.enum(INCREMENT_DELETES),
-      })
-      .optional(),
-  }),
-  staging: name,
-  columns: z.array(column),
-  s3Prefix: z.string(),
-  delta: z
-    .object({
-      cursor: z.string(),
-      operator: z.enum(['>=', '>']),
-      watermark: z.string(),
-      castType: z.string(),
-    })
-    .optional(),
-  keys: z.object({ columns: z.array(column), table: name, s3Prefix: z.string() }).optional(),
-});
-const at: z.ZodType<SessionStatement> = z.object({ batch: count, index: count });
-const increment: z.ZodType<TableIncrement> = z.object({
-  cursor: z.string(),
-  cursorKind: z.enum(CURSOR_KINDS),
-  apply: z.enum(INCREMENT_MODES),
-  mode: z.enum(['full', 'incremental']),
-  fullReason: z.string().nullable(),
-  watermarkBefore: z.string().nullable(),
-  castType: z.string(),
-});
-const dataFiles: z.ZodType<DataFile[]> = z.array(
-  z.object({ bucket: z.string(), key: z.string(), bytes: count, records: count }),
-);
-const figures: z.ZodType<TableFigures> = z.object({
-  rows: count,
-  columns: z.array(
-    z.object({
-      column: z.string(),
-      kind: z.enum(FIGURE_KINDS),
-      nulls: count,
-      min: z.string().nullable().optional(),
-      max: z.string().nullable().optional(),
-      octets: z.string().nullable().optional(),
-      trues: count.optional(),
-    }),
-  ),
-});
 
 /** What "Prepare the run" fixed for the run: the configuration as it was, the tables chosen. */
 const runSetup = z.object({
@@ -117,7 +52,8 @@ const runSetup = z.object({
 export type RunSetup = z.infer<typeof runSetup>;
 
 /** Per transfer; absent in records written before the field (read as null for every table). */
-const perTransfer = <T>(item: z.ZodType<T>) => z.array(item.nullable()).readonly().optional();
+const perTransfer = <T extends z.ZodType>(item: T) =>
+  z.array(item.nullable()).readonly().optional();
 
 /** What "Unload the tables from Redshift" decided, for the steps after it. */
 const unloadRecord = z
@@ -129,17 +65,17 @@ const unloadRecord = z
     /** Per batch, the index of the statement reading the transaction's start. */
     transactionStartIndex: z.array(count).readonly(),
     /** Per transfer, where its figures query is. */
-    figures: z.array(at).readonly(),
+    figures: z.array(sessionStatement).readonly(),
     /** Per transfer, where its oversize count is, or null (buildUnloadSession). */
-    oversize: perTransfer(at),
+    oversize: perTransfer(sessionStatement),
     /** Per transfer, the source columns the target does not have (not synced). */
     unsyncedColumns: z.array(z.array(z.string())),
     /** Per transfer, for a delta: where its whole-table figures query is. */
-    wholeFigures: perTransfer(at),
+    wholeFigures: perTransfer(sessionStatement),
     /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
-    increments: perTransfer(increment),
+    increments: perTransfer(tableIncrement),
     /** Per transfer, for a delta that reconciles deletes: where its key UNLOAD is. */
-    keyUnloads: perTransfer(at),
+    keyUnloads: perTransfer(sessionStatement),
   })
   .transform((record) => {
     const none = record.transfers.map(() => null);
@@ -168,13 +104,13 @@ export class RunFiles {
   }
 
   private async read<T>(name: string, schema: z.ZodType<T>): Promise<T> {
-    const where = `run ${this.runId}: s3://${this.bucket}/${this.key(name)}`;
+    const where = `s3://${this.bucket}/${this.key(name)}`;
     let text: string;
     try {
       text = await this.objects.getText(this.bucket, this.key(name));
     } catch (error) {
       throw new RunFileError(
-        `${where} cannot be read; the run's files are gone (cleaned up, or expired). Start a new run.`,
+        `run ${this.runId}: cannot read ${where}; the run's files are gone (cleaned up, or expired). Start a new run.`,
         { cause: error },
       );
     }
@@ -182,7 +118,7 @@ export class RunFiles {
     if (result.success) return result.data;
     const issue = result.error.issues[0]!;
     throw new RunFileError(
-      `${where} is not a run file this version reads (${pathText(issue.path) || 'the file'}: ${issue.message}). Start a new run.`,
+      `run ${this.runId}: ${where} is not a run file this version reads (${pathText(issue.path) || 'the file'}: ${issue.message}). Start a new run.`,
       { cause: result.error },
     );
   }
@@ -208,7 +144,7 @@ export class RunFiles {
   }
 
   readFigures(target: QualifiedName): Promise<TableFigures> {
-    return this.read(`figures/${runScopedName(this.runId, target)}.json`, figures);
+    return this.read(`figures/${runScopedName(this.runId, target)}.json`, tableFigures);
   }
 
   writeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
@@ -220,7 +156,7 @@ export class RunFiles {
    * readFigures describe the delta only).
    */
   readWholeFigures(target: QualifiedName): Promise<TableFigures> {
-    return this.read(`whole-figures/${runScopedName(this.runId, target)}.json`, figures);
+    return this.read(`whole-figures/${runScopedName(this.runId, target)}.json`, tableFigures);
   }
 
   writeWholeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
@@ -229,7 +165,7 @@ export class RunFiles {
 
   /** The data files of a table, as its manifest listed them, in import order. */
   readFiles(target: QualifiedName): Promise<DataFile[]> {
-    return this.read(`files/${runScopedName(this.runId, target)}.json`, dataFiles);
+    return this.read(`files/${runScopedName(this.runId, target)}.json`, z.array(dataFile));
   }
 
   writeFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {
@@ -238,7 +174,7 @@ export class RunFiles {
 
   /** The key files of a table that reconciles deletes, as their manifest listed them. */
   readKeyFiles(target: QualifiedName): Promise<DataFile[]> {
-    return this.read(`key-files/${runScopedName(this.runId, target)}.json`, dataFiles);
+    return this.read(`key-files/${runScopedName(this.runId, target)}.json`, z.array(dataFile));
   }
 
   writeKeyFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {

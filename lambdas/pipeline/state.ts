@@ -17,9 +17,9 @@ import { CONFIG_LIMITS } from '../core/config-defaults';
 import { pathText } from '../core/config-fields';
 import { ConfigError } from '../core/errors';
 import { BLOCKER_CLASSES } from '../core/locks/classes';
-import type { LockHolder, Subcluster } from '../core/locks/inspect';
-import type { TerminatedSession } from '../core/locks/terminate';
-import { type GateHistory, REMEMBERED_SESSIONS } from '../core/swap/gate-decision';
+import { type LockHolder, subcluster } from '../core/locks/inspect';
+import { type TerminatedSession, terminatedSession } from '../core/locks/terminate';
+import { gateHistory } from '../core/swap/gate-decision';
 import { maxWaitAction, ON_MAX_WAIT, type OnMaxWaitSetting } from '../core/swap/policy';
 
 /** A step input that is not what the state machine hands that step: it stops before it acts. */
@@ -91,12 +91,6 @@ const loadedTable = z.object({
 });
 export type LoadedTableState = z.infer<typeof loadedTable>;
 
-const subcluster: z.ZodType<Subcluster> = z.object({
-  id: z.string(),
-  type: z.string().nullable(),
-  lockedOn: z.array(z.string()),
-});
-
 /** A session that made the swap wait, as the run summary shows it. */
 const blockerState = z.object({
   pid: z.int().nullable(),
@@ -119,17 +113,6 @@ const blockerState = z.object({
 });
 export type BlockerState = z.infer<typeof blockerState>;
 
-/** What the swap's attempts ran into so far: the lock gate's memory between states. */
-const gateHistory: z.ZodType<GateHistory> = z.object({
-  busyAttempts: count,
-  lastBusyAtSeconds: z.number().nullable(),
-  retryAfterMs: z.number().min(0),
-  collisions: z.array(z.object({ session: z.string(), count })).max(REMEMBERED_SESSIONS),
-  blockersEndedAtSeconds: z.number().nullable(),
-  /** Absent in histories written before rounds were counted. */
-  terminationRounds: count.optional(),
-});
-
 /** `$.locks`: set by "Check locks on the live tables". */
 const locksState = z.object({
   decision: z.enum(['swap', 'wait', 'terminate']),
@@ -145,23 +128,6 @@ const locksState = z.object({
 });
 export type LocksState = z.infer<typeof locksState>;
 
-const terminatedSession: z.ZodType<TerminatedSession> = z.object({
-  pid: z.int().nullable(),
-  gid: z.string().nullable(),
-  user: z.string().nullable(),
-  applicationName: z.string().nullable(),
-  clientAddr: z.string().nullable(),
-  blockerClass,
-  relations: z.array(z.object({ schema: z.string(), name: z.string() })),
-  transactionAgeSeconds: z.number().nullable(),
-  query: z.string().nullable(),
-  terminated: z.boolean(),
-  outcome: z.enum(['terminated', 'ended', 'refused']),
-  reason: z.string().nullable(),
-  advice: z.string().nullable(),
-  subcluster: subcluster.optional(),
-});
-
 /**
  * One session onMaxWait had ended, for the run summary: what it was, on what, and what came of
  * it. Small, since it adds up over the rounds of ending sessions in the state.
@@ -172,7 +138,7 @@ const endedSessionState = z.object({
   blockerClass,
   /** The targets it blocked (`schema.table`). */
   relations: z.array(z.string()),
-  outcome: z.enum(['terminated', 'ended', 'refused']),
+  outcome: terminatedSession.shape.outcome,
   reason: z.string().nullable(),
 });
 export type EndedSessionState = z.infer<typeof endedSessionState>;

@@ -4,6 +4,8 @@
  * escapes, no header, no compression, a VERBOSE manifest. PostgreSQL reads it with COPY
  * `(FORMAT text, DELIMITER '|', NULL '\N', ENCODING 'UTF8')`.
  */
+// A namespace import: see lambdas/core/config-fields.ts.
+import * as z from 'zod';
 import { ConfigError } from '../errors';
 import {
   displayQualified,
@@ -293,10 +295,8 @@ export function buildUnloadBatch(
 export const TRANSACTION_START_SQL = 'SELECT SYSDATE AS transaction_started';
 
 /** A statement of an unload session: which call (0-based) and its index in that call. */
-export interface SessionStatement {
-  readonly batch: number;
-  readonly index: number;
-}
+export const sessionStatement = z.object({ batch: z.int().min(0), index: z.int().min(0) });
+export type SessionStatement = z.infer<typeof sessionStatement>;
 
 export interface UnloadSessionPlan {
   /**
