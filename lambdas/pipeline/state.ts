@@ -16,7 +16,6 @@ import * as z from 'zod';
 import { CONFIG_LIMITS } from '../core/config-defaults';
 import { pathText } from '../core/config-fields';
 import { ConfigError } from '../core/errors';
-import { BLOCKER_CLASSES } from '../core/locks/classes';
 import { type LockHolder, subcluster } from '../core/locks/inspect';
 import { type TerminatedSession, terminatedSession } from '../core/locks/terminate';
 import { gateHistory } from '../core/swap/gate-decision';
@@ -28,7 +27,6 @@ export class StepInputError extends ConfigError {}
 const count = z.int().min(0);
 const within = (limits: { readonly min: number; readonly max: number }) =>
   z.int().min(limits.min).max(limits.max);
-const blockerClass = z.enum(BLOCKER_CLASSES);
 
 /** `$.run`: set by "Prepare the run", read by every later step. */
 export const runState = z.object({
@@ -106,7 +104,7 @@ const blockerState = z.object({
   /** On Aurora Limitless: the node the session runs on, and where it holds the lock. */
   subcluster: subcluster.optional(),
   /** Its kind (blockerClass), the key a per-class onMaxWait uses. */
-  blockerClass,
+  blockerClass: terminatedSession.shape.blockerClass,
   /** What onMaxWait does with it at maxWaitSeconds, and why not `terminate` when asked (MaxWaitAction). */
   atMaxWait: z.enum(ON_MAX_WAIT),
   atMaxWaitException: z.string().nullable(),
@@ -132,15 +130,12 @@ export type LocksState = z.infer<typeof locksState>;
  * One session onMaxWait had ended, for the run summary: what it was, on what, and what came of
  * it. Small, since it adds up over the rounds of ending sessions in the state.
  */
-const endedSessionState = z.object({
-  pid: z.int().nullable(),
-  gid: z.string().nullable(),
-  blockerClass,
-  /** The targets it blocked (`schema.table`). */
-  relations: z.array(z.string()),
-  outcome: terminatedSession.shape.outcome,
-  reason: z.string().nullable(),
-});
+const endedSessionState = terminatedSession
+  .pick({ pid: true, gid: true, blockerClass: true, outcome: true, reason: true })
+  .extend({
+    /** The targets it blocked (`schema.table`). */
+    relations: z.array(z.string()),
+  });
 export type EndedSessionState = z.infer<typeof endedSessionState>;
 
 /** `$.terminated`: set by "Terminate the sessions blocking the swap". */
@@ -186,22 +181,16 @@ const caughtError = z.object({ Error: z.string(), Cause: z.string().optional() }
 export type CaughtError = z.infer<typeof caughtError>;
 
 /** What each part of the state is, and which state writes it, for the message when it is not. */
-const PARTS: Readonly<Record<string, { readonly what: string; readonly from: string }>> = {
-  run: { what: 'a run this pipeline started', from: 'Prepare the run' },
-  unload: { what: 'an unload in progress', from: 'Unload the tables from Redshift' },
-  table: {
-    what: 'a table of the run and its number of files',
-    from: 'Check whether the unload finished',
-  },
-  imported: { what: "an import's progress", from: 'Import files into staging' },
-  loaded: { what: 'the tables loaded', from: 'Load each table' },
-  locks: { what: 'a lock check', from: 'Check locks on the live tables' },
-  terminated: {
-    what: 'a round of ending blockers',
-    from: 'Terminate the sessions blocking the swap',
-  },
-  swap: { what: 'a swap attempt', from: 'Swap staging into live' },
-  context: { what: "the execution's context", from: 'Load the configuration' },
+const PARTS: Readonly<Record<string, readonly [what: string, from: string]>> = {
+  run: ['a run this pipeline started', 'Prepare the run'],
+  unload: ['an unload in progress', 'Unload the tables from Redshift'],
+  table: ['a table of the run and its number of files', 'Check whether the unload finished'],
+  imported: ["an import's progress", 'Import files into staging'],
+  loaded: ['the tables loaded', 'Load each table'],
+  locks: ['a lock check', 'Check locks on the live tables'],
+  terminated: ['a round of ending blockers', 'Terminate the sessions blocking the swap'],
+  swap: ['a swap attempt', 'Swap staging into live'],
+  context: ["the execution's context", 'Load the configuration'],
 };
 
 /** The gate's history as the steps after the first lock check have it. */
@@ -263,7 +252,7 @@ export function parseStepInput<S extends z.ZodType>(schema: S, state: unknown): 
       },
     );
   }
-  const { what, from } = PARTS[String(part)] ?? { what: 'what this step reads', from: 'its state' };
+  const [what, from] = PARTS[String(part)] ?? ['what this step reads', 'its state'];
   throw new StepInputError(
     `$.${String(part)} is not ${what} (${pathText(['$', ...issue.path])}: ${issue.message}): the step input must come from "${from}".`,
     { cause: result.error },
