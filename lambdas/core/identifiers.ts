@@ -3,7 +3,6 @@
  * execution inputs, validated, and always emitted quoted. Nothing a user typed reaches SQL any
  * other way.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { ConfigError } from './errors';
 

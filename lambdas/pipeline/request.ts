@@ -4,7 +4,6 @@
  * every key optional, unknown keys refused (a misspelt key must not start a full run). Parsed
  * with the configuration's building blocks, so its messages read as the configuration's do.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { CONFIG_LIMITS } from '../core/config-defaults';
 import { describe, flag, object, parseWith, text } from '../core/config-fields';

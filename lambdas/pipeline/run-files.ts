@@ -5,7 +5,6 @@
  * only names and counts, so its size does not grow with the files). Deleted when the run ends; a lifecycle rule expires
  * whatever a killed run left.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { pathText } from '../core/config-fields';
 import { SyncError } from '../core/errors';
@@ -28,11 +27,7 @@ export function runPrefix(runId: string): string {
   return `${RUNS_PREFIX}${runId}/`;
 }
 
-/*
- * Each run file is parsed by its schema when read back: a run in progress across a deploy
- * reads what the version before wrote. Unknown keys are dropped, not refused, for the same
- * reason (state.ts).
- */
+// Each run file is parsed when read back; unknown keys are dropped, as in the state (state.ts).
 const count = z.int().min(0);
 
 /** What "Prepare the run" fixed for the run: the configuration as it was, the tables chosen. */

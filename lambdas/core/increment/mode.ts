@@ -3,7 +3,6 @@
  * which cursor columns can carry a watermark. Pure, but for reading and marking the watermarks
  * in Aurora (`redshift_sync.watermarks`, written by the swap: ../schema/watermarks.ts).
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { ConfigError } from '../errors';
 import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';

@@ -4,7 +4,6 @@
  * and runs over the RDS Data API (one statement, scalar parameters) as it does over pg. On an
  * Aurora Limitless cluster the same question is asked of its cluster-wide views (limitless.ts).
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import type { QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';

@@ -4,7 +4,6 @@
  * session whose transaction has moved on, or a pid the server has since given to someone
  * else, is never killed.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { DatabaseError } from '../errors';
 import { displayQualified, type QualifiedName, qualifiedName } from '../identifiers';

@@ -4,7 +4,6 @@
  * state machine's steps, `swapWhenSafe` (local run, tests, benchmark) and the rollback command
  * all drive this same function, each with its own loop around it.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import type { LockHolder } from '../locks/inspect';
 import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict';

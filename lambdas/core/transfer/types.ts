@@ -2,11 +2,9 @@
  * The data path's shared vocabulary: what a configured table is, how each of its columns
  * travels from Redshift to Aurora, where its files land, and the figures that prove nothing
  * was lost on the way. The Redshift side (unload), the Aurora side (load), the local emulators
- * and the pipeline handlers all speak them. What a run writes into its folder and reads back
- * (pipeline/run-files.ts) is a zod schema here and its type is derived from it, so the parse
- * and the type cannot drift; unknown keys are dropped (see the run files for why).
+ * and the pipeline handlers all speak them. What the run's files carry is a zod schema, its
+ * type derived from it, so that reading them back (pipeline/run-files.ts) cannot drift.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { qualifiedName } from '../identifiers';
 import { SWAP_STRATEGIES } from '../swap/types';

@@ -4,7 +4,6 @@
  * escapes, no header, no compression, a VERBOSE manifest. PostgreSQL reads it with COPY
  * `(FORMAT text, DELIMITER '|', NULL '\N', ENCODING 'UTF8')`.
  */
-// A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { ConfigError } from '../errors';
 import {
