@@ -70,6 +70,9 @@ export function object<Shape extends z.ZodRawShape>(
   });
 }
 
+/** A count of something: a whole number, 0 or more. */
+export const count = z.int().min(0);
+
 /** A non-empty string; `example` is what one looks like. */
 export function text(example: string) {
   const error = (issue: { input?: unknown }) =>

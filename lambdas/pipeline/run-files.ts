@@ -6,7 +6,7 @@
  * whatever a killed run left.
  */
 import * as z from 'zod';
-import { pathText } from '../core/config-fields';
+import { count, pathText } from '../core/config-fields';
 import { SyncError } from '../core/errors';
 import type { QualifiedName } from '../core/identifiers';
 import { tableIncrement } from '../core/increment/mode';
@@ -28,8 +28,6 @@ export function runPrefix(runId: string): string {
 }
 
 // Each run file is parsed when read back; unknown keys are dropped, as in the state (state.ts).
-const count = z.int().min(0);
-
 /** What "Prepare the run" fixed for the run: the configuration as it was, the tables chosen. */
 const runSetup = z.object({
   runId: z.string(),

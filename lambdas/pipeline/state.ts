@@ -1,20 +1,16 @@
 /**
- * The JSON the state machine carries between states, as zod schemas, and the one parse each
- * step runs on what it receives (`parseStepInput`): in Lambda and in the local run alike, since
- * both call the step with the state as it came. Only small things travel in the state (256 KB
- * limit): the run's plan, column lists and figures live beside the run's files in the bucket
- * (run-files.ts).
+ * The JSON the state machine carries between states, as zod schemas, and `parseStepInput`, the
+ * one parse each step runs on what it is handed, in Lambda and in the local run alike. Only small
+ * things travel in the state (256 KB limit); the rest lives in the run's folder (run-files.ts).
  *
- * Unknown keys are dropped, not refused, at both levels. The step input: every state carries
- * what the steps before it wrote (`$.unload` reaches "Check locks"), and a step reads only its
- * own keys. Each part (`$.run`, `$.locks`, ...): it was written by this pipeline, possibly by
- * the version before a deploy while the run went on, so a field one version added and the
- * other does not know must not stop the run; a field a step needs is still required.
+ * Unknown keys are dropped, not refused: every state carries what earlier steps wrote, which a
+ * step need not read; and each part was written by this pipeline, maybe by the version before a
+ * deploy the run went on across, whose extra fields must not stop the run.
  */
 // A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
 import { CONFIG_LIMITS } from '../core/config-defaults';
-import { pathText } from '../core/config-fields';
+import { count, pathText } from '../core/config-fields';
 import { ConfigError } from '../core/errors';
 import { type LockHolder, subcluster } from '../core/locks/inspect';
 import { type TerminatedSession, terminatedSession } from '../core/locks/terminate';
@@ -24,7 +20,6 @@ import { maxWaitAction, ON_MAX_WAIT, type OnMaxWaitSetting } from '../core/swap/
 /** A step input that is not what the state machine hands that step: it stops before it acts. */
 export class StepInputError extends ConfigError {}
 
-const count = z.int().min(0);
 const within = (limits: { readonly min: number; readonly max: number }) =>
   z.int().min(limits.min).max(limits.max);
 

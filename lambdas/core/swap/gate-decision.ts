@@ -5,6 +5,7 @@
  * all drive this same function, each with its own loop around it.
  */
 import * as z from 'zod';
+import { count } from '../config-fields';
 import type { LockHolder } from '../locks/inspect';
 import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict';
 import {
@@ -47,7 +48,7 @@ export interface GatePolicy extends WaitPolicy {
 
 /** What earlier attempts ran into. Small and JSON, so the state machine can carry it. */
 export const gateHistory = z.object({
-  busyAttempts: z.int().min(0),
+  busyAttempts: count,
   /** Seconds since the first check, at the last busy attempt. */
   lastBusyAtSeconds: z.number().nullable(),
   /** The pause after the last busy attempt (backoff with jitter, drawn when it was recorded). */
@@ -63,7 +64,7 @@ export const gateHistory = z.object({
   /** Seconds since the first check, when the blocking sessions were last ended (onMaxWait terminate). */
   blockersEndedAtSeconds: z.number().nullable(),
   /** How many times the blocking sessions were ended; absent in histories written before it. */
-  terminationRounds: z.int().min(0).optional(),
+  terminationRounds: count.optional(),
 });
 export type GateHistory = z.infer<typeof gateHistory>;
 

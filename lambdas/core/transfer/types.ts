@@ -6,6 +6,7 @@
  * type derived from it, so that reading them back (pipeline/run-files.ts) cannot drift.
  */
 import * as z from 'zod';
+import { count } from '../config-fields';
 import { qualifiedName } from '../identifiers';
 import { SWAP_STRATEGIES } from '../swap/types';
 
@@ -147,8 +148,6 @@ export const tableTransfer = z.object({
   keys: keyTransfer.optional(),
 });
 export type TableTransfer = z.infer<typeof tableTransfer>;
-
-const count = z.int().min(0);
 
 /** One data file of an UNLOAD, as its VERBOSE manifest lists it. */
 export const dataFile = z.object({

@@ -5,6 +5,7 @@
  * `(FORMAT text, DELIMITER '|', NULL '\N', ENCODING 'UTF8')`.
  */
 import * as z from 'zod';
+import { count } from '../config-fields';
 import { ConfigError } from '../errors';
 import {
   displayQualified,
@@ -294,7 +295,7 @@ export function buildUnloadBatch(
 export const TRANSACTION_START_SQL = 'SELECT SYSDATE AS transaction_started';
 
 /** A statement of an unload session: which call (0-based) and its index in that call. */
-export const sessionStatement = z.object({ batch: z.int().min(0), index: z.int().min(0) });
+export const sessionStatement = z.object({ batch: count, index: count });
 export type SessionStatement = z.infer<typeof sessionStatement>;
 
 export interface UnloadSessionPlan {
