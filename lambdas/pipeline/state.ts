@@ -111,7 +111,7 @@ const locksState = z.object({
   decision: z.enum(['swap', 'wait', 'terminate']),
   /** When the run first looked at the locks (ms since the epoch). */
   firstCheckAt: z.number(),
-  waitedSeconds: z.number().min(0),
+  waitedSeconds: z.number(),
   checks: count,
   /** Who blocks right now. */
   blockers: z.array(blockerState),

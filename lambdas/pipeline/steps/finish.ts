@@ -40,7 +40,7 @@ async function tableSummaries(
     const target = displayQualified(table.target);
     const loaded = end.loaded?.find((item) => item.target === target);
     const published = swapped?.published?.find((item) => item.target === target);
-    const increment = record?.increments?.[index] ?? null;
+    const increment = record?.increments[index] ?? null;
     summaries.push({
       target,
       source: displayQualified(table.source),
