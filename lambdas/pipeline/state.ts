@@ -24,7 +24,7 @@ const within = (limits: { readonly min: number; readonly max: number }) =>
   z.int().min(limits.min).max(limits.max);
 
 /** `$.run`: set by "Prepare the run", read by every later step. */
-export const runState = z.object({
+const runState = z.object({
   runId: z.string().min(1),
   environment: z.string(),
   startedAt: z.string(),
@@ -37,7 +37,7 @@ export const runState = z.object({
 export type RunState = Readonly<z.infer<typeof runState>>;
 
 /** `$.unload` while its calls run (one after another on one session, in one transaction). */
-export const runningUnload = z.object({
+const runningUnload = z.object({
   finished: z.literal(false),
   sessionId: z.string(),
   /** The call running now, and how many there are. */
@@ -54,7 +54,7 @@ export type RunningUnload = z.infer<typeof runningUnload>;
  * One item of "Load each table" (`$.table`): a target and how many files it has. The files
  * themselves stay in the run's folder (RunFiles.readFiles), so the state does not grow with them.
  */
-export const tableFiles = z.object({ target: z.string(), files: count });
+const tableFiles = z.object({ target: z.string(), files: count });
 export type TableFilesState = z.infer<typeof tableFiles>;
 
 /** `$.unload`: the unload in progress, then the tables it unloaded. */
@@ -66,7 +66,7 @@ export type UnloadState =
     });
 
 /** `$.imported`: how far "Import files into staging" got through a table's files. */
-export const importedFiles = z.object({
+const importedFiles = z.object({
   /** Index of the next file to import. */
   next: count,
   remaining: count,
