@@ -44,42 +44,34 @@ const runSetup = z.object({
 });
 export type RunSetup = z.infer<typeof runSetup>;
 
-/** Per transfer; absent in records written before the field (read as null for every table). */
+/**
+ * Per transfer, or null. Absent in records written before the field, by a run in progress
+ * across a deploy: read as empty, which every reader takes as null for each table.
+ */
 const perTransfer = <T extends z.ZodType>(item: T) =>
-  z.array(item.nullable()).readonly().optional();
+  z.array(item.nullable()).readonly().default([]);
 
 /** What "Unload the tables from Redshift" decided, for the steps after it. */
-const unloadRecord = z
-  .object({
-    submittedAt: z.string(),
-    transfers: z.array(tableTransfer),
-    /** The calls of the unload session, in order (buildUnloadSession). */
-    batches: z.array(z.array(z.string()).readonly()).readonly(),
-    /** Per batch, the index of the statement reading the transaction's start. */
-    transactionStartIndex: z.array(count).readonly(),
-    /** Per transfer, where its figures query is. */
-    figures: z.array(sessionStatement).readonly(),
-    /** Per transfer, where its oversize count is, or null (buildUnloadSession). */
-    oversize: perTransfer(sessionStatement),
-    /** Per transfer, the source columns the target does not have (not synced). */
-    unsyncedColumns: z.array(z.array(z.string())),
-    /** Per transfer, for a delta: where its whole-table figures query is. */
-    wholeFigures: perTransfer(sessionStatement),
-    /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
-    increments: perTransfer(tableIncrement),
-    /** Per transfer, for a delta that reconciles deletes: where its key UNLOAD is. */
-    keyUnloads: perTransfer(sessionStatement),
-  })
-  .transform((record) => {
-    const none = record.transfers.map(() => null);
-    return {
-      ...record,
-      oversize: record.oversize ?? none,
-      wholeFigures: record.wholeFigures ?? none,
-      increments: record.increments ?? none,
-      keyUnloads: record.keyUnloads ?? none,
-    };
-  });
+const unloadRecord = z.object({
+  submittedAt: z.string(),
+  transfers: z.array(tableTransfer),
+  /** The calls of the unload session, in order (buildUnloadSession). */
+  batches: z.array(z.array(z.string()).readonly()).readonly(),
+  /** Per batch, the index of the statement reading the transaction's start. */
+  transactionStartIndex: z.array(count).readonly(),
+  /** Per transfer, where its figures query is. */
+  figures: z.array(sessionStatement).readonly(),
+  /** Per transfer, where its oversize count is, or null (buildUnloadSession). */
+  oversize: perTransfer(sessionStatement),
+  /** Per transfer, the source columns the target does not have (not synced). */
+  unsyncedColumns: z.array(z.array(z.string())),
+  /** Per transfer, for a delta: where its whole-table figures query is. */
+  wholeFigures: perTransfer(sessionStatement),
+  /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
+  increments: perTransfer(tableIncrement),
+  /** Per transfer, for a delta that reconciles deletes: where its key UNLOAD is. */
+  keyUnloads: perTransfer(sessionStatement),
+});
 export type UnloadRecord = z.output<typeof unloadRecord>;
 
 /** A run file was missing or unreadable: the run's folder was cleaned or the run is not this one. */
