@@ -51,5 +51,35 @@ describe('a bundled pipeline Lambda', () => {
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).name).toBe('ConfigError');
     expect((error as Error).message).toMatch(/environment variable \w+ is not set/);
+    // Deployed: a state that is not the step's is refused by the same parse as the local run's.
+    const deployed = {
+      AWS_REGION: 'eu-west-1',
+      ENVIRONMENT_NAME: 'prod',
+      RUN_BUCKET: 'sync-runs',
+      UNLOAD_ROLE_ARN: 'arn:aws:iam::123456789012:role/unload',
+      AURORA_CLUSTER_ARN: 'arn:aws:rds:eu-west-1:123456789012:cluster:app',
+      AURORA_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:aurora',
+      AURORA_DATABASE: 'app',
+      REDSHIFT_DATABASE: 'analytics',
+      REDSHIFT_WORKGROUP_NAME: 'analytics',
+      ALARM_TOPIC_ARN: 'arn:aws:sns:eu-west-1:123456789012:alarms',
+    };
+    const saved = { ...process.env };
+    Object.assign(process.env, deployed);
+    try {
+      const refused = await handler(
+        { config: {}, request: {}, context: { executionName: 'run-1' } },
+        { functionName: 'prepare-run', awsRequestId: 'test' },
+      ).catch((thrown: Error) => thrown);
+      expect((refused as Error).name).toBe('StepInputError');
+      expect((refused as Error).message).toMatch(
+        /^\$\.context is not the execution's context \(\$\.context\.executionArn: .*\): the step input must come from "Load the configuration"\.$/,
+      );
+    } finally {
+      for (const key of Object.keys(deployed)) {
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
+      }
+    }
   });
 });

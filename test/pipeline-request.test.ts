@@ -17,22 +17,26 @@ describe('parseRunRequest', () => {
   });
 
   it.each([
-    [[], /must be a JSON object/],
+    [[], /^the execution input: must be a JSON object such as .*, not \[\]\.$/],
     ['public.orders', /must be a JSON object/],
     [
       { table: ['public.orders'] },
-      /unknown key\(s\) "table"; allowed: tables, dryRun, maxWaitSeconds, fullRefresh/,
+      'the execution input: table: unknown key; did you mean "tables"? Allowed here: tables, dryRun, maxWaitSeconds, fullRefresh.',
     ],
-    [{ tables: 'public.orders' }, /"tables" must be a non-empty list/],
-    [{ tables: [] }, /"tables" must be a non-empty list/],
-    [{ tables: [42] }, /"tables" must be a non-empty list/],
-    [{ dryRun: 'yes' }, /"dryRun" must be true or false, not "yes"/],
-    [{ fullRefresh: 1 }, /"fullRefresh" must be true or false, not 1/],
+    [{ tables: 'public.orders' }, /: tables: must be a non-empty list of configured targets/],
+    [{ tables: [] }, /: tables: must be a non-empty list of configured targets/],
+    [
+      { tables: [42] },
+      /: tables\[0\]: must be a non-empty string such as "public.orders", not 42\./,
+    ],
+    [{ dryRun: 'yes' }, /: dryRun: must be true or false, not "yes"/],
+    [{ fullRefresh: 1 }, /: fullRefresh: must be true or false, not 1/],
     [
       { maxWaitSeconds: -1 },
-      /"maxWaitSeconds" must be a whole number of seconds from 0 to 86400, not -1/,
+      /: maxWaitSeconds: must be a whole number of seconds from 0 to 86400, not -1\./,
     ],
     [{ maxWaitSeconds: 1.5 }, /not 1.5/],
+    [{ maxWaitSeconds: 86_401 }, /not 86401/],
   ])('refuses %j, saying what is wrong', (input, message) => {
     expect(() => parseRunRequest(input)).toThrow(ConfigError);
     expect(() => parseRunRequest(input)).toThrow(message);

@@ -70,6 +70,9 @@ export function object<Shape extends z.ZodRawShape>(
   });
 }
 
+/** A count of something: a whole number, 0 or more. */
+export const count = z.int().min(0);
+
 /** A non-empty string; `example` is what one looks like. */
 export function text(example: string) {
   const error = (issue: { input?: unknown }) =>
@@ -133,7 +136,7 @@ export function parsedBy<T>(example: string, parse: (text: string) => T) {
 }
 
 /** `tables[1].target` */
-function pathText(path: readonly PropertyKey[]): string {
+export function pathText(path: readonly PropertyKey[]): string {
   return path.reduce<string>(
     (text, key) =>
       typeof key === 'number' ? `${text}[${key}]` : text ? `${text}.${String(key)}` : String(key),

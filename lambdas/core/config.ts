@@ -34,7 +34,9 @@ import {
 } from './identifiers';
 import { BLOCKER_CLASSES, NEVER_TERMINATED } from './locks/classes';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA, STAGING_SCHEMA } from './schema/admin';
-import type { SyncTable } from './transfer/types';
+import { ON_MAX_WAIT } from './swap/policy';
+import { SWAP_STRATEGIES } from './swap/types';
+import { INCREMENT_DELETES, INCREMENT_MODES, type SyncTable } from './transfer/types';
 
 export type { AuroraSettings, AwsSettings, RedshiftSettings, ScheduleSettings } from './config-aws';
 export { CONFIG_DEFAULTS, CONFIG_LIMITS } from './config-defaults';
@@ -51,12 +53,12 @@ const incremental = object(
       'A column of source and target that grows with every change: integer types, `numeric`/`decimal`, `date`, `timestamp`, `timestamptz`.',
     ),
     mode: oneOf(
-      ['merge', 'append'],
+      INCREMENT_MODES,
       'is missing; say how the rows past the watermark are applied: "merge" (update by key, insert new keys) or "append" (insert them all).',
     ).describe(
       '`merge`: rows with cursor ≥ the watermark, updated by key (only changed rows are written) or inserted; needs a key as strategy `merge` does. `append`: rows with cursor > the watermark, all inserted.',
     ),
-    deletes: oneOf(['ignore', 'reconcile'])
+    deletes: oneOf(INCREMENT_DELETES)
       .default(CONFIG_DEFAULTS.incremental.deletes)
       .describe(
         "`ignore`: a row deleted from the source fails the run's whole-table check, and the next run is full. `reconcile`: every increment also unloads the source's keys and deletes the live rows whose key is gone; needs a key (`primaryKey`, allowed for it in mode `append` too, else the live table's primary key). See [what each costs](#incremental-sync).",
@@ -105,7 +107,7 @@ const table = object(
       .describe(
         "The live Aurora table, same syntax; each target once; not in the pipeline's own schemas.",
       ),
-    strategy: oneOf(['rename', 'truncate', 'merge'])
+    strategy: oneOf(SWAP_STRATEGIES)
       .default(CONFIG_DEFAULTS.table.strategy)
       .describe(
         'How the new rows replace the live ones (see [Strategies](docs/design.md#strategies)).',
@@ -153,7 +155,6 @@ const tables = z
   })
   .describe('The tables to sync, each target once.');
 
-const ON_MAX_WAIT = ['fail', 'terminate'] as const;
 const action = oneOf(ON_MAX_WAIT);
 const perClass = object(
   Object.fromEntries(BLOCKER_CLASSES.map((kind) => [kind, action.optional()])) as Record<

@@ -3,12 +3,12 @@
  * execution inputs, validated, and always emitted quoted. Nothing a user typed reaches SQL any
  * other way.
  */
+import * as z from 'zod';
 import { ConfigError } from './errors';
 
-export interface QualifiedName {
-  readonly schema: string;
-  readonly name: string;
-}
+/** A name as the run's files carry it, already validated when it was parsed from text. */
+export const qualifiedName = z.object({ schema: z.string(), name: z.string() });
+export type QualifiedName = z.infer<typeof qualifiedName>;
 
 /** PostgreSQL's NAMEDATALEN - 1: longer names are silently truncated by the server, so refuse them. */
 export const MAX_IDENTIFIER_BYTES = 63;

@@ -5,13 +5,21 @@
  * only names and counts, so its size does not grow with the files). Deleted when the run ends; a lifecycle rule expires
  * whatever a killed run left.
  */
+import * as z from 'zod';
+import { count, pathText } from '../core/config-fields';
 import { SyncError } from '../core/errors';
 import type { QualifiedName } from '../core/identifiers';
-import type { TableIncrement } from '../core/increment/mode';
+import { tableIncrement } from '../core/increment/mode';
 import { runScopedName } from '../core/swap/plan';
 import type { ObjectStore } from '../core/transfer/ports';
-import type { DataFile, TableFigures, TableTransfer } from '../core/transfer/types';
-import type { SessionStatement } from '../core/unload/statement';
+import {
+  type DataFile,
+  dataFile,
+  type TableFigures,
+  tableFigures,
+  tableTransfer,
+} from '../core/transfer/types';
+import { sessionStatement } from '../core/unload/statement';
 
 export const RUNS_PREFIX = 'runs/';
 
@@ -19,42 +27,52 @@ export function runPrefix(runId: string): string {
   return `${RUNS_PREFIX}${runId}/`;
 }
 
+// Each run file is parsed when read back; unknown keys are dropped, as in the state (state.ts).
 /** What "Prepare the run" fixed for the run: the configuration as it was, the tables chosen. */
-export interface RunSetup {
-  readonly runId: string;
-  readonly environment: string;
-  readonly startedAt: string;
-  readonly dryRun: boolean;
-  readonly maxWaitSeconds: number;
+const runSetup = z.object({
+  runId: z.string(),
+  environment: z.string(),
+  startedAt: z.string(),
+  dryRun: z.boolean(),
+  maxWaitSeconds: count,
   /** Incremental tables are taken whole (the execution input's fullRefresh). */
-  readonly fullRefresh: boolean;
-  /** runtimeConfigJson of the configuration the run started with. */
-  readonly config: unknown;
+  fullRefresh: z.boolean(),
+  /** runtimeConfigJson of the configuration the run started with (parseRuntimeConfig reads it). */
+  config: z.unknown(),
   /** Targets chosen for this run, as configured. */
-  readonly targets: readonly string[];
-}
+  targets: z.array(z.string()),
+});
+export type RunSetup = z.infer<typeof runSetup>;
+
+/**
+ * Per transfer, or null. Absent in records written before the field, by a run in progress
+ * across a deploy: read as empty, which every reader takes as null for each table.
+ */
+const perTransfer = <T extends z.ZodType>(item: T) =>
+  z.array(item.nullable()).readonly().default([]);
 
 /** What "Unload the tables from Redshift" decided, for the steps after it. */
-export interface UnloadRecord {
-  readonly submittedAt: string;
-  readonly transfers: readonly TableTransfer[];
+const unloadRecord = z.object({
+  submittedAt: z.string(),
+  transfers: z.array(tableTransfer),
   /** The calls of the unload session, in order (buildUnloadSession). */
-  readonly batches: readonly (readonly string[])[];
+  batches: z.array(z.array(z.string()).readonly()).readonly(),
   /** Per batch, the index of the statement reading the transaction's start. */
-  readonly transactionStartIndex: readonly number[];
+  transactionStartIndex: z.array(count).readonly(),
   /** Per transfer, where its figures query is. */
-  readonly figures: readonly SessionStatement[];
+  figures: z.array(sessionStatement).readonly(),
   /** Per transfer, where its oversize count is, or null (buildUnloadSession). */
-  readonly oversize: readonly (SessionStatement | null)[];
+  oversize: perTransfer(sessionStatement),
   /** Per transfer, the source columns the target does not have (not synced). */
-  readonly unsyncedColumns: readonly (readonly string[])[];
+  unsyncedColumns: z.array(z.array(z.string())),
   /** Per transfer, for a delta: where its whole-table figures query is. */
-  readonly wholeFigures: readonly (SessionStatement | null)[];
+  wholeFigures: perTransfer(sessionStatement),
   /** Per transfer: full or incremental and why, for an incremental table; null otherwise. */
-  readonly increments: readonly (TableIncrement | null)[];
+  increments: perTransfer(tableIncrement),
   /** Per transfer, for a delta that reconciles deletes: where its key UNLOAD is. */
-  readonly keyUnloads: readonly (SessionStatement | null)[];
-}
+  keyUnloads: perTransfer(sessionStatement),
+});
+export type UnloadRecord = z.output<typeof unloadRecord>;
 
 /** A run file was missing or unreadable: the run's folder was cleaned or the run is not this one. */
 export class RunFileError extends SyncError {}
@@ -70,17 +88,24 @@ export class RunFiles {
     return `${runPrefix(this.runId)}${name}`;
   }
 
-  private async read<T>(name: string): Promise<T> {
+  private async read<T>(name: string, schema: z.ZodType<T>): Promise<T> {
+    const where = `s3://${this.bucket}/${this.key(name)}`;
     let text: string;
     try {
       text = await this.objects.getText(this.bucket, this.key(name));
     } catch (error) {
       throw new RunFileError(
-        `run ${this.runId}: cannot read s3://${this.bucket}/${this.key(name)}; the run's files are gone (cleaned up, or expired). Start a new run.`,
+        `run ${this.runId}: cannot read ${where}; the run's files are gone (cleaned up, or expired). Start a new run.`,
         { cause: error },
       );
     }
-    return JSON.parse(text) as T;
+    const result = schema.safeParse(JSON.parse(text));
+    if (result.success) return result.data;
+    const issue = result.error.issues[0]!;
+    throw new RunFileError(
+      `run ${this.runId}: ${where} is not a run file this version reads (${pathText(issue.path) || 'the file'}: ${issue.message}). Start a new run.`,
+      { cause: result.error },
+    );
   }
 
   private write(name: string, value: unknown): Promise<void> {
@@ -88,31 +113,15 @@ export class RunFiles {
   }
 
   readSetup(): Promise<RunSetup> {
-    return this.read('run.json');
+    return this.read('run.json', runSetup);
   }
 
   writeSetup(setup: RunSetup): Promise<void> {
     return this.write('run.json', setup);
   }
 
-  /**
-   * A record written before oversize counts existed has no `oversize`: a run in progress across
-   * a deploy reads it as "no table has a count", which is what that version ran.
-   */
-  async readUnload(): Promise<UnloadRecord> {
-    // A run in progress across a deploy reads a record an earlier version wrote: the fields
-    // added since (oversize counts, deltas, key unloads) read as absent for every table.
-    const record = await this.read<Partial<UnloadRecord> & Pick<UnloadRecord, 'transfers'>>(
-      'unload.json',
-    );
-    const none = record.transfers.map(() => null);
-    return {
-      ...record,
-      oversize: record.oversize ?? none,
-      wholeFigures: record.wholeFigures ?? none,
-      increments: record.increments ?? none,
-      keyUnloads: record.keyUnloads ?? none,
-    } as UnloadRecord;
+  readUnload(): Promise<UnloadRecord> {
+    return this.read('unload.json', unloadRecord);
   }
 
   writeUnload(record: UnloadRecord): Promise<void> {
@@ -120,7 +129,7 @@ export class RunFiles {
   }
 
   readFigures(target: QualifiedName): Promise<TableFigures> {
-    return this.read(`figures/${runScopedName(this.runId, target)}.json`);
+    return this.read(`figures/${runScopedName(this.runId, target)}.json`, tableFigures);
   }
 
   writeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
@@ -132,7 +141,7 @@ export class RunFiles {
    * readFigures describe the delta only).
    */
   readWholeFigures(target: QualifiedName): Promise<TableFigures> {
-    return this.read(`whole-figures/${runScopedName(this.runId, target)}.json`);
+    return this.read(`whole-figures/${runScopedName(this.runId, target)}.json`, tableFigures);
   }
 
   writeWholeFigures(target: QualifiedName, figures: TableFigures): Promise<void> {
@@ -141,7 +150,7 @@ export class RunFiles {
 
   /** The data files of a table, as its manifest listed them, in import order. */
   readFiles(target: QualifiedName): Promise<DataFile[]> {
-    return this.read(`files/${runScopedName(this.runId, target)}.json`);
+    return this.read(`files/${runScopedName(this.runId, target)}.json`, z.array(dataFile));
   }
 
   writeFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {
@@ -150,7 +159,7 @@ export class RunFiles {
 
   /** The key files of a table that reconciles deletes, as their manifest listed them. */
   readKeyFiles(target: QualifiedName): Promise<DataFile[]> {
-    return this.read(`key-files/${runScopedName(this.runId, target)}.json`);
+    return this.read(`key-files/${runScopedName(this.runId, target)}.json`, z.array(dataFile));
   }
 
   writeKeyFiles(target: QualifiedName, files: readonly DataFile[]): Promise<void> {

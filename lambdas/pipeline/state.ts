@@ -1,138 +1,262 @@
 /**
- * The JSON the state machine carries between states, and the edge checks each step runs on
- * what it receives. Only small things travel in the state (256 KB limit): the run's plan,
- * column lists and figures live beside the run's files in the bucket (run-files.ts).
+ * The JSON the state machine carries between states, as zod schemas, and `parseStepInput`, the
+ * one parse each step runs on what it is handed, in Lambda and in the local run alike. Only small
+ * things travel in the state (256 KB limit); the rest lives in the run's folder (run-files.ts).
+ *
+ * Unknown keys are dropped, not refused: every state carries what earlier steps wrote, which a
+ * step need not read; and each part was written by this pipeline, maybe by the version before a
+ * deploy the run went on across, whose extra fields must not stop the run.
  */
 // A namespace import: see lambdas/core/config-fields.ts.
 import * as z from 'zod';
+import { CONFIG_LIMITS } from '../core/config-defaults';
+import { count, pathText } from '../core/config-fields';
 import { ConfigError } from '../core/errors';
-import type { BlockerClass } from '../core/locks/classes';
-import type { LockHolder, Subcluster } from '../core/locks/inspect';
-import type { TerminatedSession } from '../core/locks/terminate';
-import type { GateHistory } from '../core/swap/gate-decision';
-import { maxWaitAction, type OnMaxWait, type OnMaxWaitSetting } from '../core/swap/policy';
+import { type LockHolder, subcluster } from '../core/locks/inspect';
+import { type TerminatedSession, terminatedSession } from '../core/locks/terminate';
+import { gateHistory } from '../core/swap/gate-decision';
+import { maxWaitAction, ON_MAX_WAIT, type OnMaxWaitSetting } from '../core/swap/policy';
 
-/** `$.run`: set by "Prepare the run", read by every later step; checked by `expectRun`. */
+/** A step input that is not what the state machine hands that step: it stops before it acts. */
+export class StepInputError extends ConfigError {}
+
+const within = (limits: { readonly min: number; readonly max: number }) =>
+  z.int().min(limits.min).max(limits.max);
+
+/** `$.run`: set by "Prepare the run", read by every later step. */
 const runState = z.object({
   runId: z.string().min(1),
   environment: z.string(),
   startedAt: z.string(),
   dryRun: z.boolean(),
-  pollIntervalSeconds: z.number(),
-  maxWaitSeconds: z.number(),
+  pollIntervalSeconds: within(CONFIG_LIMITS.pollIntervalSeconds),
+  maxWaitSeconds: within(CONFIG_LIMITS.maxWaitSeconds),
   /** The targets of this run, as configured (`schema.table`). */
   targets: z.array(z.string()),
 });
-export type RunState = Readonly<z.output<typeof runState>>;
+export type RunState = Readonly<z.infer<typeof runState>>;
+
+/** `$.unload` while its calls run (one after another on one session, in one transaction). */
+const runningUnload = z.object({
+  finished: z.literal(false),
+  sessionId: z.string(),
+  /** The call running now, and how many there are. */
+  batch: count,
+  batches: count,
+  statementId: z.string(),
+  status: z.string(),
+  /** The transaction's start as the first call read it (null until it finished). */
+  transactionStartedAt: z.string().nullable(),
+});
+export type RunningUnload = z.infer<typeof runningUnload>;
 
 /**
- * `$.unload`: the unload session's progress (its calls run one after another on one session,
- * in one transaction), then the tables it unloaded.
+ * One item of "Load each table" (`$.table`): a target and how many files it has. The files
+ * themselves stay in the run's folder (RunFiles.readFiles), so the state does not grow with them.
  */
+const tableFiles = z.object({ target: z.string(), files: count });
+export type TableFilesState = z.infer<typeof tableFiles>;
+
+/** `$.unload`: the unload in progress, then the tables it unloaded. */
 export type UnloadState =
-  | {
-      readonly finished: false;
-      readonly sessionId: string;
-      /** The call running now, and how many there are. */
-      readonly batch: number;
-      readonly batches: number;
-      readonly statementId: string;
-      readonly status: string;
-      /** The transaction's start as the first call read it (null until it finished). */
-      readonly transactionStartedAt: string | null;
-    }
-  | {
-      readonly finished: true;
-      readonly sessionId: string;
-      readonly batches: number;
-      readonly statementId: string;
-      readonly status: string;
-      readonly tables: readonly TableFilesState[];
-    };
-
-/**
- * One item of "Load each table": a target and how many files it has. The files themselves
- * stay in the run's folder (RunFiles.readFiles), so the state does not grow with them.
- */
-export interface TableFilesState {
-  readonly target: string;
-  readonly files: number;
-}
+  | RunningUnload
+  | (Omit<RunningUnload, 'finished' | 'batch' | 'transactionStartedAt'> & {
+      finished: true;
+      tables: TableFilesState[];
+    });
 
 /** `$.imported`: how far "Import files into staging" got through a table's files. */
-export interface ImportedFilesState {
+const importedFiles = z.object({
   /** Index of the next file to import. */
-  readonly next: number;
-  readonly remaining: number;
+  next: count,
+  remaining: count,
   /** Rows imported so far (every call's). */
-  readonly rows: number;
-}
+  rows: count,
+});
+export type ImportedFilesState = z.infer<typeof importedFiles>;
 
 /** A table that passed the quality gate: the result of one "Load each table" iteration. */
-export interface LoadedTableState {
-  readonly target: string;
-  readonly rows: number;
-  readonly sourceRows: number;
-  readonly indexesBuilt: number;
-}
+const loadedTable = z.object({
+  target: z.string(),
+  rows: count,
+  sourceRows: count,
+  indexesBuilt: count,
+});
+export type LoadedTableState = z.infer<typeof loadedTable>;
 
 /** A session that made the swap wait, as the run summary shows it. */
-export interface BlockerState {
-  readonly pid: number | null;
-  readonly user: string | null;
-  readonly application: string | null;
-  readonly clientAddr: string | null;
-  readonly state: string;
-  readonly relation: string;
-  readonly mode: string;
-  readonly transactionSeconds: number | null;
-  readonly query: string | null;
-  readonly reason: string;
+const blockerState = z.object({
+  pid: z.int().nullable(),
+  user: z.string().nullable(),
+  application: z.string().nullable(),
+  clientAddr: z.string().nullable(),
+  state: z.string(),
+  relation: z.string(),
+  mode: z.string(),
+  transactionSeconds: z.number().nullable(),
+  query: z.string().nullable(),
+  reason: z.string(),
   /** On Aurora Limitless: the node the session runs on, and where it holds the lock. */
-  readonly subcluster?: Subcluster;
+  subcluster: subcluster.optional(),
   /** Its kind (blockerClass), the key a per-class onMaxWait uses. */
-  readonly blockerClass: BlockerClass;
+  blockerClass: terminatedSession.shape.blockerClass,
   /** What onMaxWait does with it at maxWaitSeconds, and why not `terminate` when asked (MaxWaitAction). */
-  readonly atMaxWait: OnMaxWait;
-  readonly atMaxWaitException: string | null;
-}
+  atMaxWait: z.enum(ON_MAX_WAIT),
+  atMaxWaitException: z.string().nullable(),
+});
+export type BlockerState = z.infer<typeof blockerState>;
 
 /** `$.locks`: set by "Check locks on the live tables". */
-export interface LocksState {
-  readonly decision: 'swap' | 'wait' | 'terminate';
+const locksState = z.object({
+  decision: z.enum(['swap', 'wait', 'terminate']),
   /** When the run first looked at the locks (ms since the epoch). */
-  readonly firstCheckAt: number;
-  readonly waitedSeconds: number;
-  readonly checks: number;
+  firstCheckAt: z.number(),
+  waitedSeconds: z.number(),
+  checks: count,
   /** Who blocks right now. */
-  readonly blockers: readonly BlockerState[];
+  blockers: z.array(blockerState),
   /** Every distinct session that made the run wait. */
-  readonly blockersSeen: readonly BlockerState[];
-  /** What the swap's attempts ran into so far (the lock gate's memory between states). */
-  readonly history: GateHistory;
-}
+  blockersSeen: z.array(blockerState),
+  history: gateHistory,
+});
+export type LocksState = z.infer<typeof locksState>;
 
 /**
  * One session onMaxWait had ended, for the run summary: what it was, on what, and what came of
  * it. Small, since it adds up over the rounds of ending sessions in the state.
  */
-export interface EndedSessionState {
-  readonly pid: number | null;
-  readonly gid: string | null;
-  readonly blockerClass: BlockerClass;
-  /** The targets it blocked (`schema.table`). */
-  readonly relations: readonly string[];
-  readonly outcome: TerminatedSession['outcome'];
-  readonly reason: string | null;
-}
+const endedSessionState = terminatedSession
+  .pick({ pid: true, gid: true, blockerClass: true, outcome: true, reason: true })
+  .extend({
+    /** The targets it blocked (`schema.table`). */
+    relations: z.array(z.string()),
+  });
+export type EndedSessionState = z.infer<typeof endedSessionState>;
 
 /** `$.terminated`: set by "Terminate the sessions blocking the swap". */
-export interface TerminatedState {
+const terminatedState = z.object({
   /** This round's records, in full. */
-  readonly terminated: readonly TerminatedSession[];
+  terminated: z.array(terminatedSession),
   /** Every round's, in short; absent in states written before it. */
-  readonly ended?: readonly EndedSessionState[];
-  readonly history: GateHistory;
+  ended: z.array(endedSessionState).optional(),
+  history: gateHistory,
+});
+export type TerminatedState = z.infer<typeof terminatedState>;
+
+/** Per table, rows the swap inserted, updated and deleted, where its publish counts them. */
+const publishedRows = z.object({
+  target: z.string(),
+  inserted: count,
+  updated: count,
+  deleted: count,
+});
+export type PublishedRows = z.infer<typeof publishedRows>;
+
+const replacedPartitions = z.object({ target: z.string(), partitions: z.array(z.string()) });
+export type ReplacedPartitions = z.infer<typeof replacedPartitions>;
+
+/** `$.swap`: set by "Swap staging into live". */
+const swapState = z.discriminatedUnion('swapped', [
+  z.object({
+    swapped: z.literal(true),
+    attempts: count,
+    lockWaitMs: z.number(),
+    lockHeldMs: z.number(),
+    swappedAt: z.string(),
+    published: z.array(publishedRows).optional(),
+    /** Per partitioned table, the partitions the swap replaced (the others are untouched). */
+    replaced: z.array(replacedPartitions).optional(),
+  }),
+  z.object({
+    swapped: z.literal(false),
+    attempts: count,
+    reason: z.string(),
+    history: gateHistory,
+  }),
+]);
+export type SwapState = z.infer<typeof swapState>;
+
+/** Step Functions' catch output at `$.error`. */
+const caughtError = z.object({ Error: z.string(), Cause: z.string().optional() });
+export type CaughtError = z.infer<typeof caughtError>;
+
+/** What each part of the state is, and which state writes it, for the message when it is not. */
+const PARTS: Readonly<Record<string, readonly [what: string, from: string]>> = {
+  run: ['a run this pipeline started', 'Prepare the run'],
+  unload: ['an unload in progress', 'Unload the tables from Redshift'],
+  table: ['a table of the run and its number of files', 'Check whether the unload finished'],
+  imported: ["an import's progress", 'Import files into staging'],
+  loaded: ['the tables loaded', 'Load each table'],
+  locks: ['a lock check', 'Check locks on the live tables'],
+  terminated: ['a round of ending blockers', 'Terminate the sessions blocking the swap'],
+  swap: ['a swap attempt', 'Swap staging into live'],
+  context: ["the execution's context", 'Load the configuration'],
+};
+
+/** The gate's history as the steps after the first lock check have it. */
+const gateParts = {
+  locks: locksState.optional(),
+  terminated: terminatedState.optional(),
+  swap: swapState.optional(),
+};
+
+/** What each step reads of the state it is handed; see the top of this file for unknown keys. */
+export const STEP_INPUTS = {
+  prepare: z.object({
+    // Each parsed by its own reader, whose messages name the configuration or the execution input.
+    config: z.unknown(),
+    request: z.unknown(),
+    context: z.object({ executionName: z.string(), executionArn: z.string() }),
+  }),
+  run: z.object({ run: runState }),
+  checkUnload: z.object({ run: runState, unload: runningUnload }),
+  table: z.object({
+    run: runState,
+    table: tableFiles,
+    imported: importedFiles.default({ next: 0, remaining: 0, rows: 0 }),
+  }),
+  gate: z.object({ run: runState, ...gateParts }),
+  finish: z.object({ run: runState, loaded: z.array(loadedTable).optional(), ...gateParts }),
+  /**
+   * fail-run reads what it can: a part that does not parse is left out rather than stopping the
+   * clean-up and the notice (it may be why the run failed). A finished unload has nothing to stop.
+   */
+  fail: z.object({
+    run: runState.optional().catch(undefined),
+    error: caughtError.optional().catch(undefined),
+    unload: runningUnload.nullable().catch(null),
+    loaded: z.array(loadedTable).optional().catch(undefined),
+    locks: locksState.optional().catch(undefined),
+    terminated: terminatedState.optional().catch(undefined),
+    swap: swapState.optional().catch(undefined),
+  }),
+};
+
+export type StepInput<Step extends keyof typeof STEP_INPUTS> = z.output<(typeof STEP_INPUTS)[Step]>;
+
+/**
+ * The state a step was handed, parsed by its schema: a step handed anything else stops before
+ * it acts, with a StepInputError naming the first bad field, what is wrong with it and which
+ * state writes it.
+ */
+export function parseStepInput<S extends z.ZodType>(schema: S, state: unknown): z.output<S> {
+  const result = schema.safeParse(state);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const [part] = issue.path;
+  if (part === undefined) {
+    throw new StepInputError(
+      `the step input must be a JSON object, not ${JSON.stringify(state)}.`,
+      {
+        cause: result.error,
+      },
+    );
+  }
+  const [what, from] = PARTS[String(part)] ?? ['what this step reads', 'its state'];
+  throw new StepInputError(
+    `$.${String(part)} is not ${what} (${pathText(['$', ...issue.path])}: ${issue.message}): the step input must come from "${from}".`,
+    { cause: result.error },
+  );
 }
 
 export function endedSession(record: TerminatedSession): EndedSessionState {
@@ -144,44 +268,6 @@ export function endedSession(record: TerminatedSession): EndedSessionState {
     outcome: record.outcome,
     reason: record.reason,
   };
-}
-
-/** `$.swap` */
-export type SwapState =
-  | {
-      readonly swapped: true;
-      readonly attempts: number;
-      readonly lockWaitMs: number;
-      readonly lockHeldMs: number;
-      readonly swappedAt: string;
-      /** Per table, rows the swap inserted, updated and deleted, where its publish counts them. */
-      readonly published?: readonly PublishedRows[];
-      /** Per partitioned table, the partitions the swap replaced (the others are untouched). */
-      readonly replaced?: readonly ReplacedPartitions[];
-    }
-  | {
-      readonly swapped: false;
-      readonly attempts: number;
-      readonly reason: string;
-      readonly history: GateHistory;
-    };
-
-export interface PublishedRows {
-  readonly target: string;
-  readonly inserted: number;
-  readonly updated: number;
-  readonly deleted: number;
-}
-
-export interface ReplacedPartitions {
-  readonly target: string;
-  readonly partitions: readonly string[];
-}
-
-/** Step Functions' catch output at `$.error`. */
-export interface CaughtError {
-  readonly Error: string;
-  readonly Cause?: string;
 }
 
 export function describeBlocker(
@@ -210,31 +296,11 @@ export function describeBlocker(
 
 /**
  * A blocker as one line for people: its sentence and what onMaxWait does with it, e.g. `...;
- * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action.
+ * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action
+ * (`npm run trigger -- --follow` reads them from an execution's history, unparsed).
  */
 export function blockerLine(blocker: BlockerState): string {
   if (!blocker.atMaxWait) return blocker.reason;
   const exception = blocker.atMaxWaitException ? ` (${blocker.atMaxWaitException})` : '';
   return `${blocker.reason}; at maxWaitSeconds: ${blocker.atMaxWait}${exception}`;
-}
-
-/** The state a step was handed, checked for the fields it reads. */
-export function expectObject(value: unknown, what: string): Record<string, unknown> {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ConfigError(`${what} must be a JSON object, not ${JSON.stringify(value)}.`);
-  }
-  return value as Record<string, unknown>;
-}
-
-/** `$.run` of a step's input, every field checked: a step handed anything else stops before it acts. */
-export function expectRun(state: unknown): RunState {
-  const result = runState.safeParse(expectObject(state, 'the step input').run);
-  if (!result.success) {
-    const issue = result.error.issues[0]!;
-    const path = ['$.run', ...issue.path.map(String)].join('.');
-    throw new ConfigError(
-      `$.run is not a run this pipeline started (${path}: ${issue.message}): the step input must come from "Prepare the run".`,
-    );
-  }
-  return result.data;
 }

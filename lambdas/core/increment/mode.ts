@@ -3,18 +3,19 @@
  * which cursor columns can carry a watermark. Pure, but for reading and marking the watermarks
  * in Aurora (`redshift_sync.watermarks`, written by the swap: ../schema/watermarks.ts).
  */
+import * as z from 'zod';
 import { ConfigError } from '../errors';
 import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
-import type {
-  ColumnTransfer,
-  DeltaFilter,
-  FigureKind,
-  IncrementMode,
-  SourceColumn,
-  SyncTable,
-  TableFigures,
+import {
+  type ColumnTransfer,
+  type DeltaFilter,
+  type FigureKind,
+  INCREMENT_MODES,
+  type SourceColumn,
+  type SyncTable,
+  type TableFigures,
 } from '../transfer/types';
 
 /** The figure kinds whose max is the exact text of a value, and so can be a watermark. */
@@ -25,19 +26,20 @@ const SUITABLE =
   'integer types (smallint, integer, bigint), numeric/decimal, date, timestamp and timestamptz';
 
 /** What a run does with an incremental table, recorded in the unload record. */
-export interface TableIncrement {
-  readonly cursor: string;
-  readonly cursorKind: CursorKind;
+export const tableIncrement = z.object({
+  cursor: z.string(),
+  cursorKind: z.enum(CURSOR_KINDS),
   /** How the delta is applied, as configured. */
-  readonly apply: IncrementMode;
-  readonly mode: 'full' | 'incremental';
+  apply: z.enum(INCREMENT_MODES),
+  mode: z.enum(['full', 'incremental']),
   /** Why the run takes the table whole; null for an incremental run. */
-  readonly fullReason: string | null;
+  fullReason: z.string().nullable(),
   /** The watermark the run started from (null: none). */
-  readonly watermarkBefore: string | null;
+  watermarkBefore: z.string().nullable(),
   /** The source type the watermark's literal is cast to in Redshift. */
-  readonly castType: string;
-}
+  castType: z.string(),
+});
+export type TableIncrement = z.infer<typeof tableIncrement>;
 
 /** A row of redshift_sync.watermarks. */
 export interface StoredWatermark {

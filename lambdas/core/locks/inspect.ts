@@ -4,6 +4,7 @@
  * and runs over the RDS Data API (one statement, scalar parameters) as it does over pg. On an
  * Aurora Limitless cluster the same question is asked of its cluster-wide views (limitless.ts).
  */
+import * as z from 'zod';
 import type { QualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
 import type { LockMode } from '../swap/types';
@@ -109,14 +110,15 @@ export interface LockHolder {
 }
 
 /** A node of an Aurora Limitless cluster, as rds_aurora.limitless_stat_activity names it. */
-export interface Subcluster {
+export const subcluster = z.object({
   /** subcluster_id of the session's process (its distributed session's coordinator). */
-  readonly id: string;
+  id: z.string(),
   /** `router` or `shard`; null when the process has just ended. */
-  readonly type: string | null;
+  type: z.string().nullable(),
   /** Every subcluster where the session holds (or waits for) this lock, ids in order. */
-  readonly lockedOn: readonly string[];
-}
+  lockedOn: z.array(z.string()).readonly(),
+});
+export type Subcluster = z.infer<typeof subcluster>;
 
 /**
  * `:targets` is a JSON array of

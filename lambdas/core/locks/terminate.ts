@@ -4,43 +4,45 @@
  * session whose transaction has moved on, or a pid the server has since given to someone
  * else, is never killed.
  */
+import * as z from 'zod';
 import { DatabaseError } from '../errors';
-import { displayQualified, type QualifiedName } from '../identifiers';
+import { displayQualified, type QualifiedName, qualifiedName } from '../identifiers';
 import type { SqlClient } from '../sql-client';
-import { type BlockerClass, blockerClass } from './classes';
-import type { Subcluster } from './inspect';
+import { BLOCKER_CLASSES, blockerClass } from './classes';
+import { subcluster } from './inspect';
 import { WRAPAROUND_AUTOVACUUM } from './targets-sql';
 import { type Blocker, sqlLiteral } from './verdict';
 
-/** What happened to one blocking session: for the run's log. */
-export interface TerminatedSession {
+/** What happened to one blocking session: for the run's log, and the state ($.terminated). */
+export const terminatedSession = z.object({
   /** Null for a prepared transaction. */
-  readonly pid: number | null;
+  pid: z.int().nullable(),
   /** The prepared transaction's gid; null otherwise. */
-  readonly gid: string | null;
-  readonly user: string | null;
-  readonly applicationName: string | null;
-  readonly clientAddr: string | null;
+  gid: z.string().nullable(),
+  user: z.string().nullable(),
+  applicationName: z.string().nullable(),
+  clientAddr: z.string().nullable(),
   /** What kind of blocker it was (blockerClass), as onMaxWait's per-class policy names it. */
-  readonly blockerClass: BlockerClass;
+  blockerClass: z.enum(BLOCKER_CLASSES),
   /** The target relations it held or waited for locks on. */
-  readonly relations: readonly QualifiedName[];
-  readonly transactionAgeSeconds: number | null;
-  readonly query: string | null;
-  readonly terminated: boolean;
+  relations: z.array(qualifiedName).readonly(),
+  transactionAgeSeconds: z.number().nullable(),
+  query: z.string().nullable(),
+  terminated: z.boolean(),
   /**
    * `terminated`: we ended it. `ended`: it no longer blocks without us, because the session
    * ended, its transaction moved on, or it gave the lock back between the check and now; the
    * swap may go ahead as if it had been terminated. `refused`: it still blocks (see reason).
    */
-  readonly outcome: 'terminated' | 'ended' | 'refused';
+  outcome: z.enum(['terminated', 'ended', 'refused']),
   /** Why it was not terminated; null when it was. */
-  readonly reason: string | null;
+  reason: z.string().nullable(),
   /** What a person can do instead, when it was not terminated and something can be done. */
-  readonly advice: string | null;
+  advice: z.string().nullable(),
   /** On Aurora Limitless, the node the session runs on (as LockHolder.subcluster). */
-  readonly subcluster?: Subcluster;
-}
+  subcluster: subcluster.optional(),
+});
+export type TerminatedSession = z.infer<typeof terminatedSession>;
 
 export interface TerminateOptions {
   /** Sessions whose transaction is younger than this are left alone. */

@@ -4,6 +4,8 @@
  * state machine's steps, `swapWhenSafe` (local run, tests, benchmark) and the rollback command
  * all drive this same function, each with its own loop around it.
  */
+import * as z from 'zod';
+import { count } from '../config-fields';
 import type { LockHolder } from '../locks/inspect';
 import { type Blocker, blockerReason, type LockVerdict } from '../locks/verdict';
 import {
@@ -44,26 +46,27 @@ export interface GatePolicy extends WaitPolicy {
   readonly deadlockTimeoutMs: number;
 }
 
-/** A session that held a conflicting lock right after busy attempts, and after how many. */
-export interface SessionCollisions {
-  readonly session: string;
-  readonly count: number;
-}
-
 /** What earlier attempts ran into. Small and JSON, so the state machine can carry it. */
-export interface GateHistory {
-  readonly busyAttempts: number;
+export const gateHistory = z.object({
+  busyAttempts: count,
   /** Seconds since the first check, at the last busy attempt. */
-  readonly lastBusyAtSeconds: number | null;
+  lastBusyAtSeconds: z.number().nullable(),
   /** The pause after the last busy attempt (backoff with jitter, drawn when it was recorded). */
-  readonly retryAfterMs: number;
-  /** Most collisions first, at most REMEMBERED_SESSIONS. */
-  readonly collisions: readonly SessionCollisions[];
+  retryAfterMs: z.number().min(0),
+  /**
+   * Sessions that held a conflicting lock right after busy attempts, and after how many: most
+   * collisions first, at most REMEMBERED_SESSIONS.
+   */
+  collisions: z
+    .array(z.object({ session: z.string(), count: z.int().min(1) }))
+    .max(REMEMBERED_SESSIONS)
+    .readonly(),
   /** Seconds since the first check, when the blocking sessions were last ended (onMaxWait terminate). */
-  readonly blockersEndedAtSeconds: number | null;
+  blockersEndedAtSeconds: z.number().nullable(),
   /** How many times the blocking sessions were ended; absent in histories written before it. */
-  readonly terminationRounds?: number;
-}
+  terminationRounds: count.optional(),
+});
+export type GateHistory = z.infer<typeof gateHistory>;
 
 export const NO_HISTORY: GateHistory = {
   busyAttempts: 0,

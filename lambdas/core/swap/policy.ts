@@ -8,7 +8,9 @@ import { type BlockerClass, blockerClass, canTerminate } from '../locks/classes'
 import type { LockHolder } from '../locks/inspect';
 import { type Blocker, DEFAULT_GRACE_SECONDS } from '../locks/verdict';
 
-export type OnMaxWait = 'fail' | 'terminate';
+/** What onMaxWait may do with a blocker: the configuration and the state machine's state parse it by this list. */
+export const ON_MAX_WAIT = ['fail', 'terminate'] as const;
+export type OnMaxWait = (typeof ON_MAX_WAIT)[number];
 
 /**
  * `onMaxWait` as configured: one action for every class that can be terminated, or one per

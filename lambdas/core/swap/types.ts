@@ -9,9 +9,8 @@ import type { QualifiedName } from '../identifiers';
  * - `merge`: upsert changed rows and delete vanished ones by primary key. ROW EXCLUSIVE only,
  *   so readers are never blocked.
  */
-export type SwapStrategy = 'rename' | 'truncate' | 'merge';
-
-export const SWAP_STRATEGIES: readonly SwapStrategy[] = ['rename', 'truncate', 'merge'];
+export const SWAP_STRATEGIES = ['rename', 'truncate', 'merge'] as const;
+export type SwapStrategy = (typeof SWAP_STRATEGIES)[number];
 
 /** The lock modes as pg_locks.mode spells them, weakest first. */
 export type LockMode =

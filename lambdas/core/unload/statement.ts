@@ -4,6 +4,8 @@
  * escapes, no header, no compression, a VERBOSE manifest. PostgreSQL reads it with COPY
  * `(FORMAT text, DELIMITER '|', NULL '\N', ENCODING 'UTF8')`.
  */
+import * as z from 'zod';
+import { count } from '../config-fields';
 import { ConfigError } from '../errors';
 import {
   displayQualified,
@@ -293,10 +295,8 @@ export function buildUnloadBatch(
 export const TRANSACTION_START_SQL = 'SELECT SYSDATE AS transaction_started';
 
 /** A statement of an unload session: which call (0-based) and its index in that call. */
-export interface SessionStatement {
-  readonly batch: number;
-  readonly index: number;
-}
+export const sessionStatement = z.object({ batch: count, index: count });
+export type SessionStatement = z.infer<typeof sessionStatement>;
 
 export interface UnloadSessionPlan {
   /**

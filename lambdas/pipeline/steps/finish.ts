@@ -15,16 +15,7 @@ import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
 import { releaseRunLease } from '../run-lease';
 import { recordRun } from '../run-records';
-import {
-  type CaughtError,
-  expectObject,
-  expectRun,
-  type LoadedTableState,
-  type LocksState,
-  type RunState,
-  type SwapState,
-  type TerminatedState,
-} from '../state';
+import { type CaughtError, parseStepInput, STEP_INPUTS, type StepInput } from '../state';
 import {
   blockersFor,
   endedFor,
@@ -32,16 +23,10 @@ import {
   type TableOutcome,
   type TableSummary,
 } from '../summary';
-import { runningUnloadIn, stopRunStatements } from './unload-stop';
+import { stopRunStatements } from './unload-stop';
 
-interface EndState {
-  readonly run?: RunState;
-  readonly loaded?: readonly LoadedTableState[];
-  readonly locks?: LocksState;
-  readonly swap?: SwapState;
-  readonly terminated?: TerminatedState;
-  readonly error?: CaughtError;
-}
+/** What the run's last step knows of how it went. */
+type EndState = Pick<StepInput<'finish'>, 'loaded' | 'locks' | 'swap' | 'terminated'>;
 
 async function tableSummaries(
   context: RunContext,
@@ -56,7 +41,7 @@ async function tableSummaries(
     const target = displayQualified(table.target);
     const loaded = end.loaded?.find((item) => item.target === target);
     const published = swapped?.published?.find((item) => item.target === target);
-    const increment = record?.increments?.[index] ?? null;
+    const increment = record?.increments[index] ?? null;
     summaries.push({
       target,
       source: displayQualified(table.source),
@@ -134,8 +119,8 @@ async function recordTables(
 }
 
 export async function finishRun(state: unknown, deps: PipelineDeps): Promise<RunSummary> {
-  const end = expectObject(state, 'the step input') as EndState;
-  const context = await loadRun(deps, expectRun(state));
+  const end = parseStepInput(STEP_INPUTS.finish, state);
+  const context = await loadRun(deps, end.run);
   const record = await context.files.readUnload();
   const tables = await tableSummaries(context, record, end, 'swapped');
   await recordTables(deps, context, record, tables, null);
@@ -199,7 +184,7 @@ export async function failRun(
   state: unknown,
   deps: PipelineDeps,
 ): Promise<{ error: string; cause: string; summary: RunSummary }> {
-  const end = expectObject(state, 'the step input') as EndState;
+  const end = parseStepInput(STEP_INPUTS.fail, state);
   const error = caughtError(end.error);
   let summary: RunSummary = {
     status: 'FAILED',
@@ -228,11 +213,7 @@ export async function failRun(
     // submitted a call the state does not know of (stopRunStatements).
     if (!run.dryRun) {
       await attempt('cancel the unload still running in Redshift', async () => {
-        const stopped = await stopRunStatements(
-          deps,
-          run.runId,
-          runningUnloadIn(end as Record<string, unknown>),
-        );
+        const stopped = await stopRunStatements(deps, run.runId, end.unload);
         if (stopped.cancelled.length > 0 || stopped.rolledBack.length > 0) {
           deps.log.info("the run's Redshift statements were stopped", { ...stopped });
         }

@@ -4,7 +4,6 @@
  * step as they need, then hold staging to the source's figures and build the live table's
  * indexes on it.
  */
-import { ConfigError } from '../../core/errors';
 import { displayQualified, type QualifiedName } from '../../core/identifiers';
 import { importFile } from '../../core/load/import';
 import { analyzeKeyTable, createKeyTable } from '../../core/load/key-table';
@@ -13,7 +12,12 @@ import { createStagingTable } from '../../core/load/staging';
 import type { DataFile } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
 import { loadRun, transferFor } from '../run-context';
-import { expectObject, expectRun, type ImportedFilesState, type LoadedTableState } from '../state';
+import {
+  type ImportedFilesState,
+  type LoadedTableState,
+  parseStepInput,
+  STEP_INPUTS,
+} from '../state';
 
 /**
  * How long "Check the staging table against Redshift" may spend: its Lambda times out at 15
@@ -30,32 +34,10 @@ export const IMPORT_BUDGET_MS = 200_000;
 /** Files imported at once by one "Import files into staging" (one Data API call each). */
 export const FILE_CONCURRENCY = 8;
 
-function tableItem(state: unknown): { target: string; files: number } {
-  const table = expectObject(expectObject(state, 'the step input').table, '$.table');
-  if (typeof table.target !== 'string' || !Number.isInteger(table.files)) {
-    throw new ConfigError(
-      `$.table must name a target and its number of files, not ${JSON.stringify(table).slice(0, 200)}; it comes from "Check whether the unload finished".`,
-    );
-  }
-  return { target: table.target, files: table.files as number };
-}
-
-/** `$.imported` of the previous call, or the start. */
-function importedSoFar(state: unknown): ImportedFilesState {
-  const imported = expectObject(state, 'the step input').imported;
-  if (imported === undefined) return { next: 0, remaining: Number.NaN, rows: 0 };
-  const value = expectObject(imported, '$.imported');
-  if (!Number.isInteger(value.next) || !Number.isInteger(value.rows)) {
-    throw new ConfigError(
-      `$.imported must hold next and rows, not ${JSON.stringify(value).slice(0, 200)}; it comes from "Import files into staging".`,
-    );
-  }
-  return value as unknown as ImportedFilesState;
-}
-
 export async function createStaging(state: unknown, deps: PipelineDeps): Promise<void> {
-  const context = await loadRun(deps, expectRun(state));
-  const transfer = transferFor(await context.files.readUnload(), tableItem(state).target);
+  const { run, table } = parseStepInput(STEP_INPUTS.table, state);
+  const context = await loadRun(deps, run);
+  const transfer = transferFor(await context.files.readUnload(), table.target);
   await createStagingTable(deps.aurora, transfer);
   await createKeyTable(deps.aurora, transfer);
   deps.log.info('staging table created', {
@@ -72,8 +54,9 @@ export async function createStaging(state: unknown, deps: PipelineDeps): Promise
  * run's folder, so neither the state nor the execution's history grows with the files.
  */
 export async function importFiles(state: unknown, deps: PipelineDeps): Promise<ImportedFilesState> {
-  const context = await loadRun(deps, expectRun(state));
-  const { target } = tableItem(state);
+  const { run, table, imported } = parseStepInput(STEP_INPUTS.table, state);
+  const context = await loadRun(deps, run);
+  const { target } = table;
   const transfer = transferFor(await context.files.readUnload(), target);
   // The data files into staging, then a reconcile's key files into its key table.
   const columns = transfer.columns.map((column) => column.name);
@@ -87,7 +70,7 @@ export async function importFiles(state: unknown, deps: PipelineDeps): Promise<I
     }
   }
   const started = deps.now();
-  let { next, rows } = importedSoFar(state);
+  let { next, rows } = imported;
   const importOne = async (item: (typeof files)[number]): Promise<void> => {
     const imported = await importFile(deps.aurora, { ...item, region: deps.settings.region });
     // `rows` counts the table's rows; keys are counted apart.
@@ -118,8 +101,9 @@ export async function importFiles(state: unknown, deps: PipelineDeps): Promise<I
 }
 
 export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<LoadedTableState> {
-  const context = await loadRun(deps, expectRun(state));
-  const { target } = tableItem(state);
+  const { run, table } = parseStepInput(STEP_INPUTS.table, state);
+  const context = await loadRun(deps, run);
+  const { target } = table;
   const transfer = transferFor(await context.files.readUnload(), target);
   const source = await context.files.readFigures(transfer.table.target);
   const checked = await checkAndPrepareStaging(deps.aurora, transfer, source, {

@@ -8,7 +8,7 @@
  */
 import { inspectLocks, type LockTarget } from '../../core/locks/inspect';
 import { detectLockViews } from '../../core/locks/limitless';
-import { type TerminatedSession, terminateBlockingSessions } from '../../core/locks/terminate';
+import { terminateBlockingSessions } from '../../core/locks/terminate';
 import { lockVerdict } from '../../core/locks/verdict';
 import {
   deadlockTimeoutMs,
@@ -39,9 +39,10 @@ import {
   blockerLine,
   describeBlocker,
   endedSession,
-  expectObject,
-  expectRun,
   type LocksState,
+  parseStepInput,
+  STEP_INPUTS,
+  type StepInput,
   type SwapState,
   type TerminatedState,
 } from '../state';
@@ -57,21 +58,17 @@ export const SWAP_FOLLOW_BUDGET_MS = 13 * 60_000;
 /** Quick attempts one swap step makes before going back to waiting. */
 export const SWAP_ATTEMPTS_PER_STEP = 3;
 
-function stateField<T>(state: unknown, field: string): T | null {
-  const value = expectObject(state, 'the step input')[field];
-  return value && typeof value === 'object' ? (value as T) : null;
-}
+type GateInput = StepInput<'gate'>;
 
 /**
  * The gate's newest history: each step that changes it writes it to its own result path
  * ($.locks, $.swap, $.terminated), and a history only grows, so the newest is the furthest on.
  */
-function latestHistory(state: unknown): GateHistory {
-  const candidates = [
-    stateField<LocksState>(state, 'locks')?.history,
-    stateField<{ history?: GateHistory }>(state, 'swap')?.history,
-    stateField<TerminatedState>(state, 'terminated')?.history,
-  ].filter((history): history is GateHistory => Boolean(history));
+function latestHistory(state: GateInput): GateHistory {
+  const swap = state.swap?.swapped === false ? state.swap : undefined;
+  const candidates = [state.locks?.history, swap?.history, state.terminated?.history].filter(
+    (history): history is GateHistory => Boolean(history),
+  );
   return candidates.reduce(
     (newest, history) =>
       history.busyAttempts > newest.busyAttempts ||
@@ -86,10 +83,6 @@ function latestHistory(state: unknown): GateHistory {
 /** Histories written before rounds were counted record one termination at most. */
 function terminationRounds(history: GateHistory): number {
   return history.terminationRounds ?? (history.blockersEndedAtSeconds === null ? 0 : 1);
-}
-
-function terminatedBefore(state: unknown): readonly TerminatedSession[] {
-  return stateField<TerminatedState>(state, 'terminated')?.terminated ?? [];
 }
 
 /** One step's view of the gate: the run's plan, its policy and a way to look at the locks. */
@@ -120,13 +113,13 @@ async function openGate(
 }
 
 function giveUp(
-  state: unknown,
+  state: GateInput,
   decision: Extract<GateAction, { action: 'give up' }>,
   waitedSeconds: number,
 ): LockWaitTimeoutError {
   return new LockWaitTimeoutError(waitedSeconds, decision.blockers, [
     ...decision.notes,
-    ...survivorNotes(terminatedBefore(state), decision.blockers),
+    ...survivorNotes(state.terminated?.terminated ?? [], decision.blockers),
   ]);
 }
 
@@ -148,9 +141,10 @@ function mergeSeen(
   return merged;
 }
 
-export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<LocksState> {
-  const context = await loadRun(deps, expectRun(state));
-  const previous = stateField<LocksState>(state, 'locks');
+export async function checkLocks(input: unknown, deps: PipelineDeps): Promise<LocksState> {
+  const state = parseStepInput(STEP_INPUTS.gate, input);
+  const context = await loadRun(deps, state.run);
+  const previous = state.locks;
   const stepStarted = deps.now();
   const record = await context.files.readUnload();
   if (!previous) {
@@ -212,11 +206,12 @@ export async function checkLocks(state: unknown, deps: PipelineDeps): Promise<Lo
 }
 
 export async function terminateBlockers(
-  state: unknown,
+  input: unknown,
   deps: PipelineDeps,
 ): Promise<TerminatedState> {
-  const context = await loadRun(deps, expectRun(state));
-  const firstCheckAt = stateField<LocksState>(state, 'locks')?.firstCheckAt ?? deps.now();
+  const state = parseStepInput(STEP_INPUTS.gate, input);
+  const context = await loadRun(deps, state.run);
+  const firstCheckAt = state.locks?.firstCheckAt ?? deps.now();
   const history = latestHistory(state);
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
   const gate = await openGate(deps, context, plan, firstCheckAt);
@@ -224,7 +219,7 @@ export async function terminateBlockers(
   const decision = gateDecision(observation, gate.policy, history);
   if (decision.action === 'give up') throw giveUp(state, decision, observation.waitedSeconds);
   // Nobody to end any more (they finished since the check): the swap step decides afresh.
-  const endedBefore = stateField<TerminatedState>(state, 'terminated')?.ended ?? [];
+  const endedBefore = state.terminated?.ended ?? [];
   if (decision.action !== 'end blockers') return { terminated: [], ended: endedBefore, history };
   // The decision already judged them; grace 0 lets terminateBlockingSessions end the young holders
   // that kept colliding with our attempts.
@@ -256,9 +251,10 @@ export async function terminateBlockers(
   };
 }
 
-export async function swapTables(state: unknown, deps: PipelineDeps): Promise<SwapState> {
-  const context = await loadRun(deps, expectRun(state));
-  const firstCheckAt = stateField<LocksState>(state, 'locks')?.firstCheckAt ?? deps.now();
+export async function swapTables(input: unknown, deps: PipelineDeps): Promise<SwapState> {
+  const state = parseStepInput(STEP_INPUTS.gate, input);
+  const context = await loadRun(deps, state.run);
+  const firstCheckAt = state.locks?.firstCheckAt ?? deps.now();
   let history = latestHistory(state);
   const plan = await runSwapPlan(deps, context, await context.files.readUnload());
   const gate = await openGate(deps, context, plan, firstCheckAt);

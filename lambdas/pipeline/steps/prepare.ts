@@ -23,7 +23,7 @@ import { parseRunRequest } from '../request';
 import { loadRun } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
 import { releaseRunLease, takeRunLease } from '../run-lease';
-import { describeBlocker, expectObject, expectRun, type RunState } from '../state';
+import { describeBlocker, parseStepInput, type RunState, STEP_INPUTS } from '../state';
 import type { RunSummary } from '../summary';
 
 /**
@@ -42,19 +42,18 @@ export async function prepareRun(
   const {
     config: rawConfig,
     request: rawRequest,
-    context: rawContext,
-  } = expectObject(input, 'the input of "Prepare the run"');
-  const context = expectObject(rawContext, '$.context');
+    context,
+  } = parseStepInput(STEP_INPUTS.prepare, input);
   const config = parseRuntimeConfig(rawConfig, 'the configuration in the state machine');
   const request = parseRunRequest(rawRequest);
   const tables = selectTables(config, request.tables, 'the execution input');
-  const runId = validateRunId(String(context.executionName));
+  const runId = validateRunId(context.executionName);
   const environment = deps.settings.environment;
   // The lease lives in the pipeline's schema, so the schema comes first, for dry runs too.
   await installPipelineSchema(deps);
   const lease = await takeRunLease(
     deps.aurora,
-    { environment, runId, executionArn: String(context.executionArn) },
+    { environment, runId, executionArn: context.executionArn },
     (executionArn) => deps.runs.executionStatus(executionArn),
   );
   if (!lease.taken) {
@@ -159,7 +158,7 @@ export interface DryRunSummary {
 
 /** Describes what the run would do; nothing is unloaded, created or swapped. */
 export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRunSummary> {
-  const context = await loadRun(deps, expectRun(state));
+  const context = await loadRun(deps, parseStepInput(STEP_INPUTS.run, state).run);
   const existing = await deps.aurora.query<{ schema: string; name: string }>(
     `SELECT n.nspname::text AS schema, c.relname::text AS name
        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace

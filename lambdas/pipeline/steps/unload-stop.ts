@@ -11,9 +11,8 @@
  */
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
+import type { RunningUnload } from '../state';
 import {
-  isRunningUnload,
-  type RunningUnload,
   rollbackName,
   runStatementPrefix,
   SESSION_KEEP_ALIVE_SECONDS,
@@ -27,16 +26,6 @@ import {
  */
 export const CANCEL_WAIT_MS = 15_000;
 const CANCEL_POLL_MS = 500;
-
-/**
- * The unload still in progress in a failed run's state (`$.unload` with `finished: false`), if
- * there is one: the Catch that leads to fail-run keeps the state the failed step was given.
- */
-export function runningUnloadIn(state: Record<string, unknown>): RunningUnload | null {
-  const unload = state.unload;
-  if (typeof unload !== 'object' || unload === null) return null;
-  return isRunningUnload(unload as Record<string, unknown>) ? (unload as RunningUnload) : null;
-}
 
 interface Target {
   readonly statementId: string;

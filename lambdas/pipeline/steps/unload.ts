@@ -5,7 +5,7 @@
  * transaction spans calls on one Redshift Data API session (buildUnloadSession; README, "One
  * snapshot").
  */
-import { ConfigError, SyncError } from '../../core/errors';
+import { SyncError } from '../../core/errors';
 import { displayQualified } from '../../core/identifiers';
 import { deltaFilter } from '../../core/increment/mode';
 import { targetColumns } from '../../core/load/target';
@@ -30,7 +30,7 @@ import { type DiscoveredTable, decideIncrements } from '../increments';
 import { collectKeys, keyTransfer } from '../reconcile';
 import { loadRun, type RunContext } from '../run-context';
 import type { UnloadRecord } from '../run-files';
-import { expectObject, expectRun, type UnloadState } from '../state';
+import { parseStepInput, type RunningUnload, STEP_INPUTS, type UnloadState } from '../state';
 
 /** Redshift refused or aborted the unload; Aurora was not touched. */
 export class UnloadFailedError extends SyncError {}
@@ -62,7 +62,7 @@ const PAUSE_GROWTH = 1.5;
 const MAX_PAUSE_MS = 10_000;
 
 export async function startUnload(state: unknown, deps: PipelineDeps): Promise<UnloadState> {
-  const context = await loadRun(deps, expectRun(state));
+  const context = await loadRun(deps, parseStepInput(STEP_INPUTS.run, state).run);
   const { runId } = context.run;
   // Discover every source table's columns at once: one submitted query per table, then poll.
   const submitted = await Promise.all(
@@ -188,28 +188,6 @@ export function rollbackName(runId: string): string {
   return `${runStatementPrefix(runId)}rollback`.slice(0, 500);
 }
 
-export type RunningUnload = Extract<UnloadState, { finished: false }>;
-
-export function isRunningUnload(unload: Record<string, unknown>): unload is RunningUnload {
-  return (
-    unload.finished === false &&
-    typeof unload.sessionId === 'string' &&
-    typeof unload.statementId === 'string' &&
-    Number.isInteger(unload.batch) &&
-    Number.isInteger(unload.batches)
-  );
-}
-
-function expectRunningUnload(state: unknown): RunningUnload {
-  const unload = expectObject(expectObject(state, 'the step input').unload, '$.unload');
-  if (!isRunningUnload(unload)) {
-    throw new ConfigError(
-      `$.unload is not an unload in progress (${JSON.stringify(unload).slice(0, 200)}); it must come from "Unload the tables from Redshift".`,
-    );
-  }
-  return unload;
-}
-
 /**
  * "Check whether the unload finished": follows the unload session for up to
  * UNLOAD_CHECK_BUDGET_MS inside the function (DescribeStatement with backoff), so a long unload
@@ -220,8 +198,9 @@ function expectRunningUnload(state: unknown): RunningUnload {
  * each table's name and number of files.
  */
 export async function checkUnload(state: unknown, deps: PipelineDeps): Promise<UnloadState> {
-  const run = expectRun(state);
-  let unload = expectRunningUnload(state);
+  const input = parseStepInput(STEP_INPUTS.checkUnload, state);
+  const { run } = input;
+  let unload = input.unload;
   const started = deps.now();
   let pause = FIRST_PAUSE_MS;
   let context: RunContext | undefined;
