@@ -12,6 +12,7 @@ import * as z from 'zod';
 import { CONFIG_LIMITS } from '../core/config-defaults';
 import { count, pathText } from '../core/config-fields';
 import { ConfigError } from '../core/errors';
+import { displayQualified } from '../core/identifiers';
 import { type LockHolder, subcluster } from '../core/locks/inspect';
 import { type TerminatedSession, terminatedSession } from '../core/locks/terminate';
 import { gateHistory } from '../core/swap/gate-decision';
@@ -264,7 +265,7 @@ export function endedSession(record: TerminatedSession): EndedSessionState {
     pid: record.pid,
     gid: record.gid,
     blockerClass: record.blockerClass,
-    relations: record.relations.map((relation) => `${relation.schema}.${relation.name}`),
+    relations: record.relations.map(displayQualified),
     outcome: record.outcome,
     reason: record.reason,
   };
@@ -282,7 +283,7 @@ export function describeBlocker(
     application: holder.applicationName,
     clientAddr: holder.clientAddr,
     state: holder.state,
-    relation: `${holder.relation.schema}.${holder.relation.name}`,
+    relation: displayQualified(holder.relation),
     mode: holder.mode,
     transactionSeconds: holder.transactionAgeSeconds,
     query: holder.query,
