@@ -271,6 +271,20 @@ export function endedSession(record: TerminatedSession): EndedSessionState {
   };
 }
 
+/**
+ * How many sessions a list in the state keeps, and how much of each query: a state holds at
+ * most 256 KB, and passing it fails the execution with States.DataLimitExceeded, which no Catch
+ * catches (so no clean-up, no notice). A busy table can see hundreds of blockers over a long
+ * wait; the first ones are kept (they held longest), and the logs name every one in full.
+ */
+export const STATE_SESSIONS = 50;
+export const STATE_QUERY_CHARACTERS = 200;
+
+/** A query as the state keeps it: its first STATE_QUERY_CHARACTERS characters. */
+export function stateQuery(query: string | null): string | null {
+  return query === null ? null : query.slice(0, STATE_QUERY_CHARACTERS);
+}
+
 export function describeBlocker(
   holder: LockHolder,
   reason: string,
@@ -286,7 +300,7 @@ export function describeBlocker(
     relation: displayQualified(holder.relation),
     mode: holder.mode,
     transactionSeconds: holder.transactionAgeSeconds,
-    query: holder.query,
+    query: stateQuery(holder.query),
     reason,
     ...(holder.subcluster ? { subcluster: holder.subcluster } : {}),
     blockerClass: action.blockerClass,

@@ -41,9 +41,11 @@ import {
   endedSession,
   type LocksState,
   parseStepInput,
+  STATE_SESSIONS,
   STEP_INPUTS,
   type StepInput,
   type SwapState,
+  stateQuery,
   type TerminatedState,
 } from '../state';
 
@@ -123,12 +125,14 @@ function giveUp(
   ]);
 }
 
-function mergeSeen(
+/** The blockers seen so far and the new ones, each once, at most STATE_SESSIONS of them. */
+export function mergeSeen(
   seen: readonly BlockerState[],
   blockers: readonly BlockerState[],
 ): BlockerState[] {
   const merged = [...seen];
   for (const blocker of blockers) {
+    if (merged.length >= STATE_SESSIONS) break;
     // On Aurora Limitless a pid is unique on its subcluster only.
     const same = (known: BlockerState) =>
       known.pid === blocker.pid &&
@@ -185,7 +189,7 @@ export async function checkLocks(input: unknown, deps: PipelineDeps): Promise<Lo
       firstCheckAt,
       waitedSeconds,
       checks,
-      blockers: described,
+      blockers: described.slice(0, STATE_SESSIONS),
       blockersSeen: seen,
       history,
     });
@@ -245,8 +249,11 @@ export async function terminateBlockers(
   }
   deps.metrics.record('SessionsTerminated', 'Count', records.filter((r) => r.terminated).length);
   return {
-    terminated: records,
-    ended: [...endedBefore, ...records.map(endedSession)],
+    terminated: records
+      .slice(0, STATE_SESSIONS)
+      .map((record) => ({ ...record, query: stateQuery(record.query) })),
+    // Short records (no query), so four times as many fit.
+    ended: [...endedBefore, ...records.map(endedSession)].slice(0, 4 * STATE_SESSIONS),
     history: recordBlockersEnded(history, (deps.now() - firstCheckAt) / 1000),
   };
 }
