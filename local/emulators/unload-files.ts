@@ -43,6 +43,7 @@ export function parseS3Location(url: string): { bucket: string; keyPrefix: strin
 
 /** Lines are gathered in blocks of this size (or one line, if longer) before they are written. */
 const BLOCK_BYTES = 1024 * 1024;
+const LF = 0x0a;
 /** Once this much waits in blocks, the caller should flush. */
 const FLUSH_BYTES = 8 * 1024 * 1024;
 
@@ -51,9 +52,10 @@ interface OpenFile {
   bytes: number;
   records: number;
   created: boolean;
-  /** Full blocks waiting to be written, then `block`, filled up to `fill`. */
+  /** Pieces waiting to be written, then `block` from `blockStart` up to `fill`. */
   readonly full: Buffer[];
   block: Buffer | null;
+  blockStart: number;
   fill: number;
 }
 
@@ -99,6 +101,7 @@ export class UnloadFileWriter {
       created: false,
       full: [],
       block: null,
+      blockStart: 0,
       fill: 0,
     };
     files.push(file);
@@ -124,8 +127,11 @@ export class UnloadFileWriter {
       file = this.open(stream);
     }
     if (file.block === null || file.fill + length > file.block.length) {
-      if (file.block !== null && file.fill > 0) file.full.push(file.block.subarray(0, file.fill));
+      if (file.block !== null && file.fill > file.blockStart) {
+        file.full.push(file.block.subarray(file.blockStart, file.fill));
+      }
       file.block = Buffer.allocUnsafe(Math.max(BLOCK_BYTES, length));
+      file.blockStart = 0;
       file.fill = 0;
     }
     source.copy(file.block, file.fill, start, end);
@@ -135,6 +141,52 @@ export class UnloadFileWriter {
     this.waiting[stream]! += length;
   }
 
+  /**
+   * Adds whole lines (each ending in LF) to `stream`'s files, or with `stream` null deals them
+   * over the slices in turn, as `add` does. Lines that go into one file together are kept as
+   * one piece of `source` (not copied), so `source` must not change afterwards. Returns how
+   * many lines there were.
+   */
+  addLines(stream: number | null, source: Buffer): number {
+    let count = 0;
+    let at = 0;
+    while (at < source.length) {
+      if (stream === null) {
+        const end = source.indexOf(LF, at) + 1;
+        this.add(source, at, end);
+        count += 1;
+        at = end;
+        continue;
+      }
+      let file = this.streams[stream]!.at(-1) ?? this.open(stream);
+      // The lines from `at` that fit into the file; the first always fits into an empty file.
+      let end = at;
+      let lines = 0;
+      while (end < source.length) {
+        const next = source.indexOf(LF, end) + 1;
+        if (file.bytes + next - at > this.options.maxFileSizeBytes && (lines > 0 || file.bytes > 0))
+          break;
+        end = next;
+        lines += 1;
+      }
+      if (lines === 0) {
+        file = this.open(stream);
+        continue;
+      }
+      if (file.block !== null && file.fill > file.blockStart) {
+        file.full.push(file.block.subarray(file.blockStart, file.fill));
+        file.blockStart = file.fill;
+      }
+      file.full.push(source.subarray(at, end));
+      file.bytes += end - at;
+      file.records += lines;
+      this.waiting[stream]! += end - at;
+      count += lines;
+      at = end;
+    }
+    return count;
+  }
+
   /** Writes the waiting lines of `stream`'s files, creating each file the first time. */
   async flush(stream: number): Promise<void> {
     for (const file of this.streams[stream]!) {
@@ -142,11 +194,14 @@ export class UnloadFileWriter {
         await this.bucket.createObject(this.location.bucket, file.key);
         file.created = true;
       }
-      if (file.fill === 0 && file.full.length === 0) continue;
-      const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
+      if (file.fill === file.blockStart && file.full.length === 0) continue;
+      const pieces = file.block
+        ? [...file.full, file.block.subarray(file.blockStart, file.fill)]
+        : file.full;
       await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
       file.full.length = 0;
       // The bucket is done with the block once appendToObject returns: it is filled anew.
+      file.blockStart = 0;
       file.fill = 0;
     }
     this.waiting[stream] = 0;
