@@ -43,7 +43,6 @@ export function parseS3Location(url: string): { bucket: string; keyPrefix: strin
 
 /** Lines are gathered in blocks of this size (or one line, if longer) before they are written. */
 const BLOCK_BYTES = 1024 * 1024;
-const LF = 0x0a;
 /** Once this much waits in blocks, the caller should flush. */
 const FLUSH_BYTES = 8 * 1024 * 1024;
 
@@ -142,34 +141,32 @@ export class UnloadFileWriter {
   }
 
   /**
-   * Adds whole lines (each ending in LF) to `stream`'s files, or with `stream` null deals them
-   * over the slices in turn, as `add` does. Lines that go into one file together are kept as
-   * one piece of `source` (not copied), so `source` must not change afterwards. Returns how
-   * many lines there were.
+   * Adds whole lines, `source` up to each of `ends` in turn, to `stream`'s files, or with
+   * `stream` null deals them over the slices in turn, as `add` does. Lines that go into one
+   * file together are kept as one piece of `source` (not copied), so `source` must not change
+   * afterwards.
    */
-  addLines(stream: number | null, source: Buffer): number {
-    let count = 0;
+  addLines(stream: number | null, source: Buffer, ends: readonly number[]): void {
     let at = 0;
-    while (at < source.length) {
+    let line = 0;
+    while (line < ends.length) {
       if (stream === null) {
-        const end = source.indexOf(LF, at) + 1;
-        this.add(source, at, end);
-        count += 1;
-        at = end;
+        this.add(source, at, ends[line]!);
+        at = ends[line]!;
+        line += 1;
         continue;
       }
       let file = this.streams[stream]!.at(-1) ?? this.open(stream);
-      // The lines from `at` that fit into the file; the first always fits into an empty file.
-      let end = at;
-      let lines = 0;
-      while (end < source.length) {
-        const next = source.indexOf(LF, end) + 1;
-        if (file.bytes + next - at > this.options.maxFileSizeBytes && (lines > 0 || file.bytes > 0))
-          break;
-        end = next;
-        lines += 1;
+      // The lines that fit into the file; the first always fits into an empty file.
+      let next = line;
+      while (
+        next < ends.length &&
+        (file.bytes + ends[next]! - at <= this.options.maxFileSizeBytes ||
+          (next === line && file.bytes === 0))
+      ) {
+        next += 1;
       }
-      if (lines === 0) {
+      if (next === line) {
         file = this.open(stream);
         continue;
       }
@@ -177,14 +174,14 @@ export class UnloadFileWriter {
         file.full.push(file.block.subarray(file.blockStart, file.fill));
         file.blockStart = file.fill;
       }
+      const end = ends[next - 1]!;
       file.full.push(source.subarray(at, end));
       file.bytes += end - at;
-      file.records += lines;
+      file.records += next - line;
       this.waiting[stream]! += end - at;
-      count += lines;
       at = end;
+      line = next;
     }
-    return count;
   }
 
   /** Writes the waiting lines of `stream`'s files, creating each file the first time. */

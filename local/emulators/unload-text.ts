@@ -89,6 +89,43 @@ function replacements(format: LineFormat, escaping: boolean): (Buffer | null)[] 
   });
 }
 
+/** Whole lines as UNLOAD writes them, and where each ends (a value's LF may be inside a line). */
+export interface UnloadLines {
+  readonly bytes: Buffer;
+  /** The offset after each line's final LF. */
+  readonly ends: readonly number[];
+}
+
+/** The rewritten copy of some COPY text: its bytes, copied in runs between replacements. */
+class Output {
+  private readonly pieces: Buffer[] = [];
+  private readonly ends: number[] = [];
+  /** Bytes in `pieces`, which hold the input up to `from`. */
+  private length = 0;
+  private from = 0;
+
+  constructor(private readonly input: Buffer) {}
+
+  /** The input from `start` to `end` is written as `replacement` (null: as it is). */
+  replace(start: number, end: number, replacement: Buffer | null): void {
+    if (replacement === null) return;
+    this.pieces.push(this.input.subarray(this.from, start), replacement);
+    this.length += start - this.from + replacement.length;
+    this.from = end;
+  }
+
+  /** A line of the input ends at `end` (after its LF). */
+  lineEnd(end: number): void {
+    this.ends.push(this.length + end - this.from);
+  }
+
+  finish(): UnloadLines {
+    if (this.from === 0) return { bytes: this.input, ends: this.ends };
+    this.pieces.push(this.input.subarray(this.from));
+    return { bytes: Buffer.concat(this.pieces), ends: this.ends };
+  }
+}
+
 /**
  * Rewrites a stream of COPY text into UNLOAD's lines: `push` each piece of COPY output as it
  * arrives (a piece may end anywhere, inside a line, an escape or a character), take back the
@@ -119,9 +156,9 @@ export class UnloadTextRewriter {
     else this.uniform = kinds.has('escaped') ? this.escapedReplacements : this.plainReplacements;
   }
 
-  /** The whole lines `piece` completes, rewritten (none, one or two buffers). */
-  push(piece: Buffer): Buffer[] {
-    const lines: Buffer[] = [];
+  /** The whole lines `piece` completes, rewritten (none, one or two pieces of lines). */
+  push(piece: Buffer): UnloadLines[] {
+    const lines: UnloadLines[] = [];
     let from = 0;
     if (this.rest !== null) {
       const firstEnd = piece.indexOf(LF);
@@ -146,45 +183,41 @@ export class UnloadTextRewriter {
   }
 
   /** `lines`, whole lines of COPY text, as UNLOAD writes them. */
-  private rewrite(lines: Buffer): Buffer {
+  private rewrite(lines: Buffer): UnloadLines {
     return this.uniform ? this.rewriteEscapes(lines, this.uniform) : this.rewriteFields(lines);
   }
 
-  /** Every escape by one rule: only the bytes at backslashes are looked at. */
-  private rewriteEscapes(lines: Buffer, replace: readonly (Buffer | null)[]): Buffer {
-    let at = lines.indexOf(BACKSLASH);
-    if (at === -1) return lines;
-    const pieces: Buffer[] = [];
-    let from = 0;
-    while (at !== -1) {
-      const replacement = replace[lines[at + 1]!]!;
-      if (replacement !== null) {
-        pieces.push(lines.subarray(from, at), replacement);
-        from = at + 2;
+  /** Every escape by one rule: only the bytes at backslashes and line ends are looked at. */
+  private rewriteEscapes(lines: Buffer, replace: readonly (Buffer | null)[]): UnloadLines {
+    const output = new Output(lines);
+    let backslash = lines.indexOf(BACKSLASH);
+    let at = 0;
+    while (at < lines.length) {
+      const end = lines.indexOf(LF, at) + 1;
+      while (backslash !== -1 && backslash < end) {
+        output.replace(backslash, backslash + 2, replace[lines[backslash + 1]!]!);
+        backslash = lines.indexOf(BACKSLASH, backslash + 2);
       }
-      at = lines.indexOf(BACKSLASH, at + 2);
+      output.lineEnd(end);
+      at = end;
     }
-    if (from === 0) return lines;
-    pieces.push(lines.subarray(from));
-    return Buffer.concat(pieces);
+    return output.finish();
   }
 
   /** Field by field, for floats or fields whose escapes follow different rules. */
-  private rewriteFields(lines: Buffer): Buffer {
-    const pieces: Buffer[] = [];
+  private rewriteFields(lines: Buffer): UnloadLines {
+    const output = new Output(lines);
     const last = this.rules.length - 1;
-    let from = 0;
     let at = 0;
     let backslash = lines.indexOf(BACKSLASH);
     while (at < lines.length) {
-      for (let field = 0; field <= Math.max(last, 0); field += 1) {
+      for (let field = 0; field <= last; field += 1) {
         const rule = this.rules[field];
-        const separator = field >= last ? LF : this.delimiter;
+        const separator = field === last ? LF : this.delimiter;
         if (rule === 'float4' || rule === 'float8') {
           // Hex digits or `\N`: no separator inside.
           const end = lines.indexOf(separator, at);
-          pieces.push(lines.subarray(from, at), this.floatField(lines, at, end, field));
-          from = end;
+          output.replace(at, end, this.floatField(lines, at, end, field));
           at = end + 1;
           if (backslash !== -1 && backslash < at) backslash = lines.indexOf(BACKSLASH, at);
           continue;
@@ -196,18 +229,14 @@ export class UnloadTextRewriter {
             at = end + 1;
             break;
           }
-          const replacement = replace[lines[backslash + 1]!]!;
-          if (replacement !== null) {
-            pieces.push(lines.subarray(from, backslash), replacement);
-            from = backslash + 2;
-          }
+          output.replace(backslash, backslash + 2, replace[lines[backslash + 1]!]!);
           at = backslash + 2;
           backslash = lines.indexOf(BACKSLASH, at);
         }
       }
+      output.lineEnd(at);
     }
-    pieces.push(lines.subarray(from));
-    return Buffer.concat(pieces);
+    return output.finish();
   }
 
   /** Field `field`, a float's bits in hex or `\N`, as Redshift prints it. */

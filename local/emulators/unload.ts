@@ -24,7 +24,7 @@ import {
 import { blockSplit } from './unload-blocks';
 import { copyStatement, describeColumns, literal } from './unload-format';
 import type { UnloadStatement } from './unload-parse';
-import { UnloadTextRewriter } from './unload-text';
+import { type UnloadLines, UnloadTextRewriter } from './unload-text';
 
 /**
  * Streams one COPY's text output into `add` as UNLOAD's lines (unload-text.ts), waiting for
@@ -33,7 +33,7 @@ import { UnloadTextRewriter } from './unload-text';
 async function copyLines(
   copy: AsyncIterable<Buffer>,
   rewriter: UnloadTextRewriter,
-  add: (lines: Buffer) => void,
+  add: (lines: UnloadLines) => void,
   pieceDone: () => Promise<void>,
 ): Promise<void> {
   for await (const piece of copy) {
@@ -228,9 +228,10 @@ export async function runUnload(
     emulation.onProgress({ to: statement.to, rows, bytes, seconds: (now - started) / 1000, done });
   };
   /** Adds lines to slice `slice`'s files, or with null deals them over the slices. */
-  const add = (slice: number | null) => (lines: Buffer) => {
-    rows += writer.addLines(slice, lines);
-    bytes += lines.length;
+  const add = (slice: number | null) => (lines: UnloadLines) => {
+    writer.addLines(slice, lines.bytes, lines.ends);
+    rows += lines.ends.length;
+    bytes += lines.bytes.length;
   };
   /** Writes what is due of `slices`' files, and reports. */
   const pieceDone = (slices: readonly number[]) => async () => {
