@@ -11,7 +11,7 @@
 
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import copyStreams from 'pg-copy-streams';
+import { CopyOut } from './copy-out';
 import { pointAtShims } from './redshift-sql';
 import {
   buildManifest,
@@ -240,7 +240,7 @@ export async function runUnload(
   };
   const rewriter = () => new UnloadTextRewriter(columns, options);
   if (count === 1 || !(await snapshotShareable(client))) {
-    const copy = client.query(copyStreams.to(copyStatement(query, columns, options)));
+    const copy = client.query(new CopyOut(copyStatement(query, columns, options)));
     const all = Array.from({ length: count }, (_, slice) => slice);
     await copyLines(copy, rewriter(), add(count === 1 ? 0 : null), pieceDone(all));
   } else {
@@ -263,7 +263,7 @@ export async function runUnload(
         try {
           // This session's slices, one after the other.
           for (let slice = index; slice < count; slice += sessions) {
-            const copy = session.query(copyStreams.to(sliceCopy(slice)));
+            const copy = session.query(new CopyOut(sliceCopy(slice)));
             await copyLines(copy, rewriter(), add(slice), pieceDone([slice]));
           }
         } catch (error) {
