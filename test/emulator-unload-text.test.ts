@@ -58,7 +58,7 @@ async function copyAndExpected(
   for await (const piece of client.query(copyStreams.to(copyStatement(query, columns, format)))) {
     pieces.push(piece as Buffer);
   }
-  // The reference reads floats printed exactly (shortest form), as the binary COPY would.
+  // The reference reads floats printed exactly (shortest form), as their bits in hex are.
   await client.query('SET extra_float_digits TO 3');
   const { rows } = await client.query<(string | null)[]>({
     text: query,

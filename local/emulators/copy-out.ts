@@ -51,14 +51,20 @@ export class CopyOut extends Readable implements pg.Submittable {
     let at = 0;
     while (at + HEADER_BYTES <= data.length) {
       const type = data[at]!;
-      if (type === ERROR_RESPONSE) return this.giveBack(data, fill, data.subarray(at), false);
+      if (type === ERROR_RESPONSE) {
+        this.giveBack(data, fill, data.subarray(at), false);
+        return;
+      }
       const end = at + 1 + data.readUInt32BE(at + 1);
       if (end > data.length) break;
       if (type === COPY_DATA) {
         // In place, towards the start: the bytes written over were read already.
         data.copyWithin(fill, at + HEADER_BYTES, end);
         fill += end - at - HEADER_BYTES;
-      } else if (type === COPY_DONE) return this.giveBack(data, fill, data.subarray(end), true);
+      } else if (type === COPY_DONE) {
+        this.giveBack(data, fill, data.subarray(end), true);
+        return;
+      }
       // CopyOutResponse first; NoticeResponse and ParameterStatus may come at any time.
       at = end;
     }

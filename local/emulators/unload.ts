@@ -3,16 +3,19 @@
  * transaction and written as Redshift writes them. The statement is parsed in unload-parse.ts,
  * the lines are formatted by the rules of unload-format.ts and land in the files of
  * unload-files.ts; this file runs it: it checks the destination (a destination that already has
- * files is refused unless ALLOWOVERWRITE), streams the lines out of PostgreSQL with binary COPY
- * (Node only strips the framing and copies the bytes into the files) and, with PARALLEL ON,
- * has the slices read their own rows on sessions of their own (up to MAX_SLICE_SESSIONS), all
- * on one snapshot, as a cluster's slices unload theirs side by side.
+ * files is refused unless ALLOWOVERWRITE), has PostgreSQL print the rows with COPY's text format
+ * (read off the socket by copy-out.ts; Node only rewrites the escapes that differ, on byte
+ * buffers, in unload-text.ts, and copies the bytes into the files) and, with PARALLEL ON, has
+ * the slices read their own rows on sessions of their own (up to MAX_SLICE_SESSIONS), all on
+ * one snapshot, as a cluster's slices unload theirs side by side: a query that only scans one
+ * table is split by block ranges (unload-blocks.ts), so each row is read once.
  */
 
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { CopyOut } from './copy-out';
 import { pointAtShims } from './redshift-sql';
+import { blockSplit } from './unload-blocks';
 import {
   buildManifest,
   parseS3Location,
@@ -21,7 +24,6 @@ import {
   type UnloadedFile,
   UnloadFileWriter,
 } from './unload-files';
-import { blockSplit } from './unload-blocks';
 import { copyStatement, describeColumns, literal } from './unload-format';
 import type { UnloadStatement } from './unload-parse';
 import { type UnloadLines, UnloadTextRewriter } from './unload-text';
@@ -182,9 +184,10 @@ async function endSlices(
  * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
  * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
  * With PARALLEL ON the slices read and write their own rows on sessions of their own (one per
- * slice, up to MAX_SLICE_SESSIONS), all on the caller's snapshot, the first on `client` (so
- * cancelling the caller's statement stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
- * `client`, dealt in turn.
+ * slice, up to MAX_SLICE_SESSIONS, each reading its slices in turn), all on the caller's
+ * snapshot, the first on `client` (so cancelling the caller's statement stops the UNLOAD); a
+ * transaction whose snapshot cannot be shared reads every slice's rows on `client`, dealt in
+ * turn.
  */
 export async function runUnload(
   client: pg.ClientBase,
