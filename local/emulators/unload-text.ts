@@ -69,9 +69,7 @@ function ruleFor(column: UnloadColumn, format: LineFormat): FieldRule {
     return FLOAT_DIGITS[column.type]!.float4 ? 'float4' : 'float8';
   }
   if (format.escape && column.character) return 'escaped';
-  // The type may carry parameters: numeric(12,2), character varying(10), ...
-  const base = column.type.replace(/\(.*\)/, '');
-  if (CLEAN_TYPES.has(base) && !CLEAN_TEXT.test(format.delimiter)) return 'clean';
+  if (CLEAN_TYPES.has(column.type) && !CLEAN_TEXT.test(format.delimiter)) return 'clean';
   return 'plain';
 }
 
