@@ -71,6 +71,20 @@ describe('CopyOut', () => {
     expect(copied.toString()).toBe(lines(20000, String));
   });
 
+  it('lets a reader stop early: the rest of the rows are dropped and the session goes on', async () => {
+    const copy = client.query(
+      new CopyOut(
+        'COPY (SELECT g, repeat($$x$$, 100) FROM generate_series(1, 200000) AS g) TO STDOUT',
+      ),
+    );
+    for await (const piece of copy) {
+      expect((piece as Buffer).toString()).toMatch(/^1\tx/);
+      break;
+    }
+    const { rows } = await client.query('SELECT 3 AS three');
+    expect(rows).toEqual([{ three: 3 }]);
+  });
+
   it('fails with the server error in the middle of the rows, and the session goes on', async () => {
     const failing = client.query(
       new CopyOut(

@@ -69,6 +69,9 @@ export class CopyOut extends Readable implements pg.Submittable {
       at = end;
     }
     if (at < data.length) this.rest = Buffer.from(data.subarray(at));
+    // A reader that stopped early: the rows are dropped until the COPY ends, so pg gets the
+    // socket back and the session goes on.
+    if (this.destroyed) return;
     if (fill > 0 && !this.push(data.subarray(0, fill))) {
       this.paused = true;
       this.connection!.stream.pause();
@@ -77,8 +80,10 @@ export class CopyOut extends Readable implements pg.Submittable {
 
   /** Hands the socket back to pg with `after`, the bytes that follow; ends the rows if `done`. */
   private giveBack(rows: Buffer, fill: number, after: Buffer, done: boolean): void {
-    if (fill > 0) this.push(rows.subarray(0, fill));
-    if (done) this.push(null);
+    if (!this.destroyed) {
+      if (fill > 0) this.push(rows.subarray(0, fill));
+      if (done) this.push(null);
+    }
     const stream = this.connection!.stream;
     stream.removeListener('data', this.read_);
     stream.on('data', this.pgReader!);
@@ -90,6 +95,11 @@ export class CopyOut extends Readable implements pg.Submittable {
     if (!this.paused) return;
     this.paused = false;
     this.connection!.stream.resume();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this._read();
+    callback(error);
   }
 
   /** The COPY failed: pg read the ErrorResponse. */
