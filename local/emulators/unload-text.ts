@@ -38,7 +38,7 @@ for (const [letter, control] of [
  * How a field's bytes are rewritten: `escaped` (a character value under ESCAPE), `plain` (any
  * other value that may hold an escape), `clean` (a type whose text never holds a backslash, a
  * control character or the delimiter, so only `\N` can occur), or a float sent as its bits in
- * hex (unload-format.ts copySelect).
+ * hex (unload-format.ts copyStatement).
  */
 type FieldRule = 'escaped' | 'plain' | 'clean' | 'float4' | 'float8';
 
