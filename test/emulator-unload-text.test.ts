@@ -6,12 +6,14 @@
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CopyOut } from '../local/emulators/copy-out';
 import {
   copyStatement,
   describeColumns,
   formatUnloadLine,
   type LineFormat,
 } from '../local/emulators/unload-format';
+import { parseUnload, UnsupportedUnloadOptionError } from '../local/emulators/unload-parse';
 import { type UnloadLines, UnloadTextRewriter } from '../local/emulators/unload-text';
 import { freshDatabase } from './support/db';
 
@@ -142,5 +144,27 @@ describe('UnloadTextRewriter', () => {
     expect(lines!.bytes.toString()).toBe('a\\\nb\\\\\n');
     expect(lines!.ends).toEqual([7]);
     expect(rewriter.atLineEnd).toBe(false);
+  });
+
+  it("refuses, naming it, exactly the delimiters PostgreSQL's COPY refuses, and no other", async () => {
+    for (let code = 1; code < 0x80; code += 1) {
+      const delimiter = String.fromCharCode(code);
+      if (delimiter === '\n' || delimiter === '\r') continue;
+      const format: LineFormat = { delimiter, nullAs: '\\N', escape: true };
+      const one = [{ name: 'one', type: 'integer', character: false, binary: false }];
+      const copy = client.query(new CopyOut(copyStatement('SELECT 1', one, format)));
+      const copyTakesIt = await (async () => {
+        for await (const _ of copy);
+        return true;
+      })().catch(() => false);
+      const quoted = delimiter === "'" ? "''" : delimiter === '\\' ? '\\\\' : delimiter;
+      const parse = () =>
+        parseUnload(`UNLOAD ('select 1') TO 's3://b/p/' IAM_ROLE 'r' DELIMITER '${quoted}'`);
+      if (copyTakesIt) expect(parse().options.delimiter, `code ${code}`).toBe(delimiter);
+      else {
+        expect(parse, `code ${code}`).toThrow(UnsupportedUnloadOptionError);
+        expect(parse, `code ${code}`).toThrow(/not supported by the local UNLOAD emulator/);
+      }
+    }
   });
 });
