@@ -51,9 +51,10 @@ interface OpenFile {
   bytes: number;
   records: number;
   created: boolean;
-  /** Full blocks waiting to be written, then `block`, filled up to `fill`. */
+  /** Pieces waiting to be written, then `block` from `blockStart` up to `fill`. */
   readonly full: Buffer[];
   block: Buffer | null;
+  blockStart: number;
   fill: number;
 }
 
@@ -99,6 +100,7 @@ export class UnloadFileWriter {
       created: false,
       full: [],
       block: null,
+      blockStart: 0,
       fill: 0,
     };
     files.push(file);
@@ -124,8 +126,11 @@ export class UnloadFileWriter {
       file = this.open(stream);
     }
     if (file.block === null || file.fill + length > file.block.length) {
-      if (file.block !== null && file.fill > 0) file.full.push(file.block.subarray(0, file.fill));
+      if (file.block !== null && file.fill > file.blockStart) {
+        file.full.push(file.block.subarray(file.blockStart, file.fill));
+      }
       file.block = Buffer.allocUnsafe(Math.max(BLOCK_BYTES, length));
+      file.blockStart = 0;
       file.fill = 0;
     }
     source.copy(file.block, file.fill, start, end);
@@ -135,6 +140,50 @@ export class UnloadFileWriter {
     this.waiting[stream]! += length;
   }
 
+  /**
+   * Adds whole lines, `source` up to each of `ends` in turn, to `stream`'s files, or with
+   * `stream` null deals them over the slices in turn, as `add` does. Lines that go into one
+   * file together are kept as one piece of `source` (not copied), so `source` must not change
+   * afterwards.
+   */
+  addLines(stream: number | null, source: Buffer, ends: readonly number[]): void {
+    let at = 0;
+    let line = 0;
+    while (line < ends.length) {
+      if (stream === null) {
+        this.add(source, at, ends[line]!);
+        at = ends[line]!;
+        line += 1;
+        continue;
+      }
+      let file = this.streams[stream]!.at(-1) ?? this.open(stream);
+      // The lines that fit into the file; the first always fits into an empty file.
+      let next = line;
+      while (
+        next < ends.length &&
+        (file.bytes + ends[next]! - at <= this.options.maxFileSizeBytes ||
+          (next === line && file.bytes === 0))
+      ) {
+        next += 1;
+      }
+      if (next === line) {
+        file = this.open(stream);
+        continue;
+      }
+      if (file.block !== null && file.fill > file.blockStart) {
+        file.full.push(file.block.subarray(file.blockStart, file.fill));
+        file.blockStart = file.fill;
+      }
+      const end = ends[next - 1]!;
+      file.full.push(source.subarray(at, end));
+      file.bytes += end - at;
+      file.records += next - line;
+      this.waiting[stream]! += end - at;
+      at = end;
+      line = next;
+    }
+  }
+
   /** Writes the waiting lines of `stream`'s files, creating each file the first time. */
   async flush(stream: number): Promise<void> {
     for (const file of this.streams[stream]!) {
@@ -142,11 +191,14 @@ export class UnloadFileWriter {
         await this.bucket.createObject(this.location.bucket, file.key);
         file.created = true;
       }
-      if (file.fill === 0 && file.full.length === 0) continue;
-      const pieces = file.block ? [...file.full, file.block.subarray(0, file.fill)] : file.full;
+      if (file.fill === file.blockStart && file.full.length === 0) continue;
+      const pieces = file.block
+        ? [...file.full, file.block.subarray(file.blockStart, file.fill)]
+        : file.full;
       await this.bucket.appendToObject(this.location.bucket, file.key, Buffer.concat(pieces));
       file.full.length = 0;
       // The bucket is done with the block once appendToObject returns: it is filled anew.
+      file.blockStart = 0;
       file.fill = 0;
     }
     this.waiting[stream] = 0;

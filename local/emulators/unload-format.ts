@@ -11,8 +11,9 @@
  *   REAL gets at most 8 digits, one short of the 9 a float4 needs to be read back exactly.
  *   PostgreSQL 12 and later print the shortest exact form instead, which would hide that.
  * The rules live here twice on purpose, kept to the same bytes by the tests: once in Node
- * (formatUnloadLine, the reference) and once as the SQL that has PostgreSQL build the lines in
- * C (lineQuery), which is what the emulator runs.
+ * (formatUnloadLine, the reference, value by value) and once as what the emulator runs:
+ * PostgreSQL's COPY text output (copyStatement), its escapes rewritten on byte buffers by
+ * unload-text.ts.
  */
 
 import type pg from 'pg';
@@ -29,12 +30,10 @@ export interface UnloadColumn {
   readonly binary: boolean;
   /** REAL or DOUBLE PRECISION: how many significant digits Redshift prints (see floatText). */
   readonly significantDigits?: number;
-  /** True when a cast to text prints what the output function prints (no cast function of its own). */
-  readonly castPrints?: boolean;
 }
 
 /** FLT_DIG and DBL_DIG, the digits extra_float_digits is added to. */
-const FLOAT_DIGITS: Readonly<Record<string, { base: number; float4: boolean }>> = {
+export const FLOAT_DIGITS: Readonly<Record<string, { base: number; float4: boolean }>> = {
   real: { base: 6, float4: true },
   'double precision': { base: 15, float4: false },
 };
@@ -73,8 +72,8 @@ export type LineFormat = Pick<UnloadOptions, 'delimiter' | 'nullAs' | 'escape'>;
 
 /**
  * One row as the line UNLOAD writes for it (with its LF), from the server's text forms: the
- * writer's rules in one place, value by value. The emulator itself has PostgreSQL build the
- * lines (lineQuery); the tests hold the two to the same bytes.
+ * writer's rules in one place, value by value. The emulator itself has PostgreSQL print the
+ * rows (copyStatement, unload-text.ts); the tests hold the two to the same bytes.
  */
 export function formatUnloadLine(
   values: readonly (string | null)[],
@@ -124,16 +123,8 @@ export async function describeColumns(
   fields: readonly pg.FieldDef[],
   extraFloatDigits: number,
 ): Promise<UnloadColumn[]> {
-  const types = await client.query<{
-    oid: number;
-    name: string;
-    category: string;
-    castPrints: boolean;
-  }>({
-    text: `SELECT t.oid::int AS oid, format_type(t.oid, NULL) AS name, t.typcategory::text AS category,
-                  NOT EXISTS (SELECT FROM pg_catalog.pg_cast AS c
-                               WHERE c.castsource = t.oid AND c.casttarget = 'pg_catalog.text'::pg_catalog.regtype
-                                 AND c.castmethod = 'f') AS "castPrints"
+  const types = await client.query<{ oid: number; name: string; category: string }>({
+    text: `SELECT t.oid::int AS oid, format_type(t.oid, NULL) AS name, t.typcategory::text AS category
              FROM pg_catalog.pg_type AS t WHERE t.oid = ANY($1::oid[])`,
     values: [fields.map((field) => field.dataTypeID)],
   });
@@ -147,7 +138,6 @@ export async function describeColumns(
       character: type?.category === 'S',
       binary: type?.name === 'bytea',
       ...(float ? { significantDigits: float.base + extraFloatDigits } : {}),
-      castPrints: type?.castPrints ?? false,
     };
   });
 }
@@ -157,96 +147,40 @@ export function literal(text: string): string {
   return `E'${text.replaceAll('\\', '\\\\').replaceAll("'", "''")}'`;
 }
 
-/**
- * One value as its field, in SQL: NULL as the NULL AS text; bytes as bare hex; anything else
- * as its type's output function prints it, with ESCAPE's backslashes in character values. A
- * cast to text prints as the output function unless the type has a cast function of its own
- * (a boolean's says true/false, a CHAR's cuts the padding): those go through concat, which
- * calls the output function, booleans through t/f directly. Each replace puts a backslash
- * before one character; only the first, the backslash's own, sees backslashes, so the result
- * is the single pass formatUnloadLine makes.
- */
-function fieldSql(column: UnloadColumn, ref: string, format: LineFormat): string {
-  let value: string;
-  if (column.binary) value = `pg_catalog.encode(${ref}, 'hex')`;
-  else if (column.type === 'boolean')
-    value = `CASE WHEN ${ref} THEN 't' WHEN NOT ${ref} THEN 'f' END`;
-  else if (column.castPrints) value = `${ref}::pg_catalog.text`;
-  else value = `CASE WHEN ${ref} IS NOT NULL THEN pg_catalog.concat(${ref}) END`;
-  if (format.escape && column.character) {
-    for (const character of escapedSet(format.delimiter)) {
-      value = `pg_catalog.replace(${value}, ${literal(character)}, ${literal(`\\${character}`)})`;
-    }
-  }
-  return `COALESCE(${value}, ${literal(format.nullAs)})`;
-}
-
-/**
- * A piece of a line: text PostgreSQL made, or a float Node prints (see floatText); or, first,
- * the slice the line goes to, when a session reads for several slices.
- */
-export type LinePart =
-  | { readonly kind: 'text' }
-  | { readonly kind: 'float'; readonly column: UnloadColumn }
-  | { readonly kind: 'slice' };
-
-/**
- * Which rows a session reads: the rows are numbered in the query's order and dealt over
- * `slices` slices in turn; the session reads those of every slice `s` with
- * `s % sessions = index`, and says which slice each row is for.
- */
-interface SliceRows {
-  readonly index: number;
-  readonly sessions: number;
+/** Which rows one slice's COPY reads: every `slices`-th row of the query's order, from `slice`. */
+export interface RowsDealt {
+  readonly slice: number;
   readonly slices: number;
 }
 
 /**
- * The query whose rows are the lines, for `COPY ... TO STDOUT (FORMAT binary)`: PostgreSQL
- * formats and escapes every value in C and joins the fields, LF included, into one text per
- * row, so Node only copies bytes. A REAL or DOUBLE PRECISION column breaks the text: it comes
- * as its binary float, which Node prints with Redshift's digits (PostgreSQL 12 and later print
- * no `%g` form past extra_float_digits 0). The query's columns are renamed by position, so
- * repeated or odd names need no care. With `slice`, only the rows of one session's slices
- * (SliceRows), dealt round-robin as UnloadFileWriter.add deals them.
+ * The COPY that has PostgreSQL print the query's rows for UNLOAD, in COPY's text format with
+ * the UNLOAD's delimiter and `\N` for NULL (unload-text.ts rewrites its escapes into UNLOAD's).
+ * Values print as their type's output function prints them, bytes as bare hex, and a REAL or
+ * DOUBLE PRECISION as its bits in hex, which Node prints with Redshift's digits (PostgreSQL 12
+ * and later print no `%g` form past extra_float_digits 0). The query's columns are renamed by
+ * position, so repeated or odd names need no care. With `dealt`, only one slice's rows, dealt
+ * round-robin in the query's order as UnloadFileWriter.add deals them.
  */
-export function lineQuery(
+export function copyStatement(
   query: string,
   columns: readonly UnloadColumn[],
   format: LineFormat,
-  slice?: SliceRows,
-): { sql: string; parts: LinePart[] } {
-  const selected: string[] = [];
-  const parts: LinePart[] = [];
-  if (slice) {
-    selected.push(`((unloaded.unload_row - 1) % ${slice.slices})::pg_catalog.int4`);
-    parts.push({ kind: 'slice' });
-  }
-  let pieces: string[] = [];
-  const closeText = () => {
-    if (pieces.length === 0) return;
-    selected.push(pieces.join(' || '));
-    parts.push({ kind: 'text' });
-    pieces = [];
-  };
-  columns.forEach((column, index) => {
-    if (index > 0) pieces.push(literal(format.delimiter));
+  dealt?: RowsDealt,
+): string {
+  const selected = columns.map((column, index) => {
     const ref = `unloaded.c${index + 1}`;
-    if (column.significantDigits === undefined) {
-      pieces.push(fieldSql(column, ref, format));
-      return;
-    }
-    closeText();
-    selected.push(`${ref}::pg_catalog.${FLOAT_DIGITS[column.type]!.float4 ? 'float4' : 'float8'}`);
-    parts.push({ kind: 'float', column });
+    if (column.binary) return `pg_catalog.encode(${ref}, 'hex')`;
+    if (column.significantDigits === undefined) return ref;
+    const send = FLOAT_DIGITS[column.type]!.float4 ? 'float4send' : 'float8send';
+    return `pg_catalog.encode(pg_catalog.${send}(${ref}), 'hex')`;
   });
-  pieces.push(literal('\n'));
-  closeText();
   const names = columns.map((_, index) => `c${index + 1}`).join(', ');
   const source = `(\n${query}\n) AS unloaded${columns.length > 0 ? `(${names})` : ''}`;
-  const from = slice
+  const from = dealt
     ? `(SELECT pg_catalog.row_number() OVER () AS unload_row, unloaded.* FROM ${source}) AS unloaded
-        WHERE (unloaded.unload_row - 1) % ${slice.slices} % ${slice.sessions} = ${slice.index}`
+        WHERE (unloaded.unload_row - 1) % ${dealt.slices} = ${dealt.slice}`
     : source;
-  return { sql: `SELECT ${selected.join(', ')} FROM ${from}`, parts };
+  const options = `FORMAT text, DELIMITER ${literal(format.delimiter)}, NULL ${literal('\\N')}`;
+  return `COPY (SELECT ${selected.join(', ')} FROM ${from}) TO STDOUT (${options})`;
 }

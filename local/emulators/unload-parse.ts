@@ -17,6 +17,16 @@ import {
 /** An UNLOAD option Redshift has and this emulator does not implement. */
 export class UnsupportedUnloadOptionError extends SyncError {}
 
+/**
+ * The delimiters COPY's text format refuses: LF and CR, a backslash, a period, a lower-case
+ * letter or a digit (COPY reads escapes made of those), and the `N` of the `\N` its NULL is
+ * written as (ProcessCopyOptions in src/backend/commands/copy.c): the emulator prints the rows with
+ * COPY (unload-text.ts).
+ */
+function copyRefusesDelimiter(delimiter: string): boolean {
+  return /^[\n\r\\.a-z0-9N]$/.test(delimiter);
+}
+
 export type ManifestKind = 'none' | 'plain' | 'verbose';
 
 export interface UnloadOptions {
@@ -197,6 +207,11 @@ class UnloadParser {
             this.fail(
               `DELIMITER must be one ASCII character other than LF and CR; got ${JSON.stringify(delimiter)}`,
               valueToken,
+            );
+          }
+          if (copyRefusesDelimiter(delimiter)) {
+            throw new UnsupportedUnloadOptionError(
+              `DELIMITER ${JSON.stringify(delimiter)} is not supported by the local UNLOAD emulator (it prints the rows with PostgreSQL's COPY, which reads a backslash, a period, a lower-case letter, a digit or N as part of an escape); use another delimiter, such as '|', at ${describePosition(this.sql, valueToken!.start)}`,
             );
           }
           break;

@@ -3,16 +3,19 @@
  * transaction and written as Redshift writes them. The statement is parsed in unload-parse.ts,
  * the lines are formatted by the rules of unload-format.ts and land in the files of
  * unload-files.ts; this file runs it: it checks the destination (a destination that already has
- * files is refused unless ALLOWOVERWRITE), streams the lines out of PostgreSQL with binary COPY
- * (Node only strips the framing and copies the bytes into the files) and, with PARALLEL ON,
- * has the slices read their own rows on sessions of their own (up to MAX_SLICE_SESSIONS), all
- * on one snapshot, as a cluster's slices unload theirs side by side.
+ * files is refused unless ALLOWOVERWRITE), has PostgreSQL print the rows with COPY's text format
+ * (read off the socket by copy-out.ts; Node only rewrites the escapes that differ, on byte
+ * buffers, in unload-text.ts, and copies the bytes into the files) and, with PARALLEL ON, has
+ * the slices read their own rows on sessions of their own (up to MAX_SLICE_SESSIONS), all on
+ * one snapshot, as a cluster's slices unload theirs side by side: a query that only scans one
+ * table is split by block ranges (unload-blocks.ts), so each row is read once.
  */
 
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
-import copyStreams from 'pg-copy-streams';
+import { CopyOut } from './copy-out';
 import { pointAtShims } from './redshift-sql';
+import { blockSplit } from './unload-blocks';
 import {
   buildManifest,
   parseS3Location,
@@ -21,118 +24,25 @@ import {
   type UnloadedFile,
   UnloadFileWriter,
 } from './unload-files';
-import {
-  describeColumns,
-  floatText,
-  type LineFormat,
-  type LinePart,
-  lineQuery,
-  literal,
-} from './unload-format';
+import { copyStatement, describeColumns, literal } from './unload-format';
 import type { UnloadStatement } from './unload-parse';
-
-/** The start of binary COPY output: signature, flags, header extension length (sql-copy.html, "Binary Format"). */
-const COPY_SIGNATURE = Buffer.from('PGCOPY\n\xff\r\n\0', 'latin1');
-const COPY_HEADER_BYTES = COPY_SIGNATURE.length + 8;
-
-/** Where a stream of lines goes: a slice's own files, or dealt over the slices in turn. */
-interface LineSink {
-  /** One line; `slice` is the slice it is for, when its session reads for several. */
-  add(source: Buffer, start: number, end: number, slice: number | null): void;
-  /** After each piece of COPY output: writes what is due, reports progress. */
-  pieceDone(): Promise<void>;
-}
+import { type UnloadLines, UnloadTextRewriter } from './unload-text';
 
 /**
- * Reads binary COPY output (https://www.postgresql.org/docs/current/sql-copy.html, "Binary
- * Format": a header, then per row a 16-bit field count and each field as a 32-bit length, -1
- * for NULL, and its bytes; -1 as the count ends it) and hands each row's line to `sink`.
- * A row with only text is copied straight from the network's buffer.
+ * Streams one COPY's text output into `add` as UNLOAD's lines (unload-text.ts), waiting for
+ * `pieceDone` after each piece of output (it writes what is due and reports progress).
  */
-async function writeLines(
+async function copyLines(
   copy: AsyncIterable<Buffer>,
-  parts: readonly LinePart[],
-  format: LineFormat,
-  sink: LineSink,
+  rewriter: UnloadTextRewriter,
+  add: (lines: UnloadLines) => void,
+  pieceDone: () => Promise<void>,
 ): Promise<void> {
-  const nullAs = Buffer.from(format.nullAs, 'utf8');
-  const onlyText = parts.length === 1;
-  // [slice, text]: a slice number of 4 bytes, then the line.
-  const slicedText = parts.length === 2 && parts[0]!.kind === 'slice';
-  let rest: Buffer | null = null;
-  let header = true;
-  for await (const chunk of copy) {
-    const data: Buffer = rest ? Buffer.concat([rest, chunk]) : chunk;
-    let at = 0;
-    if (header) {
-      if (data.length < COPY_HEADER_BYTES) {
-        rest = data;
-        continue;
-      }
-      if (!data.subarray(0, COPY_SIGNATURE.length).equals(COPY_SIGNATURE)) {
-        throw new UnloadError('the COPY output does not start with the binary format signature');
-      }
-      const extension = data.readInt32BE(COPY_SIGNATURE.length + 4);
-      if (data.length < COPY_HEADER_BYTES + extension) {
-        rest = data;
-        continue;
-      }
-      at = COPY_HEADER_BYTES + extension;
-      header = false;
-    }
-    while (at + 2 <= data.length) {
-      const count = data.readInt16BE(at);
-      if (count === -1) {
-        at += 2;
-        break;
-      }
-      if (onlyText) {
-        if (at + 6 > data.length) break;
-        const length = data.readInt32BE(at + 2);
-        if (at + 6 + length > data.length) break;
-        sink.add(data, at + 6, at + 6 + length, null);
-        at += 6 + length;
-        continue;
-      }
-      if (slicedText) {
-        if (at + 14 > data.length) break;
-        const length = data.readInt32BE(at + 10);
-        if (at + 14 + length > data.length) break;
-        sink.add(data, at + 14, at + 14 + length, data.readInt32BE(at + 6));
-        at += 14 + length;
-        continue;
-      }
-      let end = at + 2;
-      const pieces: Buffer[] = [];
-      let slice: number | null = null;
-      let read = 0;
-      for (const part of parts) {
-        if (end + 4 > data.length) break;
-        const length = data.readInt32BE(end);
-        const start = end + 4;
-        end = start + Math.max(length, 0);
-        if (end > data.length) break;
-        read += 1;
-        if (part.kind === 'slice') slice = data.readInt32BE(start);
-        else if (part.kind === 'text') pieces.push(data.subarray(start, end));
-        else if (length === -1) pieces.push(nullAs);
-        else {
-          const float4 = length === 4;
-          const number = float4 ? data.readFloatBE(start) : data.readDoubleBE(start);
-          pieces.push(Buffer.from(floatText(number, part.column.significantDigits!, float4)));
-        }
-      }
-      if (read < parts.length || end > data.length) break;
-      const line = Buffer.concat(pieces);
-      sink.add(line, 0, line.length, slice);
-      at = end;
-    }
-    rest = at < data.length ? data.subarray(at) : null;
-    await sink.pieceDone();
+  for await (const piece of copy) {
+    for (const lines of rewriter.push(piece)) add(lines);
+    await pieceDone();
   }
-  if (header || rest !== null) {
-    throw new UnloadError('the COPY output ended in the middle of a row');
-  }
+  if (!rewriter.atLineEnd) throw new UnloadError('the COPY output ended in the middle of a row');
 }
 
 /** A session of its own for one slice, connected to the source; ended by the caller. */
@@ -274,9 +184,10 @@ async function endSlices(
  * Runs an UNLOAD on `client`, inside the transaction the caller opened (so every UNLOAD of a
  * batch reads one snapshot), and writes its files into `bucket`. Returns the files written.
  * With PARALLEL ON the slices read and write their own rows on sessions of their own (one per
- * slice, up to MAX_SLICE_SESSIONS), all on the caller's snapshot, the first on `client` (so
- * cancelling the caller's statement stops the UNLOAD); a transaction whose snapshot cannot be shared reads every slice's rows on
- * `client`, dealt in turn.
+ * slice, up to MAX_SLICE_SESSIONS, each reading its slices in turn), all on the caller's
+ * snapshot, the first on `client` (so cancelling the caller's statement stops the UNLOAD); a
+ * transaction whose snapshot cannot be shared reads every slice's rows on `client`, dealt in
+ * turn.
  */
 export async function runUnload(
   client: pg.ClientBase,
@@ -319,38 +230,45 @@ export async function runUnload(
     reported = now;
     emulation.onProgress({ to: statement.to, rows, bytes, seconds: (now - started) / 1000, done });
   };
-  /** Where a session's lines go: its slices' own files (`session`), or dealt over them all. */
-  const sinkFor = (session: number | null, sessions: number): LineSink => ({
-    add: (source, start, end, slice) => {
-      if (slice === null) writer.add(source, start, end);
-      else writer.addTo(slice, source, start, end);
-      rows += 1;
-      bytes += end - start;
-    },
-    pieceDone: async () => {
-      for (let s = session ?? 0; s < count; s += session === null ? 1 : sessions) {
-        if (writer.flushDue(s)) await writer.flush(s);
-      }
-      report(false);
-    },
-  });
+  /** Adds lines to slice `slice`'s files, or with null deals them over the slices. */
+  const add = (slice: number | null) => (lines: UnloadLines) => {
+    writer.addLines(slice, lines.bytes, lines.ends);
+    rows += lines.ends.length;
+    bytes += lines.bytes.length;
+  };
+  /** Writes what is due of `slices`' files, and reports. */
+  const pieceDone = (slices: readonly number[]) => async () => {
+    for (const slice of slices) if (writer.flushDue(slice)) await writer.flush(slice);
+    report(false);
+  };
+  const rewriter = () => new UnloadTextRewriter(columns, options);
   if (count === 1 || !(await snapshotShareable(client))) {
-    const lines = lineQuery(query, columns, options);
-    const copy = client.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
-    await writeLines(copy, lines.parts, options, sinkFor(null, 1));
+    const copy = client.query(new CopyOut(copyStatement(query, columns, options)));
+    const all = Array.from({ length: count }, (_, slice) => slice);
+    await copyLines(copy, rewriter(), add(count === 1 ? 0 : null), pieceDone(all));
   } else {
     const previous = await setLocally(client, SAME_ORDER);
+    const split = await blockSplit(client, query);
+    /** Slice `slice`'s COPY: its blocks of the one table, or its rows of the query's. */
+    const sliceCopy = (slice: number) => {
+      if (!split) return copyStatement(query, columns, options, { slice, slices: count });
+      const first = (s: number) => Math.ceil((s * split.blocks) / count);
+      const range = split.rangeQuery(first(slice), slice === count - 1 ? null : first(slice + 1));
+      return copyStatement(range, columns, options);
+    };
     const sessions = Math.min(count, MAX_SLICE_SESSIONS);
     const others = await openSlices(client, emulation, sessions);
     let stopping: Promise<void> | null = null;
     // The first failure is the cause; the slices it ended fail after it.
     const failures: unknown[] = [];
     try {
-      const slices = [client, ...others.sessions].map(async (session, index) => {
-        const lines = lineQuery(query, columns, options, { index, sessions, slices: count });
-        const copy = session.query(copyStreams.to(`COPY (${lines.sql}) TO STDOUT (FORMAT binary)`));
+      const reads = [client, ...others.sessions].map(async (session, index) => {
         try {
-          await writeLines(copy, lines.parts, options, sinkFor(index, sessions));
+          // This session's slices, one after the other.
+          for (let slice = index; slice < count; slice += sessions) {
+            const copy = session.query(new CopyOut(sliceCopy(slice)));
+            await copyLines(copy, rewriter(), add(slice), pieceDone([slice]));
+          }
         } catch (error) {
           // One slice failed (or was cancelled, on the caller's session): the others stop too.
           failures.push(error);
@@ -358,7 +276,7 @@ export async function runUnload(
           await stopping;
         }
       });
-      await Promise.all(slices);
+      await Promise.all(reads);
       if (failures.length > 0) throw failures[0];
     } finally {
       await (stopping ?? endSlices(emulation, others, false));
