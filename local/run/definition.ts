@@ -119,7 +119,10 @@ export function synthesizeDefinition(
   return JSON.parse(synthesized) as SynthesizedDefinition;
 }
 
-function synthesize(runtimeConfig: RuntimeConfig, options: SynthesizeOptions): SynthesizedDefinition {
+function synthesize(
+  runtimeConfig: RuntimeConfig,
+  options: SynthesizeOptions,
+): SynthesizedDefinition {
   const outdir = mkdtempSync(join(tmpdir(), 'redshift-aurora-sync-synth-'));
   try {
     // No stack is bundled (the definition needs the functions' ARNs, not their code) and the
