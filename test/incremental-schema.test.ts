@@ -202,6 +202,45 @@ describe('an increment merged into a large live table', () => {
   });
 });
 
+describe('the swap of an increment whose live table was dropped since it was planned', () => {
+  it('refuses with RS002 instead of making the delta the table, and writes no watermark', async () => {
+    await client.query(`CREATE TABLE public.gone_delta (id int PRIMARY KEY, v text);
+      INSERT INTO public.gone_delta VALUES (7, 'only the change')`);
+    const plan = {
+      runId: 'run-live-gone',
+      lockTimeoutMs: 1000,
+      tables: [
+        {
+          live: { schema: 'public', name: 'gone' },
+          staging: { schema: 'public', name: 'gone_delta' },
+          strategy: 'rename',
+          liveLock: 'RowExclusiveLock',
+          stagingLock: 'AccessExclusiveLock',
+          viewLock: null,
+          liveSequenceLock: null,
+          stagingSequenceLock: 'AccessExclusiveLock',
+          primaryKey: ['id'],
+          increment: { mode: 'merge', proof: { columns: [], figures: { row_count: '1' } } },
+          watermark: { cursor: 'id', cursorKind: 'integer', value: '7' },
+        },
+      ],
+    };
+    await expect(
+      client.query('SELECT redshift_sync.swap($1::jsonb)', [JSON.stringify(plan)]),
+    ).rejects.toMatchObject({
+      code: 'RS002',
+      message: expect.stringMatching(
+        /^the increment of "public"\."gone" was not applied: the live table no longer exists/,
+      ),
+    });
+    const { rows } = await client.query(
+      `SELECT to_regclass('public.gone') IS NULL AS gone, to_regclass('public.gone_delta') IS NOT NULL AS staged,
+              (SELECT count(*)::int FROM redshift_sync.watermarks WHERE target_table = 'gone') AS watermarks`,
+    );
+    expect(rows).toEqual([{ gone: true, staged: true, watermarks: 0 }]);
+  });
+});
+
 describe('redshift_sync.publish_pair for an increment', () => {
   it('names the function that exists, publish_increment, not a publish_by_increment', async () => {
     await expect(
