@@ -333,7 +333,11 @@ export async function checkAndPrepareStaging(
   }
   const { statements } = await prepareStaging(
     db,
-    { live: transfer.table.target, staging: transfer.staging, strategy: transfer.table.strategy },
+    {
+      live: transfer.table.target,
+      staging: transfer.staging,
+      strategy: transfer.delta ? 'increment' : transfer.table.strategy,
+    },
     { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
   );
   return { rows: verdict.rows, indexStatements: statements, figures };
