@@ -83,6 +83,40 @@ async function check(figures: Record<string, unknown>): Promise<string | null> {
   }
 }
 
+describe('the proof scan of live', () => {
+  it('may use parallel workers inside the transaction that just wrote to live', async () => {
+    // A plain SELECT run by EXECUTE ... INTO: it writes nothing and is not a cursor or a FOR
+    // loop, so PostgreSQL may plan it in parallel even after the transaction's own UPDATE
+    // ("When Can Parallel Query Be Used?",
+    // https://www.postgresql.org/docs/15/when-can-parallel-query-be-used.html). auto_explain
+    // shows the nested statement's plan (LOAD needs a superuser: the admin session).
+    const admin = await db.connect('test setup');
+    const plans: string[] = [];
+    admin.on('notice', (notice) => plans.push(notice.message ?? ''));
+    try {
+      await admin.query(`CREATE TABLE public.scanned (id int, v text);
+        INSERT INTO public.scanned SELECT g, 'v' || g FROM generate_series(1, 20000) g;
+        ANALYZE public.scanned`);
+      await admin.query('BEGIN');
+      await admin.query(`LOAD 'auto_explain';
+        SET LOCAL auto_explain.log_min_duration = 0; SET LOCAL auto_explain.log_nested_statements = on;
+        SET LOCAL auto_explain.log_level = notice;
+        SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0;
+        SET LOCAL min_parallel_table_scan_size = 0; SET LOCAL max_parallel_workers_per_gather = 2`);
+      await admin.query(`UPDATE public.scanned SET v = 'changed' WHERE id % 100 = 0`);
+      plans.length = 0;
+      await admin.query(
+        `SELECT redshift_sync.figures_of('public.scanned', '[{"name": "id", "figures": "integer"}, {"name": "v", "figures": "octets"}]')`,
+      );
+      const proof = plans.find((plan) => plan.includes('to_jsonb(f)'));
+      expect(proof).toMatch(/Workers Planned: 2/);
+    } finally {
+      await admin.query('ROLLBACK').catch(() => {});
+      await admin.end();
+    }
+  });
+});
+
 describe('redshift_sync.check_increment', () => {
   it('passes equal figures, and floats equal at the digits Redshift prints', async () => {
     const { sql } = await bothWays('public."Every Kind"');
