@@ -259,6 +259,22 @@ export type ExecutionOutcome =
   | { readonly status: 'FAILED'; readonly error: string; readonly cause: string };
 
 /**
+ * The definitions (as JSON) this process has already run, so validated: aws-local-stepfunctions
+ * checks a definition against the Amazon States Language schema (asl-validator) every time a
+ * state machine is made of it, 0.1 to 0.4 s, which every local run paid before its first state.
+ * The same text passes the same check, so it is checked once; the oldest are dropped first.
+ */
+const validatedDefinitions = new Set<string>();
+
+function rememberValidated(definitionText: string): void {
+  validatedDefinitions.delete(definitionText);
+  validatedDefinitions.add(definitionText);
+  if (validatedDefinitions.size > SYNTHESIZED_KEPT) {
+    validatedDefinitions.delete(validatedDefinitions.values().next().value!);
+  }
+}
+
+/**
  * Runs the definition with each Task bound to `handlersByName[<its handler>]`. Every handler
  * the definition uses must be given, so a missing binding fails before anything runs.
  */
@@ -287,7 +303,14 @@ export async function runDefinition(
     options.executionName ?? `local-${new Date().toISOString().replace(/\D/g, '').slice(0, 17)}`;
   const stateMachineArn =
     options.stateMachineArn ?? `arn:aws:states:${LOCAL_REGION}:${LOCAL_ACCOUNT}:stateMachine:local`;
-  const execution = new StateMachine(synthesized.definition).run(input as never, {
+  const definitionText = JSON.stringify(synthesized.definition);
+  const machine = new StateMachine(
+    synthesized.definition,
+    validatedDefinitions.has(definitionText) ? { validationOptions: { noValidate: true } } : {},
+  );
+  // Reached only when the definition passed: an invalid one is refused again next time.
+  rememberValidated(definitionText);
+  const execution = machine.run(input as never, {
     overrides: {
       taskResourceLocalHandlers,
       waitTimeOverrides: { ...options.waitTimeOverrides },
