@@ -282,6 +282,33 @@ describe('the swap of an increment whose live table was dropped since it was pla
   });
 });
 
+describe('the INSERT of a merged increment', () => {
+  it('leaves out the updated rows through "= ANY", which PostgreSQL 14 hashes, not "<> ALL"', async () => {
+    // 14 reads the whole array for every row of "<> ALL" (NOT of "= ANY" becomes that): 1.1 s
+    // for a 20,000-row increment, against 7 ms hashed. auto_explain shows the nested INSERT's
+    // filter (LOAD needs a superuser: the admin session).
+    const admin = await db.connect('test setup');
+    const plans: string[] = [];
+    admin.on('notice', (notice) => plans.push(notice.message ?? ''));
+    try {
+      await admin.query('BEGIN');
+      await admin.query(`LOAD 'auto_explain';
+        SET LOCAL auto_explain.log_min_duration = 0; SET LOCAL auto_explain.log_nested_statements = on;
+        SET LOCAL auto_explain.log_level = notice`);
+      await admin.query(
+        `SELECT redshift_sync.publish_increment('public.big', 'public.big_delta', ARRAY['id'], 'merge', NULL)`,
+      );
+      const insert = plans.find((plan) => plan.includes('Query Text: INSERT INTO public.big'));
+      // The positions arrive as a constant (hashing needs one), the test kept as written.
+      expect(insert).toMatch(/Filter: \(\(ctid = ANY \('\{[\s\S]*\}'::tid\[\]\)\) IS NOT TRUE\)/);
+      expect(insert).not.toContain('<> ALL');
+    } finally {
+      await admin.query('ROLLBACK').catch(() => {});
+      await admin.end();
+    }
+  });
+});
+
 describe('redshift_sync.publish_pair for an increment', () => {
   it('names the function that exists, publish_increment, not a publish_by_increment', async () => {
     await expect(
