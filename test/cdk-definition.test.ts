@@ -253,4 +253,22 @@ describe('the synthesized state machine definition', () => {
       'Lambda.TooManyRequestsException',
     ]);
   });
+
+  it('is synthesized once per configuration, each call getting its own copy', () => {
+    const again = synthesizeDefinition(config);
+    expect(again).toEqual(synthesized);
+    expect(again.definition).not.toBe(synthesized.definition);
+    // A caller changing its copy changes nobody else's.
+    again.definition.StartAt = 'changed';
+    expect(synthesizeDefinition(config).definition.StartAt).toBe(STATE.loadConfiguration);
+    // Another configuration is synthesized anew: the definition carries the configuration.
+    const other = parseRuntimeConfig(
+      { ...runtimeConfigJson(config), locks: { ...config.locks, maxWaitSeconds: 1234 } },
+      'a changed configuration',
+    );
+    const configurationOf = (definition: SynthesizedDefinition) =>
+      (definition.definition.States[STATE.loadConfiguration] as unknown as AnyState).Parameters;
+    expect(JSON.stringify(configurationOf(synthesizeDefinition(other)))).toContain('1234');
+    expect(JSON.stringify(configurationOf(synthesizeDefinition(config)))).not.toContain('1234');
+  });
 });

@@ -128,6 +128,29 @@ describe('staging under a FOR ALL TABLES publication', () => {
     expect(await published()).toContain('public.totals');
   });
 
+  it("of an increment stays unlogged and gets only statistics, none of live's indexes", async () => {
+    await admin.query(`CREATE TABLE public.ledger (id integer PRIMARY KEY, note text);
+      CREATE INDEX ledger_note ON public.ledger (note);
+      ALTER TABLE public.ledger OWNER TO ${roles.owner}`);
+    const ledger = transfer({ schema: 'public', name: 'ledger' }, 'rename', 'ledger_run1');
+    await createStagingTable(sql, ledger);
+    const staging = `${STAGING_SCHEMA}.ledger_run1`;
+    await sql.query(`INSERT INTO ${staging} VALUES (1, 'changed'), (2, 'new')`);
+    const prepared = await prepareStaging(sql, {
+      live: ledger.table.target,
+      staging: ledger.staging,
+      strategy: 'increment',
+    });
+    expect(prepared.statements).toEqual([]);
+    expect(await persistence(staging)).toBe('u');
+    const { rows } = await admin.query(
+      `SELECT (SELECT count(*)::int FROM pg_index WHERE indrelid = $1::regclass) AS indexes,
+              reltuples::int AS analyzed_rows FROM pg_class WHERE oid = $1::regclass`,
+      [staging],
+    );
+    expect(rows).toEqual([{ indexes: 0, analyzed_rows: 2 }]);
+  });
+
   it('is logged as usual when no FOR ALL TABLES publication exists', async () => {
     await admin.query('DROP PUBLICATION everything');
     try {

@@ -483,6 +483,20 @@ describe('the state machine, run locally', () => {
     expect(result.calls.map((call) => call.handler)).toEqual(['prepare-run']);
   });
 
+  it('checks a definition against the States Language each run until one passes', async () => {
+    // Validated once per definition text (local/run/definition.ts): a definition that failed
+    // is not remembered, so it fails again; a changed copy of a valid one is checked anew.
+    const broken = structuredClone(synthesized);
+    (broken.definition.States[STATE.loadConfiguration] as { Type: string }).Type = 'Nonsense';
+    for (let attempt = 0; attempt < 2; attempt++) {
+      await expect(runDefinition(broken, smoothRun(), {})).rejects.toThrow(
+        /State machine definition is invalid/,
+      );
+    }
+    expect((await run(smoothRun())).outcome.status).toBe('SUCCEEDED');
+    expect((await run(smoothRun())).outcome.status).toBe('SUCCEEDED');
+  });
+
   it('refuses to start without a handler for every Task', async () => {
     const { 'check-staging': _, ...incomplete } = smoothRun();
     await expect(runDefinition(synthesized, incomplete, {})).rejects.toThrow(

@@ -55,6 +55,23 @@ describe('waitForStatement', () => {
     expect(clock.sleeps).toEqual([250, 250]);
   });
 
+  it('pauses longer each time by pollGrowth, up to maxPollMs', async () => {
+    const { warehouse, calls } = scripted([
+      ...Array(6).fill(running),
+      { state: 'done', status: 'FINISHED' },
+    ]);
+    const clock = fakeClock();
+    await waitForStatement(warehouse, 'abc', {
+      ...clock,
+      timeoutMs: 10_000,
+      pollMs: 50,
+      pollGrowth: 1.5,
+      maxPollMs: 200,
+    });
+    expect(clock.sleeps).toEqual([50, 75, 112.5, 168.75, 200, 200]);
+    expect(calls).toHaveLength(7);
+  });
+
   it("throws Redshift's error, naming the statement", async () => {
     const { warehouse } = scripted([
       running,

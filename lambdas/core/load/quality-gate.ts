@@ -328,8 +328,7 @@ export async function checkAndPrepareStaging(
     {
       live: transfer.table.target,
       staging: transfer.staging,
-      // A delta is applied row by row, as a merge, whatever the table's strategy.
-      strategy: transfer.delta ? 'merge' : transfer.table.strategy,
+      strategy: transfer.delta ? 'increment' : transfer.table.strategy,
     },
     { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
   );

@@ -25,6 +25,13 @@ import { SYNC_SQLSTATE } from './sqlstates';
 const { badStagingData, strategyNotPossible, invalidArguments } = SYNC_SQLSTATE;
 
 /**
+ * The most staging rows whose updated ones merge_rows keeps track of, so that its INSERT need
+ * not look them up in live again: their positions take 6 bytes each (6 MB here), in the
+ * session's memory. A bigger increment is looked up whole, as before.
+ */
+export const KEEP_UPDATED_ROWS = 1_000_000;
+
+/**
  * `redshift_sync.column_comparisons(relation)`: per column of a table (in column order), how
  * merge_rows compares its values, as a format() template over (table alias, column name): plain
  * where the type's default B-tree equality is image equality, `COLLATE "C"` for collatable
@@ -122,9 +129,11 @@ DECLARE
   v_key_index boolean;     -- live has a unique index on key columns, so no duplicate keys
   v_plain_keys boolean := true;  -- every key matched with its type's own =, which an index serves
   v_look_up boolean := false;
+  v_keep_updated boolean := false;
   v_hashjoin text := current_setting('enable_hashjoin');
   v_mergejoin text := current_setting('enable_mergejoin');
   v_updated bigint := 0;
+  v_updated_rows tid[] := '{}';  -- where in staging the rows UPDATE wrote are (v_keep_updated)
   v_inserted bigint := 0;
 BEGIN
   -- Arguments, and staging's columns against live's (key columns included even if generated):
@@ -272,15 +281,25 @@ BEGIN
     -- (https://www.postgresql.org/docs/17/runtime-config-query.html#RUNTIME-CONFIG-QUERY-ENABLE),
     -- and set back after them. Full merges (delete_missing) keep the planner's choice.
     IF NOT p_delete_missing AND v_key_index AND v_plain_keys THEN
-      EXECUTE format('SELECT count(*) * 10 < (SELECT c.reltuples FROM pg_class c WHERE c.oid = %s) FROM %s',
-                     p_live::oid, v_staging)
-         INTO v_look_up;
+      EXECUTE format('SELECT count(*) * 10 < (SELECT c.reltuples FROM pg_class c WHERE c.oid = %s), count(*) <= %s FROM %s',
+                     p_live::oid, ${KEEP_UPDATED_ROWS}, v_staging)
+         INTO v_look_up, v_keep_updated;
     END IF;
     IF v_look_up THEN
       PERFORM set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
     END IF;
     v_step := 'updating the rows whose values changed';
-    IF cardinality(v_set) > 0 THEN
+    IF cardinality(v_set) > 0 AND v_look_up AND v_keep_updated THEN
+      -- The staging rows just updated have their key in live: the INSERT below need not look
+      -- them up again (20,000 lookups, 0.2 s of a 2 M-row table's increment, each reading the
+      -- old and the new row version). Their positions in staging (ctid: staging is locked, so
+      -- they stay put) are kept, for at most KEEP_UPDATED_ROWS staging rows.
+      EXECUTE format('WITH updated AS (UPDATE %s AS l SET %s FROM %s AS s WHERE %s AND (%s) RETURNING s.ctid AS row) '
+                     'SELECT count(*), coalesce(array_agg(row), ''{}'') FROM updated',
+                     v_live_rows, array_to_string(v_set, ', '), v_staging,
+                     array_to_string(v_key_match, ' AND '), array_to_string(v_changed, ' OR '))
+         INTO v_updated, v_updated_rows;
+    ELSIF cardinality(v_set) > 0 THEN
       EXECUTE format('UPDATE %s AS l SET %s FROM %s AS s WHERE %s AND (%s)',
                      v_live_rows, array_to_string(v_set, ', '), v_staging,
                      array_to_string(v_key_match, ' AND '), array_to_string(v_changed, ' OR '));
@@ -290,11 +309,18 @@ BEGIN
     -- Live now holds only rows staging holds too, so inserting the rest one by one can only
     -- break a unique constraint that staging itself breaks.
     -- OVERRIDING SYSTEM VALUE: staging's values win over GENERATED ALWAYS AS IDENTITY keys too.
+    -- The rows updated above are left out before any lookup, through a hash table over their
+    -- positions: PostgreSQL 14 hashes "= ANY (constant array)" (commit 50e17ad28) but not its
+    -- negation, which the planner turns into "<> ALL" and reads the whole array for each row
+    -- (1.1 s for 20,000 rows on 14); 15 hashes that too
+    -- (https://postgrespro.com/list/id/E1m0zBv-0002TB-3O@gemulon.postgresql.org). Hence
+    -- IS NOT TRUE, which the planner keeps as it is, and not NOT.
     v_step := 'inserting the rows with new keys';
-    EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s AS s WHERE NOT EXISTS (SELECT FROM %s AS l WHERE %s)',
+    EXECUTE format('INSERT INTO %s (%s) OVERRIDING SYSTEM VALUE SELECT %s FROM %s AS s WHERE (s.ctid = ANY ($1)) IS NOT TRUE AND NOT EXISTS (SELECT FROM %s AS l WHERE %s)',
                    v_live, array_to_string(v_columns, ', '),
                    array_to_string(v_values, ', '),
-                   v_staging, v_live_rows, array_to_string(v_key_match, ' AND '));
+                   v_staging, v_live_rows, array_to_string(v_key_match, ' AND '))
+      USING v_updated_rows;
     GET DIAGNOSTICS v_inserted = ROW_COUNT;
     IF v_look_up THEN
       PERFORM set_config('enable_hashjoin', v_hashjoin, true),

@@ -250,6 +250,12 @@ BEGIN
       END IF;
       -- Before commit: live with the increment must be the whole source table, or nothing is.
       PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+    ELSIF jsonb_typeof(v_table -> 'increment') = 'object' THEN
+      -- Live was dropped since the increment was planned: staging holds the delta only, which
+      -- must not become the table (by rename, below). RS002 has the table's next run be full.
+      RAISE EXCEPTION 'the increment of % was not applied: the live table no longer exists, and the staging table holds only the rows that changed; the next run of this table is a full refresh.',
+        '"' || replace(v_table -> 'live' ->> 'schema', '"', '""') || '"."' || replace(v_table -> 'live' ->> 'name', '"', '""') || '"'
+        USING ERRCODE = '${SYNC_SQLSTATE.incrementMismatch}';
     ELSIF v_live IS NOT NULL AND jsonb_typeof(v_table -> 'partitions') = 'array' THEN
       v_result := ${ADMIN_SCHEMA}.publish_partitions(v_live, v_table -> 'partitions', v_run_id);
       EXECUTE format('DROP TABLE %s', v_staging);

@@ -9,8 +9,15 @@ export interface WaitOptions {
   readonly sleep: (ms: number) => Promise<void>;
   /** Give up after this long (measured with `now`). */
   readonly timeoutMs: number;
-  /** Between two DescribeStatement calls. */
+  /** Between the first two DescribeStatement calls. */
   readonly pollMs: number;
+  /**
+   * Each pause this many times the one before (default 1: every pause `pollMs`), so that a
+   * statement is seen done at most (growth - 1) of its time late, however long it takes.
+   */
+  readonly pollGrowth?: number;
+  /** The longest pause, with `pollGrowth` (default: no limit but the timeout). */
+  readonly maxPollMs?: number;
   readonly now?: () => number;
   /** Names the statement in errors, e.g. `column discovery for sales.orders`. */
   readonly what?: string;
@@ -25,6 +32,7 @@ export async function waitForStatement(
   const now = options.now ?? Date.now;
   const what = options.what ?? 'the statement';
   const started = now();
+  let pause = options.pollMs;
   for (;;) {
     const state = await warehouse.describe(statementId);
     if (state.state === 'done') return state;
@@ -35,6 +43,10 @@ export async function waitForStatement(
         `${what} (Redshift statement ${statementId}) was still ${state.status} after ${Math.round(waited / 1000)} s; the cluster may be busy or paused. Look it up with DescribeStatement, or raise the timeout.`,
       );
     }
-    await options.sleep(Math.min(options.pollMs, options.timeoutMs - waited));
+    await options.sleep(Math.min(pause, options.timeoutMs - waited));
+    pause = Math.min(
+      pause * (options.pollGrowth ?? 1),
+      options.maxPollMs ?? Number.POSITIVE_INFINITY,
+    );
   }
 }

@@ -37,6 +37,12 @@ export class UnloadFailedError extends SyncError {}
 
 /** How long column discovery may take before the step gives up (Redshift queues queries). */
 const DISCOVERY_TIMEOUT_MS = 40_000;
+/**
+ * The pauses between DescribeStatement calls while columns are discovered: from 50 ms, each
+ * half again as long, at most 2 s. A catalog query takes a fraction of a second; polling every
+ * 250 ms made each run wait 250 ms for one that took a few (the local run, bench/incremental.ts).
+ */
+const DISCOVERY_POLL = { pollMs: 50, pollGrowth: 1.5, maxPollMs: 2_000 } as const;
 
 /**
  * How long the unload session stays open after one of its calls finishes. The next call is
@@ -81,7 +87,7 @@ export async function startUnload(state: unknown, deps: PipelineDeps): Promise<U
     await waitForStatement(deps.warehouse, statementId, {
       sleep: deps.sleep,
       timeoutMs: DISCOVERY_TIMEOUT_MS,
-      pollMs: 250,
+      ...DISCOVERY_POLL,
     });
     const source = parseSourceColumns(await deps.warehouse.fetchRows(statementId), table.source);
     const target = await targetColumns(deps.aurora, table.target);
