@@ -35,7 +35,7 @@ import {
 import { parseManifest } from '../lambdas/core/unload/manifest';
 import { planColumns } from '../lambdas/core/unload/select-list';
 import {
-  buildUnloadBatch,
+  buildUnloadSession,
   DEFAULT_MAX_FILE_SIZE_MB,
   manifestKey,
   parseS3Prefix,
@@ -152,16 +152,28 @@ async function productRun(setup: Setup, run: number): Promise<ProductRun> {
     s3Prefix: tableS3Prefix(BUCKET, runId, TARGET),
   };
   await createStagingTable(setup.target, transfer);
-  const batch = buildUnloadBatch([transfer], {
+  const plan = buildUnloadSession([transfer], {
     iamRoleArn: IAM_ROLE_ARN,
     maxFileSizeMb: DEFAULT_MAX_FILE_SIZE_MB,
   });
 
+  // As the pipeline sends them: every call of the plan in order, on one session.
   const unloadStarted = performance.now();
-  const unloadId = await setup.warehouse.submitBatch(batch.statements, runId);
-  const state = await settle(setup.warehouse, unloadId);
-  if (state.state === 'failed') throw new Error(`the unload batch failed: ${state.error}`);
-  const [figuresRow] = await setup.warehouse.fetchRows(unloadId, batch.figuresStatementIndex[0]);
+  const callIds: string[] = [];
+  let sessionId: string | undefined;
+  for (const [index, statements] of plan.batches.entries()) {
+    const submitted = await setup.warehouse.submitInSession(
+      statements,
+      `${runId} unload ${index + 1}/${plan.batches.length}`,
+      sessionId ? { sessionId } : { keepAliveSeconds: 600 },
+    );
+    sessionId = submitted.sessionId;
+    callIds.push(submitted.statementId);
+    const state = await settle(setup.warehouse, submitted.statementId);
+    if (state.state === 'failed') throw new Error(`the unload call failed: ${state.error}`);
+  }
+  const at = plan.figures[0]!;
+  const [figuresRow] = await setup.warehouse.fetchRows(callIds[at.batch]!, at.index);
   const sourceFigures = parseFigures(figuresRow!, transfer.columns);
   const { bucket, keyPrefix } = parseS3Prefix(transfer.s3Prefix);
   const manifest = manifestKey(keyPrefix);

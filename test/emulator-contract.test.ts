@@ -22,7 +22,7 @@ import {
 } from '../lambdas/core/unload/columns';
 import { parseManifest } from '../lambdas/core/unload/manifest';
 import { planColumns } from '../lambdas/core/unload/select-list';
-import { buildUnloadBatch, parseS3Prefix, tableS3Prefix } from '../lambdas/core/unload/statement';
+import { buildUnloadSession, parseS3Prefix, tableS3Prefix } from '../lambdas/core/unload/statement';
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
@@ -95,17 +95,30 @@ describe('the UNLOAD contract through the emulators', () => {
       columns,
       s3Prefix: tableS3Prefix(BUCKET, 'run-1', TARGET),
     };
-    const batch = buildUnloadBatch([transfer], {
+    const plan = buildUnloadSession([transfer], {
       iamRoleArn: 'arn:aws:iam::123456789012:role/unload',
       maxFileSizeMb: 5,
     });
-    const unload = await warehouse.submitBatch(batch.statements, 'unload');
-    expect(await settle(unload)).toEqual({ state: 'done', status: 'FINISHED' });
+    // As the pipeline sends them: the calls in order on one session (the oversize counts, then
+    // the UNLOAD and figures call).
+    const calls: string[] = [];
+    let sessionId: string | undefined;
+    for (const statements of plan.batches) {
+      const submitted = await warehouse.submitInSession(
+        statements,
+        'unload',
+        sessionId ? { sessionId } : { keepAliveSeconds: 60 },
+      );
+      sessionId = submitted.sessionId;
+      calls.push(submitted.statementId);
+      expect(await settle(submitted.statementId)).toEqual({ state: 'done', status: 'FINISHED' });
+    }
+    const unload = calls[plan.figures[0]!.batch]!;
     const figuredColumns = columns.map((column) => ({
       name: column.name,
       figures: column.figures,
     }));
-    const [figuresRow] = await warehouse.fetchRows(unload, batch.figuresStatementIndex[0]);
+    const [figuresRow] = await warehouse.fetchRows(unload, plan.figures[0]!.index);
     const sourceFigures = parseFigures(figuresRow!, figuredColumns);
     expect(sourceFigures.rows).toBe(4);
 

@@ -17,7 +17,7 @@ import {
 import { SourceTableError } from '../lambdas/core/unload/errors';
 import { planColumns } from '../lambdas/core/unload/select-list';
 import {
-  buildUnloadBatch,
+  buildUnloadSession,
   SESSION_SETTINGS,
   tableS3Prefix,
 } from '../lambdas/core/unload/statement';
@@ -150,12 +150,14 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
   it('selects every value in a form the target type reads back unchanged', async () => {
     const plan = planColumns(table, await discover(sql), null);
     const planned: TableTransfer = { ...transfer(), columns: plan.columns };
-    const batch = buildUnloadBatch([planned], {
+    const session = buildUnloadSession([planned], {
       iamRoleArn: 'arn:aws:iam::123456789012:role/unload',
       maxFileSizeMb: 100,
     });
     for (const setting of SESSION_SETTINGS) await sql.query(setting);
-    const unload = batch.statements[SESSION_SETTINGS.length]!;
+    // Each table's UNLOAD comes right before its figures query.
+    const figuresAt = session.figures[0]!;
+    const unload = session.batches[figuresAt.batch]![figuresAt.index - 1]!;
     const literal = /^UNLOAD \((.*)\)$/.exec(unload.split('\n')[0]!)![1]!;
     const query = await decodeRedshiftLiteral(literal);
     expect(query).toContain(`FROM "Sales Data"."Order ""Items"" it's C:\\tmp"`);
@@ -191,11 +193,12 @@ describe('the UNLOAD query and the figures query on the stand-in', () => {
 
   it('counts the same figures on the source as on a copy typed by the plan', async () => {
     const plan = planColumns(table, await discover(sql), null);
-    const batch = buildUnloadBatch([{ ...transfer(), columns: plan.columns }], {
+    const session = buildUnloadSession([{ ...transfer(), columns: plan.columns }], {
       iamRoleArn: 'arn:aws:iam::123456789012:role/unload',
       maxFileSizeMb: 100,
     });
-    const [row] = await sql.query(batch.statements[batch.figuresStatementIndex[0]!]!);
+    const figuresAt = session.figures[0]!;
+    const [row] = await sql.query(session.batches[figuresAt.batch]![figuresAt.index]!);
     const figures = parseFigures(row!, plan.columns);
     expect(figures.rows).toBe(3);
     const byName = new Map(figures.columns.map((column) => [column.column, column]));

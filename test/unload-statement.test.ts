@@ -4,10 +4,8 @@ import type { QualifiedName } from '../lambdas/core/identifiers';
 import { runScopedName } from '../lambdas/core/swap/plan';
 import type { ColumnTransfer, TableTransfer } from '../lambdas/core/transfer/types';
 import {
-  buildUnloadBatch,
   buildUnloadSession,
   buildUnloadStatement,
-  MAX_TABLES_PER_BATCH,
   manifestKey,
   parseS3Prefix,
   redshiftLiteral,
@@ -246,57 +244,6 @@ describe('tableS3Prefix and manifestKey', () => {
   });
 });
 
-describe('buildUnloadBatch', () => {
-  const tables = [1, 2].map((n) =>
-    transfer(
-      { schema: 'public', name: `t${n}` },
-      [{ name: 'id', selectExpression: '"id"', targetType: 'integer', figures: 'integer' }],
-      `s3://b-1/runs/r/t${n}/`,
-    ),
-  );
-
-  it('sets the session first, then each table its UNLOAD and its figures query', () => {
-    const batch = buildUnloadBatch(tables, options);
-    expect(batch.statements.slice(0, 3)).toEqual([
-      "SET timezone TO 'UTC'",
-      'SET extra_float_digits TO 2',
-      "SET datestyle TO 'ISO, MDY'",
-    ]);
-    expect(batch.statements).toHaveLength(7);
-    expect(batch.figuresStatementIndex).toEqual([4, 6]);
-    expect(batch.statements[3]).toMatch(/^UNLOAD \('SELECT "id" AS "id" FROM "public"\."t1"'\)/);
-    expect(batch.statements[4]).toBe(
-      'SELECT CAST(COUNT(*) AS VARCHAR(100)) AS row_count, CAST(COUNT(*) - COUNT("id") AS VARCHAR(100)) AS c0_nulls, CAST(MIN("id") AS VARCHAR(100)) AS c0_min, CAST(MAX("id") AS VARCHAR(100)) AS c0_max FROM "public"."t1"',
-    );
-    expect(batch.statements[5]).toMatch(/FROM "public"\."t2"'\)\nTO 's3:\/\/b-1\/runs\/r\/t2\/'/);
-    expect(batch.statements[6]).toMatch(/FROM "public"\."t2"$/);
-  });
-
-  it(`fits ${MAX_TABLES_PER_BATCH} tables in the 40 statements of one batch and refuses more`, () => {
-    const many = (count: number) =>
-      Array.from({ length: count }, (_, n) =>
-        transfer({ schema: 'public', name: `t${n}` }, [column('a')], `s3://b-1/runs/r/t${n}/`),
-      );
-    expect(MAX_TABLES_PER_BATCH).toBe(18);
-    const full = buildUnloadBatch(many(18), options);
-    expect(full.statements).toHaveLength(SESSION_SETTINGS.length + 36);
-    expect(full.statements.length).toBeLessThanOrEqual(40);
-    expect(() => buildUnloadBatch(many(19), options)).toThrowError(
-      '19 tables need 41 statements in one batch, but BatchExecuteStatement runs at most 40: one run unloads at most 18 tables. Split the tables across several configurations or runs.',
-    );
-    expect(() => buildUnloadBatch([], options)).toThrowError(/no tables/);
-  });
-
-  it('refuses two tables unloading into one folder, and bad options', () => {
-    expect(() =>
-      buildUnloadBatch([tables[0]!, { ...tables[1]!, s3Prefix: tables[0]!.s3Prefix }], options),
-    ).toThrowError(/would unload into the same folder s3:\/\/b-1\/runs\/r\/t1\//);
-    expect(() => buildUnloadBatch(tables, { ...options, maxFileSizeMb: 0 })).toThrowError(
-      /maxFileSizeMb is 0/,
-    );
-  });
-});
-
 describe('buildUnloadSession', () => {
   const many = (count: number) =>
     Array.from({ length: count }, (_, n) =>
@@ -315,6 +262,17 @@ describe('buildUnloadSession', () => {
       { batch: 0, index: 6 },
       { batch: 0, index: 8 },
     ]);
+  });
+
+  it('refuses no tables, two tables unloading into one folder, and bad options', () => {
+    const [first, second] = many(2);
+    expect(() => buildUnloadSession([], options)).toThrowError(/no tables/);
+    expect(() =>
+      buildUnloadSession([first!, { ...second!, s3Prefix: first!.s3Prefix }], options),
+    ).toThrowError(/would unload into the same folder s3:\/\/b-1\/runs\/r\/t0\//);
+    expect(() => buildUnloadSession([first!], { ...options, maxFileSizeMb: 0 })).toThrowError(
+      /maxFileSizeMb is 0/,
+    );
   });
 
   it('spreads 100 tables over calls of at most 40 statements, each reading the transaction start', () => {

@@ -47,11 +47,6 @@ export const SESSION_SETTINGS: readonly string[] = [
   "SET datestyle TO 'ISO, MDY'",
 ];
 
-/** How many tables one batch can unload: each takes its UNLOAD and its figures query. */
-export const MAX_TABLES_PER_BATCH = Math.floor(
-  (MAX_BATCH_STATEMENTS - SESSION_SETTINGS.length) / 2,
-);
-
 /** The Redshift Data API refuses longer statement text. */
 const MAX_STATEMENT_BYTES = 100_000;
 
@@ -243,47 +238,6 @@ export function buildSourceFiguresQuery(transfer: TableTransfer, whole = false):
     ) + (whole ? '' : deltaWhere(transfer)),
     `the figures query of ${displayQualified(transfer.table.source)}`,
   );
-}
-
-export interface UnloadBatch {
-  /** For BatchExecuteStatement: one transaction, so every table is read in one snapshot. */
-  readonly statements: readonly string[];
-  /** Per transfer, in the order given: the index in `statements` of its figures query. */
-  readonly figuresStatementIndex: readonly number[];
-}
-
-/** The settings, then per table its UNLOAD and its figures query. */
-export function buildUnloadBatch(
-  transfers: readonly TableTransfer[],
-  options: UnloadOptions,
-): UnloadBatch {
-  if (transfers.length === 0) {
-    throw new ConfigError('the unload batch has no tables; name at least one.');
-  }
-  if (transfers.length > MAX_TABLES_PER_BATCH) {
-    const needed = SESSION_SETTINGS.length + 2 * transfers.length;
-    throw new ConfigError(
-      `${transfers.length} tables need ${needed} statements in one batch, but BatchExecuteStatement runs at most ${MAX_BATCH_STATEMENTS}: one run unloads at most ${MAX_TABLES_PER_BATCH} tables. Split the tables across several configurations or runs.`,
-    );
-  }
-  const seen = new Map<string, TableTransfer>();
-  for (const transfer of transfers) {
-    const earlier = seen.get(transfer.s3Prefix);
-    if (earlier) {
-      throw new ConfigError(
-        `${displayQualified(earlier.table.target)} and ${displayQualified(transfer.table.target)} would unload into the same folder ${transfer.s3Prefix}; each table needs its own (tableS3Prefix).`,
-      );
-    }
-    seen.set(transfer.s3Prefix, transfer);
-  }
-  const statements = [...SESSION_SETTINGS];
-  const figuresStatementIndex: number[] = [];
-  for (const transfer of transfers) {
-    statements.push(buildUnloadStatement(transfer, options));
-    figuresStatementIndex.push(statements.length);
-    statements.push(buildSourceFiguresQuery(transfer));
-  }
-  return { statements, figuresStatementIndex };
 }
 
 /**
