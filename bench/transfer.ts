@@ -18,7 +18,7 @@ import pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { type QualifiedName, quoteIdentifier, quoteQualified } from '../lambdas/core/identifiers';
-import { DEFAULT_IMPORT_CONCURRENCY, importFiles } from '../lambdas/core/load/import';
+import { importFilesFrom } from '../lambdas/core/load/import';
 import { qualityGate, stagingFigures } from '../lambdas/core/load/quality-gate';
 import { createStagingTable, dropStaging } from '../lambdas/core/load/staging';
 import { targetColumns } from '../lambdas/core/load/target';
@@ -41,6 +41,7 @@ import {
   parseS3Prefix,
   tableS3Prefix,
 } from '../lambdas/core/unload/statement';
+import { FILE_CONCURRENCY } from '../lambdas/pipeline/steps/load';
 import { installAwsS3Shim } from '../local/emulators/aws-s3-shim';
 import { LocalObjectStore } from '../local/emulators/local-object-store';
 import { LocalWarehouse } from '../local/emulators/local-warehouse';
@@ -184,10 +185,21 @@ async function productRun(setup: Setup, run: number): Promise<ProductRun> {
   const unloadSeconds = (performance.now() - unloadStarted) / 1000;
 
   const importStarted = performance.now();
-  const report = await importFiles(setup.importPool, transfer, files, { region: REGION });
+  // As "Import files into staging" does, at its concurrency.
+  const columns = transfer.columns.map((column) => column.name);
+  let importedBytes = 0;
+  await importFilesFrom(
+    setup.importPool,
+    files.map((file) => ({ file, staging: transfer.staging, columns })),
+    {
+      region: REGION,
+      concurrency: FILE_CONCURRENCY,
+      onImported: (_item, imported) => {
+        importedBytes += imported.bytes;
+      },
+    },
+  );
   const importSeconds = (performance.now() - importStarted) / 1000;
-  const failure = report.files.find((file) => file.status === 'failed');
-  if (failure) throw failure.error;
 
   const gateStarted = performance.now();
   const verdict = qualityGate({
@@ -209,7 +221,7 @@ async function productRun(setup: Setup, run: number): Promise<ProductRun> {
     importSeconds,
     gateSeconds,
     files: files.length,
-    bytes: report.bytes,
+    bytes: importedBytes,
     sourceFigures,
   };
 }
@@ -274,7 +286,7 @@ async function main(): Promise<void> {
   const benchStarted = performance.now();
   const rowsText = rows.toLocaleString('en-US');
   console.log(
-    `transfer benchmark: ${rowsText} rows, ${runs} run(s) of each path, interleaved; UNLOAD on ${SLICES} slices, MAXFILESIZE ${DEFAULT_MAX_FILE_SIZE_MB} MB, import concurrency ${DEFAULT_IMPORT_CONCURRENCY}`,
+    `transfer benchmark: ${rowsText} rows, ${runs} run(s) of each path, interleaved; UNLOAD on ${SLICES} slices, MAXFILESIZE ${DEFAULT_MAX_FILE_SIZE_MB} MB, import concurrency ${FILE_CONCURRENCY}`,
   );
   let server: LocalPostgres | undefined;
   let s3Dir: string | undefined;
@@ -312,7 +324,7 @@ async function main(): Promise<void> {
     const pool = new pg.Pool({
       connectionString: targetUrl,
       application_name: 'bench-import',
-      max: DEFAULT_IMPORT_CONCURRENCY,
+      max: FILE_CONCURRENCY,
       idleTimeoutMillis: 0,
     });
     pool.on('error', () => {});
@@ -407,7 +419,7 @@ async function main(): Promise<void> {
     const pipeSeconds = median(pipe.map((p) => p.seconds));
     const machine = machineDescription();
     const postgres = facts!.version;
-    const caption = `${rowsText} rows (bigint, integer, numeric(12,2), varchar(200) with NULLs, empty strings and escaped characters, timestamptz, boolean; ${facts!.size} on disk), source and target databases on one embedded PostgreSQL; UNLOAD on ${SLICES} slices with MAXFILESIZE ${DEFAULT_MAX_FILE_SIZE_MB} MB, import concurrency ${DEFAULT_IMPORT_CONCURRENCY}; median of ${runs} interleaved run(s), each row of the table its own median.`;
+    const caption = `${rowsText} rows (bigint, integer, numeric(12,2), varchar(200) with NULLs, empty strings and escaped characters, timestamptz, boolean; ${facts!.size} on disk), source and target databases on one embedded PostgreSQL; UNLOAD on ${SLICES} slices with MAXFILESIZE ${DEFAULT_MAX_FILE_SIZE_MB} MB, import concurrency ${FILE_CONCURRENCY}; median of ${runs} interleaved run(s), each row of the table its own median.`;
     const ratios = `The pipe takes ${fmt((pipeSeconds / median(movedSeconds)) * 100, 0)} % of the product's unload + import time and ${fmt((pipeSeconds / median(totals)) * 100, 0)} % of its total. Ratio, product / pipe: total ${fmt(median(totals) / pipeSeconds, 2)}x, unload + import ${fmt(median(movedSeconds) / pipeSeconds, 2)}x.`;
 
     console.log('');

@@ -22,7 +22,7 @@ import {
   buildImportStatement,
   COPY_OPTIONS,
   importFile,
-  importFiles,
+  importFilesFrom,
   importParameters,
   parseImportResult,
 } from '../lambdas/core/load/import';
@@ -221,8 +221,15 @@ describe('importFile', () => {
   });
 });
 
-describe('importFiles', () => {
-  it('imports all files side by side and adds up rows and bytes', async () => {
+describe('importFilesFrom', () => {
+  const items = (files: readonly DataFile[]) =>
+    files.map((file) => ({
+      file,
+      staging: transfer.staging,
+      columns: transfer.columns.map((c) => c.name),
+    }));
+
+  it('imports all files side by side, telling each one as it is in', async () => {
     const files = await Promise.all(
       [0, 1, 2, 3, 4, 5].map((part) =>
         putFile(`runs/r2/events/000${part}_part_00`, [
@@ -231,15 +238,39 @@ describe('importFiles', () => {
         ]),
       ),
     );
-    const report = await importFiles(sql, transfer, files, { region: REGION, concurrency: 3 });
-    expect(report.complete).toBe(true);
-    expect(report.rows).toBe(12);
-    expect(report.bytes).toBe(files.reduce((sum, file) => sum + file.bytes, 0));
-    expect(report.files.map((outcome) => outcome.status)).toEqual(Array(6).fill('imported'));
+    const told: { key: string; rows: number; bytes: number }[] = [];
+    const next = await importFilesFrom(sql, items(files), {
+      region: REGION,
+      concurrency: 3,
+      onImported: (_item, imported) => void told.push(imported),
+    });
+    expect(next).toBe(6);
+    expect(told.map((file) => file.key).sort()).toEqual(files.map((file) => file.key));
+    expect(told.reduce((sum, file) => sum + file.rows, 0)).toBe(12);
+    expect(told.reduce((sum, file) => sum + file.bytes, 0)).toBe(
+      files.reduce((sum, file) => sum + file.bytes, 0),
+    );
     expect(await stagingRows()).toHaveLength(12);
   });
 
-  it('starts no further file after a failure and reports every outcome', async () => {
+  it('starts from a given file and stops starting files when told to', async () => {
+    const files = await Promise.all(
+      [0, 1, 2, 3].map((part) =>
+        putFile(`runs/r4/events/000${part}_part_00`, [[40 + part, 'x', '2024-01-01 00:00:00+00']]),
+      ),
+    );
+    let started = 0;
+    const next = await importFilesFrom(sql, items(files), {
+      region: REGION,
+      concurrency: 1,
+      from: 1,
+      keepStarting: () => started++ < 2,
+    });
+    expect(next).toBe(3);
+    expect((await stagingRows()).map((row) => row.id)).toEqual([41, 42]);
+  });
+
+  it('starts no further file after a failure, lets the running ones end, and throws the failure', async () => {
     const good = await putFile('runs/r3/events/0000_part_00', [[1, 'a', '2024-01-01 00:00:00+00']]);
     const missing: DataFile = {
       bucket: BUCKET,
@@ -250,28 +281,18 @@ describe('importFiles', () => {
     const later = await putFile('runs/r3/events/0002_part_00', [
       [3, 'c', '2024-01-01 00:00:00+00'],
     ]);
-    const report = await importFiles(sql, transfer, [good, missing, later], {
-      region: REGION,
-      concurrency: 1,
-    });
-    expect(report.complete).toBe(false);
-    expect(report.rows).toBe(1);
-    expect(report.files.map((outcome) => [outcome.key, outcome.status])).toEqual([
-      [good.key, 'imported'],
-      [missing.key, 'failed'],
-      [later.key, 'skipped'],
-    ]);
-    const failed = report.files[1]!;
-    expect(failed.status === 'failed' && failed.error.message).toMatch(
+    await expect(
+      importFilesFrom(sql, items([good, missing, later]), { region: REGION, concurrency: 1 }),
+    ).rejects.toThrow(
       /the import of s3:\/\/run-files\/runs\/r3\/events\/0001_part_00 into .* failed/,
     );
     expect((await stagingRows()).map((row) => row.id)).toEqual([1]);
   });
 
   it('refuses a concurrency below 1', async () => {
-    await expect(
-      importFiles(sql, transfer, [], { region: REGION, concurrency: 0 }),
-    ).rejects.toThrow(/concurrency is 0/);
+    await expect(importFilesFrom(sql, [], { region: REGION, concurrency: 0 })).rejects.toThrow(
+      /concurrency is 0/,
+    );
   });
 });
 

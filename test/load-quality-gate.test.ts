@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { quoteQualified } from '../lambdas/core/identifiers';
 import { QualityGateError } from '../lambdas/core/load/errors';
-import { importFiles } from '../lambdas/core/load/import';
+import { importFilesFrom } from '../lambdas/core/load/import';
 import {
   checkAndPrepareStaging,
   FiguresQueryStoppedError,
@@ -262,8 +262,12 @@ describe('the quality gate on real PostgreSQL', () => {
 
   async function load(transfer: TableTransfer, files: readonly DataFile[]) {
     await createStagingTable(sql, transfer);
-    const report = await importFiles(sql, transfer, files, { region: 'eu-west-1' });
-    expect(report.complete).toBe(true);
+    const columns = transfer.columns.map((column) => column.name);
+    await importFilesFrom(
+      sql,
+      files.map((file) => ({ file, staging: transfer.staging, columns })),
+      { region: 'eu-west-1', concurrency: 4 },
+    );
   }
 
   beforeAll(async () => {

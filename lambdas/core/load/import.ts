@@ -11,7 +11,7 @@ import {
   quoteQualified,
 } from '../identifiers';
 import type { SqlClient } from '../sql-client';
-import type { DataFile, TableTransfer } from '../transfer/types';
+import type { DataFile } from '../transfer/types';
 import {
   DataApiTimeoutError,
   FileImportError,
@@ -120,68 +120,60 @@ export async function importFile(db: SqlClient, input: ImportFileInput): Promise
   return { key: file.key, rows: imported.rows, bytes: imported.bytes };
 }
 
-export type FileOutcome =
-  | ({ readonly status: 'imported' } & ImportedFile)
-  | { readonly status: 'failed'; readonly key: string; readonly error: Error }
-  /** Not started: an earlier file failed. */
-  | { readonly status: 'skipped'; readonly key: string };
-
-export interface ImportReport {
-  /** True when every file was imported. */
-  readonly complete: boolean;
-  readonly rows: number;
-  readonly bytes: number;
-  /** Every file's outcome, in the order given. */
-  readonly files: readonly FileOutcome[];
+/** One file to import, and where its fields go: a staging table, or a reconcile's key table. */
+export interface FileToImport {
+  readonly file: DataFile;
+  readonly staging: QualifiedName;
+  /** The columns the file's fields fill, in the file's order. */
+  readonly columns: readonly string[];
 }
 
-export const DEFAULT_IMPORT_CONCURRENCY = 4;
+export interface ImportPoolOptions {
+  /** The bucket's AWS region. */
+  readonly region: string;
+  /** How many imports run at once (COPYs into one table run side by side). */
+  readonly concurrency: number;
+  /** The index of the first file to import; default 0. */
+  readonly from?: number;
+  /** Asked before each file is started: false stops starting files (a caller's time budget). */
+  readonly keepStarting?: () => boolean;
+  /** Called once per imported file, as it is imported. */
+  readonly onImported?: (item: FileToImport, imported: ImportedFile) => void;
+}
 
 /**
- * Imports a table's files into its staging table, `concurrency` at a time (COPYs into one
- * table run side by side). After the first failure no further file is started; the ones
- * already running finish. Reports every file's outcome.
+ * Imports `files` from `options.from` on, `concurrency` at a time, until they are all in or
+ * `keepStarting` says to stop. After the first failure no further file is started; every
+ * import already running ends before this returns or throws, so none outlives the caller.
+ * Returns the index of the first file not imported; throws the first failure.
  */
-export async function importFiles(
+export async function importFilesFrom(
   db: SqlClient,
-  transfer: TableTransfer,
-  files: readonly DataFile[],
-  options: { readonly region: string; readonly concurrency?: number },
-): Promise<ImportReport> {
-  const concurrency = options.concurrency ?? DEFAULT_IMPORT_CONCURRENCY;
+  files: readonly FileToImport[],
+  options: ImportPoolOptions,
+): Promise<number> {
+  const { concurrency } = options;
   if (!Number.isInteger(concurrency) || concurrency < 1) {
-    throw new ConfigError(
-      `import concurrency is ${concurrency}; give a whole number, 1 or more (default ${DEFAULT_IMPORT_CONCURRENCY}).`,
-    );
+    throw new ConfigError(`import concurrency is ${concurrency}; give a whole number, 1 or more.`);
   }
-  const columns = transfer.columns.map((column) => column.name);
-  const outcomes: FileOutcome[] = files.map((file) => ({ status: 'skipped', key: file.key }));
-  let next = 0;
+  let next = options.from ?? 0;
   let failed = false;
-  const worker = async () => {
-    while (!failed && next < files.length) {
-      const index = next++;
-      const file = files[index]!;
+  const worker = async (): Promise<void> => {
+    while (!failed && next < files.length && (options.keepStarting?.() ?? true)) {
+      const item = files[next]!;
+      next += 1;
       try {
-        const imported = await importFile(db, {
-          staging: transfer.staging,
-          columns,
-          file,
-          region: options.region,
-        });
-        outcomes[index] = { status: 'imported', ...imported };
+        // Imported first: an optional call would skip evaluating its arguments without a listener.
+        const imported = await importFile(db, { ...item, region: options.region });
+        options.onImported?.(item, imported);
       } catch (error) {
         failed = true;
-        outcomes[index] = { status: 'failed', key: file.key, error: error as Error };
+        throw error;
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(concurrency, files.length) }, worker));
-  const imported = outcomes.filter((outcome) => outcome.status === 'imported');
-  return {
-    complete: !failed,
-    rows: imported.reduce((sum, outcome) => sum + outcome.rows, 0),
-    bytes: imported.reduce((sum, outcome) => sum + outcome.bytes, 0),
-    files: outcomes,
-  };
+  const outcomes = await Promise.allSettled(Array.from({ length: concurrency }, worker));
+  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
+  if (failure) throw failure.reason;
+  return next;
 }

@@ -4,12 +4,11 @@
  * step as they need, then hold staging to the source's figures and build the live table's
  * indexes on it.
  */
-import { displayQualified, type QualifiedName } from '../../core/identifiers';
-import { importFile } from '../../core/load/import';
+import { displayQualified } from '../../core/identifiers';
+import { type FileToImport, importFilesFrom } from '../../core/load/import';
 import { analyzeKeyTable, createKeyTable } from '../../core/load/key-table';
 import { checkAndPrepareStaging } from '../../core/load/quality-gate';
 import { createStagingTable } from '../../core/load/staging';
-import type { DataFile } from '../../core/transfer/types';
 import type { PipelineDeps } from '../deps';
 import { loadRun, transferFor } from '../run-context';
 import {
@@ -60,9 +59,9 @@ export async function importFiles(state: unknown, deps: PipelineDeps): Promise<I
   const transfer = transferFor(await context.files.readUnload(), target);
   // The data files into staging, then a reconcile's key files into its key table.
   const columns = transfer.columns.map((column) => column.name);
-  const files: { file: DataFile; staging: QualifiedName; columns: readonly string[] }[] = (
-    await context.files.readFiles(transfer.table.target)
-  ).map((file) => ({ file, staging: transfer.staging, columns }));
+  const files: FileToImport[] = (await context.files.readFiles(transfer.table.target)).map(
+    (file) => ({ file, staging: transfer.staging, columns }),
+  );
   if (transfer.keys) {
     const { table, columns: keyColumns } = transfer.keys;
     for (const file of await context.files.readKeyFiles(transfer.table.target)) {
@@ -70,32 +69,22 @@ export async function importFiles(state: unknown, deps: PipelineDeps): Promise<I
     }
   }
   const started = deps.now();
-  let { next, rows } = imported;
-  const importOne = async (item: (typeof files)[number]): Promise<void> => {
-    const imported = await importFile(deps.aurora, { ...item, region: deps.settings.region });
-    // `rows` counts the table's rows; keys are counted apart.
-    if (item.staging === transfer.staging) {
-      deps.metrics.record('RowsImported', 'Count', imported.rows);
-      rows += imported.rows;
-    } else {
-      deps.metrics.record('KeysImported', 'Count', imported.rows);
-    }
-  };
-  let failed = false;
-  const worker = async (): Promise<void> => {
-    while (!failed && next < files.length && deps.now() - started < IMPORT_BUDGET_MS) {
-      const file = files[next]!;
-      next += 1;
-      await importOne(file).catch((error: unknown) => {
-        failed = true;
-        throw error;
-      });
-    }
-  };
-  // Every call in flight ends before the step fails, so none outlives the function.
-  const outcomes = await Promise.allSettled(Array.from({ length: FILE_CONCURRENCY }, worker));
-  const failure = outcomes.find((outcome) => outcome.status === 'rejected');
-  if (failure) throw failure.reason;
+  let { rows } = imported;
+  const next = await importFilesFrom(deps.aurora, files, {
+    region: deps.settings.region,
+    concurrency: FILE_CONCURRENCY,
+    from: imported.next,
+    keepStarting: () => deps.now() - started < IMPORT_BUDGET_MS,
+    onImported: (item, result) => {
+      // `rows` counts the table's rows; keys are counted apart.
+      if (item.staging === transfer.staging) {
+        deps.metrics.record('RowsImported', 'Count', result.rows);
+        rows += result.rows;
+      } else {
+        deps.metrics.record('KeysImported', 'Count', result.rows);
+      }
+    },
+  });
   deps.log.info('files imported', { table: target, next, of: files.length, rows });
   return { next, remaining: files.length - next, rows };
 }
