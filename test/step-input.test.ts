@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../lambdas/core/errors';
 import type { PipelineDeps } from '../lambdas/pipeline/deps';
 import {
+  blockerLine,
   parseStepInput,
   type RunState,
   STEP_INPUTS,
@@ -181,6 +182,27 @@ describe('the parts later steps read', () => {
     expect(
       refusal(STEP_INPUTS.gate, { run: RUN, swap: { swapped: false, attempts: 1 } }).message,
     ).toMatch(/^\$\.swap is not a swap attempt \(\$\.swap\.reason: /);
+  });
+
+  it('the lock gate: reads a $.locks written before the per-class policy (a deploy during the wait)', () => {
+    const before = {
+      pid: 4242,
+      user: 'alice',
+      application: 'psql',
+      clientAddr: null,
+      state: 'idle in transaction',
+      relation: 'public.orders',
+      mode: 'AccessShareLock',
+      transactionSeconds: 47,
+      query: 'SELECT 1',
+      reason: 'an open transaction holds the table',
+    };
+    const gate = parseStepInput(STEP_INPUTS.gate, {
+      run: RUN,
+      locks: { ...LOCKS, blockers: [before], blockersSeen: [before] },
+    });
+    expect(gate.locks!.blockersSeen).toEqual([before]);
+    expect(blockerLine(gate.locks!.blockersSeen[0]!)).toBe('an open transaction holds the table');
   });
 
   it('fail-run: reads what parses and leaves out what does not, so the clean-up and the notice still run', () => {

@@ -99,11 +99,13 @@ const blockerState = z.object({
   reason: z.string(),
   /** On Aurora Limitless: the node the session runs on, and where it holds the lock. */
   subcluster: subcluster.optional(),
+  // The next three are absent from a state written before the per-class policy: such a state
+  // can reach this version when a deploy lands while a run waits at the lock gate.
   /** Its kind (blockerClass), the key a per-class onMaxWait uses. */
-  blockerClass: terminatedSession.shape.blockerClass,
+  blockerClass: terminatedSession.shape.blockerClass.optional(),
   /** What onMaxWait does with it at maxWaitSeconds, and why not `terminate` when asked (MaxWaitAction). */
-  atMaxWait: z.enum(ON_MAX_WAIT),
-  atMaxWaitException: z.string().nullable(),
+  atMaxWait: z.enum(ON_MAX_WAIT).optional(),
+  atMaxWaitException: z.string().nullable().optional(),
 });
 export type BlockerState = z.infer<typeof blockerState>;
 
