@@ -11,6 +11,8 @@ import { PreflightError } from '../lambdas/core/errors';
 import type { QualifiedName } from '../lambdas/core/identifiers';
 import { preflight } from '../lambdas/core/swap/preflight';
 import type { SwapStrategy, TableSwap } from '../lambdas/core/swap/types';
+import type { SyncTable } from '../lambdas/core/transfer/types';
+import { preflightTable } from '../lambdas/pipeline/run-context';
 import { declareLimitlessTable, installLimitlessShims } from '../local/emulators/limitless-shims';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { pipelineSession, uniqueRoles } from './support/swap-fixtures';
@@ -79,7 +81,37 @@ describe('the preflight on Aurora Limitless', () => {
     expect(await problemsOf([swap(SHARDED, 'merge', ['region', 'id'])])).toEqual([]);
     expect(await problemsOf([swap(SHARDED, 'merge', ['id'])])).toEqual([
       expect.stringMatching(
-        /^public\.orders is a sharded table of an Aurora Limitless database whose shard key HASH \(id, region\) has region outside the "primaryKey" configured for strategy "merge".*add region to "primaryKey"/,
+        /^public\.orders is a sharded table of an Aurora Limitless database whose shard key HASH \(id, region\) has region outside the "primaryKey" \(id\) that strategy "merge" updates rows by.*add region to "primaryKey"/,
+      ),
+    ]);
+  });
+
+  it('checks the key of an increment as the run publishes it (preflightTable): mode "merge" by a key without the shard key is refused, "append" is not', async () => {
+    const incremental = (
+      mode: 'merge' | 'append',
+      primaryKey?: readonly string[],
+      strategy: SwapStrategy = 'rename',
+    ): SyncTable => ({
+      source: { schema: 'sales', name: 'orders' },
+      target: SHARDED,
+      strategy,
+      allowEmpty: false,
+      incremental: { cursor: 'v', mode, deletes: 'ignore' },
+      ...(primaryKey ? { primaryKey } : {}),
+    });
+    const delta = (table: SyncTable) => preflightTable(table, STAGING, true);
+    expect(await problemsOf([delta(incremental('merge', ['id']))])).toEqual([
+      `public.orders is a sharded table of an Aurora Limitless database whose shard key HASH (id, region) has region outside the "primaryKey" (id) that incremental mode "merge" updates rows by, so its UPDATE would set shard key columns, which Limitless does not support (${DOCS}/limitless-reference.DML-limitations.html); add region to "primaryKey", or leave it unset to use the table's primary key, which Limitless makes contain the shard key.`,
+    ]);
+    expect(await problemsOf([delta(incremental('merge', ['region', 'id']))])).toEqual([]);
+    expect(await problemsOf([delta(incremental('merge'))])).toEqual([]);
+    // Append only inserts; its key serves deletes "reconcile", which never sets a column.
+    expect(await problemsOf([delta(incremental('append', ['id']))])).toEqual([]);
+    // A full run of the same table publishes by its strategy, which checks its own key.
+    const full = preflightTable(incremental('append', ['id'], 'merge'), STAGING, false);
+    expect(await problemsOf([full])).toEqual([
+      expect.stringContaining(
+        'outside the "primaryKey" (id) that strategy "merge" updates rows by',
       ),
     ]);
   });

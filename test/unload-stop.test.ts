@@ -215,6 +215,52 @@ describe('stopRunStatements', () => {
     expect(calls).toEqual([LIST]);
   });
 
+  it("leaves a session alone that check-unload's ROLLBACK ended: no cancel of the call $.unload names, no second ROLLBACK", async () => {
+    const rolledBack = (state: 'done' | 'failed'): ListedStatement => ({
+      statementId: 'rollback-0',
+      name: 'redshift-aurora-sync r-1 rollback',
+      state,
+      status: state === 'done' ? 'FINISHED' : 'FAILED',
+      sessionId: 'session-1',
+    });
+    const ended = scripted(async () => false, [], [rolledBack('done')]);
+    expect(await stopRunStatements(depsWith(ended.warehouse).deps, 'r-1', UNLOAD)).toEqual({
+      cancelled: [],
+      rolledBack: [],
+    });
+    expect(ended.calls).toEqual([LIST]);
+    // A ROLLBACK that failed ended nothing: the session is stopped as any other.
+    const failed = scripted(
+      async () => false,
+      [{ state: 'done', status: 'FINISHED' }],
+      [rolledBack('failed')],
+    );
+    expect(await stopRunStatements(depsWith(failed.warehouse).deps, 'r-1', UNLOAD)).toEqual({
+      cancelled: [],
+      rolledBack: ['session-1'],
+    });
+    expect(failed.calls).toContain(ROLLBACK);
+    // Something of the run running on the session came after: it is cancelled and rolled back.
+    const after = scripted(
+      async () => true,
+      [ABORTED],
+      [
+        rolledBack('done'),
+        {
+          statementId: 'call-3',
+          name: 'redshift-aurora-sync r-1 unload 3/3',
+          state: 'running',
+          status: 'STARTED',
+          sessionId: 'session-1',
+        },
+      ],
+    );
+    expect(await stopRunStatements(depsWith(after.warehouse).deps, 'r-1', null)).toEqual({
+      cancelled: ['call-3'],
+      rolledBack: ['session-1'],
+    });
+  });
+
   it('gives up when the cancelled call is still running after CANCEL_WAIT_MS, without a ROLLBACK the session would refuse', async () => {
     const { warehouse, calls } = scripted(async () => true, [RUNNING]);
     const stopping = stopRunStatements(depsWith(warehouse).deps, 'r-1', UNLOAD);

@@ -7,6 +7,7 @@ import { parseRuntimeConfig, type RuntimeConfig, selectTables } from '../core/co
 import { ConfigError } from '../core/errors';
 import { displayQualified, parseQualifiedName, type QualifiedName } from '../core/identifiers';
 import { plannedPartitions } from '../core/partitions/prepare';
+import type { PreflightTable } from '../core/swap/limitless-preflight';
 import { buildSwapPlan, type SwapPlan, type TableToPlan } from '../core/swap/plan';
 import { resolveMergeKey } from '../core/swap/primary-key';
 import type { TableSwap } from '../core/swap/types';
@@ -98,7 +99,21 @@ export async function runSwapPlan(
   });
 }
 
-/** How a transfer's table is published this run, for the preflight: an increment as a merge. */
-export function publishStrategy(record: UnloadRecord, index: number): TableSwap['strategy'] {
-  return record.transfers[index]!.delta ? 'merge' : record.transfers[index]!.table.strategy;
+/**
+ * A table as the preflight checks it this run: a delta as an increment (checked as a merge, with
+ * its mode), else by its strategy; with the configured key, which the preflight checks where the
+ * publish updates rows by it (against a Limitless shard key).
+ */
+export function preflightTable(
+  table: SyncTable,
+  staging: QualifiedName,
+  delta: boolean,
+): PreflightTable {
+  return {
+    live: table.target,
+    staging,
+    strategy: delta ? 'merge' : table.strategy,
+    ...(delta ? { increment: table.incremental!.mode } : {}),
+    ...(table.primaryKey ? { primaryKey: table.primaryKey } : {}),
+  };
 }

@@ -10,10 +10,15 @@
  *   would end up on one shard, and making it sharded again
  *   (rds_aurora.limitless_alter_table_type_sharded) moves every row;
  * - DELETE, UPDATE and INSERT ... SELECT are supported (limitless-reference.DML-support.html),
- *   except updating a shard key column (limitless-reference.DML-limitations.html, UPDATE).
- *   Strategy "merge" updates only the columns outside its key, and every primary or unique key
- *   of a sharded table contains the shard key (limitless-reference.DDL-limitations.html,
- *   Constraints), so merging by the primary key never updates the shard key;
+ *   except updating a shard key column: "Updating the shard key isn't supported", an UPDATE
+ *   that SETs one fails with "Shard key column update is not supported"
+ *   (limitless-reference.DML-limitations.html, UPDATE). Strategy "merge" and an increment in
+ *   mode "merge" update every column outside their key (merge_rows, ../schema/publish-merge.ts),
+ *   and every primary or unique key of a sharded table contains the shard key
+ *   (limitless-reference.DDL-limitations.html, Constraints), so merging by the primary key never
+ *   updates the shard key; a configured "primaryKey" must contain it too, or the swap would fail
+ *   under its locks after the whole transfer. An increment in mode "append" only inserts (and
+ *   with deletes "reconcile", deletes by key), which sets no column of a row already there;
  * - the DDL and DML limitations pages say nothing of TRUNCATE on sharded or reference tables,
  *   strategy "truncate" runs TRUNCATE ONLY, and the ONLY flag is documented as unsupported for
  *   ALTER TABLE (limitless-reference.DDL-limitations.html): "truncate" is refused there until
@@ -28,9 +33,19 @@
  *   (n_distinct)) carry what no table there can have, since the same statements are the only
  *   way to give it; "truncate" and "merge" issue none of them (TRUNCATE and DML only).
  */
-import { displayQualified } from '../identifiers';
+import { displayIdentifier, displayQualified } from '../identifiers';
 import type { SqlClient } from '../sql-client';
+import type { IncrementMode } from '../transfer/types';
 import type { SwapStrategy, TableSwap } from './types';
+
+/**
+ * A table as the preflight checks it. An increment takes merge's row-level locks and issues no
+ * DDL, so it is checked as strategy "merge", with its `incremental.mode`: mode "merge" updates
+ * rows by `primaryKey` as strategy "merge" does, mode "append" updates none.
+ */
+export interface PreflightTable extends TableSwap {
+  readonly increment?: IncrementMode;
+}
 
 const DOCS = 'https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide';
 
@@ -65,7 +80,7 @@ export async function isLimitlessDatabase(db: SqlClient): Promise<boolean> {
  */
 export async function limitlessProblems(
   db: SqlClient,
-  tables: readonly TableSwap[],
+  tables: readonly PreflightTable[],
 ): Promise<string[]> {
   if (tables.length === 0) return [];
   const rows = await db.query<LimitlessTableRow>(
@@ -101,8 +116,10 @@ export async function limitlessProblems(
     }
     const missing = shardKeyOutsideMergeKey(row, table);
     if (missing.length > 0) {
+      const merging = table.increment ? 'incremental mode "merge"' : 'strategy "merge"';
+      const key = table.primaryKey!.map(displayIdentifier).join(', ');
       problems.push(
-        `${live} is a sharded table of an Aurora Limitless database whose shard key ${row.distribution_key} has ${missing.join(', ')} outside the "primaryKey" configured for strategy "merge", which would then update shard key columns, and Limitless does not support that (${DOCS}/limitless-reference.DML-limitations.html); add ${missing.join(', ')} to "primaryKey", or leave it unset to use the table's primary key, which Limitless makes contain the shard key.`,
+        `${live} is a sharded table of an Aurora Limitless database whose shard key ${row.distribution_key} has ${missing.join(', ')} outside the "primaryKey" (${key}) that ${merging} updates rows by, so its UPDATE would set shard key columns, which Limitless does not support (${DOCS}/limitless-reference.DML-limitations.html); add ${missing.join(', ')} to "primaryKey", or leave it unset to use the table's primary key, which Limitless makes contain the shard key.`,
       );
     }
   }
@@ -132,11 +149,13 @@ async function publicationProblems(db: SqlClient, tables: readonly TableSwap[]):
 }
 
 /**
- * The shard key columns a configured merge key lacks. limitless_tables shows the key as e.g.
- * `HASH (order_id)` or `HASH (item_id, item_cat)`; a key it cannot read is left to the server.
+ * The shard key columns a configured merge key lacks, where the publish updates rows by it.
+ * limitless_tables shows the key as e.g. `HASH (order_id)` or `HASH (item_id, item_cat)`; a key
+ * it cannot read is left to the server.
  */
-function shardKeyOutsideMergeKey(row: LimitlessTableRow, table: TableSwap): string[] {
+function shardKeyOutsideMergeKey(row: LimitlessTableRow, table: PreflightTable): string[] {
   if (row.table_type !== 'sharded' || !table.primaryKey || !row.distribution_key) return [];
+  if (table.increment === 'append') return [];
   const columns = /^\s*\w+\s*\((.*)\)\s*$/.exec(row.distribution_key)?.[1];
   if (columns === undefined) return [];
   return columns

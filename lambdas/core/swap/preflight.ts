@@ -7,7 +7,7 @@ import { PreflightError } from '../errors';
 import { displayIdentifier, displayQualified } from '../identifiers';
 import { ADMIN_SCHEMA, STAGING_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
-import { isLimitlessDatabase, limitlessProblems } from './limitless-preflight';
+import { isLimitlessDatabase, limitlessProblems, type PreflightTable } from './limitless-preflight';
 import { mayTerminate, type OnMaxWaitSetting } from './policy';
 import type { TableSwap } from './types';
 
@@ -49,7 +49,7 @@ export interface PreflightOptions {
  */
 export async function preflight(
   db: SqlClient,
-  tables: readonly TableSwap[],
+  tables: readonly PreflightTable[],
   options: PreflightOptions = {},
 ): Promise<void> {
   const problems: string[] = [];

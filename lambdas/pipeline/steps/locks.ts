@@ -33,7 +33,7 @@ import { preflight } from '../../core/swap/preflight';
 import type { PipelineDeps } from '../deps';
 import { applyIncrementMismatch, publishedRows } from '../increment-mismatch';
 import { replacedPartitions } from '../replaced-partitions';
-import { loadRun, publishStrategy, type RunContext, runSwapPlan } from '../run-context';
+import { loadRun, preflightTable, type RunContext, runSwapPlan } from '../run-context';
 import {
   type BlockerState,
   blockerLine,
@@ -155,11 +155,9 @@ export async function checkLocks(input: unknown, deps: PipelineDeps): Promise<Lo
     // First look: everything that would make the swap fail is reported before any waiting.
     await preflight(
       deps.aurora,
-      record.transfers.map((transfer, index) => ({
-        live: transfer.table.target,
-        staging: transfer.staging,
-        strategy: publishStrategy(record, index),
-      })),
+      record.transfers.map((transfer) =>
+        preflightTable(transfer.table, transfer.staging, transfer.delta !== undefined),
+      ),
       { withStaging: true, onMaxWait: context.config.locks.onMaxWait },
     );
   }

@@ -20,7 +20,7 @@ import { type PublishKind, STRATEGY_LOCKS } from '../../core/swap/types';
 import type { PipelineDeps } from '../deps';
 import { dryRunIncrements } from '../increments';
 import { parseRunRequest } from '../request';
-import { loadRun } from '../run-context';
+import { loadRun, preflightTable } from '../run-context';
 import { RUNS_PREFIX, RunFiles } from '../run-files';
 import { releaseRunLease, takeRunLease } from '../run-lease';
 import { describeBlocker, parseStepInput, type RunState, STEP_INPUTS } from '../state';
@@ -180,12 +180,13 @@ export async function dryRun(state: unknown, deps: PipelineDeps): Promise<DryRun
   try {
     await preflight(
       deps.aurora,
-      context.tables.map((table, index) => ({
-        live: table.target,
-        staging: { schema: STAGING_SCHEMA, name: runScopedName(context.run.runId, table.target) },
-        // As "Check locks" does (publishStrategy): an increment is checked as a merge.
-        strategy: publish[index] === 'increment' ? 'merge' : table.strategy,
-      })),
+      context.tables.map((table, index) =>
+        preflightTable(
+          table,
+          { schema: STAGING_SCHEMA, name: runScopedName(context.run.runId, table.target) },
+          publish[index] === 'increment',
+        ),
+      ),
       { onMaxWait: context.config.locks.onMaxWait },
     );
   } catch (error) {

@@ -7,7 +7,14 @@
  * after that call had finished, its transaction left open for the next. So the run's
  * statements are found by name as well (runStatementPrefix): every one still running is
  * cancelled, and every session found rolled back, but for one whose last unload call finished
- * (it committed).
+ * (it committed), and one a ROLLBACK of the run already ended: "Check whether the unload
+ * finished" rolls its session back when it refuses the snapshot (rollBack in ./unload.ts) and
+ * then fails the run, and a second ROLLBACK there would only be one more call (and, on a
+ * session with no transaction, a WARNING). Such a session is left alone only when the listing
+ * shows that ROLLBACK finished and nothing of the run still running on it: a session runs one
+ * call at a time, so every call before the ROLLBACK had ended, and none is submitted after
+ * one. If the step was killed before its ROLLBACK ran, or the ROLLBACK failed, is still
+ * running or is not listed, the session is rolled back here as any other.
  */
 import { waitForStatement } from '../../core/unload/wait';
 import type { PipelineDeps } from '../deps';
@@ -41,7 +48,8 @@ function message(error: unknown): string {
 /**
  * The run's statements to stop (the state's unload call and every running one of the run), and
  * the sessions of unload calls that ended with their transaction still open: every one but a
- * session whose last call finished, since that call ended with COMMIT.
+ * session whose last call finished, since that call ended with COMMIT. A session a ROLLBACK of
+ * the run finished on, with nothing of the run running on it, has neither.
  */
 async function targetsOf(
   deps: PipelineDeps,
@@ -52,6 +60,8 @@ async function targetsOf(
   const targets = new Map<string, Target>();
   const ended = new Set<string>();
   const committed = new Set<string>();
+  const rolledBack = new Set<string>();
+  const running = new Set<string>();
   if (unload) {
     targets.set(unload.statementId, {
       statementId: unload.statementId,
@@ -67,8 +77,12 @@ async function targetsOf(
           ended.add(found.sessionId);
           if (call.call === call.calls && found.state === 'done') committed.add(found.sessionId);
         }
+        if (found.name === rollbackName(runId) && found.sessionId && found.state === 'done') {
+          rolledBack.add(found.sessionId);
+        }
         continue;
       }
+      if (found.sessionId) running.add(found.sessionId);
       if (targets.has(found.statementId)) continue;
       targets.set(found.statementId, {
         statementId: found.statementId,
@@ -79,9 +93,11 @@ async function targetsOf(
   } catch (error) {
     problems.push(`could not list the run's statements: ${message(error)}`);
   }
+  const closed = new Set([...rolledBack].filter((sessionId) => !running.has(sessionId)));
+  const open = (sessionId: string | null) => sessionId === null || !closed.has(sessionId);
   return {
-    targets: [...targets.values()],
-    openSessions: [...ended].filter((sessionId) => !committed.has(sessionId)),
+    targets: [...targets.values()].filter((target) => open(target.sessionId)),
+    openSessions: [...ended].filter((sessionId) => !committed.has(sessionId) && open(sessionId)),
   };
 }
 

@@ -338,7 +338,11 @@ async function refuseOversized(
   }
 }
 
-/** Ends the session's transaction after a failure, so it holds no locks until the session closes. */
+/**
+ * Ends the session's transaction after a failure, so it holds no locks until the session closes.
+ * fail-run then leaves the session alone once it sees this ROLLBACK finished (./unload-stop.ts),
+ * which holds only because nothing is submitted on the session after it: throw right after.
+ */
 async function rollBack(deps: PipelineDeps, runId: string, unload: RunningUnload): Promise<void> {
   try {
     await deps.warehouse.submitInSession(['ROLLBACK'], rollbackName(runId), {
