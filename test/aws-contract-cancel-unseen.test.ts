@@ -21,9 +21,9 @@ import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import type { AwsPrincipal } from './aws-contract/access';
 import { AwsHarness, type HarnessRun, synthesizeStack } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 let source: pg.Client;
 let observer: pg.Client;
 
@@ -42,10 +42,9 @@ const stack = synthesizeStack(CONFIG);
 const LOST = 'the connection closed before the response arrived';
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-unseen');
+  ground = await databasesAndBucket('aws-contract-unseen');
   source = await ground.sourceDb.connect('test lock holder');
   observer = await ground.sourceDb.connect('test observer');
-  const target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
@@ -53,14 +52,12 @@ beforeAll(async () => {
     CREATE TABLE sales.docs (id bigint, blob bytea);
     INSERT INTO sales.docs VALUES (1, '\\x00ff'), (2, NULL);
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
     CREATE TABLE public.docs (id bigint, blob bytea);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.docs OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
-  await target.end();
 });
 
 afterAll(async () => {
@@ -99,7 +96,7 @@ async function loseAnswer(
   await source.query(table ? `BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE` : 'BEGIN');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
   });

@@ -5,9 +5,9 @@ import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness, type HarnessStack, synthesizeStack } from './aws-contract/harness';
 import { listOf, type PolicyStatement } from './aws-contract/iam/policy';
 import type { TemplatePolicies } from './aws-contract/iam/template';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 let source: pg.Client;
 /** Reads pg_stat_activity outside the lock holder's transaction, which would see one snapshot of it. */
 let observer: pg.Client;
@@ -24,21 +24,18 @@ const CONFIG = parseRuntimeConfig(
 const CHECK_FAILURE = 'the check-unload function crashed';
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-cancel');
+  ground = await databasesAndBucket('aws-contract-cancel');
   source = await ground.sourceDb.connect('test lock holder');
   observer = await ground.sourceDb.connect('test observer');
-  const target = await ground.targetDb.connect('test setup');
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
     INSERT INTO sales.orders SELECT g, 'customer ' || g FROM generate_series(1, 30) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
-  await target.end();
   stack = synthesizeStack(CONFIG);
 });
 
@@ -76,7 +73,7 @@ async function failDuringUnload(
   await source.query('BEGIN; LOCK TABLE sales.orders IN ACCESS EXCLUSIVE MODE');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack: runStack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
     beforeInvoke: async (handler) => {
