@@ -5,10 +5,6 @@
  * lock_timeout and shorter than the grace period. The run must end within maxWaitSeconds plus
  * a bounded margin: failing with the readers named, or after ending them.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { OnMaxWaitSetting } from '../lambdas/core/swap/policy';
@@ -16,28 +12,20 @@ import type { RunSummary } from '../lambdas/pipeline/summary';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
 import { backToBackReaders } from './support/back-to-back-readers';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let target: pg.Client;
-let s3Dir: string;
+let ground: DatabasesAndBucket;
 const roles = uniqueRoles('looper');
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  const source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'gate-run-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('gate-run-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, note text);
     INSERT INTO sales.orders SELECT g, 'new' FROM generate_series(1, 20) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE ROLE ${roles.looper} LOGIN PASSWORD 'looper';
     CREATE TABLE public.orders (id bigint, note text);
     INSERT INTO public.orders VALUES (100, 'old');
@@ -47,9 +35,9 @@ beforeAll(async () => {
 
 async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
   const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.url,
-    s3Dir,
+    sourceUrl: ground.sourceDb.url,
+    targetUrl: ground.targetDb.url,
+    s3Dir: ground.s3Dir,
     onLog: () => {},
   });
   try {
@@ -71,13 +59,13 @@ async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promis
 }
 
 async function liveNotes(): Promise<string[]> {
-  const { rows } = await target.query('SELECT DISTINCT note FROM public.orders ORDER BY 1');
+  const { rows } = await ground.target.query('SELECT DISTINCT note FROM public.orders ORDER BY 1');
   return rows.map((row) => row.note);
 }
 
 describe('a run against back-to-back short readers', () => {
   it('fails after maxWaitSeconds naming them (onMaxWait "fail"), live table untouched', async () => {
-    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+    const readers = await backToBackReaders(ground.targetDb, 'public.orders', ground.target, {
       user: roles.looper,
       password: 'looper',
     });
@@ -98,7 +86,7 @@ describe('a run against back-to-back short readers', () => {
   });
 
   it('ends them and swaps (onMaxWait terminating activeQuery), saying so in the summary', async () => {
-    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+    const readers = await backToBackReaders(ground.targetDb, 'public.orders', ground.target, {
       user: roles.looper,
       password: 'looper',
     });
