@@ -15,6 +15,46 @@ const execution = `${machine.replace(':stateMachine:', ':execution:')}:by-hand-1
 
 beforeEach(() => sfn.reset());
 
+/** A blocker as "Check locks on the live tables" records it, before the per-class policy. */
+const BEFORE_POLICY = {
+  pid: 42,
+  user: 'alice',
+  application: 'psql',
+  clientAddr: null,
+  state: 'idle in transaction',
+  relation: 'public.orders',
+  mode: 'AccessShareLock',
+  transactionSeconds: 65,
+  query: 'SELECT 1',
+  reason: 'pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
+};
+const BLOCKER = {
+  ...BEFORE_POLICY,
+  pid: 43,
+  user: 'bob',
+  application: 'report',
+  state: 'active',
+  reason: 'pid 43 (bob, report) runs a query on public.orders',
+  blockerClass: 'activeQuery',
+  atMaxWait: 'terminate',
+  atMaxWaitException: null,
+};
+const LOCKS = {
+  decision: 'wait',
+  firstCheckAt: 1_764_000_000_000,
+  waitedSeconds: 61.2,
+  checks: 3,
+  blockers: [BEFORE_POLICY],
+  blockersSeen: [BEFORE_POLICY],
+  history: {
+    busyAttempts: 0,
+    lastBusyAtSeconds: null,
+    retryAfterMs: 0,
+    collisions: [],
+    blockersEndedAtSeconds: null,
+  },
+};
+
 describe('startRun', () => {
   it('starts an execution with the request as its input', async () => {
     sfn.on(StartExecutionCommand).resolves({ executionArn: execution, startDate: new Date() });
@@ -44,13 +84,8 @@ describe('followRun', () => {
       stateExitedEventDetails: {
         name: 'Check locks on the live tables',
         output: JSON.stringify({
-          locks: {
-            decision: 'wait',
-            waitedSeconds: 61.2,
-            blockers: [
-              { reason: 'pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s' },
-            ],
-          },
+          run: {},
+          locks: { ...LOCKS, blockers: [BEFORE_POLICY, BLOCKER] },
         }),
       },
     };
@@ -98,6 +133,38 @@ describe('followRun', () => {
       '▶ Unload the tables from Redshift',
       '  waiting 61 s for locks; blocked by:',
       '    - pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
+      '    - pid 43 (bob, report) runs a query on public.orders; at maxWaitSeconds: terminate',
+      '✓ the run succeeded',
+    ]);
+  });
+
+  it('says which field of a lock check it cannot read, and keeps following', async () => {
+    sfn.on(GetExecutionHistoryCommand).resolves({
+      events: [
+        {
+          id: 1,
+          type: 'TaskStateExited',
+          timestamp: new Date(),
+          stateExitedEventDetails: {
+            name: 'Check locks on the live tables',
+            output: JSON.stringify({ locks: { ...LOCKS, blockers: 'pid 42' } }),
+          },
+        },
+        { id: 2, type: 'ExecutionSucceeded', timestamp: new Date() },
+      ],
+    });
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'SUCCEEDED',
+      executionArn: execution,
+      stateMachineArn: machine,
+      startDate: new Date(),
+    });
+    const lines: string[] = [];
+    expect(
+      (await followRun(client, execution, { onLine: (line) => lines.push(line) })).status,
+    ).toBe('SUCCEEDED');
+    expect(lines).toEqual([
+      '  (cannot show this lock check: $.locks.blockers: Invalid input: expected array, received string; is the deployed pipeline of another version than this checkout? See the execution in the Step Functions console.)',
       '✓ the run succeeded',
     ]);
   });
