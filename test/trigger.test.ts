@@ -7,6 +7,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { followRun, startRun } from '../ops/trigger';
+import { BLOCKER_BEFORE_POLICY, LOCK_CHECK } from './support/lock-states';
 
 const sfn = mockClient(SFNClient);
 const client = new SFNClient({ region: 'eu-west-1' });
@@ -15,21 +16,8 @@ const execution = `${machine.replace(':stateMachine:', ':execution:')}:by-hand-1
 
 beforeEach(() => sfn.reset());
 
-/** A blocker as "Check locks on the live tables" records it, before the per-class policy. */
-const BEFORE_POLICY = {
-  pid: 42,
-  user: 'alice',
-  application: 'psql',
-  clientAddr: null,
-  state: 'idle in transaction',
-  relation: 'public.orders',
-  mode: 'AccessShareLock',
-  transactionSeconds: 65,
-  query: 'SELECT 1',
-  reason: 'pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
-};
 const BLOCKER = {
-  ...BEFORE_POLICY,
+  ...BLOCKER_BEFORE_POLICY,
   pid: 43,
   user: 'bob',
   application: 'report',
@@ -39,21 +27,7 @@ const BLOCKER = {
   atMaxWait: 'terminate',
   atMaxWaitException: null,
 };
-const LOCKS = {
-  decision: 'wait',
-  firstCheckAt: 1_764_000_000_000,
-  waitedSeconds: 61.2,
-  checks: 3,
-  blockers: [BEFORE_POLICY],
-  blockersSeen: [BEFORE_POLICY],
-  history: {
-    busyAttempts: 0,
-    lastBusyAtSeconds: null,
-    retryAfterMs: 0,
-    collisions: [],
-    blockersEndedAtSeconds: null,
-  },
-};
+const LOCKS = { ...LOCK_CHECK, waitedSeconds: 61.2, blockers: [BLOCKER_BEFORE_POLICY] };
 
 describe('startRun', () => {
   it('starts an execution with the request as its input', async () => {
@@ -85,7 +59,7 @@ describe('followRun', () => {
         name: 'Check locks on the live tables',
         output: JSON.stringify({
           run: {},
-          locks: { ...LOCKS, blockers: [BEFORE_POLICY, BLOCKER] },
+          locks: { ...LOCKS, blockers: [BLOCKER_BEFORE_POLICY, BLOCKER] },
         }),
       },
     };
@@ -132,7 +106,7 @@ describe('followRun', () => {
       '▶ Prepare the run',
       '▶ Unload the tables from Redshift',
       '  waiting 61 s for locks; blocked by:',
-      '    - pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
+      '    - an open transaction holds the table',
       '    - pid 43 (bob, report) runs a query on public.orders; at maxWaitSeconds: terminate',
       '✓ the run succeeded',
     ]);
