@@ -6,13 +6,11 @@
  * a bounded margin: failing with the readers named, or after ending them.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { OnMaxWaitSetting } from '../lambdas/core/swap/policy';
 import type { RunSummary } from '../lambdas/pipeline/summary';
-import { localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
 import { backToBackReaders } from './support/back-to-back-readers';
 import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
+import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
 let ground: DatabasesAndBucket;
@@ -30,32 +28,20 @@ beforeAll(async () => {
     CREATE TABLE public.orders (id bigint, note text);
     INSERT INTO public.orders VALUES (100, 'old');
     GRANT SELECT ON public.orders TO ${roles.looper};
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
   `);
 });
 
-async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
-  const deps = await localDeps({
-    sourceUrl: ground.sourceDb.url,
-    targetUrl: ground.targetDb.url,
-    s3Dir: ground.s3Dir,
-    onLog: () => {},
+function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
+  return runLocally({
+    ...ground.runOn,
+    config: {
+      tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
+      locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, graceSeconds: 2, onMaxWait },
+    },
+    request: { maxWaitSeconds: 4 },
+    onProgress: (line) => progress.push(line),
   });
-  try {
-    return (await runLocalPipeline({
-      config: parseRuntimeConfig(
-        {
-          tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
-          locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, graceSeconds: 2, onMaxWait },
-        },
-        'test config',
-      ),
-      request: { maxWaitSeconds: 4 },
-      deps,
-      onProgress: (line) => progress.push(line),
-    })) as RunSummary;
-  } finally {
-    await deps.close();
-  }
 }
 
 async function liveNotes(): Promise<string[]> {
