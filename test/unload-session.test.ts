@@ -33,8 +33,6 @@ async function settle(warehouse: Warehouse, id: string): Promise<StatementState>
 beforeAll(async () => {
   ground = await databasesAndBucket('unload-session-bucket');
   await ground.source.query('CREATE SCHEMA sales; CREATE TABLE sales.probe (v text)');
-  await ground.target.query(`
-  `);
   for (const name of names) {
     await ground.source.query(`CREATE TABLE sales.${name} (id bigint, v text)`);
     await ground.target.query(`CREATE TABLE public.${name} (id bigint, v text);
