@@ -9,8 +9,12 @@ import {
   type SFNClient,
   StartExecutionCommand,
 } from '@aws-sdk/client-sfn';
+import { pathText } from '../lambdas/core/config-fields';
 import type { RunRequest } from '../lambdas/pipeline/request';
-import { blockerLine, type LocksState } from '../lambdas/pipeline/state';
+import { blockerLine, STEP_INPUTS } from '../lambdas/pipeline/state';
+
+/** What "Check locks on the live tables" leaves in the state, read as the next lock step reads it. */
+const LOCK_CHECK = STEP_INPUTS.gate.pick({ locks: true });
 
 export async function startRun(
   sfn: SFNClient,
@@ -41,10 +45,14 @@ export function describeEvent(event: HistoryEvent): string[] {
     event.type === 'TaskStateExited' &&
     event.stateExitedEventDetails?.name === 'Check locks on the live tables'
   ) {
-    const state = JSON.parse(event.stateExitedEventDetails.output ?? '{}') as {
-      locks?: LocksState;
-    };
-    const locks = state.locks;
+    const state = LOCK_CHECK.safeParse(JSON.parse(event.stateExitedEventDetails.output ?? '{}'));
+    const issue = state.error?.issues[0];
+    if (issue) {
+      return [
+        `  (cannot show this lock check: ${pathText(['$', ...issue.path])}: ${issue.message}; is the deployed pipeline of another version than this checkout? See the execution in the Step Functions console.)`,
+      ];
+    }
+    const locks = state.data?.locks;
     if (locks?.decision === 'wait') {
       return [
         `  waiting ${Math.round(locks.waitedSeconds)} s for locks; blocked by:`,

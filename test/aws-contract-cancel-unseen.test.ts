@@ -16,16 +16,17 @@ import type {
   BatchExecuteStatementCommandOutput,
 } from '@aws-sdk/client-redshift-data';
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import type { AwsPrincipal } from './aws-contract/access';
 import { AwsHarness, type HarnessRun, synthesizeStack } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
+import { type FakeSessions, fakeSessionsOn } from './support/fake-sessions';
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 let source: pg.Client;
-let observer: pg.Client;
+let sessions: FakeSessions;
 
 const CONFIG = parseRuntimeConfig(
   {
@@ -42,10 +43,9 @@ const stack = synthesizeStack(CONFIG);
 const LOST = 'the connection closed before the response arrived';
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-unseen');
+  ground = await databasesAndBucket('aws-contract-unseen');
   source = await ground.sourceDb.connect('test lock holder');
-  observer = await ground.sourceDb.connect('test observer');
-  const target = await ground.targetDb.connect('test setup');
+  sessions = await fakeSessionsOn(ground.sourceDb);
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
@@ -53,37 +53,13 @@ beforeAll(async () => {
     CREATE TABLE sales.docs (id bigint, blob bytea);
     INSERT INTO sales.docs VALUES (1, '\\x00ff'), (2, NULL);
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
     CREATE TABLE public.docs (id bigint, blob bytea);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.docs OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
-  await target.end();
 });
-
-afterAll(async () => {
-  await source?.end();
-  await observer?.end();
-});
-
-/** The source's backends of the Data API fake's sessions. */
-async function unloadSessions(): Promise<{ state: string; waiting: string | null }[]> {
-  const { rows } = await observer.query<{ state: string; waiting: string | null }>(
-    `SELECT state, wait_event_type AS waiting FROM pg_stat_activity
-     WHERE application_name = 'redshift-data-api fake session'`,
-  );
-  return rows;
-}
-
-async function untilUnloadWaitsForLock(): Promise<void> {
-  for (let attempt = 0; attempt < 500; attempt += 1) {
-    if ((await unloadSessions()).some((session) => session.waiting === 'Lock')) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error('the unload call never waited for the locked table');
-}
 
 /**
  * Runs the pipeline with `table` locked (or nothing locked: null); the BatchExecuteStatement
@@ -99,7 +75,7 @@ async function loseAnswer(
   await source.query(table ? `BEGIN; LOCK TABLE ${table} IN ACCESS EXCLUSIVE MODE` : 'BEGIN');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
   });
@@ -113,7 +89,7 @@ async function loseAnswer(
     const output = await submit(principal, input);
     if (lostId === undefined && lose(input)) {
       lostId = output.Id;
-      if (table) await untilUnloadWaitsForLock();
+      if (table) await sessions.untilOneWaitsForLock();
       else await untilFinished(fake, principal, output.Id!);
       throw Object.assign(new Error(LOST), { name: 'TimeoutError' });
     }
@@ -168,7 +144,7 @@ describe('a run that fails right after submitting a call its state does not name
         ]);
         expect(await statusOf(harness, lostId)).toBe('ABORTED');
         // No call waits for sales.orders any more, and the session holds no transaction open.
-        expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
+        expect(await sessions.now()).toEqual([{ state: 'idle', waiting: 'Client' }]);
         expect(JSON.stringify(harness.sns.published)).toContain(LOST);
       },
     );
@@ -189,7 +165,7 @@ describe('a run that fails right after submitting a call its state does not name
           { statementId: lostId, role, answer: 'cancelled' },
         ]);
         expect(await statusOf(harness, lostId)).toBe('ABORTED');
-        expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
+        expect(await sessions.now()).toEqual([{ state: 'idle', waiting: 'Client' }]);
         // Every statement the run submitted carries its id: column discovery, the unload
         // call, the ROLLBACK.
         const listed = await harness.redshiftData.listStatements(
@@ -227,7 +203,7 @@ describe('a run that fails right after submitting a call its state does not name
         expect(harness.redshiftData.cancels).toEqual([]);
         // Without the ROLLBACK the session would sit 'idle in transaction', holding its locks
         // on the source tables for the rest of its keep-alive.
-        expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
+        expect(await sessions.now()).toEqual([{ state: 'idle', waiting: 'Client' }]);
       },
     );
   });

@@ -1,16 +1,16 @@
 import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness, type HarnessStack, synthesizeStack } from './aws-contract/harness';
 import { listOf, type PolicyStatement } from './aws-contract/iam/policy';
 import type { TemplatePolicies } from './aws-contract/iam/template';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
+import { type FakeSessions, fakeSessionsOn } from './support/fake-sessions';
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 let source: pg.Client;
-/** Reads pg_stat_activity outside the lock holder's transaction, which would see one snapshot of it. */
-let observer: pg.Client;
+let sessions: FakeSessions;
 let stack: HarnessStack;
 
 const CONFIG = parseRuntimeConfig(
@@ -24,45 +24,20 @@ const CONFIG = parseRuntimeConfig(
 const CHECK_FAILURE = 'the check-unload function crashed';
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-cancel');
+  ground = await databasesAndBucket('aws-contract-cancel');
   source = await ground.sourceDb.connect('test lock holder');
-  observer = await ground.sourceDb.connect('test observer');
-  const target = await ground.targetDb.connect('test setup');
+  sessions = await fakeSessionsOn(ground.sourceDb);
   await source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
     INSERT INTO sales.orders SELECT g, 'customer ' || g FROM generate_series(1, 30) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
-  await target.end();
   stack = synthesizeStack(CONFIG);
 });
-
-afterAll(async () => {
-  await source?.end();
-  await observer?.end();
-});
-
-/** The source's backends of the Data API fake's sessions: what they wait for, what they hold open. */
-async function unloadSessions(): Promise<{ state: string; waiting: string | null }[]> {
-  const { rows } = await observer.query<{ state: string; waiting: string | null }>(
-    `SELECT state, wait_event_type AS waiting FROM pg_stat_activity
-     WHERE application_name = 'redshift-data-api fake session'`,
-  );
-  return rows;
-}
-
-async function untilUnloadWaitsForLock(): Promise<void> {
-  for (let attempt = 0; attempt < 500; attempt += 1) {
-    if ((await unloadSessions()).some((session) => session.waiting === 'Lock')) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error('the UNLOAD never waited for the lock on sales.orders');
-}
 
 /**
  * Runs the pipeline while sales.orders is locked, so the UNLOAD waits; "Check whether the
@@ -76,12 +51,12 @@ async function failDuringUnload(
   await source.query('BEGIN; LOCK TABLE sales.orders IN ACCESS EXCLUSIVE MODE');
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack: runStack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
     beforeInvoke: async (handler) => {
       if (handler !== 'check-unload') return;
-      await untilUnloadWaitsForLock();
+      await sessions.untilOneWaitsForLock();
       throw new Error(CHECK_FAILURE);
     },
   });
@@ -113,7 +88,7 @@ describe('a run that fails while Redshift still unloads', () => {
       );
       expect(described.Status).toBe('ABORTED');
       // The UNLOAD no longer waits for the table, and the session holds no transaction open.
-      expect(await unloadSessions()).toEqual([{ state: 'idle', waiting: 'Client' }]);
+      expect(await sessions.now()).toEqual([{ state: 'idle', waiting: 'Client' }]);
       expect(harness.sns.published).toHaveLength(1);
     });
   });
@@ -146,7 +121,7 @@ describe('a run that fails while Redshift still unloads', () => {
         { Id: statementId },
       );
       expect(described.Status).toBe('STARTED');
-      expect(await unloadSessions()).toEqual([{ state: 'active', waiting: 'Lock' }]);
+      expect(await sessions.now()).toEqual([{ state: 'active', waiting: 'Lock' }]);
       // The failed cancel is logged as incomplete clean-up; the run reports what failed it.
       expect(run.outcome).toMatchObject({
         status: 'FAILED',
@@ -178,7 +153,7 @@ describe('a run that fails while Redshift still unloads', () => {
         { statementId: expect.any(String), role: shared, answer: 'cancelled' },
       ]);
       // Cancelled, but its transaction stays open (aborted) until the session closes.
-      expect(await unloadSessions()).toEqual([
+      expect(await sessions.now()).toEqual([
         { state: 'idle in transaction (aborted)', waiting: 'Client' },
       ]);
     });

@@ -6,8 +6,7 @@
  */
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import { tableS3Prefix } from '../lambdas/core/unload/statement';
 import type { PipelineFunctionName } from '../lib/function-access';
@@ -22,10 +21,9 @@ import {
 import { listOf, type PolicyDocument, type PolicyStatement } from './aws-contract/iam/policy';
 import type { TemplatePolicies } from './aws-contract/iam/template';
 import { AWS_LIMITS } from './aws-contract/limits';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let ground: ContractDatabases;
-let source: pg.Client;
+let ground: DatabasesAndBucket;
 /** The stack as lib/ synthesizes it for CONFIG; each test changes a copy of its policies. */
 let stack: HarnessStack;
 
@@ -38,25 +36,17 @@ const CONFIG = parseRuntimeConfig(
 );
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-defects');
-  source = await ground.sourceDb.connect('test setup');
-  const target = await ground.targetDb.connect('test setup');
-  await source.query(`
+  ground = await databasesAndBucket('aws-contract-defects');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text);
     INSERT INTO sales.orders SELECT g, 'customer ' || g FROM generate_series(1, 30) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint, customer text);
-    GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user};
     ALTER TABLE public.orders OWNER TO ${ground.targetDb.pipelineLogin.user};
   `);
-  await target.end();
   stack = synthesizeStack(CONFIG);
-});
-
-afterAll(async () => {
-  await source?.end();
 });
 
 /** Runs the pipeline once through a harness over `stack`. */
@@ -67,7 +57,7 @@ async function runThrough(
 ): Promise<HarnessRun & { harness: AwsHarness }> {
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack: runStack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 200 },
     ...options,
@@ -305,14 +295,14 @@ describe('the contract harness enforces Step Functions limits', () => {
     // into the state: this run ended States.DataLimitExceeded (351,138 bytes), outside any
     // Catch, leaving its files behind.
     const slices = 3000;
-    await source.query(`INSERT INTO sales.orders
+    await ground.source.query(`INSERT INTO sales.orders
       SELECT g, 'customer ' || g FROM generate_series(31, ${slices}) g`);
     try {
       const run = await runThrough(stack, { redshiftSlices: slices }, 'many-slices');
       expect(run.outcome).toMatchObject({ status: 'SUCCEEDED' });
       expect(run.largestStateBytes).toBeLessThan(AWS_LIMITS.stepFunctions.maxPayloadBytes / 8);
     } finally {
-      await source.query('DELETE FROM sales.orders WHERE id > 30');
+      await ground.source.query('DELETE FROM sales.orders WHERE id > 30');
     }
   });
 });

@@ -1,34 +1,23 @@
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
-import { uniqueRoles } from './support/swap-fixtures';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let ground: ContractDatabases;
-let source: pg.Client;
-let target: pg.Client;
+let ground: DatabasesAndBucket;
 let harness: AwsHarness;
-const roles = uniqueRoles('owner');
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-reconcile');
-  source = await ground.sourceDb.connect('test setup');
-  target = await ground.targetDb.connect('test setup');
-  await source.query(`
+  ground = await databasesAndBucket('aws-contract-reconcile');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint PRIMARY KEY, amount numeric(12,2), seq bigint);
     INSERT INTO sales.orders SELECT g, g * 1.5, g FROM generate_series(1, 40) g;
   `);
-  const pipeline = ground.targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), seq bigint);
-    ALTER TABLE public.orders OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
   `);
   harness = await AwsHarness.start({
     runtimeConfig: parseRuntimeConfig(
@@ -44,7 +33,7 @@ beforeAll(async () => {
       },
       'contract test config',
     ),
-    ...ground.harnessGround,
+    ...ground.runOn,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
@@ -60,7 +49,7 @@ describe('incremental deletes "reconcile" through the AWS contract harness', () 
       mode: 'full',
       rows: 40,
     });
-    await source.query(`
+    await ground.source.query(`
       DELETE FROM sales.orders WHERE id IN (3, 30);
       INSERT INTO sales.orders VALUES (41, 1, 41);
     `);
@@ -74,7 +63,7 @@ describe('incremental deletes "reconcile" through the AWS contract harness', () 
       updated: 0,
       deleted: 2,
     });
-    const { rows } = await target.query(
+    const { rows } = await ground.target.query(
       `SELECT count(*)::int AS n, count(*) FILTER (WHERE id IN (3, 30))::int AS gone FROM public.orders`,
     );
     // Exactly the two: an empty or partial key table would have deleted more (and failed the proof).

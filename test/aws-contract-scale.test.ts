@@ -1,25 +1,20 @@
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { AwsHarness } from './aws-contract/harness';
 import { AWS_LIMITS } from './aws-contract/limits';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
 const TABLES = 40;
 const names = Array.from({ length: TABLES }, (_, i) => `t${String(i + 1).padStart(2, '0')}`);
 
-let ground: ContractDatabases;
-let source: pg.Client;
-let target: pg.Client;
+let ground: DatabasesAndBucket;
 let harness: AwsHarness;
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-scale');
-  source = await ground.sourceDb.connect('test setup');
-  target = await ground.targetDb.connect('test setup');
-  await source.query(
+  ground = await databasesAndBucket('aws-contract-scale');
+  await ground.source.query(
     `CREATE SCHEMA sales; ${names
       .map(
         (name, i) =>
@@ -27,9 +22,6 @@ beforeAll(async () => {
            INSERT INTO sales.${name} SELECT g, '${name}' FROM generate_series(1, ${i + 1}) g;`,
       )
       .join('\n')}`,
-  );
-  await target.query(
-    `GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user}`,
   );
   harness = await AwsHarness.start({
     runtimeConfig: parseRuntimeConfig(
@@ -39,7 +31,7 @@ beforeAll(async () => {
       },
       'scale test config',
     ),
-    ...ground.harnessGround,
+    ...ground.runOn,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
@@ -56,7 +48,7 @@ describe('a run of 40 tables through the AWS contract harness', () => {
     expect(summary.tables.map((table) => [table.target, table.status, table.rows])).toEqual(
       names.map((name, i) => [`public.${name}`, 'swapped', i + 1]),
     );
-    const { rows } = await target.query<{ n: number }>(
+    const { rows } = await ground.target.query<{ n: number }>(
       `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public' AND tablename LIKE 't%'`,
     );
     expect(rows[0]!.n).toBe(TABLES);

@@ -7,21 +7,18 @@
  */
 import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { STATE } from '../lib/pipeline-definition';
 import { executionArnOf } from '../local/run/definition';
 import { AwsHarness } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let ground: ContractDatabases;
-let source: pg.Client;
-let target: pg.Client;
+let ground: DatabasesAndBucket;
 let harness: AwsHarness;
-const roles = uniqueRoles('analyst', 'owner');
+const roles = uniqueRoles('analyst');
 
 const CONFIG = parseRuntimeConfig(
   {
@@ -35,35 +32,29 @@ const CONFIG = parseRuntimeConfig(
 );
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-bucket');
-  source = await ground.sourceDb.connect('test setup');
-  target = await ground.targetDb.connect('test setup');
-  await source.query(`
+  ground = await databasesAndBucket('aws-contract-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text, amount numeric(12,2));
     INSERT INTO sales.orders SELECT g, 'customer ' || g, g * 1.5 FROM generate_series(1, 50) g;
     CREATE TABLE sales.lines (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO sales.lines SELECT g, 1, 'sku-' || g FROM generate_series(1, 20) g;
   `);
-  const pipeline = ground.targetDb.pipelineLogin.user;
-  await target.query(`
+  await ground.target.query(`
     CREATE ROLE ${roles.analyst} NOLOGIN;
-    CREATE ROLE ${roles.owner} NOLOGIN;
     CREATE TABLE public.orders (id bigint, customer text, amount numeric(12,2));
     INSERT INTO public.orders VALUES (100, 'old', 1);
     CREATE VIEW public.customers AS SELECT DISTINCT customer FROM public.orders;
     GRANT SELECT ON public.customers TO ${roles.analyst};
     CREATE TABLE public.lines (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO public.lines VALUES (1, 1, 'old'), (99, 1, 'gone');
-    ALTER TABLE public.orders OWNER TO ${roles.owner};
-    ALTER VIEW public.customers OWNER TO ${roles.owner};
-    ALTER TABLE public.lines OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
+    ALTER VIEW public.customers OWNER TO ${ground.owner};
+    ALTER TABLE public.lines OWNER TO ${ground.owner};
   `);
   harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     waitTimeOverrides: { [STATE.waitForUnload]: 100, [STATE.waitForBlockers]: 500 },
   });
 });
@@ -82,7 +73,7 @@ describe('the pipeline through the AWS contract harness', () => {
       ['public.orders', 'swapped', 50],
       ['public.lines', 'swapped', 20],
     ]);
-    const live = await target.query(`SELECT
+    const live = await ground.target.query(`SELECT
       (SELECT count(*)::int FROM public.orders) AS orders,
       (SELECT count(*)::int FROM public.orders WHERE id = 100) AS old,
       (SELECT count(*)::int FROM public.customers) AS customers,
@@ -127,7 +118,7 @@ describe('the pipeline through the AWS contract harness', () => {
       startDate: new Date(),
     };
     harness.stepFunctions.executions.push(listed);
-    await target.query(
+    await ground.target.query(
       `INSERT INTO redshift_sync.run_lease (environment, run_id, execution_arn)
        VALUES ($1, 'other-run', $2)`,
       [harness.resources.environment.ENVIRONMENT_NAME, other],
@@ -140,12 +131,14 @@ describe('the pipeline through the AWS contract harness', () => {
     listed.status = 'ABORTED';
     const { outcome } = await harness.run({ tables: ['public.orders'] });
     expect((outcome as { output: RunSummary }).output.status).toBe('SUCCEEDED');
-    const { rows } = await target.query('SELECT count(*)::int AS n FROM redshift_sync.run_lease');
+    const { rows } = await ground.target.query(
+      'SELECT count(*)::int AS n FROM redshift_sync.run_lease',
+    );
     expect(rows[0].n).toBe(0);
   });
 
   it('fails a stage (an empty source) through fail-run, which cleans up and publishes to the alarm topic', async () => {
-    await source.query('TRUNCATE sales.lines');
+    await ground.source.query('TRUNCATE sales.lines');
     try {
       const { outcome } = await harness.run({ tables: ['public.lines'] });
       expect(outcome).toMatchObject({ status: 'FAILED' });
@@ -153,10 +146,10 @@ describe('the pipeline through the AWS contract harness', () => {
         topicArn: harness.resources.alarmTopicArn,
         by: harness.roleOf('fail-run'),
       });
-      const kept = await target.query('SELECT count(*)::int AS n FROM public.lines');
+      const kept = await ground.target.query('SELECT count(*)::int AS n FROM public.lines');
       expect(kept.rows[0].n).toBe(20);
     } finally {
-      await source.query(
+      await ground.source.query(
         `INSERT INTO sales.lines SELECT g, 1, 'sku-' || g FROM generate_series(1, 20) g`,
       );
     }

@@ -5,79 +5,53 @@
  * lock_timeout and shorter than the grace period. The run must end within maxWaitSeconds plus
  * a bounded margin: failing with the readers named, or after ending them.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { OnMaxWaitSetting } from '../lambdas/core/swap/policy';
 import type { RunSummary } from '../lambdas/pipeline/summary';
-import { localDeps } from '../local/run/deps';
-import { runLocalPipeline } from '../local/run/pipeline';
 import { backToBackReaders } from './support/back-to-back-readers';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
+import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let target: pg.Client;
-let s3Dir: string;
+let ground: DatabasesAndBucket;
 const roles = uniqueRoles('looper');
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  const source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'gate-run-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('gate-run-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, note text);
     INSERT INTO sales.orders SELECT g, 'new' FROM generate_series(1, 20) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE ROLE ${roles.looper} LOGIN PASSWORD 'looper';
     CREATE TABLE public.orders (id bigint, note text);
     INSERT INTO public.orders VALUES (100, 'old');
     GRANT SELECT ON public.orders TO ${roles.looper};
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
   `);
 });
 
-async function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
-  const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.url,
-    s3Dir,
-    onLog: () => {},
+function run(onMaxWait: OnMaxWaitSetting, progress: string[] = []): Promise<RunSummary> {
+  return runLocally({
+    ...ground.runOn,
+    config: {
+      tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
+      locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, graceSeconds: 2, onMaxWait },
+    },
+    request: { maxWaitSeconds: 4 },
+    onProgress: (line) => progress.push(line),
   });
-  try {
-    return (await runLocalPipeline({
-      config: parseRuntimeConfig(
-        {
-          tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
-          locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, graceSeconds: 2, onMaxWait },
-        },
-        'test config',
-      ),
-      request: { maxWaitSeconds: 4 },
-      deps,
-      onProgress: (line) => progress.push(line),
-    })) as RunSummary;
-  } finally {
-    await deps.close();
-  }
 }
 
 async function liveNotes(): Promise<string[]> {
-  const { rows } = await target.query('SELECT DISTINCT note FROM public.orders ORDER BY 1');
+  const { rows } = await ground.target.query('SELECT DISTINCT note FROM public.orders ORDER BY 1');
   return rows.map((row) => row.note);
 }
 
 describe('a run against back-to-back short readers', () => {
   it('fails after maxWaitSeconds naming them (onMaxWait "fail"), live table untouched', async () => {
-    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+    const readers = await backToBackReaders(ground.targetDb, 'public.orders', ground.target, {
       user: roles.looper,
       password: 'looper',
     });
@@ -98,7 +72,7 @@ describe('a run against back-to-back short readers', () => {
   });
 
   it('ends them and swaps (onMaxWait terminating activeQuery), saying so in the summary', async () => {
-    const readers = await backToBackReaders(targetDb, 'public.orders', target, {
+    const readers = await backToBackReaders(ground.targetDb, 'public.orders', ground.target, {
       user: roles.looper,
       password: 'looper',
     });

@@ -53,4 +53,32 @@ describe('readEnvironment', () => {
       ),
     );
   });
+
+  it('takes an empty variable for one not set, and names every variable missing at once', () => {
+    const { RUN_BUCKET: _, ...withoutBucket } = BASE;
+    expect(() => readEnvironment({ ...withoutBucket, ALARM_TOPIC_ARN: '' })).toThrow(
+      new ConfigError(
+        "environment variables RUN_BUCKET, ALARM_TOPIC_ARN, REDSHIFT_CLUSTER_IDENTIFIER are not set; the function was not deployed by this app's stack. Redeploy with cdk deploy.",
+      ),
+    );
+  });
+
+  it('needs a cluster where no Serverless workgroup is set, and leaves empty optional variables out', () => {
+    expect(() => readEnvironment({ ...BASE, REDSHIFT_CLUSTER_IDENTIFIER: '' })).toThrow(
+      'environment variable REDSHIFT_CLUSTER_IDENTIFIER is not set',
+    );
+    const environment = readEnvironment({
+      ...BASE,
+      KMS_KEY_ARN: '',
+      REDSHIFT_CLUSTER_IDENTIFIER: 'analytics',
+      REDSHIFT_DB_USER: 'sync',
+      REDSHIFT_SECRET_ARN: '',
+    });
+    expect(environment.redshift).toEqual({
+      clusterIdentifier: 'analytics',
+      database: 'analytics',
+      dbUser: 'sync',
+    });
+    expect(environment.settings).not.toHaveProperty('kmsKeyArn');
+  });
 });

@@ -8,23 +8,13 @@
  * mode append (a configured composite key), with a key deleted and inserted again; and a
  * reconcile without a key is refused by name before anything is unloaded.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { STAGING_SCHEMA } from '../lambdas/core/schema/admin';
 import type { RunSummary } from '../lambdas/pipeline/summary';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
-const roles = uniqueRoles('owner');
+let ground: DatabasesAndBucket;
 
 const ITEMS = {
   source: 'sales.items',
@@ -47,13 +37,8 @@ const LOCKS = { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, 
 const RECONCILED = { tables: [ITEMS, EVENTS], locks: LOCKS };
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'incremental-deletes-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('incremental-deletes-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.items (id bigint PRIMARY KEY, name text, updated_at timestamptz);
     INSERT INTO sales.items
@@ -65,37 +50,33 @@ beforeAll(async () => {
     CREATE TABLE sales.notes (id bigint PRIMARY KEY, body text, seq bigint);
     INSERT INTO sales.notes SELECT g, 'note ' || g, g FROM generate_series(1, 3) g;
   `);
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
+  await ground.target.query(`
     CREATE TABLE public.items (id bigint PRIMARY KEY, name text, updated_at timestamptz);
     CREATE TABLE public.events (code text, region text, seq bigint, note text);
     CREATE TABLE public.notes (id bigint PRIMARY KEY, body text, seq bigint);
-    ALTER TABLE public.items OWNER TO ${roles.owner};
-    ALTER TABLE public.events OWNER TO ${roles.owner};
-    ALTER TABLE public.notes OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+    ALTER TABLE public.items OWNER TO ${ground.owner};
+    ALTER TABLE public.events OWNER TO ${ground.owner};
+    ALTER TABLE public.notes OWNER TO ${ground.owner};
   `);
 });
 
 function run(config: unknown = RECONCILED): Promise<RunSummary> {
-  return runLocally({ source: sourceDb, target: targetDb, s3Dir, config });
+  return runLocally({ ...ground.runOn, config });
 }
 
 async function expectInSync(): Promise<void> {
-  expect(await rowsOf(target, 'public.items', 'id')).toEqual(
-    await rowsOf(source, 'sales.items', 'id'),
+  expect(await rowsOf(ground.target, 'public.items', 'id')).toEqual(
+    await rowsOf(ground.source, 'sales.items', 'id'),
   );
   const byKey = 'code COLLATE "C", region COLLATE "C", seq';
-  expect(await rowsOf(target, 'public.events', byKey)).toEqual(
-    await rowsOf(source, 'sales.events', byKey),
+  expect(await rowsOf(ground.target, 'public.events', byKey)).toEqual(
+    await rowsOf(ground.source, 'sales.events', byKey),
   );
 }
 
 /** Each row's version, by key: a row written again (even unchanged) gets a new xmin and ctid. */
 async function versions(relation: string, key: string): Promise<Record<string, string>> {
-  const { rows } = await target.query(
+  const { rows } = await ground.target.query(
     `SELECT (${key})::text AS key, xmin::text || ' ' || ctid::text AS version FROM ${relation}`,
   );
   return Object.fromEntries(
@@ -104,7 +85,7 @@ async function versions(relation: string, key: string): Promise<Record<string, s
 }
 
 async function stagingTables(): Promise<string[]> {
-  const { rows } = await target.query(
+  const { rows } = await ground.target.query(
     `SELECT c.relname::text AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
       WHERE n.nspname = $1 AND c.relkind = 'r'`,
     [STAGING_SCHEMA],
@@ -122,7 +103,7 @@ describe('incremental deletes "reconcile"', () => {
   });
 
   it('deletes the rows gone from the source, counts them, writes nothing else, and the proof passes', async () => {
-    await source.query(`
+    await ground.source.query(`
       DELETE FROM sales.items WHERE id IN (2, 3);
       -- deleted and inserted again: the key stays, its row is updated, not deleted
       DELETE FROM sales.items WHERE id = 5;
@@ -154,7 +135,7 @@ describe('incremental deletes "reconcile"', () => {
     expect(itemsAfter['5']).not.toBe(items['5']);
     const eventsAfter = await versions('public.events', 'code, region');
     for (const key of ['(a,eu)', '(a,us)', '(B,eu)']) expect(eventsAfter[key]).toBe(events[key]);
-    const recorded = await target.query(
+    const recorded = await ground.target.query(
       `SELECT target_table, rows_inserted::int, rows_updated::int, rows_deleted::int
          FROM redshift_sync.runs WHERE run_id = $1 ORDER BY 1`,
       [summary.runId],
@@ -188,14 +169,14 @@ describe('incremental deletes "reconcile"', () => {
   });
 
   it('refuses, by name, a reconcile with neither a configured key nor a live primary key', async () => {
-    const before = await rowsOf(target, 'public.events', 'seq');
+    const before = await rowsOf(ground.target, 'public.events', 'seq');
     const { primaryKey: _, ...withoutKey } = EVENTS;
     const summary = await run({ tables: [withoutKey], locks: LOCKS });
     expect(summary.status).toBe('FAILED');
     expect(summary.error!.message).toMatch(
       /^public\.events: incremental deletes "reconcile" needs a key to tell which rows the source deleted, and public\.events has no primary key \(or does not exist yet\); set "primaryKey" for this table in the config, add a primary key to the live table, or set "deletes": "ignore"\./,
     );
-    expect(await rowsOf(target, 'public.events', 'seq')).toEqual(before);
+    expect(await rowsOf(ground.target, 'public.events', 'seq')).toEqual(before);
   });
 });
 
@@ -203,19 +184,19 @@ describe('incremental deletes "ignore"', () => {
   it('fails the whole-table proof when the source deleted a row, and takes the table whole next run', async () => {
     const config = { tables: [NOTES], locks: LOCKS };
     expect((await run(config)).error).toBeNull();
-    await source.query(`DELETE FROM sales.notes WHERE id = 2`);
+    await ground.source.query(`DELETE FROM sales.notes WHERE id = 2`);
     const failed = await run(config);
     expect(failed.status).toBe('FAILED');
     expect(failed.error!.message).toContain('rows: 2 in Redshift, 3 in live');
-    expect(await rowsOf(target, 'public.notes', 'id')).toHaveLength(3);
+    expect(await rowsOf(ground.target, 'public.notes', 'id')).toHaveLength(3);
     const summary = await run(config);
     expect(summary.error).toBeNull();
     expect(tableOf(summary, 'public.notes')).toMatchObject({
       mode: 'full',
       fullRefreshReason: expect.stringMatching(/^the last increment failed the whole-table check/),
     });
-    expect(await rowsOf(target, 'public.notes', 'id')).toEqual(
-      await rowsOf(source, 'sales.notes', 'id'),
+    expect(await rowsOf(ground.target, 'public.notes', 'id')).toEqual(
+      await rowsOf(ground.source, 'sales.notes', 'id'),
     );
   });
 });

@@ -6,50 +6,34 @@
  * advances the watermark.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, mkdtemp, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { RunSummary } from '../lambdas/pipeline/summary';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { rowsOf } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
 
 const ROWS = 5_000;
-const roles = uniqueRoles('owner');
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
+let ground: DatabasesAndBucket;
 let configPath: string;
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  await source.query(`
+  ground = await databasesAndBucket('incremental-kill-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamptz NOT NULL);
     INSERT INTO sales.orders
       SELECT g, g * 1.5, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 s' FROM generate_series(1, ${ROWS}) g;
     CREATE TABLE sales.log (seq bigint NOT NULL, msg text);
     INSERT INTO sales.log SELECT g, 'line ' || g FROM generate_series(1, ${ROWS}) g;`);
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), updated_at timestamptz NOT NULL);
     CREATE TABLE public.log (seq bigint NOT NULL, msg text);
-    ALTER TABLE public.orders OWNER TO ${roles.owner};
-    ALTER TABLE public.log OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};`);
-  s3Dir = await mkdtemp(join(tmpdir(), 'incremental-kill-bucket-'));
-  await chmod(s3Dir, 0o755);
-  configPath = join(s3Dir, 'config.json');
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
+    ALTER TABLE public.log OWNER TO ${ground.owner};
+  `);
+  configPath = join(ground.s3Dir, 'config.json');
   await writeFile(
     configPath,
     JSON.stringify({
@@ -86,7 +70,7 @@ beforeAll(async () => {
 function syncLocal(): { child: ChildProcess; output: () => string; exit: Promise<number | null> } {
   // The server checks every 100 ms that the client is still there, so a statement whose
   // client was killed is ended and its transaction rolled back (PostgreSQL 14+).
-  const pipelineUrl = new URL(targetDb.pipelineUrl);
+  const pipelineUrl = new URL(ground.targetDb.pipelineUrl);
   pipelineUrl.searchParams.set('options', '-c client_connection_check_interval=100');
   const child = spawn(
     process.execPath,
@@ -94,10 +78,10 @@ function syncLocal(): { child: ChildProcess; output: () => string; exit: Promise
     {
       env: {
         ...process.env,
-        SOURCE_DATABASE_URL: sourceDb.url,
+        SOURCE_DATABASE_URL: ground.sourceDb.url,
         TARGET_DATABASE_URL: pipelineUrl.href,
-        TARGET_ADMIN_URL: targetDb.url,
-        LOCAL_S3_DIR: s3Dir,
+        TARGET_ADMIN_URL: ground.targetDb.url,
+        LOCAL_S3_DIR: ground.s3Dir,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -114,20 +98,22 @@ function syncLocal(): { child: ChildProcess; output: () => string; exit: Promise
 }
 
 async function expectInSync(): Promise<void> {
-  expect(await rowsOf(target, 'public.orders', 'id')).toEqual(
-    await rowsOf(source, 'sales.orders', 'id'),
+  expect(await rowsOf(ground.target, 'public.orders', 'id')).toEqual(
+    await rowsOf(ground.source, 'sales.orders', 'id'),
   );
   // ORDER BY the whole row: a row appended twice would show as two equal lines.
-  expect(await rowsOf(target, 'public.log', 't')).toEqual(await rowsOf(source, 'sales.log', 't'));
+  expect(await rowsOf(ground.target, 'public.log', 't')).toEqual(
+    await rowsOf(ground.source, 'sales.log', 't'),
+  );
 }
 
 async function liveState(): Promise<{ orders: string[]; log: string[]; watermarks: unknown[] }> {
-  const { rows: watermarks } = await target.query(
+  const { rows: watermarks } = await ground.target.query(
     'SELECT target_table, watermark, full_refresh_reason FROM redshift_sync.watermarks ORDER BY target_table',
   );
   return {
-    orders: await rowsOf(target, 'public.orders', 'id'),
-    log: await rowsOf(target, 'public.log', 't'),
+    orders: await rowsOf(ground.target, 'public.orders', 'id'),
+    log: await rowsOf(ground.target, 'public.log', 't'),
     watermarks,
   };
 }
@@ -140,11 +126,11 @@ async function changeSource(): Promise<void> {
   round += 1;
   const at = `timestamptz '2026-06-01 00:00:00+00' + ${round} * interval '1 day'`;
   const orders = ROWS + round * 100;
-  const updated = await source.query(
+  const updated = await ground.source.query(
     `UPDATE sales.orders SET amount = amount + 1, updated_at = ${at} WHERE id % 100 = ${round}`,
   );
   updatedOrders = updated.rowCount!;
-  await source.query(`
+  await ground.source.query(`
     INSERT INTO sales.orders SELECT g, g, ${at} FROM generate_series(${orders + 1}, ${orders + 20}) g;
     INSERT INTO sales.log SELECT max(seq) + g, 'round ${round}' FROM sales.log, generate_series(1, 30) g GROUP BY g;`);
 }
@@ -172,7 +158,7 @@ async function expectNextRunAppliesOnce(before: { watermarks: unknown[] }): Prom
   });
   expect(table('public.log')).toMatchObject({ mode: 'incremental', updated: 0, inserted: 30 });
   await expectInSync();
-  const { rows } = await source.query(`SELECT
+  const { rows } = await ground.source.query(`SELECT
     (SELECT to_char(max(updated_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM sales.orders) AS orders,
     (SELECT max(seq)::text FROM sales.log) AS log`);
   const after = await liveState();
@@ -204,13 +190,13 @@ describe('an incremental local run killed', () => {
     await changeSource();
     const before = await liveState();
     // A row the increment updates, locked by a session of the user's: the swap's UPDATE waits.
-    const holder = await targetDb.connect('row lock holder');
+    const holder = await ground.targetDb.connect('row lock holder');
     await holder.query('BEGIN');
     await holder.query(`SELECT 1 FROM public.orders WHERE id = ${round} FOR UPDATE`);
     const run = syncLocal();
     const swapping = async () =>
       (
-        await target.query<{ pid: number }>(
+        await ground.target.query<{ pid: number }>(
           `SELECT pid FROM pg_stat_activity
             WHERE datname = current_database() AND wait_event_type = 'Lock'
               AND query LIKE '%redshift_sync.swap(%'`,
@@ -226,7 +212,7 @@ describe('an incremental local run killed', () => {
       );
       // Inside the swap's transaction, which already wrote to the log (appended first).
       const pid = (await swapping())[0]?.pid;
-      const { rows: held } = await target.query(
+      const { rows: held } = await ground.target.query(
         `SELECT mode FROM pg_locks WHERE pid = $1 AND relation = 'public.log'::regclass AND granted`,
         [pid],
       );

@@ -6,23 +6,13 @@
  * writes nothing, a cursor that goes backwards (the proof fails, live stays, the next run is
  * full and says why), a full refresh asked for, and cursors refused by name.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../lambdas/pipeline/summary';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
-const roles = uniqueRoles('owner');
+let ground: DatabasesAndBucket;
 
 const ITEMS = {
   source: 'sales.items',
@@ -40,13 +30,8 @@ const CONFIG = {
 };
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'incremental-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('incremental-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.items (id bigint PRIMARY KEY, name text, price numeric(12,2), updated_at timestamptz);
     INSERT INTO sales.items
@@ -55,15 +40,11 @@ beforeAll(async () => {
     CREATE TABLE sales.log (seq bigint, msg text, ratio double precision);
     INSERT INTO sales.log SELECT g, 'line ' || g, g / 3.0 FROM generate_series(1, 4) g;
   `);
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
+  await ground.target.query(`
     CREATE TABLE public.items (id bigint PRIMARY KEY, name text, price numeric(12,2), updated_at timestamptz);
     CREATE TABLE public.log (seq bigint, msg text, ratio double precision);
-    ALTER TABLE public.items OWNER TO ${roles.owner};
-    ALTER TABLE public.log OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+    ALTER TABLE public.items OWNER TO ${ground.owner};
+    ALTER TABLE public.log OWNER TO ${ground.owner};
   `);
 });
 
@@ -73,9 +54,7 @@ async function run(
 ): Promise<{ summary: RunSummary; progress: string[] }> {
   const progress: string[] = [];
   const summary = await runLocally({
-    source: sourceDb,
-    target: targetDb,
-    s3Dir,
+    ...ground.runOn,
     config,
     request,
     onProgress: (line) => progress.push(line),
@@ -84,24 +63,24 @@ async function run(
 }
 
 async function expectInSync(): Promise<void> {
-  expect(await rowsOf(target, 'public.items', 'id')).toEqual(
-    await rowsOf(source, 'sales.items', 'id'),
+  expect(await rowsOf(ground.target, 'public.items', 'id')).toEqual(
+    await rowsOf(ground.source, 'sales.items', 'id'),
   );
-  expect(await rowsOf(target, 'public.log', 'seq')).toEqual(
-    await rowsOf(source, 'sales.log', 'seq'),
+  expect(await rowsOf(ground.target, 'public.log', 'seq')).toEqual(
+    await rowsOf(ground.source, 'sales.log', 'seq'),
   );
 }
 
 /** Each row's version: a row written again (even unchanged) gets a new xmin and ctid. */
 async function versions(relation: string): Promise<string[]> {
-  const { rows } = await target.query(
+  const { rows } = await ground.target.query(
     `SELECT xmin::text || ' ' || ctid::text AS version FROM ${relation} ORDER BY ctid`,
   );
   return rows.map((row: { version: string }) => row.version);
 }
 
 async function watermarks(): Promise<Record<string, unknown>[]> {
-  const { rows } = await target.query(
+  const { rows } = await ground.target.query(
     `SELECT target_table, cursor_column, cursor_type, watermark, full_refresh_reason
        FROM redshift_sync.watermarks ORDER BY target_table`,
   );
@@ -141,12 +120,14 @@ describe('incremental sync', () => {
   });
 
   it('then moves only what changed: merge updates and inserts by key, append inserts', async () => {
-    await source.query(`
+    await ground.source.query(`
       UPDATE sales.items SET price = 99, updated_at = '2026-02-01 00:00:00+00' WHERE id = 2;
       INSERT INTO sales.items VALUES (6, 'item 6', 9, '2026-02-01 00:00:01+00');
       INSERT INTO sales.log VALUES (5, 'line 5', 0.5), (6, NULL, NULL);
     `);
-    const untouched = (await target.query(`SELECT xmin::text FROM public.items WHERE id = 1`)).rows;
+    const untouched = (
+      await ground.target.query(`SELECT xmin::text FROM public.items WHERE id = 1`)
+    ).rows;
     const { summary } = await run();
     expect(summary.error).toBeNull();
     // The row at the watermark comes again (>=), unchanged, so it is not written.
@@ -170,10 +151,10 @@ describe('incremental sync', () => {
       deleted: 0,
     });
     await expectInSync();
-    expect((await target.query(`SELECT xmin::text FROM public.items WHERE id = 1`)).rows).toEqual(
-      untouched,
-    );
-    const recorded = await target.query(
+    expect(
+      (await ground.target.query(`SELECT xmin::text FROM public.items WHERE id = 1`)).rows,
+    ).toEqual(untouched);
+    const recorded = await ground.target.query(
       `SELECT target_table, mode, watermark_before, watermark_after, rows_inserted::int, rows_updated::int, rows_deleted::int
          FROM redshift_sync.runs WHERE run_id = $1 ORDER BY 1`,
       [summary.runId],
@@ -202,7 +183,7 @@ describe('incremental sync', () => {
 
   it("misses no row that shares the watermark's cursor value (merge reads from it, inclusive)", async () => {
     // Committed after the last snapshot, with the cursor value that snapshot ended at.
-    await source.query(`
+    await ground.source.query(`
       UPDATE sales.items SET name = 'renamed', updated_at = '2026-02-01 00:00:01+00' WHERE id = 3;
       INSERT INTO sales.items VALUES (7, 'item 7', 7, '2026-02-01 00:00:01+00');
     `);
@@ -237,10 +218,10 @@ describe('incremental sync', () => {
   });
 
   it('waits, as merge does, for a session holding a row lock on a row the increment changes', async () => {
-    await source.query(
+    await ground.source.query(
       `UPDATE sales.items SET price = 1, updated_at = '2026-03-01 00:00:00+00' WHERE id = 1`,
     );
-    const holder = await targetDb.connect('row editor');
+    const holder = await ground.targetDb.connect('row editor');
     await holder.query('BEGIN');
     await holder.query('SELECT * FROM public.items WHERE id = 1 FOR UPDATE');
     const released = new Promise((resolve) => setTimeout(resolve, 4000)).then(() =>
@@ -258,17 +239,17 @@ describe('incremental sync', () => {
   });
 
   it('fails a cursor that went backwards, leaves live as it was, and refreshes fully next run', async () => {
-    await source.query(
+    await ground.source.query(
       `UPDATE sales.items SET name = 'sneaky', updated_at = '2025-12-31 00:00:00+00' WHERE id = 4`,
     );
-    const liveBefore = await rowsOf(target, 'public.items', 'id');
+    const liveBefore = await rowsOf(ground.target, 'public.items', 'id');
     const watermarksBefore = await watermarks();
     const failed = await run();
     expect(failed.summary.status).toBe('FAILED');
     expect(failed.summary.error!.message).toContain(
       'the increment of "public"."items" was not applied: with it, the live table would not match the whole source table in the same snapshot (updated_at: min: 2025-12-31 00:00:00.000000 in Redshift, 2026-01-01 00:04:00.000001 in live).',
     );
-    expect(await rowsOf(target, 'public.items', 'id')).toEqual(liveBefore);
+    expect(await rowsOf(ground.target, 'public.items', 'id')).toEqual(liveBefore);
     const marked = await watermarks();
     expect(marked[0]).toMatchObject({
       watermark: watermarksBefore[0]!.watermark,
@@ -282,7 +263,7 @@ describe('incremental sync', () => {
     // A dry run says which mode each table would run in, why full, and that mode's locks, and
     // whom each would wait for: a reader of both tables (older than the grace) holds up only
     // the full run's ACCESS EXCLUSIVE, not the increment's ROW EXCLUSIVE.
-    const reader = await targetDb.connect('dry run reader');
+    const reader = await ground.targetDb.connect('dry run reader');
     await reader.query('BEGIN');
     await reader.query('SELECT 1 FROM public.items, public.log LIMIT 1');
     await new Promise((resolve) => setTimeout(resolve, 2500));

@@ -50,7 +50,9 @@ describe('a bundled pipeline Lambda', () => {
     );
     expect(error).toBeInstanceOf(Error);
     expect((error as Error).name).toBe('ConfigError');
-    expect((error as Error).message).toMatch(/environment variable \w+ is not set/);
+    expect((error as Error).message).toMatch(
+      /^environment variables (\w+, )*RUN_BUCKET(, \w+)* are not set; .* Redeploy with cdk deploy\.$/,
+    );
     // Deployed: a state that is not the step's is refused by the same parse as the local run's.
     const deployed = {
       AWS_REGION: 'eu-west-1',

@@ -5,9 +5,6 @@
  * whole local run succeed. Existing installs, made with identity columns and comments, are
  * migrated keeping their rows.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
@@ -17,11 +14,9 @@ import {
   LIMITLESS_UNSUPPORTED_DDL,
   unsupportedDdlMessage,
 } from '../local/emulators/limitless-shims';
+import { databasesAndBucket } from './support/databases-and-bucket';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { runLocally } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
-
-const roles = uniqueRoles('owner');
 
 let limitless: TestDatabase;
 let admin: pg.Client;
@@ -159,36 +154,26 @@ describe('an install made before (identity columns, comments)', () => {
 
 describe('a local run on Aurora Limitless', () => {
   it('syncs a rename table (with a primary key and a unique constraint) and a merge table through the state machine', async () => {
-    const source = await freshDatabase();
-    const sourceClient = await source.connect('test setup');
-    await sourceClient.query(`
+    const ground = await databasesAndBucket('limitless-run-bucket');
+    await ground.source.query(`
       CREATE SCHEMA sales;
       CREATE TABLE sales.orders (id bigint, customer text, amount numeric(12,2));
       INSERT INTO sales.orders SELECT g, 'c' || g, g * 1.5 FROM generate_series(1, 7) g;
       CREATE TABLE sales.lines (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
       INSERT INTO sales.lines SELECT g, 1, 'sku-' || g FROM generate_series(1, 7) g;
     `);
-    await sourceClient.end();
-    const target = await freshDatabase();
-    const targetAdmin = await target.connect('test setup');
-    await installLimitlessShims(targetAdmin);
-    const pipeline = target.pipelineLogin.user;
+    await installLimitlessShims(ground.target);
     // What users built, as Limitless lets them: no comments, no identity columns.
-    await targetAdmin.query(`
-      CREATE ROLE ${roles.owner} NOLOGIN;
+    await ground.target.query(`
       CREATE TABLE public.orders (id bigint PRIMARY KEY, customer text UNIQUE, amount numeric(12,2));
       INSERT INTO public.orders VALUES (100, 'old', 1);
       CREATE VIEW public.customers AS SELECT DISTINCT customer FROM public.orders;
       CREATE TABLE public.lines (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
       INSERT INTO public.lines VALUES (1, 1, 'old'), (99, 1, 'gone');
-      ALTER TABLE public.orders OWNER TO ${roles.owner};
-      ALTER VIEW public.customers OWNER TO ${roles.owner};
-      ALTER TABLE public.lines OWNER TO ${roles.owner};
-      GRANT ${roles.owner} TO ${pipeline};
-      GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+      ALTER TABLE public.orders OWNER TO ${ground.owner};
+      ALTER VIEW public.customers OWNER TO ${ground.owner};
+      ALTER TABLE public.lines OWNER TO ${ground.owner};
     `);
-    const s3Dir = await mkdtemp(join(tmpdir(), 'limitless-run-bucket-'));
-    await chmod(s3Dir, 0o755);
     const config = {
       tables: [
         { source: 'sales.orders', target: 'public.orders', strategy: 'rename' },
@@ -196,10 +181,10 @@ describe('a local run on Aurora Limitless', () => {
       ],
       locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, onMaxWait: 'fail' },
     };
-    const summary = await runLocally({ source, target, s3Dir, config });
+    const summary = await runLocally({ ...ground.runOn, config });
     expect(summary.error).toBeNull();
     expect(summary.status).toBe('SUCCEEDED');
-    const { rows } = await targetAdmin.query(
+    const { rows } = await ground.target.query(
       `SELECT (SELECT array_agg(id ORDER BY id) FROM public.orders) AS orders,
               (SELECT array_agg(order_id ORDER BY order_id) FROM public.lines) AS lines,
               (SELECT count(*)::int FROM public.customers) AS customers,
@@ -214,6 +199,5 @@ describe('a local run on Aurora Limitless', () => {
       retired: 1,
       constraints: ['orders_customer_key', 'orders_pkey'],
     });
-    await targetAdmin.end();
   });
 });

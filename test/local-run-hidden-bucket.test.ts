@@ -9,34 +9,24 @@ import { rm } from 'node:fs/promises';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LOCAL_BUCKET } from '../local/run/deps';
-import { freshDatabase, type TestDatabase } from './support/db';
-import { localBucketFolder, SERVER_IS_ANOTHER_USER } from './support/local-bucket';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
+import { SERVER_IS_ANOTHER_USER } from './support/local-bucket';
 import { runLocally } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
 
 /** Enough rows for files of more than one 256 KiB write each (UNLOAD's emulator flushes so). */
 const ROWS = 30_000;
-const roles = uniqueRoles('owner');
 const TABLE = `(id bigint PRIMARY KEY, note text, amount numeric(38,10), placed timestamptz,
                 flag boolean, ratio double precision)`;
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
+let ground: DatabasesAndBucket;
 
 // Only where the tests run as root does the server run as another OS user, who can be kept out.
 describe.runIf(SERVER_IS_ANOTHER_USER)(
   'a local run whose target server cannot read the bucket folder',
   () => {
     beforeAll(async () => {
-      sourceDb = await freshDatabase();
-      targetDb = await freshDatabase();
-      source = await sourceDb.connect('test setup');
-      target = await targetDb.connect('test setup');
-      s3Dir = await localBucketFolder('hidden-bucket', 'hidden');
-      await source.query(`
+      ground = await databasesAndBucket('hidden-bucket', 'hidden');
+      await ground.source.query(`
       CREATE SCHEMA sales;
       CREATE TABLE sales.orders ${TABLE};
       INSERT INTO sales.orders
@@ -46,28 +36,23 @@ describe.runIf(SERVER_IS_ANOTHER_USER)(
              g * 1.0000000001, timestamptz '2026-01-01 00:00:00+00' + g * interval '1 minute',
              g % 2 = 0, g / 7.0
       FROM generate_series(1, ${ROWS}) g;`);
-      await target.query(`
-      CREATE ROLE ${roles.owner} NOLOGIN;
+      await ground.target.query(`
       CREATE TABLE public.orders ${TABLE};
       INSERT INTO public.orders (id, note) VALUES (1, 'old');
-      ALTER TABLE public.orders OWNER TO ${roles.owner};
-      GRANT ${roles.owner} TO ${targetDb.pipelineLogin.user};
-      GRANT USAGE, CREATE ON SCHEMA public TO ${roles.owner}, ${targetDb.pipelineLogin.user};`);
+      ALTER TABLE public.orders OWNER TO ${ground.owner};`);
     });
 
     afterAll(async () => {
-      if (s3Dir) await rm(s3Dir, { recursive: true, force: true });
+      if (ground.s3Dir) await rm(ground.s3Dir, { recursive: true, force: true });
     });
 
     it('syncs through the copies in the target database, byte for byte, and leaves none behind', async () => {
       // The server really is kept out: it cannot even list the folder.
-      await expect(target.query('SELECT pg_ls_dir($1)', [s3Dir])).rejects.toThrow(
+      await expect(ground.target.query('SELECT pg_ls_dir($1)', [ground.s3Dir])).rejects.toThrow(
         /permission denied/i,
       );
       const summary = await runLocally({
-        source: sourceDb,
-        target: targetDb,
-        s3Dir,
+        ...ground.runOn,
         config: {
           tables: [{ source: 'sales.orders', target: 'public.orders', strategy: 'rename' }],
           locks: { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30 },
@@ -83,9 +68,11 @@ describe.runIf(SERVER_IS_ANOTHER_USER)(
         client
           .query(`SELECT md5(string_agg(t::text, E'\\n' ORDER BY id)) AS digest FROM ${table} t`)
           .then((result) => result.rows[0].digest as string);
-      expect(await digest(target, 'public.orders')).toBe(await digest(source, 'sales.orders'));
+      expect(await digest(ground.target, 'public.orders')).toBe(
+        await digest(ground.source, 'sales.orders'),
+      );
       // The run's clean-up deleted its files, and with them their copies in the database.
-      const { rows } = await target.query(
+      const { rows } = await ground.target.query(
         'SELECT count(*)::int AS n FROM aws_s3_local.objects WHERE bucket = $1',
         [LOCAL_BUCKET],
       );

@@ -4,52 +4,37 @@
  * and clears what the killed one left.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { chmod, mkdtemp, readdir, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { freshDatabase, type TestDatabase } from './support/db';
-import { uniqueRoles } from './support/swap-fixtures';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
 const OLD_ROWS = 300;
 const NEW_ROWS = 20_000;
-const roles = uniqueRoles('owner');
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let target: pg.Client;
-let s3Dir: string;
+let ground: DatabasesAndBucket;
 let configPath: string;
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  const source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  await source.query(`
+  ground = await databasesAndBucket('kill-test-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint PRIMARY KEY, amount numeric(12,2), note text);
     INSERT INTO sales.orders SELECT g, g * 1.5, repeat('n', g % 50) FROM generate_series(1, ${NEW_ROWS}) g;
     CREATE TABLE sales.items (id bigint PRIMARY KEY, sku text);
     INSERT INTO sales.items SELECT g, 'sku-' || g FROM generate_series(1, ${NEW_ROWS}) g;`);
-  await target.query(`
+  await ground.target.query(`
     CREATE TABLE public.orders (id bigint PRIMARY KEY, amount numeric(12,2), note text);
     INSERT INTO public.orders SELECT g, 0, 'old' FROM generate_series(1, ${OLD_ROWS}) g;
     CREATE VIEW public.order_notes AS SELECT id, note FROM public.orders;
     CREATE TABLE public.items (id bigint PRIMARY KEY, sku text);
     INSERT INTO public.items SELECT g, 'old' FROM generate_series(1, ${OLD_ROWS}) g;`);
   // Users' tables belong to a user role; the pipeline (run as its own role) acts as it.
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
-    ALTER TABLE public.orders OWNER TO ${roles.owner};
-    ALTER VIEW public.order_notes OWNER TO ${roles.owner};
-    ALTER TABLE public.items OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${targetDb.pipelineLogin.user};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${roles.owner}, ${targetDb.pipelineLogin.user};`);
-  s3Dir = await mkdtemp(join(tmpdir(), 'kill-test-bucket-'));
-  await chmod(s3Dir, 0o755);
-  configPath = join(s3Dir, 'config.json');
+  await ground.target.query(`
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
+    ALTER VIEW public.order_notes OWNER TO ${ground.owner};
+    ALTER TABLE public.items OWNER TO ${ground.owner};`);
+  configPath = join(ground.s3Dir, 'config.json');
   await writeFile(
     configPath,
     JSON.stringify({
@@ -64,7 +49,7 @@ beforeAll(async () => {
 
 function syncLocal(
   extraArgs: string[] = [],
-  env: Record<string, string> = { TARGET_ADMIN_URL: targetDb.url },
+  env: Record<string, string> = { TARGET_ADMIN_URL: ground.targetDb.url },
 ): {
   child: ChildProcess;
   stderr: () => string;
@@ -76,10 +61,10 @@ function syncLocal(
     {
       env: {
         ...process.env,
-        SOURCE_DATABASE_URL: sourceDb.url,
+        SOURCE_DATABASE_URL: ground.sourceDb.url,
         // The pipeline runs as its non-superuser role; the superuser only installs aws_s3's stand-in.
-        TARGET_DATABASE_URL: targetDb.pipelineUrl,
-        LOCAL_S3_DIR: s3Dir,
+        TARGET_DATABASE_URL: ground.targetDb.pipelineUrl,
+        LOCAL_S3_DIR: ground.s3Dir,
         ...env,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -98,7 +83,7 @@ function syncLocal(
 }
 
 async function liveState(): Promise<{ orders: number; notes: number; items: number }> {
-  const { rows } = await target.query(`SELECT
+  const { rows } = await ground.target.query(`SELECT
     (SELECT count(*)::int FROM public.orders) AS orders,
     (SELECT count(*)::int FROM public.order_notes) AS notes,
     (SELECT count(*)::int FROM public.items) AS items`);
@@ -142,13 +127,13 @@ describe('a local run killed at any stage', () => {
       const summary = JSON.parse(next.stderr().trim().split('\n').at(-1)!);
       expect(summary.status).toBe('SUCCEEDED');
       expect(await liveState()).toEqual({ orders: NEW_ROWS, notes: NEW_ROWS, items: NEW_ROWS });
-      const { rows } = await target.query(
+      const { rows } = await ground.target.query(
         `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'redshift_sync_staging'`,
       );
       expect(rows[0].n).toBe(0);
-      expect(await readdir(join(s3Dir, '.running'))).toEqual([]);
+      expect(await readdir(join(ground.s3Dir, '.running'))).toEqual([]);
       // Put the old version back for the next case.
-      await target.query(`
+      await ground.target.query(`
       TRUNCATE public.orders; INSERT INTO public.orders SELECT g, 0, 'old' FROM generate_series(1, ${OLD_ROWS}) g;
       TRUNCATE public.items; INSERT INTO public.items SELECT g, 'old' FROM generate_series(1, ${OLD_ROWS}) g;`);
     },
@@ -166,7 +151,7 @@ describe('sync:local', () => {
     expect(summary.error.message).toContain('public."Nope"');
     expect(summary.error.message).toContain('public.orders, public.items');
     // Nothing ran: no run registered, no files written.
-    expect(await readdir(join(s3Dir, '.running')).catch(() => [])).toEqual([]);
+    expect(await readdir(join(ground.s3Dir, '.running')).catch(() => [])).toEqual([]);
   });
 
   it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install aws_s3', async () => {
@@ -174,7 +159,7 @@ describe('sync:local', () => {
     expect(await run.exit).toBe(1);
     const lines = run.stderr().trim().split('\n');
     expect(lines[0]).toBe(
-      `ConfigError: TARGET_DATABASE_URL's role ${targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${targetDb.pipelineLogin.user}).`,
+      `ConfigError: TARGET_DATABASE_URL's role ${ground.targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${ground.targetDb.pipelineLogin.user}).`,
     );
     expect(run.stderr()).not.toMatch(/^\s+at /m); // no stack trace
     expect(JSON.parse(lines.at(-1)!)).toMatchObject({ status: 'FAILED' });

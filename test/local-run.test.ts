@@ -6,26 +6,20 @@
  * connection only installs the aws_s3 stand-in and sets up what users built.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../lambdas/core/errors';
 import type { DryRunSummary } from '../lambdas/pipeline/steps/prepare';
 import type { RunSummary } from '../lambdas/pipeline/summary';
 import { LOCAL_BUCKET, localDeps } from '../local/run/deps';
 import { LocalRunRegistry } from '../local/run/run-registry';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { runLocally } from './support/local-pipeline';
 import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
-const roles = uniqueRoles('analyst', 'owner');
+let ground: DatabasesAndBucket;
+const roles = uniqueRoles('analyst');
 
 const CONFIG = {
   tables: [
@@ -36,13 +30,8 @@ const CONFIG = {
 };
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'local-run-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('local-run-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.orders (id bigint, customer text, amount numeric(38,10), note varchar(70000),
                                flag boolean, placed timestamptz, ratio double precision);
@@ -57,7 +46,7 @@ beforeAll(async () => {
     CREATE TABLE sales."Order Lines" (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO sales."Order Lines" SELECT g, 1, 'sku-' || g FROM generate_series(1, 7) g;
   `);
-  await target.query(`
+  await ground.target.query(`
     CREATE ROLE ${roles.analyst} NOLOGIN;
     CREATE TABLE public.orders (id bigint, customer text, amount numeric(38,10), note varchar(70000),
                                 flag boolean, placed timestamptz, ratio double precision);
@@ -68,16 +57,11 @@ beforeAll(async () => {
     CREATE TABLE public."Order Lines" (order_id bigint, line integer, sku text, PRIMARY KEY (order_id, line));
     INSERT INTO public."Order Lines" VALUES (1, 1, 'old'), (99, 1, 'gone');
   `);
-  // What users built belongs to a user role; the pipeline acts as it. Both may create in public
-  // (from PostgreSQL 15 no longer granted to everyone), as a user would have granted.
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
-    ALTER TABLE public.orders OWNER TO ${roles.owner};
-    ALTER VIEW public.customers OWNER TO ${roles.owner};
-    ALTER TABLE public."Order Lines" OWNER TO ${roles.owner};
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
+  // What users built belongs to a user role; the pipeline acts as it.
+  await ground.target.query(`
+    ALTER TABLE public.orders OWNER TO ${ground.owner};
+    ALTER VIEW public.customers OWNER TO ${ground.owner};
+    ALTER TABLE public."Order Lines" OWNER TO ${ground.owner};
   `);
 });
 
@@ -87,9 +71,7 @@ async function run<Summary = RunSummary>(
 ): Promise<{ summary: Summary; progress: string[] }> {
   const progress: string[] = [];
   const summary = await runLocally<Summary>({
-    source: sourceDb,
-    target: targetDb,
-    s3Dir,
+    ...ground.runOn,
     config,
     request,
     onProgress: (line) => progress.push(line),
@@ -117,38 +99,41 @@ describe('a local run', () => {
       ]),
     );
     // Every value, compared on its own type in one database (the source's rows copied over).
-    await target.query('CREATE TEMP TABLE expected (LIKE public.orders)');
+    await ground.target.query('CREATE TEMP TABLE expected (LIKE public.orders)');
     // As text, so no JavaScript type (Date, number) rounds anything on the way.
-    const { rows } = await source.query({
+    const { rows } = await ground.source.query({
       text: 'SELECT * FROM sales.orders',
       types: { getTypeParser: () => (value: string) => value },
     });
     for (const row of rows) {
-      await target.query(
+      await ground.target.query(
         'INSERT INTO expected VALUES ($1, $2, $3, $4, $5, $6, $7)',
         Object.values(row),
       );
     }
-    const differences = await target.query(`
+    const differences = await ground.target.query(`
       SELECT e.id FROM expected e FULL JOIN public.orders o ON o.id = e.id
       WHERE (e.*) IS DISTINCT FROM (o.*)`);
     expect(differences.rows).toEqual([]);
-    const merged = await target.query(
+    const merged = await ground.target.query(
       'SELECT order_id, sku FROM public."Order Lines" ORDER BY order_id',
     );
     expect(merged.rows).toHaveLength(7);
     expect(merged.rows[0]).toEqual({ order_id: '1', sku: 'sku-1' });
-    const kept = await target.query(`SELECT
+    const kept = await ground.target.query(`SELECT
       has_table_privilege('${roles.analyst}', 'public.customers', 'SELECT') AS granted,
       obj_description('public.orders'::regclass, 'pg_class') AS comment,
       (SELECT count(*)::int FROM public.customers) AS customers`);
     expect(kept.rows[0]).toEqual({ granted: true, comment: 'refreshed daily', customers: 7 });
     // The pipeline's own schema was installed, and the new versions created, by its own role.
-    const owners = await target.query(`SELECT
+    const owners = await ground.target.query(`SELECT
       (SELECT nspowner::regrole::text FROM pg_namespace WHERE nspname = 'redshift_sync') AS schema,
       (SELECT relowner::regrole::text FROM pg_class WHERE oid = 'public.orders'::regclass) AS orders`);
-    expect(owners.rows[0]).toEqual({ schema: targetDb.pipelineLogin.user, orders: roles.owner });
-    const recorded = await target.query(
+    expect(owners.rows[0]).toEqual({
+      schema: ground.targetDb.pipelineLogin.user,
+      orders: ground.owner,
+    });
+    const recorded = await ground.target.query(
       `SELECT target_table, status, rows::int FROM redshift_sync.runs WHERE run_id = $1 ORDER BY 1`,
       [summary.runId],
     );
@@ -157,11 +142,11 @@ describe('a local run', () => {
       { target_table: 'orders', status: 'swapped', rows: 7 },
     ]);
     // Clean-up: no staging tables, no run files left behind.
-    const staging = await target.query(
+    const staging = await ground.target.query(
       `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'redshift_sync_staging'`,
     );
     expect(staging.rows[0].n).toBe(0);
-    const left = await readdir(join(s3Dir, LOCAL_BUCKET, 'runs'), {
+    const left = await readdir(join(ground.s3Dir, LOCAL_BUCKET, 'runs'), {
       recursive: true,
       withFileTypes: true,
     });
@@ -169,7 +154,7 @@ describe('a local run', () => {
   });
 
   it('waits for a long reader, names it in the summary, and swaps once it is gone', async () => {
-    const reader = await targetDb.connect('nightly report');
+    const reader = await ground.targetDb.connect('nightly report');
     await reader.query('BEGIN');
     await reader.query('SELECT count(*) FROM public.orders');
     const released = new Promise((resolve) => setTimeout(resolve, 4000)).then(() =>
@@ -198,10 +183,10 @@ describe('a local run', () => {
   });
 
   it('fails the run when the source is empty, keeping the live table as it was', async () => {
-    await source.query('CREATE TABLE sales.empty (LIKE sales.orders)');
-    await target.query(`CREATE TABLE public.kept AS SELECT * FROM public.orders;
-      ALTER TABLE public.kept OWNER TO ${roles.owner}`);
-    const before = await target.query('SELECT count(*)::int AS n FROM public.kept');
+    await ground.source.query('CREATE TABLE sales.empty (LIKE sales.orders)');
+    await ground.target.query(`CREATE TABLE public.kept AS SELECT * FROM public.orders;
+      ALTER TABLE public.kept OWNER TO ${ground.owner}`);
+    const before = await ground.target.query('SELECT count(*)::int AS n FROM public.kept');
     const { summary } = await run(
       {},
       { ...CONFIG, tables: [{ source: 'sales.empty', target: 'public.kept', strategy: 'rename' }] },
@@ -212,19 +197,19 @@ describe('a local run', () => {
     expect(summary.tables).toEqual([
       expect.objectContaining({ target: 'public.kept', status: 'failed' }),
     ]);
-    const after = await target.query('SELECT count(*)::int AS n FROM public.kept');
+    const after = await ground.target.query('SELECT count(*)::int AS n FROM public.kept');
     expect(after.rows[0].n).toBe(before.rows[0].n);
-    const staging = await target.query(
+    const staging = await ground.target.query(
       `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'redshift_sync_staging'`,
     );
     expect(staging.rows[0].n).toBe(0);
   });
 
   it('describes a dry run: the locks each table needs, who holds them now, of what class, and what onMaxWait would do', async () => {
-    const reader = await targetDb.connect('open transaction');
+    const reader = await ground.targetDb.connect('open transaction');
     await reader.query('BEGIN');
     await reader.query('SELECT 1 FROM public.orders LIMIT 1');
-    const report = await targetDb.connect('running report');
+    const report = await ground.targetDb.connect('running report');
     const running = report
       .query('SELECT pg_sleep(30) FROM public.orders LIMIT 1')
       .catch((error: Error) => error);
@@ -263,7 +248,7 @@ describe('a local run', () => {
       expect(lines.blockers).toEqual([]);
     } finally {
       await reader.query('COMMIT');
-      await target.query(
+      await ground.target.query(
         `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE application_name = 'running report'`,
       );
       await running;
@@ -271,11 +256,13 @@ describe('a local run', () => {
   });
 
   it('rolls a table back to the version the last run replaced, with its view and grant', async () => {
-    await target.query(`INSERT INTO public.orders (id, customer) VALUES (999, 'before the run')`);
+    await ground.target.query(
+      `INSERT INTO public.orders (id, customer) VALUES (999, 'before the run')`,
+    );
     const { summary } = await run({ tables: ['public.orders'] });
     expect(summary.status).toBe('SUCCEEDED');
     const marker = 'SELECT count(*)::int AS n FROM public.customers WHERE customer = $1';
-    expect((await target.query(marker, ['before the run'])).rows[0].n).toBe(0);
+    expect((await ground.target.query(marker, ['before the run'])).rows[0].n).toBe(0);
 
     const rolledBack = spawnSync(
       process.execPath,
@@ -286,59 +273,61 @@ describe('a local run', () => {
         '--table',
         'public.orders',
         '--target-url',
-        targetDb.pipelineUrl,
+        ground.targetDb.pipelineUrl,
       ],
       { encoding: 'utf8' },
     );
     expect(rolledBack.status, rolledBack.stderr).toBe(0);
     expect(rolledBack.stdout).toMatch(/public\.orders is back at its previous version/);
-    expect((await target.query(marker, ['before the run'])).rows[0].n).toBe(1);
-    const granted = await target.query(
+    expect((await ground.target.query(marker, ['before the run'])).rows[0].n).toBe(1);
+    const granted = await ground.target.query(
       `SELECT has_table_privilege('${roles.analyst}', 'public.customers', 'SELECT') AS granted`,
     );
     expect(granted.rows[0].granted).toBe(true);
   });
 
   it('refuses to start while another run of the environment is in progress, leaving its work alone', async () => {
-    const others = new LocalRunRegistry(s3Dir);
+    const others = new LocalRunRegistry(ground.s3Dir);
     // Another run, alive (this very process) and holding the lease.
     await others.register('earlier-run', Date.now() - 60_000);
-    await target.query(
+    await ground.target.query(
       `INSERT INTO redshift_sync.run_lease (environment, run_id, execution_arn)
        VALUES ('local', 'earlier-run', 'arn:aws:states:us-east-1:000000000000:execution:local:earlier-run')`,
     );
-    await target.query('CREATE TABLE redshift_sync_staging.earlier_runs_table (id int)');
+    await ground.target.query('CREATE TABLE redshift_sync_staging.earlier_runs_table (id int)');
     try {
       const { summary } = await run();
       expect(summary.status).toBe('NOT_STARTED');
       expect(summary.error?.name).toBe('RunInProgress');
       expect(summary.error?.message).toContain('earlier-run');
-      const { rows } = await target.query(
+      const { rows } = await ground.target.query(
         `SELECT to_regclass('redshift_sync_staging.earlier_runs_table') IS NOT NULL AS kept`,
       );
       expect(rows[0].kept).toBe(true);
     } finally {
       await others.unregister('earlier-run');
-      await target.query('DROP TABLE redshift_sync_staging.earlier_runs_table');
+      await ground.target.query('DROP TABLE redshift_sync_staging.earlier_runs_table');
     }
     // Once that run has ended (its process gone, its record cleared), its lease is taken over.
     const { summary } = await run();
     expect(summary.status).toBe('SUCCEEDED');
-    const { rows } = await target.query('SELECT count(*)::int AS n FROM redshift_sync.run_lease');
+    const { rows } = await ground.target.query(
+      'SELECT count(*)::int AS n FROM redshift_sync.run_lease',
+    );
     expect(rows[0].n).toBe(0);
   });
 
   it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install the stand-ins', async () => {
     const refused = localDeps({
-      sourceUrl: sourceDb.url,
-      targetUrl: targetDb.pipelineUrl,
-      s3Dir,
+      sourceUrl: ground.sourceDb.url,
+      targetUrl: ground.targetDb.pipelineUrl,
+      s3Dir: ground.s3Dir,
       onLog: () => {},
     });
     await expect(refused).rejects.toThrow(ConfigError);
     await expect(refused).rejects.toThrow(
       new RegExp(
-        `^TARGET_DATABASE_URL's role ${targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL [^\\n]+$`,
+        `^TARGET_DATABASE_URL's role ${ground.targetDb.pipelineLogin.user} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL [^\\n]+$`,
       ),
     );
   });

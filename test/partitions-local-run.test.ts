@@ -4,22 +4,12 @@
  * strategy only the partition whose rows changed in the source is replaced, a run where nothing
  * changed changes nothing, and replaced partitions are kept per partition for `keepVersions`.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { RETIRED_SCHEMA } from '../lambdas/core/schema/admin';
-import { freshDatabase, type TestDatabase } from './support/db';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 import { runLocally } from './support/local-pipeline';
-import { uniqueRoles } from './support/swap-fixtures';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
-const roles = uniqueRoles('owner');
+let ground: DatabasesAndBucket;
 
 const CONFIG = {
   tables: [{ source: 'sales.events', target: 'public.events' }],
@@ -31,7 +21,7 @@ const ROWS = `SELECT d::date, g, 'v1 ' || g
   FROM generate_series('2024-01-01'::date, '2024-01-03'::date, '1 day') d, generate_series(1, 50) g`;
 
 async function filenodes(): Promise<Record<string, number>> {
-  const { rows } = await target.query<{ name: string; filenode: number }>(
+  const { rows } = await ground.target.query<{ name: string; filenode: number }>(
     `SELECT c.relname AS name, c.relfilenode::int AS filenode
      FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
      WHERE i.inhparent = 'public.events'::regclass ORDER BY 1`,
@@ -40,34 +30,25 @@ async function filenodes(): Promise<Record<string, number>> {
 }
 
 async function retired(): Promise<string[]> {
-  const { rows } = await target.query<{ live: string }>(
+  const { rows } = await ground.target.query<{ live: string }>(
     `SELECT live_table AS live FROM redshift_sync.retired_versions ORDER BY retired_at`,
   );
   return rows.map((row) => row.live);
 }
 
 function run() {
-  return runLocally({ source: sourceDb, target: targetDb, s3Dir, config: CONFIG });
+  return runLocally({ ...ground.runOn, config: CONFIG });
 }
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'partitions-run-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query(`
+  ground = await databasesAndBucket('partitions-run-bucket');
+  await ground.source.query(`
     CREATE SCHEMA sales;
     CREATE TABLE sales.events (day date, id integer, payload text);
     INSERT INTO sales.events ${ROWS};
   `);
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
-    SET ROLE ${roles.owner};
+  await ground.target.query(`
+    SET ROLE ${ground.owner};
     CREATE TABLE public.events (day date NOT NULL, id integer NOT NULL, payload text,
                                 PRIMARY KEY (day, id)) PARTITION BY RANGE (day);
     CREATE TABLE public.events_20240101 PARTITION OF public.events FOR VALUES FROM ('2024-01-01') TO ('2024-01-02');
@@ -81,7 +62,7 @@ beforeAll(async () => {
 describe('a partitioned live table in a local run', () => {
   it('replaces only the partition whose rows changed in the source', async () => {
     const before = await filenodes();
-    await source.query(
+    await ground.source.query(
       `UPDATE sales.events SET payload = 'v2' WHERE day = '2024-01-02' AND id = 7`,
     );
     const summary = await run();
@@ -98,7 +79,7 @@ describe('a partitioned live table in a local run', () => {
     expect(after.events_20240101).toBe(before.events_20240101);
     expect(after.events_20240103).toBe(before.events_20240103);
     expect(after.events_20240102).not.toBe(before.events_20240102);
-    const { rows } = await target.query(
+    const { rows } = await ground.target.query(
       `SELECT payload FROM public.events WHERE day = '2024-01-02' AND id = 7`,
     );
     expect(rows).toEqual([{ payload: 'v2' }]);
@@ -115,11 +96,11 @@ describe('a partitioned live table in a local run', () => {
   });
 
   it('keeps keepVersions replaced versions per partition', async () => {
-    await source.query(
+    await ground.source.query(
       `UPDATE sales.events SET payload = 'v3' WHERE day = '2024-01-02' AND id = 7`,
     );
     expect((await run()).error).toBeNull();
-    const { rows } = await target.query(
+    const { rows } = await ground.target.query(
       `SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = '${RETIRED_SCHEMA}'`,
     );
     expect(rows).toEqual([{ n: 1 }]);

@@ -15,6 +15,7 @@ import {
   StepInputError,
 } from '../lambdas/pipeline/state';
 import { PIPELINE_STEPS } from '../lambdas/pipeline/steps';
+import { BLOCKER_BEFORE_POLICY, GATE_HISTORY, LOCK_CHECK } from './support/lock-states';
 
 const RUN: RunState = {
   runId: 'run-1',
@@ -24,24 +25,6 @@ const RUN: RunState = {
   pollIntervalSeconds: 1,
   maxWaitSeconds: 3600,
   targets: ['public.orders'],
-};
-
-const HISTORY = {
-  busyAttempts: 1,
-  lastBusyAtSeconds: 2.5,
-  retryAfterMs: 50,
-  collisions: [{ session: '123', count: 1 }],
-  blockersEndedAtSeconds: null,
-};
-
-const LOCKS = {
-  decision: 'wait',
-  firstCheckAt: 1_764_000_000_000,
-  waitedSeconds: 3,
-  checks: 2,
-  blockers: [],
-  blockersSeen: [],
-  history: HISTORY,
 };
 
 const RUNNING_UNLOAD = {
@@ -149,15 +132,20 @@ describe('the parts later steps read', () => {
   it('the lock gate: $.locks, $.terminated and $.swap, each where it is wrong', () => {
     const gate = parseStepInput(STEP_INPUTS.gate, {
       run: RUN,
-      locks: LOCKS,
-      swap: { swapped: false, attempts: 3, reason: 'busy', history: HISTORY },
+      locks: LOCK_CHECK,
+      swap: { swapped: false, attempts: 3, reason: 'busy', history: GATE_HISTORY },
     });
-    expect(gate.locks).toEqual(LOCKS);
-    expect(gate.swap).toEqual({ swapped: false, attempts: 3, reason: 'busy', history: HISTORY });
+    expect(gate.locks).toEqual(LOCK_CHECK);
+    expect(gate.swap).toEqual({
+      swapped: false,
+      attempts: 3,
+      reason: 'busy',
+      history: GATE_HISTORY,
+    });
     expect(
       refusal(STEP_INPUTS.gate, {
         run: RUN,
-        locks: { ...LOCKS, history: { ...HISTORY, busyAttempts: '1' } },
+        locks: { ...LOCK_CHECK, history: { ...GATE_HISTORY, busyAttempts: '1' } },
       }).message,
     ).toMatch(
       /^\$\.locks is not a lock check \(\$\.locks\.history\.busyAttempts: .*\): the step input must come from "Check locks on the live tables"\.$/,
@@ -165,7 +153,7 @@ describe('the parts later steps read', () => {
     expect(
       refusal(STEP_INPUTS.gate, {
         run: RUN,
-        locks: { ...LOCKS, blockersSeen: [{ pid: 1 }] },
+        locks: { ...LOCK_CHECK, blockersSeen: [{ pid: 1 }] },
       }).message,
     ).toMatch(/\(\$\.locks\.blockersSeen\[0\]\.user: /);
     expect(
@@ -173,7 +161,7 @@ describe('the parts later steps read', () => {
         run: RUN,
         terminated: {
           terminated: [],
-          history: { ...HISTORY, collisions: new Array(51).fill({ session: '1', count: 1 }) },
+          history: { ...GATE_HISTORY, collisions: new Array(51).fill({ session: '1', count: 1 }) },
         },
       }).message,
     ).toMatch(
@@ -185,21 +173,10 @@ describe('the parts later steps read', () => {
   });
 
   it('the lock gate: reads a $.locks written before the per-class policy (a deploy during the wait)', () => {
-    const before = {
-      pid: 4242,
-      user: 'alice',
-      application: 'psql',
-      clientAddr: null,
-      state: 'idle in transaction',
-      relation: 'public.orders',
-      mode: 'AccessShareLock',
-      transactionSeconds: 47,
-      query: 'SELECT 1',
-      reason: 'an open transaction holds the table',
-    };
+    const before = BLOCKER_BEFORE_POLICY;
     const gate = parseStepInput(STEP_INPUTS.gate, {
       run: RUN,
-      locks: { ...LOCKS, blockers: [before], blockersSeen: [before] },
+      locks: { ...LOCK_CHECK, blockers: [before], blockersSeen: [before] },
     });
     expect(gate.locks!.blockersSeen).toEqual([before]);
     expect(blockerLine(gate.locks!.blockersSeen[0]!)).toBe('an open transaction holds the table');

@@ -7,6 +7,7 @@ import {
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
 import { followRun, startRun } from '../ops/trigger';
+import { BLOCKER_BEFORE_POLICY, LOCK_CHECK } from './support/lock-states';
 
 const sfn = mockClient(SFNClient);
 const client = new SFNClient({ region: 'eu-west-1' });
@@ -14,6 +15,19 @@ const machine = 'arn:aws:states:eu-west-1:123456789012:stateMachine:redshift-aur
 const execution = `${machine.replace(':stateMachine:', ':execution:')}:by-hand-1`;
 
 beforeEach(() => sfn.reset());
+
+const BLOCKER = {
+  ...BLOCKER_BEFORE_POLICY,
+  pid: 43,
+  user: 'bob',
+  application: 'report',
+  state: 'active',
+  reason: 'pid 43 (bob, report) runs a query on public.orders',
+  blockerClass: 'activeQuery',
+  atMaxWait: 'terminate',
+  atMaxWaitException: null,
+};
+const LOCKS = { ...LOCK_CHECK, waitedSeconds: 61.2, blockers: [BLOCKER_BEFORE_POLICY] };
 
 describe('startRun', () => {
   it('starts an execution with the request as its input', async () => {
@@ -44,13 +58,8 @@ describe('followRun', () => {
       stateExitedEventDetails: {
         name: 'Check locks on the live tables',
         output: JSON.stringify({
-          locks: {
-            decision: 'wait',
-            waitedSeconds: 61.2,
-            blockers: [
-              { reason: 'pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s' },
-            ],
-          },
+          run: {},
+          locks: { ...LOCKS, blockers: [BLOCKER_BEFORE_POLICY, BLOCKER] },
         }),
       },
     };
@@ -97,7 +106,39 @@ describe('followRun', () => {
       '▶ Prepare the run',
       '▶ Unload the tables from Redshift',
       '  waiting 61 s for locks; blocked by:',
-      '    - pid 42 (alice, psql) has held AccessShareLock on public.orders for 65 s',
+      '    - an open transaction holds the table',
+      '    - pid 43 (bob, report) runs a query on public.orders; at maxWaitSeconds: terminate',
+      '✓ the run succeeded',
+    ]);
+  });
+
+  it('says which field of a lock check it cannot read, and keeps following', async () => {
+    sfn.on(GetExecutionHistoryCommand).resolves({
+      events: [
+        {
+          id: 1,
+          type: 'TaskStateExited',
+          timestamp: new Date(),
+          stateExitedEventDetails: {
+            name: 'Check locks on the live tables',
+            output: JSON.stringify({ locks: { ...LOCKS, blockers: 'pid 42' } }),
+          },
+        },
+        { id: 2, type: 'ExecutionSucceeded', timestamp: new Date() },
+      ],
+    });
+    sfn.on(DescribeExecutionCommand).resolves({
+      status: 'SUCCEEDED',
+      executionArn: execution,
+      stateMachineArn: machine,
+      startDate: new Date(),
+    });
+    const lines: string[] = [];
+    expect(
+      (await followRun(client, execution, { onLine: (line) => lines.push(line) })).status,
+    ).toBe('SUCCEEDED');
+    expect(lines).toEqual([
+      '  (cannot show this lock check: $.locks.blockers: Invalid input: expected array, received string; is the deployed pipeline of another version than this checkout? See the execution in the Step Functions console.)',
       '✓ the run succeeded',
     ]);
   });

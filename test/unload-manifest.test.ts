@@ -44,28 +44,65 @@ describe('parseManifest', () => {
 
   it.each([
     ['not JSON', '{"entries": [', /manifest s3:\/\/sync-bucket\/.* is not JSON/],
-    ['no entries', JSON.stringify({ files: [] }), /has no "entries" list/],
-    ['entries not a list', JSON.stringify({ entries: {} }), /has no "entries" list/],
-    ['an entry without url', manifest([{ meta: {} }]), /entry 1 has no "url"/],
+    [
+      'not an object',
+      'null',
+      /manifest \S+ is null, not a JSON object; this is not a manifest UNLOAD wrote/,
+    ],
+    [
+      'no entries',
+      JSON.stringify({ files: [] }),
+      /: entries is missing, not a list of files; this is not a manifest UNLOAD wrote/,
+    ],
+    [
+      'entries not a list',
+      JSON.stringify({ entries: {} }),
+      /: entries is \{\}, not a list of files/,
+    ],
+    [
+      'an entry that is not an object',
+      manifest([entry('a', 1, 1), 'b']),
+      /: entries\[1\] is "b", not an object with url and meta/,
+    ],
+    [
+      'an entry without url',
+      manifest([{ meta: {} }]),
+      /: entries\[0\]\.url is missing, not an s3:\/\/ URL/,
+    ],
     [
       'an url that is not s3',
       manifest([{ url: 'https://x/y', meta: { content_length: 1, record_count: 1 } }]),
-      /entry 1: url "https:\/\/x\/y" is not an s3:\/\/ URL/,
+      /: entries\[0\]\.url is "https:\/\/x\/y", not an s3:\/\/ URL/,
+    ],
+    [
+      'an url without a key',
+      manifest([{ url: 's3://b/', meta: { content_length: 1, record_count: 1 } }]),
+      /: entries\[0\]\.url is "s3:\/\/b\/", not an s3:\/\/ URL/,
     ],
     [
       'a plain (not VERBOSE) manifest',
       JSON.stringify({ entries: [{ url: 's3://b/k', mandatory: true }] }),
-      /entry 1 has no "meta".*MANIFEST VERBOSE/,
+      /: entries\[0\]\.meta is missing, not an object with content_length and record_count; was the UNLOAD run without MANIFEST VERBOSE\?/,
     ],
     [
       'a negative size',
       manifest([entry('a', 10, 1), entry('b', -1, 0)]),
-      /entry 2: meta.content_length is -1, not a whole number of bytes/,
+      /: entries\[1\]\.meta\.content_length is -1, not a whole number of bytes/,
+    ],
+    [
+      'a fractional size',
+      manifest([entry('a', 1.5, 1)]),
+      /: entries\[0\]\.meta\.content_length is 1\.5, not a whole number of bytes/,
     ],
     [
       'a record count as text',
       manifest([{ url: 's3://b/k', meta: { content_length: 5, record_count: '1' } }]),
-      /meta.record_count is "1", not a whole number of records/,
+      /: entries\[0\]\.meta\.record_count is "1", not a whole number of records/,
+    ],
+    [
+      'a total record count as text',
+      manifest([entry('a', 10, 1)], { bytes: 10, records: '1' as unknown as number }),
+      /: meta\.record_count is "1", not a whole number of records/,
     ],
     [
       'records in an empty file',
@@ -80,5 +117,6 @@ describe('parseManifest', () => {
   ])('refuses %s, naming the manifest', (_case, text, message) => {
     expect(() => parseManifest(text, WHERE)).toThrowError(ManifestError);
     expect(() => parseManifest(text, WHERE)).toThrowError(message);
+    expect(() => parseManifest(text, WHERE)).toThrowError(new RegExp(`^manifest ${WHERE}[ :]`));
   });
 });

@@ -4,11 +4,7 @@
  * whose sessions keep one connection (REPEATABLE READ) between calls, and through the whole
  * local run.
  */
-import { chmod, mkdtemp } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import type pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { parseRuntimeConfig } from '../lambdas/core/config';
 import type { StatementState, Warehouse } from '../lambdas/core/transfer/ports';
 import { TRANSACTION_START_SQL } from '../lambdas/core/unload/statement';
@@ -16,15 +12,9 @@ import type { RunSummary } from '../lambdas/pipeline/summary';
 import { LocalWarehouse, LocalWarehouseError } from '../local/emulators/local-warehouse';
 import { localDeps } from '../local/run/deps';
 import { runLocalPipeline } from '../local/run/pipeline';
-import { freshDatabase, type TestDatabase } from './support/db';
-import { uniqueRoles } from './support/swap-fixtures';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let sourceDb: TestDatabase;
-let targetDb: TestDatabase;
-let source: pg.Client;
-let target: pg.Client;
-let s3Dir: string;
-const roles = uniqueRoles('owner');
+let ground: DatabasesAndBucket;
 const TABLES = 40;
 const names = Array.from(
   { length: TABLES },
@@ -41,35 +31,19 @@ async function settle(warehouse: Warehouse, id: string): Promise<StatementState>
 }
 
 beforeAll(async () => {
-  sourceDb = await freshDatabase();
-  targetDb = await freshDatabase();
-  source = await sourceDb.connect('test setup');
-  target = await targetDb.connect('test setup');
-  s3Dir = await mkdtemp(join(tmpdir(), 'unload-session-bucket-'));
-  await chmod(s3Dir, 0o755);
-  await source.query('CREATE SCHEMA sales; CREATE TABLE sales.probe (v text)');
-  const pipeline = targetDb.pipelineLogin.user;
-  await target.query(`
-    CREATE ROLE ${roles.owner} NOLOGIN;
-    GRANT ${roles.owner} TO ${pipeline};
-    GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline}, ${roles.owner};
-  `);
+  ground = await databasesAndBucket('unload-session-bucket');
+  await ground.source.query('CREATE SCHEMA sales; CREATE TABLE sales.probe (v text)');
   for (const name of names) {
-    await source.query(`CREATE TABLE sales.${name} (id bigint, v text)`);
-    await target.query(`CREATE TABLE public.${name} (id bigint, v text);
-                        ALTER TABLE public.${name} OWNER TO ${roles.owner}`);
+    await ground.source.query(`CREATE TABLE sales.${name} (id bigint, v text)`);
+    await ground.target.query(`CREATE TABLE public.${name} (id bigint, v text);
+                        ALTER TABLE public.${name} OWNER TO ${ground.owner}`);
   }
-});
-
-afterAll(async () => {
-  await source?.end();
-  await target?.end();
 });
 
 describe('a local warehouse session', () => {
   it('keeps a BEGIN open across calls: one snapshot and one transaction start, until COMMIT', async () => {
-    await source.query("TRUNCATE sales.probe; INSERT INTO sales.probe VALUES ('before')");
-    const warehouse = new LocalWarehouse({ sourceUrl: sourceDb.url, s3Dir });
+    await ground.source.query("TRUNCATE sales.probe; INSERT INTO sales.probe VALUES ('before')");
+    const warehouse = new LocalWarehouse({ sourceUrl: ground.sourceDb.url, s3Dir: ground.s3Dir });
     try {
       const first = await warehouse.submitInSession(
         ['BEGIN', TRANSACTION_START_SQL, 'SELECT count(*)::int AS n FROM sales.probe'],
@@ -81,7 +55,7 @@ describe('a local warehouse session', () => {
         warehouse.submitInSession(['SELECT 1'], 'too early', { sessionId: first.sessionId }),
       ).rejects.toThrow(LocalWarehouseError);
       expect(await settle(warehouse, first.statementId)).toMatchObject({ state: 'done' });
-      await source.query("INSERT INTO sales.probe VALUES ('committed between calls')");
+      await ground.source.query("INSERT INTO sales.probe VALUES ('committed between calls')");
       const second = await warehouse.submitInSession(
         [TRANSACTION_START_SQL, 'SELECT count(*)::int AS n FROM sales.probe', 'COMMIT'],
         'second',
@@ -107,7 +81,7 @@ describe('a local warehouse session', () => {
   });
 
   it('refuses a session id it never opened', async () => {
-    const warehouse = new LocalWarehouse({ sourceUrl: sourceDb.url, s3Dir });
+    const warehouse = new LocalWarehouse({ sourceUrl: ground.sourceDb.url, s3Dir: ground.s3Dir });
     try {
       await expect(
         warehouse.submitInSession(['SELECT 1'], 'nowhere', { sessionId: 'no-such-session' }),
@@ -135,10 +109,7 @@ async function runWith(
   beforeLaterCall: (warehouse: Warehouse, sessionId: string) => Promise<void>,
 ): Promise<{ summary: RunSummary; laterCalls: number }> {
   const deps = await localDeps({
-    sourceUrl: sourceDb.url,
-    targetUrl: targetDb.pipelineUrl,
-    adminUrl: targetDb.url,
-    s3Dir,
+    ...ground.runOn,
     onLog: () => {},
   });
   const { warehouse } = deps;
@@ -166,19 +137,23 @@ async function runWith(
 }
 
 async function liveValue(name: string): Promise<string[]> {
-  const { rows } = await target.query<{ v: string }>(`SELECT v FROM public.${name} ORDER BY id`);
+  const { rows } = await ground.target.query<{ v: string }>(
+    `SELECT v FROM public.${name} ORDER BY id`,
+  );
   return rows.map((row) => row.v);
 }
 
 describe(`a run of ${TABLES} tables`, () => {
   it('unloads them all from one snapshot: a change committed between calls reaches neither table', async () => {
     for (const name of names) {
-      await source.query(`TRUNCATE sales.${name}; INSERT INTO sales.${name} VALUES (1, 'old')`);
+      await ground.source.query(
+        `TRUNCATE sales.${name}; INSERT INTO sales.${name} VALUES (1, 'old')`,
+      );
     }
     // t01 is unloaded by the first call, t40 by the last: a user's transaction changes both
     // while the unload is between its calls.
     const { summary, laterCalls } = await runWith(async () => {
-      await source.query(`BEGIN;
+      await ground.source.query(`BEGIN;
         UPDATE sales.t01 SET v = 'new'; UPDATE sales.t40 SET v = 'new';
         COMMIT`);
     });
@@ -191,7 +166,9 @@ describe(`a run of ${TABLES} tables`, () => {
 
   it('fails the run, touching no live table, when a call ran in another transaction', async () => {
     for (const name of names) {
-      await source.query(`TRUNCATE sales.${name}; INSERT INTO sales.${name} VALUES (1, 'second')`);
+      await ground.source.query(
+        `TRUNCATE sales.${name}; INSERT INTO sales.${name} VALUES (1, 'second')`,
+      );
     }
     // As if the Data API had committed the session's transaction between two calls.
     const { summary } = await runWith(async (warehouse, sessionId) => {

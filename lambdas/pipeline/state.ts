@@ -314,7 +314,7 @@ export function describeBlocker(
 /**
  * A blocker as one line for people: its sentence and what onMaxWait does with it, e.g. `...;
  * at maxWaitSeconds: terminate`. Blockers recorded before the per-class policy have no action
- * (`npm run trigger -- --follow` reads them from an execution's history, unparsed).
+ * (a run waiting at the gate across a deploy, or an older execution `trigger --follow` shows).
  */
 export function blockerLine(blocker: BlockerState): string {
   if (!blocker.atMaxWait) return blocker.reason;

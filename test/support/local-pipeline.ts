@@ -8,14 +8,10 @@ import { parseRuntimeConfig } from '../../lambdas/core/config';
 import type { RunSummary, TableSummary } from '../../lambdas/pipeline/summary';
 import { localDeps } from '../../local/run/deps';
 import { runLocalPipeline } from '../../local/run/pipeline';
-import type { TestDatabase } from './db';
+import type { RunEndpoints } from './databases-and-bucket';
 
-export interface LocalRunOf {
-  /** Stands in for Redshift. */
-  readonly source: Pick<TestDatabase, 'url'>;
-  /** Stands in for Aurora: the run signs in as its pipeline role, the stand-ins as its superuser. */
-  readonly target: Pick<TestDatabase, 'url' | 'pipelineUrl'>;
-  readonly s3Dir: string;
+/** The run signs in to the target as its pipeline role, the stand-ins as its superuser. */
+export interface LocalRunOf extends RunEndpoints {
   /** The configuration as a file would hold it; parsed here. */
   readonly config: unknown;
   /** The execution input. Default {}. */
@@ -24,19 +20,14 @@ export interface LocalRunOf {
 }
 
 export async function runLocally<Summary = RunSummary>(run: LocalRunOf): Promise<Summary> {
-  const deps = await localDeps({
-    sourceUrl: run.source.url,
-    targetUrl: run.target.pipelineUrl,
-    adminUrl: run.target.url,
-    s3Dir: run.s3Dir,
-    onLog: () => {},
-  });
+  const { config, request, onProgress, ...endpoints } = run;
+  const deps = await localDeps({ ...endpoints, onLog: () => {} });
   try {
     return (await runLocalPipeline({
-      config: parseRuntimeConfig(run.config, 'test config'),
-      request: run.request ?? {},
+      config: parseRuntimeConfig(config, 'test config'),
+      request: request ?? {},
       deps,
-      ...(run.onProgress ? { onProgress: run.onProgress } : {}),
+      ...(onProgress ? { onProgress } : {}),
     })) as Summary;
   } finally {
     await deps.close();
