@@ -13,7 +13,7 @@ import type { PipelineFunctionName } from '../lambdas/pipeline/steps';
 import { STATE } from '../lib/pipeline-definition';
 import type { AwsPrincipal } from './aws-contract/access';
 import { AwsHarness, synthesizeStack } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
 const INCREMENTAL = ['t1', 't2', 't3'];
 const CONFIG = parseRuntimeConfig(
@@ -33,27 +33,23 @@ const CONFIG = parseRuntimeConfig(
 const stack = synthesizeStack(CONFIG);
 const ALL = [...INCREMENTAL, 'plain'];
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-finish-reads');
-  const source = await ground.sourceDb.connect('test setup');
-  const target = await ground.targetDb.connect('test setup');
+  ground = await databasesAndBucket('aws-contract-finish-reads');
   const pipeline = ground.targetDb.pipelineLogin.user;
-  await source.query(
+  await ground.source.query(
     `CREATE SCHEMA sales;${ALL.map(
       (name) => `CREATE TABLE sales.${name} (id bigint PRIMARY KEY, v text, u bigint);
         INSERT INTO sales.${name} SELECT g, 'v' || g, g FROM generate_series(1, 5) g;`,
     ).join('')}`,
   );
-  await target.query(
-    `GRANT USAGE, CREATE ON SCHEMA public TO ${pipeline};${ALL.map(
+  await ground.target.query(
+    `${ALL.map(
       (name) => `CREATE TABLE public.${name} (id bigint PRIMARY KEY, v text, u bigint);
         ALTER TABLE public.${name} OWNER TO ${pipeline};`,
     ).join('')}`,
   );
-  await source.end();
-  await target.end();
 });
 
 /**
@@ -64,7 +60,7 @@ async function finishReads(): Promise<string[]> {
   let handler: PipelineFunctionName | null = null;
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
     beforeInvoke: async (name) => {

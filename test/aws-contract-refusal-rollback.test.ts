@@ -18,9 +18,9 @@ import { parseRuntimeConfig } from '../lambdas/core/config';
 import { STATE } from '../lib/pipeline-definition';
 import type { AwsPrincipal } from './aws-contract/access';
 import { AwsHarness, type HarnessRun, synthesizeStack } from './aws-contract/harness';
-import { type ContractDatabases, contractDatabases } from './support/contract-databases';
+import { type DatabasesAndBucket, databasesAndBucket } from './support/databases-and-bucket';
 
-let ground: ContractDatabases;
+let ground: DatabasesAndBucket;
 let observer: pg.Client;
 
 const CONFIG = parseRuntimeConfig(
@@ -33,7 +33,7 @@ const CONFIG = parseRuntimeConfig(
 const stack = synthesizeStack(CONFIG);
 
 beforeAll(async () => {
-  ground = await contractDatabases('aws-contract-refusal-rollback');
+  ground = await databasesAndBucket('aws-contract-refusal-rollback');
   observer = await ground.sourceDb.connect('test observer');
   // 32767 bytes of bytea make 65536 characters of hex, one past what Redshift converts.
   await observer.query(`
@@ -41,11 +41,6 @@ beforeAll(async () => {
     CREATE TABLE sales.docs (id bigint, blob bytea);
     INSERT INTO sales.docs VALUES (1, decode(repeat('ab', 32767), 'hex')), (2, '\\x00ff');
   `);
-  const target = await ground.targetDb.connect('test setup');
-  await target.query(
-    `GRANT USAGE, CREATE ON SCHEMA public TO ${ground.targetDb.pipelineLogin.user}`,
-  );
-  await target.end();
 });
 
 afterAll(async () => {
@@ -70,7 +65,7 @@ async function refusedRun(
 ): Promise<void> {
   const harness = await AwsHarness.start({
     runtimeConfig: CONFIG,
-    ...ground.harnessGround,
+    ...ground.runOn,
     stack,
     waitTimeOverrides: { [STATE.waitForUnload]: 100 },
   });
