@@ -7,7 +7,7 @@
  * (AWS credentials from the usual places); with --target-url, straight to a PostgreSQL database.
  */
 import { RDSDataClient } from '@aws-sdk/client-rds-data';
-import pg from 'pg';
+import { connectPostgres } from '../lambdas/adapters/pg-connect';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { RdsDataSqlClient } from '../lambdas/adapters/rds-data-sql-client';
 import { readFlags } from '../lambdas/core/command-line';
@@ -54,11 +54,13 @@ async function main(): Promise<number> {
       database: environment.aws.aurora.database,
     });
   } else {
-    const client = new pg.Client({
-      connectionString: values['target-url'],
-      application_name: 'redshift-aurora-sync rollback',
-    });
-    await client.connect();
+    const client = await connectPostgres(
+      {
+        connectionString: values['target-url']!,
+        application_name: 'redshift-aurora-sync rollback',
+      },
+      '--target-url',
+    );
     db = new PgSqlClient(client);
     close = () => client.end();
   }
