@@ -57,7 +57,7 @@ async function main(): Promise<number> {
     .toISOString()
     .replace(/[-:.TZ]/g, '')
     .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
-  const executionArn = await startRun(sfn, stateMachineArn, request, name);
+  const executionArn = await startRun(sfn, stateMachineArn, request, name, environment.name);
   process.stderr.write(`started ${executionArn}\n`);
   if (!values.follow) return 0;
   const result = await followRun(sfn, executionArn, {
