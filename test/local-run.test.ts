@@ -6,7 +6,7 @@
  * connection only installs the aws_s3 stand-in and sets up what users built.
  */
 import { spawnSync } from 'node:child_process';
-import { chmod, mkdtemp, readdir } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
@@ -326,6 +326,16 @@ describe('a local run', () => {
     expect(summary.status).toBe('SUCCEEDED');
     const { rows } = await target.query('SELECT count(*)::int AS n FROM redshift_sync.run_lease');
     expect(rows[0].n).toBe(0);
+  });
+
+  it('names LOCAL_S3_DIR when it cannot be a folder', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'local-run-not-a-folder-')), 'file');
+    await writeFile(file, 'x');
+    await expect(
+      localDeps({ sourceUrl: sourceDb.url, targetUrl: targetDb.url, s3Dir: file, onLog: () => {} }),
+    ).rejects.toThrow(
+      `LOCAL_S3_DIR=${file} cannot be the bucket's folder (EEXIST: file already exists, mkdir '${file}'); set it to a folder this user may create or write.`,
+    );
   });
 
   it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install the stand-ins', async () => {

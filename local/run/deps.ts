@@ -3,6 +3,7 @@
  * aws_s3 shim), the UNLOAD emulator over a PostgreSQL database standing in for Redshift, a
  * folder standing in for the bucket, the terminal for notifications.
  */
+import { mkdir } from 'node:fs/promises';
 import pg from 'pg';
 import { connectPostgres } from '../../lambdas/adapters/pg-connect';
 import { PgSqlClient } from '../../lambdas/adapters/pg-sql-client';
@@ -57,6 +58,14 @@ export const LOCAL_SETTINGS: Omit<PipelineSettings, 'environment'> = {
  * Returns where the stand-in reads objects (see aws-s3-shim.ts).
  */
 async function installLocalStandIns(options: LocalDepsOptions): Promise<ShimObjectSource> {
+  // Created here so that a path that cannot be a folder (a file, a read-only place) is named as
+  // the person set it, not as a bare EEXIST from deep in the stand-in's install.
+  await mkdir(options.s3Dir, { recursive: true, mode: 0o755 }).catch((error: Error) => {
+    throw new ConfigError(
+      `LOCAL_S3_DIR=${options.s3Dir} cannot be the bucket's folder (${error.message}); set it to a folder this user may create or write.`,
+      { cause: error },
+    );
+  });
   // The source is read only once the unload starts; a wrong URL should not wait for that.
   await (
     await connectPostgres({ connectionString: options.sourceUrl }, 'SOURCE_DATABASE_URL')
