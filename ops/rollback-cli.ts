@@ -6,11 +6,11 @@
  * rolled back. With --env it goes through the RDS Data API to that environment's Aurora
  * (AWS credentials from the usual places); with --target-url, straight to a PostgreSQL database.
  */
-import { parseArgs } from 'node:util';
 import { RDSDataClient } from '@aws-sdk/client-rds-data';
-import pg from 'pg';
+import { connectPostgres } from '../lambdas/adapters/pg-connect';
 import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { RdsDataSqlClient } from '../lambdas/adapters/rds-data-sql-client';
+import { readFlags } from '../lambdas/core/command-line';
 import { CONFIG_DEFAULTS, type LockSettings } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import { displayQualified, parseQualifiedName } from '../lambdas/core/identifiers';
@@ -24,16 +24,22 @@ const USAGE =
   'usage: npm run rollback -- --table <schema.table> (--env <name> | --target-url <postgres url>)';
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
+  const values = readFlags(
+    process.argv.slice(2),
+    {
       table: { type: 'string' },
       env: { type: 'string' },
       'target-url': { type: 'string' },
     },
-    strict: true,
-  });
-  if (!values.table || Boolean(values.env) === Boolean(values['target-url'])) {
-    throw new ConfigError(USAGE);
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (!values.table) throw new ConfigError(`--table is required.\n${USAGE}`);
+  if (Boolean(values.env) === Boolean(values['target-url'])) {
+    throw new ConfigError(`give either --env or --target-url, not both or neither.\n${USAGE}`);
   }
   const table = parseQualifiedName(values.table, '--table');
   let locks: LockSettings = CONFIG_DEFAULTS.locks;
@@ -48,11 +54,13 @@ async function main(): Promise<number> {
       database: environment.aws.aurora.database,
     });
   } else {
-    const client = new pg.Client({
-      connectionString: values['target-url'],
-      application_name: 'redshift-aurora-sync rollback',
-    });
-    await client.connect();
+    const client = await connectPostgres(
+      {
+        connectionString: values['target-url']!,
+        application_name: 'redshift-aurora-sync rollback',
+      },
+      '--target-url',
+    );
     db = new PgSqlClient(client);
     close = () => client.end();
   }

@@ -6,8 +6,8 @@
  * until it ends; the last line of stdout is then the run's output (its summary).
  */
 import { randomUUID } from 'node:crypto';
-import { parseArgs } from 'node:util';
 import { SFNClient } from '@aws-sdk/client-sfn';
+import { maxWaitSecondsFlag, readFlags } from '../lambdas/core/command-line';
 import { selectTables } from '../lambdas/core/config';
 import { ConfigError } from '../lambdas/core/errors';
 import { splitTableList } from '../lambdas/core/identifiers';
@@ -17,9 +17,13 @@ import { stateMachineNameFor } from '../lib/redshift-aurora-sync';
 import { runCommand } from './run-command';
 import { followRun, startRun } from './trigger';
 
+const USAGE =
+  'usage: npm run trigger -- --env <name> [--tables <schema.table,...>] [--dry-run] [--full-refresh] [--max-wait-seconds <n>] [--follow]';
+
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
+  const values = readFlags(
+    process.argv.slice(2),
+    {
       env: { type: 'string' },
       tables: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
@@ -27,13 +31,13 @@ async function main(): Promise<number> {
       'max-wait-seconds': { type: 'string' },
       follow: { type: 'boolean', default: false },
     },
-    strict: true,
-  });
-  if (!values.env) {
-    throw new ConfigError(
-      'usage: npm run trigger -- --env <name> [--tables <schema.table,...>] [--dry-run] [--full-refresh] [--max-wait-seconds <n>] [--follow]',
-    );
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
   }
+  if (!values.env) throw new ConfigError(`--env is required.\n${USAGE}`);
   const environment = loadEnvironment(values.env, '--env');
   const tables = values.tables === undefined ? undefined : splitTableList(values.tables);
   // The same checks the run's first state makes, before anything is started.
@@ -43,7 +47,7 @@ async function main(): Promise<number> {
     ...(values['dry-run'] ? { dryRun: true } : {}),
     ...(values['full-refresh'] ? { fullRefresh: true } : {}),
     ...(values['max-wait-seconds'] !== undefined
-      ? { maxWaitSeconds: Number(values['max-wait-seconds']) }
+      ? { maxWaitSeconds: maxWaitSecondsFlag('--max-wait-seconds', values['max-wait-seconds']) }
       : {}),
   });
   const { account, region } = environment.aws;
@@ -53,7 +57,7 @@ async function main(): Promise<number> {
     .toISOString()
     .replace(/[-:.TZ]/g, '')
     .slice(0, 14)}-${randomUUID().slice(0, 8)}`;
-  const executionArn = await startRun(sfn, stateMachineArn, request, name);
+  const executionArn = await startRun(sfn, stateMachineArn, request, name, environment.name);
   process.stderr.write(`started ${executionArn}\n`);
   if (!values.follow) return 0;
   const result = await followRun(sfn, executionArn, {

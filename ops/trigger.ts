@@ -8,23 +8,43 @@ import {
   type HistoryEvent,
   type SFNClient,
   StartExecutionCommand,
+  type StartExecutionCommandOutput,
+  StateMachineDoesNotExist,
 } from '@aws-sdk/client-sfn';
 import { pathText } from '../lambdas/core/config-fields';
+import { ConfigError } from '../lambdas/core/errors';
 import type { RunRequest } from '../lambdas/pipeline/request';
 import { blockerLine, STEP_INPUTS } from '../lambdas/pipeline/state';
 
 /** What "Check locks on the live tables" leaves in the state, read as the next lock step reads it. */
 const LOCK_CHECK = STEP_INPUTS.gate.pick({ locks: true });
 
+/**
+ * Starts an execution of `stateMachineArn` named `name`. A state machine that does not exist
+ * (StartExecution's StateMachineDoesNotExist,
+ * https://docs.aws.amazon.com/step-functions/latest/apireference/API_StartExecution.html) is
+ * an environment not deployed yet, in that account and region: said so, with the command.
+ */
 export async function startRun(
   sfn: SFNClient,
   stateMachineArn: string,
   request: Partial<RunRequest>,
   name: string,
+  environment: string,
 ): Promise<string> {
-  const started = await sfn.send(
-    new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(request) }),
-  );
+  let started: StartExecutionCommandOutput;
+  try {
+    started = await sfn.send(
+      new StartExecutionCommand({ stateMachineArn, name, input: JSON.stringify(request) }),
+    );
+  } catch (error) {
+    if (!(error instanceof StateMachineDoesNotExist)) throw error;
+    const [, , , region, account] = stateMachineArn.split(':');
+    throw new ConfigError(
+      `the state machine ${stateMachineArn} does not exist in account ${account}, region ${region}: deploy environment ${environment} first (npx cdk deploy -c env=${environment}), with credentials of that account.`,
+      { cause: error },
+    );
+  }
   if (!started.executionArn) throw new Error('Step Functions returned no execution ARN');
   return started.executionArn;
 }

@@ -500,7 +500,7 @@ describe('selectTables', () => {
         ),
       ),
     ).toBe(
-      'the execution input: public.order is not a configured target; "orders" is not a table name (the table "orders" must be written schema.table (for example public.orders or sales."Order Items"); found 1 part.); public.items is named twice. Configured targets: public.orders, public.items, reporting."Campaigns".',
+      'the execution input: public.order is not a configured target; the table "orders" must be written schema.table (for example public.orders or sales."Order Items"); found 1 part; public.items is named twice. Configured targets: public.orders, public.items, reporting."Campaigns".',
     );
     expect(errorOf(() => selectTables(config, [], '--tables'))).toMatch(
       /^--tables: the table list is empty; name at least one configured target \(public\.orders, public\.items, reporting\."Campaigns"\)/,

@@ -6,7 +6,8 @@
  * connection only installs the aws_s3 stand-in and sets up what users built.
  */
 import { spawnSync } from 'node:child_process';
-import { readdir } from 'node:fs/promises';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ConfigError } from '../lambdas/core/errors';
@@ -315,6 +316,21 @@ describe('a local run', () => {
       'SELECT count(*)::int AS n FROM redshift_sync.run_lease',
     );
     expect(rows[0].n).toBe(0);
+  });
+
+  it('names LOCAL_S3_DIR when it cannot be a folder', async () => {
+    const file = join(await mkdtemp(join(tmpdir(), 'local-run-not-a-folder-')), 'file');
+    await writeFile(file, 'x');
+    await expect(
+      localDeps({
+        sourceUrl: ground.sourceDb.url,
+        targetUrl: ground.targetDb.url,
+        s3Dir: file,
+        onLog: () => {},
+      }),
+    ).rejects.toThrow(
+      `LOCAL_S3_DIR=${file} cannot be the bucket's folder (EEXIST: file already exists, mkdir '${file}'); set it to a folder this user may create or write.`,
+    );
   });
 
   it('says in one line to set TARGET_ADMIN_URL when the pipeline role cannot install the stand-ins', async () => {

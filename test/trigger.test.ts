@@ -3,9 +3,11 @@ import {
   GetExecutionHistoryCommand,
   SFNClient,
   StartExecutionCommand,
+  StateMachineDoesNotExist,
 } from '@aws-sdk/client-sfn';
 import { mockClient } from 'aws-sdk-client-mock';
 import { beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../lambdas/core/errors';
 import { followRun, startRun } from '../ops/trigger';
 import { BLOCKER_BEFORE_POLICY, LOCK_CHECK } from './support/lock-states';
 
@@ -33,13 +35,32 @@ describe('startRun', () => {
   it('starts an execution with the request as its input', async () => {
     sfn.on(StartExecutionCommand).resolves({ executionArn: execution, startDate: new Date() });
     expect(
-      await startRun(client, machine, { tables: ['public.orders'], dryRun: true }, 'by-hand-1'),
+      await startRun(
+        client,
+        machine,
+        { tables: ['public.orders'], dryRun: true },
+        'by-hand-1',
+        'prod',
+      ),
     ).toBe(execution);
     expect(sfn.commandCalls(StartExecutionCommand)[0]!.args[0].input).toEqual({
       stateMachineArn: machine,
       name: 'by-hand-1',
       input: '{"tables":["public.orders"],"dryRun":true}',
     });
+  });
+  it('says to deploy the environment when its state machine does not exist', async () => {
+    sfn.on(StartExecutionCommand).rejects(
+      new StateMachineDoesNotExist({
+        message: `State Machine Does Not Exist: '${machine}'`,
+        $metadata: { httpStatusCode: 400 },
+      }),
+    );
+    const started = startRun(client, machine, {}, 'by-hand-2', 'prod');
+    await expect(started).rejects.toThrow(ConfigError);
+    await expect(started).rejects.toThrow(
+      `the state machine ${machine} does not exist in account 123456789012, region eu-west-1: deploy environment prod first (npx cdk deploy -c env=prod), with credentials of that account.`,
+    );
   });
 });
 

@@ -18,7 +18,7 @@ export function describe(value: unknown): string {
 }
 
 /** The allowed key a typo most likely meant (at most 2 edits, or the same word in another case). */
-function closest(key: string, allowed: readonly string[]): string | undefined {
+export function closest(key: string, allowed: readonly string[]): string | undefined {
   let best: { key: string; distance: number } | undefined;
   for (const candidate of allowed) {
     const distance =

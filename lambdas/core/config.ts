@@ -370,7 +370,8 @@ export function selectTables(
       parsed = parseQualifiedName(name, 'the table');
     } catch (error) {
       if (!(error instanceof ConfigError)) throw error;
-      problems.push(`${JSON.stringify(name)} is not a table name (${error.message})`);
+      // The parser's message already quotes the name and shows how to write one.
+      problems.push(error.message.replace(/\.$/, ''));
       continue;
     }
     if (wanted.some((other) => sameQualifiedName(other, parsed))) {

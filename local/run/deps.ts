@@ -3,7 +3,9 @@
  * aws_s3 shim), the UNLOAD emulator over a PostgreSQL database standing in for Redshift, a
  * folder standing in for the bucket, the terminal for notifications.
  */
+import { mkdir } from 'node:fs/promises';
 import pg from 'pg';
+import { connectPostgres } from '../../lambdas/adapters/pg-connect';
 import { PgSqlClient } from '../../lambdas/adapters/pg-sql-client';
 import { ConfigError } from '../../lambdas/core/errors';
 import type { LogFields, PipelineDeps, PipelineSettings } from '../../lambdas/pipeline/deps';
@@ -56,8 +58,22 @@ export const LOCAL_SETTINGS: Omit<PipelineSettings, 'environment'> = {
  * Returns where the stand-in reads objects (see aws-s3-shim.ts).
  */
 async function installLocalStandIns(options: LocalDepsOptions): Promise<ShimObjectSource> {
-  const pipeline = new pg.Client({ connectionString: options.targetUrl });
-  await pipeline.connect();
+  // Created here so that a path that cannot be a folder (a file, a read-only place) is named as
+  // the person set it, not as a bare EEXIST from deep in the stand-in's install.
+  await mkdir(options.s3Dir, { recursive: true, mode: 0o755 }).catch((error: Error) => {
+    throw new ConfigError(
+      `LOCAL_S3_DIR=${options.s3Dir} cannot be the bucket's folder (${error.message}); set it to a folder this user may create or write.`,
+      { cause: error },
+    );
+  });
+  // The source is read only once the unload starts; a wrong URL should not wait for that.
+  await (
+    await connectPostgres({ connectionString: options.sourceUrl }, 'SOURCE_DATABASE_URL')
+  ).end();
+  const pipeline = await connectPostgres(
+    { connectionString: options.targetUrl },
+    'TARGET_DATABASE_URL',
+  );
   let source: ShimObjectSource;
   try {
     const [me] = (
@@ -71,8 +87,10 @@ async function installLocalStandIns(options: LocalDepsOptions): Promise<ShimObje
         `TARGET_DATABASE_URL's role ${me!.role} is not a superuser, so it cannot install the local stand-in for aws_s3; set TARGET_ADMIN_URL to a superuser's connection to the same database (used only for that; the pipeline still runs as ${me!.role}).`,
       );
     }
-    const admin = new pg.Client({ connectionString: options.adminUrl ?? options.targetUrl });
-    await admin.connect();
+    const admin = await connectPostgres(
+      { connectionString: options.adminUrl ?? options.targetUrl },
+      options.adminUrl === undefined ? 'TARGET_DATABASE_URL' : 'TARGET_ADMIN_URL',
+    );
     try {
       const [where] = (
         await admin.query<{ database: string }>('SELECT current_database() AS database')

@@ -8,7 +8,7 @@
  * for the aws_s3 stand-in. Progress goes to stderr; the last line of stdout is the run summary
  * as one JSON object. Exit code 0 only when every table was swapped (or a dry run succeeded).
  */
-import { parseArgs } from 'node:util';
+import { maxWaitSecondsFlag, readFlags } from '../../lambdas/core/command-line';
 import { selectTables } from '../../lambdas/core/config';
 import { ConfigError, SyncError } from '../../lambdas/core/errors';
 import { splitTableList } from '../../lambdas/core/identifiers';
@@ -28,16 +28,21 @@ function requiredEnv(name: string): string {
 }
 
 async function main(): Promise<number> {
-  const { values } = parseArgs({
-    options: {
+  const values = readFlags(
+    process.argv.slice(2),
+    {
       config: { type: 'string' },
       tables: { type: 'string' },
       'dry-run': { type: 'boolean', default: false },
       'full-refresh': { type: 'boolean', default: false },
       'max-wait-seconds': { type: 'string' },
     },
-    strict: true,
-  });
+    USAGE,
+  );
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
   if (!values.config) throw new ConfigError(`--config is required.\n${USAGE}`);
   const config = await readConfigFile(values.config);
   const tables = values.tables === undefined ? undefined : splitTableList(values.tables);
@@ -48,7 +53,9 @@ async function main(): Promise<number> {
     ...(tables ? { tables } : {}),
     ...(values['dry-run'] ? { dryRun: true } : {}),
     ...(values['full-refresh'] ? { fullRefresh: true } : {}),
-    ...(maxWait !== undefined ? { maxWaitSeconds: Number(maxWait) } : {}),
+    ...(maxWait !== undefined
+      ? { maxWaitSeconds: maxWaitSecondsFlag('--max-wait-seconds', maxWait) }
+      : {}),
   };
   const deps = await localDeps({
     sourceUrl: requiredEnv('SOURCE_DATABASE_URL'),
