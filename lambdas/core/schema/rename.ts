@@ -66,10 +66,15 @@ BEGIN
       RAISE EXCEPTION 'publishing % would break its dependents: %', v_live_qualified, v_problems
         USING ERRCODE = '${SYNC_SQLSTATE.dependentsWouldBreak}';
     END IF;
-    SELECT string_agg(coalesce('live index ' || quote_ident(p.live_index) || ' has no copy on staging',
+    -- Which staging index becomes which live index, paired by definition (read once: nothing
+    -- below changes an index's definition): every one must have its pair.
+    SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
+           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}'),
+           string_agg(coalesce('live index ' || quote_ident(p.live_index) || ' has no copy on staging',
                                'staging index ' || quote_ident(p.staging_index) || ' matches no live index'), '; ')
-      INTO v_problems FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p
-     WHERE p.live_index IS NULL OR p.staging_index IS NULL;
+             FILTER (WHERE p.live_index IS NULL OR p.staging_index IS NULL)
+      INTO v_live_indexes, v_staging_indexes, v_problems
+      FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
     IF v_problems IS NOT NULL THEN
       RAISE EXCEPTION 'the indexes of staging table % do not match those of %: %', p_staging, v_live_qualified, v_problems
         USING ERRCODE = '${SYNC_SQLSTATE.indexesDoNotMatch}', HINT = 'Prepare the staging table (build the live table''s indexes on it) before the swap.';
@@ -318,12 +323,6 @@ BEGIN
       EXECUTE v_statement;
     END LOOP;
     v_statements := v_statements || v_publications;
-
-    -- Which staging index becomes which live index, paired by definition.
-    SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
-           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}')
-      INTO v_live_indexes, v_staging_indexes
-      FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
 
     -- Retire the live table: its indexes and itself get names of their own, then it moves out.
     FOR v_index IN 1 .. coalesce(array_length(v_live_indexes, 1), 0) LOOP
