@@ -10,6 +10,10 @@ import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import { PreflightError } from '../lambdas/core/errors';
 import type { QualifiedName } from '../lambdas/core/identifiers';
 import { inspectLocks } from '../lambdas/core/locks/inspect';
+import {
+  type LockRetrySettings,
+  PartitionLockTimeoutError,
+} from '../lambdas/core/partitions/lock-retry';
 import { plannedPartitions, RowsOutsidePartitionsError } from '../lambdas/core/partitions/prepare';
 import { RETIRED_SCHEMA } from '../lambdas/core/schema/admin';
 import {
@@ -55,7 +59,7 @@ async function partitionFacts(): Promise<Record<string, { oid: number; filenode:
 /** The pipeline's steps for one table: staging, preflight, prepare, plan, one swap attempt. */
 async function publish(
   fill: string,
-  options: { lockTimeoutMs?: number; live?: QualifiedName } = {},
+  options: { lockTimeoutMs?: number; live?: QualifiedName; locks?: LockRetrySettings } = {},
 ) {
   runs += 1;
   const runId = `run-${runs}`;
@@ -63,13 +67,41 @@ async function publish(
   const staging = await createStaging(pipeline, live, `${live.name}_staging_${runs}`, fill);
   const table = { live, staging, strategy: 'rename' as const };
   await preflight(sql, [table], { withStaging: true });
-  await prepareStaging(sql, table);
+  await prepareStaging(sql, table, options.locks ? { locks: options.locks } : {});
   const partitions = await plannedPartitions(sql, table);
   const plan = buildSwapPlan([{ ...table, partitions: partitions ?? [] }], {
     runId,
     lockTimeoutMs: options.lockTimeoutMs ?? 200,
   });
   return { plan, staging, attempt: () => attemptSwap(sql, plan) };
+}
+
+/**
+ * A DETACH ... CONCURRENTLY of day 3 that waits for a reader of the parent, and whose session
+ * is killed: the detach is left pending.
+ */
+async function leaveDetachPending(): Promise<void> {
+  const reader = await db.connect('reader');
+  await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+  await reader.query('SELECT count(*) FROM public.events');
+  const detacher = await db.connect('detacher');
+  await detacher.query(`SET ROLE ${roles.owner}`);
+  const detaching = detacher
+    .query('ALTER TABLE public.events DETACH PARTITION public.events_2024_01_03 CONCURRENTLY')
+    .catch((error: unknown) => error);
+  await expect
+    .poll(async () => {
+      const { rows } = await admin.query(
+        `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass AND inhdetachpending`,
+      );
+      return rows[0].n;
+    })
+    .toBe(1);
+  await admin.query(
+    `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'detacher'`,
+  );
+  expect(await detaching).toBeInstanceOf(Error);
+  await reader.query('COMMIT');
 }
 
 beforeEach(async () => {
@@ -307,28 +339,7 @@ describe('a day-partitioned live table', () => {
   });
 
   it('finishes a detach a dead session left pending (DETACH ... FINALIZE)', async () => {
-    // A DETACH ... CONCURRENTLY waits for a reader of the parent, and its session is killed.
-    const reader = await db.connect('reader');
-    await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
-    await reader.query('SELECT count(*) FROM public.events');
-    const detacher = await db.connect('detacher');
-    await detacher.query(`SET ROLE ${roles.owner}`);
-    const detaching = detacher
-      .query('ALTER TABLE public.events DETACH PARTITION public.events_2024_01_03 CONCURRENTLY')
-      .catch((error: unknown) => error);
-    await expect
-      .poll(async () => {
-        const { rows } = await admin.query(
-          `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass AND inhdetachpending`,
-        );
-        return rows[0].n;
-      })
-      .toBe(1);
-    await admin.query(
-      `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'detacher'`,
-    );
-    expect(await detaching).toBeInstanceOf(Error);
-    await reader.query('COMMIT');
+    await leaveDetachPending();
     const { rows: pending } = await admin.query(
       `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass AND inhdetachpending`,
     );
@@ -463,5 +474,109 @@ describe('a month-partitioned live table', () => {
       `SELECT count(*)::int AS n, min(amount)::int AS least FROM public.sales`,
     );
     expect(totals).toEqual([{ n: 76, least: -1 }]);
+  });
+});
+
+describe('the DDL done on a partitioned live table before the swap', () => {
+  /** Short attempts, a short backoff ceiling, and `maxWaitSeconds` in all. */
+  const locks = (maxWaitSeconds: number): LockRetrySettings => ({
+    lockTimeoutMs: 50,
+    pollIntervalSeconds: 0.2,
+    maxWaitSeconds,
+  });
+  const withNewDay = [...DAYS, '2024-01-05'].map((day) => dayRows(day, 'v1')).join(' UNION ALL ');
+
+  /** A session holding `lock` in an open transaction until its COMMIT. */
+  async function holding(application: string, lock: string): Promise<pg.Client> {
+    const session = await db.connect(application);
+    await session.query('BEGIN');
+    await session.query(lock);
+    return session;
+  }
+
+  it('creates a new day once a conflicting lock on the parent is released within the wait', async () => {
+    const maintenance = await holding(
+      'nightly-maintenance',
+      'LOCK TABLE public.events IN SHARE UPDATE EXCLUSIVE MODE',
+    );
+    // While the lock is held, each attempt shows in pg_stat_activity with a start of its own.
+    const attemptsSeen = new Set<string>();
+    const release = (async () => {
+      for (const until = Date.now() + 600; Date.now() < until; ) {
+        const { rows } = await admin.query<{ started: string }>(
+          `SELECT query_start::text AS started FROM pg_stat_activity
+           WHERE wait_event_type = 'Lock' AND query LIKE '%create_partition(%'`,
+        );
+        for (const row of rows) attemptsSeen.add(row.started);
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await maintenance.query('COMMIT');
+    })();
+    const { attempt } = await publish(withNewDay, { locks: locks(10) });
+    await release;
+    // It tried again and again under a short lock_timeout, not once under a long one.
+    expect(attemptsSeen.size).toBeGreaterThan(2);
+    expect((await attempt()).status).toBe('swapped');
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM public.events_2024_01_05`);
+    expect(rows).toEqual([{ n: 3 }]);
+  });
+
+  it('gives up when the lock is held past the wait, naming the table, the lock and its holder; live is unchanged', async () => {
+    const before = await partitionFacts();
+    const maintenance = await holding(
+      'nightly-maintenance',
+      'LOCK TABLE public.events IN SHARE UPDATE EXCLUSIVE MODE',
+    );
+    const started = Date.now();
+    const error = await publish(withNewDay, { locks: locks(1) }).catch((e: unknown) => e);
+    const waited = Date.now() - started;
+    await maintenance.query('COMMIT');
+    expect(error).toBeInstanceOf(PartitionLockTimeoutError);
+    const message = (error as Error).message;
+    expect(message).toMatch(
+      /^public\.events: could not attach its new partition public\.events_2024_01_05 for 2024-01-05 to 2024-01-06/,
+    );
+    expect(message).toContain('it needs SHARE UPDATE EXCLUSIVE on public.events');
+    expect(message).toMatch(/all \d+ attempts in [01]\.\d s, each waiting at most 50 ms/);
+    expect(message).toMatch(
+      /application "nightly-maintenance".*ShareUpdateExclusiveLock on public\.events/s,
+    );
+    expect(message).toContain('public.events is unchanged');
+    // Bounded by maxWaitSeconds, give or take one attempt and the look at the holders.
+    expect(waited).toBeLessThan(3_000);
+    expect(await partitionFacts()).toEqual(before);
+    const { rows } = await admin.query(`SELECT count(*)::int AS n FROM public.events`);
+    expect(rows).toEqual([{ n: 9 }]);
+    // Once the holder is gone, the next run creates the day.
+    const { attempt } = await publish(withNewDay, { locks: locks(1) });
+    expect((await attempt()).status).toBe('swapped');
+  });
+
+  it('finishes a pending detach once a reader of the partition lets it, and gives up naming it when it does not', async () => {
+    await leaveDetachPending();
+    const twoDays = [dayRows(DAYS[0]!, 'v1'), dayRows(DAYS[1]!, 'v7')].join(' UNION ALL ');
+    const reader = await holding(
+      'day-three-report',
+      'SELECT count(*) FROM public.events_2024_01_03',
+    );
+    const error = await publish(twoDays, { locks: locks(1) }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PartitionLockTimeoutError);
+    expect((error as Error).message).toMatch(
+      /^public\.events: could not finish the pending detach of partition public\.events_2024_01_03 .*application "day-three-report".*AccessShareLock on public\.events_2024_01_03/s,
+    );
+    const { rows: pending } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass AND inhdetachpending`,
+    );
+    expect(pending).toEqual([{ n: 1 }]);
+    const release = new Promise((resolve) => setTimeout(resolve, 400)).then(() =>
+      reader.query('COMMIT'),
+    );
+    const { attempt } = await publish(twoDays, { locks: locks(10) });
+    await release;
+    expect((await attempt()).status).toBe('swapped');
+    const { rows } = await admin.query(
+      `SELECT count(*)::int AS n FROM pg_inherits WHERE inhparent = 'public.events'::regclass`,
+    );
+    expect(rows).toEqual([{ n: 2 }]);
   });
 });

@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { displayQualified, type QualifiedName, quoteQualified } from '../identifiers';
+import type { LockRetrySettings } from '../partitions/lock-retry';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import { prepareStaging } from '../swap/engine';
@@ -291,6 +292,8 @@ export async function checkAndPrepareStaging(
      * what is left, index builds and ANALYZE. Default: DEFAULT_MAX_WAIT_MS (14 minutes).
      */
     readonly budgetMs?: number;
+    /** The run's `locks` settings, for the DDL done on a partitioned live table (prepareStaging). */
+    readonly locks?: LockRetrySettings;
   } = {},
 ): Promise<CheckedStaging> {
   const now = options.now ?? Date.now;
@@ -330,7 +333,11 @@ export async function checkAndPrepareStaging(
       staging: transfer.staging,
       strategy: transfer.delta ? 'increment' : transfer.table.strategy,
     },
-    { ...waits, maxWaitMs: Math.max(0, budgetMs - (now() - started)) },
+    {
+      ...waits,
+      maxWaitMs: Math.max(0, budgetMs - (now() - started)),
+      ...(options.locks ? { locks: options.locks } : {}),
+    },
   );
   return { rows: verdict.rows, indexStatements: statements, figures };
 }

@@ -16,9 +16,11 @@ import {
   buildStagingIndex,
   type LongStatementOptions,
   startWaitBudget,
+  type WaitBudget,
 } from '../swap/long-statements';
 import { newPartitionName, nextStart, regularInterval } from './interval';
 import { type PartitionLayout, readPartitionLayout, replacementName } from './layout';
+import { DEFAULT_LOCK_RETRY, type LockRetrySettings, withLockRetries } from './lock-retry';
 import { comparePartitions, fillReplacement } from './long-calls';
 
 /** Rows of staging that no partition of the live table takes (and it has no DEFAULT). */
@@ -39,22 +41,24 @@ export interface PreparedPartitions {
   readonly created: readonly string[];
 }
 
-/** How long FINALIZE may wait for each lock: it waits for the queries using the parent. */
-const FINALIZE_LOCK_TIMEOUT_MS = 5_000;
-
-/**
- * How long creating a partition may wait for SHARE UPDATE EXCLUSIVE on the parent: only other
- * DDL, VACUUM and ANALYZE hold a conflicting lock, and no reader or writer queues behind it.
- */
-const CREATE_LOCK_TIMEOUT_MS = 5_000;
+export interface PreparePartitionsOptions extends LongStatementOptions {
+  /**
+   * How creating a partition and finishing a pending detach wait for their locks (./lock-retry.ts):
+   * the run's `locks` settings. Default DEFAULT_LOCK_RETRY.
+   */
+  readonly locks?: LockRetrySettings;
+}
 
 export async function preparePartitions(
   db: SqlClient,
   table: { readonly live: QualifiedName; readonly staging: QualifiedName },
   found: PartitionLayout,
-  options: LongStatementOptions = {},
+  options: PreparePartitionsOptions = {},
 ): Promise<PreparedPartitions> {
   let layout = found;
+  // One bound for the step: waiting for locks below and for long statements after.
+  const budget = startWaitBudget(options);
+  const locks = options.locks ?? DEFAULT_LOCK_RETRY;
   const live = displayQualified(table.live);
   const nested = layout.partitions.filter((partition) => partition.subPartitioned);
   if (nested.length > 0) {
@@ -64,18 +68,40 @@ export async function preparePartitions(
     );
   }
   let finishedDetaches: string[] = [];
-  if (layout.partitions.some((partition) => partition.detachPending)) {
-    finishedDetaches = (
-      await db.query<{ partition: string }>(
-        `SELECT f AS partition FROM ${ADMIN_SCHEMA}.finish_pending_detaches(
-           format('%I.%I', :schema::text, :name::text)::regclass, :timeout) f`,
-        { schema: table.live.schema, name: table.live.name, timeout: FINALIZE_LOCK_TIMEOUT_MS },
-      )
-    ).map((row) => row.partition);
+  const pending = layout.partitions.filter((partition) => partition.detachPending);
+  if (pending.length > 0) {
+    const names = pending.map(({ partition }) => displayQualified(partition)).join(', ');
+    // FINALIZE takes SHARE UPDATE EXCLUSIVE on the parent and ACCESS EXCLUSIVE on the
+    // partition, then waits for the transactions whose snapshots are older than its own.
+    finishedDetaches = await withLockRetries(
+      db,
+      budget,
+      locks,
+      {
+        table: table.live,
+        doing: `finish the pending detach of partition ${names} (DETACH PARTITION ... FINALIZE), which a DETACH ... CONCURRENTLY that did not end left half done`,
+        locks: `SHARE UPDATE EXCLUSIVE on ${live} and ACCESS EXCLUSIVE on ${names}, then waits for the transactions that began before it`,
+        targets: [
+          { relation: table.live, mode: 'ShareUpdateExclusiveLock', includeDependentViews: false },
+          ...pending.map(({ partition }) => ({
+            relation: partition,
+            mode: 'AccessExclusiveLock' as const,
+            includeDependentViews: false,
+          })),
+        ],
+      },
+      async (timeout) =>
+        (
+          await db.query<{ partition: string }>(
+            `SELECT f AS partition FROM ${ADMIN_SCHEMA}.finish_pending_detaches(
+               format('%I.%I', :schema::text, :name::text)::regclass, :timeout) f`,
+            { schema: table.live.schema, name: table.live.name, timeout },
+          )
+        ).map((row) => row.partition),
+    );
     layout = (await readPartitionLayout(db, table.live)) ?? layout;
   }
-  const created = await createMissingPartitions(db, table, layout);
-  const budget = startWaitBudget(options);
+  const created = await createMissingPartitions(db, table, layout, budget, locks);
   const rows = await comparePartitions(db, table, budget);
   const outside = rows.find((row) => row.partition_schema === null);
   if (outside && outside.staging_rows > 0) {
@@ -135,6 +161,8 @@ async function createMissingPartitions(
   db: SqlClient,
   table: { readonly live: QualifiedName; readonly staging: QualifiedName },
   layout: PartitionLayout,
+  budget: WaitBudget,
+  locks: LockRetrySettings,
 ): Promise<string[]> {
   const interval = regularInterval(layout.partitions);
   if (!interval) return [];
@@ -157,22 +185,44 @@ async function createMissingPartitions(
     { ...parameters, unit: interval.unit },
   );
   const created: string[] = [];
+  const live = displayQualified(table.live);
   for (const { start } of buckets) {
-    const [row] = await db.query<{ created: string }>(
-      `SELECT ${ADMIN_SCHEMA}.create_partition(
-         format('%I.%I', :schema::text, :name::text)::regclass,
-         format('%I.%I', :templateSchema::text, :templateName::text)::regclass,
-         :partition, :from, :to, :timeout) AS created`,
+    const partition = newPartitionName(table.live, interval, start);
+    const from = `${start}${interval.suffix}`;
+    const to = `${nextStart(start, interval.unit)}${interval.suffix}`;
+    const template = displayQualified(interval.template);
+    // ATTACH takes SHARE UPDATE EXCLUSIVE on the parent, which no reader or writer conflicts
+    // with, and CREATE TABLE ... LIKE takes ACCESS SHARE on the template partition.
+    const [row] = await withLockRetries(
+      db,
+      budget,
+      locks,
       {
-        schema: table.live.schema,
-        name: table.live.name,
-        templateSchema: interval.template.schema,
-        templateName: interval.template.name,
-        partition: newPartitionName(table.live, interval, start),
-        from: `${start}${interval.suffix}`,
-        to: `${nextStart(start, interval.unit)}${interval.suffix}`,
-        timeout: CREATE_LOCK_TIMEOUT_MS,
+        table: table.live,
+        doing: `attach its new partition ${displayQualified({ schema: table.live.schema, name: partition })} for ${from} to ${to}, which rows of the source fall in`,
+        locks: `SHARE UPDATE EXCLUSIVE on ${live} and ACCESS SHARE on ${template}, the partition it is made like`,
+        targets: [
+          { relation: table.live, mode: 'ShareUpdateExclusiveLock', includeDependentViews: false },
+          { relation: interval.template, mode: 'AccessShareLock', includeDependentViews: false },
+        ],
       },
+      (timeout) =>
+        db.query<{ created: string }>(
+          `SELECT ${ADMIN_SCHEMA}.create_partition(
+             format('%I.%I', :schema::text, :name::text)::regclass,
+             format('%I.%I', :templateSchema::text, :templateName::text)::regclass,
+             :partition, :from, :to, :timeout) AS created`,
+          {
+            schema: table.live.schema,
+            name: table.live.name,
+            templateSchema: interval.template.schema,
+            templateName: interval.template.name,
+            partition,
+            from,
+            to,
+            timeout,
+          },
+        ),
     );
     created.push(row!.created);
   }

@@ -162,6 +162,14 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP FUNCTION ${ADMIN_SCHEMA}.migration_4()`,
     ],
   },
+  {
+    number: 5,
+    description:
+      'publish_by_rename takes p_warm_up as a sixth argument (the swap warms it up before it takes its locks); CREATE OR REPLACE would leave the five-argument one beside it, and a call with five arguments would match both',
+    statements: [
+      `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.publish_by_rename(name, name, regclass, name, text)`,
+    ],
+  },
 ];
 
 /** What is installed: a hash of every object's and migration's SQL. */

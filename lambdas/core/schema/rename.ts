@@ -21,10 +21,19 @@ import { SYNC_SQLSTATE } from './sqlstates';
  * Publishes p_staging as p_live_schema.p_live_name. The caller holds ACCESS EXCLUSIVE on both
  * tables. When a live table exists it is retired into ${RETIRED_SCHEMA} as p_retired_name,
  * with everything users built on it carried over to the new version first.
+ *
+ * With p_warm_up, it changes nothing, takes no lock of its own and refuses nothing: it makes
+ * the reads of the catalog that the publish makes (the checks, then the capture of what is
+ * carried over) and returns NULL before the first change. The swap calls it so before it takes
+ * its locks: a fresh session's first run of these statements costs about as much again as the
+ * statements themselves (the function compiled, the catalog caches filled), and that is then
+ * paid before, not while, readers queue behind the swap's locks. Its results are thrown away;
+ * the publish reads everything again under the locks.
  */
 const PUBLISH_BY_RENAME_SQL = `
 CREATE OR REPLACE FUNCTION ${ADMIN_SCHEMA}.publish_by_rename(
-  p_live_schema name, p_live_name name, p_staging regclass, p_retired_name name, p_run_id text)
+  p_live_schema name, p_live_name name, p_staging regclass, p_retired_name name, p_run_id text,
+  p_warm_up boolean DEFAULT false)
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -52,25 +61,33 @@ BEGIN
   SELECT n.nspname, c.relname INTO v_staging_schema, v_staging_name
   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_staging;
 
+  IF v_live IS NULL AND p_warm_up THEN
+    RETURN NULL;
+  END IF;
   IF v_live IS NOT NULL THEN
     -- Checked again here, under the locks: a dependent created since the preflight counts.
     SELECT string_agg(format('%s %s', d.kind, d.object), '; ') INTO v_problems
     FROM ${ADMIN_SCHEMA}.dependents(v_live) d WHERE NOT d.carried;
-    IF v_problems IS NOT NULL THEN
+    IF v_problems IS NOT NULL AND NOT p_warm_up THEN
       RAISE EXCEPTION 'rename cannot carry these dependents of %: %', v_live_qualified, v_problems
         USING ERRCODE = '${SYNC_SQLSTATE.uncarriedDependents}';
     END IF;
     SELECT string_agg(format('%s uses column %I, which is %s', m.dependent, m.column_name, m.problem), '; ')
       INTO v_problems FROM ${ADMIN_SCHEMA}.staging_mismatches(v_live, p_staging) m;
-    IF v_problems IS NOT NULL THEN
+    IF v_problems IS NOT NULL AND NOT p_warm_up THEN
       RAISE EXCEPTION 'publishing % would break its dependents: %', v_live_qualified, v_problems
         USING ERRCODE = '${SYNC_SQLSTATE.dependentsWouldBreak}';
     END IF;
-    SELECT string_agg(coalesce('live index ' || quote_ident(p.live_index) || ' has no copy on staging',
+    -- Which staging index becomes which live index, paired by definition (read once: nothing
+    -- below changes an index's definition): every one must have its pair.
+    SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
+           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}'),
+           string_agg(coalesce('live index ' || quote_ident(p.live_index) || ' has no copy on staging',
                                'staging index ' || quote_ident(p.staging_index) || ' matches no live index'), '; ')
-      INTO v_problems FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p
-     WHERE p.live_index IS NULL OR p.staging_index IS NULL;
-    IF v_problems IS NOT NULL THEN
+             FILTER (WHERE p.live_index IS NULL OR p.staging_index IS NULL)
+      INTO v_live_indexes, v_staging_indexes, v_problems
+      FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
+    IF v_problems IS NOT NULL AND NOT p_warm_up THEN
       RAISE EXCEPTION 'the indexes of staging table % do not match those of %: %', p_staging, v_live_qualified, v_problems
         USING ERRCODE = '${SYNC_SQLSTATE.indexesDoNotMatch}', HINT = 'Prepare the staging table (build the live table''s indexes on it) before the swap.';
     END IF;
@@ -139,6 +156,7 @@ BEGIN
          OR (d.classoid = 'pg_class'::regclass AND d.objoid IN (SELECT indexrelid FROM pg_index WHERE indrelid = p_staging))
          OR (d.classoid = 'pg_constraint'::regclass AND d.objoid IN (SELECT oid FROM pg_constraint WHERE conrelid = p_staging))
     LOOP
+      CONTINUE WHEN p_warm_up;
       EXECUTE v_statement;
     END LOOP;
 
@@ -242,6 +260,7 @@ BEGIN
       WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass
         AND d.refobjid = v_live AND d.deptype = 'a'
     LOOP
+      CONTINUE WHEN p_warm_up;
       EXECUTE format('ALTER SEQUENCE %s OWNED BY NONE', v_sequence.sequence);
       IF v_sequence.in_staging THEN
         v_statements := v_statements || format('ALTER SEQUENCE %s OWNED BY %s.%I',
@@ -269,6 +288,7 @@ BEGIN
       WHERE a.attrelid = v_live AND a.attidentity <> ''
       ORDER BY a.attnum
     LOOP
+      CONTINUE WHEN p_warm_up;
       EXECUTE format('SELECT last_value, is_called FROM %s', v_sequence.sequence) INTO v_last_value, v_is_called;
       v_sequences := v_sequences + 1;
       EXECUTE format('ALTER SEQUENCE %s RENAME TO %I', v_sequence.sequence,
@@ -315,15 +335,15 @@ BEGIN
       FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid
       WHERE pr.prrelid = v_live
     LOOP
+      CONTINUE WHEN p_warm_up;
       EXECUTE v_statement;
     END LOOP;
     v_statements := v_statements || v_publications;
-
-    -- Which staging index becomes which live index, paired by definition.
-    SELECT coalesce(array_agg(p.live_index ORDER BY p.live_index), '{}'),
-           coalesce(array_agg(p.staging_index ORDER BY p.live_index), '{}')
-      INTO v_live_indexes, v_staging_indexes
-      FROM ${ADMIN_SCHEMA}.index_pairs(v_live, p_staging) p;
+    IF p_warm_up THEN
+      -- What copy_privileges reads first, below.
+      PERFORM count(*) FROM ${ADMIN_SCHEMA}.privileges(v_live);
+      RETURN NULL;
+    END IF;
 
     -- Retire the live table: its indexes and itself get names of their own, then it moves out.
     FOR v_index IN 1 .. coalesce(array_length(v_live_indexes, 1), 0) LOOP

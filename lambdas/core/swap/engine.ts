@@ -9,7 +9,7 @@ import { ConfigError, DatabaseError, InternalError, SyncError } from '../errors'
 import { displayQualified, type QualifiedName } from '../identifiers';
 import { DataApiTimeoutError } from '../load/errors';
 import { readPartitionLayout } from '../partitions/layout';
-import { preparePartitions } from '../partitions/prepare';
+import { type PreparePartitionsOptions, preparePartitions } from '../partitions/prepare';
 import { parentOf, preparePartitionRollback } from '../partitions/rollback';
 import { ADMIN_SCHEMA, RETIRED_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
@@ -17,7 +17,6 @@ import { asPreflightError, type BusyReason, busyReason } from './errors';
 import {
   analyzeStaging,
   buildStagingIndex,
-  type LongStatementOptions,
   setStagingLogged,
   startWaitBudget,
 } from './long-statements';
@@ -37,11 +36,13 @@ import type { PublishKind, SwapStrategy, TableSwap } from './types';
  * builds and ANALYZE are sent as long-running: when the transport cuts such a call off (the
  * RDS Data API after 45 s), the statement goes on in the database and is followed there until
  * it ends, at most `options.maxWaitMs` after prepareStaging began (see ./long-statements.ts).
+ * For a partitioned live table, `options.locks` bounds the waits for the locks of the DDL done
+ * on it beforehand (../partitions/lock-retry.ts).
  */
 export async function prepareStaging(
   db: SqlClient,
   table: Pick<TableSwap, 'live' | 'staging'> & { readonly strategy?: PublishKind },
-  options: LongStatementOptions = {},
+  options: PreparePartitionsOptions = {},
 ): Promise<{ readonly statements: readonly string[] }> {
   // A partitioned live table is published partition by partition: staging is only read, by
   // range, to build the replacements of the partitions it changes (../partitions).

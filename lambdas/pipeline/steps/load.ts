@@ -99,6 +99,8 @@ export async function checkStaging(state: unknown, deps: PipelineDeps): Promise<
     budgetMs: CHECK_STAGING_BUDGET_MS,
     now: deps.now,
     sleep: deps.sleep,
+    // The run's maxWaitSeconds: the configuration's, or the one the execution input asked for.
+    locks: { ...context.config.locks, maxWaitSeconds: run.maxWaitSeconds },
   });
   await analyzeKeyTable(deps.aurora, transfer);
   deps.log.info('staging table passed the quality gate', {
