@@ -8,6 +8,7 @@ import {
   checkCursor,
   decideIncrement,
   incrementMode,
+  nullCursorReason,
   readWatermarks,
   type TableIncrement,
   watermarkAfter,
@@ -116,6 +117,7 @@ export async function plannedIncrement(
     cursor: increment.cursor,
     cursorKind: increment.cursorKind,
     value: watermarkAfter(increment, whole),
+    fullRefreshReason: nullCursorReason(increment, whole, transfer.table.source),
   };
   if (!transfer.delta) return { watermark };
   return {
@@ -123,6 +125,7 @@ export async function plannedIncrement(
     increment: {
       mode: increment.apply,
       proof: {
+        cursor: increment.cursor,
         columns: transfer.columns.map(({ name, figures }) => ({ name, figures })),
         figures: figuresRow(whole),
       },

@@ -191,6 +191,23 @@ export function watermarkAfter(increment: TableIncrement, whole: TableFigures): 
   return column?.max ?? null;
 }
 
+/**
+ * Why every run of the table must be full while its cursor is NULL in some rows of the
+ * snapshot (null when it is in none): an increment selects rows by `cursor >= watermark` (or
+ * `>`), which no NULL satisfies, so a row inserted with a NULL cursor, or updated to one, or
+ * changed in any other column while its cursor stays NULL, would never reach live.
+ */
+export function nullCursorReason(
+  increment: TableIncrement,
+  whole: TableFigures,
+  source: QualifiedName,
+): string | null {
+  const nulls = whole.columns.find((figures) => figures.column === increment.cursor)?.nulls ?? 0;
+  if (nulls === 0) return null;
+  const cursor = displayIdentifier(increment.cursor);
+  return `the cursor ${cursor} was NULL in ${nulls} ${nulls === 1 ? 'row' : 'rows'} of the source table ${displayQualified(source)} at the last run: an increment cannot see a row whose cursor is NULL (inserted with NULL, or updated to NULL), so every run of this table is full until none is; make ${cursor} NOT NULL in the source (fill its NULLs, e.g. with the row's creation time, and set it on every insert and update), or name a cursor that is never NULL.`;
+}
+
 /** The stored watermarks of `targets`, by `schema.table` as displayQualified writes it. */
 export async function readWatermarks(
   db: SqlClient,

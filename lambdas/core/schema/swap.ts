@@ -279,10 +279,10 @@ BEGIN
         (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id)
       VALUES (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name',
               v_table -> 'watermark' ->> 'cursor', v_table -> 'watermark' ->> 'cursorKind',
-              v_table -> 'watermark' ->> 'value', NULL, v_run_id)
+              v_table -> 'watermark' ->> 'value', v_table -> 'watermark' ->> 'fullRefreshReason', v_run_id)
       ON CONFLICT (target_schema, target_table) DO UPDATE
         SET cursor_column = EXCLUDED.cursor_column, cursor_type = EXCLUDED.cursor_type,
-            watermark = EXCLUDED.watermark, full_refresh_reason = NULL,
+            watermark = EXCLUDED.watermark, full_refresh_reason = EXCLUDED.full_refresh_reason,
             run_id = EXCLUDED.run_id, updated_at = clock_timestamp();
     END IF;
     v_results := v_results || jsonb_build_object(
