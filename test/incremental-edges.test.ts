@@ -9,7 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type pg from 'pg';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { PgSqlClient } from '../lambdas/adapters/pg-sql-client';
 import type { RunSummary } from '../lambdas/pipeline/summary';
+import { rollbackTable } from '../ops/rollback';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
 
@@ -116,5 +118,81 @@ describe('a cursor that is NULL in the source', () => {
       updated: 1,
     });
     await expectInSync('sales.tickets', 'public.tickets', 'id');
+  });
+});
+
+describe('a watermark that no longer describes live', () => {
+  const EVENTS = { source: 'sales.events', target: 'public.events' };
+  const APPEND = { ...EVENTS, incremental: { cursor: 'seq', mode: 'append' } };
+  const STALE = (by: string) =>
+    new RegExp(
+      `^the live table was replaced by ${by}, which keeps no watermark \\(a run of the table without "incremental", or a rollback\\), so its watermark no longer says which rows live holds$`,
+    );
+
+  it('takes the table whole after a run that synced it without incremental', async () => {
+    await source.query(`
+      CREATE TABLE sales.events (seq bigint, msg text);
+      INSERT INTO sales.events SELECT g, 'event ' || g FROM generate_series(1, 3) g;
+    `);
+    expect((await run({ tables: [APPEND], locks: LOCKS })).error).toBeNull();
+    // Taken out of incremental for a while: live gets every row, the watermark stays at 3.
+    await source.query(`INSERT INTO sales.events VALUES (4, 'event 4')`);
+    expect((await run({ tables: [EVENTS], locks: LOCKS })).error).toBeNull();
+    expect((await watermarkOf('events')).reason).toMatch(STALE('\\S+'));
+    await source.query(`INSERT INTO sales.events VALUES (5, 'event 5')`);
+    // Back to incremental: appending every row past 3 would insert row 4 a second time.
+    const back = await run({ tables: [APPEND], locks: LOCKS });
+    expect(back.error).toBeNull();
+    expect(tableOf(back, 'public.events')).toMatchObject({
+      mode: 'full',
+      fullRefreshReason: expect.stringMatching(STALE('\\S+')),
+    });
+    await expectInSync('sales.events', 'public.events', 'seq');
+    await source.query(`INSERT INTO sales.events VALUES (6, 'event 6')`);
+    const next = await run({ tables: [APPEND], locks: LOCKS });
+    expect(tableOf(next, 'public.events')).toMatchObject({ mode: 'incremental', inserted: 1 });
+    await expectInSync('sales.events', 'public.events', 'seq');
+  });
+
+  it('takes the table whole after a rollback put an older version back', async () => {
+    const ACCOUNTS = {
+      source: 'sales.accounts',
+      target: 'public.accounts',
+      primaryKey: ['id'],
+      incremental: { cursor: 'version', mode: 'merge' },
+    };
+    const config = { tables: [ACCOUNTS], locks: LOCKS };
+    await source.query(`
+      CREATE TABLE sales.accounts (id int PRIMARY KEY, owner text, version bigint);
+      INSERT INTO sales.accounts SELECT g, 'owner ' || g, g FROM generate_series(1, 5) g;
+    `);
+    expect((await run(config)).error).toBeNull();
+    // A change the figures cannot see (same length, not an extreme), then a full run that
+    // retires the version without it, then an increment.
+    await source.query(`UPDATE sales.accounts SET owner = 'renamed', version = 6 WHERE id = 3`);
+    expect((await run(config, { fullRefresh: true })).error).toBeNull();
+    await source.query(`UPDATE sales.accounts SET version = 7 WHERE id = 5`);
+    expect(tableOf(await run(config), 'public.accounts')).toMatchObject({ mode: 'incremental' });
+    const pool = new (await import('pg')).default.Pool({ connectionString: targetDb.pipelineUrl });
+    try {
+      await rollbackTable(
+        new PgSqlClient(pool),
+        { schema: 'public', name: 'accounts' },
+        {
+          lockTimeoutMs: 200,
+          graceSeconds: 0,
+          pollIntervalSeconds: 0.2,
+          maxWaitSeconds: 10,
+        },
+      );
+    } finally {
+      await pool.end();
+    }
+    expect(await rowsOf(target, 'public.accounts', 'id')).toContain('(3,"owner 3",3)');
+    expect((await watermarkOf('accounts')).reason).toMatch(STALE('rollback-\\d+'));
+    const after = await run(config);
+    expect(after.error).toBeNull();
+    expect(tableOf(after, 'public.accounts')).toMatchObject({ mode: 'full' });
+    await expectInSync('sales.accounts', 'public.accounts', 'id');
   });
 });
