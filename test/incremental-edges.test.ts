@@ -196,3 +196,33 @@ describe('a watermark that no longer describes live', () => {
     await expectInSync('sales.accounts', 'public.accounts', 'id');
   });
 });
+
+describe('a date cursor', () => {
+  it('is refused in mode append by name before anything is unloaded, and works in merge', async () => {
+    await source.query(`
+      CREATE TABLE sales.visits (id int PRIMARY KEY, page text, day date);
+      INSERT INTO sales.visits VALUES (1, '/a', '2026-03-28'), (2, '/b', '2026-03-29');
+    `);
+    const table = { source: 'sales.visits', target: 'public.visits' };
+    const append = await run({
+      tables: [{ ...table, incremental: { cursor: 'day', mode: 'append' } }],
+      locks: LOCKS,
+    });
+    expect(append.status).toBe('FAILED');
+    expect(append.error!.message).toContain(
+      'public.visits: incremental.cursor day is a date, which mode "append" cannot use: it sends only the rows past the watermark\'s day, so rows of that day added after a run would never come. Use mode "merge" with a key (it reads from the watermark\'s day on), or a timestamp cursor.',
+    );
+    expect(tableOf(append, 'public.visits').status).not.toBe('swapped');
+    const merge = {
+      tables: [{ ...table, primaryKey: ['id'], incremental: { cursor: 'day', mode: 'merge' } }],
+      locks: LOCKS,
+    };
+    expect((await run(merge)).error).toBeNull();
+    // A row of the watermark's day added after the run: merge reads that day again.
+    await source.query(`INSERT INTO sales.visits VALUES (3, '/c', '2026-03-29')`);
+    const next = await run(merge);
+    expect(next.error).toBeNull();
+    expect(tableOf(next, 'public.visits')).toMatchObject({ mode: 'incremental', inserted: 1 });
+    await expectInSync('sales.visits', 'public.visits', 'id');
+  });
+});

@@ -78,6 +78,14 @@ export function checkCursor(
       `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)}, which cannot be a cursor; use a column of one of ${SUITABLE}, that grows with every change.`,
     );
   }
+  if (kind === 'date' && table.incremental?.mode === 'append') {
+    // Rows of a day keep arriving after a run has taken that day as its watermark; append
+    // sends only rows past it (">", each row once), so they would never come, and every
+    // such run would fail its whole-table check.
+    throw new ConfigError(
+      `${where} is a date, which mode "append" cannot use: it sends only the rows past the watermark's day, so rows of that day added after a run would never come. Use mode "merge" with a key (it reads from the watermark's day on), or a timestamp cursor.`,
+    );
+  }
   return { kind: kind as CursorKind, castType: castType(kind as CursorKind, sourceColumn) };
 }
 
