@@ -226,3 +226,47 @@ describe('a date cursor', () => {
     await expectInSync('sales.visits', 'public.visits', 'id');
   });
 });
+
+describe('increments failing their proof together', () => {
+  const TABLES = ['alpha', 'beta'].map((name) => ({
+    source: `sales.${name}`,
+    target: `public.${name}`,
+    primaryKey: ['id'],
+    incremental: { cursor: 'seq', mode: 'merge' },
+  }));
+  const WITH_PLAIN = { source: 'sales.plain', target: 'public.plain' };
+  const CONFIG = { tables: [...TABLES, WITH_PLAIN], locks: LOCKS };
+
+  it('publishes no table of the run, names every table that failed, and marks each', async () => {
+    for (const name of ['alpha', 'beta']) {
+      await source.query(`
+        CREATE TABLE sales.${name} (id int PRIMARY KEY, seq bigint);
+        INSERT INTO sales.${name} SELECT g, g FROM generate_series(1, 4) g;
+      `);
+    }
+    await source.query(`CREATE TABLE sales.plain (id int); INSERT INTO sales.plain VALUES (1)`);
+    expect((await run(CONFIG)).error).toBeNull();
+    // Both lose a row (deletes "ignore"), and the plain table changes.
+    await source.query(`
+      DELETE FROM sales.alpha WHERE id = 2;
+      DELETE FROM sales.beta WHERE id = 3;
+      INSERT INTO sales.plain VALUES (2);
+    `);
+    const failed = await run(CONFIG);
+    expect(failed.status).toBe('FAILED');
+    expect(failed.error!.message).toContain('the increment of "public"."alpha" was not applied');
+    expect(failed.error!.message).toContain('the increment of "public"."beta" was not applied');
+    // One transaction: the plain table waits for the next run too.
+    expect(await rowsOf(target, 'public.plain', 'id')).toEqual(['(1)']);
+    expect((await watermarkOf('alpha')).reason).toMatch(/^the last increment failed/);
+    expect((await watermarkOf('beta')).reason).toMatch(/^the last increment failed/);
+
+    const next = await run(CONFIG);
+    expect(next.error).toBeNull();
+    for (const name of ['alpha', 'beta']) {
+      expect(tableOf(next, `public.${name}`)).toMatchObject({ mode: 'full' });
+      await expectInSync(`sales.${name}`, `public.${name}`, 'id');
+    }
+    await expectInSync('sales.plain', 'public.plain', 'id');
+  });
+});

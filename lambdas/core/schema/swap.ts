@@ -177,6 +177,10 @@ DECLARE
   v_digest text := md5((SELECT jsonb_agg(jsonb_build_array(t -> 'live', t -> 'staging', t ->> 'strategy'))
                         FROM jsonb_array_elements(p_plan -> 'tables') t)::text);
   v_recorded jsonb;
+  -- Each increment whose proof failed: all are named at the end, so that each table's next
+  -- run is full, not only the first one's.
+  v_mismatches text[] := '{}';
+  v_mismatch text;
 BEGIN
   -- A retry of a swap that committed (its answer lost to a Data API cut-off or a Lambda
   -- retry) finds it recorded: answer with what it did, and touch nothing.
@@ -249,7 +253,12 @@ BEGIN
         EXECUTE format('DROP TABLE %s', v_keys);
       END IF;
       -- Before commit: live with the increment must be the whole source table, or nothing is.
-      PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+      BEGIN
+        PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+      EXCEPTION WHEN SQLSTATE '${SYNC_SQLSTATE.incrementMismatch}' THEN
+        GET STACKED DIAGNOSTICS v_mismatch = MESSAGE_TEXT;
+        v_mismatches := v_mismatches || v_mismatch;
+      END;
     ELSIF jsonb_typeof(v_table -> 'increment') = 'object' THEN
       -- Live was dropped since the increment was planned: staging holds the delta only, which
       -- must not become the table (by rename, below). RS002 has the table's next run be full.
@@ -302,6 +311,11 @@ BEGIN
     v_results := v_results || jsonb_build_object(
       'live', v_table -> 'live', 'strategy', v_table ->> 'strategy', 'result', v_result);
   END LOOP;
+
+  IF cardinality(v_mismatches) > 0 THEN
+    RAISE EXCEPTION '%', array_to_string(v_mismatches, E'\n')
+      USING ERRCODE = '${SYNC_SQLSTATE.incrementMismatch}';
+  END IF;
 
   v_result := jsonb_build_object(
     'tables', v_results,
