@@ -270,3 +270,129 @@ describe('increments failing their proof together', () => {
     await expectInSync('sales.plain', 'public.plain', 'id');
   });
 });
+
+describe('cursors of every kind, with Aurora sessions not in UTC', () => {
+  it('moves exactly the rows past each watermark, and fullRefresh leaves a plain table as it is', async () => {
+    // Aurora's sessions in a zone of their own (Redshift's stay in UTC): the watermark of a
+    // timestamptz is read and compared as UTC on both sides.
+    await target.query(`ALTER DATABASE ${targetDb.name} SET timezone = 'Asia/Kolkata'`);
+    await source.query(`
+      CREATE TABLE sales.k_tz (id int PRIMARY KEY, c timestamptz);
+      INSERT INTO sales.k_tz VALUES (1, '2026-03-29 00:30:00.123456+00'), (2, '2026-03-29 01:30:00.654321+00');
+      CREATE TABLE sales.k_ts (id int PRIMARY KEY, c timestamp);
+      INSERT INTO sales.k_ts VALUES (1, '2026-03-29 00:30:00.123456'), (2, '2026-03-29 01:30:00.999999');
+      CREATE TABLE sales.k_num (id int PRIMARY KEY, c numeric(12,3));
+      INSERT INTO sales.k_num VALUES (1, 1.125), (2, 2.250);
+      CREATE TABLE sales.k_big (id int PRIMARY KEY, c bigint);
+      INSERT INTO sales.k_big VALUES (1, 9007199254740993), (2, 9007199254740995);
+      CREATE TABLE sales.k_plain (id int);
+      INSERT INTO sales.k_plain VALUES (1);
+    `);
+    const names = ['k_tz', 'k_ts', 'k_num', 'k_big'];
+    const config = {
+      tables: [
+        ...names.map((name) => ({
+          source: `sales.${name}`,
+          target: `public.${name}`,
+          primaryKey: ['id'],
+          incremental: { cursor: 'c', mode: 'merge' },
+        })),
+        { source: 'sales.k_plain', target: 'public.k_plain' },
+      ],
+      locks: LOCKS,
+    };
+    expect((await run(config)).error).toBeNull();
+    // Each: a row at the watermark (sent again, unchanged), one just past it, one just below.
+    await source.query(`
+      INSERT INTO sales.k_tz VALUES (3, '2026-03-29 01:30:00.654322+00'), (4, '2026-03-29 01:30:00.65432+00');
+      INSERT INTO sales.k_ts VALUES (3, '2026-03-29 01:30:01'), (4, '2026-03-29 01:30:00.999998');
+      INSERT INTO sales.k_num VALUES (3, 2.251), (4, 2.249);
+      INSERT INTO sales.k_big VALUES (3, 9007199254740996), (4, 9007199254740994);
+    `);
+    // Rows just below a watermark came after it: the proof fails on each (row counts), so
+    // each next run is full. Rows just past it come as an increment.
+    const failed = await run(config);
+    expect(failed.status).toBe('FAILED');
+    for (const name of names) {
+      expect(failed.error!.message).toContain(
+        `the increment of "public"."${name}" was not applied`,
+      );
+    }
+    await source.query(
+      `DELETE FROM ${names.map((name) => `sales.${name}`).join(' WHERE id = 4; DELETE FROM ')} WHERE id = 4`,
+    );
+    expect((await run(config)).error).toBeNull();
+    await source.query(`
+      INSERT INTO sales.k_tz VALUES (5, '2026-03-29 01:30:00.654323+00');
+      INSERT INTO sales.k_ts VALUES (5, '2026-03-29 01:30:01.000001');
+      INSERT INTO sales.k_num VALUES (5, 2.252);
+      INSERT INTO sales.k_big VALUES (5, 9007199254740997);
+      INSERT INTO sales.k_plain VALUES (2);
+    `);
+    const increment = await run(config);
+    expect(increment.error).toBeNull();
+    const watermarks: Record<string, string> = {
+      k_tz: '2026-03-29 01:30:00.654323',
+      k_ts: '2026-03-29 01:30:01.000001',
+      k_num: '2.252',
+      k_big: '9007199254740997',
+    };
+    for (const name of names) {
+      // The watermark's row again (unchanged, not written) and the new one.
+      expect(tableOf(increment, `public.${name}`)).toMatchObject({
+        mode: 'incremental',
+        rows: 2,
+        inserted: 1,
+        updated: 0,
+        watermarkAfter: watermarks[name],
+      });
+      await expectInSync(`sales.${name}`, `public.${name}`, 'id');
+    }
+    // fullRefresh asks nothing of a table that is not incremental: it is taken whole anyway.
+    await source.query(`INSERT INTO sales.k_plain VALUES (3)`);
+    const full = await run(config, { fullRefresh: true });
+    expect(full.error).toBeNull();
+    expect(tableOf(full, 'public.k_plain')).toMatchObject({ mode: null, rows: 3 });
+    expect(tableOf(full, 'public.k_big')).toMatchObject({ mode: 'full' });
+    await expectInSync('sales.k_plain', 'public.k_plain', 'id');
+    await target.query(`ALTER DATABASE ${targetDb.name} RESET timezone`);
+  });
+});
+
+describe('a live table emptied by hand', () => {
+  const TABLE = {
+    source: 'sales.orders',
+    target: 'public.orders',
+    primaryKey: ['id'],
+    incremental: { cursor: 'seq', mode: 'merge' },
+  };
+  const CONFIG = { tables: [TABLE], locks: LOCKS };
+
+  it('is not published with rows missing, truncated or dropped and created again: the next run is full', async () => {
+    await source.query(`
+      CREATE TABLE sales.orders (id int PRIMARY KEY, seq bigint);
+      INSERT INTO sales.orders SELECT g, g FROM generate_series(1, 5) g;
+    `);
+    expect((await run(CONFIG)).error).toBeNull();
+    const pipeline = await targetDb.connect('by hand', targetDb.pipelineLogin);
+    for (const emptying of [
+      'TRUNCATE public.orders',
+      'DROP TABLE public.orders; CREATE TABLE public.orders (id int PRIMARY KEY, seq bigint)',
+    ]) {
+      await pipeline.query(emptying);
+      await source.query(
+        `INSERT INTO sales.orders SELECT max(id) + 1, max(seq) + 1 FROM sales.orders`,
+      );
+      const failed = await run(CONFIG);
+      expect(failed.status).toBe('FAILED');
+      expect(failed.error!.message).toMatch(
+        /^the increment of "public"\."orders" was not applied: with it, the live table would not match the whole source table in the same snapshot \(.*rows: \d+ in Redshift, 2 in live\)/,
+      );
+      expect(await rowsOf(target, 'public.orders', 'id')).toEqual([]);
+      const next = await run(CONFIG);
+      expect(next.error).toBeNull();
+      expect(tableOf(next, 'public.orders')).toMatchObject({ mode: 'full' });
+      await expectInSync('sales.orders', 'public.orders', 'id');
+    }
+  });
+});
