@@ -396,3 +396,30 @@ describe('a live table emptied by hand', () => {
     }
   });
 });
+
+describe('a cursor whose live column has another type', () => {
+  it('is refused naming both types and the one to use, not as a type that cannot be a cursor', async () => {
+    await source.query(`
+      CREATE TABLE sales.shipments (id int PRIMARY KEY, shipped_at timestamptz);
+      INSERT INTO sales.shipments VALUES (1, '2026-03-29 00:30:00+00');
+    `);
+    await target.query(`
+      CREATE TABLE public.shipments (id int PRIMARY KEY, shipped_at timestamp);
+      ALTER TABLE public.shipments OWNER TO ${targetDb.pipelineLogin.user};
+    `);
+    const summary = await run({
+      tables: [
+        {
+          source: 'sales.shipments',
+          target: 'public.shipments',
+          incremental: { cursor: 'shipped_at', mode: 'merge' },
+        },
+      ],
+      locks: LOCKS,
+    });
+    expect(summary.status).toBe('FAILED');
+    expect(summary.error!.message).toContain(
+      "public.shipments: incremental.cursor shipped_at has type timestamp with time zone in sales.shipments but timestamp without time zone in the live table: a cursor's values must print alike on both sides; give the live column type timestamp with time zone, or name another cursor.",
+    );
+  });
+});

@@ -17,6 +17,7 @@ import {
   type SyncTable,
   type TableFigures,
 } from '../transfer/types';
+import { targetTypeFor, typeMapEntryFor } from '../unload/type-map';
 
 /** The figure kinds whose max is the exact text of a value, and so can be a watermark. */
 export const CURSOR_KINDS = ['integer', 'decimal', 'date', 'timestamp', 'timestamptz'] as const;
@@ -73,6 +74,14 @@ export function checkCursor(
     );
   }
   const kind = transfer.figures as FigureKind;
+  const sourceKind = typeMapEntryFor(sourceColumn)?.figures;
+  if (!isCursorKind(kind) && sourceKind !== undefined && isCursorKind(sourceKind)) {
+    // The source's type would do, but the live column's type differs from the one the
+    // source's maps to, so their values do not print alike and no watermark can be compared.
+    throw new ConfigError(
+      `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)} but ${transfer.targetType} in the live table: a cursor's values must print alike on both sides; give the live column type ${targetTypeFor(sourceColumn, table.source)}, or name another cursor.`,
+    );
+  }
   if (!(CURSOR_KINDS as readonly string[]).includes(kind)) {
     throw new ConfigError(
       `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)}, which cannot be a cursor; use a column of one of ${SUITABLE}, that grows with every change.`,
