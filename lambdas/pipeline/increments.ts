@@ -114,6 +114,7 @@ export async function plannedIncrement(
     ? await files.readWholeFigures(transfer.table.target)
     : await files.readFigures(transfer.table.target);
   const watermark: PlannedWatermark = {
+    source: transfer.table.source,
     cursor: increment.cursor,
     cursorKind: increment.cursorKind,
     value: watermarkAfter(increment, whole),

@@ -5,7 +5,12 @@
  */
 import * as z from 'zod';
 import { ConfigError } from '../errors';
-import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
+import {
+  displayIdentifier,
+  displayQualified,
+  type QualifiedName,
+  sameQualifiedName,
+} from '../identifiers';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import {
@@ -44,6 +49,8 @@ export type TableIncrement = z.infer<typeof tableIncrement>;
 
 /** A row of redshift_sync.watermarks. */
 export interface StoredWatermark {
+  /** The source table it was taken over; null in rows written before that was recorded. */
+  readonly source: QualifiedName | null;
   readonly cursorColumn: string;
   readonly cursorType: string;
   readonly watermark: string | null;
@@ -166,6 +173,11 @@ export function incrementMode(
   if (!options.liveExists) return full('the live table does not exist yet');
   if (!stored || stored.watermark === null) return full('no watermark yet: the first run');
   if (stored.fullRefreshReason !== null) return full(stored.fullRefreshReason);
+  if (stored.source && !sameQualifiedName(stored.source, table.source)) {
+    return full(
+      `the source table changed from ${displayQualified(stored.source)} to ${displayQualified(table.source)}`,
+    );
+  }
   if (stored.cursorColumn !== cursor) {
     return full(
       `the cursor column changed from ${displayIdentifier(stored.cursorColumn)} to ${displayIdentifier(cursor)}`,
@@ -233,12 +245,15 @@ export async function readWatermarks(
   const rows = await db.query<{
     schema: string;
     name: string;
+    sourceSchema: string | null;
+    sourceName: string | null;
     cursorColumn: string;
     cursorType: string;
     watermark: string | null;
     fullRefreshReason: string | null;
   }>(
     `SELECT w.target_schema::text AS schema, w.target_table::text AS name,
+            w.source_schema::text AS "sourceSchema", w.source_table::text AS "sourceName",
             w.cursor_column::text AS "cursorColumn", w.cursor_type AS "cursorType",
             w.watermark, w.full_refresh_reason AS "fullRefreshReason"
        FROM ${ADMIN_SCHEMA}.watermarks w
@@ -247,7 +262,16 @@ export async function readWatermarks(
     { targets: JSON.stringify(targets) },
   );
   return new Map(
-    rows.map(({ schema, name, ...stored }) => [displayQualified({ schema, name }), stored]),
+    rows.map(({ schema, name, sourceSchema, sourceName, ...stored }) => [
+      displayQualified({ schema, name }),
+      {
+        ...stored,
+        source:
+          sourceSchema !== null && sourceName !== null
+            ? { schema: sourceSchema, name: sourceName }
+            : null,
+      },
+    ]),
   );
 }
 

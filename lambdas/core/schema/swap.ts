@@ -285,12 +285,15 @@ BEGIN
     -- The watermark commits with the rows it stands for (./watermarks.ts).
     IF jsonb_typeof(v_table -> 'watermark') = 'object' THEN
       INSERT INTO ${ADMIN_SCHEMA}.watermarks AS w
-        (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id)
+        (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id,
+         source_schema, source_table)
       VALUES (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name',
               v_table -> 'watermark' ->> 'cursor', v_table -> 'watermark' ->> 'cursorKind',
-              v_table -> 'watermark' ->> 'value', v_table -> 'watermark' ->> 'fullRefreshReason', v_run_id)
+              v_table -> 'watermark' ->> 'value', v_table -> 'watermark' ->> 'fullRefreshReason', v_run_id,
+              v_table -> 'watermark' -> 'source' ->> 'schema', v_table -> 'watermark' -> 'source' ->> 'name')
       ON CONFLICT (target_schema, target_table) DO UPDATE
         SET cursor_column = EXCLUDED.cursor_column, cursor_type = EXCLUDED.cursor_type,
+            source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
             watermark = EXCLUDED.watermark, full_refresh_reason = EXCLUDED.full_refresh_reason,
             run_id = EXCLUDED.run_id, updated_at = clock_timestamp();
     ELSE

@@ -28,6 +28,8 @@ export interface PlannedIncrement {
 
 /** The watermark the swap writes with an incremental table's rows (every run of it, full or not). */
 export interface PlannedWatermark {
+  /** The source table the watermark is taken over: another one later makes the run full. */
+  readonly source: QualifiedName;
   readonly cursor: string;
   readonly cursorKind: string;
   /** The cursor's max in the snapshot; null when the source is empty. */
