@@ -14,12 +14,14 @@ import type { RunSummary } from '../lambdas/pipeline/summary';
 import { rollbackTable } from '../ops/rollback';
 import { freshDatabase, type TestDatabase } from './support/db';
 import { rowsOf, runLocally, tableOf } from './support/local-pipeline';
+import { uniqueRoles } from './support/swap-fixtures';
 
 let sourceDb: TestDatabase;
 let targetDb: TestDatabase;
 let source: pg.Client;
 let target: pg.Client;
 let s3Dir: string;
+const roles = uniqueRoles('readings');
 
 const LOCKS = { lockTimeoutMs: 200, pollIntervalSeconds: 1, maxWaitSeconds: 30, onMaxWait: 'fail' };
 
@@ -194,6 +196,63 @@ describe('a watermark that no longer describes live', () => {
     expect(after.error).toBeNull();
     expect(tableOf(after, 'public.accounts')).toMatchObject({ mode: 'full' });
     await expectInSync('sales.accounts', 'public.accounts', 'id');
+  });
+});
+
+describe('a partition rolled back under an incremental table', () => {
+  it("marks the partitioned table's watermark, and its next run is full", async () => {
+    await source.query(`
+      CREATE TABLE sales.readings (day date, id int, value text, seq bigint);
+      INSERT INTO sales.readings SELECT date '2024-01-01' + (g % 2), g, 'v' || g, g FROM generate_series(1, 6) g;
+    `);
+    await target.query(`
+      CREATE ROLE ${roles.readings} NOLOGIN;
+      GRANT ${roles.readings} TO ${targetDb.pipelineLogin.user};
+      GRANT USAGE, CREATE ON SCHEMA public TO ${roles.readings};
+      SET ROLE ${roles.readings};
+      CREATE TABLE public.readings (day date NOT NULL, id int NOT NULL, value text, seq bigint,
+                                    PRIMARY KEY (day, id)) PARTITION BY RANGE (day);
+      CREATE TABLE public.readings_20240101 PARTITION OF public.readings FOR VALUES FROM ('2024-01-01') TO ('2024-01-02');
+      CREATE TABLE public.readings_20240102 PARTITION OF public.readings FOR VALUES FROM ('2024-01-02') TO ('2024-01-03');
+      RESET ROLE;
+    `);
+    const config = {
+      tables: [
+        {
+          source: 'sales.readings',
+          target: 'public.readings',
+          incremental: { cursor: 'seq', mode: 'merge' },
+        },
+      ],
+      locks: LOCKS,
+    };
+    expect((await run(config)).error).toBeNull();
+    // A full run replaces the changed partition and keeps the old one for rollback.
+    await source.query(`UPDATE sales.readings SET value = 'vX', seq = 7 WHERE id = 2`);
+    const full = await run(config, { fullRefresh: true });
+    expect(tableOf(full, 'public.readings').partitionsReplaced).toEqual([
+      'public.readings_20240101',
+    ]);
+    await source.query(`UPDATE sales.readings SET seq = 8 WHERE id = 3`);
+    expect(tableOf(await run(config), 'public.readings')).toMatchObject({ mode: 'incremental' });
+    expect((await watermarkOf('readings')).reason).toBeNull();
+    const pool = new (await import('pg')).default.Pool({ connectionString: targetDb.pipelineUrl });
+    try {
+      await rollbackTable(
+        new PgSqlClient(pool),
+        { schema: 'public', name: 'readings_20240101' },
+        { lockTimeoutMs: 200, graceSeconds: 0, pollIntervalSeconds: 0.2, maxWaitSeconds: 10 },
+      );
+    } finally {
+      await pool.end();
+    }
+    expect((await watermarkOf('readings')).reason).toMatch(
+      /^the live table was replaced by rollback-\d+, which keeps no watermark/,
+    );
+    const after = await run(config);
+    expect(after.error).toBeNull();
+    expect(tableOf(after, 'public.readings')).toMatchObject({ mode: 'full' });
+    await expectInSync('sales.readings', 'public.readings', 'id');
   });
 });
 

@@ -300,16 +300,12 @@ BEGIN
       -- Published without a watermark (a run of the table without "incremental", a rollback):
       -- a watermark kept from before no longer says which rows live holds. An increment from
       -- it would append rows live already has, or leave out changes a rolled-back version
-      -- lacks, where the figures cannot tell. Mark it, and a partitioned parent's, for a full run.
+      -- lacks, where the figures cannot tell. Mark it for a full run. (A partition's rollback
+      -- is planned on its partitioned table, whose row this is.)
       UPDATE ${ADMIN_SCHEMA}.watermarks w
          SET full_refresh_reason = format('the live table was replaced by %s, which keeps no watermark (a run of the table without "incremental", or a rollback), so its watermark no longer says which rows live holds', v_run_id),
              updated_at = clock_timestamp()
-       WHERE (w.target_schema, w.target_table) = (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name')
-          -- pg_partition_ancestors lists nothing for a table that is not a partition.
-          OR (w.target_schema, w.target_table) IN (
-               SELECT n.nspname, c.relname
-                 FROM pg_partition_ancestors(to_regclass(format('%I.%I', v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name'))) a
-                 JOIN pg_class c ON c.oid = a.relid JOIN pg_namespace n ON n.oid = c.relnamespace);
+       WHERE (w.target_schema, w.target_table) = (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name');
     END IF;
     v_results := v_results || jsonb_build_object(
       'live', v_table -> 'live', 'strategy', v_table ->> 'strategy', 'result', v_result);
