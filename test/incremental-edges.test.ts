@@ -510,3 +510,30 @@ describe('a table whose source changes between runs', () => {
     await expectInSync('sales.stock_v2', 'public.stock', 'id');
   });
 });
+
+describe('a first run that would leave an increment no key', () => {
+  it('is refused by name before anything is created, and passes with primaryKey', async () => {
+    await source.query(`
+      CREATE TABLE sales.parcels (id int PRIMARY KEY, seq bigint);
+      INSERT INTO sales.parcels SELECT g, g FROM generate_series(1, 3) g;
+    `);
+    const table = {
+      source: 'sales.parcels',
+      target: 'public.parcels',
+      incremental: { cursor: 'seq', mode: 'merge' },
+    };
+    const refused = await run({ tables: [table], locks: LOCKS });
+    expect(refused.status).toBe('FAILED');
+    expect(refused.error!.message).toContain(
+      'public.parcels: incremental mode "merge" needs a key, and the live table does not exist yet: this run would create it without a primary key, and every increment after it would be refused. Set "primaryKey" for this table in the config, or create the live table with a primary key before the first run.',
+    );
+    const { rows } = await target.query(`SELECT to_regclass('public.parcels') AS live`);
+    expect(rows).toEqual([{ live: null }]);
+    const keyed = { tables: [{ ...table, primaryKey: ['id'] }], locks: LOCKS };
+    expect((await run(keyed)).error).toBeNull();
+    await source.query(`UPDATE sales.parcels SET seq = 4 WHERE id = 1`);
+    const next = await run(keyed);
+    expect(tableOf(next, 'public.parcels')).toMatchObject({ mode: 'incremental', updated: 1 });
+    await expectInSync('sales.parcels', 'public.parcels', 'id');
+  });
+});
