@@ -93,11 +93,18 @@ async function mismatchingIncrement(triggerSql: string): Promise<SwapPlan> {
         increment: {
           mode: 'merge',
           proof: {
+            cursor: 'id',
             columns: [{ name: 'id', figures: 'integer' }],
             figures: { row_count: '10', c0_nulls: '0', c0_min: '1', c0_max: '4' },
           },
         },
-        watermark: { cursor: 'id', cursorKind: 'integer', value: '4' },
+        watermark: {
+          source: { schema: 'sales', name: 'cut' },
+          cursor: 'id',
+          cursorKind: 'integer',
+          value: '4',
+          fullRefreshReason: null,
+        },
       },
     ],
     { runId: `inc-${count}` },

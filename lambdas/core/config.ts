@@ -56,7 +56,7 @@ const incremental = object(
       INCREMENT_MODES,
       'is missing; say how the rows past the watermark are applied: "merge" (update by key, insert new keys) or "append" (insert them all).',
     ).describe(
-      '`merge`: rows with cursor ≥ the watermark, updated by key (only changed rows are written) or inserted; needs a key as strategy `merge` does. `append`: rows with cursor > the watermark, all inserted.',
+      '`merge`: rows with cursor ≥ the watermark, updated by key (only changed rows are written) or inserted; needs a key as strategy `merge` does. `append`: rows with cursor > the watermark, all inserted; not with a `date` cursor (rows added after a run to the day of its watermark would never come).',
     ),
     deletes: oneOf(INCREMENT_DELETES)
       .default(CONFIG_DEFAULTS.incremental.deletes)

@@ -3,11 +3,13 @@
  * watermark (decided when the unload starts), what the swap writes and proves for them, and
  * what the summary says about them.
  */
+import { ConfigError } from '../core/errors';
 import { displayQualified } from '../core/identifiers';
 import {
   checkCursor,
   decideIncrement,
   incrementMode,
+  nullCursorReason,
   readWatermarks,
   type TableIncrement,
   watermarkAfter,
@@ -39,6 +41,9 @@ export async function decideIncrements(
       ? checkCursor(table, table.incremental.cursor, source, transfer.columns)
       : null,
   );
+  for (const { table, liveExists } of tables) {
+    if (table.incremental && !liveExists) checkFirstRunKey(table);
+  }
   const incremental = tables.filter(({ table }) => table.incremental);
   if (incremental.length === 0) return tables.map(() => null);
   const stored = await readWatermarks(
@@ -67,6 +72,21 @@ export async function decideIncrements(
     }
     return increment;
   });
+}
+
+/**
+ * An increment that matches rows by key (mode "merge", deletes "reconcile") takes it from
+ * `primaryKey` or the live table's primary key. The first run creates the live table with no
+ * primary key, so without `primaryKey` every increment after it would be refused: say so now,
+ * before anything is unloaded or created.
+ */
+function checkFirstRunKey(table: SyncTable): void {
+  const { mode, deletes } = table.incremental!;
+  if (table.primaryKey || (mode !== 'merge' && deletes !== 'reconcile')) return;
+  const what = mode === 'merge' ? 'incremental mode "merge"' : 'incremental deletes "reconcile"';
+  throw new ConfigError(
+    `${displayQualified(table.target)}: ${what} needs a key, and the live table does not exist yet: this run would create it without a primary key, and every increment after it would be refused. Set "primaryKey" for this table in the config, or create the live table with a primary key before the first run.`,
+  );
 }
 
 /** The mode a dry run says an incremental table would run in, and why full. */
@@ -113,9 +133,11 @@ export async function plannedIncrement(
     ? await files.readWholeFigures(transfer.table.target)
     : await files.readFigures(transfer.table.target);
   const watermark: PlannedWatermark = {
+    source: transfer.table.source,
     cursor: increment.cursor,
     cursorKind: increment.cursorKind,
     value: watermarkAfter(increment, whole),
+    fullRefreshReason: nullCursorReason(increment, whole, transfer.table.source),
   };
   if (!transfer.delta) return { watermark };
   return {
@@ -123,6 +145,7 @@ export async function plannedIncrement(
     increment: {
       mode: increment.apply,
       proof: {
+        cursor: increment.cursor,
         columns: transfer.columns.map(({ name, figures }) => ({ name, figures })),
         figures: figuresRow(whole),
       },

@@ -5,7 +5,12 @@
  */
 import * as z from 'zod';
 import { ConfigError } from '../errors';
-import { displayIdentifier, displayQualified, type QualifiedName } from '../identifiers';
+import {
+  displayIdentifier,
+  displayQualified,
+  type QualifiedName,
+  sameQualifiedName,
+} from '../identifiers';
 import { ADMIN_SCHEMA } from '../schema/admin';
 import type { SqlClient } from '../sql-client';
 import {
@@ -17,6 +22,7 @@ import {
   type SyncTable,
   type TableFigures,
 } from '../transfer/types';
+import { targetTypeFor, typeMapEntryFor } from '../unload/type-map';
 
 /** The figure kinds whose max is the exact text of a value, and so can be a watermark. */
 export const CURSOR_KINDS = ['integer', 'decimal', 'date', 'timestamp', 'timestamptz'] as const;
@@ -43,6 +49,8 @@ export type TableIncrement = z.infer<typeof tableIncrement>;
 
 /** A row of redshift_sync.watermarks. */
 export interface StoredWatermark {
+  /** The source table it was taken over; null in rows written before that was recorded. */
+  readonly source: QualifiedName | null;
   readonly cursorColumn: string;
   readonly cursorType: string;
   readonly watermark: string | null;
@@ -73,9 +81,25 @@ export function checkCursor(
     );
   }
   const kind = transfer.figures as FigureKind;
+  const sourceKind = typeMapEntryFor(sourceColumn)?.figures;
+  if (!isCursorKind(kind) && sourceKind !== undefined && isCursorKind(sourceKind)) {
+    // The source's type would do, but the live column's type differs from the one the
+    // source's maps to, so their values do not print alike and no watermark can be compared.
+    throw new ConfigError(
+      `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)} but ${transfer.targetType} in the live table: a cursor's values must print alike on both sides; give the live column type ${targetTypeFor(sourceColumn, table.source)}, or name another cursor.`,
+    );
+  }
   if (!(CURSOR_KINDS as readonly string[]).includes(kind)) {
     throw new ConfigError(
       `${where} has type ${sourceColumn.dataType} in ${displayQualified(table.source)}, which cannot be a cursor; use a column of one of ${SUITABLE}, that grows with every change.`,
+    );
+  }
+  if (kind === 'date' && table.incremental?.mode === 'append') {
+    // Rows of a day keep arriving after a run has taken that day as its watermark; append
+    // sends only rows past it (">", each row once), so they would never come, and every
+    // such run would fail its whole-table check.
+    throw new ConfigError(
+      `${where} is a date, which mode "append" cannot use: it sends only the rows past the watermark's day, so rows of that day added after a run would never come. Use mode "merge" with a key (it reads from the watermark's day on), or a timestamp cursor.`,
     );
   }
   return { kind: kind as CursorKind, castType: castType(kind as CursorKind, sourceColumn) };
@@ -149,6 +173,11 @@ export function incrementMode(
   if (!options.liveExists) return full('the live table does not exist yet');
   if (!stored || stored.watermark === null) return full('no watermark yet: the first run');
   if (stored.fullRefreshReason !== null) return full(stored.fullRefreshReason);
+  if (stored.source && !sameQualifiedName(stored.source, table.source)) {
+    return full(
+      `the source table changed from ${displayQualified(stored.source)} to ${displayQualified(table.source)}`,
+    );
+  }
   if (stored.cursorColumn !== cursor) {
     return full(
       `the cursor column changed from ${displayIdentifier(stored.cursorColumn)} to ${displayIdentifier(cursor)}`,
@@ -191,6 +220,23 @@ export function watermarkAfter(increment: TableIncrement, whole: TableFigures): 
   return column?.max ?? null;
 }
 
+/**
+ * Why every run of the table must be full while its cursor is NULL in some rows of the
+ * snapshot (null when it is in none): an increment selects rows by `cursor >= watermark` (or
+ * `>`), which no NULL satisfies, so a row inserted with a NULL cursor, or updated to one, or
+ * changed in any other column while its cursor stays NULL, would never reach live.
+ */
+export function nullCursorReason(
+  increment: TableIncrement,
+  whole: TableFigures,
+  source: QualifiedName,
+): string | null {
+  const nulls = whole.columns.find((figures) => figures.column === increment.cursor)?.nulls ?? 0;
+  if (nulls === 0) return null;
+  const cursor = displayIdentifier(increment.cursor);
+  return `the cursor ${cursor} was NULL in ${nulls} ${nulls === 1 ? 'row' : 'rows'} of the source table ${displayQualified(source)} at the last run: an increment cannot see a row whose cursor is NULL (inserted with NULL, or updated to NULL), so every run of this table is full until none is; make ${cursor} NOT NULL in the source (fill its NULLs, e.g. with the row's creation time, and set it on every insert and update), or name a cursor that is never NULL.`;
+}
+
 /** The stored watermarks of `targets`, by `schema.table` as displayQualified writes it. */
 export async function readWatermarks(
   db: SqlClient,
@@ -199,12 +245,15 @@ export async function readWatermarks(
   const rows = await db.query<{
     schema: string;
     name: string;
+    sourceSchema: string | null;
+    sourceName: string | null;
     cursorColumn: string;
     cursorType: string;
     watermark: string | null;
     fullRefreshReason: string | null;
   }>(
     `SELECT w.target_schema::text AS schema, w.target_table::text AS name,
+            w.source_schema::text AS "sourceSchema", w.source_table::text AS "sourceName",
             w.cursor_column::text AS "cursorColumn", w.cursor_type AS "cursorType",
             w.watermark, w.full_refresh_reason AS "fullRefreshReason"
        FROM ${ADMIN_SCHEMA}.watermarks w
@@ -213,7 +262,16 @@ export async function readWatermarks(
     { targets: JSON.stringify(targets) },
   );
   return new Map(
-    rows.map(({ schema, name, ...stored }) => [displayQualified({ schema, name }), stored]),
+    rows.map(({ schema, name, sourceSchema, sourceName, ...stored }) => [
+      displayQualified({ schema, name }),
+      {
+        ...stored,
+        source:
+          sourceSchema !== null && sourceName !== null
+            ? { schema: sourceSchema, name: sourceName }
+            : null,
+      },
+    ]),
   );
 }
 

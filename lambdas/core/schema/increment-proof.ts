@@ -7,8 +7,9 @@
  *   a contract test holds the two to the same results;
  * - `redshift_sync.check_increment(live, proof)` compares live's figures, after the increment
  *   was applied, with the source's whole-table figures of the unload snapshot
- *   (`{"columns", "figures"}`), and raises RS002 naming each figure that differs, so that the
- *   swap rolls back and live stays as it was.
+ *   (`{"cursor", "columns", "figures"}`), and raises RS002 naming each figure that differs, so
+ *   that the swap rolls back and live stays as it was; a source whose cursor is NULL in some
+ *   rows is refused first, by the cursor's name (no delta filter can send such a row).
  * Counts are compared as numbers (a sum over no rows is NULL on one side and 0 once parsed on
  * the other), float minima and maxima at the digits Redshift prints (6 and 15 significant, as
  * the quality gate in ../load/quality-gate.ts does), everything else as exact text.
@@ -114,7 +115,26 @@ DECLARE
   v_same boolean;
   v_differences text[] := '{}';
   v_name text;
+  v_cursor_nulls_key text;
+  v_cursor_nulls text;
 BEGIN
+  -- Quoted always, as quoteQualified writes it, so that the pipeline can tell which table failed.
+  SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' INTO v_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_live;
+  -- A row whose cursor is NULL matches no delta filter: inserted so, or updated to it, it never
+  -- comes. Said as such, not as the figures it happens to move.
+  SELECT format('c%s_nulls', c.ordinality - 1) INTO v_cursor_nulls_key
+    FROM jsonb_array_elements(p_proof -> 'columns') WITH ORDINALITY c(value, ordinality)
+   WHERE c.value ->> 'name' = p_proof ->> 'cursor';
+  v_cursor_nulls := coalesce(p_proof -> 'figures' ->> v_cursor_nulls_key, '0');
+  IF v_cursor_nulls::numeric > 0 THEN
+    RAISE EXCEPTION 'the increment of % was not applied: its cursor % is NULL in % % of the source table (% in live), and an increment never sends a row whose cursor is NULL (inserted with NULL, or updated to NULL). Make % NOT NULL in the source (fill its NULLs, e.g. with the row''s creation time, and set it on every insert and update), or name a cursor that is never NULL; until then every run of this table is full.',
+      v_name, quote_ident(p_proof ->> 'cursor'), v_cursor_nulls,
+      CASE WHEN v_cursor_nulls::numeric = 1 THEN 'row' ELSE 'rows' END,
+      coalesce(v_live ->> v_cursor_nulls_key, '0'),
+      quote_ident(p_proof ->> 'cursor')
+      USING ERRCODE = '${incrementMismatch}';
+  END IF;
   FOR v_figure IN SELECT key, value FROM jsonb_each_text(p_proof -> 'figures') ORDER BY key LOOP
     v_live_value := v_live ->> v_figure.key;
     v_match := regexp_match(v_figure.key, '^c([0-9]+)_([a-z]+)$');
@@ -138,9 +158,6 @@ BEGIN
     END IF;
   END LOOP;
   IF cardinality(v_differences) > 0 THEN
-    -- Quoted always, as quoteQualified writes it, so that the pipeline can tell which table failed.
-    SELECT '"' || replace(n.nspname, '"', '""') || '"."' || replace(c.relname, '"', '""') || '"' INTO v_name
-      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_live;
     RAISE EXCEPTION 'the increment of % was not applied: with it, the live table would not match the whole source table in the same snapshot (%). A cursor value went backwards, rows were deleted from the source, or the live table was changed by someone else; the next run of this table is a full refresh.',
       v_name, array_to_string(v_differences, '; ')
       USING ERRCODE = '${incrementMismatch}';

@@ -170,6 +170,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP FUNCTION IF EXISTS ${ADMIN_SCHEMA}.publish_by_rename(name, name, regclass, name, text)`,
     ],
   },
+  {
+    number: 6,
+    description:
+      'watermarks records the source table each watermark was taken over, so that a change of source makes the next run full (NULL in rows written before: not compared)',
+    statements: [
+      `ALTER TABLE IF EXISTS ${ADMIN_SCHEMA}.watermarks
+         ADD COLUMN IF NOT EXISTS source_schema name,
+         ADD COLUMN IF NOT EXISTS source_table name`,
+    ],
+  },
 ];
 
 /** What is installed: a hash of every object's and migration's SQL. */

@@ -178,6 +178,10 @@ DECLARE
   v_digest text := md5((SELECT jsonb_agg(jsonb_build_array(t -> 'live', t -> 'staging', t ->> 'strategy'))
                         FROM jsonb_array_elements(p_plan -> 'tables') t)::text);
   v_recorded jsonb;
+  -- Each increment whose proof failed: all are named at the end, so that each table's next
+  -- run is full, not only the first one's.
+  v_mismatches text[] := '{}';
+  v_mismatch text;
 BEGIN
   -- A retry of a swap that committed (its answer lost to a Data API cut-off or a Lambda
   -- retry) finds it recorded: answer with what it did, and touch nothing.
@@ -278,7 +282,12 @@ BEGIN
         EXECUTE format('DROP TABLE %s', v_keys);
       END IF;
       -- Before commit: live with the increment must be the whole source table, or nothing is.
-      PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+      BEGIN
+        PERFORM ${ADMIN_SCHEMA}.check_increment(v_live, v_table -> 'increment' -> 'proof');
+      EXCEPTION WHEN SQLSTATE '${SYNC_SQLSTATE.incrementMismatch}' THEN
+        GET STACKED DIAGNOSTICS v_mismatch = MESSAGE_TEXT;
+        v_mismatches := v_mismatches || v_mismatch;
+      END;
     ELSIF jsonb_typeof(v_table -> 'increment') = 'object' THEN
       -- Live was dropped since the increment was planned: staging holds the delta only, which
       -- must not become the table (by rename, below). RS002 has the table's next run be full.
@@ -305,18 +314,36 @@ BEGIN
     -- The watermark commits with the rows it stands for (./watermarks.ts).
     IF jsonb_typeof(v_table -> 'watermark') = 'object' THEN
       INSERT INTO ${ADMIN_SCHEMA}.watermarks AS w
-        (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id)
+        (target_schema, target_table, cursor_column, cursor_type, watermark, full_refresh_reason, run_id,
+         source_schema, source_table)
       VALUES (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name',
               v_table -> 'watermark' ->> 'cursor', v_table -> 'watermark' ->> 'cursorKind',
-              v_table -> 'watermark' ->> 'value', NULL, v_run_id)
+              v_table -> 'watermark' ->> 'value', v_table -> 'watermark' ->> 'fullRefreshReason', v_run_id,
+              v_table -> 'watermark' -> 'source' ->> 'schema', v_table -> 'watermark' -> 'source' ->> 'name')
       ON CONFLICT (target_schema, target_table) DO UPDATE
         SET cursor_column = EXCLUDED.cursor_column, cursor_type = EXCLUDED.cursor_type,
-            watermark = EXCLUDED.watermark, full_refresh_reason = NULL,
+            source_schema = EXCLUDED.source_schema, source_table = EXCLUDED.source_table,
+            watermark = EXCLUDED.watermark, full_refresh_reason = EXCLUDED.full_refresh_reason,
             run_id = EXCLUDED.run_id, updated_at = clock_timestamp();
+    ELSE
+      -- Published without a watermark (a run of the table without "incremental", a rollback):
+      -- a watermark kept from before no longer says which rows live holds. An increment from
+      -- it would append rows live already has, or leave out changes a rolled-back version
+      -- lacks, where the figures cannot tell. Mark it for a full run. (A partition's rollback
+      -- is planned on its partitioned table, whose row this is.)
+      UPDATE ${ADMIN_SCHEMA}.watermarks w
+         SET full_refresh_reason = format('the live table was replaced by %s, which keeps no watermark (a run of the table without "incremental", or a rollback), so its watermark no longer says which rows live holds', v_run_id),
+             updated_at = clock_timestamp()
+       WHERE (w.target_schema, w.target_table) = (v_table -> 'live' ->> 'schema', v_table -> 'live' ->> 'name');
     END IF;
     v_results := v_results || jsonb_build_object(
       'live', v_table -> 'live', 'strategy', v_table ->> 'strategy', 'result', v_result);
   END LOOP;
+
+  IF cardinality(v_mismatches) > 0 THEN
+    RAISE EXCEPTION '%', array_to_string(v_mismatches, E'\n')
+      USING ERRCODE = '${SYNC_SQLSTATE.incrementMismatch}';
+  END IF;
 
   v_result := jsonb_build_object(
     'tables', v_results,

@@ -15,11 +15,13 @@ export const WATERMARKS_SQL: readonly string[] = [
     watermark text,
     full_refresh_reason text,
     run_id text NOT NULL,
+    source_schema name,
+    source_table name,
     updated_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (target_schema, target_table)
   )`,
   describeTable(
     'watermarks',
-    'Per incremental table of the Redshift-to-Aurora sync: the cursor column, its figure kind, the largest cursor value applied (NULL: none, so the next run is full), and why the next run must be full (full_refresh_reason), if it must. Delete a row to make the next run of that table full.',
+    'Per incremental table of the Redshift-to-Aurora sync: the cursor column, its figure kind, the largest cursor value applied (NULL: none, so the next run is full), the source table it was taken over, and why the next run must be full (full_refresh_reason), if it must. Delete a row to make the next run of that table full.',
   ),
 ];

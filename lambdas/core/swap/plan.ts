@@ -14,6 +14,8 @@ export interface PlannedIncrement {
   readonly mode: IncrementMode;
   /** The source's whole-table figures of the snapshot (figuresRow) over these columns. */
   readonly proof: {
+    /** The cursor column: the proof refuses, naming it, a source where it is NULL. */
+    readonly cursor: string;
     readonly columns: readonly FiguredColumn[];
     readonly figures: Readonly<Record<string, string | null>>;
   };
@@ -26,10 +28,17 @@ export interface PlannedIncrement {
 
 /** The watermark the swap writes with an incremental table's rows (every run of it, full or not). */
 export interface PlannedWatermark {
+  /** The source table the watermark is taken over: another one later makes the run full. */
+  readonly source: QualifiedName;
   readonly cursor: string;
   readonly cursorKind: string;
   /** The cursor's max in the snapshot; null when the source is empty. */
   readonly value: string | null;
+  /**
+   * Why the table's next run must be full although this one published it (its cursor is NULL
+   * in some rows of the snapshot: nullCursorReason); null: the next run may be an increment.
+   */
+  readonly fullRefreshReason: string | null;
 }
 
 /**
